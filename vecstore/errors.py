@@ -1,0 +1,80 @@
+"""One error tree for everything vecstore raises.
+
+Every error derives from :class:`VecstoreError`; each subclass also derives from the builtin
+that matches it, so callers may catch either ``vecstore.InvalidArgumentError`` or ``ValueError``.
+Errors raised by DuckDB, Arrow, FAISS and hnswlib are translated at the boundary where vecstore
+calls them; a message says what was given, what was expected and how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class VecstoreError(Exception):
+    """Base class of every error vecstore raises on purpose."""
+
+
+class InvalidArgumentError(VecstoreError, ValueError):
+    """An argument, a row or a value is not acceptable (wrong dimension, NaN, bad type, ...)."""
+
+
+class SchemaError(InvalidArgumentError):
+    """A row or batch does not fit the table's schema (unknown type, incompatible column type)."""
+
+
+class FilterError(InvalidArgumentError):
+    """A ``where`` filter is malformed, refers to an unknown column, or is not a plain expression."""
+
+
+class NotFoundError(VecstoreError, KeyError):
+    """A table, version, index or id does not exist."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; we want the plain message
+        return str(self.args[0]) if self.args else ""
+
+
+class AlreadyExistsError(VecstoreError, FileExistsError):
+    """A table (or another named object) already exists."""
+
+
+class DuplicateIdError(InvalidArgumentError):
+    """``add`` was given an id that the table already holds, or the same id twice."""
+
+
+class CorruptStoreError(VecstoreError, OSError):
+    """A file of the store is truncated, altered or unreadable; its path is in the message."""
+
+
+class ConcurrencyError(VecstoreError, TimeoutError):
+    """A writer could not take the table's lock in time, or lost a race it could not retry."""
+
+
+class ReadOnlyError(VecstoreError, PermissionError):
+    """A write was attempted on a read-only view (a table checked out at an older version)."""
+
+
+class MissingDependencyError(VecstoreError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+def missing_extra(module: str, extra: str) -> MissingDependencyError:
+    """Build the error raised when an optional module is absent."""
+    return MissingDependencyError(
+        f"this feature needs the optional module {module!r}; "
+        f"install it with: pip install 'vecstore[{extra}]'"
+    )
+
+
+__all__ = [
+    "AlreadyExistsError",
+    "ConcurrencyError",
+    "CorruptStoreError",
+    "DuplicateIdError",
+    "FilterError",
+    "InvalidArgumentError",
+    "MissingDependencyError",
+    "NotFoundError",
+    "ReadOnlyError",
+    "SchemaError",
+    "VecstoreError",
+    "missing_extra",
+]
