@@ -1,0 +1,36 @@
+# vecstore: `make demo` sets everything up and runs the demo; `make test` runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch (a wheel on this machine's disk; elsewhere PyPI's). Override with
+# TORCH_SPEC="torch" on a machine with a GPU to let pip pick the CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: setup demo test test-all lint typecheck bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: setup
+	$(VENV)/bin/vecstore demo
+
+test: setup
+	$(PY) -m pytest -q
+
+test-all: setup
+	$(PY) -m pytest -q -m "not gpu"
+
+lint: setup
+	$(VENV)/bin/ruff check vecstore native tests bench
+
+typecheck: setup
+	$(VENV)/bin/mypy vecstore
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache demo_store

@@ -1,0 +1,54 @@
+"""vecstore: embedded vector search with Arrow storage, DuckDB filters and filtered ANN.
+
+>>> import vecstore, tempfile
+>>> db = vecstore.connect(tempfile.mkdtemp())
+>>> tbl = db.create_table("papers", dim=2)
+>>> tbl.add([{"id": "p1", "vector": [1.0, 0.0], "year": 2021}])
+['p1']
+>>> tbl.search([1.0, 0.1]).limit(1).to_list()[0]["id"]
+'p1'
+"""
+
+from .config import Metric, TableConfig
+from .db import Database, connect
+from .errors import (
+    AlreadyExistsError,
+    ConcurrencyError,
+    CorruptStoreError,
+    DuplicateIdError,
+    FilterError,
+    InvalidArgumentError,
+    MissingDependencyError,
+    NotFoundError,
+    ReadOnlyError,
+    SchemaError,
+    VecstoreError,
+)
+from .query.builder import Query
+from .query.results import Hits, Plan
+from .table import Table
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlreadyExistsError",
+    "ConcurrencyError",
+    "CorruptStoreError",
+    "Database",
+    "DuplicateIdError",
+    "FilterError",
+    "Hits",
+    "InvalidArgumentError",
+    "Metric",
+    "MissingDependencyError",
+    "NotFoundError",
+    "Plan",
+    "Query",
+    "ReadOnlyError",
+    "SchemaError",
+    "Table",
+    "TableConfig",
+    "VecstoreError",
+    "__version__",
+    "connect",
+]

@@ -1,0 +1,1 @@
+"""Query layer: filters (DuckDB, sandboxed), the immutable Query builder, the planner, results."""

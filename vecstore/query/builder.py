@@ -1,0 +1,95 @@
+"""The immutable, chainable :class:`Query` that ``Table.search`` returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..config import DEFAULT_OVERSAMPLE
+from ..errors import InvalidArgumentError
+from .results import Hits, Plan
+
+if TYPE_CHECKING:
+    from ..table import Table
+
+MAX_K = 100_000
+MAX_OVERSAMPLE = 4096
+
+
+@dataclass(frozen=True, eq=False)
+class Query:
+    """A vector query over a table. Every method returns a new Query; nothing runs until
+    ``to_list()``, ``to_arrow()``, ``to_pandas()``, ``hits()`` or ``explain()``.
+
+    >>> import vecstore, numpy as np, tempfile
+    >>> db = vecstore.connect(tempfile.mkdtemp())
+    >>> tbl = db.create_table("t", dim=2)
+    >>> _ = tbl.add([{"id": "a", "vector": [1, 0], "n": 1}, {"id": "b", "vector": [0, 1], "n": 2}])
+    >>> [h["id"] for h in tbl.search([1, 0.1]).where("n >= ?", 1).limit(1).to_list()]
+    ['a']
+    """
+
+    _table: Table
+    _vector: Any
+    _where: str | None = None
+    _params: tuple[Any, ...] = ()
+    _k: int = 10
+    _oversample: int = DEFAULT_OVERSAMPLE
+    _exact: bool = False
+    _columns: tuple[str, ...] | None = None
+
+    def where(self, sql: str, *params: Any) -> Query:
+        """Keep only rows for which the SQL expression ``sql`` is true. ``?`` placeholders are
+        bound to ``params`` (never pasted into the SQL). Calling ``where`` again replaces the
+        filter; combine conditions with AND inside one expression."""
+        self._table._check_filter(sql)
+        return replace(self, _where=sql, _params=tuple(params))
+
+    def limit(self, k: int) -> Query:
+        """Return at most ``k`` rows (default 10)."""
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 0 or k > MAX_K:
+            raise InvalidArgumentError(f"limit must be an integer in 0..{MAX_K}, got {k!r}")
+        return replace(self, _k=int(k))
+
+    def rescore(self, oversample: int = DEFAULT_OVERSAMPLE) -> Query:
+        """Take ``k x oversample`` candidates from the binary codes before rescoring them.
+        Higher is slower and never lowers recall."""
+        if (not isinstance(oversample, (int, np.integer)) or isinstance(oversample, bool)
+                or not 1 <= oversample <= MAX_OVERSAMPLE):
+            raise InvalidArgumentError(
+                f"oversample must be an integer in 1..{MAX_OVERSAMPLE}, got {oversample!r}"
+            )
+        return replace(self, _oversample=int(oversample))
+
+    def exact(self, exact: bool = True) -> Query:
+        """Score every matching row with float32 vectors (slow, exact: the oracle)."""
+        return replace(self, _exact=bool(exact))
+
+    def select(self, *columns: str) -> Query:
+        """Return only these columns besides ``id`` and ``score`` (``"vector"`` adds the vector)."""
+        if len(columns) == 1 and isinstance(columns[0], (list, tuple)):
+            columns = tuple(columns[0])
+        self._table._check_columns(columns)
+        return replace(self, _columns=tuple(columns))
+
+    # -- running ---------------------------------------------------------------------------
+    def hits(self) -> Hits:
+        """Run the query: the rows found, best first, and the plan that found them."""
+        return self._table._run(self)
+
+    def to_list(self) -> list[dict[str, Any]]:
+        """``[{"id", "score", <attributes>...}]``, best first."""
+        return self.hits().to_list()
+
+    def to_arrow(self) -> pa.Table:
+        return self.hits().to_arrow()
+
+    def to_pandas(self) -> Any:
+        return self.hits().to_pandas()
+
+    def explain(self) -> Plan:
+        """Run the query and return the plan it used (print it for a readable report)."""
+        return self.hits().plan

@@ -1,0 +1,273 @@
+"""``where`` filters: a boolean SQL expression over the table's columns, evaluated by DuckDB.
+
+A filter is checked before it runs. DuckDB parses it (``json_serialize_sql``) inside a fixed
+``SELECT _row FROM <view> WHERE (...)`` and the parse tree must be exactly that statement, with
+a WHERE clause built only from allowed nodes: column references to the table's own columns,
+constants, bound parameters, comparisons, AND/OR/NOT, IN, BETWEEN, IS NULL, CASE, CAST and an
+allow-listed set of scalar functions. Subqueries, table functions, lambdas, window functions,
+statements and comments never reach execution. As a second wall, the DuckDB connection runs
+with external access disabled and its configuration locked, so even a function we missed can
+read no file and reach no network. Parameters are bound by DuckDB, never pasted into the SQL.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import duckdb
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from ..errors import FilterError
+
+VIEW = "__vecstore_rows"
+ROW_COLUMN = "__vecstore_row"
+MAX_FILTER_CHARS = 100_000
+MAX_DEPTH = 200
+
+ALLOWED_FUNCTIONS = frozenset({
+    # operators DuckDB spells as functions
+    "+", "-", "*", "/", "//", "%", "^", "**", "||", "~~", "!~~", "~~*", "!~~*", "~~~", "!~~~",
+    "&", "|", "<<", ">>", "@>", "<@", "&&",
+    # strings
+    "lower", "upper", "lcase", "ucase", "length", "strlen", "char_length", "character_length",
+    "trim", "ltrim", "rtrim", "starts_with", "ends_with", "prefix", "suffix", "contains",
+    "substring", "substr", "left", "right", "replace", "concat", "concat_ws", "strpos",
+    "instr", "position", "regexp_matches", "regexp_full_match", "like_escape", "ilike_escape",
+    "reverse", "repeat", "lpad", "rpad", "string_split", "split_part", "nfc_normalize",
+    "strip_accents", "levenshtein", "jaccard", "md5", "hash", "ascii", "chr", "format",
+    # numbers
+    "abs", "round", "floor", "ceil", "ceiling", "sign", "sqrt", "pow", "power", "exp", "ln",
+    "log", "log2", "log10", "greatest", "least", "mod", "isnan", "isinf", "isfinite",
+    # lists
+    "list_contains", "list_has", "array_contains", "array_has", "list_has_any", "array_has_any",
+    "list_has_all", "array_has_all", "len", "array_length", "list_value", "list_position",
+    "list_indexof", "list_extract", "array_extract", "list_element", "list_distinct",
+    "list_unique", "list_sort", "list_min", "list_max", "list_sum", "list_count", "array_value",
+    "list_intersect", "list_concat", "array_concat", "list_slice", "array_slice",
+    # dates and times
+    "year", "month", "day", "dayofmonth", "dayofweek", "dayofyear", "week", "weekofyear",
+    "quarter", "hour", "minute", "second", "epoch", "epoch_ms", "date_part", "datepart",
+    "date_trunc", "datetrunc", "date_diff", "datediff", "date_sub", "datesub", "date_add",
+    "strftime", "strptime", "to_timestamp", "make_date", "make_timestamp", "current_date",
+    "today", "now", "current_timestamp", "get_current_timestamp", "to_days", "to_hours",
+    "to_minutes", "to_seconds", "to_years", "to_months", "to_weeks", "to_milliseconds",
+    "last_day", "dayname", "monthname", "isodow", "yearweek", "age",
+    # nulls and conditionals
+    "coalesce", "ifnull", "nullif", "if", "iff",
+})
+
+_NODE_CLASSES = frozenset({
+    "COLUMN_REF", "CONSTANT", "PARAMETER", "COMPARISON", "CONJUNCTION", "OPERATOR",
+    "FUNCTION", "CASE", "CAST", "BETWEEN", "COLLATE",
+})
+_OPERATOR_TYPES = frozenset({
+    "OPERATOR_NOT", "OPERATOR_IS_NULL", "OPERATOR_IS_NOT_NULL", "COMPARE_IN", "COMPARE_NOT_IN",
+    "ARRAY_EXTRACT", "ARRAY_SLICE", "OPERATOR_COALESCE", "OPERATOR_NULLIF",
+})
+
+
+def connect_sandboxed() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection that can read no file, reach no network and load no
+    extension, with its configuration locked so a query cannot turn that back on."""
+    con = duckdb.connect(
+        ":memory:",
+        config={
+            "enable_external_access": False,
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "threads": 1,
+        },
+    )
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+class _Checker:
+    def __init__(self, text: str, columns: dict[str, str]) -> None:
+        self.text = text
+        self.columns = columns  # lower-case name -> real name
+
+    def fail(self, why: str) -> FilterError:
+        return FilterError(f"invalid filter {self.text!r}: {why}")
+
+    def check_type(self, t: Any) -> None:
+        if isinstance(t, dict):
+            if t.get("id") == "UNBOUND":
+                name = str((t.get("type_info") or {}).get("name", "")).lower()
+                if name not in _TYPE_NAMES:
+                    raise self.fail(f"unknown type {name!r}")
+            for v in t.values():
+                self.check_type(v)
+        elif isinstance(t, list):
+            for v in t:
+                self.check_type(v)
+
+    def walk(self, node: Any, depth: int = 0) -> None:
+        if depth > MAX_DEPTH:
+            raise self.fail(f"the expression nests deeper than {MAX_DEPTH} levels")
+        if isinstance(node, list):
+            for child in node:
+                self.walk(child, depth + 1)
+            return
+        if not isinstance(node, dict):
+            return
+        cls = node.get("class")
+        if cls is None:
+            # not an expression node (a value, a type, a modifier): look for expressions inside
+            for key, value in node.items():
+                if key in ("value", "type", "cast_type", "type_info", "catalog_name"):
+                    continue
+                self.walk(value, depth + 1)
+            return
+        if cls not in _NODE_CLASSES:
+            what = {"SUBQUERY": "subqueries", "LAMBDA": "lambda functions", "WINDOW": "window functions",
+                    "STAR": "'*'", "COLUMNS": "COLUMNS(...)"}.get(cls, f"{cls.lower()} expressions")
+            raise self.fail(f"{what} are not allowed; a filter is a plain expression over the columns")
+        if cls == "COLUMN_REF":
+            names = node.get("column_names", [])
+            if len(names) != 1:
+                raise self.fail(f"{'.'.join(names)!r} is not a column (qualified names and struct "
+                                f"fields are not supported)")
+            name = names[0]
+            if name.lower() not in self.columns:
+                known = ", ".join(sorted(self.columns.values()))
+                raise self.fail(f"unknown column {name!r}; the table's columns are: {known}")
+        elif cls == "CAST":
+            self.check_type(node.get("cast_type"))
+        elif cls == "OPERATOR" and node.get("type") not in _OPERATOR_TYPES:
+            raise self.fail(f"operator {node.get('type')} is not allowed")
+        elif cls == "FUNCTION":
+            fname = str(node.get("function_name", "")).lower()
+            if node.get("schema") not in (None, "", "main") or node.get("catalog") not in (None, "", "system"):
+                raise self.fail(f"qualified function names ({fname!r}) are not allowed")
+            if fname not in ALLOWED_FUNCTIONS:
+                raise self.fail(f"function {fname!r} is not allowed in a filter")
+            if node.get("filter") is not None or node.get("distinct") or \
+                    (node.get("order_bys") or {}).get("orders"):
+                raise self.fail("aggregate clauses are not allowed in a filter")
+        for key, value in node.items():
+            if key in ("class", "type", "alias", "query_location", "column_names", "function_name",
+                       "value", "cast_type", "identifier", "schema", "catalog"):
+                continue
+            self.walk(value, depth + 1)
+
+
+_TYPE_NAMES = frozenset({
+    "text", "string", "varchar", "char", "bpchar", "int", "integer", "int4", "int8", "int2", "int1",
+    "bigint", "smallint", "tinyint", "hugeint", "ubigint", "uinteger", "usmallint", "utinyint",
+    "double", "float", "float4", "float8", "real", "boolean", "bool", "date", "timestamp",
+    "timestamptz", "time", "interval", "decimal", "numeric", "long", "short",
+})
+
+
+def _has_comment(text: str) -> bool:
+    """Whether ``text`` holds an SQL comment outside string literals and quoted names."""
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c in ("'", '"'):
+            j = text.find(c, i + 1)
+            while j != -1 and j + 1 < n and text[j + 1] == c:  # doubled quote = escaped quote
+                j = text.find(c, j + 2)
+            if j == -1:
+                return False  # unbalanced: the parser reports it
+            i = j + 1
+            continue
+        if text.startswith("--", i) or text.startswith("/*", i):
+            return True
+        i += 1
+    return False
+
+
+def parse_filter(text: str, columns: Iterable[str], con: duckdb.DuckDBPyConnection) -> str:
+    """Check ``text`` and return the SQL statement that evaluates it (with ``?`` parameters)."""
+    if not isinstance(text, str):
+        raise FilterError(f"a filter must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise FilterError("the filter is empty; pass a boolean expression such as \"year > 2020\"")
+    if len(text) > MAX_FILTER_CHARS:
+        raise FilterError(f"the filter is {len(text):,} characters long; the limit is {MAX_FILTER_CHARS:,}")
+    if "\x00" in text:
+        raise FilterError("the filter contains a NUL character")
+    if _has_comment(text):
+        raise FilterError(f"invalid filter {text!r}: SQL comments are not allowed in a filter")
+    sql = f"SELECT {ROW_COLUMN} FROM {VIEW} WHERE (\n{text}\n)"
+    try:
+        raw = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+    except duckdb.Error as exc:
+        raise FilterError(f"invalid filter {text!r}: {exc}") from None
+    tree = json.loads(raw[0]) if raw else {"error": True, "error_message": "no parse"}
+    if tree.get("error"):
+        msg = str(tree.get("error_message", "syntax error")).replace(sql, text)
+        raise FilterError(f"invalid filter {text!r}: {msg}")
+    statements = tree.get("statements", [])
+    checker = _Checker(text, {c.lower(): c for c in columns})
+    if len(statements) != 1:
+        raise checker.fail("it must be a single expression, not statements")
+    node = statements[0].get("node", {})
+    if node.get("type") != "SELECT_NODE":
+        raise checker.fail("it must be a single expression (set operations are not allowed)")
+    frm = node.get("from_table", {})
+    select = node.get("select_list", [])
+    if (frm.get("type") != "BASE_TABLE" or frm.get("table_name") != VIEW
+            or len(select) != 1 or select[0].get("column_names") != [ROW_COLUMN]
+            or node.get("group_expressions") or node.get("having") or node.get("qualify")
+            or node.get("sample") or node.get("modifiers") or (node.get("cte_map") or {}).get("map")):
+        raise checker.fail("it must be a single boolean expression over the table's columns")
+    if (statements[0].get("named_param_map") or []) and any(
+            not str(p.get("key", "")).isdigit() for p in statements[0]["named_param_map"]):
+        raise checker.fail("named parameters are not supported; use ? placeholders")
+    checker.walk(node.get("where_clause"))
+    return sql
+
+
+class FilterEngine:
+    """Evaluates filters over one table version's attributes (an Arrow table, zero-copy)."""
+
+    def __init__(self, attributes: pa.Table) -> None:
+        self._columns = [c for c in attributes.column_names if c != ROW_COLUMN]
+        self._con = connect_sandboxed()
+        self._con.register(VIEW, attributes)
+        self._lock = threading.Lock()
+        self._checked: dict[str, str] = {}
+
+    def _sql(self, text: str) -> str:
+        sql = self._checked.get(text)
+        if sql is None:
+            sql = parse_filter(text, self._columns, self._con)
+            if len(self._checked) > 1024:
+                self._checked.clear()
+            self._checked[text] = sql
+        return sql
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self._columns)
+
+    def check(self, text: str) -> str:
+        with self._lock:
+            return self._sql(text)
+
+    def rows(self, text: str, params: Sequence[Any]) -> npt.NDArray[np.int64]:
+        """Global row positions (sorted) of the rows for which the filter is true."""
+        with self._lock:
+            sql = self._sql(text)
+            try:
+                result = self._con.execute(sql, list(params)).fetchnumpy()
+            except duckdb.Error as exc:
+                msg = str(exc).replace(VIEW, "table").replace(ROW_COLUMN, "row")
+                raise FilterError(f"filter {text!r} failed: {msg}") from None
+            except (TypeError, ValueError) as exc:
+                raise FilterError(f"filter {text!r}: cannot bind parameters {list(params)!r}: {exc}") from None
+        rows = np.asarray(result[ROW_COLUMN], dtype=np.int64)
+        rows.sort()
+        return rows
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()

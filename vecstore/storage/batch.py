@@ -1,0 +1,357 @@
+"""Turning what users pass to ``add``/``upsert`` into a validated batch, or a clear error.
+
+Rows arrive as a list of dicts, a ``pyarrow.Table``/``RecordBatch`` or a ``pandas.DataFrame``.
+Every check runs before anything is written, so a rejected batch leaves no trace. An error names
+the row (its position and id) and the field.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..config import Metric, TableConfig
+from ..errors import DuplicateIdError, InvalidArgumentError, SchemaError
+
+RESERVED = frozenset({"id", "vector", "score"})
+MAX_ID_BYTES = 1024
+_BAD_NAME = re.compile(r"[\x00-\x1f]")
+
+
+@dataclass(frozen=True, eq=False)
+class Batch:
+    ids: pa.Array  # string
+    attributes: pa.Table  # columns in the order of ``schema``; missing ones are null
+    vectors: npt.NDArray[np.float32]
+    schema: pa.Schema  # the table's attribute schema after this batch (may have new columns)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _describe(i: int, ids: Sequence[str | None]) -> str:
+    rid = ids[i] if i < len(ids) else None
+    return f"row {i}" + (f" (id {rid!r})" if rid is not None else "")
+
+
+def _is_allowed_type(t: pa.DataType) -> bool:
+    if (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+            or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_timestamp(t)
+            or pa.types.is_date(t) or pa.types.is_null(t) or pa.types.is_decimal(t)):
+        return True
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return _is_allowed_type(t.value_type) and not pa.types.is_list(t.value_type)
+    return False
+
+
+def _normalise_type(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_large_string(t):
+        return pa.string()
+    if pa.types.is_large_list(t):
+        return pa.list_(_normalise_type(t.value_type))
+    if pa.types.is_list(t):
+        return pa.list_(_normalise_type(t.value_type))
+    if pa.types.is_float16(t):
+        return pa.float32()
+    return t
+
+
+def check_column_name(name: object) -> str:
+    if not isinstance(name, str) or not name:
+        raise SchemaError(f"column names must be non-empty strings, got {name!r}")
+    if name.startswith("_") or name in RESERVED - {"id", "vector"}:
+        raise SchemaError(
+            f"column name {name!r} is reserved (names starting with '_' and 'score' are used by "
+            f"vecstore); rename the column"
+        )
+    if _BAD_NAME.search(name) or len(name) > 256:
+        raise SchemaError(f"column name {name!r} has control characters or is over 256 characters")
+    return name
+
+
+def _to_table(rows: Any) -> tuple[pa.Table, list[dict[str, Any]] | None]:
+    if isinstance(rows, pa.Table):
+        return rows, None
+    if isinstance(rows, pa.RecordBatch):
+        return pa.Table.from_batches([rows]), None
+    if type(rows).__name__ == "DataFrame" and hasattr(rows, "to_dict"):
+        try:
+            return pa.Table.from_pandas(rows, preserve_index=False), None
+        except (pa.ArrowException, ValueError, TypeError) as exc:
+            raise SchemaError(f"cannot convert the DataFrame to Arrow: {exc}") from exc
+    if isinstance(rows, Mapping):
+        rows = [rows]
+    if not isinstance(rows, Sequence) or isinstance(rows, (str, bytes)):
+        raise InvalidArgumentError(
+            f"rows must be a list of dicts, a pyarrow.Table or a pandas.DataFrame, "
+            f"got {type(rows).__name__}"
+        )
+    for i, r in enumerate(rows):
+        if not isinstance(r, Mapping):
+            raise InvalidArgumentError(f"row {i} is a {type(r).__name__}, expected a dict")
+    return None, list(rows)  # type: ignore[return-value]
+
+
+def _ids_from(values: list[Any], n: int) -> list[str]:
+    out: list[str] = []
+    seen: dict[str, int] = {}
+    for i in range(n):
+        v = values[i] if i < len(values) else None
+        if v is None:
+            v = uuid.uuid4().hex
+        elif isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+            v = str(int(v))
+        elif not isinstance(v, str):
+            raise InvalidArgumentError(f"row {i}: id must be a string (or an int), got {type(v).__name__}")
+        if v == "":
+            raise InvalidArgumentError(f"row {i}: id is an empty string")
+        if len(v.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+            raise InvalidArgumentError(f"row {i}: id is longer than {MAX_ID_BYTES} bytes")
+        if "\x00" in v:
+            raise InvalidArgumentError(f"row {i}: id contains a NUL character")
+        if v in seen:
+            raise DuplicateIdError(f"row {i}: id {v!r} appears twice in the batch (first at row {seen[v]})")
+        seen[v] = i
+        out.append(v)
+    return out
+
+
+def _vectors_from_list(values: list[Any], ids: list[str], dim: int) -> npt.NDArray[np.float32]:
+    out = np.empty((len(values), dim), dtype=np.float32)
+    for i, v in enumerate(values):
+        if v is None:
+            raise InvalidArgumentError(f"{_describe(i, ids)}: field 'vector' is missing")
+        try:
+            a = np.asarray(v, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgumentError(
+                f"{_describe(i, ids)}: field 'vector' is not a list of numbers ({exc})"
+            ) from None
+        if a.shape != (dim,):
+            raise InvalidArgumentError(
+                f"{_describe(i, ids)}: field 'vector' has shape {a.shape}, expected ({dim},)"
+            )
+        out[i] = a
+    return out
+
+
+def _vectors_from_arrow(col: pa.ChunkedArray, ids: list[str], dim: int) -> npt.NDArray[np.float32]:
+    arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    t = arr.type
+    if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)):
+        raise InvalidArgumentError(f"column 'vector' has type {t}, expected a list of floats")
+    if arr.null_count:
+        i = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
+        raise InvalidArgumentError(f"{_describe(i, ids)}: field 'vector' is missing")
+    lengths = (
+        np.full(len(arr), t.list_size) if pa.types.is_fixed_size_list(t)
+        else pc.list_value_length(arr).to_numpy(zero_copy_only=False)
+    )
+    bad = np.flatnonzero(lengths != dim)
+    if bad.size:
+        i = int(bad[0])
+        raise InvalidArgumentError(
+            f"{_describe(i, ids)}: field 'vector' has {int(lengths[i])} values, expected {dim}"
+        )
+    flat = arr.flatten()
+    if flat.null_count:
+        raise InvalidArgumentError("column 'vector' contains null values inside a vector")
+    try:
+        values = flat.to_numpy(zero_copy_only=False).astype(np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(f"column 'vector' is not numeric: {exc}") from None
+    return values.reshape(len(arr), dim)
+
+
+def check_vectors(vectors: npt.NDArray[np.float32], ids: Sequence[str], metric: Metric) -> None:
+    finite = np.isfinite(vectors).all(axis=1)
+    if not finite.all():
+        i = int(np.flatnonzero(~finite)[0])
+        raise InvalidArgumentError(f"{_describe(i, ids)}: field 'vector' contains NaN or infinity")
+    if metric is Metric.COSINE and len(vectors):
+        zero = ~np.any(vectors != 0, axis=1)
+        if zero.any():
+            i = int(np.flatnonzero(zero)[0])
+            raise InvalidArgumentError(
+                f"{_describe(i, ids)}: field 'vector' is all zeros; cosine similarity is undefined for it"
+            )
+
+
+def _column_from_values(name: str, values: list[Any], ids: list[str],
+                        target: pa.DataType | None) -> pa.Array:
+    # Always infer, then cast safely in _conform: pa.array(values, type=int64) would silently
+    # truncate 1.5 to 1.
+    try:
+        return pa.array(values)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+        # Name the first row that does not convert alone, or whose type differs from the first
+        # non-null value's type (e.g. a string in a column of ints).
+        first_type = None
+        for i, v in enumerate(values):
+            try:
+                t = pa.array([v]).type
+            except (pa.ArrowException, TypeError, ValueError, OverflowError):
+                raise SchemaError(
+                    f"{_describe(i, ids)}: field {name!r} has value {v!r} of type "
+                    f"{type(v).__name__}, which is not a supported attribute type"
+                ) from None
+            if pa.types.is_null(t):
+                continue
+            if first_type is None:
+                first_type = t
+            elif t != first_type and not (_numeric(t) and _numeric(first_type)):
+                want = target if target is not None else first_type
+                raise SchemaError(
+                    f"{_describe(i, ids)}: field {name!r} has value {v!r} of type "
+                    f"{type(v).__name__}, which does not fit the column's type {want}"
+                ) from None
+        raise SchemaError(f"field {name!r} mixes types that do not fit one column: {exc}") from None
+
+
+def _castable(src: pa.DataType, dst: pa.DataType) -> bool:
+    """Whether values of ``src`` may be stored in a ``dst`` column: the same kind of value, or
+    integers into floats. Arrow would also turn 5 into '5'; a schema should not."""
+    if pa.types.is_null(src) or src == dst:
+        return True
+    if pa.types.is_integer(dst):
+        return pa.types.is_integer(src)
+    if pa.types.is_floating(dst) or pa.types.is_decimal(dst):
+        return _numeric(src) or pa.types.is_decimal(src)
+    if pa.types.is_string(dst):
+        return pa.types.is_string(src) or pa.types.is_large_string(src)
+    if pa.types.is_timestamp(dst) or pa.types.is_date(dst):
+        return pa.types.is_timestamp(src) or pa.types.is_date(src)
+    if pa.types.is_list(dst):
+        return (pa.types.is_list(src) or pa.types.is_large_list(src)) and _castable(
+            src.value_type, dst.value_type)
+    return False
+
+
+def _numeric(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t)
+
+
+def _conform(name: str, arr: pa.Array, target: pa.DataType | None, ids: list[str]) -> pa.Array:
+    """Cast ``arr`` to the column's existing type (safely), or check a new column's type."""
+    t = _normalise_type(arr.type)
+    if t != arr.type:
+        arr = arr.cast(t)
+    if target is None or pa.types.is_null(target):
+        if not _is_allowed_type(arr.type):
+            raise SchemaError(
+                f"field {name!r} has type {arr.type}; supported are integers, floats, booleans, "
+                f"strings, timestamps, dates and lists of those"
+            )
+        return arr
+    if arr.type == target:
+        return arr
+    if pa.types.is_null(arr.type):
+        return pa.nulls(len(arr), type=target)
+    if not _castable(arr.type, target):
+        valid = np.flatnonzero(arr.is_valid().to_numpy(zero_copy_only=False))
+        i = int(valid[0]) if valid.size else 0
+        raise SchemaError(
+            f"{_describe(i, ids)}: field {name!r} has value {arr[i].as_py()!r} of type {arr.type}, "
+            f"which does not fit the column's type {target}"
+        )
+    try:
+        return arr.cast(target, safe=True)
+    except (pa.ArrowException, ValueError) as exc:
+        for i in range(len(arr)):
+            try:
+                arr.slice(i, 1).cast(target, safe=True)
+            except (pa.ArrowException, ValueError):
+                raise SchemaError(
+                    f"{_describe(i, ids)}: field {name!r} has value {arr[i].as_py()!r} of type "
+                    f"{arr.type}, which does not fit the column's type {target}"
+                ) from None
+        raise SchemaError(f"field {name!r}: cannot store {arr.type} in a {target} column ({exc})") from None
+
+
+def prepare_batch(rows: Any, config: TableConfig, schema: pa.Schema,
+                  vectors: npt.NDArray[np.float32] | None = None) -> Batch:
+    """Validate ``rows`` against the table and return them as a :class:`Batch`.
+
+    ``vectors`` may be given separately (the embedder computed them); then rows need no
+    ``vector`` field.
+    """
+    table, dict_rows = _to_table(rows)
+    existing = {f.name: f.type for f in schema}
+    columns: dict[str, pa.Array] = {}
+    if dict_rows is not None:
+        n = len(dict_rows)
+        names: list[str] = []
+        seen_names: set[str] = set()
+        for r in dict_rows:
+            for key in r:
+                if key not in seen_names:
+                    seen_names.add(key)
+                    names.append(key)
+        ids = _ids_from([r.get("id") for r in dict_rows], n)
+        if vectors is None:
+            if "vector" not in seen_names and n:
+                raise InvalidArgumentError(f"{_describe(0, ids)}: field 'vector' is missing")
+            vec = _vectors_from_list([r.get("vector") for r in dict_rows], ids, config.dim)
+        else:
+            vec = vectors
+        for name in names:
+            if name in ("id", "vector"):
+                continue
+            check_column_name(name)
+            arr = _column_from_values(name, [r.get(name) for r in dict_rows], ids, existing.get(name))
+            columns[name] = _conform(name, arr, existing.get(name), ids)
+    else:
+        assert table is not None
+        n = table.num_rows
+        for name in table.column_names:
+            if name not in ("id", "vector"):
+                check_column_name(name)
+        ids = _ids_from(table.column("id").to_pylist() if "id" in table.column_names else [], n)
+        if vectors is None:
+            if "vector" not in table.column_names:
+                raise InvalidArgumentError("the table of rows has no 'vector' column")
+            vec = _vectors_from_arrow(table.column("vector"), ids, config.dim)
+        else:
+            vec = vectors
+        for name in table.column_names:
+            if name in ("id", "vector"):
+                continue
+            col = table.column(name)
+            arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+            if isinstance(arr, pa.ChunkedArray):
+                arr = pa.concat_arrays(arr.chunks) if arr.num_chunks else pa.array([], arr.type)
+            columns[name] = _conform(name, arr, existing.get(name), ids)
+    if vec.shape != (n, config.dim):
+        raise InvalidArgumentError(f"expected {n} vectors of dimension {config.dim}, got {vec.shape}")
+    vec = np.ascontiguousarray(vec, dtype=np.float32)
+    check_vectors(vec, ids, config.metric)
+
+    # The schema after this batch: existing columns keep their place; null-typed ones take the
+    # first real type they see; new columns are appended (nullable).
+    fields = []
+    for f in schema:
+        t = f.type
+        if pa.types.is_null(t) and f.name in columns and not pa.types.is_null(columns[f.name].type):
+            t = columns[f.name].type
+        fields.append(pa.field(f.name, t))
+    for name, arr in columns.items():
+        if name not in existing:
+            fields.append(pa.field(name, arr.type))
+    new_schema = pa.schema(fields)
+    attrs = {}
+    for f in new_schema:
+        if f.name in columns:
+            arr = columns[f.name]
+            attrs[f.name] = arr if arr.type == f.type else arr.cast(f.type)
+        else:
+            attrs[f.name] = pa.nulls(n, type=f.type)
+    attributes = pa.table(attrs, schema=new_schema) if fields else pa.table({"__n": pa.nulls(n)}).drop(["__n"])
+    return Batch(ids=pa.array(ids, type=pa.string()), attributes=attributes, vectors=vec, schema=new_schema)

@@ -1,0 +1,190 @@
+"""Versioned manifests: the one record of what a table version contains.
+
+A table directory holds ``_versions/<version, 20 digits>.json``. A commit writes the next version
+to a temporary name, fsyncs it and publishes it with ``link`` (which fails if another writer
+published that version first), then fsyncs the directory. A manifest that is not published does
+not exist for readers, so a crash mid-commit leaves the previous version in force.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ..config import TableConfig
+from ..errors import CorruptStoreError, NotFoundError
+from .files import write_bytes_atomic
+
+FORMAT_VERSION = 1
+"""Bumped whenever a change to the on-disk format means older readers cannot read new stores."""
+
+VERSIONS_DIR = "_versions"
+DATA_DIR = "data"
+_VERSION_RE = re.compile(r"^(\d{20})\.json$")
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """A file of the table, relative to its directory, with what it must measure."""
+
+    path: str
+    bytes: int
+    crc32: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "bytes": self.bytes, "crc32": self.crc32}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> FileRef:
+        return cls(path=str(d["path"]), bytes=int(d["bytes"]), crc32=int(d["crc32"]))
+
+
+@dataclass(frozen=True)
+class SegmentEntry:
+    """One immutable data segment, its calibration and its tombstones (deleted row offsets)."""
+
+    data: FileRef
+    rows: int
+    quantizer: dict[str, str]
+    deletions: FileRef | None = None
+    deleted: int = 0
+
+    @property
+    def live_rows(self) -> int:
+        return self.rows - self.deleted
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "data": self.data.to_json(),
+            "rows": self.rows,
+            "quantizer": self.quantizer,
+            "deletions": self.deletions.to_json() if self.deletions else None,
+            "deleted": self.deleted,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> SegmentEntry:
+        return cls(
+            data=FileRef.from_json(d["data"]),
+            rows=int(d["rows"]),
+            quantizer=dict(d["quantizer"]),
+            deletions=FileRef.from_json(d["deletions"]) if d.get("deletions") else None,
+            deleted=int(d.get("deleted", 0)),
+        )
+
+
+def schema_to_b64(schema: pa.Schema) -> str:
+    return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
+
+
+def schema_from_b64(s: str) -> pa.Schema:
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(s)))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything a table version is: settings, attribute schema, segments, indexes."""
+
+    version: int
+    config: TableConfig
+    schema: pa.Schema  # attribute columns only (not id, not vectors)
+    segments: tuple[SegmentEntry, ...] = ()
+    indexes: tuple[dict[str, Any], ...] = ()
+    created_at: float = field(default_factory=time.time)
+    operation: str = "create"
+
+    @property
+    def rows(self) -> int:
+        return sum(s.live_rows for s in self.segments)
+
+    def next(self, operation: str, **changes: Any) -> Manifest:
+        return replace(self, version=self.version + 1, created_at=time.time(),
+                       operation=operation, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "version": self.version,
+            "created_at": self.created_at,
+            "operation": self.operation,
+            "config": self.config.to_json(),
+            "schema": schema_to_b64(self.schema),
+            "columns": {f.name: str(f.type) for f in self.schema},  # for people reading the file
+            "segments": [s.to_json() for s in self.segments],
+            "indexes": list(self.indexes),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Manifest:
+        fmt = int(d.get("format_version", -1))
+        if fmt > FORMAT_VERSION:
+            raise CorruptStoreError(
+                f"the table was written with storage format {fmt}, newer than this vecstore "
+                f"supports ({FORMAT_VERSION}); upgrade vecstore to read it"
+            )
+        return cls(
+            version=int(d["version"]),
+            config=TableConfig.from_json(d["config"]),
+            schema=schema_from_b64(d["schema"]),
+            segments=tuple(SegmentEntry.from_json(s) for s in d["segments"]),
+            indexes=tuple(d.get("indexes", ())),
+            created_at=float(d.get("created_at", 0.0)),
+            operation=str(d.get("operation", "")),
+        )
+
+
+def manifest_path(table_dir: Path, version: int) -> Path:
+    return table_dir / VERSIONS_DIR / f"{version:020d}.json"
+
+
+def list_versions(table_dir: Path) -> list[int]:
+    try:
+        names = os.listdir(table_dir / VERSIONS_DIR)
+    except FileNotFoundError:
+        return []
+    return sorted(int(m.group(1)) for n in names if (m := _VERSION_RE.match(n)))
+
+
+def latest_version(table_dir: Path, known: int = 0) -> int:
+    """The newest published version. With ``known`` > 0, probe forward from it (one stat per
+    step) instead of listing the directory: versions only ever grow."""
+    if known > 0 and manifest_path(table_dir, known).exists():
+        v = known
+        while manifest_path(table_dir, v + 1).exists():
+            v += 1
+        return v
+    versions = list_versions(table_dir)
+    return versions[-1] if versions else 0
+
+
+def read_manifest(table_dir: Path, version: int) -> Manifest:
+    path = manifest_path(table_dir, version)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError(f"table version {version} does not exist ({path})") from None
+    try:
+        data = json.loads(raw)
+        manifest = Manifest.from_json(data)
+    except CorruptStoreError:
+        raise
+    except Exception as exc:  # truncated JSON, missing keys, bad base64, bad schema bytes
+        raise CorruptStoreError(f"manifest {path} is unreadable: {exc}") from exc
+    if manifest.version != version:
+        raise CorruptStoreError(f"manifest {path} claims version {manifest.version}")
+    return manifest
+
+
+def write_manifest(table_dir: Path, manifest: Manifest) -> None:
+    """Publish ``manifest``; raises FileExistsError if that version was published already."""
+    (table_dir / VERSIONS_DIR).mkdir(parents=True, exist_ok=True)
+    data = json.dumps(manifest.to_json(), indent=1, sort_keys=True).encode("utf-8")
+    write_bytes_atomic(manifest_path(table_dir, manifest.version), data, exclusive=True)

@@ -1,0 +1,169 @@
+"""Immutable segment files in Arrow IPC format, memory-mapped for reading.
+
+A segment holds, per row: ``id``, the attribute columns, ``vector`` (float32), ``_norm`` (the
+vector's L2 norm), ``_i8`` (int8 codes) and ``_bin`` (sign bits). Columns are contiguous in the
+file, so a scan of ``_bin`` touches only the pages of the codes; float32 vectors are read from the
+page cache only for the few candidates that reach the last rescoring stage.
+"""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from ..errors import CorruptStoreError
+from .codes import Quantizer, binary_bytes
+from .files import write_atomic
+from .manifest import DATA_DIR, FileRef
+
+INTERNAL_COLUMNS = ("vector", "_norm", "_i8", "_bin")
+
+
+def vector_columns_schema(dim: int) -> list[pa.Field]:
+    return [
+        pa.field("vector", pa.list_(pa.float32(), dim), nullable=False),
+        pa.field("_norm", pa.float32(), nullable=False),
+        pa.field("_i8", pa.list_(pa.int8(), dim), nullable=False),
+        pa.field("_bin", pa.list_(pa.uint8(), binary_bytes(dim)), nullable=False),
+    ]
+
+
+def _fixed_list(flat: np.ndarray, width: int, value_type: pa.DataType) -> pa.FixedSizeListArray:
+    return pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1), type=value_type), width)
+
+
+def _write_ipc(table_dir: Path, subdir: str, table: pa.Table) -> FileRef:
+    directory = table_dir / subdir
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"{uuid.uuid4().hex}.arrow"
+    crc = 0
+
+    def write(fh: object) -> None:
+        nonlocal crc
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table, max_chunksize=max(table.num_rows, 1))
+        buf = sink.getvalue()
+        crc = zlib.crc32(memoryview(buf))
+        fh.write(buf)  # type: ignore[attr-defined]
+
+    final = directory / name
+    write_atomic(final, write)  # type: ignore[arg-type]
+    return FileRef(path=f"{subdir}/{name}", bytes=final.stat().st_size, crc32=crc)
+
+
+def write_segment(
+    table_dir: Path,
+    ids: pa.Array,
+    attributes: pa.Table,
+    vectors: npt.NDArray[np.float32],
+    code_vectors: npt.NDArray[np.float32],
+    quantizer: Quantizer,
+) -> FileRef:
+    """Write one segment. ``code_vectors`` are what the codes are computed from (the normalised
+    vectors for cosine tables, the vectors themselves otherwise)."""
+    n, dim = vectors.shape
+    norms = np.linalg.norm(vectors, axis=1).astype(np.float32)
+    i8 = quantizer.encode_int8(code_vectors)
+    bits = quantizer.encode_binary(code_vectors)
+    columns = {"id": ids}
+    for name in attributes.column_names:
+        columns[name] = attributes.column(name)
+    columns["vector"] = _fixed_list(vectors, dim, pa.float32())
+    columns["_norm"] = pa.array(norms, type=pa.float32())
+    columns["_i8"] = _fixed_list(i8, dim, pa.int8())
+    columns["_bin"] = _fixed_list(bits, binary_bytes(dim), pa.uint8())
+    table = pa.table(columns)
+    assert table.num_rows == n
+    return _write_ipc(table_dir, DATA_DIR, table)
+
+
+def write_deletions(table_dir: Path, offsets: npt.NDArray[np.int64]) -> FileRef:
+    table = pa.table({"offset": pa.array(np.unique(offsets).astype(np.int64))})
+    return _write_ipc(table_dir, DATA_DIR, table)
+
+
+def _open_ipc(table_dir: Path, ref: FileRef, verify: bool) -> pa.Table:
+    path = table_dir / ref.path
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise CorruptStoreError(f"file {path} is missing (referenced by the manifest)") from None
+    if size != ref.bytes:
+        raise CorruptStoreError(
+            f"file {path} has {size} bytes, the manifest recorded {ref.bytes}: truncated or replaced"
+        )
+    try:
+        source = pa.memory_map(str(path), "r")
+        if verify:
+            crc = zlib.crc32(memoryview(source.read_buffer()))
+            source.seek(0)
+            if crc != ref.crc32:
+                raise CorruptStoreError(f"file {path} fails its checksum (crc32 {crc:#x} != {ref.crc32:#x})")
+        table = pa.ipc.open_file(source).read_all()
+        table.validate(full=verify)
+    except CorruptStoreError:
+        raise
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise CorruptStoreError(f"file {path} is not a readable Arrow file: {exc}") from exc
+    return table
+
+
+@dataclass(frozen=True, eq=False)
+class Segment:
+    """An opened segment: the Arrow table (memory-mapped) and NumPy views of its vector columns."""
+
+    table: pa.Table
+    quantizer: Quantizer
+    deleted: npt.NDArray[np.int64]  # sorted row offsets that are tombstoned
+
+    @property
+    def rows(self) -> int:
+        return self.table.num_rows
+
+    def _flat(self, name: str, dtype: type, width: int) -> np.ndarray:
+        col = self.table.column(name)
+        arr = col.chunk(0) if col.num_chunks == 1 else pa.concat_arrays(col.chunks)
+        values = arr.flatten().to_numpy(zero_copy_only=False)
+        return np.ascontiguousarray(values.astype(dtype, copy=False)).reshape(len(arr), width)
+
+    def vectors(self) -> npt.NDArray[np.float32]:
+        return self._flat("vector", np.float32, self.quantizer.dim)
+
+    def norms(self) -> npt.NDArray[np.float32]:
+        return self.table.column("_norm").to_numpy()
+
+    def int8_codes(self) -> npt.NDArray[np.int8]:
+        return self._flat("_i8", np.int8, self.quantizer.dim)
+
+    def binary_codes(self) -> npt.NDArray[np.uint64]:
+        width = binary_bytes(self.quantizer.dim)
+        return self._flat("_bin", np.uint8, width).view(np.uint64)
+
+    def live_mask(self) -> npt.NDArray[np.bool_]:
+        mask = np.ones(self.rows, dtype=bool)
+        mask[self.deleted] = False
+        return mask
+
+
+def open_segment(table_dir: Path, data: FileRef, deletions: FileRef | None,
+                 quantizer: Quantizer, rows: int, verify: bool = False) -> Segment:
+    table = _open_ipc(table_dir, data, verify)
+    if table.num_rows != rows:
+        raise CorruptStoreError(
+            f"file {table_dir / data.path} has {table.num_rows} rows, the manifest recorded {rows}"
+        )
+    if deletions is None:
+        deleted = np.empty(0, dtype=np.int64)
+    else:
+        dt = _open_ipc(table_dir, deletions, verify)
+        deleted = dt.column("offset").to_numpy().astype(np.int64)
+        if deleted.size and (deleted[0] < 0 or deleted[-1] >= rows):
+            raise CorruptStoreError(f"file {table_dir / deletions.path} has offsets out of range")
+    return Segment(table=table, quantizer=quantizer, deleted=deleted)

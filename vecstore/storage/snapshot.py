@@ -1,0 +1,174 @@
+"""An opened, immutable table version: its segments, live rows and arrays, ready to read.
+
+Rows of a version are addressed by a *global row position*: segment 0's rows come first, then
+segment 1's, and so on (deleted rows keep their position, they are just not live).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from .codes import Quantizer
+from .manifest import Manifest
+from .segments import INTERNAL_COLUMNS, Segment, open_segment
+
+I64 = npt.NDArray[np.int64]
+
+
+class Snapshot:
+    """One table version, opened read-only. Safe to share between threads."""
+
+    def __init__(self, table_dir: Path, manifest: Manifest, reuse: dict[str, Segment] | None = None,
+                 verify: bool = False) -> None:
+        self.table_dir = table_dir
+        self.manifest = manifest
+        dim = manifest.config.dim
+        segments = []
+        for entry in manifest.segments:
+            key = f"{entry.data.path}|{entry.deletions.path if entry.deletions else ''}"
+            seg = reuse.get(key) if reuse else None
+            if seg is None:
+                seg = open_segment(table_dir, entry.data, entry.deletions,
+                                   Quantizer.from_json(entry.quantizer, dim), entry.rows, verify)
+            segments.append(seg)
+        self.segments: list[Segment] = segments
+        sizes = np.array([s.rows for s in segments], dtype=np.int64)
+        self.bases: I64 = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+    @property
+    def version(self) -> int:
+        return self.manifest.version
+
+    @property
+    def physical_rows(self) -> int:
+        return int(self.bases[-1])
+
+    @property
+    def num_rows(self) -> int:
+        return self.manifest.rows
+
+    def segment_keys(self) -> dict[str, Segment]:
+        return {
+            f"{e.data.path}|{e.deletions.path if e.deletions else ''}": s
+            for e, s in zip(self.manifest.segments, self.segments)
+        }
+
+    # -- per-segment arrays, computed once per version ---------------------------------------
+    @functools.cached_property
+    def binary(self) -> list[npt.NDArray[np.uint64]]:
+        return [s.binary_codes() for s in self.segments]
+
+    @functools.cached_property
+    def int8(self) -> list[npt.NDArray[np.int8]]:
+        return [s.int8_codes() for s in self.segments]
+
+    @functools.cached_property
+    def vectors(self) -> list[npt.NDArray[np.float32]]:
+        return [s.vectors() for s in self.segments]
+
+    @functools.cached_property
+    def norms(self) -> list[npt.NDArray[np.float32]]:
+        return [s.norms() for s in self.segments]
+
+    @functools.cached_property
+    def live_mask(self) -> npt.NDArray[np.bool_]:
+        """Global boolean mask of live rows."""
+        return np.concatenate([s.live_mask() for s in self.segments]) if self.segments \
+            else np.zeros(0, dtype=bool)
+
+    @property
+    def has_deletions(self) -> bool:
+        return any(s.deleted.size for s in self.segments)
+
+    @functools.cached_property
+    def live_rows(self) -> I64:
+        return np.flatnonzero(self.live_mask).astype(np.int64)
+
+    def split(self, rows: I64) -> list[tuple[int, I64]]:
+        """Group sorted-or-not global rows by segment: [(segment index, local offsets)]."""
+        if rows.size == 0:
+            return []
+        seg_of = np.searchsorted(self.bases, rows, side="right") - 1
+        out = []
+        for s in np.unique(seg_of):
+            sel = rows[seg_of == s]
+            out.append((int(s), (sel - self.bases[s]).astype(np.int64)))
+        return out
+
+    def gather_vectors(self, rows: I64) -> npt.NDArray[np.float32]:
+        """Float32 vectors of global ``rows``, in that order."""
+        out = np.empty((rows.size, self.manifest.config.dim), dtype=np.float32)
+        if rows.size == 0:
+            return out
+        seg_of = np.searchsorted(self.bases, rows, side="right") - 1
+        for s in np.unique(seg_of):
+            where = np.flatnonzero(seg_of == s)
+            out[where] = self.vectors[s][rows[where] - self.bases[s]]
+        return out
+
+    # -- attributes ---------------------------------------------------------------------------
+    def _segment_attributes(self, i: int, columns: list[str]) -> pa.Table:
+        seg = self.segments[i].table
+        schema = self.manifest.schema
+        arrays = []
+        for name in columns:
+            if name == "id":
+                arrays.append(seg.column("id"))
+                continue
+            target = schema.field(name).type
+            if name in seg.column_names:
+                col = seg.column(name)
+                arrays.append(col if col.type == target else col.cast(target))
+            else:  # a column added after this segment was written
+                arrays.append(pa.chunked_array([pa.nulls(seg.num_rows, type=target)]))
+        return pa.Table.from_arrays(arrays, names=columns)
+
+    def attribute_names(self) -> list[str]:
+        return ["id", *self.manifest.schema.names]
+
+    def attribute_view(self, row_column: str) -> pa.Table:
+        """All rows (deleted ones too) with ``id``, the attributes and their global position;
+        zero-copy over the memory-mapped segments except for the position column."""
+        names = self.attribute_names()
+        parts = []
+        for i in range(len(self.segments)):
+            t = self._segment_attributes(i, names)
+            pos = pa.array(np.arange(self.bases[i], self.bases[i + 1], dtype=np.int64))
+            parts.append(t.append_column(row_column, pos))
+        if not parts:
+            fields = [pa.field("id", pa.string()), *self.manifest.schema, pa.field(row_column, pa.int64())]
+            return pa.schema(fields).empty_table()
+        return pa.concat_tables(parts)
+
+    def take(self, rows: I64, columns: list[str]) -> pa.Table:
+        """Rows at global positions ``rows`` (in that order), with ``columns``."""
+        columns = [c for c in columns if c not in INTERNAL_COLUMNS or c == "vector"]
+        if rows.size == 0:
+            fields = []
+            for c in columns:
+                if c == "id":
+                    fields.append(pa.field("id", pa.string()))
+                elif c == "vector":
+                    fields.append(pa.field("vector", pa.list_(pa.float32(), self.manifest.config.dim)))
+                else:
+                    fields.append(self.manifest.schema.field(c))
+            return pa.schema(fields).empty_table()
+        seg_of = np.searchsorted(self.bases, rows, side="right") - 1
+        order = np.argsort(seg_of, kind="stable")
+        pieces = []
+        attr_cols = [c for c in columns if c != "vector"]
+        for s in np.unique(seg_of):
+            local = rows[seg_of == s] - self.bases[s]
+            t = self._segment_attributes(int(s), attr_cols).take(pa.array(local))
+            if "vector" in columns:
+                t = t.append_column("vector", self.segments[s].table.column("vector").take(pa.array(local)))
+            pieces.append(t)
+        combined = pa.concat_tables(pieces).combine_chunks()
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(order.size)
+        return combined.take(pa.array(inverse)).select(columns)

@@ -1,0 +1,337 @@
+"""A table: rows with an id, a vector and attributes, stored as versioned Arrow segments."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .config import Metric, TableConfig
+from .errors import DuplicateIdError, InvalidArgumentError, ReadOnlyError
+from .query.builder import Query
+from .query.filters import ROW_COLUMN, FilterEngine
+from .query.planner import SearchRequest, search
+from .query.results import Hits
+from .storage.batch import Batch, check_vectors, prepare_batch
+from .storage.codes import Quantizer, normalize_rows
+from .storage.locks import DEFAULT_TIMEOUT_S, write_lock
+from .storage.manifest import (
+    Manifest,
+    SegmentEntry,
+    latest_version,
+    list_versions,
+    read_manifest,
+    write_manifest,
+)
+from .storage.segments import write_deletions, write_segment
+from .storage.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from .db import Database
+
+I64 = npt.NDArray[np.int64]
+
+
+class Table:
+    """A table of a :class:`~vecstore.Database`. Get one with ``db.create_table`` or
+    ``db.open_table``; it reads the newest committed version at every operation (or a fixed
+    one, after ``checkout``)."""
+
+    def __init__(self, db: Database, name: str, path: Path, version: int | None = None,
+                 lock_timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self._db = db
+        self.name = name
+        self.path = path
+        self._pinned = version is not None
+        self._lock_timeout = lock_timeout
+        self._guard = threading.Lock()
+        v = version if version is not None else latest_version(path)
+        self._snap = Snapshot(path, read_manifest(path, v))
+        self._filters: tuple[int, FilterEngine] | None = None
+
+    def __repr__(self) -> str:
+        m = self._snap.manifest
+        return (f"Table({self.name!r}, rows={m.rows}, dim={m.config.dim}, "
+                f"metric={m.config.metric.value!r}, version={m.version})")
+
+    # -- reading the current version ---------------------------------------------------------
+    def _current(self) -> Snapshot:
+        snap = self._snap
+        if self._pinned:
+            return snap
+        v = latest_version(self.path, known=snap.version)
+        if v == snap.version:
+            return snap
+        with self._guard:
+            if self._snap.version < v:
+                self._snap = Snapshot(self.path, read_manifest(self.path, v),
+                                      reuse=self._snap.segment_keys())
+            return self._snap
+
+    def _filter_engine(self, snap: Snapshot) -> FilterEngine:
+        with self._guard:
+            cached = self._filters
+            if cached is not None and cached[0] == snap.version:
+                return cached[1]
+            engine = FilterEngine(snap.attribute_view(ROW_COLUMN))
+            if cached is not None:
+                cached[1].close()
+            self._filters = (snap.version, engine)
+            return engine
+
+    def _match_rows(self, snap: Snapshot, where: str, params: Sequence[Any]) -> I64:
+        rows = self._filter_engine(snap).rows(where, params)
+        return rows[snap.live_mask[rows]] if snap.has_deletions else rows
+
+    def _check_filter(self, where: str) -> None:
+        self._filter_engine(self._current()).check(where)
+
+    def _check_columns(self, columns: Sequence[str]) -> None:
+        known = set(self._current().attribute_names()) | {"vector"}
+        for c in columns:
+            if c not in known:
+                raise InvalidArgumentError(
+                    f"unknown column {c!r}; the table's columns are: {', '.join(sorted(known))}")
+
+    @property
+    def version(self) -> int:
+        """The table version this object reads now."""
+        return self._current().version
+
+    @property
+    def config(self) -> TableConfig:
+        return self._snap.manifest.config
+
+    @property
+    def dim(self) -> int:
+        return self.config.dim
+
+    @property
+    def metric(self) -> Metric:
+        return self.config.metric
+
+    @property
+    def schema(self) -> pa.Schema:
+        """``id``, the attribute columns and ``vector``, with their Arrow types."""
+        snap = self._current()
+        return pa.schema([pa.field("id", pa.string()), *snap.manifest.schema,
+                          pa.field("vector", pa.list_(pa.float32(), snap.manifest.config.dim))])
+
+    def __len__(self) -> int:
+        return self._current().num_rows
+
+    def count(self, where: str | None = None, *params: Any) -> int:
+        """Number of rows, or of rows for which ``where`` is true."""
+        snap = self._current()
+        if where is None:
+            return snap.num_rows
+        return int(self._match_rows(snap, where, params).size)
+
+    def versions(self) -> list[int]:
+        """Every version of the table still on disk, oldest first."""
+        return list_versions(self.path)
+
+    def checkout(self, version: int) -> Table:
+        """A read-only view of the table as it was at ``version``."""
+        return Table(self._db, self.name, self.path, version=version)
+
+    def to_arrow(self, columns: Sequence[str] | None = None, *, with_vectors: bool = False) -> pa.Table:
+        """Every live row (id, attributes, and the vectors when asked), in storage order."""
+        snap = self._current()
+        cols = list(columns) if columns is not None else snap.attribute_names()
+        if with_vectors and "vector" not in cols:
+            cols.append("vector")
+        self._check_columns(cols)
+        return snap.take(snap.live_rows, cols)
+
+    def to_pandas(self, **kwargs: Any) -> Any:
+        return self.to_arrow(**kwargs).to_pandas()
+
+    def get(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[dict[str, Any]]:
+        """The rows with these ids (missing ids are skipped), in the order given."""
+        snap = self._current()
+        rows = self._rows_of_ids(snap, [str(i) for i in ids])
+        cols = snap.attribute_names() + (["vector"] if with_vectors else [])
+        found = {r["id"]: r for r in snap.take(np.sort(rows), cols).to_pylist()}
+        return [found[i] for i in map(str, ids) if i in found]
+
+    # -- searching --------------------------------------------------------------------------
+    def search(self, query: Any) -> Query:
+        """Start a query for the rows nearest to ``query`` (a vector of the table's dimension)."""
+        vec = self._query_vector(query)
+        return Query(self, vec)
+
+    def _query_vector(self, query: Any) -> npt.NDArray[np.float32]:
+        if isinstance(query, str):
+            raise InvalidArgumentError(
+                "this table has no embedder, so it cannot search by text; pass a vector, or create "
+                "the table with embedder=\"default\""
+            )
+        try:
+            vec = np.asarray(query, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgumentError(f"the query must be a vector of numbers: {exc}") from None
+        if vec.ndim == 2 and vec.shape[0] == 1:
+            vec = vec[0]
+        if vec.shape != (self.dim,):
+            raise InvalidArgumentError(f"the query vector has shape {vec.shape}, expected ({self.dim},)")
+        check_vectors(vec[None, :], ["<query>"], self.metric)
+        return np.ascontiguousarray(vec)
+
+    def _run(self, q: Query) -> Hits:
+        snap = self._current()
+        rows = None
+        filter_seconds = 0.0
+        if q._where is not None:
+            t = time.perf_counter()
+            rows = self._match_rows(snap, q._where, q._params)
+            filter_seconds = time.perf_counter() - t
+        req = SearchRequest(query=q._vector, k=q._k, oversample=q._oversample, exact=q._exact,
+                            rows=rows, filter=q._where, filter_seconds=filter_seconds)
+        found, scores, plan = search(snap, req)
+        columns = ["id", *(q._columns if q._columns is not None else snap.manifest.schema.names)]
+        columns = list(dict.fromkeys(columns))
+        table = snap.take(found, columns)
+        table = table.add_column(1, "score", pa.array(scores, type=pa.float32()))
+        return Hits(table, plan)
+
+    # -- writing ----------------------------------------------------------------------------
+    def _commit(self, operation: str, change: Callable[[Snapshot], Manifest | None]) -> Snapshot:
+        if self._pinned:
+            raise ReadOnlyError(f"table {self.name!r} is checked out at version "
+                                f"{self._snap.version}; open the table again to write")
+        with write_lock(self.path, self._lock_timeout):
+            snap = self._current()
+            manifest = change(snap)
+            if manifest is None:
+                return snap
+            write_manifest(self.path, manifest)
+            new = Snapshot(self.path, manifest, reuse=snap.segment_keys())
+            with self._guard:
+                self._snap = new
+            return new
+
+    def _new_segment(self, batch: Batch, previous_center: npt.NDArray[np.float32] | None) -> SegmentEntry:
+        code_vectors = normalize_rows(batch.vectors) if self.metric is Metric.COSINE else batch.vectors
+        quantizer = Quantizer.fit(code_vectors, previous_center=previous_center)
+        ref = write_segment(self.path, batch.ids, batch.attributes, batch.vectors, code_vectors, quantizer)
+        return SegmentEntry(data=ref, rows=len(batch), quantizer=quantizer.to_json())
+
+    def _rows_of_ids(self, snap: Snapshot, ids: Sequence[str]) -> I64:
+        """Global live rows whose id is in ``ids``."""
+        if not ids or not snap.segments:
+            return np.empty(0, dtype=np.int64)
+        value_set = pa.array(list(ids), type=pa.string())
+        found = []
+        for s, seg in enumerate(snap.segments):
+            hit = pc.is_in(seg.table.column("id"), value_set=value_set)
+            local = np.flatnonzero(hit.to_numpy(zero_copy_only=False))
+            if seg.deleted.size and local.size:
+                local = local[seg.live_mask()[local]]
+            found.append(local.astype(np.int64) + snap.bases[s])
+        return np.concatenate(found)
+
+    def _tombstone(self, snap: Snapshot, rows: I64) -> tuple[SegmentEntry, ...]:
+        entries = list(snap.manifest.segments)
+        for s, local in snap.split(np.unique(rows)):
+            seg = snap.segments[s]
+            deleted = np.union1d(seg.deleted, local).astype(np.int64)
+            entry = entries[s]
+            if deleted.size == entry.rows:
+                entries[s] = None  # type: ignore[call-overload]
+                continue
+            ref = write_deletions(self.path, deleted)
+            entries[s] = SegmentEntry(data=entry.data, rows=entry.rows, quantizer=entry.quantizer,
+                                      deletions=ref, deleted=int(deleted.size))
+        return tuple(e for e in entries if e is not None)
+
+    def add(self, rows: Any) -> list[str]:
+        """Add rows (a list of dicts, a pyarrow.Table or a pandas.DataFrame). Each row has a
+        ``vector``, optionally an ``id`` (assigned when missing) and attributes. Ids must be
+        new: use :meth:`upsert` to replace rows. Returns the ids, in row order. The whole batch
+        is validated first; if any row is rejected nothing is written."""
+        return self._write(rows, replace_existing=False)
+
+    def upsert(self, rows: Any) -> list[str]:
+        """Add rows, replacing any live rows with the same ids. Returns the ids."""
+        return self._write(rows, replace_existing=True)
+
+    def _write(self, rows: Any, replace_existing: bool,
+               vectors: npt.NDArray[np.float32] | None = None) -> list[str]:
+        out: list[str] = []
+
+        def change(snap: Snapshot) -> Manifest | None:
+            batch = prepare_batch(rows, snap.manifest.config, snap.manifest.schema, vectors)
+            ids = batch.ids.to_pylist()
+            out.extend(ids)
+            if len(batch) == 0:
+                return None
+            existing = self._rows_of_ids(snap, ids)
+            segments = snap.manifest.segments
+            if existing.size:
+                if not replace_existing:
+                    dup = snap.take(existing[:1], ["id"]).column("id")[0].as_py()
+                    raise DuplicateIdError(
+                        f"id {dup!r} is already in table {self.name!r} ({existing.size} of the "
+                        f"batch's ids are); use upsert() to replace rows"
+                    )
+                segments = self._tombstone(snap, existing)
+            previous = snap.segments[-1].quantizer.center if snap.segments else None
+            entry = self._new_segment(batch, previous)
+            return snap.manifest.next("upsert" if replace_existing else "add",
+                                      segments=(*segments, entry), schema=batch.schema)
+
+        self._commit("add", change)
+        return out
+
+    def delete(self, where: str | None = None, *params: Any, ids: Sequence[str] | None = None) -> int:
+        """Delete the rows matching ``where`` (with bound ``params``) and/or with these ``ids``.
+        Returns how many rows were deleted. Deleted rows are tombstoned until :meth:`compact`."""
+        if where is None and ids is None:
+            raise InvalidArgumentError("delete() needs where= or ids=; to delete every row use where='true'")
+        if isinstance(ids, str):
+            ids = [ids]
+        deleted = 0
+
+        def change(snap: Snapshot) -> Manifest | None:
+            nonlocal deleted
+            rows = []
+            if where is not None:
+                rows.append(self._match_rows(snap, where, params))
+            if ids is not None:
+                rows.append(self._rows_of_ids(snap, [str(i) for i in ids]))
+            target = np.unique(np.concatenate(rows)) if rows else np.empty(0, np.int64)
+            deleted = int(target.size)
+            if deleted == 0:
+                return None
+            return snap.manifest.next("delete", segments=self._tombstone(snap, target))
+
+        self._commit("delete", change)
+        return deleted
+
+    def compact(self) -> bool:
+        """Rewrite the live rows into one segment, dropping tombstones and recalibrating the
+        codes on all the data. Older versions stay readable. Returns whether anything changed."""
+
+        def change(snap: Snapshot) -> Manifest | None:
+            if len(snap.segments) <= 1 and not snap.has_deletions:
+                return None
+            if snap.num_rows == 0:
+                return snap.manifest.next("compact", segments=())
+            live = snap.live_rows
+            attrs = snap.take(live, snap.attribute_names())
+            vectors = snap.gather_vectors(live)
+            batch = Batch(ids=attrs.column("id").combine_chunks(), attributes=attrs.drop(["id"]),
+                          vectors=vectors, schema=snap.manifest.schema)
+            entry = self._new_segment(batch, None)  # calibrated afresh on all the data
+            return snap.manifest.next("compact", segments=(entry,))
+
+        before = self._snap.version
+        return self._commit("compact", change).version != before
