@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from .config import Metric, TableConfig
 from .errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
+from .storage.batch import declared_schema
 from .storage.files import fsync_dir
 from .storage.locks import DEFAULT_TIMEOUT_S
 from .storage.manifest import Manifest, latest_version, write_manifest
@@ -69,9 +70,11 @@ class Database:
         return isinstance(name, str) and name in self.table_names()
 
     def create_table(self, name: str, dim: int | None = None, *, metric: str | Metric = "cosine",
-                     embedder: Any = None, exist_ok: bool = False, data: Any = None) -> Table:
+                     embedder: Any = None, schema: pa.Schema | None = None, exist_ok: bool = False,
+                     data: Any = None) -> Table:
         """Create an empty table of ``dim``-dimensional vectors compared by ``metric``
-        (``"cosine"``, ``"dot"`` or ``"l2"``). With ``exist_ok=True`` an existing table of the
+        (``"cosine"``, ``"dot"`` or ``"l2"``). ``schema`` declares attribute columns up front
+        (otherwise the first rows define them). With ``exist_ok=True`` an existing table of the
         same settings is opened instead. ``data`` (rows) is added right away if given."""
         path = self._table_dir(name)
         embedder_id = None
@@ -87,6 +90,7 @@ class Database:
         if dim is None:
             raise InvalidArgumentError("create_table needs dim= (or an embedder that sets it)")
         config = TableConfig(dim=dim, metric=Metric.parse(metric), embedder=embedder_id)
+        attributes = declared_schema(schema)
         if latest_version(path) > 0:
             if exist_ok:
                 tbl = self.open_table(name)
@@ -99,7 +103,7 @@ class Database:
             raise AlreadyExistsError(f"table {name!r} already exists in {self.path}")
         path.mkdir(parents=True, exist_ok=True)
         try:
-            write_manifest(path, Manifest(version=1, config=config, schema=pa.schema([])))
+            write_manifest(path, Manifest(version=1, config=config, schema=attributes))
         except FileExistsError:
             if exist_ok:
                 return self.open_table(name)

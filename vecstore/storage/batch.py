@@ -77,6 +77,24 @@ def check_column_name(name: object) -> str:
     return name
 
 
+def declared_schema(schema: pa.Schema | None) -> pa.Schema:
+    """The attribute schema a table is created with (``id`` and ``vector`` fields are skipped)."""
+    if schema is None:
+        return pa.schema([])
+    if not isinstance(schema, pa.Schema):
+        raise InvalidArgumentError(f"schema must be a pyarrow.Schema, got {type(schema).__name__}")
+    fields = []
+    for f in schema:
+        if f.name in ("id", "vector"):
+            continue
+        check_column_name(f.name)
+        t = _normalise_type(f.type)
+        if not _is_allowed_type(t):
+            raise SchemaError(f"column {f.name!r} has unsupported type {f.type}")
+        fields.append(pa.field(f.name, t))
+    return pa.schema(fields)
+
+
 def _to_table(rows: Any) -> tuple[pa.Table, list[dict[str, Any]] | None]:
     if isinstance(rows, pa.Table):
         return rows, None
