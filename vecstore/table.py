@@ -19,7 +19,7 @@ from .query.builder import Query
 from .query.filters import ROW_COLUMN, FilterEngine
 from .query.planner import SearchRequest, search
 from .query.results import Hits
-from .storage.batch import Batch, check_vectors, prepare_batch
+from .storage.batch import Batch, prepare_batch
 from .storage.codes import Quantizer, normalize_rows
 from .storage.locks import DEFAULT_TIMEOUT_S, write_lock
 from .storage.manifest import (
@@ -182,7 +182,10 @@ class Table:
             vec = vec[0]
         if vec.shape != (self.dim,):
             raise InvalidArgumentError(f"the query vector has shape {vec.shape}, expected ({self.dim},)")
-        check_vectors(vec[None, :], ["<query>"], self.metric)
+        if not np.isfinite(vec).all():
+            raise InvalidArgumentError("the query vector contains NaN or infinity")
+        if self.metric is Metric.COSINE and not vec.any():
+            raise InvalidArgumentError("the query vector is all zeros; cosine similarity is undefined for it")
         return np.ascontiguousarray(vec)
 
     def _run(self, q: Query) -> Hits:

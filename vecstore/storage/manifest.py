@@ -156,9 +156,11 @@ def list_versions(table_dir: Path) -> list[int]:
 def latest_version(table_dir: Path, known: int = 0) -> int:
     """The newest published version. With ``known`` > 0, probe forward from it (one stat per
     step) instead of listing the directory: versions only ever grow."""
-    if known > 0 and manifest_path(table_dir, known).exists():
+    if known > 0:
+        # A hot path (every read checks it): plain strings and one stat per step.
+        prefix = f"{table_dir}{os.sep}{VERSIONS_DIR}{os.sep}"
         v = known
-        while manifest_path(table_dir, v + 1).exists():
+        while os.path.exists(f"{prefix}{v + 1:020d}.json"):
             v += 1
         return v
     versions = list_versions(table_dir)

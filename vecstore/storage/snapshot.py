@@ -93,6 +93,8 @@ class Snapshot:
         """Group sorted-or-not global rows by segment: [(segment index, local offsets)]."""
         if rows.size == 0:
             return []
+        if len(self.segments) == 1:
+            return [(0, rows)]
         seg_of = np.searchsorted(self.bases, rows, side="right") - 1
         out = []
         for s in np.unique(seg_of):
@@ -158,10 +160,16 @@ class Snapshot:
                 else:
                     fields.append(self.manifest.schema.field(c))
             return pa.schema(fields).empty_table()
+        attr_cols = [c for c in columns if c != "vector"]
+        if len(self.segments) == 1:  # the common case after compaction: no regrouping
+            idx = pa.array(rows)
+            t = self._segment_attributes(0, attr_cols).take(idx)
+            if "vector" in columns:
+                t = t.append_column("vector", self.segments[0].table.column("vector").take(idx))
+            return t.select(columns)
         seg_of = np.searchsorted(self.bases, rows, side="right") - 1
         order = np.argsort(seg_of, kind="stable")
         pieces = []
-        attr_cols = [c for c in columns if c != "vector"]
         for s in np.unique(seg_of):
             local = rows[seg_of == s] - self.bases[s]
             t = self._segment_attributes(int(s), attr_cols).take(pa.array(local))
