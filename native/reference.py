@@ -1,0 +1,151 @@
+"""NumPy twins of the kernels in ``kernels``: same names, signatures and results.
+
+These are the readable definitions of what each kernel computes and the oracle the tests compare
+the Numba code against. They are also a fallback where Numba cannot run. Integer results (Hamming
+distances, positions) agree exactly with ``kernels``; float scores agree up to float32 rounding,
+because the two sides add the terms in different orders.
+
+Conventions shared with ``kernels``:
+
+* All arrays are C-contiguous. Binary codes are ``uint64[n, w]`` (``w`` words of 64 bits per row).
+* ``rows`` holds int64 positions into the first axis of the code array, each in ``[0, n)``; the
+  kernels do not check this (the NumPy twins raise ``IndexError``, the Numba ones read garbage).
+* ``k`` must be ``>= 0``; a result holds ``min(k, number of candidates)`` entries.
+* Ties are broken by position (or by row value for the ``_rows`` variants), lower first, so results
+  are deterministic and the twins agree entry for entry.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "float_scores_rows",
+    "hamming_distances",
+    "hamming_distances_rows",
+    "hamming_topk",
+    "hamming_topk_batch",
+    "hamming_topk_rows",
+    "int8_scores_rows",
+    "topk_scores",
+]
+
+# Bits set in each byte value, for NumPy versions without np.bitwise_count (added in 2.0).
+_BYTE_POPCOUNT = np.array([bin(b).count("1") for b in range(256)], dtype=np.uint8)
+
+
+def _popcount_rows(words: npt.NDArray[np.uint64]) -> npt.NDArray[np.int32]:
+    """Number of set bits in each row of a ``uint64[n, w]`` array."""
+    if hasattr(np, "bitwise_count"):
+        counts = np.bitwise_count(words).sum(axis=1, dtype=np.int32)
+    else:  # pragma: no cover - NumPy < 2.0
+        as_bytes = words.view(np.uint8).reshape(words.shape[0], -1)
+        counts = _BYTE_POPCOUNT[as_bytes].sum(axis=1, dtype=np.int32)
+    return np.asarray(counts, dtype=np.int32)
+
+
+def _check_k(k: int) -> None:
+    if k < 0:
+        raise ValueError("k must be >= 0")
+
+
+def _check_width(codes: npt.NDArray[np.generic], query: npt.NDArray[np.generic]) -> None:
+    """Raise ValueError unless the query has one entry per column of ``codes``."""
+    if query.shape[0] != codes.shape[1]:
+        raise ValueError("query length must equal the number of columns of codes")
+
+
+def hamming_distances(codes: npt.NDArray[np.uint64], query: npt.NDArray[np.uint64]) -> npt.NDArray[np.int32]:
+    """Hamming distance from ``query`` (``uint64[w]``) to every row of ``codes`` (``uint64[n, w]``).
+
+    Returns ``int32[n]``: the number of differing bits per row.
+    """
+    _check_width(codes, query)
+    return _popcount_rows(codes ^ query)
+
+
+def hamming_distances_rows(
+    codes: npt.NDArray[np.uint64], rows: npt.NDArray[np.int64], query: npt.NDArray[np.uint64]
+) -> npt.NDArray[np.int32]:
+    """Hamming distance from ``query`` to ``codes[rows[i]]`` for each i; returns ``int32[m]``."""
+    _check_width(codes, query)
+    return _popcount_rows(codes[rows] ^ query)
+
+
+def hamming_topk(
+    codes: npt.NDArray[np.uint64], query: npt.NDArray[np.uint64], k: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+    """The ``min(k, n)`` rows of ``codes`` nearest to ``query`` in Hamming distance.
+
+    Returns ``(positions int64[k'], distances int32[k'])`` sorted by (distance, position).
+    """
+    _check_k(k)
+    distances = hamming_distances(codes, query)
+    order = np.argsort(distances, kind="stable")[:k].astype(np.int64)
+    return order, distances[order]
+
+
+def hamming_topk_rows(
+    codes: npt.NDArray[np.uint64],
+    rows: npt.NDArray[np.int64],
+    query: npt.NDArray[np.uint64],
+    k: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+    """The ``min(k, m)`` entries of ``rows`` whose codes are nearest to ``query``.
+
+    Returns ``(row values int64[k'], distances int32[k'])`` sorted by (distance, row value);
+    ``rows`` need not be sorted.
+    """
+    _check_k(k)
+    distances = hamming_distances_rows(codes, rows, query)
+    order = np.lexsort((rows, distances))[:k]
+    return rows[order].astype(np.int64), distances[order]
+
+
+def hamming_topk_batch(
+    codes: npt.NDArray[np.uint64], queries: npt.NDArray[np.uint64], k: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+    """``hamming_topk`` for each row of ``queries`` (``uint64[q, w]``).
+
+    Returns ``(positions int64[q, k'], distances int32[q, k'])`` with ``k' = min(k, n)``.
+    """
+    _check_k(k)
+    if queries.shape[1] != codes.shape[1]:
+        raise ValueError("query length must equal the number of columns of codes")
+    kk = min(k, codes.shape[0])
+    positions = np.empty((queries.shape[0], kk), dtype=np.int64)
+    distances = np.empty((queries.shape[0], kk), dtype=np.int32)
+    for qi in range(queries.shape[0]):
+        positions[qi], distances[qi] = hamming_topk(codes, queries[qi], k)
+    return positions, distances
+
+
+def int8_scores_rows(
+    codes: npt.NDArray[np.int8], rows: npt.NDArray[np.int64], qscaled: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """``sum_j qscaled[j] * codes[rows[i], j]`` for each i, in float32; returns ``float32[m]``.
+
+    ``qscaled`` is the query already multiplied by the per-dimension dequantization scale, so this
+    is the inner product of the query with each dequantized vector (up to a per-query offset).
+    """
+    _check_width(codes, qscaled)
+    return np.asarray(codes[rows].astype(np.float32) @ qscaled, dtype=np.float32)
+
+
+def float_scores_rows(
+    vectors: npt.NDArray[np.float32], rows: npt.NDArray[np.int64], query: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """Inner product of ``query`` with ``vectors[rows[i]]`` for each i; returns ``float32[m]``."""
+    _check_width(vectors, query)
+    return np.asarray(vectors[rows] @ query, dtype=np.float32)
+
+
+def topk_scores(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
+    """Indices of the ``min(k, m)`` largest ``scores``, best first.
+
+    Equal scores rank by lower index first; NaN ranks below every number (-inf included).
+    """
+    _check_k(k)
+    # Negating keeps NaN as NaN, which argsort places last; "stable" keeps ties in index order.
+    return np.argsort(-scores, kind="stable")[:k].astype(np.int64)

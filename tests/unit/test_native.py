@@ -1,0 +1,379 @@
+"""Each Numba kernel in vecstore._native.kernels agrees with its NumPy twin in reference.
+
+Integer results (distances, positions) must match exactly, entry for entry; float scores must match
+up to float32 rounding, since the two sides add the terms in different orders.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from vecstore._native import kernels, reference
+
+# Deterministic Hypothesis runs that write nothing into the working directory.
+SETTINGS = settings(deadline=None, database=None, derandomize=True, max_examples=150)
+
+# (rows, words per row): empty, a single word, widths that are not multiples of 4 words (the
+# vector width) or of 64 bits' worth of anything, and the 384-bit width the engine uses.
+CODE_SHAPES = [(0, 6), (1, 1), (3, 0), (7, 3), (64, 2), (100, 6), (257, 5), (500, 12)]
+KS = [0, 1, 2, 10, 499, 10_000]
+
+
+def random_codes(seed: int, n: int, words: int, *, tie_heavy: bool = False) -> npt.NDArray[np.uint64]:
+    """``uint64[n, words]``; with ``tie_heavy`` each word is one of four values, so many rows tie."""
+    rng = np.random.default_rng(seed)
+    if tie_heavy:
+        palette = np.array([0, 1, 0xFF00FF00FF00FF00, 2**64 - 1], dtype=np.uint64)
+        return palette[rng.integers(0, len(palette), size=(n, words))]
+    return rng.integers(0, 2**64, size=(n, words), dtype=np.uint64, endpoint=False)
+
+
+def random_rows(seed: int, n: int, m: int, *, sort: bool) -> npt.NDArray[np.int64]:
+    """``m`` row positions in ``[0, n)``, with repeats; ascending when ``sort``."""
+    rows = np.random.default_rng(seed).integers(0, max(n, 1), size=m if n else 0, dtype=np.int64)
+    return np.sort(rows) if sort else rows
+
+
+def assert_same(got: tuple[np.ndarray, ...], want: tuple[np.ndarray, ...]) -> None:
+    """Same arrays, same dtypes, same shapes, same values."""
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == w.dtype
+        assert g.shape == w.shape
+        np.testing.assert_array_equal(g, w)
+
+
+def assert_scores_close(
+    got: npt.NDArray[np.float32], want: npt.NDArray[np.float32], terms: np.ndarray
+) -> None:
+    """Float32 sums agree within the rounding bound for adding ``terms`` (``float64[m, d]``).
+
+    Summing d float32 terms in any order is off by at most about ``d * eps * sum_j |term_j|``.
+    """
+    assert got.dtype == want.dtype == np.float32
+    assert got.shape == want.shape
+    dim = terms.shape[1]
+    tolerance = 2 * max(dim, 1) * np.finfo(np.float32).eps * np.abs(terms).sum(axis=1)
+    np.testing.assert_array_less(np.abs(got.astype(np.float64) - want), tolerance + 1e-30)
+
+
+# Hamming distances ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n, words", CODE_SHAPES)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_hamming_distances_agree(n: int, words: int, seed: int) -> None:
+    codes = random_codes(seed, n, words)
+    query = random_codes(seed + 100, 1, words)[0]
+    got = kernels.hamming_distances(codes, query)
+    assert_same((got,), (reference.hamming_distances(codes, query),))
+    assert got.min(initial=0) >= 0 and got.max(initial=0) <= 64 * words
+
+
+def test_hamming_distances_known_values() -> None:
+    codes = np.array([[0, 0], [1, 0], [2**64 - 1, 2**64 - 1], [0b1011, 1 << 63]], dtype=np.uint64)
+    query = np.zeros(2, dtype=np.uint64)
+    for module in (kernels, reference):
+        np.testing.assert_array_equal(module.hamming_distances(codes, query), [0, 1, 128, 4])
+
+
+@pytest.mark.parametrize("n, words", CODE_SHAPES)
+@pytest.mark.parametrize("sort", [True, False])
+def test_hamming_distances_rows_agree(n: int, words: int, sort: bool) -> None:
+    codes = random_codes(2, n, words)
+    query = random_codes(3, 1, words)[0]
+    rows = random_rows(4, n, 2 * n, sort=sort)
+    assert_same(
+        (kernels.hamming_distances_rows(codes, rows, query),),
+        (reference.hamming_distances_rows(codes, rows, query),),
+    )
+
+
+# Hamming top-k ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n, words", CODE_SHAPES)
+@pytest.mark.parametrize("k", KS)
+@pytest.mark.parametrize("tie_heavy", [False, True])
+def test_hamming_topk_agrees(n: int, words: int, k: int, tie_heavy: bool) -> None:
+    codes = random_codes(5, n, words, tie_heavy=tie_heavy)
+    query = random_codes(6, 1, words, tie_heavy=tie_heavy)[0]
+    got = kernels.hamming_topk(codes, query, k)
+    assert_same(got, reference.hamming_topk(codes, query, k))
+    assert got[0].shape == (min(k, n),)
+
+
+def test_hamming_topk_breaks_ties_by_position() -> None:
+    codes = np.array([[3], [1], [0], [1], [0], [7]], dtype=np.uint64)
+    query = np.zeros(1, dtype=np.uint64)
+    for module in (kernels, reference):
+        positions, distances = module.hamming_topk(codes, query, 4)
+        np.testing.assert_array_equal(positions, [2, 4, 1, 3])
+        np.testing.assert_array_equal(distances, [0, 0, 1, 1])
+
+
+def test_hamming_topk_many_queries_on_engine_width() -> None:
+    """The 384-bit case the engine runs, with the query sometimes one of the rows."""
+    codes = random_codes(7, 3000, 6)
+    queries = np.concatenate([random_codes(8, 20, 6), codes[[0, 1234, 2999]]])
+    for query in queries:
+        assert_same(kernels.hamming_topk(codes, query, 160), reference.hamming_topk(codes, query, 160))
+
+
+@pytest.mark.parametrize("n, words", CODE_SHAPES)
+@pytest.mark.parametrize("k", KS)
+@pytest.mark.parametrize("sort", [True, False])
+@pytest.mark.parametrize("tie_heavy", [False, True])
+def test_hamming_topk_rows_agrees(n: int, words: int, k: int, sort: bool, tie_heavy: bool) -> None:
+    codes = random_codes(9, n, words, tie_heavy=tie_heavy)
+    query = random_codes(10, 1, words, tie_heavy=tie_heavy)[0]
+    rows = random_rows(11, n, n // 2 + 3, sort=sort)
+    got = kernels.hamming_topk_rows(codes, rows, query, k)
+    assert_same(got, reference.hamming_topk_rows(codes, rows, query, k))
+    assert got[0].shape == (min(k, rows.shape[0]),)
+    assert np.isin(got[0], rows).all()
+
+
+def test_hamming_topk_rows_breaks_ties_by_row_value_not_by_order_given() -> None:
+    codes = np.array([[0], [1], [0], [1], [0]], dtype=np.uint64)
+    rows = np.array([4, 3, 1, 2, 0], dtype=np.int64)
+    query = np.zeros(1, dtype=np.uint64)
+    for module in (kernels, reference):
+        ids, distances = module.hamming_topk_rows(codes, rows, query, 3)
+        np.testing.assert_array_equal(ids, [0, 2, 4])
+        np.testing.assert_array_equal(distances, [0, 0, 0])
+        ids, distances = module.hamming_topk_rows(codes, rows, query, 4)
+        np.testing.assert_array_equal(ids, [0, 2, 4, 1])
+        np.testing.assert_array_equal(distances, [0, 0, 0, 1])
+
+
+def test_hamming_topk_rows_empty_rows() -> None:
+    codes = random_codes(12, 10, 2)
+    rows = np.empty(0, dtype=np.int64)
+    for module in (kernels, reference):
+        ids, distances = module.hamming_topk_rows(codes, rows, codes[0], 5)
+        assert ids.shape == distances.shape == (0,)
+
+
+@pytest.mark.parametrize("n, words", CODE_SHAPES)
+@pytest.mark.parametrize("n_queries", [0, 1, 5])
+@pytest.mark.parametrize("k", [0, 3, 10_000])
+def test_hamming_topk_batch_agrees(n: int, words: int, n_queries: int, k: int) -> None:
+    codes = random_codes(13, n, words, tie_heavy=True)
+    queries = random_codes(14, n_queries, words, tie_heavy=True)
+    got = kernels.hamming_topk_batch(codes, queries, k)
+    assert_same(got, reference.hamming_topk_batch(codes, queries, k))
+    assert got[0].shape == (n_queries, min(k, n))
+    for qi in range(n_queries):
+        assert_same((got[0][qi], got[1][qi]), kernels.hamming_topk(codes, queries[qi], k))
+
+
+# Row scoring -----------------------------------------------------------------------------------
+
+DIMS = [0, 1, 3, 63, 100, 384, 385]
+
+
+@pytest.mark.parametrize("dim", DIMS)
+@pytest.mark.parametrize("m", [0, 1, 50])
+def test_int8_scores_rows_agree(dim: int, m: int) -> None:
+    rng = np.random.default_rng(15)
+    codes = rng.integers(-128, 128, size=(40, dim), dtype=np.int8)
+    rows = rng.integers(0, 40, size=m, dtype=np.int64)
+    qscaled = rng.standard_normal(dim).astype(np.float32)
+    got = kernels.int8_scores_rows(codes, rows, qscaled)
+    want = reference.int8_scores_rows(codes, rows, qscaled)
+    assert_scores_close(got, want, codes[rows].astype(np.float64) * qscaled)
+
+
+def test_int8_scores_rows_extremes_are_exact() -> None:
+    codes = np.array([[-128, 127, 0], [1, -1, 2]], dtype=np.int8)
+    qscaled = np.array([1.0, 2.0, 0.5], dtype=np.float32)
+    rows = np.array([1, 0, 0], dtype=np.int64)
+    for module in (kernels, reference):
+        np.testing.assert_array_equal(module.int8_scores_rows(codes, rows, qscaled), [0, 126, 126])
+
+
+@pytest.mark.parametrize("dim", DIMS)
+@pytest.mark.parametrize("m", [0, 1, 50])
+def test_float_scores_rows_agree(dim: int, m: int) -> None:
+    rng = np.random.default_rng(16)
+    vectors = rng.standard_normal((40, dim)).astype(np.float32)
+    rows = rng.integers(0, 40, size=m, dtype=np.int64)
+    query = rng.standard_normal(dim).astype(np.float32)
+    got = kernels.float_scores_rows(vectors, rows, query)
+    want = reference.float_scores_rows(vectors, rows, query)
+    assert_scores_close(got, want, vectors[rows].astype(np.float64) * query)
+
+
+# Top-k over scores -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("m", [0, 1, 7, 1000])
+@pytest.mark.parametrize("k", [0, 1, 5, 999, 1000, 5000])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_topk_scores_agree(m: int, k: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    # Rounded to few values so ties are common.
+    scores = np.round(rng.standard_normal(m), 1).astype(np.float32)
+    got = kernels.topk_scores(scores, k)
+    assert got.dtype == np.int64 and got.shape == (min(k, m),)
+    np.testing.assert_array_equal(got, reference.topk_scores(scores, k))
+
+
+def test_topk_scores_special_values() -> None:
+    nan, inf = np.nan, np.inf
+    scores = np.array([nan, 1.0, -inf, 0.0, -0.0, inf, nan, 1.0, -1.0], dtype=np.float32)
+    expected = [5, 1, 7, 3, 4, 8, 2, 0, 6]  # inf, the 1.0s, both zeros in index order, ..., NaNs
+    for module in (kernels, reference):
+        np.testing.assert_array_equal(module.topk_scores(scores, 9), expected)
+        np.testing.assert_array_equal(module.topk_scores(scores, 4), expected[:4])
+
+
+# Inputs as the engine passes them -------------------------------------------------------------
+
+
+def read_only(array: np.ndarray) -> np.ndarray:
+    """A read-only copy, like the memory-mapped segment columns the engine scans."""
+    array = array.copy()
+    array.setflags(write=False)
+    return array
+
+
+def test_read_only_inputs() -> None:
+    rng = np.random.default_rng(19)
+    codes = read_only(random_codes(20, 300, 6))
+    query = read_only(codes[7])
+    rows = read_only(np.sort(rng.choice(300, 120, replace=False)).astype(np.int64))
+    int8_codes = read_only(rng.integers(-128, 128, size=(300, 33), dtype=np.int8))
+    vectors = read_only(rng.standard_normal((300, 33)).astype(np.float32))
+    q33 = read_only(rng.standard_normal(33).astype(np.float32))
+    scores = read_only(rng.standard_normal(300).astype(np.float32))
+
+    assert_same(kernels.hamming_topk(codes, query, 20), reference.hamming_topk(codes, query, 20))
+    assert_same(
+        kernels.hamming_topk_rows(codes, rows, query, 20),
+        reference.hamming_topk_rows(codes, rows, query, 20),
+    )
+    assert_same(
+        kernels.hamming_topk_batch(codes, codes[:4], 20),
+        reference.hamming_topk_batch(codes, codes[:4], 20),
+    )
+    assert_scores_close(
+        kernels.int8_scores_rows(int8_codes, rows, q33),
+        reference.int8_scores_rows(int8_codes, rows, q33),
+        int8_codes[rows].astype(np.float64) * q33,
+    )
+    assert_scores_close(
+        kernels.float_scores_rows(vectors, rows, q33),
+        reference.float_scores_rows(vectors, rows, q33),
+        vectors[rows].astype(np.float64) * q33,
+    )
+    np.testing.assert_array_equal(kernels.topk_scores(scores, 9), reference.topk_scores(scores, 9))
+
+
+def test_native_imports_nothing_from_vecstore() -> None:
+    """native/ sits below every other layer (it ships as vecstore._native but must not use it)."""
+    for module in (kernels, reference):
+        tree = ast.parse(Path(module.__file__ or "").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                # `from .. import x` climbs out of native/ into vecstore.
+                names = [node.module or ""] if node.level == 0 else ["vecstore"] * (node.level > 1)
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            assert not any(name.split(".")[0] == "vecstore" for name in names), (
+                f"{module.__name__} imports {names}"
+            )
+
+
+# Errors ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", [kernels, reference], ids=["kernels", "reference"])
+def test_negative_k_raises(module: object) -> None:
+    codes = random_codes(17, 4, 2)
+    rows = np.arange(4, dtype=np.int64)
+    with pytest.raises(ValueError, match="k must be >= 0"):
+        module.hamming_topk(codes, codes[0], -1)  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="k must be >= 0"):
+        module.hamming_topk_rows(codes, rows, codes[0], -1)  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="k must be >= 0"):
+        module.hamming_topk_batch(codes, codes, -1)  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="k must be >= 0"):
+        module.topk_scores(np.zeros(3, dtype=np.float32), -1)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("module", [kernels, reference], ids=["kernels", "reference"])
+def test_query_width_mismatch_raises(module: object) -> None:
+    codes = random_codes(18, 4, 3)
+    short = codes[0, :1].copy()
+    rows = np.arange(4, dtype=np.int64)
+    floats = np.zeros((4, 3), dtype=np.float32)
+    calls = [
+        lambda: module.hamming_distances(codes, short),  # type: ignore[attr-defined]
+        lambda: module.hamming_distances_rows(codes, rows, short),  # type: ignore[attr-defined]
+        lambda: module.hamming_topk(codes, short, 2),  # type: ignore[attr-defined]
+        lambda: module.hamming_topk_rows(codes, rows, short, 2),  # type: ignore[attr-defined]
+        lambda: module.hamming_topk_batch(codes, short[None, :], 2),  # type: ignore[attr-defined]
+        lambda: module.int8_scores_rows(  # type: ignore[attr-defined]
+            floats.astype(np.int8), rows, np.zeros(2, dtype=np.float32)
+        ),
+        lambda: module.float_scores_rows(  # type: ignore[attr-defined]
+            floats, rows, np.zeros(2, dtype=np.float32)
+        ),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match="query length"):
+            call()
+
+
+# Properties ------------------------------------------------------------------------------------
+
+# Few distinct words, so distances tie often; the extremes of the word range are included.
+WORDS = st.sampled_from([0, 1, 3, 2**63, 0x00FF00FF00FF00FF, 2**64 - 1])
+
+
+@st.composite
+def code_arrays(draw: st.DrawFn) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    """A ``uint64[n, w]`` code array and a ``uint64[w]`` query."""
+    words = draw(st.integers(0, 3))
+    n = draw(st.integers(0, 40))
+    flat = draw(st.lists(WORDS, min_size=n * words, max_size=n * words))
+    query = draw(st.lists(WORDS, min_size=words, max_size=words))
+    codes = np.array(flat, dtype=np.uint64).reshape(n, words)
+    return codes, np.array(query, dtype=np.uint64)
+
+
+@SETTINGS
+@given(data=code_arrays(), k=st.integers(0, 50), row_picks=st.lists(st.integers(0, 10**6)))
+def test_hamming_topk_property(
+    data: tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]], k: int, row_picks: list[int]
+) -> None:
+    codes, query = data
+    assert_same(kernels.hamming_topk(codes, query, k), reference.hamming_topk(codes, query, k))
+    n = codes.shape[0]
+    rows = np.array([p % n for p in row_picks] if n else [], dtype=np.int64)
+    assert_same(
+        kernels.hamming_topk_rows(codes, rows, query, k),
+        reference.hamming_topk_rows(codes, rows, query, k),
+    )
+
+
+@SETTINGS
+@given(
+    scores=st.lists(
+        st.floats(width=32, allow_nan=True, allow_infinity=True) | st.sampled_from([0.0, -0.0, 1.0]),
+        max_size=60,
+    ),
+    k=st.integers(0, 70),
+)
+def test_topk_scores_property(scores: list[float], k: int) -> None:
+    array = np.array(scores, dtype=np.float32)
+    np.testing.assert_array_equal(kernels.topk_scores(array, k), reference.topk_scores(array, k))
