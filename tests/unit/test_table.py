@@ -331,14 +331,24 @@ def test_bad_arguments(tmp_db, rng):
 
 
 def test_select_and_explain(tmp_db, rng):
-    tbl = tmp_db.create_table("t", dim=8)
-    tbl.add(rows_for(rng, 500))
-    q = rng.normal(size=8)
+    tbl = tmp_db.create_table("t", dim=64)
+    tbl.add(rows_for(rng, 500, dim=64))
+    q = rng.normal(size=64)
     hits = tbl.search(q).select("year", "vector").limit(3).to_list()
-    assert set(hits[0]) == {"id", "score", "year", "vector"} and len(hits[0]["vector"]) == 8
+    assert set(hits[0]) == {"id", "score", "year", "vector"} and len(hits[0]["vector"]) == 64
     plan = tbl.search(q).where("year > 2000").limit(3).explain()
     assert plan.strategy == "two-stage-scan"
     assert plan.matches == tbl.count("year > 2000")
     text = str(plan)
     assert "binary" in text and "int8" in text and "float32" in text and "selectivity" in text
     assert tbl.search(q).limit(3).exact().explain().strategy == "exact-scan"
+
+
+def test_low_dimensional_tables_start_from_int8(tmp_db, rng):
+    tbl = tmp_db.create_table("t", dim=8)
+    rows = rows_for(rng, 2000)
+    tbl.add(rows)
+    q = rng.normal(size=8)
+    plan = tbl.search(q).limit(5).explain()
+    assert plan.strategy == "int8-scan"
+    assert tbl.search(q).limit(5).hits().ids == tbl.search(q).limit(5).exact().hits().ids

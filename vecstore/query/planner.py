@@ -32,6 +32,10 @@ I64 = npt.NDArray[np.int64]
 
 _kernels: ModuleType | None = None
 
+MIN_BINARY_DIM = 64
+"""Below this many dimensions sign codes hold too few bits to rank candidates (distances fall
+in 0..dim, so most rows tie); such tables start from the int8 codes instead."""
+
 
 def kernels() -> ModuleType:
     """The Numba kernels, imported on first use (``VECSTORE_KERNELS=numpy`` selects the NumPy
@@ -167,6 +171,24 @@ def search(snap: Snapshot, req: SearchRequest) -> tuple[I64, F32, Plan]:
         stages.append(Stage("float32 (exact)", scanned, rows.size, time.perf_counter() - t))
         why = "exact requested" if req.exact else "matches <= k x oversample"
         return rows, scores, Plan(strategy="exact-scan", stages=tuple(stages), notes=(why,), **plan_args)
+
+    if snap.manifest.config.dim < MIN_BINARY_DIM:
+        # Stage 1 on the int8 codes of every match, then float32.
+        t = time.perf_counter()
+        rows1 = np.concatenate([
+            (np.arange(snap.segments[s].rows, dtype=np.int64) if local is None else local) + snap.bases[s]
+            for s, local in parts])
+        scores1 = np.empty(rows1.size, dtype=np.float32)
+        offset = 0
+        for s, local in snap.split(rows1):
+            scores1[offset:offset + local.size] = scorer.int8(s, local)
+            offset += local.size
+        keep = np.sort(rows1[_top(scores1, n1)])
+        stages.append(Stage("int8 scan", n_match, keep.size, time.perf_counter() - t))
+        t = time.perf_counter()
+        rows3, scores3, _ = _exact_over(scorer, list(snap.split(keep)), k)
+        stages.append(Stage("float32 rescore", keep.size, rows3.size, time.perf_counter() - t))
+        return rows3, scores3, Plan(strategy="int8-scan", stages=tuple(stages), **plan_args)
 
     # Stage 1: binary codes, per segment, merged by (distance, row).
     t = time.perf_counter()

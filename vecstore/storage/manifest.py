@@ -13,6 +13,7 @@ import json
 import os
 import re
 import time
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,11 @@ class Manifest:
         )
 
 
+def _checksum(body: dict[str, Any]) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return f"crc32:{zlib.crc32(canonical):08x}"
+
+
 def manifest_path(table_dir: Path, version: int) -> Path:
     return table_dir / VERSIONS_DIR / f"{version:020d}.json"
 
@@ -175,6 +181,12 @@ def read_manifest(table_dir: Path, version: int) -> Manifest:
         raise NotFoundError(f"table version {version} does not exist ({path})") from None
     try:
         data = json.loads(raw)
+        stored = data.pop("checksum", None)
+        if stored != _checksum(data):
+            raise CorruptStoreError(
+                f"manifest {path} fails its checksum: the file was altered or damaged; older "
+                f"versions stay readable with open_table(name, version=...)"
+            )
         manifest = Manifest.from_json(data)
     except CorruptStoreError:
         raise
@@ -188,5 +200,7 @@ def read_manifest(table_dir: Path, version: int) -> Manifest:
 def write_manifest(table_dir: Path, manifest: Manifest) -> None:
     """Publish ``manifest``; raises FileExistsError if that version was published already."""
     (table_dir / VERSIONS_DIR).mkdir(parents=True, exist_ok=True)
-    data = json.dumps(manifest.to_json(), indent=1, sort_keys=True).encode("utf-8")
+    body = manifest.to_json()
+    body["checksum"] = _checksum(body)
+    data = json.dumps(body, indent=1, sort_keys=True).encode("utf-8")
     write_bytes_atomic(manifest_path(table_dir, manifest.version), data, exclusive=True)

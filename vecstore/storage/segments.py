@@ -8,6 +8,7 @@ page cache only for the few candidates that reach the last rescoring stage.
 
 from __future__ import annotations
 
+import threading
 import uuid
 import zlib
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import pyarrow as pa
 
 from ..errors import CorruptStoreError
 from .codes import Quantizer, binary_bytes
-from .files import write_atomic
+from .files import crc32_file, write_atomic
 from .manifest import DATA_DIR, FileRef
 
 INTERNAL_COLUMNS = ("vector", "_norm", "_i8", "_bin")
@@ -89,6 +90,30 @@ def write_deletions(table_dir: Path, offsets: npt.NDArray[np.int64]) -> FileRef:
     return _write_ipc(table_dir, DATA_DIR, table)
 
 
+_verified: set[tuple[str, int, int, int]] = set()
+_verified_lock = threading.Lock()
+
+
+def verify_checksum(path: Path, ref: FileRef) -> None:
+    """Check a file's crc32 against the manifest, once per process per (file, size, mtime).
+
+    The file is read with plain reads, not through the memory map, so verifying leaves the
+    bytes in the page cache rather than in this process's resident memory.
+    """
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns, ref.crc32)
+    if key in _verified:
+        return
+    crc = crc32_file(path)
+    if crc != ref.crc32:
+        raise CorruptStoreError(
+            f"file {path} fails its checksum (crc32 {crc:#010x}, the manifest recorded "
+            f"{ref.crc32:#010x}): the file was altered or damaged"
+        )
+    with _verified_lock:
+        _verified.add(key)
+
+
 def _open_ipc(table_dir: Path, ref: FileRef, verify: bool) -> pa.Table:
     path = table_dir / ref.path
     try:
@@ -99,13 +124,10 @@ def _open_ipc(table_dir: Path, ref: FileRef, verify: bool) -> pa.Table:
         raise CorruptStoreError(
             f"file {path} has {size} bytes, the manifest recorded {ref.bytes}: truncated or replaced"
         )
+    if verify:
+        verify_checksum(path, ref)
     try:
         source = pa.memory_map(str(path), "r")
-        if verify:
-            crc = zlib.crc32(memoryview(source.read_buffer()))
-            source.seek(0)
-            if crc != ref.crc32:
-                raise CorruptStoreError(f"file {path} fails its checksum (crc32 {crc:#x} != {ref.crc32:#x})")
         table = pa.ipc.open_file(source).read_all()
         table.validate(full=verify)
     except CorruptStoreError:
@@ -153,7 +175,7 @@ class Segment:
 
 
 def open_segment(table_dir: Path, data: FileRef, deletions: FileRef | None,
-                 quantizer: Quantizer, rows: int, verify: bool = False) -> Segment:
+                 quantizer: Quantizer, rows: int, verify: bool = True) -> Segment:
     table = _open_ipc(table_dir, data, verify)
     if table.num_rows != rows:
         raise CorruptStoreError(

@@ -24,7 +24,7 @@ class Snapshot:
     """One table version, opened read-only. Safe to share between threads."""
 
     def __init__(self, table_dir: Path, manifest: Manifest, reuse: dict[str, Segment] | None = None,
-                 verify: bool = False) -> None:
+                 verify: bool = True) -> None:
         self.table_dir = table_dir
         self.manifest = manifest
         dim = manifest.config.dim

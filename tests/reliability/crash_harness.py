@@ -1,0 +1,135 @@
+"""A seeded sequence of writes, a Python model of what each prefix of it leaves in the table,
+and a child-process runner that records each write once it has returned."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import vecstore
+
+DIM = 8
+
+
+@dataclass(frozen=True)
+class Op:
+    kind: str  # add | upsert | delete_ids | delete_where | compact
+    rows: tuple[tuple[str, tuple[float, ...], int], ...] = ()
+    ids: tuple[str, ...] = ()
+    cut: int = 0
+
+
+def make_ops(seed: int, n: int) -> list[Op]:
+    rng = np.random.default_rng(seed)
+    ops: list[Op] = []
+    live: set[str] = set()
+    next_id = 0
+    for _ in range(n):
+        r = rng.random()
+        if r < 0.35 or not live:
+            rows = []
+            for _ in range(int(rng.integers(1, 40))):
+                rows.append((f"id{next_id}", tuple(rng.normal(size=DIM).round(3).tolist()),
+                             int(rng.integers(0, 100))))
+                live.add(f"id{next_id}")
+                next_id += 1
+            ops.append(Op("add", rows=tuple(rows)))
+        elif r < 0.6:
+            pick = rng.choice(sorted(live), size=min(len(live), int(rng.integers(1, 10))), replace=False)
+            rows = [(str(i), tuple(rng.normal(size=DIM).round(3).tolist()), int(rng.integers(0, 100)))
+                    for i in pick]
+            rows.append((f"id{next_id}", tuple(rng.normal(size=DIM).round(3).tolist()), 1))
+            live.add(f"id{next_id}")
+            next_id += 1
+            ops.append(Op("upsert", rows=tuple(rows)))
+        elif r < 0.75:
+            pick = rng.choice(sorted(live), size=min(len(live), int(rng.integers(1, 6))), replace=False)
+            live -= set(map(str, pick))
+            ops.append(Op("delete_ids", ids=tuple(map(str, pick))))
+        elif r < 0.88:
+            ops.append(Op("delete_where", cut=int(rng.integers(0, 12))))
+            # the model decides which ids go; `live` is only a hint for picking ids
+        else:
+            ops.append(Op("compact"))
+    return ops
+
+
+Model = dict[str, tuple[tuple[float, ...], int]]
+
+
+def apply(model: Model, op: Op) -> Model:
+    m = dict(model)
+    if op.kind in ("add", "upsert"):
+        for i, v, y in op.rows:
+            m[i] = (v, y)
+    elif op.kind == "delete_ids":
+        for i in op.ids:
+            m.pop(i, None)
+    elif op.kind == "delete_where":
+        m = {i: (v, y) for i, (v, y) in m.items() if not y < op.cut}
+    return m
+
+
+def run(tbl: vecstore.Table, op: Op) -> None:
+    if op.kind == "add":
+        tbl.add([{"id": i, "vector": v, "year": y} for i, v, y in op.rows])
+    elif op.kind == "upsert":
+        tbl.upsert([{"id": i, "vector": v, "year": y} for i, v, y in op.rows])
+    elif op.kind == "delete_ids":
+        tbl.delete(ids=list(op.ids))
+    elif op.kind == "delete_where":
+        tbl.delete("year < ?", op.cut)
+    elif op.kind == "compact":
+        tbl.compact()
+
+
+def child(store: str, ops: list[Op], start: int, done_file: str) -> None:
+    """Apply ops[start:], appending each op's index to ``done_file`` (fsynced) once it returned."""
+    tbl = vecstore.connect(store).open_table("t")
+    fd = os.open(done_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    for i in range(start, len(ops)):
+        run(tbl, ops[i])
+        os.write(fd, f"{i}\n".encode())
+        os.fsync(fd)
+    os.close(fd)
+    os._exit(0)
+
+
+def table_content(path: Path) -> Model:
+    tbl = vecstore.connect(path).open_table("t")
+    rows = tbl.to_arrow(with_vectors=True).to_pylist()
+    out: Model = {}
+    for r in rows:
+        assert r["id"] not in out, f"duplicate id {r['id']}"
+        out[r["id"]] = (tuple(round(float(x), 3) for x in r["vector"]), r["year"])
+    return out
+
+
+def same(a: Model, b: Model) -> bool:
+    if a.keys() != b.keys():
+        return False
+    return all(a[k][1] == b[k][1] and np.allclose(a[k][0], b[k][0], atol=1e-3) for k in a)
+
+
+def check_search(path: Path, model: Model, rng: np.random.Generator) -> None:
+    tbl = vecstore.connect(path).open_table("t")
+    if not model:
+        assert tbl.search(rng.normal(size=DIM)).limit(5).to_list() == []
+        return
+    q = rng.normal(size=DIM).astype(np.float32)
+    ids = list(model)
+    x = np.array([model[i][0] for i in ids], dtype=np.float32)
+    s = (x @ q) / (np.linalg.norm(x, axis=1) * np.linalg.norm(q))
+    want = np.sort(s)[::-1][:5]
+    hits = tbl.search(q).limit(5).exact().hits()
+    np.testing.assert_allclose(hits.scores, want, atol=2e-3)
+    # the approximate path: the right number of rows, all live, each with its true score
+    got: Any = tbl.search(q).limit(5).hits()
+    assert len(got) == len(want)
+    for hit_id, score in zip(got.ids, got.scores, strict=True):
+        v = np.array(model[hit_id][0], dtype=np.float32)
+        assert abs(float(v @ q / (np.linalg.norm(v) * np.linalg.norm(q))) - score) < 2e-3
