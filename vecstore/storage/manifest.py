@@ -181,6 +181,8 @@ def read_manifest(table_dir: Path, version: int) -> Manifest:
         raise NotFoundError(f"table version {version} does not exist ({path})") from None
     try:
         data = json.loads(raw)
+        if isinstance(data, dict) and int(data.get("format_version", 0)) > FORMAT_VERSION:
+            Manifest.from_json(data)  # raises the "newer format" error, whatever else changed
         stored = data.pop("checksum", None)
         if stored != _checksum(data):
             raise CorruptStoreError(
