@@ -1,0 +1,1 @@
+"""Benchmarks for vecstore: one module per scenario; never collected by pytest."""
