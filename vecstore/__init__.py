@@ -26,7 +26,7 @@ from .errors import (
 )
 from .query.builder import Query
 from .query.results import Hits, Plan
-from .table import Table
+from .table import IngestReport, Table
 
 __version__ = "0.1.0"
 
@@ -38,6 +38,7 @@ __all__ = [
     "DuplicateIdError",
     "FilterError",
     "Hits",
+    "IngestReport",
     "InvalidArgumentError",
     "Metric",
     "MissingDependencyError",

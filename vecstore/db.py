@@ -82,7 +82,7 @@ class Database:
             from .ingest.embedders import get_embedder
 
             emb = get_embedder(embedder)
-            embedder_id = embedder if isinstance(embedder, str) else emb.model_id
+            embedder_id = emb.model_id
             if dim is None:
                 dim = emb.dim
             elif dim != emb.dim:
@@ -109,18 +109,21 @@ class Database:
                 return self.open_table(name)
             raise AlreadyExistsError(f"table {name!r} already exists in {self.path}") from None
         fsync_dir(self.path)
-        tbl = Table(self, name, path, lock_timeout=self.lock_timeout)
+        tbl = Table(self, name, path, lock_timeout=self.lock_timeout,
+                    embedder=None if embedder is None or isinstance(embedder, str) else embedder)
         if data is not None:
             tbl.add(data)
         return tbl
 
-    def open_table(self, name: str, *, version: int | None = None) -> Table:
-        """Open an existing table (at its newest version, or at ``version``, read-only)."""
+    def open_table(self, name: str, *, version: int | None = None, embedder: Any = None) -> Table:
+        """Open an existing table (at its newest version, or at ``version``, read-only).
+        ``embedder`` overrides the table's stored embedder (e.g. a custom Embedder object)."""
         path = self._table_dir(name)
         if latest_version(path) == 0:
             raise NotFoundError(f"table {name!r} does not exist in {self.path}; "
                                 f"tables: {', '.join(self.table_names()) or '(none)'}")
-        return Table(self, name, path, version=version, lock_timeout=self.lock_timeout)
+        return Table(self, name, path, version=version, lock_timeout=self.lock_timeout,
+                     embedder=embedder)
 
     def drop_table(self, name: str, *, missing_ok: bool = False) -> None:
         """Delete a table and all its files. The table disappears atomically (a rename), then

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,13 +40,23 @@ if TYPE_CHECKING:
 I64 = npt.NDArray[np.int64]
 
 
+@dataclass(frozen=True)
+class IngestReport:
+    """What :meth:`Table.add_documents` did."""
+
+    documents: int
+    chunks: int
+    skipped: tuple[tuple[str, str], ...]  # (doc_id, reason) of documents with nothing to embed
+    seconds: float
+
+
 class Table:
     """A table of a :class:`~vecstore.Database`. Get one with ``db.create_table`` or
     ``db.open_table``; it reads the newest committed version at every operation (or a fixed
     one, after ``checkout``)."""
 
     def __init__(self, db: Database, name: str, path: Path, version: int | None = None,
-                 lock_timeout: float = DEFAULT_TIMEOUT_S) -> None:
+                 lock_timeout: float = DEFAULT_TIMEOUT_S, embedder: Any = None) -> None:
         self._db = db
         self.name = name
         self.path = path
@@ -55,6 +66,7 @@ class Table:
         v = version if version is not None else latest_version(path)
         self._snap = Snapshot(path, read_manifest(path, v))
         self._filters: tuple[int, FilterEngine] | None = None
+        self._embedder: Any = embedder
 
     def __repr__(self) -> str:
         m = self._snap.manifest
@@ -168,12 +180,25 @@ class Table:
         vec = self._query_vector(query)
         return Query(self, vec)
 
+    @property
+    def embedder(self) -> Any:
+        """The table's embedder (loaded on first use), or None for a table of plain vectors."""
+        if self._embedder is None and self.config.embedder is not None:
+            from .ingest.embedders import get_embedder
+
+            self._embedder = get_embedder(self.config.embedder)
+        return self._embedder
+
     def _query_vector(self, query: Any) -> npt.NDArray[np.float32]:
         if isinstance(query, str):
-            raise InvalidArgumentError(
-                "this table has no embedder, so it cannot search by text; pass a vector, or create "
-                "the table with embedder=\"default\""
-            )
+            if self.embedder is None:
+                raise InvalidArgumentError(
+                    "this table has no embedder, so it cannot search by text; pass a vector, or "
+                    "create the table with embedder=\"default\""
+                )
+            if not query.strip():
+                raise InvalidArgumentError("the query text is empty")
+            query = self.embedder.embed_queries([query])[0]
         try:
             vec = np.asarray(query, dtype=np.float32)
         except (TypeError, ValueError) as exc:
@@ -241,6 +266,50 @@ class Table:
             found.append(local.astype(np.int64) + snap.bases[s])
         return np.concatenate(found)
 
+    def _rows_of_docs(self, snap: Snapshot, doc_ids: Sequence[str]) -> I64:
+        """Global live rows whose ``doc_id`` is in ``doc_ids`` (chunks of those documents)."""
+        if "doc_id" not in snap.manifest.schema.names or not snap.segments:
+            return np.empty(0, dtype=np.int64)
+        value_set = pa.array(list(doc_ids), type=pa.string())
+        found = []
+        for s, seg in enumerate(snap.segments):
+            if "doc_id" not in seg.table.column_names:
+                continue
+            hit = pc.is_in(seg.table.column("doc_id"), value_set=value_set)
+            local = np.flatnonzero(hit.to_numpy(zero_copy_only=False))
+            if seg.deleted.size and local.size:
+                local = local[seg.live_mask()[local]]
+            found.append(local.astype(np.int64) + snap.bases[s])
+        return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
+
+    def add_documents(self, docs: Any, *, chunking: str = "late", chunker: str = "tokens",
+                      chunk_tokens: int = 128, overlap: int = 16, window: Any = None,
+                      progress: bool | None = None) -> IngestReport:
+        """Split whole documents into chunks, embed each chunk, and store one row per chunk.
+
+        ``docs`` are dicts (``id``, ``text``, attributes), a pyarrow.Table or a DataFrame. Each
+        chunk row has ``id`` (``"<doc_id>#<n>"``), ``doc_id``, ``chunk_index``, ``char_start``
+        and ``char_end`` (its span in the document's text), ``text``, ``context`` and the
+        document's attributes. A document already in the table is replaced whole, in the same
+        commit. ``chunking`` is ``"late"``, ``"context"``, ``"naive"`` or a combination such as
+        ``"late+naive"`` (see :mod:`vecstore.ingest.situated`).
+        """
+        if self.embedder is None:
+            raise InvalidArgumentError(
+                "add_documents needs a table with an embedder: db.create_table(name, embedder=\"default\")")
+        from .ingest.pipeline import chunk_documents
+
+        t = time.perf_counter()
+        out = chunk_documents(docs, self.embedder, chunking=chunking, chunker=chunker,
+                              chunk_tokens=chunk_tokens, overlap=overlap, window=window,
+                              progress=progress)
+        doc_ids = sorted(set(out.table.column("doc_id").to_pylist())) if out.table.num_rows else []
+        if out.table.num_rows:
+            self._write(out.table, replace_existing=True, replace_docs=doc_ids)
+        return IngestReport(documents=out.n_documents, chunks=out.n_chunks,
+                            skipped=tuple((s.doc_id, s.reason) for s in out.skipped),
+                            seconds=time.perf_counter() - t)
+
     def _tombstone(self, snap: Snapshot, rows: I64) -> tuple[SegmentEntry, ...]:
         entries = list(snap.manifest.segments)
         for s, local in snap.split(np.unique(rows)):
@@ -266,9 +335,56 @@ class Table:
         """Add rows, replacing any live rows with the same ids. Returns the ids."""
         return self._write(rows, replace_existing=True)
 
+    def _embed_missing(self, rows: Any) -> Any:
+        """Rows without a ``vector`` get one from the table's embedder, made from ``text``."""
+        if self.config.embedder is None and self._embedder is None:
+            return rows
+        if type(rows).__name__ == "DataFrame" and hasattr(rows, "to_dict"):
+            rows = pa.Table.from_pandas(rows, preserve_index=False)
+        if isinstance(rows, pa.RecordBatch):
+            rows = pa.Table.from_batches([rows])
+        if isinstance(rows, pa.Table):
+            if "vector" in rows.column_names:
+                return rows
+            if "text" not in rows.column_names:
+                raise InvalidArgumentError("rows need a 'vector' or a 'text' column to embed")
+            texts = rows.column("text").to_pylist()
+            self._check_texts(texts)
+            vectors = self.embedder.embed_documents(texts)
+            col = pa.FixedSizeListArray.from_arrays(
+                pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1)), self.dim)
+            return rows.append_column("vector", col)
+        if isinstance(rows, dict):
+            rows = [rows]
+        if not isinstance(rows, (list, tuple)):
+            return rows  # prepare_batch reports the bad type
+        missing = [i for i, r in enumerate(rows) if isinstance(r, dict) and r.get("vector") is None]
+        if not missing:
+            return rows
+        texts = [rows[i].get("text") for i in missing]
+        self._check_texts(texts, missing)
+        vectors = self.embedder.embed_documents(texts)
+        out = list(rows)
+        for i, v in zip(missing, vectors, strict=True):
+            out[i] = {**rows[i], "vector": v}
+        return out
+
+    @staticmethod
+    def _check_texts(texts: Sequence[Any], positions: Sequence[int] | None = None) -> None:
+        for j, t in enumerate(texts):
+            i = positions[j] if positions is not None else j
+            if not isinstance(t, str):
+                raise InvalidArgumentError(
+                    f"row {i}: no 'vector' and no 'text' string to embed (text is {type(t).__name__})")
+            if not t.strip():
+                raise InvalidArgumentError(f"row {i}: field 'text' is empty; there is nothing to embed")
+
     def _write(self, rows: Any, replace_existing: bool,
-               vectors: npt.NDArray[np.float32] | None = None) -> list[str]:
+               vectors: npt.NDArray[np.float32] | None = None,
+               replace_docs: Sequence[str] = ()) -> list[str]:
         out: list[str] = []
+        if vectors is None:
+            rows = self._embed_missing(rows)
 
         def change(snap: Snapshot) -> Manifest | None:
             batch = prepare_batch(rows, snap.manifest.config, snap.manifest.schema, vectors)
@@ -277,6 +393,8 @@ class Table:
             if len(batch) == 0:
                 return None
             existing = self._rows_of_ids(snap, ids)
+            if replace_docs:
+                existing = np.union1d(existing, self._rows_of_docs(snap, replace_docs))
             segments = snap.manifest.segments
             if existing.size:
                 if not replace_existing:
