@@ -201,7 +201,9 @@ def exact_topk(
     return scores, idx
 
 
-def exact_scores_of(base: npt.ArrayLike, queries: npt.ArrayLike, ids: npt.ArrayLike) -> list[FloatArray]:
+def exact_scores_of(
+    base: npt.ArrayLike, queries: npt.ArrayLike, ids: npt.NDArray[np.integer] | Sequence[Any]
+) -> list[FloatArray]:
     """The exact dot-product score of each returned row: input for :func:`tie_aware_recall`.
 
     ``ids`` is ``[q, k]`` (or a sequence of per-query id arrays); negative ids, which FAISS and
