@@ -1,0 +1,151 @@
+"""Commands that write a store: ingest files, and the demo."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from importlib import resources
+from pathlib import Path
+
+import click
+
+from .. import connect
+from ..errors import InvalidArgumentError
+from . import cli, emit
+from .commands import plain_option
+
+CHUNKINGS = ["late", "context", "naive", "late+naive", "context+naive"]
+
+
+def _attrs(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidArgumentError(f"--attr takes key=value, got {pair!r}")
+        out[key] = value
+    return out
+
+
+def _open_or_create(store: str, table: str, model: str | None):
+    db = connect(store)
+    if table in db.table_names():
+        tbl = db.open_table(table)
+        if tbl.config.embedder is None:
+            raise InvalidArgumentError(
+                f"table {table!r} has no embedder (it holds plain vectors); ingest into a new table")
+        if model is not None:
+            from ..ingest.embedders import get_embedder
+
+            if get_embedder(model).model_id != tbl.config.embedder:
+                raise InvalidArgumentError(
+                    f"table {table!r} was built with model {tbl.config.embedder!r}, not {model!r}")
+        return tbl
+    return db.create_table(table, embedder=model or "default")
+
+
+@cli.command()
+@click.argument("store", type=click.Path(file_okay=False))
+@click.argument("table")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--model", default=None, help="Embedding model: 'default' (all-MiniLM-L6-v2) or a "
+              "sentence-transformers model directory. Fixed when the table is created.")
+@click.option("--chunking", type=click.Choice(CHUNKINGS), default="late", show_default=True,
+              help="How chunks are embedded: with their surrounding text (late, context) or alone.")
+@click.option("--chunker", type=click.Choice(["tokens", "sentences", "markdown"]), default="tokens",
+              show_default=True, help="Where chunks are cut.")
+@click.option("--chunk-tokens", default=128, show_default=True, help="Chunk size in model tokens.")
+@click.option("--overlap", default=16, show_default=True, help="Tokens shared by neighbouring chunks.")
+@click.option("--attr", "attrs", multiple=True, metavar="KEY=VALUE",
+              help="An attribute added to every document (repeatable).")
+@click.option("--text-column", default="text", show_default=True, help="Text column of .jsonl/.csv/.parquet.")
+@click.option("--id-column", default="id", show_default=True, help="Id column of .jsonl/.csv/.parquet.")
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
+@plain_option
+def ingest(store: str, table: str, paths: tuple[str, ...], model: str | None, chunking: str,
+           chunker: str, chunk_tokens: int, overlap: int, attrs: tuple[str, ...], text_column: str,
+           id_column: str, progress: bool | None, plain: bool) -> None:
+    """Load PATHS (files, directories, globs), chunk and embed them into TABLE of STORE.
+
+    Reads .txt, .md, .html, .jsonl, .csv, .parquet and .pdf (with the pdf extra). A document
+    already in the table (same id) is replaced. Files that cannot be read are reported on stderr
+    and counted; the exit status is 2 when some were skipped, 1 on an error.
+    """
+    from ..ingest.loaders import load_documents
+
+    extra = _attrs(attrs)
+    loaded = load_documents(list(paths), text_column=text_column, id_column=id_column,
+                            attributes=extra or None)
+    for err in loaded.errors:
+        click.echo(f"skipped {err.path}: {err.reason}", err=True)
+    if not loaded.documents:
+        raise InvalidArgumentError(f"no documents to ingest from {' '.join(paths)} "
+                                   f"({len(loaded.errors)} files skipped)")
+    tbl = _open_or_create(store, table, model)
+    report = tbl.add_documents(loaded.documents, chunking=chunking, chunker=chunker,
+                               chunk_tokens=chunk_tokens, overlap=overlap, progress=progress)
+    for doc_id, reason in report.skipped:
+        click.echo(f"skipped document {doc_id}: {reason}", err=True)
+    record = {"table": table, "documents": report.documents, "chunks": report.chunks,
+              "files_skipped": len(loaded.errors), "documents_skipped": len(report.skipped),
+              "rows": len(tbl), "seconds": round(report.seconds, 2),
+              "chunks_per_s": round(report.chunks / report.seconds, 1) if report.seconds else None}
+    emit([record], plain)
+    if loaded.errors or report.skipped:
+        sys.exit(2)
+
+
+DEMO_QUERIES = [
+    ("What did the team decide about the remote control's buttons?", None),
+    ("How should schools be funded?", ("domain = ?", "Committee")),
+    ("speech recognition features and noise", ("domain = ? AND chunk_index < ?", "Academic", 40)),
+]
+
+
+@cli.command()
+@click.option("--store", default="demo_store", show_default=True, type=click.Path(file_okay=False),
+              help="Where the demo store is written (replaced if it exists).")
+@click.option("--chunking", type=click.Choice(CHUNKINGS), default="late", show_default=True)
+@click.option("-k", "--limit", "k", default=3, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of text.")
+def demo(store: str, chunking: str, k: int, as_json: bool) -> None:
+    """Ingest the bundled sample (four QMSum meeting transcripts, MIT licensed) with the default
+    model, then search it with and without filters, printing hits with their source offsets."""
+    from ..ingest.loaders import load_documents
+
+    sample = resources.files("vecstore") / "demo_data" / "qmsum_sample.jsonl"
+    with resources.as_file(sample) as path:
+        docs = load_documents([Path(path)]).documents
+    target = Path(store)
+    if target.exists():
+        db = connect(target)
+        db.drop_table("meetings", missing_ok=True)
+    else:
+        db = connect(target)
+    click.echo(f"loading the default model and ingesting {len(docs)} transcripts into {target}/meetings ...",
+               err=True)
+    tbl = db.create_table("meetings", embedder="default")
+    report = tbl.add_documents(docs, chunking=chunking, progress=None)
+    click.echo(f"ingested {report.documents} documents as {report.chunks} chunks in "
+               f"{report.seconds:.1f} s ({chunking} chunking)", err=True)
+    texts = {d["id"]: d["text"] for d in docs}
+    for query, where in DEMO_QUERIES:
+        q = tbl.search(query).limit(k).select("doc_id", "chunk_index", "char_start", "char_end", "domain")
+        label = query
+        if where is not None:
+            q = q.where(where[0], *where[1:])
+            label += f"   [where {where[0]} with {list(where[1:])}]"
+        hits = q.to_list()
+        if as_json:
+            emit([{"query": query, "where": where[0] if where else None, **h} for h in hits], plain=False)
+            continue
+        click.echo(f"\n> {label}")
+        for h in hits:
+            snippet = " ".join(texts[h["doc_id"]][h["char_start"]:h["char_end"]].split())[:160]
+            click.echo(f"  {h['score']:.3f}  {h['doc_id']} chunk {h['chunk_index']} "
+                       f"[{h['char_start']}:{h['char_end']}] ({h['domain']})")
+            click.echo(f"         {snippet}...")
+    width = shutil.get_terminal_size((100, 20)).columns
+    click.echo("\n" + "-" * min(width, 60), err=True)
+    click.echo(f"try: vecstore search {target} meetings \"your question\" --where \"domain = 'Product'\" --plain",
+               err=True)
