@@ -16,6 +16,8 @@ the histogram then emits the result in (distance, position) order with no compar
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 from numba import njit, prange
@@ -56,6 +58,11 @@ _S56 = np.uint64(56)
 # Float reductions may be reordered (and multiply-adds fused) so the dot-product loops vectorise;
 # NaN and infinity semantics are kept.
 _VECTORISE_SUMS = {"reassoc", "contract", "nsz"}
+
+# hamming_topk_batch: bytes of codes per chunk (well inside a core's L2) and queries per group
+# (their scan state, ~7 KB each at k=160 and 384 bits, stays in cache alongside the chunk).
+_CHUNK_BYTES = 256 * 1024
+_QUERY_GROUP = 32
 
 
 @njit(cache=True)
@@ -120,57 +127,157 @@ def _is_non_decreasing(rows: npt.NDArray[np.int64]) -> bool:
 
 
 @njit(cache=True)
-def _scan_topk(
+def _new_state(max_distance: int) -> npt.NDArray[np.int64]:
+    """Scan state ``[candidates held, bound, below]`` before any row (see ``_scan_range``)."""
+    state = np.empty(3, dtype=np.int64)
+    state[0] = 0
+    state[1] = max_distance + 1
+    state[2] = 0
+    return state
+
+
+@njit(cache=True)
+def _compact(
+    cand_ids: npt.NDArray[np.int64],
+    cand_dist: npt.NDArray[np.int32],
+    n_cand: int,
+    hist: npt.NDArray[np.int64],
+    bound: int,
+    below: int,
+    kk: int,
+) -> int:
+    """Keep only the ``kk`` candidates that can still win (in id order); rebuild ``hist``.
+
+    Those are every candidate below the bound (``below`` < kk of them) and the first
+    ``kk - below`` at the bound. Only valid when rows arrive in id order. Returns kk.
+    """
+    hist[:] = 0
+    at_bound = kk - below
+    kept = 0
+    for t in range(n_cand):
+        d = cand_dist[t]
+        if d < bound or (d == bound and at_bound > 0):
+            if d == bound:
+                at_bound -= 1
+            cand_ids[kept] = cand_ids[t]
+            cand_dist[kept] = d
+            hist[d] += 1
+            kept += 1
+    return kept
+
+
+def _make_scan_range(width: int) -> Callable[..., None]:
+    """Build ``_scan_range`` for codes of ``width`` words per row (0: any width).
+
+    The width is a closure constant, which Numba compiles as a literal, so LLVM unrolls the word
+    loop into straight-line popcounts. That pays for narrow codes, where the generic loop spends a
+    vector/scalar dispatch and a horizontal sum on every row (measured: batch scans ~13% faster at
+    4 and 6 words); from 8 words up the generic loop, which LLVM vectorises, is faster (~7% at 8
+    words, ~25% at 12). Numba's cache key includes the closure's contents, so each build is cached.
+    """
+
+    @njit(cache=True)
+    def scan_range(
+        codes: npt.NDArray[np.uint64],
+        rows: npt.NDArray[np.int64] | None,
+        start: int,
+        stop: int,
+        query: npt.NDArray[np.uint64],
+        kk: int,
+        in_id_order: bool,
+        hist: npt.NDArray[np.int64],
+        cand_ids: npt.NDArray[np.int64],
+        cand_dist: npt.NDArray[np.int32],
+        state: npt.NDArray[np.int64],
+    ) -> None:
+        words = width if width > 0 else codes.shape[1]
+        n_cand, bound, below = state[0], state[1], state[2]
+        slack = 0 if in_id_order else 1
+        admit_below = bound + slack
+        capacity = cand_ids.shape[0]
+        for i in range(start, stop):
+            row = i if rows is None else rows[i]
+            acc = np.uint64(0)
+            for j in range(words):
+                acc += _popcount64(codes[row, j] ^ query[j])
+            d = np.int64(acc)
+            if d < admit_below:
+                if n_cand == capacity:  # only reachable in id order, with capacity >= 2 * kk
+                    n_cand = _compact(cand_ids, cand_dist, n_cand, hist, bound, below, kk)
+                cand_ids[n_cand] = row
+                cand_dist[n_cand] = d
+                n_cand += 1
+                hist[d] += 1
+                if d < bound:
+                    below += 1
+                    while below >= kk:
+                        bound -= 1
+                        below -= hist[bound]
+                    admit_below = bound + slack
+        state[0], state[1], state[2] = n_cand, bound, below
+
+    return scan_range
+
+
+_scan_range_w4 = _make_scan_range(4)  # 256-bit codes
+_scan_range_w6 = _make_scan_range(6)  # 384-bit codes: 384-d embeddings, the engine's default
+_scan_range_any = _make_scan_range(0)
+
+
+@njit(cache=True)
+def _scan_range(
     codes: npt.NDArray[np.uint64],
     rows: npt.NDArray[np.int64] | None,
+    start: int,
+    stop: int,
     query: npt.NDArray[np.uint64],
+    kk: int,
+    in_id_order: bool,
+    hist: npt.NDArray[np.int64],
+    cand_ids: npt.NDArray[np.int64],
+    cand_dist: npt.NDArray[np.int32],
+    state: npt.NDArray[np.int64],
+) -> None:
+    """Admit the rows ``start:stop`` (of ``codes``, or of ``codes[rows]``) that can still be top-kk.
+
+    Ids are positions when ``rows`` is None (Numba compiles that case separately, so the branch
+    costs nothing) and row values otherwise. ``state`` carries ``[n_cand, bound, below]`` from one
+    range to the next, with the invariant: bound == min{L : #admitted with distance <= L >= kk}
+    (max distance + 1 until kk rows are admitted) and below == #admitted with distance < bound.
+    Rows must arrive in id order for an equal distance to lose the tie; when they do not
+    (``in_id_order`` False: unsorted ``rows``), rows at the bound are admitted too, and the
+    candidate buffers must hold every row. Dispatches to a build for the code width.
+    """
+    args = (codes, rows, start, stop, query, kk, in_id_order, hist, cand_ids, cand_dist, state)
+    words = codes.shape[1]
+    if words == 6:
+        _scan_range_w6(*args)
+    elif words == 4:
+        _scan_range_w4(*args)
+    else:
+        _scan_range_any(*args)
+
+
+@njit(cache=True)
+def _emit(
+    cand_ids: npt.NDArray[np.int64],
+    cand_dist: npt.NDArray[np.int32],
+    hist: npt.NDArray[np.int64],
+    state: npt.NDArray[np.int64],
+    in_id_order: bool,
     out_ids: npt.NDArray[np.int64],
     out_dist: npt.NDArray[np.int32],
 ) -> None:
-    """Fill ``out_ids``/``out_dist`` (length k' >= 1) with the nearest rows, fused scan + select.
+    """Write the best ``len(out_ids)`` candidates in (distance, id) order: a counting sort.
 
-    Scans all rows of ``codes`` when ``rows`` is None (Numba compiles that case separately, so the
-    branch costs nothing), otherwise ``codes[rows]``; ids are positions or row values respectively.
-    Result order is (distance, id); see the module docstring for the method.
+    Distances below the bound all fit (below < kk); the bound's bucket gets the remaining
+    kk - below slots, taken in id order.
     """
     kk = out_ids.shape[0]
-    count = codes.shape[0] if rows is None else rows.shape[0]
-    max_distance = 64 * codes.shape[1]
-    # Rows must arrive in id order for an equal distance to lose the tie; when they do not
-    # (unsorted `rows`), rows at the bound are admitted too and sorted by id at the end.
-    in_id_order = rows is None or _is_non_decreasing(rows)
-    slack = 0 if in_id_order else 1
-
-    hist = np.zeros(max_distance + 2, dtype=np.int64)
-    cand_ids = np.empty(count, dtype=np.int64)
-    cand_dist = np.empty(count, dtype=np.int32)
-    n_cand = 0
-    # Invariant: bound == min{L : #admitted with distance <= L >= kk} (max_distance + 1 until kk
-    # rows are admitted) and below == #admitted with distance < bound.
-    bound = max_distance + 1
-    below = 0
-    admit_below = bound + slack
-    for i in range(count):
-        row = i if rows is None else rows[i]
-        d = _distance(codes, row, query)
-        if d < admit_below:
-            cand_ids[n_cand] = row
-            cand_dist[n_cand] = d
-            n_cand += 1
-            hist[d] += 1
-            if d < bound:
-                below += 1
-                while below >= kk:
-                    bound -= 1
-                    below -= hist[bound]
-                admit_below = bound + slack
-
+    n_cand, bound = state[0], state[1]
     order = np.arange(n_cand)
     if not in_id_order:
         order = order[np.argsort(cand_ids[:n_cand], kind="mergesort")]
-
-    # Counting sort: distances below the bound all fit (below < kk); the bound's bucket gets the
-    # remaining kk - below slots, taken in id order.
     next_slot = np.empty(bound + 1, dtype=np.int64)
     filled = 0
     for level in range(bound + 1):
@@ -184,6 +291,29 @@ def _scan_topk(
                 out_ids[slot] = cand_ids[t]
                 out_dist[slot] = d
                 next_slot[d] = slot + 1
+
+
+@njit(cache=True)
+def _topk_one(
+    codes: npt.NDArray[np.uint64],
+    rows: npt.NDArray[np.int64] | None,
+    query: npt.NDArray[np.uint64],
+    out_ids: npt.NDArray[np.int64],
+    out_dist: npt.NDArray[np.int32],
+) -> None:
+    """Fill ``out_ids``/``out_dist`` (length kk >= 1) with the nearest of all rows or of ``rows``."""
+    kk = out_ids.shape[0]
+    count = codes.shape[0] if rows is None else rows.shape[0]
+    in_id_order = rows is None or _is_non_decreasing(rows)
+    # In id order the buffers are compacted when full, so 2 * kk slots suffice.
+    capacity = min(count, 2 * kk) if in_id_order else count
+    max_distance = 64 * codes.shape[1]
+    hist = np.zeros(max_distance + 2, dtype=np.int64)
+    cand_ids = np.empty(capacity, dtype=np.int64)
+    cand_dist = np.empty(capacity, dtype=np.int32)
+    state = _new_state(max_distance)
+    _scan_range(codes, rows, 0, count, query, kk, in_id_order, hist, cand_ids, cand_dist, state)
+    _emit(cand_ids, cand_dist, hist, state, in_id_order, out_ids, out_dist)
 
 
 @njit(cache=True)
@@ -201,7 +331,7 @@ def hamming_topk(
     ids = np.empty(kk, dtype=np.int64)
     dist = np.empty(kk, dtype=np.int32)
     if kk > 0:
-        _scan_topk(codes, None, query, ids, dist)
+        _topk_one(codes, None, query, ids, dist)
     return ids, dist
 
 
@@ -224,7 +354,7 @@ def hamming_topk_rows(
     ids = np.empty(kk, dtype=np.int64)
     dist = np.empty(kk, dtype=np.int32)
     if kk > 0:
-        _scan_topk(codes, rows, query, ids, dist)
+        _topk_one(codes, rows, query, ids, dist)
     return ids, dist
 
 
@@ -232,21 +362,46 @@ def hamming_topk_rows(
 def hamming_topk_batch(
     codes: npt.NDArray[np.uint64], queries: npt.NDArray[np.uint64], k: int
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
-    """``hamming_topk`` for each row of ``queries`` (``uint64[q, w]``), queries in parallel.
+    """``hamming_topk`` for each row of ``queries`` (``uint64[q, w]``).
 
     Returns ``(positions int64[q, k'], distances int32[q, k'])`` with ``k' = min(k, n)``.
+    Queries go in groups of ``_QUERY_GROUP``, the groups in parallel; within a group every query
+    scans one cache-sized chunk of codes before the group moves on, so the codes are read from
+    memory once per group rather than once per query.
     """
     if k < 0:
         raise ValueError("k must be >= 0")
     if queries.shape[1] != codes.shape[1]:
         raise ValueError("query length must equal the number of columns of codes")
+    n, words = codes.shape
     nq = queries.shape[0]
-    kk = min(k, codes.shape[0])
+    kk = min(k, n)
     ids = np.empty((nq, kk), dtype=np.int64)
     dist = np.empty((nq, kk), dtype=np.int32)
-    if kk > 0:
-        for qi in prange(nq):
-            _scan_topk(codes, None, queries[qi], ids[qi], dist[qi])
+    if kk == 0 or nq == 0:
+        return ids, dist
+    max_distance = 64 * words
+    capacity = min(n, 2 * kk)
+    chunk = max(1, _CHUNK_BYTES // max(1, 8 * words))
+    n_groups = (nq + _QUERY_GROUP - 1) // _QUERY_GROUP
+    for g in prange(n_groups):
+        q0 = g * _QUERY_GROUP
+        size = min(_QUERY_GROUP, nq - q0)
+        hist = np.zeros((size, max_distance + 2), dtype=np.int64)
+        cand_ids = np.empty((size, capacity), dtype=np.int64)
+        cand_dist = np.empty((size, capacity), dtype=np.int32)
+        state = np.empty((size, 3), dtype=np.int64)
+        for j in range(size):
+            state[j] = _new_state(max_distance)
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            for j in range(size):
+                _scan_range(
+                    codes, None, start, stop, queries[q0 + j], kk, True,
+                    hist[j], cand_ids[j], cand_dist[j], state[j],
+                )  # fmt: skip
+        for j in range(size):
+            _emit(cand_ids[j], cand_dist[j], hist[j], state[j], True, ids[q0 + j], dist[q0 + j])
     return ids, dist
 
 

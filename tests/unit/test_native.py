@@ -19,9 +19,10 @@ from vecstore._native import kernels, reference
 # Deterministic Hypothesis runs that write nothing into the working directory.
 SETTINGS = settings(deadline=None, database=None, derandomize=True, max_examples=150)
 
-# (rows, words per row): empty, a single word, widths that are not multiples of 4 words (the
-# vector width) or of 64 bits' worth of anything, and the 384-bit width the engine uses.
-CODE_SHAPES = [(0, 6), (1, 1), (3, 0), (7, 3), (64, 2), (100, 6), (257, 5), (500, 12)]
+# (rows, words per row): empty, zero-width, a single word, widths that are not multiples of 4 words
+# (the vector width), and 4 and 6 words, which have their own compiled scan (6: 384-bit codes, the
+# engine's default).
+CODE_SHAPES = [(0, 6), (1, 1), (3, 0), (7, 3), (64, 2), (300, 4), (100, 6), (257, 5), (500, 12)]
 KS = [0, 1, 2, 10, 499, 10_000]
 
 
@@ -171,6 +172,20 @@ def test_hamming_topk_batch_agrees(n: int, words: int, n_queries: int, k: int) -
     assert got[0].shape == (n_queries, min(k, n))
     for qi in range(n_queries):
         assert_same((got[0][qi], got[1][qi]), kernels.hamming_topk(codes, queries[qi], k))
+
+
+@pytest.mark.parametrize("words", [4, 6, 12])  # the two widths with their own build, and one without
+@pytest.mark.parametrize("k", [1, 160, 7000])
+@pytest.mark.parametrize("tie_heavy", [False, True])
+def test_hamming_topk_batch_spans_chunks_and_query_groups(words: int, k: int, tie_heavy: bool) -> None:
+    """Enough rows for three cache-sized chunks and enough queries for three groups."""
+    n = 2 * kernels._CHUNK_BYTES // (8 * words) + 17
+    codes = random_codes(21, n, words, tie_heavy=tie_heavy)
+    n_queries = 2 * kernels._QUERY_GROUP + 5
+    queries = np.concatenate([random_codes(22, n_queries, words, tie_heavy=tie_heavy), codes[:3]])
+    assert_same(
+        kernels.hamming_topk_batch(codes, queries, k), reference.hamming_topk_batch(codes, queries, k)
+    )
 
 
 # Row scoring -----------------------------------------------------------------------------------
