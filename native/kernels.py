@@ -149,7 +149,8 @@ def _compact(
     """Keep only the ``kk`` candidates that can still win (in id order); rebuild ``hist``.
 
     Those are every candidate below the bound (``below`` < kk of them) and the first
-    ``kk - below`` at the bound. Only valid when rows arrive in id order. Returns kk.
+    ``kk - below`` at the bound. Only valid when rows arrive in id order. Returns how many were
+    kept: kk, since a full buffer (>= 2 * kk admitted) means at least kk lie at or below the bound.
     """
     hist[:] = 0
     at_bound = kk - below
