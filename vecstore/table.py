@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .config import Metric, TableConfig
-from .errors import DuplicateIdError, InvalidArgumentError, ReadOnlyError
+from .errors import ConcurrencyError, DuplicateIdError, InvalidArgumentError, ReadOnlyError
 from .query.builder import Query
 from .query.filters import ROW_COLUMN, FilterEngine
 from .query.planner import SearchRequest, search
@@ -67,6 +68,8 @@ class Table:
         self._snap = Snapshot(path, read_manifest(path, v))
         self._filters: tuple[int, FilterEngine] | None = None
         self._embedder: Any = embedder
+        self._index_cache: dict[str, Any] = {}  # index path -> loaded index
+        self._views: tuple[int, Any] | None = None  # (version, IndexView) for the current index
 
     def __repr__(self) -> str:
         m = self._snap.manifest
@@ -223,12 +226,113 @@ class Table:
             filter_seconds = time.perf_counter() - t
         req = SearchRequest(query=q._vector, k=q._k, oversample=q._oversample, exact=q._exact,
                             rows=rows, filter=q._where, filter_seconds=filter_seconds)
-        found, scores, plan = search(snap, req)
+        view = self._index_view(snap)
+        if view is not None:
+            from .query.indexed import search_indexed
+
+            found, scores, plan = search_indexed(snap, view, req)
+        else:
+            found, scores, plan = search(snap, req)
         columns = ["id", *(q._columns if q._columns is not None else snap.manifest.schema.names)]
         columns = list(dict.fromkeys(columns))
         table = snap.take(found, columns)
         table = table.add_column(1, "score", pa.array(scores, type=pa.float32()))
         return Hits(table, plan)
+
+    # -- indexes ----------------------------------------------------------------------------
+    def list_indexes(self) -> list[dict[str, Any]]:
+        """The table's vector index (at most one), as recorded in its manifest."""
+        return [dict(e) for e in self._current().manifest.indexes]
+
+    def _load_index(self, entry: dict[str, Any]) -> Any:
+        path = str(entry["path"])
+        index = self._index_cache.get(path)
+        if index is None:
+            from .index import load_index
+
+            index = load_index(entry["kind"], self.path / path, entry["params"])
+            self._index_cache[path] = index
+        return index
+
+    def _index_view(self, snap: Snapshot) -> Any:
+        if not snap.manifest.indexes:
+            return None
+        cached = self._views
+        if cached is not None and cached[0] == snap.version:
+            return cached[1]
+        from .query.indexed import IndexView
+
+        entry = snap.manifest.indexes[0]
+        view = IndexView.build(snap, self._load_index(entry), entry)
+        self._views = (snap.version, view)
+        return view
+
+    def create_index(self, kind: str = "hnsw", *, progress: bool | None = None,
+                     threads: int | None = None, **params: Any) -> dict[str, Any]:
+        """Build an ANN index over the table's rows and record it in a new version.
+
+        ``kind`` is one of ``vecstore.index.INDEX_KINDS`` (``"hnsw"``, ``"faiss-hnsw"``, ``"ivf"``,
+        ``"ivf-pq"``, ``"binary-hnsw"``, ...); ``params`` are that backend's build parameters
+        (e.g. ``m=16, ef_construction=200``). The index replaces any previous one. Rows added
+        later are scanned beside the index until :meth:`optimize`; deleted rows never come back.
+        The build runs without holding the write lock, so writers are not blocked meanwhile.
+        """
+        from .index import build_index
+
+        if self._pinned:
+            raise ReadOnlyError(f"table {self.name!r} is checked out at version {self._snap.version}")
+        snap = self._current()
+        if snap.physical_rows == 0:
+            raise InvalidArgumentError(f"table {self.name!r} is empty: add rows before building an index")
+        if progress is None:
+            import sys
+
+            progress = sys.stderr.isatty()
+        vectors = np.concatenate(snap.vectors) if len(snap.vectors) > 1 else snap.vectors[0]
+        index = build_index(kind, vectors, self.metric, progress=progress, threads=threads, **params)
+        rel = f"indexes/{uuid.uuid4().hex}"
+        (self.path / rel).mkdir(parents=True, exist_ok=True)
+        index.save(self.path / rel)
+        entry = {
+            "kind": kind, "params": index.params.to_json(), "path": rel, "count": len(index),
+            "segments": [[e.data.path, e.rows] for e in snap.manifest.segments],
+            "built_at_version": snap.version,
+        }
+
+        def change(latest: Snapshot) -> Manifest:
+            present = {e.data.path for e in latest.manifest.segments}
+            if not any(path in present for path, _ in entry["segments"]):
+                raise ConcurrencyError(
+                    f"table {self.name!r} was compacted while the index was being built; "
+                    f"run create_index again")
+            return latest.manifest.next("create_index", indexes=(entry,))
+
+        self._commit("create_index", change)
+        self._index_cache[rel] = index
+        return dict(entry)
+
+    def drop_index(self) -> bool:
+        """Remove the table's index (a new version without it). Returns whether there was one."""
+        def change(snap: Snapshot) -> Manifest | None:
+            if not snap.manifest.indexes:
+                return None
+            return snap.manifest.next("drop_index", indexes=())
+
+        before = self._snap.version
+        return self._commit("drop_index", change).version != before
+
+    def optimize(self, *, progress: bool | None = None) -> bool:
+        """Compact the table and fold every row into its index (rebuilt with the same kind and
+        parameters). Returns whether anything changed."""
+        entry = self._current().manifest.indexes[0] if self._current().manifest.indexes else None
+        changed = self.compact(rebuild_index=False)
+        if entry is not None:
+            view = self._index_view(self._current())
+            if changed or view is None or view.fresh.size:
+                self.create_index(entry["kind"], progress=progress,
+                                  **{k: v for k, v in entry["params"].items() if v is not None})
+                changed = True
+        return changed
 
     # -- writing ----------------------------------------------------------------------------
     def _commit(self, operation: str, change: Callable[[Snapshot], Manifest | None]) -> Snapshot:
@@ -437,22 +541,29 @@ class Table:
         self._commit("delete", change)
         return deleted
 
-    def compact(self) -> bool:
+    def compact(self, *, rebuild_index: bool = True) -> bool:
         """Rewrite the live rows into one segment, dropping tombstones and recalibrating the
-        codes on all the data. Older versions stay readable. Returns whether anything changed."""
+        codes on all the data. An index over the old segments is rebuilt over the new one
+        (``rebuild_index=False`` drops it instead). Older versions stay readable. Returns whether
+        anything changed."""
+        entry = self._current().manifest.indexes[0] if self._current().manifest.indexes else None
 
         def change(snap: Snapshot) -> Manifest | None:
             if len(snap.segments) <= 1 and not snap.has_deletions:
                 return None
             if snap.num_rows == 0:
-                return snap.manifest.next("compact", segments=())
+                return snap.manifest.next("compact", segments=(), indexes=())
             live = snap.live_rows
             attrs = snap.take(live, snap.attribute_names())
             vectors = snap.gather_vectors(live)
             batch = Batch(ids=attrs.column("id").combine_chunks(), attributes=attrs.drop(["id"]),
                           vectors=vectors, schema=snap.manifest.schema)
-            entry = self._new_segment(batch, None)  # calibrated afresh on all the data
-            return snap.manifest.next("compact", segments=(entry,))
+            new = self._new_segment(batch, None)  # calibrated afresh on all the data
+            return snap.manifest.next("compact", segments=(new,), indexes=())
 
         before = self._snap.version
-        return self._commit("compact", change).version != before
+        changed = self._commit("compact", change).version != before
+        if changed and entry is not None and rebuild_index and len(self) > 0:
+            self.create_index(entry["kind"], progress=False,
+                              **{k: v for k, v in entry["params"].items() if v is not None})
+        return changed
