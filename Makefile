@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # TORCH_SPEC="torch" on a machine with a GPU to let pip pick the CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test test-all lint typecheck bench clean
+.PHONY: setup demo test test-all lint typecheck bench bench-setup bench-quick clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,15 @@ lint: setup
 
 typecheck: setup
 	$(VENV)/bin/mypy vecstore
+
+bench-setup: setup
+	$(PY) -m pip install -q -e ".[bench]"
+
+bench: bench-setup
+	$(PY) -m bench
+
+bench-quick: bench-setup
+	$(PY) -m bench --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache demo_store
