@@ -65,7 +65,7 @@ _CHUNK_BYTES = 256 * 1024
 _QUERY_GROUP = 32
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _popcount64(x: np.uint64) -> np.uint64:
     """Number of set bits in a 64-bit word."""
     x = x - ((x >> _S1) & _M1)
@@ -74,7 +74,7 @@ def _popcount64(x: np.uint64) -> np.uint64:
     return (x * _H01) >> _S56
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _distance(codes: npt.NDArray[np.uint64], row: int, query: npt.NDArray[np.uint64]) -> np.int64:
     """Hamming distance between ``codes[row]`` and ``query``."""
     acc = np.uint64(0)
@@ -83,14 +83,14 @@ def _distance(codes: npt.NDArray[np.uint64], row: int, query: npt.NDArray[np.uin
     return np.int64(acc)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _check_width(codes: npt.NDArray[np.generic], query: npt.NDArray[np.generic]) -> None:
     """Raise ValueError unless the query has one entry per column of ``codes``."""
     if query.shape[0] != codes.shape[1]:
         raise ValueError("query length must equal the number of columns of codes")
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def hamming_distances(codes: npt.NDArray[np.uint64], query: npt.NDArray[np.uint64]) -> npt.NDArray[np.int32]:
     """Hamming distance from ``query`` (``uint64[w]``) to every row of ``codes`` (``uint64[n, w]``).
 
@@ -104,7 +104,7 @@ def hamming_distances(codes: npt.NDArray[np.uint64], query: npt.NDArray[np.uint6
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def hamming_distances_rows(
     codes: npt.NDArray[np.uint64], rows: npt.NDArray[np.int64], query: npt.NDArray[np.uint64]
 ) -> npt.NDArray[np.int32]:
@@ -117,7 +117,7 @@ def hamming_distances_rows(
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _is_non_decreasing(rows: npt.NDArray[np.int64]) -> bool:
     """Whether ``rows`` is sorted ascending (duplicates allowed)."""
     for i in range(1, rows.shape[0]):
@@ -126,7 +126,7 @@ def _is_non_decreasing(rows: npt.NDArray[np.int64]) -> bool:
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _new_state(max_distance: int) -> npt.NDArray[np.int64]:
     """Scan state ``[candidates held, bound, below]`` before any row (see ``_scan_range``)."""
     state = np.empty(3, dtype=np.int64)
@@ -136,7 +136,7 @@ def _new_state(max_distance: int) -> npt.NDArray[np.int64]:
     return state
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _compact(
     cand_ids: npt.NDArray[np.int64],
     cand_dist: npt.NDArray[np.int32],
@@ -177,7 +177,7 @@ def _make_scan_range(width: int) -> Callable[..., None]:
     words, ~25% at 12). Numba's cache key includes the closure's contents, so each build is cached.
     """
 
-    @njit(cache=True)
+    @njit(cache=True, nogil=True)
     def scan_range(
         codes: npt.NDArray[np.uint64],
         rows: npt.NDArray[np.int64] | None,
@@ -225,7 +225,7 @@ _scan_range_w6 = _make_scan_range(6)  # 384-bit codes: 384-d embeddings, the eng
 _scan_range_any = _make_scan_range(0)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _scan_range(
     codes: npt.NDArray[np.uint64],
     rows: npt.NDArray[np.int64] | None,
@@ -259,7 +259,7 @@ def _scan_range(
         _scan_range_any(*args)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _emit(
     cand_ids: npt.NDArray[np.int64],
     cand_dist: npt.NDArray[np.int32],
@@ -294,7 +294,7 @@ def _emit(
                 next_slot[d] = slot + 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _topk_one(
     codes: npt.NDArray[np.uint64],
     rows: npt.NDArray[np.int64] | None,
@@ -317,7 +317,7 @@ def _topk_one(
     _emit(cand_ids, cand_dist, hist, state, in_id_order, out_ids, out_dist)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def hamming_topk(
     codes: npt.NDArray[np.uint64], query: npt.NDArray[np.uint64], k: int
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
@@ -336,7 +336,7 @@ def hamming_topk(
     return ids, dist
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def hamming_topk_rows(
     codes: npt.NDArray[np.uint64],
     rows: npt.NDArray[np.int64],
@@ -406,7 +406,7 @@ def hamming_topk_batch(
     return ids, dist
 
 
-@njit(cache=True, fastmath=_VECTORISE_SUMS)
+@njit(cache=True, nogil=True, fastmath=_VECTORISE_SUMS)
 def int8_scores_rows(
     codes: npt.NDArray[np.int8], rows: npt.NDArray[np.int64], qscaled: npt.NDArray[np.float32]
 ) -> npt.NDArray[np.float32]:
@@ -428,7 +428,7 @@ def int8_scores_rows(
     return out
 
 
-@njit(cache=True, fastmath=_VECTORISE_SUMS)
+@njit(cache=True, nogil=True, fastmath=_VECTORISE_SUMS)
 def float_scores_rows(
     vectors: npt.NDArray[np.float32], rows: npt.NDArray[np.int64], query: npt.NDArray[np.float32]
 ) -> npt.NDArray[np.float32]:
@@ -446,7 +446,7 @@ def float_scores_rows(
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _ranks_before(score_a: float, idx_a: int, score_b: float, idx_b: int) -> bool:
     """Whether (score_a, idx_a) comes first: higher score, NaN last, equal scores by lower index."""
     if score_a > score_b:
@@ -460,7 +460,7 @@ def _ranks_before(score_a: float, idx_a: int, score_b: float, idx_b: int) -> boo
     return True  # b is NaN, a is not
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _sift_down(heap: npt.NDArray[np.int64], size: int, scores: npt.NDArray[np.float32]) -> None:
     """Restore the heap property from the root; the root holds the worst-ranked index."""
     pos = 0
@@ -479,7 +479,7 @@ def _sift_down(heap: npt.NDArray[np.int64], size: int, scores: npt.NDArray[np.fl
     heap[pos] = item
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _sift_up(heap: npt.NDArray[np.int64], pos: int, scores: npt.NDArray[np.float32]) -> None:
     """Move ``heap[pos]`` up while it ranks worse than its parent."""
     item = heap[pos]
@@ -492,7 +492,7 @@ def _sift_up(heap: npt.NDArray[np.int64], pos: int, scores: npt.NDArray[np.float
     heap[pos] = item
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def topk_scores(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
     """Indices of the ``min(k, m)`` largest ``scores``, best first.
 

@@ -24,7 +24,7 @@ from .errors import (
     SchemaError,
     VecstoreError,
 )
-from .query.builder import Query
+from .query.builder import BatchQuery, Query
 from .query.results import Hits, Plan
 from .table import IngestReport, Table
 
@@ -32,6 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AlreadyExistsError",
+    "BatchQuery",
     "ConcurrencyError",
     "CorruptStoreError",
     "Database",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -17,9 +18,9 @@ import pyarrow.compute as pc
 
 from .config import Metric, TableConfig
 from .errors import ConcurrencyError, DuplicateIdError, InvalidArgumentError, ReadOnlyError
-from .query.builder import Query
+from .query.builder import BatchQuery, Query
 from .query.filters import ROW_COLUMN, FilterEngine
-from .query.planner import SearchRequest, search
+from .query.planner import SearchRequest, batch_binary_candidates, search
 from .query.results import Hits
 from .storage.batch import Batch, prepare_batch
 from .storage.codes import Quantizer, normalize_rows
@@ -216,7 +217,29 @@ class Table:
             raise InvalidArgumentError("the query vector is all zeros; cosine similarity is undefined for it")
         return np.ascontiguousarray(vec)
 
-    def _run(self, q: Query) -> Hits:
+    def search_batch(self, queries: Any, *, threads: int | None = None) -> BatchQuery:
+        """Start a query for many vectors (a 2-D array) or texts at once, sharing one filter.
+        Texts are embedded in one batch. Runs on ``threads`` threads (default: every core)."""
+        if isinstance(queries, str):
+            raise InvalidArgumentError("search_batch takes a list of queries; use search() for one")
+        if isinstance(queries, (list, tuple)) and queries and all(isinstance(x, str) for x in queries):
+            if self.embedder is None:
+                raise InvalidArgumentError("this table has no embedder, so it cannot search by text")
+            if any(not x.strip() for x in queries):
+                raise InvalidArgumentError("a query text is empty")
+            queries = self.embedder.embed_queries(list(queries))
+        try:
+            mat = np.asarray(queries, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgumentError(f"queries must be a 2-D array of numbers: {exc}") from None
+        if mat.ndim != 2 or mat.shape[1] != self.dim:
+            raise InvalidArgumentError(f"queries have shape {mat.shape}, expected (n, {self.dim})")
+        vectors = [self._query_vector(v) for v in mat]
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise InvalidArgumentError(f"threads must be a positive integer, got {threads!r}")
+        return BatchQuery(self, vectors, _threads=threads)
+
+    def _prepare(self, q: Any) -> tuple[Snapshot, I64 | None, float]:
         snap = self._current()
         rows = None
         filter_seconds = 0.0
@@ -224,8 +247,42 @@ class Table:
             t = time.perf_counter()
             rows = self._match_rows(snap, q._where, q._params)
             filter_seconds = time.perf_counter() - t
-        req = SearchRequest(query=q._vector, k=q._k, oversample=q._oversample, exact=q._exact,
-                            rows=rows, filter=q._where, filter_seconds=filter_seconds)
+        return snap, rows, filter_seconds
+
+    def _run(self, q: Query) -> Hits:
+        snap, rows, filter_seconds = self._prepare(q)
+        return self._search_one(snap, q, q._vector, rows, filter_seconds)
+
+    def _run_batch(self, q: BatchQuery) -> list[Hits]:
+        snap, rows, filter_seconds = self._prepare(q)
+        self._index_view(snap)  # load once, before the threads start
+        if not q._vector:
+            return []
+        threads = q._threads or min(len(q._vector), os.cpu_count() or 1)
+        cands: list[Any] = [None] * len(q._vector)
+        seconds = 0.0
+        if rows is None and not q._exact and self._index_view(snap) is None:
+            t = time.perf_counter()
+            batch = batch_binary_candidates(snap, q._vector, q._k, q._oversample)
+            if batch is not None:
+                cands, seconds = batch, (time.perf_counter() - t) / len(q._vector)
+
+        def one(i: int) -> Hits:
+            return self._search_one(snap, q, q._vector[i], rows, filter_seconds, cands[i], seconds)
+
+        if threads == 1 or len(q._vector) == 1:
+            return [one(i) for i in range(len(q._vector))]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            return list(pool.map(one, range(len(q._vector))))
+
+    def _search_one(self, snap: Snapshot, q: Any, vector: npt.NDArray[np.float32], rows: I64 | None,
+                    filter_seconds: float, candidates: I64 | None = None,
+                    binary_seconds: float = 0.0) -> Hits:
+        req = SearchRequest(query=vector, k=q._k, oversample=q._oversample, exact=q._exact,
+                            rows=rows, filter=q._where, filter_seconds=filter_seconds,
+                            binary_candidates=candidates, binary_seconds=binary_seconds)
         view = self._index_view(snap)
         if view is not None:
             from .query.indexed import search_indexed

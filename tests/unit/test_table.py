@@ -352,3 +352,22 @@ def test_low_dimensional_tables_start_from_int8(tmp_db, rng):
     plan = tbl.search(q).limit(5).explain()
     assert plan.strategy == "int8-scan"
     assert tbl.search(q).limit(5).hits().ids == tbl.search(q).limit(5).exact().hits().ids
+
+
+def test_search_batch_equals_single_searches(tmp_db, rng):
+    tbl = tmp_db.create_table("t", dim=64)
+    tbl.add(rows_for(rng, 600, dim=64))
+    queries = rng.normal(size=(12, 64)).astype(np.float32)
+    for where in (None, "year >= 2000"):
+        batch = tbl.search_batch(queries, threads=2).limit(7)
+        single = [tbl.search(q).limit(7) for q in queries]
+        if where:
+            batch = batch.where(where)
+            single = [s.where(where) for s in single]
+        got = batch.hits()
+        assert [h.ids for h in got] == [s.hits().ids for s in single]
+    table = tbl.search_batch(queries[:3]).limit(2).to_arrow()
+    assert table.column("query").to_pylist() == [0, 0, 1, 1, 2, 2]
+    assert tbl.search_batch(np.empty((0, 64))).to_list() == []
+    with pytest.raises(InvalidArgumentError):
+        tbl.search_batch(queries[:, :5])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -16,21 +16,13 @@ if TYPE_CHECKING:
     from ..table import Table
 
 MAX_K = 100_000
+Self = TypeVar("Self", bound="_Chain")
 MAX_OVERSAMPLE = 4096
 
 
 @dataclass(frozen=True, eq=False)
-class Query:
-    """A vector query over a table. Every method returns a new Query; nothing runs until
-    ``to_list()``, ``to_arrow()``, ``to_pandas()``, ``hits()`` or ``explain()``.
-
-    >>> import vecstore, numpy as np, tempfile
-    >>> db = vecstore.connect(tempfile.mkdtemp())
-    >>> tbl = db.create_table("t", dim=2)
-    >>> _ = tbl.add([{"id": "a", "vector": [1, 0], "n": 1}, {"id": "b", "vector": [0, 1], "n": 2}])
-    >>> [h["id"] for h in tbl.search([1, 0.1]).where("n >= ?", 1).limit(1).to_list()]
-    ['a']
-    """
+class _Chain:
+    """What single and batch queries share: filter, limit, rescoring, columns."""
 
     _table: Table
     _vector: Any
@@ -41,20 +33,20 @@ class Query:
     _exact: bool = False
     _columns: tuple[str, ...] | None = None
 
-    def where(self, sql: str, *params: Any) -> Query:
+    def where(self: Self, sql: str, *params: Any) -> Self:
         """Keep only rows for which the SQL expression ``sql`` is true. ``?`` placeholders are
         bound to ``params`` (never pasted into the SQL). Calling ``where`` again replaces the
         filter; combine conditions with AND inside one expression."""
         self._table._check_filter(sql)
         return replace(self, _where=sql, _params=tuple(params))
 
-    def limit(self, k: int) -> Query:
+    def limit(self: Self, k: int) -> Self:
         """Return at most ``k`` rows (default 10)."""
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 0 or k > MAX_K:
             raise InvalidArgumentError(f"limit must be an integer in 0..{MAX_K}, got {k!r}")
         return replace(self, _k=int(k))
 
-    def rescore(self, oversample: int = DEFAULT_OVERSAMPLE) -> Query:
+    def rescore(self: Self, oversample: int = DEFAULT_OVERSAMPLE) -> Self:
         """Take ``k x oversample`` candidates from the binary codes before rescoring them.
         Higher is slower and never lowers recall."""
         if (not isinstance(oversample, (int, np.integer)) or isinstance(oversample, bool)
@@ -64,16 +56,60 @@ class Query:
             )
         return replace(self, _oversample=int(oversample))
 
-    def exact(self, exact: bool = True) -> Query:
+    def exact(self: Self, exact: bool = True) -> Self:
         """Score every matching row with float32 vectors (slow, exact: the oracle)."""
         return replace(self, _exact=bool(exact))
 
-    def select(self, *columns: str) -> Query:
+    def select(self: Self, *columns: str) -> Self:
         """Return only these columns besides ``id`` and ``score`` (``"vector"`` adds the vector)."""
         if len(columns) == 1 and isinstance(columns[0], (list, tuple)):
             columns = tuple(columns[0])
         self._table._check_columns(columns)
         return replace(self, _columns=tuple(columns))
+
+
+@dataclass(frozen=True, eq=False)
+class BatchQuery(_Chain):
+    """Many query vectors at once, with one filter: the filter is evaluated once and the
+    queries run on a pool of threads (the kernels and the index libraries release the GIL).
+
+    >>> import vecstore, numpy as np, tempfile
+    >>> tbl = vecstore.connect(tempfile.mkdtemp()).create_table("t", dim=2)
+    >>> _ = tbl.add([{"id": "a", "vector": [1, 0]}, {"id": "b", "vector": [0, 1]}])
+    >>> [[h["id"] for h in hits] for hits in tbl.search_batch([[1, 0], [0, 1]]).limit(1).to_list()]
+    [['a'], ['b']]
+    """
+
+    _threads: int | None = None
+
+    def hits(self) -> list[Hits]:
+        """One :class:`Hits` per query, in the order of the queries."""
+        return self._table._run_batch(self)
+
+    def to_list(self) -> list[list[dict[str, Any]]]:
+        return [h.to_list() for h in self.hits()]
+
+    def to_arrow(self) -> pa.Table:
+        """All hits in one table, with a ``query`` column (the query's position) first."""
+        tables = []
+        for i, h in enumerate(self.hits()):
+            t = h.to_arrow()
+            tables.append(t.add_column(0, "query", pa.array(np.full(t.num_rows, i, dtype=np.int32))))
+        return pa.concat_tables(tables) if tables else pa.table({"query": pa.array([], pa.int32())})
+
+
+@dataclass(frozen=True, eq=False)
+class Query(_Chain):
+    """A vector query over a table. Every method returns a new Query; nothing runs until
+    ``to_list()``, ``to_arrow()``, ``to_pandas()``, ``hits()`` or ``explain()``.
+
+    >>> import vecstore, numpy as np, tempfile
+    >>> db = vecstore.connect(tempfile.mkdtemp())
+    >>> tbl = db.create_table("t", dim=2)
+    >>> _ = tbl.add([{"id": "a", "vector": [1, 0], "n": 1}, {"id": "b", "vector": [0, 1], "n": 2}])
+    >>> [h["id"] for h in tbl.search([1, 0.1]).where("n >= ?", 1).limit(1).to_list()]
+    ['a']
+    """
 
     # -- running ---------------------------------------------------------------------------
     def hits(self) -> Hits:

@@ -59,6 +59,19 @@ class SearchRequest:
     rows: I64 | None  # global live rows that pass the filter; None = every live row
     filter: str | None = None
     filter_seconds: float = 0.0
+    binary_candidates: I64 | None = None  # stage 1 already done (by a batch scan): global rows
+    binary_seconds: float = 0.0
+
+
+def batch_binary_candidates(snap: Snapshot, queries: list[F32], k: int, oversample: int) -> list[I64] | None:
+    """Stage 1 for many queries in one parallel, cache-blocked scan (``hamming_topk_batch``),
+    when it applies: one segment, no tombstones, dimensions enough for sign codes."""
+    if (len(snap.segments) != 1 or snap.has_deletions or snap.manifest.config.dim < MIN_BINARY_DIM
+            or snap.num_rows <= k * oversample or k == 0):
+        return None
+    bits = np.stack([_Scorer(snap, q).bits(0) for q in queries])
+    idx, _ = kernels().hamming_topk_batch(snap.binary[0], np.ascontiguousarray(bits), k * oversample)
+    return [np.sort(row) for row in idx]
 
 
 class _Scorer:
@@ -190,6 +203,11 @@ def search(snap: Snapshot, req: SearchRequest) -> tuple[I64, F32, Plan]:
         stages.append(Stage("float32 rescore", keep.size, rows3.size, time.perf_counter() - t))
         return rows3, scores3, Plan(strategy="int8-scan", stages=tuple(stages), **plan_args)
 
+    if req.binary_candidates is not None and req.rows is None:
+        rows1 = req.binary_candidates
+        stages.append(Stage("binary (batch scan)", n_match, rows1.size, req.binary_seconds))
+        return _rescore_two_stage(snap, scorer, rows1, k, n1, stages, plan_args)
+
     # Stage 1: binary codes, per segment, merged by (distance, row).
     t = time.perf_counter()
     kern = kernels()
@@ -209,7 +227,11 @@ def search(snap: Snapshot, req: SearchRequest) -> tuple[I64, F32, Plan]:
         rows1 = rows1[order]
     rows1 = np.sort(rows1)
     stages.append(Stage("binary (hamming)", n_match, rows1.size, time.perf_counter() - t))
+    return _rescore_two_stage(snap, scorer, rows1, k, n1, stages, plan_args)
 
+
+def _rescore_two_stage(snap: Snapshot, scorer: _Scorer, rows1: I64, k: int, n1: int,
+                       stages: list[Stage], plan_args: dict) -> tuple[I64, F32, Plan]:
     # Stage 2: int8 rescoring.
     t = time.perf_counter()
     n2 = min(rows1.size, max(4 * k, n1 // 4))
