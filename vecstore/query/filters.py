@@ -28,6 +28,10 @@ VIEW = "__vecstore_rows"
 ROW_COLUMN = "__vecstore_row"
 MAX_FILTER_CHARS = 100_000
 MAX_DEPTH = 200
+MAX_OPERANDS = 1000
+"""AND/OR operands in one filter. DuckDB's optimizer recurses once per OR operand (about 800
+bytes of stack each): 9,000 ORs overflow an 8 MB stack and crash the process. ``IN (...)``
+lists have no such limit."""
 
 ALLOWED_FUNCTIONS = frozenset({
     # operators DuckDB spells as functions
@@ -91,6 +95,7 @@ class _Checker:
     def __init__(self, text: str, columns: dict[str, str]) -> None:
         self.text = text
         self.columns = columns  # lower-case name -> real name
+        self.operands = 0
 
     def fail(self, why: str) -> FilterError:
         return FilterError(f"invalid filter {self.text!r}: {why}")
@@ -128,6 +133,11 @@ class _Checker:
             what = {"SUBQUERY": "subqueries", "LAMBDA": "lambda functions", "WINDOW": "window functions",
                     "STAR": "'*'", "COLUMNS": "COLUMNS(...)"}.get(cls, f"{cls.lower()} expressions")
             raise self.fail(f"{what} are not allowed; a filter is a plain expression over the columns")
+        if cls == "CONJUNCTION":
+            self.operands += len(node.get("children") or ())
+            if self.operands > MAX_OPERANDS:
+                raise self.fail(f"it combines more than {MAX_OPERANDS:,} conditions with AND/OR; for a "
+                                f"long list of values use \"column IN (...)\" or \"list_contains(?, column)\"")
         if cls == "COLUMN_REF":
             names = node.get("column_names", [])
             if len(names) != 1:
@@ -194,6 +204,10 @@ def parse_filter(text: str, columns: Iterable[str], con: duckdb.DuckDBPyConnecti
         raise FilterError(f"the filter is {len(text):,} characters long; the limit is {MAX_FILTER_CHARS:,}")
     if "\x00" in text:
         raise FilterError("the filter contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate: DuckDB's binding would raise RuntimeError
+        raise FilterError(f"the filter is not valid Unicode text ({exc.reason} at position {exc.start})") from None
     if _has_comment(text):
         raise FilterError(f"invalid filter {text!r}: SQL comments are not allowed in a filter")
     sql = f"SELECT {ROW_COLUMN} FROM {VIEW} WHERE (\n{text}\n)"
@@ -231,15 +245,26 @@ class FilterEngine:
 
     def __init__(self, attributes: pa.Table) -> None:
         self._columns = [c for c in attributes.column_names if c != ROW_COLUMN]
-        self._con = connect_sandboxed()
-        self._con.register(VIEW, attributes)
+        self._attributes = attributes
+        self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
         self._checked: dict[str, str] = {}
 
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        # Opened on first use, and again after close(): a reader thread may still hold this
+        # engine when another thread, seeing a newer version, closes it.
+        if self._con is None:
+            con = connect_sandboxed()
+            con.register(VIEW, self._attributes)
+            self._con = con
+        return self._con
+
     def _sql(self, text: str) -> str:
+        if not isinstance(text, str):  # before the cache lookup: a list is not even hashable
+            raise FilterError(f"a filter must be a string, got {type(text).__name__}")
         sql = self._checked.get(text)
         if sql is None:
-            sql = parse_filter(text, self._columns, self._con)
+            sql = parse_filter(text, self._columns, self._connection())
             if len(self._checked) > 1024:
                 self._checked.clear()
             self._checked[text] = sql
@@ -258,16 +283,20 @@ class FilterEngine:
         with self._lock:
             sql = self._sql(text)
             try:
-                result = self._con.execute(sql, list(params)).fetchnumpy()
+                result = self._connection().execute(sql, list(params)).fetchnumpy()
             except duckdb.Error as exc:
                 msg = str(exc).replace(VIEW, "table").replace(ROW_COLUMN, "row")
                 raise FilterError(f"filter {text!r} failed: {msg}") from None
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, RuntimeError) as exc:  # RuntimeError: e.g. a lone surrogate
                 raise FilterError(f"filter {text!r}: cannot bind parameters {list(params)!r}: {exc}") from None
         rows = np.asarray(result[ROW_COLUMN], dtype=np.int64)
         rows.sort()
         return rows
 
     def close(self) -> None:
+        """Free the DuckDB connection; a later call (from a thread that still holds this
+        engine) reopens it."""
         with self._lock:
-            self._con.close()
+            if self._con is not None:
+                self._con.close()
+                self._con = None
