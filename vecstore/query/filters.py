@@ -40,10 +40,12 @@ ALLOWED_FUNCTIONS = frozenset({
     # strings
     "lower", "upper", "lcase", "ucase", "length", "strlen", "char_length", "character_length",
     "trim", "ltrim", "rtrim", "starts_with", "ends_with", "prefix", "suffix", "contains",
-    "substring", "substr", "left", "right", "replace", "concat", "concat_ws", "strpos",
+    # (not repeat, lpad, rpad, replace or format: a 30-character filter such as
+    # repeat(s, 1000000000) or nested replace() makes DuckDB allocate gigabytes per row)
+    "substring", "substr", "left", "right", "concat", "concat_ws", "strpos",
     "instr", "position", "regexp_matches", "regexp_full_match", "like_escape", "ilike_escape",
-    "reverse", "repeat", "lpad", "rpad", "string_split", "split_part", "nfc_normalize",
-    "strip_accents", "levenshtein", "jaccard", "md5", "hash", "ascii", "chr", "format",
+    "reverse", "string_split", "split_part", "nfc_normalize",
+    "strip_accents", "levenshtein", "jaccard", "md5", "hash", "ascii", "chr",
     # numbers
     "abs", "round", "floor", "ceil", "ceiling", "sign", "sqrt", "pow", "power", "exp", "ln",
     "log", "log2", "log10", "greatest", "least", "mod", "isnan", "isinf", "isfinite",
