@@ -72,9 +72,24 @@ def check_column_name(name: object) -> str:
             f"column name {name!r} is reserved (names starting with '_' and 'score' are used by "
             f"vecstore); rename the column"
         )
-    if _BAD_NAME.search(name) or len(name) > 256:
-        raise SchemaError(f"column name {name!r} has control characters or is over 256 characters")
+    if _BAD_NAME.search(name) or len(name) > 256 or not _is_utf8(name):
+        raise SchemaError(f"column name {name!r} has control characters or lone surrogates, or is over "
+                          f"256 characters")
     return name
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` can be stored (Arrow strings are UTF-8: a lone surrogate cannot be)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_empty_list_type(t: pa.DataType) -> bool:
+    """list<null>: the type Arrow gives a column whose values so far are only empty lists."""
+    return pa.types.is_list(t) and pa.types.is_null(t.value_type)
 
 
 def declared_schema(schema: pa.Schema | None) -> pa.Schema:
@@ -131,7 +146,9 @@ def _ids_from(values: list[Any], n: int) -> list[str]:
             raise InvalidArgumentError(f"row {i}: id must be a string (or an int), got {type(v).__name__}")
         if v == "":
             raise InvalidArgumentError(f"row {i}: id is an empty string")
-        if len(v.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+        if not _is_utf8(v):
+            raise InvalidArgumentError(f"row {i}: id {v!r} is not valid Unicode text (a lone surrogate)")
+        if len(v.encode("utf-8")) > MAX_ID_BYTES:
             raise InvalidArgumentError(f"row {i}: id is longer than {MAX_ID_BYTES} bytes")
         if "\x00" in v:
             raise InvalidArgumentError(f"row {i}: id contains a NUL character")
@@ -273,6 +290,8 @@ def _conform(name: str, arr: pa.Array, target: pa.DataType | None, ids: list[str
         return arr
     if pa.types.is_null(arr.type):
         return pa.nulls(len(arr), type=target)
+    if _is_empty_list_type(target) and pa.types.is_list(arr.type) and _is_allowed_type(arr.type):
+        return arr  # the first non-empty lists give the column its item type
     if not _castable(arr.type, target):
         valid = np.flatnonzero(arr.is_valid().to_numpy(zero_copy_only=False))
         i = int(valid[0]) if valid.size else 0
@@ -357,8 +376,10 @@ def prepare_batch(rows: Any, config: TableConfig, schema: pa.Schema,
     fields = []
     for f in schema:
         t = f.type
-        if pa.types.is_null(t) and f.name in columns and not pa.types.is_null(columns[f.name].type):
-            t = columns[f.name].type
+        new_t = columns[f.name].type if f.name in columns else None
+        if new_t is not None and ((pa.types.is_null(t) and not pa.types.is_null(new_t))
+                                  or (_is_empty_list_type(t) and not _is_empty_list_type(new_t))):
+            t = new_t
         fields.append(pa.field(f.name, t))
     for name, arr in columns.items():
         if name not in existing:
