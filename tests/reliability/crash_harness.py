@@ -17,7 +17,7 @@ DIM = 8
 
 @dataclass(frozen=True)
 class Op:
-    kind: str  # add | upsert | delete_ids | delete_where | compact
+    kind: str  # add | upsert | delete_ids | delete_where | compact | index
     rows: tuple[tuple[str, tuple[float, ...], int], ...] = ()
     ids: tuple[str, ...] = ()
     cut: int = 0
@@ -50,11 +50,13 @@ def make_ops(seed: int, n: int) -> list[Op]:
             pick = rng.choice(sorted(live), size=min(len(live), int(rng.integers(1, 6))), replace=False)
             live -= set(map(str, pick))
             ops.append(Op("delete_ids", ids=tuple(map(str, pick))))
-        elif r < 0.88:
+        elif r < 0.86:
             ops.append(Op("delete_where", cut=int(rng.integers(0, 12))))
             # the model decides which ids go; `live` is only a hint for picking ids
-        else:
+        elif r < 0.94:
             ops.append(Op("compact"))
+        else:
+            ops.append(Op("index"))  # build (or rebuild) an hnsw index: contents unchanged
     return ops
 
 
@@ -85,6 +87,8 @@ def run(tbl: vecstore.Table, op: Op) -> None:
         tbl.delete("year < ?", op.cut)
     elif op.kind == "compact":
         tbl.compact()
+    elif op.kind == "index" and len(tbl) > 0:
+        tbl.create_index("hnsw", m=8, ef_construction=40, progress=False)
 
 
 def child(store: str, ops: list[Op], start: int, done_file: str) -> None:
