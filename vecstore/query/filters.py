@@ -138,8 +138,9 @@ class _Checker:
         if cls == "CONJUNCTION":
             self.operands += len(node.get("children") or ())
             if self.operands > MAX_OPERANDS:
-                raise self.fail(f"it combines more than {MAX_OPERANDS:,} conditions with AND/OR; for a "
-                                f"long list of values use \"column IN (...)\" or \"list_contains(?, column)\"")
+                raise self.fail(f"it combines more than {MAX_OPERANDS:,} conditions with AND/OR; for "
+                                f"a long list of values use \"column IN (...)\" or "
+                                f"\"list_contains(?, column)\"")
         if cls == "COLUMN_REF":
             names = node.get("column_names", [])
             if len(names) != 1:
@@ -209,7 +210,8 @@ def parse_filter(text: str, columns: Iterable[str], con: duckdb.DuckDBPyConnecti
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:  # a lone surrogate: DuckDB's binding would raise RuntimeError
-        raise FilterError(f"the filter is not valid Unicode text ({exc.reason} at position {exc.start})") from None
+        raise FilterError(
+            f"the filter is not valid Unicode text ({exc.reason} at position {exc.start})") from None
     if _has_comment(text):
         raise FilterError(f"invalid filter {text!r}: SQL comments are not allowed in a filter")
     sql = f"SELECT {ROW_COLUMN} FROM {VIEW} WHERE (\n{text}\n)"
