@@ -14,7 +14,7 @@ import pyarrow as pa
 from .config import Metric, TableConfig
 from .errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from .storage.batch import declared_schema
-from .storage.files import fsync_dir
+from .storage.files import ensure_dir, fsync_dir
 from .storage.locks import DEFAULT_TIMEOUT_S
 from .storage.manifest import Manifest, latest_version, write_manifest
 from .table import Table
@@ -101,7 +101,7 @@ class Database:
                     )
                 return tbl
             raise AlreadyExistsError(f"table {name!r} already exists in {self.path}")
-        path.mkdir(parents=True, exist_ok=True)
+        ensure_dir(path)
         try:
             write_manifest(path, Manifest(version=1, config=config, schema=attributes))
         except FileExistsError:

@@ -24,6 +24,7 @@ from .query.planner import SearchRequest, batch_binary_candidates, search
 from .query.results import Hits
 from .storage.batch import Batch, prepare_batch
 from .storage.codes import Quantizer, normalize_rows
+from .storage.files import ensure_dir
 from .storage.locks import DEFAULT_TIMEOUT_S, write_lock
 from .storage.manifest import (
     Manifest,
@@ -348,7 +349,7 @@ class Table:
         vectors = np.concatenate(snap.vectors) if len(snap.vectors) > 1 else snap.vectors[0]
         index = build_index(kind, vectors, self.metric, progress=progress, threads=threads, **params)
         rel = f"indexes/{uuid.uuid4().hex}"
-        (self.path / rel).mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.path / rel)
         index.save(self.path / rel)
         entry = {
             "kind": kind, "params": index.params.to_json(), "path": rel, "count": len(index),

@@ -160,11 +160,6 @@ def test_create_table_publishes_a_durable_manifest(tmp_path, monkeypatch):
     assert max(rec.index("fsync", os.path.realpath(tmp_path / "store"))) > made
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the directories a table creates (_versions by create_table, data/ by the first add) are "
-    "made with mkdir but the table directory holding their entries is never fsynced: after a "
-    "power loss the entry, and with it every file inside, may be gone. storage/manifest.py "
-    "write_manifest and storage/segments.py _write_ipc should fsync the parent after mkdir."))
 @pytest.mark.parametrize("step", ["create_table", "first add"])
 def test_new_directories_are_fsynced_in_their_parent(tmp_path, monkeypatch, step):
     db = vecstore.connect(tmp_path / "store")

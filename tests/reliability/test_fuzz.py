@@ -577,10 +577,6 @@ def test_lone_surrogates_and_nul_bytes_are_clear_errors(tmp_db):
     assert tbl.get(["a"])[0]["s"] == "nul\x00byte"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "DuckDB's LIKE with '_' wildcards (and ILIKE, GLOB, LIKE ... ESCAPE) backtracks "
-    "exponentially: `s LIKE '%_%_%_%_%_%_%_%_b'` on a 100-character value runs for hours. "
-    "query/filters.py does not bound pattern complexity (patterns may also come as parameters)."))
 def test_a_pattern_filter_cannot_stall_the_process(tmp_path):
     child = textwrap.dedent(f"""
         import signal, vecstore
@@ -591,7 +587,7 @@ def test_a_pattern_filter_cannot_stall_the_process(tmp_path):
     """)
     proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
     assert proc.returncode != -signal.SIGALRM, "the filter was still running after 2 s"
-    assert proc.returncode == 0 and proc.stdout.strip() == "0", proc.stderr
+    assert proc.returncode != 0 and "FilterError" in proc.stderr and "regexp_matches" in proc.stderr, proc.stderr
 
 
 # -- the add path ----------------------------------------------------------------------------------

@@ -93,10 +93,41 @@ def connect_sandboxed() -> duckdb.DuckDBPyConnection:
     return con
 
 
+_PATTERN_FUNCTIONS = {
+    # name -> (any-run wildcard, single-character wildcard)
+    "~~": ("%", "_"), "!~~": ("%", "_"), "~~*": ("%", "_"), "!~~*": ("%", "_"),
+    "like_escape": ("%", "_"), "ilike_escape": ("%", "_"), "not_like_escape": ("%", "_"),
+    "not_ilike_escape": ("%", "_"), "~~~": ("*", "?"), "!~~~": ("*", "?"), "glob": ("*", "?"),
+}
+MAX_PATTERN_RUNS = 2
+"""DuckDB matches LIKE/GLOB patterns that mix single-character wildcards with several ``%`` runs
+by backtracking, exponential in the number of runs: ``s LIKE '%_%_%b'`` takes 9 s on one
+2,000-character value, ``'%_%_%_%b'`` minutes. Patterns without ``_`` take a linear path. A
+pattern with a single-character wildcard may hold at most this many ``%`` runs; anything more
+elaborate belongs in ``regexp_matches`` (RE2: linear time)."""
+
+
+def check_pattern(pattern: object, function: str, where: str) -> None:
+    """Refuse a LIKE/GLOB pattern whose matching could take exponential time."""
+    if not isinstance(pattern, str):
+        return
+    many, one = _PATTERN_FUNCTIONS[function]
+    if one not in pattern:
+        return
+    runs = sum(1 for i, c in enumerate(pattern) if c == many and (i == 0 or pattern[i - 1] != many))
+    if runs > MAX_PATTERN_RUNS:
+        raise FilterError(
+            f"invalid filter {where!r}: the pattern {pattern!r} mixes {one!r} with {runs} {many!r} "
+            f"wildcards, which DuckDB matches in exponential time; use at most {MAX_PATTERN_RUNS}, "
+            f"or regexp_matches(column, '...')"
+        )
+
+
 class _Checker:
     def __init__(self, text: str, columns: dict[str, str]) -> None:
         self.text = text
         self.columns = columns  # lower-case name -> real name
+        self.pattern_params: dict[int, str] = {}  # parameter position (1-based) -> function
         self.operands = 0
 
     def fail(self, why: str) -> FilterError:
@@ -163,6 +194,15 @@ class _Checker:
             if node.get("filter") is not None or node.get("distinct") or \
                     (node.get("order_bys") or {}).get("orders"):
                 raise self.fail("aggregate clauses are not allowed in a filter")
+            if fname in _PATTERN_FUNCTIONS:
+                children = node.get("children") or []
+                pattern = children[1] if len(children) > 1 else {}
+                if pattern.get("class") == "CONSTANT":
+                    check_pattern((pattern.get("value") or {}).get("value"), fname, self.text)
+                elif pattern.get("class") == "PARAMETER" and str(pattern.get("identifier", "")).isdigit():
+                    self.pattern_params[int(pattern["identifier"])] = fname
+                else:
+                    raise self.fail("a LIKE or GLOB pattern must be a constant or a ? parameter")
         for key, value in node.items():
             if key in ("class", "type", "alias", "query_location", "column_names", "function_name",
                        "value", "cast_type", "identifier", "schema", "catalog"):
@@ -199,6 +239,11 @@ def _has_comment(text: str) -> bool:
 
 def parse_filter(text: str, columns: Iterable[str], con: duckdb.DuckDBPyConnection) -> str:
     """Check ``text`` and return the SQL statement that evaluates it (with ``?`` parameters)."""
+    return _parse(text, columns, con)[0]
+
+
+def _parse(text: str, columns: Iterable[str],
+           con: duckdb.DuckDBPyConnection) -> tuple[str, dict[int, str]]:
     if not isinstance(text, str):
         raise FilterError(f"a filter must be a string, got {type(text).__name__}")
     if not text.strip():
@@ -241,7 +286,7 @@ def parse_filter(text: str, columns: Iterable[str], con: duckdb.DuckDBPyConnecti
             not str(p.get("key", "")).isdigit() for p in statements[0]["named_param_map"]):
         raise checker.fail("named parameters are not supported; use ? placeholders")
     checker.walk(node.get("where_clause"))
-    return sql
+    return sql, checker.pattern_params
 
 
 class FilterEngine:
@@ -252,7 +297,7 @@ class FilterEngine:
         self._attributes = attributes
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
-        self._checked: dict[str, str] = {}
+        self._checked: dict[str, tuple[str, dict[int, str]]] = {}
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         # Opened on first use, and again after close(): a reader thread may still hold this
@@ -263,16 +308,19 @@ class FilterEngine:
             self._con = con
         return self._con
 
-    def _sql(self, text: str) -> str:
+    def _parsed(self, text: str) -> tuple[str, dict[int, str]]:
         if not isinstance(text, str):  # before the cache lookup: a list is not even hashable
             raise FilterError(f"a filter must be a string, got {type(text).__name__}")
-        sql = self._checked.get(text)
-        if sql is None:
-            sql = parse_filter(text, self._columns, self._connection())
+        parsed = self._checked.get(text)
+        if parsed is None:
+            parsed = _parse(text, self._columns, self._connection())
             if len(self._checked) > 1024:
                 self._checked.clear()
-            self._checked[text] = sql
-        return sql
+            self._checked[text] = parsed
+        return parsed
+
+    def _sql(self, text: str) -> str:
+        return self._parsed(text)[0]
 
     @property
     def columns(self) -> list[str]:
@@ -285,7 +333,10 @@ class FilterEngine:
     def rows(self, text: str, params: Sequence[Any]) -> npt.NDArray[np.int64]:
         """Global row positions (sorted) of the rows for which the filter is true."""
         with self._lock:
-            sql = self._sql(text)
+            sql, pattern_params = self._parsed(text)
+            for position, function in pattern_params.items():
+                if 0 < position <= len(params):
+                    check_pattern(params[position - 1], function, text)
             try:
                 result = self._connection().execute(sql, list(params)).fetchnumpy()
             except duckdb.Error as exc:

@@ -21,6 +21,24 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def ensure_dir(directory: Path) -> None:
+    """Create ``directory`` (and missing parents) durably: each new entry's parent is fsynced,
+    so a power loss cannot take away a directory whose files were already made durable."""
+    if directory.is_dir():
+        return
+    missing = []
+    d = directory
+    while not d.exists():
+        missing.append(d)
+        d = d.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir()
+        except FileExistsError:
+            pass
+        fsync_dir(d.parent)
+
+
 def temp_path(final: Path) -> Path:
     return final.with_name(f".tmp-{uuid.uuid4().hex}-{final.name}")
 

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from ..config import TableConfig
 from ..errors import CorruptStoreError, NotFoundError
-from .files import write_bytes_atomic
+from .files import ensure_dir, write_bytes_atomic
 
 FORMAT_VERSION = 1
 """Bumped whenever a change to the on-disk format means older readers cannot read new stores."""
@@ -201,7 +201,7 @@ def read_manifest(table_dir: Path, version: int) -> Manifest:
 
 def write_manifest(table_dir: Path, manifest: Manifest) -> None:
     """Publish ``manifest``; raises FileExistsError if that version was published already."""
-    (table_dir / VERSIONS_DIR).mkdir(parents=True, exist_ok=True)
+    ensure_dir(table_dir / VERSIONS_DIR)
     body = manifest.to_json()
     body["checksum"] = _checksum(body)
     data = json.dumps(body, indent=1, sort_keys=True).encode("utf-8")

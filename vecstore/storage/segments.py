@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from ..errors import CorruptStoreError
 from .codes import Quantizer, binary_bytes
-from .files import crc32_file, write_atomic
+from .files import crc32_file, ensure_dir, write_atomic
 from .manifest import DATA_DIR, FileRef
 
 INTERNAL_COLUMNS = ("vector", "_norm", "_i8", "_bin")
@@ -41,7 +41,7 @@ def _fixed_list(flat: np.ndarray, width: int, value_type: pa.DataType) -> pa.Fix
 
 def _write_ipc(table_dir: Path, subdir: str, table: pa.Table) -> FileRef:
     directory = table_dir / subdir
-    directory.mkdir(parents=True, exist_ok=True)
+    ensure_dir(directory)
     name = f"{uuid.uuid4().hex}.arrow"
     crc = 0
 
