@@ -1,0 +1,121 @@
+"""ANN index backends: one small protocol, one module per backend, a name -> class table.
+
+This layer knows nothing of tables, storage or queries. An index covers the float32 vectors the
+table hands it, in order; its labels are positions ``0..n-1`` in that array. Importing this
+package imports neither FAISS nor hnswlib: a backend imports its library when it builds or loads.
+
+>>> import numpy as np
+>>> from vecstore.index import build_index
+>>> vectors = np.random.default_rng(0).standard_normal((500, 16)).astype(np.float32)
+>>> index = build_index("flat", vectors, "cosine")
+>>> scores, labels = index.search(vectors[:2], k=3)
+>>> labels[:, 0].tolist()
+[0, 1]
+
+Backends (``INDEX_KINDS``):
+
+============== ============================================= ===================== ==============
+kind           what                                          allow bitmap          min(k, allowed)
+============== ============================================= ===================== ==============
+flat           exact NumPy scan; fallback and test oracle     gathers allowed rows  guaranteed
+hnsw           hnswlib graph                                 Python callback       usually [1]
+faiss-hnsw     FAISS IndexHNSWFlat                           IDSelectorBitmap      no [2]
+ivf            FAISS IndexIVFFlat                            IDSelectorBitmap      no [3]
+ivf-pq         FAISS IndexIVFPQ (+ exact refine by default)  IDSelectorBitmap      no [3]
+ivf-rabitq     FAISS IndexIVFRaBitQ (+ exact refine)         IDSelectorBitmap      no [3]
+binary-hnsw    FAISS IndexBinaryHNSW on sign codes           IDSelectorBitmap      no [2]
+binary-ivf     FAISS IndexBinaryIVF on sign codes            over-fetch + filter   no [3]
+============== ============================================= ===================== ==============
+
+[1] hnswlib walks until it holds ``ef`` allowed labels, so it comes back short only when the
+graph part reachable from the entry point holds fewer than ``k`` allowed (seen at 0.1%
+selectivity on a few thousand rows). [2] the beam of ``ef`` nodes includes disallowed ones.
+[3] only the ``nprobe`` probed lists are scanned; ``effort >= nlist`` makes it exact in count.
+The planner checks the count and falls back to the exact scan.
+
+Effort (``ef`` / ``nprobe``) defaults to ``index.effort_for(k, selectivity)``: the rules and the
+measurements behind them are in each backend's ``effort_for`` and in ``bench/ann_backends.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy.typing as npt
+
+from ..config import Metric
+from ..errors import InvalidArgumentError
+from .base import IndexBase, IndexParams, VectorIndex
+from .binary import BinaryHnswIndex, BinaryIvfIndex, sign_codes
+from .faiss_index import FaissHnswIndex, IvfFlatIndex, IvfPqIndex, IvfRabitqIndex
+from .flat import FlatIndex
+from .hnsw import HnswIndex
+
+INDEX_KINDS: dict[str, type[IndexBase]] = {
+    cls.kind: cls
+    for cls in (
+        FlatIndex,
+        HnswIndex,
+        FaissHnswIndex,
+        IvfFlatIndex,
+        IvfPqIndex,
+        IvfRabitqIndex,
+        BinaryHnswIndex,
+        BinaryIvfIndex,
+    )
+}
+"""Backend name -> class. Classes import their library (FAISS, hnswlib) only when used."""
+
+
+def index_class(kind: str) -> type[IndexBase]:
+    """The class registered under ``kind``; an unknown name lists the known ones."""
+    try:
+        return INDEX_KINDS[kind]
+    except (KeyError, TypeError):
+        allowed = ", ".join(repr(k) for k in INDEX_KINDS)
+        raise InvalidArgumentError(f"unknown index kind {kind!r}; expected one of {allowed}") from None
+
+
+def build_index(
+    kind: str,
+    vectors: npt.ArrayLike,
+    metric: Metric | str,
+    *,
+    progress: bool = False,
+    threads: int | None = None,
+    **params: Any,
+) -> IndexBase:
+    """Build a ``kind`` index over ``vectors`` (``[n, d]``) compared by ``metric``.
+
+    Keyword arguments are the backend's parameters (see its ``*Params`` dataclass); an unknown
+    one raises :class:`~vecstore.errors.InvalidArgumentError` listing the accepted ones.
+    ``progress`` draws a tqdm bar on stderr; ``threads`` caps build threads (``None``: leave
+    the library's setting alone).
+    """
+    cls = index_class(kind)
+    return cls.build(vectors, metric, progress=progress, threads=threads, **params)
+
+
+def load_index(
+    kind: str, directory: Path, params: Mapping[str, Any] | IndexParams | None = None
+) -> IndexBase:
+    """Load a ``kind`` index saved into ``directory``, after verifying its files' checksums.
+
+    ``params`` are those the caller recorded at build time (``index.params.to_json()``); they
+    must agree with the files. Damaged files raise :class:`~vecstore.errors.CorruptStoreError`.
+    """
+    return index_class(kind).load(Path(directory), params)
+
+
+__all__ = [
+    "INDEX_KINDS",
+    "IndexBase",
+    "IndexParams",
+    "VectorIndex",
+    "build_index",
+    "index_class",
+    "load_index",
+    "sign_codes",
+]

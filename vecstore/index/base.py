@@ -1,0 +1,471 @@
+"""The protocol every index backend implements, and the checks they share.
+
+An index covers the float32 vectors of some rows, in order: its labels are positions
+``0..n-1`` in that array, and the caller (the table) maps them back to rows. It knows nothing of
+tables, storage or queries. Scores are higher-is-better, as in :class:`vecstore.config.Metric`:
+cosine similarity, inner product, or *negative* squared L2 distance. Binary indexes, which only
+propose candidates, score ``-hamming`` on sign codes.
+
+Backends subclass :class:`IndexBase`, which validates the arguments of :meth:`IndexBase.search`,
+clips ``k`` to what can be returned, pads the result with label ``-1`` and score ``-inf``, and
+handles the checksummed files of :meth:`IndexBase.save` / :meth:`IndexBase.load`. A backend
+provides ``_build``, ``_search``, ``_write``, ``_read``, ``memory_bytes`` and ``effort_for``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from ..config import Metric
+from ..errors import CorruptStoreError, InvalidArgumentError
+from . import _files
+
+FloatMatrix = npt.NDArray[np.float32]
+LabelMatrix = npt.NDArray[np.int64]
+AllowBitmap = npt.NDArray[np.bool_]
+
+P = TypeVar("P", bound="IndexParams")
+I = TypeVar("I", bound="IndexBase")  # noqa: E741
+
+PAD_LABEL = -1
+PAD_SCORE = np.float32(-np.inf)
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexParams:
+    """Base of the per-backend build parameters: small frozen dataclasses, validated on creation.
+
+    ``to_json`` / ``from_json`` round-trip them through the table's manifest. ``None`` fields
+    mean "choose from the data" and are replaced by the chosen value in the ``params`` of a
+    built index, so a loaded index reports what it was really built with.
+    """
+
+    @classmethod
+    def from_json(cls: type[P], data: Mapping[str, Any] | P | None) -> P:
+        """Parse a mapping (unknown keys are an error listing the known ones)."""
+        if data is None:
+            return cls()
+        if isinstance(data, cls):
+            return data
+        if not isinstance(data, Mapping):
+            raise InvalidArgumentError(
+                f"index parameters must be a mapping, got {type(data).__name__}"
+            )
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise InvalidArgumentError(
+                f"unknown index parameter(s) {', '.join(map(repr, unknown))} for {cls.__name__}; "
+                f"expected {', '.join(known) if known else 'none'}"
+            )
+        return cls(**data)
+
+    def to_json(self) -> dict[str, Any]:
+        """The parameters as a JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+
+def check_int(
+    name: str, value: Any, low: int, high: int | None = None, *, optional: bool = False
+) -> None:
+    """Raise :class:`InvalidArgumentError` unless ``value`` is an int in ``[low, high]``."""
+    if value is None and optional:
+        return
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if ok and value >= low and (high is None or value <= high):
+        return
+    bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+    none = " or None" if optional else ""
+    raise InvalidArgumentError(f"{name} must be an integer {bound}{none}, got {value!r}")
+
+
+@runtime_checkable
+class VectorIndex(Protocol):
+    """What the planner and the table may rely on, whatever the backend."""
+
+    kind: ClassVar[str]
+    params: IndexParams
+    metric: Metric
+    dim: int
+
+    def search(
+        self,
+        queries: npt.ArrayLike,
+        k: int,
+        *,
+        allow: AllowBitmap | None = None,
+        effort: int | None = None,
+    ) -> tuple[FloatMatrix, LabelMatrix]: ...
+
+    def effort_for(self, k: int, selectivity: float = 1.0) -> int: ...
+
+    def save(self, directory: Path) -> list[str]: ...
+
+    def __len__(self) -> int: ...
+
+    @property
+    def memory_bytes(self) -> int: ...
+
+
+class IndexBase(ABC):
+    """Shared behaviour of the backends; see the module docstring.
+
+    Attributes:
+        kind: the registry name of the backend.
+        params: the resolved build parameters (a frozen dataclass).
+        metric: how the indexed vectors are compared.
+        dim: their dimension.
+        exact_count: whether, given enough effort, ``search`` always returns
+            ``min(k, n, allowed)`` results. Graph backends may find fewer under very
+            selective ``allow`` bitmaps (see each backend); the planner then falls back.
+    """
+
+    kind: ClassVar[str]
+    params_type: ClassVar[type[IndexParams]]
+    exact_count: ClassVar[bool] = False
+
+    def __init__(self, params: IndexParams, metric: Metric, dim: int, count: int) -> None:
+        self.params = params
+        self.metric = metric
+        self.dim = dim
+        self._count = count
+
+    # --- building -------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls: type[I],
+        vectors: npt.ArrayLike,
+        metric: Metric | str = Metric.COSINE,
+        *,
+        progress: bool = False,
+        threads: int | None = None,
+        **params: Any,
+    ) -> I:
+        """Build an index over ``vectors`` (``[n, d]``, finite); other keywords are parameters.
+
+        ``progress`` shows a tqdm bar on stderr. ``threads`` caps the threads the build uses;
+        ``None`` leaves the library's own setting alone (hnswlib: every core; FAISS: OpenMP's
+        current ``omp_get_max_threads()``, which the caller may have set).
+        """
+        metric = Metric.parse(metric)
+        check_int("threads", threads, 1, optional=True)
+        parsed = cls.params_type.from_json(params)
+        data = as_matrix(vectors, "vectors")
+        if cls.min_rows() > data.shape[0]:
+            raise InvalidArgumentError(
+                f"a {cls.kind!r} index needs at least {cls.min_rows()} vectors, got "
+                f"{data.shape[0]}; use the 'flat' index for so few rows"
+            )
+        if metric is Metric.COSINE:
+            data = normalized(data)
+        return cls._build(data, metric, parsed, progress, threads)
+
+    @classmethod
+    def min_rows(cls) -> int:
+        """The fewest vectors this backend can be built on."""
+        return 1
+
+    @classmethod
+    @abstractmethod
+    def _build(
+        cls: type[I],
+        vectors: FloatMatrix,
+        metric: Metric,
+        params: Any,
+        progress: bool,
+        threads: int | None,
+    ) -> I:
+        """Build from validated vectors (already unit length for cosine)."""
+
+    # --- searching ------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} kind={self.kind!r} n={self._count} dim={self.dim} "
+            f"metric={self.metric.value!r} params={self.params}>"
+        )
+
+    def search(
+        self,
+        queries: npt.ArrayLike,
+        k: int,
+        *,
+        allow: AllowBitmap | None = None,
+        effort: int | None = None,
+    ) -> tuple[FloatMatrix, LabelMatrix]:
+        """The ``k`` best labels per query: ``(scores [q, k] float32, labels [q, k] int64)``.
+
+        Rows are sorted by descending score. When fewer than ``k`` are found (``k`` above
+        ``len(self)`` or the number allowed, or an approximate search that came up short) the
+        rest is padded with label ``-1`` and score ``-inf``.
+
+        Args:
+            queries: ``[q, d]`` (or one ``[d]`` vector, treated as ``[1, d]``).
+            k: results per query, >= 1.
+            allow: optional boolean bitmap over labels ``0..n-1``; only labels where it is
+                true are returned.
+            effort: the backend's search breadth (HNSW ``ef``, IVF ``nprobe``). ``None`` uses
+                :meth:`effort_for` with ``k`` and the bitmap's selectivity.
+        """
+        q = self.prepare_queries(queries)
+        check_int("k", k, 1)
+        check_int("effort", effort, 1, optional=True)
+        allowed = self._count
+        if allow is not None:
+            allow = np.asarray(allow)
+            if allow.dtype != np.bool_ or allow.shape != (self._count,):
+                raise InvalidArgumentError(
+                    f"allow must be a boolean array of shape ({self._count},), one flag per "
+                    f"label, got {allow.dtype} {allow.shape}"
+                )
+            allowed = int(np.count_nonzero(allow))
+            if allowed == self._count:
+                allow = None
+        k_eff = min(int(k), allowed)
+        scores = np.full((q.shape[0], k), PAD_SCORE, dtype=np.float32)
+        labels = np.full((q.shape[0], k), PAD_LABEL, dtype=np.int64)
+        if k_eff == 0 or q.shape[0] == 0:
+            return scores, labels
+        if effort is None:
+            effort = self.effort_for(int(k), allowed / self._count)
+        s, lab = self._search(q, k_eff, allow, int(effort))
+        width = min(k, s.shape[1])
+        scores[:, :width] = s[:, :width]
+        labels[:, :width] = lab[:, :width]
+        missing = labels < 0
+        scores[missing] = PAD_SCORE
+        return scores, labels
+
+    def prepare_queries(self, queries: npt.ArrayLike) -> FloatMatrix:
+        """Validate queries as a ``[q, dim]`` float32 matrix (unit length for cosine)."""
+        q = np.asarray(queries)
+        if q.ndim == 1:
+            q = q.reshape(1, -1)
+        q = as_matrix(q, "queries")
+        if q.shape[1] != self.dim:
+            raise InvalidArgumentError(
+                f"queries have dimension {q.shape[1]}, the index has {self.dim}"
+            )
+        return normalized(q) if self.metric is Metric.COSINE else q
+
+    @abstractmethod
+    def _search(
+        self, queries: FloatMatrix, k: int, allow: AllowBitmap | None, effort: int
+    ) -> tuple[FloatMatrix, LabelMatrix]:
+        """Search validated queries for ``k <= min(n, allowed)`` results; ``-1`` marks a miss."""
+
+    @abstractmethod
+    def effort_for(self, k: int, selectivity: float = 1.0) -> int:
+        """The effort (ef / nprobe) that reaches recall@k >= 0.95 at this filter selectivity.
+
+        ``selectivity`` is the fraction of labels the ``allow`` bitmap keeps, in ``(0, 1]``.
+        """
+
+    @property
+    @abstractmethod
+    def memory_bytes(self) -> int:
+        """Best estimate of the bytes this index keeps resident."""
+
+    # --- files ----------------------------------------------------------------------------
+
+    def save(self, directory: Path) -> list[str]:
+        """Write the index into ``directory`` (atomically, with a checksum sidecar).
+
+        Returns the names of the files written, the sidecar ``<kind>.json`` last.
+        """
+        meta = {
+            "kind": self.kind,
+            "metric": self.metric.value,
+            "dim": self.dim,
+            "count": self._count,
+            "params": self.params.to_json(),
+        }
+        return _files.write_index_files(Path(directory), self.kind, self._writers(), meta)
+
+    @classmethod
+    def load(
+        cls: type[I], directory: Path, params: IndexParams | Mapping[str, Any] | None = None
+    ) -> I:
+        """Load an index saved by :meth:`save`, after checking every file's length and CRC.
+
+        ``params``, when given (what the table's manifest recorded), must match the
+        parameters in the sidecar. Raises :class:`~vecstore.errors.CorruptStoreError` naming
+        the file when anything does not match or the backend cannot read it.
+        """
+        directory = Path(directory)
+        meta = _files.verify(directory, cls.kind)
+        side = directory / _files.sidecar_name(cls.kind)
+        try:
+            stored = cls.params_type.from_json(meta.get("params") or {})
+            metric = Metric.parse(meta["metric"])
+            dim, count = int(meta["dim"]), int(meta["count"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptStoreError(f"index sidecar {side} is malformed ({exc})") from exc
+        if params is not None:
+            wanted = cls.params_type.from_json(params)
+            # Compare the fields the caller named (all of them for a params object); a field
+            # left to "auto" (None) matches whatever the build chose.
+            named = set(params) if isinstance(params, Mapping) else {
+                f.name for f in dataclasses.fields(wanted)}
+            diff = {
+                name: (getattr(wanted, name), getattr(stored, name))
+                for name in sorted(named)
+                if getattr(wanted, name) is not None
+                and getattr(wanted, name) != getattr(stored, name)
+            }
+            if diff:
+                raise CorruptStoreError(
+                    f"index files in {directory} were built with other parameters than the "
+                    f"manifest records (field: manifest, files): {diff}; rebuild the index"
+                )
+        index = cls._read(directory, stored, metric, dim, count)
+        if len(index) != count:
+            raise CorruptStoreError(
+                f"index in {directory} holds {len(index)} vectors, its sidecar {side} says {count}"
+            )
+        return index
+
+    @abstractmethod
+    def _writers(self) -> dict[str, Callable[[Path], None]]:
+        """File name -> function writing that file at a given (temporary) path."""
+
+    @classmethod
+    @abstractmethod
+    def _read(cls: type[I], directory: Path, params: Any, metric: Metric, dim: int, count: int) -> I:
+        """Read verified files; translate the backend's errors into CorruptStoreError."""
+
+
+# --- helpers shared by the backends -----------------------------------------------------------
+
+
+def as_matrix(values: npt.ArrayLike, name: str) -> FloatMatrix:
+    """``values`` as a C-contiguous float32 ``[n, d]`` matrix of finite numbers."""
+    try:
+        arr = np.asarray(values)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(f"{name} must be a 2-D array of numbers ({exc})") from exc
+    if arr.ndim != 2 or arr.shape[1] == 0 or not (
+        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+    ):
+        raise InvalidArgumentError(
+            f"{name} must be a 2-D numeric array [n, d] with d >= 1, got {arr.dtype} {arr.shape}"
+        )
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(arr).all():
+        raise InvalidArgumentError(f"{name} contain NaN or infinite values; remove or fix them")
+    return arr
+
+
+def normalized(x: FloatMatrix) -> FloatMatrix:
+    """Rows scaled to unit L2 norm (zero rows stay zero) for cosine via inner product."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    np.maximum(norms, np.float32(1e-30), out=norms)
+    return np.ascontiguousarray(x / norms, dtype=np.float32)
+
+
+def clamp_effort(value: float, low: int, high: int) -> int:
+    """``value`` rounded up and clipped to ``[low, high]`` (``high`` wins if ``low > high``)."""
+    return int(max(1, min(high, max(low, math.ceil(value)))))
+
+
+def graph_ef(k: int) -> int:
+    """Unfiltered ``ef`` reaching recall@k >= 0.95 on an HNSW graph (m = 16): ``200 + 2 k``.
+
+    Anchored on real embeddings, the hardest data measured: on the 200,000 MiniLM vectors of
+    PyPI summaries (``python -m bench.ann_backends --calibrate``, 300 queries), the smallest ef
+    on a 1.5x grid reaching recall 0.95 was 192 for k = 1, 10 and 50 with hnswlib (128 did not)
+    and 192 / 128 / 192 with FAISS HNSW. Synthetic clustered vectors need far less (16-32 on
+    50,000 96-d vectors), so this over-provisions easy data; the planner may pass its own.
+    """
+    return 200 + 2 * k
+
+
+def check_selectivity(selectivity: float) -> float:
+    """Validate a selectivity in ``(0, 1]``; values above 1 are clipped to 1."""
+    if not (isinstance(selectivity, (int, float, np.floating)) and selectivity > 0):
+        raise InvalidArgumentError(
+            f"selectivity must be a fraction in (0, 1], got {selectivity!r}"
+        )
+    return min(1.0, float(selectivity))
+
+
+def progress_bar(total: int, desc: str, enabled: bool) -> Any:
+    """A tqdm bar on stderr (a no-op bar when disabled)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="vec", disable=not enabled, file=sys.stderr,
+                mininterval=0.5, leave=False)
+
+
+def chunks(n: int, size: int | None = None) -> list[tuple[int, int]]:
+    """Consecutive ``(start, stop)`` ranges covering ``0..n``, about 1% of ``n`` each (so a
+    progress bar moves) but at least 1,000 rows, so per-call overhead stays negligible."""
+    size = size or max(1000, -(-n // 100))
+    return [(s, min(n, s + size)) for s in range(0, n, size)]
+
+
+def params_error(kind: str, name: str, value: Any, expected: str) -> InvalidArgumentError:
+    """A uniform message for a bad backend parameter."""
+    return InvalidArgumentError(f"{kind} index: {name}={value!r} is invalid; expected {expected}")
+
+
+def calibrate_effort(
+    search: Callable[[FloatMatrix, int, int], LabelMatrix],
+    vectors: FloatMatrix,
+    metric: Metric,
+    grid: list[int],
+    *,
+    k: int = 10,
+    target: float = 0.95,
+    sample: int = 200,
+    seed: int = 0,
+    truth_vectors: FloatMatrix | None = None,
+) -> int:
+    """The smallest effort on ``grid`` whose recall@k reaches ``target``, measured at build time.
+
+    ``sample`` indexed vectors, drawn with a seeded generator, serve as queries; each one's
+    exact top-k over ``vectors`` (itself excluded) is the truth, and ``search(queries, k + 1,
+    effort)`` the index's answer with the query's own label dropped. Recall is tie-aware.
+    Returns the last grid value when none reaches the target. ``truth_vectors`` (same rows)
+    replaces ``vectors`` for the exact scores: +-1 sign vectors judge a Hamming index.
+
+    For IVF backends this replaces a fixed default ``nprobe``, which would be right for one
+    data set and wrong for the next: measured, 3 of 102 lists reach 0.95 on 4,000 clustered
+    48-d vectors, 64 of 102 are needed on Gaussian noise of the same shape.
+    """
+    from .flat import exact_scores  # flat imports this module
+
+    n = vectors.shape[0]
+    if n <= k + 1 or not grid:
+        return grid[-1] if grid else 1
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(n, min(sample, n), replace=False))
+    queries = np.ascontiguousarray(vectors[rows])
+    truth = vectors if truth_vectors is None else truth_vectors
+    sq = np.einsum("ij,ij->i", truth, truth) if metric is Metric.L2 else None
+    scores = exact_scores(metric, np.ascontiguousarray(truth[rows]), truth, sq)
+    scores[np.arange(rows.size), rows] = -np.inf
+    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1]
+    tol = 1e-5 * np.maximum(1.0, np.abs(kth))
+    for effort in grid:
+        labels = search(queries, k + 1, effort)
+        hits = 0
+        for i, row in enumerate(labels):
+            found = row[(row >= 0) & (row != rows[i])][:k]
+            hits += int(np.count_nonzero(scores[i, found] >= kth[i] - tol[i]))
+        if hits / (k * rows.size) >= target:
+            return effort
+    return grid[-1]

@@ -1,0 +1,205 @@
+"""``hnsw``: hnswlib's HNSW graph, with ``allow`` bitmaps through its filter callback.
+
+Spaces: cosine is hnswlib's ``ip`` space on unit vectors, dot is ``ip``, L2 is ``l2``. hnswlib
+reports ``1 - dot`` for ``ip`` and the squared distance for ``l2``; they are converted to
+vecstore's higher-is-better scores (``1 - d`` and ``-d``).
+
+Filtering: hnswlib keeps only allowed labels in its result heap and keeps walking the graph until
+it holds ``ef`` of them, so its cost grows as the filter gets more selective, but it rarely misses
+allowed rows. The callback is a Python call per visited node (the GIL is held), so filtered
+searches run on one thread. When the graph part reachable from the entry point holds fewer than
+``k`` allowed labels hnswlib refuses the whole batch; the affected queries are then retried one
+by one for the largest ``k`` that succeeds, and the rest is padded. So ``exact_count`` is False:
+under tiny filters a disconnected graph can hide rows, and the planner falls back to the exact scan.
+
+Threads: ``threads`` (a build keyword, also the ``threads`` attribute) is passed to hnswlib for
+building and unfiltered search; ``None`` means hnswlib's default, every core.
+
+``ef`` is index-wide state in hnswlib, so a lock serialises ``set_ef`` + query.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import Metric
+from ..errors import CorruptStoreError, missing_extra
+from .base import (
+    AllowBitmap,
+    FloatMatrix,
+    IndexBase,
+    IndexParams,
+    LabelMatrix,
+    check_int,
+    check_selectivity,
+    chunks,
+    clamp_effort,
+    graph_ef,
+    progress_bar,
+)
+
+_FILE = "hnsw.bin"
+
+
+def _hnswlib() -> Any:
+    try:
+        import hnswlib
+    except ImportError:
+        raise missing_extra("hnswlib", "ann") from None
+    return hnswlib
+
+
+@dataclass(frozen=True)
+class HnswParams(IndexParams):
+    """Build parameters of the hnswlib graph.
+
+    Attributes:
+        m: links per node (hnswlib ``M``; the base layer keeps ``2 m``). More links: better
+            recall at a given ``ef``, more memory (``8 m`` bytes per vector) and slower builds.
+        ef_construction: breadth of the search that picks each new node's links.
+        seed: seed of hnswlib's level generator.
+    """
+
+    m: int = 16
+    ef_construction: int = 200
+    seed: int = 100
+
+    def __post_init__(self) -> None:
+        check_int("m", self.m, 2, 512)
+        check_int("ef_construction", self.ef_construction, 1, 1 << 16)
+        check_int("seed", self.seed, 0)
+
+
+def hnsw_effort(k: int, selectivity: float, n: int) -> int:
+    """``ef = graph_ef(k) * sqrt(selectivity)``, clipped to ``[max(k, 10), n]``.
+
+    hnswlib's filtered search keeps walking until its result heap holds ``ef`` *allowed*
+    labels, so a selective filter already makes it explore more of the graph; a large ef
+    under a tiny filter only forces it to walk the whole graph. Measured on the 200,000
+    MiniLM vectors (``python -m bench.ann_backends --calibrate``, 200 filtered queries,
+    uniform random filters), the smallest ef reaching recall@10 >= 0.95 *falls* as the filter
+    tightens: 192 / 96 / 24 / 10 / 10 at selectivity 1 / 0.5 / 0.1 / 0.01 / 0.001 (k = 50:
+    192 / 128 / 64 / 10 / 10); the rule gives 220 / 156 / 70 / 22 / 10 (k = 50: 300 / 213 /
+    95 / 50 / 50). On 50,000 clustered 96-d vectors every selectivity needed ef <= 32.
+    """
+    sel = check_selectivity(selectivity)
+    return clamp_effort(graph_ef(k) * math.sqrt(sel), max(k, 10), max(k, n))
+
+
+class HnswIndex(IndexBase):
+    """An hnswlib graph over the vectors (which it stores at full precision)."""
+
+    kind = "hnsw"
+    params_type = HnswParams
+    params: HnswParams
+    exact_count = False
+
+    def __init__(self, index: Any, params: HnswParams, metric: Metric, dim: int, count: int,
+                 threads: int | None = None) -> None:
+        super().__init__(params, metric, dim, count)
+        self._index = index
+        self._lock = threading.Lock()
+        self.threads = threads
+
+    @classmethod
+    def _space(cls, metric: Metric) -> str:
+        return "l2" if metric is Metric.L2 else "ip"
+
+    @classmethod
+    def _build(cls, vectors: FloatMatrix, metric: Metric, params: HnswParams,
+               progress: bool, threads: int | None) -> HnswIndex:
+        hnswlib = _hnswlib()
+        n, d = vectors.shape
+        index = hnswlib.Index(space=cls._space(metric), dim=d)
+        index.init_index(max_elements=n, M=params.m, ef_construction=params.ef_construction,
+                         random_seed=params.seed)
+        built = cls(index, params, metric, d, n, threads)
+        with progress_bar(n, f"building {cls.kind}", progress) as bar:
+            for start, stop in chunks(n):
+                index.add_items(vectors[start:stop], np.arange(start, stop),
+                                num_threads=threads or -1)
+                bar.update(stop - start)
+        return built
+
+    def _to_scores(self, dist: np.ndarray) -> FloatMatrix:
+        if self.metric is Metric.L2:
+            return np.negative(dist, dtype=np.float32)
+        return np.subtract(np.float32(1), dist, dtype=np.float32)
+
+    def _search(self, queries: FloatMatrix, k: int, allow: AllowBitmap | None,
+                effort: int) -> tuple[FloatMatrix, LabelMatrix]:
+        flt: Callable[[int], Any] | None = None
+        threads = self.threads or -1
+        if allow is not None:
+            # bytes.__getitem__ is the cheapest Python callable answering "is label i allowed".
+            flt = allow.view(np.uint8).tobytes().__getitem__
+            threads = 1
+        with self._lock:
+            self._index.set_ef(max(effort, k))
+            try:
+                labels, dist = self._index.knn_query(queries, k=k, num_threads=threads,
+                                                     filter=flt)
+                return self._to_scores(dist), labels.astype(np.int64)
+            except RuntimeError:
+                # Some query found fewer than k labels (disconnected part of the graph under a
+                # tiny filter); hnswlib then fails the batch. Redo each query on its own.
+                out_s = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
+                out_l = np.full((queries.shape[0], k), -1, dtype=np.int64)
+                for i in range(queries.shape[0]):
+                    s, lab = self._search_one(queries[i : i + 1], k, flt)
+                    out_s[i, : s.shape[0]] = s
+                    out_l[i, : lab.shape[0]] = lab
+                return out_s, out_l
+
+    def _search_one(self, query: FloatMatrix, k: int,
+                    flt: Callable[[int], Any] | None) -> tuple[FloatMatrix, LabelMatrix]:
+        """The most results hnswlib will give for one query: binary search on ``k``."""
+        best: tuple[FloatMatrix, LabelMatrix] = (np.empty(0, np.float32), np.empty(0, np.int64))
+        low, high = 1, k
+        while low <= high:
+            mid = (low + high) // 2
+            try:
+                labels, dist = self._index.knn_query(query, k=mid, num_threads=1, filter=flt)
+            except RuntimeError:
+                high = mid - 1
+            else:
+                best = (self._to_scores(dist)[0], labels[0].astype(np.int64))
+                low = mid + 1
+        return best
+
+    def effort_for(self, k: int, selectivity: float = 1.0) -> int:
+        """``ef`` for recall@k >= 0.95 under a filter of this selectivity: :func:`hnsw_effort`."""
+        check_int("k", k, 1)
+        return hnsw_effort(k, selectivity, self._count)
+
+    @property
+    def memory_bytes(self) -> int:
+        m = self.params.m
+        n = self._count
+        # base layer: vector + (2m links + count) + label; upper layers: ~n/(m-1) nodes... each
+        # with m links + count per level; hnswlib also keeps a visited list of 2 bytes per node.
+        per_node = self.dim * 4 + (2 * m + 1) * 4 + 8 + 8 + 2
+        upper = n / max(1, m - 1) * (m + 1) * 4 if m > 1 else 0
+        return int(n * per_node + upper)
+
+    def _writers(self) -> dict[str, Callable[[Path], None]]:
+        return {_FILE: lambda path: self._index.save_index(str(path))}
+
+    @classmethod
+    def _read(cls, directory: Path, params: HnswParams, metric: Metric, dim: int,
+              count: int) -> HnswIndex:
+        hnswlib = _hnswlib()
+        path = directory / _FILE
+        index = hnswlib.Index(space=cls._space(metric), dim=dim)
+        try:
+            index.load_index(str(path), max_elements=count)
+        except (RuntimeError, ValueError, MemoryError) as exc:
+            raise CorruptStoreError(f"index file {path} is unreadable by hnswlib ({exc})") from exc
+        return cls(index, params, metric, dim, int(index.get_current_count()))
