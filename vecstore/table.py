@@ -6,8 +6,8 @@ import os
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 

@@ -25,7 +25,8 @@ def test_ingest_search_tables_info(tmp_path, tiny_model_dir):
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.txt").write_text("The remote control has big buttons. " * 40)
-    (docs / "b.md").write_text("# Budget\n\nSchools need more funding next year.\n\n## Details\n\nTeachers.\n")
+    (docs / "b.md").write_text(
+        "# Budget\n\nSchools need more funding next year.\n\n## Details\n\nTeachers.\n")
     (docs / "bad.txt").write_bytes(b"\xff\xfe\x00 not utf-8 \xc3")
     (docs / "empty.txt").write_text("   ")
     store = tmp_path / "store"

@@ -147,5 +147,5 @@ def demo(store: str, chunking: str, k: int, as_json: bool) -> None:
             click.echo(f"         {snippet}...")
     width = shutil.get_terminal_size((100, 20)).columns
     click.echo("\n" + "-" * min(width, 60), err=True)
-    click.echo(f"try: vecstore search {target} meetings \"your question\" --where \"domain = 'Product'\" --plain",
-               err=True)
+    click.echo(f"try: vecstore search {target} meetings \"your question\" "
+               f"--where \"domain = 'Product'\" --plain", err=True)

@@ -187,7 +187,8 @@ class _Checker:
             raise self.fail(f"operator {node.get('type')} is not allowed")
         elif cls == "FUNCTION":
             fname = str(node.get("function_name", "")).lower()
-            if node.get("schema") not in (None, "", "main") or node.get("catalog") not in (None, "", "system"):
+            qualified = node.get("schema") not in (None, "", "main")
+            if qualified or node.get("catalog") not in (None, "", "system"):
                 raise self.fail(f"qualified function names ({fname!r}) are not allowed")
             if fname not in ALLOWED_FUNCTIONS:
                 raise self.fail(f"function {fname!r} is not allowed in a filter")
@@ -343,7 +344,8 @@ class FilterEngine:
                 msg = str(exc).replace(VIEW, "table").replace(ROW_COLUMN, "row")
                 raise FilterError(f"filter {text!r} failed: {msg}") from None
             except (TypeError, ValueError, RuntimeError) as exc:  # RuntimeError: e.g. a lone surrogate
-                raise FilterError(f"filter {text!r}: cannot bind parameters {list(params)!r}: {exc}") from None
+                raise FilterError(
+                    f"filter {text!r}: cannot bind parameters {list(params)!r}: {exc}") from None
         rows = np.asarray(result[ROW_COLUMN], dtype=np.int64)
         rows.sort()
         return rows

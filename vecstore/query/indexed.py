@@ -148,7 +148,7 @@ def search_indexed(snap: Snapshot, view: IndexView, req: SearchRequest) -> tuple
         if allow is None or selectivity >= POSTFILTER_MIN_SELECTIVITY:
             strategy = "index, then filter" if allow is not None else "index"
             want = n_cand if allow is None else min(count, math.ceil(n_cand / selectivity * 1.2) + k)
-            for attempt in range(MAX_WIDENINGS + 1):
+            for _ in range(MAX_WIDENINGS + 1):
                 t = time.perf_counter()
                 effort = view.index.effort_for(want, 1.0)
                 _, labels = view.index.search(q, want, effort=effort)

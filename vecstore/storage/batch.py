@@ -392,5 +392,5 @@ def prepare_batch(rows: Any, config: TableConfig, schema: pa.Schema,
             attrs[f.name] = arr if arr.type == f.type else arr.cast(f.type)
         else:
             attrs[f.name] = pa.nulls(n, type=f.type)
-    attributes = pa.table(attrs, schema=new_schema) if fields else pa.table({"__n": pa.nulls(n)}).drop(["__n"])
+    attributes = pa.table(attrs, schema=new_schema) if fields else pa.table({})
     return Batch(ids=pa.array(ids, type=pa.string()), attributes=attributes, vectors=vec, schema=new_schema)

@@ -55,7 +55,7 @@ class Snapshot:
     def segment_keys(self) -> dict[str, Segment]:
         return {
             f"{e.data.path}|{e.deletions.path if e.deletions else ''}": s
-            for e, s in zip(self.manifest.segments, self.segments)
+            for e, s in zip(self.manifest.segments, self.segments, strict=True)
         }
 
     # -- per-segment arrays, computed once per version ---------------------------------------
