@@ -351,7 +351,7 @@ class Table:
         rel = f"indexes/{uuid.uuid4().hex}"
         ensure_dir(self.path / rel)
         index.save(self.path / rel)
-        entry = {
+        entry: dict[str, Any] = {
             "kind": kind, "params": index.params.to_json(), "path": rel, "count": len(index),
             "segments": [[e.data.path, e.rows] for e in snap.manifest.segments],
             "built_at_version": snap.version,

@@ -265,11 +265,11 @@ def _parse(text: str, columns: Iterable[str],
         raw = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
     except duckdb.Error as exc:
         raise FilterError(f"invalid filter {text!r}: {exc}") from None
-    tree = json.loads(raw[0]) if raw else {"error": True, "error_message": "no parse"}
+    tree: dict[str, Any] = json.loads(raw[0]) if raw else {"error": True, "error_message": "no parse"}
     if tree.get("error"):
         msg = str(tree.get("error_message", "syntax error")).replace(sql, text)
         raise FilterError(f"invalid filter {text!r}: {msg}")
-    statements = tree.get("statements", [])
+    statements: list[dict[str, Any]] = list(tree.get("statements") or [])
     checker = _Checker(text, {c.lower(): c for c in columns})
     if len(statements) != 1:
         raise checker.fail("it must be a single expression, not statements")

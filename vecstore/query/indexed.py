@@ -128,7 +128,8 @@ def search_indexed(snap: Snapshot, view: IndexView, req: SearchRequest) -> tuple
         fresh = req.rows[~view.covered[req.rows]] if req.rows.size else req.rows
     count = len(view.label_rows)
     selectivity = m_cov / count if count else 0.0
-    plan_args = dict(table_rows=snap.num_rows, k=k, oversample=req.oversample, filter=req.filter,
+    plan_args: dict[str, Any] = dict(
+        table_rows=snap.num_rows, k=k, oversample=req.oversample, filter=req.filter,
                      matches=None if req.rows is None else n_match,
                      estimated_selectivity=None, index=view.kind)
     if req.rows is not None and n_match <= SCAN_MAX_MATCHES:

@@ -19,6 +19,7 @@ import os
 import time
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -171,7 +172,8 @@ def search(snap: Snapshot, req: SearchRequest) -> tuple[I64, F32, Plan]:
         stages.append(Stage("filter", snap.num_rows, int(req.rows.size) if req.rows is not None else 0,
                             req.filter_seconds))
     n_match = snap.num_rows if req.rows is None else int(req.rows.size)
-    plan_args = dict(table_rows=snap.num_rows, k=k, oversample=req.oversample, filter=req.filter,
+    plan_args: dict[str, Any] = dict(
+        table_rows=snap.num_rows, k=k, oversample=req.oversample, filter=req.filter,
                      matches=None if req.rows is None else n_match,
                      estimated_selectivity=None)
     scorer = _Scorer(snap, req.query)
@@ -212,12 +214,12 @@ def search(snap: Snapshot, req: SearchRequest) -> tuple[I64, F32, Plan]:
     t = time.perf_counter()
     kern = kernels()
     cand_rows, cand_dist = [], []
-    for s, local in parts:
+    for s, seg_rows in parts:
         codes = snap.binary[s]
-        if local is None:
+        if seg_rows is None:
             idx, dist = kern.hamming_topk(codes, scorer.bits(s), n1)
         else:
-            idx, dist = kern.hamming_topk_rows(codes, local, scorer.bits(s), n1)
+            idx, dist = kern.hamming_topk_rows(codes, seg_rows, scorer.bits(s), n1)
         cand_rows.append(idx + snap.bases[s])
         cand_dist.append(dist)
     rows1 = np.concatenate(cand_rows)

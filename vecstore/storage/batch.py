@@ -130,7 +130,7 @@ def _to_table(rows: Any) -> tuple[pa.Table, list[dict[str, Any]] | None]:
     for i, r in enumerate(rows):
         if not isinstance(r, Mapping):
             raise InvalidArgumentError(f"row {i} is a {type(r).__name__}, expected a dict")
-    return None, list(rows)  # type: ignore[return-value]
+    return None, list(rows)
 
 
 def _ids_from(values: list[Any], n: int) -> list[str]:

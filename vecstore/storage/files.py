@@ -67,7 +67,7 @@ def write_atomic(final: Path, write: Callable[[BinaryIO], None], *, exclusive: b
 
 
 def write_bytes_atomic(final: Path, data: bytes, *, exclusive: bool = False) -> None:
-    write_atomic(final, lambda fh: fh.write(data), exclusive=exclusive)  # type: ignore[arg-type,return-value]
+    write_atomic(final, lambda fh: fh.write(data), exclusive=exclusive)  # type: ignore[arg-type]
 
 
 def crc32_file(path: Path) -> int:

@@ -55,7 +55,7 @@ def _write_ipc(table_dir: Path, subdir: str, table: pa.Table) -> FileRef:
         fh.write(buf)  # type: ignore[attr-defined]
 
     final = directory / name
-    write_atomic(final, write)  # type: ignore[arg-type]
+    write_atomic(final, write)
     return FileRef(path=f"{subdir}/{name}", bytes=final.stat().st_size, crc32=crc)
 
 
