@@ -3,6 +3,7 @@ and a child-process runner that records each write once it has returned."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +16,42 @@ import vecstore
 DIM = 8
 
 
+class ToyEmbedder:
+    """A deterministic stand-in for a model (a hash of the text), so the crash test can ingest
+    documents in a forked child without loading torch."""
+
+    model_id = "toy-hash"
+    dim = DIM
+    max_tokens = 64
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        out = np.empty((len(texts), DIM), dtype=np.float32)
+        for i, t in enumerate(texts):
+            v = np.frombuffer(hashlib.sha256(t.encode()).digest()[:DIM], dtype=np.uint8)
+            out[i] = (v.astype(np.float32) - 127.5).round(0)
+        return out
+
+    embed_queries = embed_documents
+
+
+WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+
+
+def doc_rows(doc: dict[str, Any]) -> tuple[tuple[str, tuple[float, ...], int], ...]:
+    """The chunk rows add_documents stores for ``doc`` (id, rounded vector, year)."""
+    from vecstore.ingest import chunk_documents
+
+    out = chunk_documents([doc], ToyEmbedder(), chunking="naive", chunk_tokens=12, overlap=0,
+                          progress=False)
+    t = out.table
+    return tuple((i, tuple(round(float(x), 3) for x in v), doc["year"]) for i, v in
+                 zip(t.column("id").to_pylist(), t.column("vector").to_pylist(), strict=True))
+
+
 @dataclass(frozen=True)
 class Op:
-    kind: str  # add | upsert | delete_ids | delete_where | compact | index
+    kind: str  # add | upsert | delete_ids | delete_where | compact | index | ingest
+    doc: tuple[str, str, int] = ("", "", 0)  # ingest: (doc id, text, year)
     rows: tuple[tuple[str, tuple[float, ...], int], ...] = ()
     ids: tuple[str, ...] = ()
     cut: int = 0
@@ -53,8 +87,12 @@ def make_ops(seed: int, n: int) -> list[Op]:
         elif r < 0.86:
             ops.append(Op("delete_where", cut=int(rng.integers(0, 12))))
             # the model decides which ids go; `live` is only a hint for picking ids
-        elif r < 0.94:
+        elif r < 0.90:
             ops.append(Op("compact"))
+        elif r < 0.95:
+            words = rng.choice(WORDS, size=int(rng.integers(5, 60)))
+            doc = (f"doc{int(rng.integers(0, 6))}", " ".join(words), int(rng.integers(0, 100)))
+            ops.append(Op("ingest", doc=doc, rows=doc_rows({"id": doc[0], "text": doc[1], "year": doc[2]})))
         else:
             ops.append(Op("index"))  # build (or rebuild) an hnsw index: contents unchanged
     return ops
@@ -73,6 +111,10 @@ def apply(model: Model, op: Op) -> Model:
             m.pop(i, None)
     elif op.kind == "delete_where":
         m = {i: (v, y) for i, (v, y) in m.items() if not y < op.cut}
+    elif op.kind == "ingest":  # the document's old chunks go, its new ones come
+        m = {i: vy for i, vy in m.items() if not i.startswith(op.doc[0] + "#")}
+        for i, v, y in op.rows:
+            m[i] = (v, y)
     return m
 
 
@@ -87,13 +129,16 @@ def run(tbl: vecstore.Table, op: Op) -> None:
         tbl.delete("year < ?", op.cut)
     elif op.kind == "compact":
         tbl.compact()
+    elif op.kind == "ingest":
+        tbl.add_documents([{"id": op.doc[0], "text": op.doc[1], "year": op.doc[2]}], chunking="naive",
+                          chunk_tokens=12, overlap=0, progress=False)
     elif op.kind == "index" and len(tbl) > 0:
         tbl.create_index("hnsw", m=8, ef_construction=40, progress=False)
 
 
 def child(store: str, ops: list[Op], start: int, done_file: str) -> None:
     """Apply ops[start:], appending each op's index to ``done_file`` (fsynced) once it returned."""
-    tbl = vecstore.connect(store).open_table("t")
+    tbl = vecstore.connect(store).open_table("t", embedder=ToyEmbedder())
     fd = os.open(done_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     for i in range(start, len(ops)):
         run(tbl, ops[i])
