@@ -14,7 +14,7 @@ from ..errors import InvalidArgumentError
 from . import cli, emit
 from .commands import plain_option
 
-CHUNKINGS = ["late", "context", "naive", "late+naive", "context+naive"]
+CHUNKINGS = ["context", "late", "naive", "late+naive", "context+naive"]
 
 
 def _attrs(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -50,7 +50,7 @@ def _open_or_create(store: str, table: str, model: str | None):
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--model", default=None, help="Embedding model: 'default' (all-MiniLM-L6-v2) or a "
               "sentence-transformers model directory. Fixed when the table is created.")
-@click.option("--chunking", type=click.Choice(CHUNKINGS), default="late", show_default=True,
+@click.option("--chunking", type=click.Choice(CHUNKINGS), default="context", show_default=True,
               help="How chunks are embedded: with their surrounding text (late, context) or alone.")
 @click.option("--chunker", type=click.Choice(["tokens", "sentences", "markdown"]), default="tokens",
               show_default=True, help="Where chunks are cut.")
@@ -105,7 +105,7 @@ DEMO_QUERIES = [
 @cli.command()
 @click.option("--store", default="demo_store", show_default=True, type=click.Path(file_okay=False),
               help="Where the demo store is written (replaced if it exists).")
-@click.option("--chunking", type=click.Choice(CHUNKINGS), default="late", show_default=True)
+@click.option("--chunking", type=click.Choice(CHUNKINGS), default="context", show_default=True)
 @click.option("-k", "--limit", "k", default=3, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of text.")
 def demo(store: str, chunking: str, k: int, as_json: bool) -> None:

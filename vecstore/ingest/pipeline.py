@@ -2,7 +2,7 @@
 
 >>> from vecstore.ingest import chunk_documents
 >>> docs = [{"id": "a", "text": "Long text ...", "year": 2024}]
->>> out = chunk_documents(docs, "default", chunking="late")   # doctest: +SKIP
+>>> out = chunk_documents(docs, "default", chunking="context")   # doctest: +SKIP
 >>> out.table.column_names                                      # doctest: +SKIP
 ['id', 'doc_id', 'chunk_index', 'char_start', 'char_end', 'text', 'context', 'year', 'vector']
 
@@ -190,7 +190,7 @@ def chunk_documents(
     docs: Iterable[Mapping[str, Any]] | pa.Table | pd.DataFrame,
     embedder: Embedder | str = "default",
     *,
-    chunking: str = "late",
+    chunking: str = "context",
     chunker: str = "tokens",
     chunk_tokens: int = 128,
     overlap: int = 16,
