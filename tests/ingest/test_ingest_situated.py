@@ -206,3 +206,24 @@ def test_batched_equals_one_by_one(tiny_embedder: SentenceTransformerEmbedder, m
         for doc, got in zip(docs, batched, strict=True):
             alone = embed_chunks(tiny_embedder, doc.text, doc.chunks, mode)
             np.testing.assert_allclose(got, alone, atol=1e-5)
+
+
+def test_late_windows_hold_every_chunk_whole_even_when_chunks_fill_the_window(tiny_embedder) -> None:
+    """Chunks nearly as long as the window fit in no sliding window; each then gets a window
+    centred on it instead of being clipped (found by bench/quality.py at 256-token chunks)."""
+    from vecstore.ingest.chunking import chunk_text
+    from vecstore.ingest.situated import ChunkedText, WindowOptions, _DocTokens, _late_windows
+
+    rng = np.random.default_rng(3)
+    words = [f"w{int(i)}" for i in rng.integers(0, 50, 3000)]
+    text = " ".join(words)
+    budget = tiny_embedder.window_budget("")
+    opts = WindowOptions(window_tokens=64)
+    chunks = chunk_text(text, tiny_embedder.token_offsets, chunk_tokens=min(60, budget), overlap=0)
+    doc = ChunkedText(text, chunks)
+    windows = _late_windows(0, doc, _DocTokens(doc, tiny_embedder), tiny_embedder, opts)
+    placed = sorted(k for w in windows for k in w.chunks)
+    assert placed == list(range(len(chunks)))
+    for w in windows:
+        for k in w.chunks:
+            assert w.char_start <= chunks[k].char_start and chunks[k].char_end <= w.char_end

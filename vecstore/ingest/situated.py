@@ -214,6 +214,7 @@ def _late_windows(
         spans = [(0, len(doc.text))]
     tok_spans = [toks.token_range(s, e) for s, e in spans]
     members: list[list[int]] = [[] for _ in spans]
+    own: list[_Window] = []
     for k, c in enumerate(doc.chunks):
         t0, t1 = toks.token_range(c.char_start, c.char_end)
         best, best_score = 0, (-1, -(10**12))
@@ -223,8 +224,16 @@ def _late_windows(
             score = (1, min(t0 - a, b - t1)) if inside else (0, min(b, t1) - max(a, t0))
             if score > best_score:
                 best, best_score = w, score
-        members[best].append(k)
-    return [_Window(d, prefix, s, e, tuple(ks)) for (s, e), ks in zip(spans, members, strict=True) if ks]
+        if best_score[0] == 1:
+            members[best].append(k)
+        else:
+            # No sliding window holds the chunk whole (chunks nearly as long as the window):
+            # give it a window centred on it, so it pools all of its own tokens.
+            a, b = _centred(t0, t1, n, budget)
+            start, end = toks.char_range(a, b, keep=(c.char_start, c.char_end))
+            own.append(_Window(d, prefix, start, end, (k,)))
+    shared = [_Window(d, prefix, s, e, tuple(ks)) for (s, e), ks in zip(spans, members, strict=True) if ks]
+    return shared + own
 
 
 # --------------------------------------------------------------------------- modes
