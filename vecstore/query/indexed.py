@@ -119,6 +119,13 @@ def search_indexed(snap: Snapshot, view: IndexView, req: SearchRequest) -> tuple
     stages: list[Stage] = []
     if req.filter is not None:
         stages.append(Stage("filter", snap.num_rows, n_match, req.filter_seconds))
+    if req.rows is not None and n_match <= SCAN_MAX_MATCHES:
+        # decided before the allow bitmap is built: the scan does not need it
+        rows, scores, plan = search(snap, req)
+        return rows, scores, Plan(
+            strategy=f"scan ({n_match:,} matches <= {SCAN_MAX_MATCHES:,})", stages=plan.stages,
+            notes=plan.notes, table_rows=snap.num_rows, k=k, oversample=req.oversample,
+            filter=req.filter, matches=n_match, index=view.kind)
     t = time.perf_counter()
     allow = _allow_for(view, snap, req.rows)
     m_cov = view.live_labels if allow is None else int(np.count_nonzero(allow))
@@ -132,10 +139,6 @@ def search_indexed(snap: Snapshot, view: IndexView, req: SearchRequest) -> tuple
         table_rows=snap.num_rows, k=k, oversample=req.oversample, filter=req.filter,
                      matches=None if req.rows is None else n_match,
                      estimated_selectivity=None, index=view.kind)
-    if req.rows is not None and n_match <= SCAN_MAX_MATCHES:
-        rows, scores, plan = search(snap, req)
-        return rows, scores, Plan(strategy=f"scan ({n_match:,} matches <= {SCAN_MAX_MATCHES:,})",
-                                  stages=plan.stages, notes=plan.notes, **plan_args)
     stages.append(Stage("allow bitmap", count, m_cov, time.perf_counter() - t))
 
     scorer = _Scorer(snap, req.query)
