@@ -16,7 +16,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .config import Metric, TableConfig
+from .config import DEFAULT_OVERSAMPLE, Metric, TableConfig
 from .errors import ConcurrencyError, DuplicateIdError, InvalidArgumentError, ReadOnlyError
 from .query.builder import BatchQuery, Query
 from .query.filters import ROW_COLUMN, FilterEngine
@@ -264,7 +264,8 @@ class Table:
         seconds = 0.0
         if rows is None and not q._exact and self._index_view(snap) is None:
             t = time.perf_counter()
-            batch = batch_binary_candidates(snap, q._vector, q._k, q._oversample)
+            batch = batch_binary_candidates(snap, q._vector, q._k,
+                                                q._oversample or DEFAULT_OVERSAMPLE)
             if batch is not None:
                 cands, seconds = batch, (time.perf_counter() - t) / len(q._vector)
 
@@ -281,7 +282,8 @@ class Table:
     def _search_one(self, snap: Snapshot, q: Any, vector: npt.NDArray[np.float32], rows: I64 | None,
                     filter_seconds: float, candidates: I64 | None = None,
                     binary_seconds: float = 0.0) -> Hits:
-        req = SearchRequest(query=vector, k=q._k, oversample=q._oversample, exact=q._exact,
+        req = SearchRequest(query=vector, k=q._k, oversample=q._oversample or DEFAULT_OVERSAMPLE,
+                            oversample_set=q._oversample is not None, exact=q._exact,
                             rows=rows, filter=q._where, filter_seconds=filter_seconds,
                             binary_candidates=candidates, binary_seconds=binary_seconds)
         view = self._index_view(snap)

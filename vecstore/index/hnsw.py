@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,8 +106,29 @@ class HnswIndex(IndexBase):
                  threads: int | None = None) -> None:
         super().__init__(params, metric, dim, count)
         self._index = index
-        self._lock = threading.Lock()
         self.threads = threads
+        # hnswlib keeps one ef per index: searches wanting the same ef run together (knn_query
+        # releases the GIL), one wanting another ef waits until they are done
+        self._ef_cond = threading.Condition()
+        self._ef = -1
+        self._ef_users = 0
+
+    @contextmanager
+    def _ef_held(self, ef: int) -> Iterator[None]:
+        with self._ef_cond:
+            while self._ef_users and self._ef != ef:
+                self._ef_cond.wait()
+            if self._ef != ef:
+                self._index.set_ef(ef)
+                self._ef = ef
+            self._ef_users += 1
+        try:
+            yield
+        finally:
+            with self._ef_cond:
+                self._ef_users -= 1
+                if not self._ef_users:
+                    self._ef_cond.notify_all()
 
     @classmethod
     def _space(cls, metric: Metric) -> str:
@@ -141,8 +163,7 @@ class HnswIndex(IndexBase):
             # bytes.__getitem__ is the cheapest Python callable answering "is label i allowed".
             flt = allow.view(np.uint8).tobytes().__getitem__
             threads = 1
-        with self._lock:
-            self._index.set_ef(max(effort, k))
+        with self._ef_held(max(effort, k)):
             try:
                 labels, dist = self._index.knn_query(queries, k=k, num_threads=threads,
                                                      filter=flt)

@@ -29,7 +29,7 @@ class _Chain:
     _where: str | None = None
     _params: tuple[Any, ...] = ()
     _k: int = 10
-    _oversample: int = DEFAULT_OVERSAMPLE
+    _oversample: int | None = None  # None: the planner's default (DEFAULT_OVERSAMPLE, more for wide scans)
     _exact: bool = False
     _columns: tuple[str, ...] | None = None
 

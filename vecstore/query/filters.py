@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -23,6 +24,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from ..errors import FilterError
+from .predicates import Node, Predicates
 
 VIEW = "__vecstore_rows"
 ROW_COLUMN = "__vecstore_row"
@@ -240,11 +242,28 @@ def _has_comment(text: str) -> bool:
 
 def parse_filter(text: str, columns: Iterable[str], con: duckdb.DuckDBPyConnection) -> str:
     """Check ``text`` and return the SQL statement that evaluates it (with ``?`` parameters)."""
-    return _parse(text, columns, con)[0]
+    return _parse(text, columns, con).sql
 
 
-def _parse(text: str, columns: Iterable[str],
-           con: duckdb.DuckDBPyConnection) -> tuple[str, dict[int, str]]:
+@dataclass(frozen=True)
+class _Parsed:
+    sql: str  # the statement DuckDB runs
+    pattern_params: dict[int, str]  # ? position (1-based) -> LIKE/GLOB function it feeds
+    where: dict[str, Any]  # the checked parse tree of the expression
+    n_params: int
+
+
+def _count_params(node: Any) -> int:
+    if isinstance(node, list):
+        return max((_count_params(c) for c in node), default=0)
+    if not isinstance(node, dict):
+        return 0
+    here = int(node["identifier"]) if node.get("class") == "PARAMETER" and \
+        str(node.get("identifier", "")).isdigit() else 0
+    return max(here, max((_count_params(v) for v in node.values()), default=0))
+
+
+def _parse(text: str, columns: Iterable[str], con: duckdb.DuckDBPyConnection) -> _Parsed:
     if not isinstance(text, str):
         raise FilterError(f"a filter must be a string, got {type(text).__name__}")
     if not text.strip():
@@ -286,19 +305,25 @@ def _parse(text: str, columns: Iterable[str],
     if (statements[0].get("named_param_map") or []) and any(
             not str(p.get("key", "")).isdigit() for p in statements[0]["named_param_map"]):
         raise checker.fail("named parameters are not supported; use ? placeholders")
-    checker.walk(node.get("where_clause"))
-    return sql, checker.pattern_params
+    where = node.get("where_clause")
+    checker.walk(where)
+    return _Parsed(sql, checker.pattern_params, where, _count_params(where))
 
 
 class FilterEngine:
-    """Evaluates filters over one table version's attributes (an Arrow table, zero-copy)."""
+    """Evaluates filters over one table version's attributes (an Arrow table, zero-copy).
+
+    A filter the :mod:`.predicates` fast path understands is answered from sorted column
+    indexes built on first use; any other (or one whose parameter values need DuckDB's
+    implicit casts) runs on the sandboxed DuckDB connection. Both give the same rows."""
 
     def __init__(self, attributes: pa.Table) -> None:
         self._columns = [c for c in attributes.column_names if c != ROW_COLUMN]
         self._attributes = attributes
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
-        self._checked: dict[str, tuple[str, dict[int, str]]] = {}
+        self._checked: dict[str, tuple[_Parsed, Node | None]] = {}
+        self._predicates = Predicates(attributes, self._columns)
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         # Opened on first use, and again after close(): a reader thread may still hold this
@@ -309,19 +334,17 @@ class FilterEngine:
             self._con = con
         return self._con
 
-    def _parsed(self, text: str) -> tuple[str, dict[int, str]]:
+    def _parsed(self, text: str) -> tuple[_Parsed, Node | None]:
         if not isinstance(text, str):  # before the cache lookup: a list is not even hashable
             raise FilterError(f"a filter must be a string, got {type(text).__name__}")
-        parsed = self._checked.get(text)
-        if parsed is None:
+        entry = self._checked.get(text)
+        if entry is None:
             parsed = _parse(text, self._columns, self._connection())
+            entry = (parsed, self._predicates.compile(parsed.where))
             if len(self._checked) > 1024:
                 self._checked.clear()
-            self._checked[text] = parsed
-        return parsed
-
-    def _sql(self, text: str) -> str:
-        return self._parsed(text)[0]
+            self._checked[text] = entry
+        return entry
 
     @property
     def columns(self) -> list[str]:
@@ -329,17 +352,27 @@ class FilterEngine:
 
     def check(self, text: str) -> str:
         with self._lock:
-            return self._sql(text)
+            return self._parsed(text)[0].sql
+
+    def compiled(self, text: str) -> bool:
+        """Whether ``text`` is answered by the fast path (for its parameters' usual types)."""
+        with self._lock:
+            return self._parsed(text)[1] is not None
 
     def rows(self, text: str, params: Sequence[Any]) -> npt.NDArray[np.int64]:
         """Global row positions (sorted) of the rows for which the filter is true."""
         with self._lock:
-            sql, pattern_params = self._parsed(text)
-            for position, function in pattern_params.items():
+            parsed, node = self._parsed(text)
+            for position, function in parsed.pattern_params.items():
                 if 0 < position <= len(params):
                     check_pattern(params[position - 1], function, text)
+        if node is not None and len(params) == parsed.n_params:
+            fast = self._predicates.rows(node, params)
+            if fast is not None:
+                return fast
+        with self._lock:
             try:
-                result = self._connection().execute(sql, list(params)).fetchnumpy()
+                result = self._connection().execute(parsed.sql, list(params)).fetchnumpy()
             except duckdb.Error as exc:
                 msg = str(exc).replace(VIEW, "table").replace(ROW_COLUMN, "row")
                 raise FilterError(f"filter {text!r} failed: {msg}") from None

@@ -52,9 +52,16 @@ class Plan:
 
     @property
     def candidates(self) -> int:
-        """Rows whose vectors were examined by the first scoring stage."""
-        scoring = [s for s in self.stages if s.name != "filter"]
-        return scoring[0].rows_in if scoring else 0
+        """Rows examined by the first stage that scores vectors: the codes of every row a scan
+        reads, or the candidates an index returned (a graph search does not count the nodes it
+        visits)."""
+        for s in self.stages:
+            if s.name in ("filter", "allow bitmap"):
+                continue
+            if self.index is not None and s.name.startswith(self.index):
+                return s.rows_out
+            return s.rows_in
+        return 0
 
     def __str__(self) -> str:
         lines = [f"strategy: {self.strategy}"]
