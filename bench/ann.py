@@ -17,7 +17,8 @@ What is timed, per query:
   (what ``.to_list()`` does), wall clock; its plan (``.hits().plan``, the object ``.explain()``
   returns) gives the strategy and the seconds of each stage, the filter's among them.
 - peers: the filter evaluated by DuckDB over an Arrow table of the attributes
-  (``SELECT row FROM attrs WHERE <sql>``, the statement vecstore runs), timed once per query
+  (``SELECT row FROM attrs WHERE <sql>``, the statement vecstore falls back to for filters its
+  sorted column indexes do not answer; vecstore answers these from the indexes), timed once per query
   and workload, plus the peer's own work: the allow bitmap or selector it needs, the search,
   and the filtering or rescoring after it. Each peer sweeps its knob (HNSW ``ef``, oversampling)
   and reports the first setting whose tie-aware recall@k reaches 0.95 (or the best reached).
@@ -27,7 +28,8 @@ What is timed, per query:
 Recall is tie-aware: a returned row counts when its exact score is >= the exact k-th best
 score of the rows that match the filter, minus 1e-6; with fewer than k matches, k is the
 number of matches. "short" counts queries that got fewer than min(k, matches) rows, "wrong"
-rows that do not match the filter. LanceDB is not installed, so it is not measured.
+rows that do not match the filter. LanceDB and Chroma are measured in the side-by-side report
+(``python -m bench``), not here.
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ EF_GRID = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 204
 POST_GRID = [1, 1.5, 2, 3, 4, 6, 8, 12, 16]  # candidates = ceil(f * k / selectivity)
 BINARY_GRID = [1, 2, 4, 8, 16, 32, 64]  # Hamming candidates = k * o
 RESCORE_GRID = [1, 2, 4, 8, 16, 32, 64]
+VEC_KINDS = ("hnsw", "hnsw-sq", "binary-hnsw")  # one table per index kind
+FORCED_KINDS = ("hnsw", "hnsw-sq")  # binary indexes always scan under a filter: nothing to force
 # (family, target selectivity, relative tolerance of a varying parameter's match count)
 FAMILIES = [("month", 0.5, 0.1), ("month", 0.1, 0.15), ("prefix", 0.1, 0.3), ("month", 0.01, 0.2),
             ("rank", 0.01, 0.0), ("prefix", 0.01, 0.2), ("conj", 0.01, 0.2), ("month", 0.001, 0.25),
@@ -612,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
                              "month": attrs.column("month"), "download_rank": attrs.column("download_rank"),
                              "text": attrs.column("text")})
             tables, builds = {}, {}
-            for kind in ("hnsw", "binary-hnsw"):
+            for kind in VEC_KINDS:
                 tbl = db.create_table(kind, dim=base.shape[1])
                 _, wall, _ = timed(lambda tbl=tbl: tbl.add(rows))
                 tables[kind] = tbl
@@ -626,6 +630,8 @@ def main(argv: list[str] | None = None) -> int:
                 ("vecstore hnsw", lambda: tables["hnsw"].create_index("hnsw", threads=1, progress=False,
                                                                       **build_params)),
                 ("FAISS IndexHNSWFlat", lambda: peers.build_faiss_hnsw(args.m, args.ef_construction)),
+                ("vecstore hnsw-sq", lambda: tables["hnsw-sq"].create_index(
+                    "hnsw-sq", threads=1, progress=False, **build_params)),
                 ("vecstore binary-hnsw", lambda: tables["binary-hnsw"].create_index(
                     "binary-hnsw", threads=1, progress=False, **build_params)),
                 ("FAISS IndexBinaryFlat", peers.build_binary_flat),
@@ -665,9 +671,10 @@ def main(argv: list[str] | None = None) -> int:
                 unf[f"vecstore {kind}"] = {"best": run_vecstore(tbl, ids, queries, judge, None, k, nq)}
             unf["vecstore, no index (two-stage scan)"] = {
                 "best": run_vecstore(scan_view, ids, queries, judge, None, k, nq)}
-            unf["vecstore binary-hnsw .rescore()"] = {"tried": [
-                run_vecstore(tables["binary-hnsw"], ids, queries, judge, None, k, nq, oversample=o)
-                for o in RESCORE_GRID]}
+            for kind in ("hnsw-sq", "binary-hnsw"):
+                unf[f"vecstore {kind} .rescore()"] = {"tried": [
+                    run_vecstore(tables[kind], ids, queries, judge, None, k, nq, oversample=o)
+                    for o in RESCORE_GRID]}
             log("unfiltered done")
 
             # filtered
@@ -705,7 +712,8 @@ def main(argv: list[str] | None = None) -> int:
                 if w.kth is None:
                     evaluate(con, w, scores, k)
                 judge = Judge(scores, k, w, kth_all)
-                for kind, tbl in tables.items():
+                for kind in FORCED_KINDS:
+                    tbl = tables[kind]
                     row: dict[str, Any] = {"workload": w, "kind": kind}
                     for strategy in (None, *STRATEGIES):
                         if strategy and w.target <= dropped.get((kind, strategy), 0.0):
@@ -849,11 +857,12 @@ def report(R: dict[str, Any], args: argparse.Namespace) -> str:
         f"BLAS, DuckDB `threads=1`); {R['machine']}; load average {R['load'][0][0]:.1f} at the start, "
         f"{R['load'][1][0]:.1f} at the end (shared machine: compare ratios within this section). "
         f"{nq} held-out queries, k = {k}, recall@{k} tie-aware against the exact top-{k} of the matching "
-        f"rows. Indexes: M = {args.m}, ef_construction = {args.ef_construction}. LanceDB is not installed "
-        f"and was not measured.\n")
+        f"rows. Indexes: M = {args.m}, ef_construction = {args.ef_construction}; vecstore hnsw-sq with its "
+        f"default 4-bit codes and build-time calibration. LanceDB and Chroma are in the side-by-side "
+        f"report.\n")
     add("Each cell: **q/s end to end / q/s without the filter's evaluation** (setting, recall). Peers: "
         "the filter is run by DuckDB once per query (`SELECT row FROM attrs WHERE ...`, the statement "
-        "vecstore runs, timed) and its time is added to the peer's own time (allow bitmap or selector, "
+        "vecstore falls back to, timed) and its time is added to the peer's own time (allow bitmap or selector, "
         "search, filtering/rescoring); the peer's knob is swept and the first setting reaching recall "
         f"{TARGET} is shown (or the best reached, marked). vecstore: `tbl.search(q).where(sql, *params)"
         ".limit(10).to_list()` with defaults, timed whole; its plan's filter stage is what the second "
@@ -871,9 +880,10 @@ def report(R: dict[str, Any], args: argparse.Namespace) -> str:
     add("")
     add("**Filtered search**\n")
     add("| filter | mode | selectivity | hnswlib + filter callback | FAISS HNSW + IDSelectorBitmap | "
-        "hnswlib, then filter | DuckDB + NumPy exact | vecstore hnsw | vecstore binary-hnsw | "
-        "hnsw / best peer (search only) |")
-    add("|---|---|---:|---|---|---|---|---|---|---|")
+        "hnswlib, then filter | DuckDB + NumPy exact | "
+        + "".join(f"vecstore {kind} | " for kind in VEC_KINDS)
+        + "hnsw / best peer (search only) |")
+    add("|---|---|---:|---|---|---|---|" + "---|" * len(VEC_KINDS) + "---|")
     for e in R["filtered"]:
         w = e["workload"]
         p = e["peers"]
@@ -883,7 +893,7 @@ def report(R: dict[str, Any], args: argparse.Namespace) -> str:
             f"{v['hnsw'].qps / best.qps:.2f}x ({v['hnsw'].qps_search / best_s.qps_search:.2f}x)"
         add(f"| {w.label} | {w.mode} | {pct(w.matches().mean() / n)} | "
             + " | ".join(peer_cell(r) for r in p.values())
-            + f" | {vec_cell(v['hnsw'])} | {vec_cell(v['binary-hnsw'])} | {ratio} |")
+            + "".join(f" | {vec_cell(v[kind])}" for kind in VEC_KINDS) + f" | {ratio} |")
     add("")
     add("**vecstore's plans** (mean ms per stage over the queries; `.explain()` returns the same plan)\n")
     add("| filter | mode | index | strategies chosen | stages, mean ms |")
@@ -948,7 +958,7 @@ def report(R: dict[str, Any], args: argparse.Namespace) -> str:
             f"{auto.notes['filter_ms']:.2f} | {fq(auto.qps_search)} ({strategies_cell(auto)}) | "
             + " | ".join(cells) + " |")
     add("")
-    for kind in ("hnsw", "binary-hnsw"):
+    for kind in FORCED_KINDS:
         rows = [r for r in R["forced"] if r["kind"] == kind and r["workload"].family == "month"]
         for recall in (False, True):
             scan_txt, post_txt = crossovers(rows, n, recall)
@@ -961,7 +971,7 @@ def report(R: dict[str, Any], args: argparse.Namespace) -> str:
     add("**Targets** (issue 3; vecstore with defaults)\n")
     add("| target | measured | result |")
     add("|---|---|---|")
-    for kind in ("hnsw", "binary-hnsw"):
+    for kind in VEC_KINDS:
         rs = [e["vecstore"][kind] for e in R["filtered"]]
         worst = min(rs, key=lambda r: r.recall)
         shorts = sum(r.short for r in rs)
@@ -986,7 +996,7 @@ def report(R: dict[str, Any], args: argparse.Namespace) -> str:
                 f"(search only {'pass' if lo_s >= goal else 'fail'}) |")
     hn = unf["hnswlib"]["best"]
     hn_mem = mem["hnswlib"]["bytes"] / n
-    for kind in ("hnsw", "binary-hnsw"):
+    for kind in VEC_KINDS:
         v = unf[f"vecstore {kind}"]["best"]
         m = mem[f"vecstore {kind}"]
         per = (m["bytes"] + m["codes"]) / n

@@ -20,6 +20,7 @@ kind           what                                          allow bitmap       
 flat           exact NumPy scan; fallback and test oracle     gathers allowed rows  guaranteed
 hnsw           hnswlib graph                                 Python callback       usually [1]
 faiss-hnsw     FAISS IndexHNSWFlat                           IDSelectorBitmap      no [2]
+hnsw-sq        FAISS IndexHNSWSQ (4-bit codes; rescored)     IDSelectorBitmap      no [2]
 ivf            FAISS IndexIVFFlat                            IDSelectorBitmap      no [3]
 ivf-pq         FAISS IndexIVFPQ (+ exact refine by default)  IDSelectorBitmap      no [3]
 ivf-rabitq     FAISS IndexIVFRaBitQ (+ exact refine)         IDSelectorBitmap      no [3]
@@ -49,7 +50,7 @@ from ..config import Metric
 from ..errors import InvalidArgumentError
 from .base import IndexBase, IndexParams, VectorIndex
 from .binary import BinaryHnswIndex, BinaryIvfIndex, sign_codes
-from .faiss_index import FaissHnswIndex, IvfFlatIndex, IvfPqIndex, IvfRabitqIndex
+from .faiss_index import FaissHnswIndex, HnswSqIndex, IvfFlatIndex, IvfPqIndex, IvfRabitqIndex
 from .flat import FlatIndex
 from .hnsw import HnswIndex
 
@@ -59,6 +60,7 @@ INDEX_KINDS: dict[str, type[IndexBase]] = {
         FlatIndex,
         HnswIndex,
         FaissHnswIndex,
+        HnswSqIndex,
         IvfFlatIndex,
         IvfPqIndex,
         IvfRabitqIndex,

@@ -274,6 +274,12 @@ class IndexBase(ABC):
         ``selectivity`` is the fraction of labels the ``allow`` bitmap keeps, in ``(0, 1]``.
         """
 
+    def candidates_for(self, k: int) -> int:
+        """How many candidates the planner takes from this index to rescore exactly for ``k``
+        results: a few beyond ``k`` for indexes with exact (or refined) scores; backends with
+        quantized scores take more."""
+        return max(k, min(2 * k, k + 10))
+
     @property
     @abstractmethod
     def memory_bytes(self) -> int:

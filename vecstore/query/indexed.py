@@ -61,6 +61,7 @@ class IndexView:
     covered: npt.NDArray[np.bool_]  # global rows the index covers (live or not)
     fresh: I64  # live global rows the index does not cover, sorted
     live_labels: int
+    live_allow: npt.NDArray[np.bool_] | None  # labels still live; None when all are
 
     @classmethod
     def build(cls, snap: Snapshot, index: Any, entry: dict[str, Any]) -> IndexView:
@@ -82,14 +83,17 @@ class IndexView:
             offset += rows
         live = snap.live_mask
         fresh = np.flatnonzero(live & ~covered).astype(np.int64)
+        valid = label_rows >= 0
+        live_labels = int(np.count_nonzero(valid))
         return cls(index=index, kind=str(entry["kind"]), label_rows=label_rows, covered=covered,
-                   fresh=fresh, live_labels=int(np.count_nonzero(label_rows >= 0)))
+                   fresh=fresh, live_labels=live_labels,
+                   live_allow=None if live_labels == count else valid)
 
 
 def _allow_for(view: IndexView, snap: Snapshot, rows: I64 | None) -> npt.NDArray[np.bool_] | None:
-    valid = view.label_rows >= 0
     if rows is None:
-        return None if view.live_labels == len(view.label_rows) else valid
+        return view.live_allow
+    valid = view.label_rows >= 0
     mask = np.zeros(snap.physical_rows, dtype=bool)
     mask[rows] = True
     allow = np.zeros(len(view.label_rows), dtype=bool)
@@ -152,10 +156,11 @@ def search_indexed(snap: Snapshot, view: IndexView, req: SearchRequest) -> tuple
     stages.append(Stage("allow bitmap", count, m_cov, time.perf_counter() - t))
 
     scorer = _Scorer(snap, req.query)
-    # float indexes: their candidates are rescored exactly, so a few beyond k suffice; a caller's
-    # larger .rescore(oversample) widens them (and the ef that finds them) in proportion
+    # float indexes: their candidates are rescored exactly, so a few beyond k suffice (more for
+    # quantized scores: candidates_for); a caller's larger .rescore(oversample) widens them (and
+    # the ef that finds them) in proportion
     widen = max(1, req.oversample // DEFAULT_OVERSAMPLE) if req.oversample_set else 1
-    n_cand = k * req.oversample if binary else max(k, min(2 * k, k + 10)) * widen
+    n_cand = k * req.oversample if binary else view.index.candidates_for(k) * widen
     n_cand = min(n_cand, m_cov)
     q = req.query[None, :]
     notes: list[str] = []

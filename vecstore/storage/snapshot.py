@@ -39,6 +39,7 @@ class Snapshot:
         self.segments: list[Segment] = segments
         sizes = np.array([s.rows for s in segments], dtype=np.int64)
         self.bases: I64 = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self._attribute_tables: dict[tuple[int, tuple[str, ...]], pa.Table] = {}
 
     @property
     def version(self) -> int:
@@ -115,6 +116,17 @@ class Snapshot:
 
     # -- attributes ---------------------------------------------------------------------------
     def _segment_attributes(self, i: int, columns: list[str]) -> pa.Table:
+        # cached: every query's result rows are taken from it (a few small column sets recur)
+        key = (i, tuple(columns))
+        table = self._attribute_tables.get(key)
+        if table is None:
+            table = self._build_segment_attributes(i, columns)
+            if len(self._attribute_tables) >= 64:
+                self._attribute_tables.clear()
+            self._attribute_tables[key] = table
+        return table
+
+    def _build_segment_attributes(self, i: int, columns: list[str]) -> pa.Table:
         seg = self.segments[i].table
         schema = self.manifest.schema
         arrays = []
