@@ -968,7 +968,10 @@ def report(R: dict[str, Any], args: argparse.Namespace) -> str:
                 f"overtakes filter-inside {post_txt} (month windows, search time only).")
     add("")
 
-    add("**Targets** (issue 3; vecstore with defaults)\n")
+    add("**Targets** (issue 3; vecstore with defaults). Three readings of the speed targets: end to end "
+        "(peers pay DuckDB's evaluation of the filter, as a user pairing them with DuckDB would); peers "
+        "charged vecstore's own filter time instead (only the search differs); search only (filter "
+        "evaluation left out on both sides).\n")
     add("| target | measured | result |")
     add("|---|---|---|")
     for kind in VEC_KINDS:
@@ -986,14 +989,19 @@ def report(R: dict[str, Any], args: argparse.Namespace) -> str:
                 b, bs = best_peer(e["peers"]), best_peer(e["peers"], search_only=True)
                 if b and bs:
                     v = e["vecstore"][kind]
-                    ratios.append((v.qps / b.qps, v.qps_search / bs.qps_search, e["workload"]))
+                    # the best peer as if it had vecstore's filter evaluation instead of DuckDB's
+                    same_filter = 1.0 / (1.0 / bs.qps_search + v.notes["filter_ms"] / 1e3)
+                    ratios.append((v.qps / b.qps, v.qps_search / bs.qps_search, v.qps / same_filter,
+                                   e["workload"]))
             if not ratios:
                 continue
             lo = min(ratios, key=lambda t: t[0])
             lo_s = min(t[1] for t in ratios)
-            add(f"| {kind}: q/s >= {goal:g}x best peer at {pct(cls)} | min {lo[0]:.2f}x ({lo[2].label} "
-                f"{lo[2].mode}); search only min {lo_s:.2f}x | {'pass' if lo[0] >= goal else 'FAIL'} "
-                f"(search only {'pass' if lo_s >= goal else 'fail'}) |")
+            lo_f = min(t[2] for t in ratios)
+            add(f"| {kind}: q/s >= {goal:g}x best peer at {pct(cls)} | min {lo[0]:.2f}x ({lo[3].label} "
+                f"{lo[3].mode}); peers with vecstore's filter cost min {lo_f:.2f}x; search only min "
+                f"{lo_s:.2f}x | {'pass' if lo[0] >= goal else 'FAIL'} (same filter cost "
+                f"{'pass' if lo_f >= goal else 'fail'}; search only {'pass' if lo_s >= goal else 'fail'}) |")
     hn = unf["hnswlib"]["best"]
     hn_mem = mem["hnswlib"]["bytes"] / n
     for kind in VEC_KINDS:

@@ -267,12 +267,15 @@ def memory_bandwidth_gbs(seconds: float = 1.0, mib: int = 512) -> float:
 
 
 def _cache_paths(cache_dir: Path, data_file: Path, n_base: int, n_queries: int, seed: int) -> dict[str, Path]:
-    stat = data_file.stat()
+    # keyed by the data's content, not its mtime: a copied or re-synced file keeps its vectors
+    digest = hashlib.sha256()
+    with open(data_file, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
     key_fields = {
         "format": CACHE_FORMAT,
         "model": MODEL_ID,
-        "data_size": stat.st_size,
-        "data_mtime_ns": stat.st_mtime_ns,
+        "data_sha256": digest.hexdigest(),
         "n_base": n_base,
         "n_queries": n_queries,
         "seed": seed,

@@ -18,10 +18,11 @@ HEADING = "## Side by side"
 QUALIFY = 0.9
 """A peer's filtered result counts against vecstore only when its recall reaches this."""
 TARGET = 0.95
-VECSTORE = ("vecstore", "vecstore-hnsw", "vecstore-binary-hnsw")
+VECSTORE = ("vecstore", "vecstore-hnsw", "vecstore-hnsw-sq", "vecstore-binary-hnsw")
 NICE = {
     "vecstore": "vecstore (no index)",
     "vecstore-hnsw": "vecstore + hnsw",
+    "vecstore-hnsw-sq": "vecstore + hnsw-sq",
     "vecstore-binary-hnsw": "vecstore + binary-hnsw",
     "lancedb-ivf-pq": "LanceDB IVF_PQ",
     "lancedb-ivf-hnsw-sq": "LanceDB IVF_HNSW_SQ",
@@ -37,6 +38,7 @@ NICE = {
 COLORS = {
     "vecstore": "#d62728",
     "vecstore-hnsw": "#ff7f0e",
+    "vecstore-hnsw-sq": "#e377c2",
     "vecstore-binary-hnsw": "#8c564b",
     "lancedb-ivf-pq": "#1f77b4",
     "lancedb-ivf-hnsw-sq": "#17becf",

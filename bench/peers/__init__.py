@@ -34,6 +34,7 @@ Knob = Any
 PEERS: dict[str, str] = {
     "vecstore": "bench.peers.vecstore_peer:VecstorePeer",
     "vecstore-hnsw": "bench.peers.vecstore_peer:VecstoreHnswPeer",
+    "vecstore-hnsw-sq": "bench.peers.vecstore_peer:VecstoreHnswSqPeer",
     "vecstore-binary-hnsw": "bench.peers.vecstore_peer:VecstoreBinaryHnswPeer",
     "lancedb-ivf-pq": "bench.peers.lancedb_peer:LanceIvfPqPeer",
     "lancedb-ivf-hnsw-sq": "bench.peers.lancedb_peer:LanceHnswSqPeer",

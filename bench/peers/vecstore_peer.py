@@ -1,5 +1,6 @@
-"""vecstore, three ways: no index (binary -> int8 -> float32 scan), an hnswlib graph, a FAISS
-binary HNSW graph over the sign codes. Filters are SQL with bound parameters."""
+"""vecstore, four ways: no index (binary -> int8 -> float32 scan), an hnswlib graph, a FAISS HNSW
+graph over 4-bit codes, a FAISS binary HNSW graph over the sign codes. Filters are SQL with bound
+parameters."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ class VecstorePeer(Peer):
     knob_grid_quick: ClassVar[list[Knob] | None] = [2, 8, 16, 64]
     config = "no index: binary scan -> int8 -> float32 rescoring (`.rescore(oversample=..)`)"
     filter_note = (
-        "`.where(sql, *params)`, evaluated by DuckDB; the planner scans the matches or uses the index"
+        "`.where(sql, *params)`, answered from vecstore's sorted column indexes (DuckDB for other "
+        "expressions); the planner scans the matches or uses the index"
     )
     index_kind: ClassVar[str | None] = None
     index_params: ClassVar[dict[str, Any]] = {}
@@ -119,6 +121,19 @@ class VecstoreHnswPeer(VecstorePeer):
     index_params: ClassVar[dict[str, Any]] = {"m": 16, "ef_construction": 200}
 
 
+class VecstoreHnswSqPeer(VecstorePeer):
+    name = "vecstore-hnsw-sq"
+    knob_grid: ClassVar[list[Knob]] = [None, 32, 64, 128]
+    knob_grid_quick: ClassVar[list[Knob] | None] = [None, 64]
+    config = (
+        '`create_index("hnsw-sq", m=16, ef_construction=200)` (FAISS IndexHNSWSQ, 4-bit codes; ef and '
+        "rescoring depth measured at build time); `.rescore(oversample)` above 16 widens the candidates, "
+        "rescored with float32"
+    )
+    index_kind = "hnsw-sq"
+    index_params: ClassVar[dict[str, Any]] = {"m": 16, "ef_construction": 200}
+
+
 class VecstoreBinaryHnswPeer(VecstorePeer):
     name = "vecstore-binary-hnsw"
     knob_grid: ClassVar[list[Knob]] = [2, 4, 8, 16, 32, 64]
@@ -131,4 +146,4 @@ class VecstoreBinaryHnswPeer(VecstorePeer):
     index_params: ClassVar[dict[str, Any]] = {}
 
 
-__all__ = ["VecstoreBinaryHnswPeer", "VecstoreHnswPeer", "VecstorePeer"]
+__all__ = ["VecstoreBinaryHnswPeer", "VecstoreHnswPeer", "VecstoreHnswSqPeer", "VecstorePeer"]
