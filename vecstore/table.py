@@ -261,8 +261,17 @@ class Table:
             return []
         threads = q._threads or min(len(q._vector), os.cpu_count() or 1)
         cands: list[Any] = [None] * len(q._vector)
+        prefetched: list[Any] = [None] * len(q._vector)
         seconds = 0.0
-        if rows is None and not q._exact and self._index_view(snap) is None:
+        view = self._index_view(snap)
+        if view is not None:
+            # the first index search of every query in one call: the index spreads it over
+            # its threads (hnswlib, FAISS OpenMP) without the per-query Python in between
+            from .query.indexed import search_indexed_batch
+
+            prefetched = search_indexed_batch(
+                snap, view, [self._request(q, v, rows, filter_seconds) for v in q._vector])
+        elif rows is None and not q._exact:
             t = time.perf_counter()
             batch = batch_binary_candidates(snap, q._vector, q._k,
                                                 q._oversample or DEFAULT_OVERSAMPLE)
@@ -270,7 +279,8 @@ class Table:
                 cands, seconds = batch, (time.perf_counter() - t) / len(q._vector)
 
         def one(i: int) -> Hits:
-            return self._search_one(snap, q, q._vector[i], rows, filter_seconds, cands[i], seconds)
+            return self._search_one(snap, q, q._vector[i], rows, filter_seconds, cands[i], seconds,
+                                    prefetched[i])
 
         if threads == 1 or len(q._vector) == 1:
             return [one(i) for i in range(len(q._vector))]
@@ -279,18 +289,23 @@ class Table:
         with ThreadPoolExecutor(max_workers=threads) as pool:
             return list(pool.map(one, range(len(q._vector))))
 
+    @staticmethod
+    def _request(q: Any, vector: npt.NDArray[np.float32], rows: I64 | None, filter_seconds: float,
+                 candidates: I64 | None = None, binary_seconds: float = 0.0) -> SearchRequest:
+        return SearchRequest(query=vector, k=q._k, oversample=q._oversample or DEFAULT_OVERSAMPLE,
+                             oversample_set=q._oversample is not None, exact=q._exact,
+                             rows=rows, filter=q._where, filter_seconds=filter_seconds,
+                             binary_candidates=candidates, binary_seconds=binary_seconds)
+
     def _search_one(self, snap: Snapshot, q: Any, vector: npt.NDArray[np.float32], rows: I64 | None,
                     filter_seconds: float, candidates: I64 | None = None,
-                    binary_seconds: float = 0.0) -> Hits:
-        req = SearchRequest(query=vector, k=q._k, oversample=q._oversample or DEFAULT_OVERSAMPLE,
-                            oversample_set=q._oversample is not None, exact=q._exact,
-                            rows=rows, filter=q._where, filter_seconds=filter_seconds,
-                            binary_candidates=candidates, binary_seconds=binary_seconds)
+                    binary_seconds: float = 0.0, prefetched: Any = None) -> Hits:
+        req = self._request(q, vector, rows, filter_seconds, candidates, binary_seconds)
         view = self._index_view(snap)
         if view is not None:
             from .query.indexed import search_indexed
 
-            found, scores, plan = search_indexed(snap, view, req)
+            found, scores, plan = search_indexed(snap, view, req, prefetched)
         else:
             found, scores, plan = search(snap, req)
         columns = ["id", *(q._columns if q._columns is not None else snap.manifest.schema.names)]

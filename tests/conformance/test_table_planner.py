@@ -118,3 +118,85 @@ def test_bad_index_requests(tmp_path, data):
         tbl.create_index("annoy")
     with pytest.raises(vecstore.InvalidArgumentError):
         tbl.create_index("hnsw", m=-3)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_index_strategies_under_filters(tmp_path, data, kind, monkeypatch):
+    """With the scan threshold at 0, filtered queries go through the index (inside the search,
+    or unfiltered then filtered when the filter keeps most rows); recall holds and no query
+    comes back short. Binary indexes always scan filtered queries."""
+    from vecstore.query import indexed
+
+    monkeypatch.setattr(indexed, "SCAN_MAX_MATCHES", 0)
+    base, queries, _ = data
+    tbl = build(tmp_path, kind, base)
+    for where, selectivity in SELECTIVE.items():
+        plan = tbl.search(queries[0]).where(where).limit(K).explain()
+        if kind in indexed.BINARY_KINDS:
+            assert plan.strategy == "scan (filtered, binary index)", (where, plan)
+        elif selectivity >= indexed.POSTFILTER_MIN_SELECTIVITY:
+            assert plan.strategy.startswith("index, then filter"), (where, plan)
+        else:
+            assert plan.strategy.startswith("index with filter inside"), (where, plan)
+        assert recall(tbl, queries[:10], where) >= 0.9, (kind, where)
+
+
+def test_concurrent_searches_with_different_ef_agree_with_serial(tmp_path, data, monkeypatch):
+    """hnswlib keeps one ef per index: queries needing different ef (filters of different
+    selectivity) run from many threads must give what they give one at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vecstore.query import indexed
+
+    monkeypatch.setattr(indexed, "SCAN_MAX_MATCHES", 0)
+    base, queries, _ = data
+    tbl = build(tmp_path, "hnsw", base)
+    jobs = [(q, where) for q in queries[:12] for where in (None, "g < 500", "g < 100", "g < 10")]
+
+    def run(job):
+        q, where = job
+        query = tbl.search(q).limit(K)
+        return (query.where(where) if where else query).hits().ids
+
+    serial = [run(j) for j in jobs]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        parallel = list(pool.map(run, jobs * 3))
+    assert parallel == serial * 3
+
+
+def test_plan_candidates_and_filtered_oversample(tmp_path, data):
+    base, queries, _ = data
+    tbl = build(tmp_path, "hnsw", base)
+    plan = tbl.search(queries[0]).limit(K).explain()
+    index_stage = next(s for s in plan.stages if s.name.startswith("hnsw"))
+    assert plan.candidates == index_stage.rows_out <= 2 * K
+    scan = tbl.search(queries[0]).where("g < 500").limit(K).explain()  # 1,500 matches: a scan
+    assert scan.strategy.startswith("scan") and scan.oversample == 32  # filtered scans take k x 32
+    assert scan.candidates == scan.matches == 1500
+    chosen = tbl.search(queries[0]).where("g < 500").limit(K).rescore(8).explain()
+    assert chosen.oversample == 8  # the caller's choice is kept
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "hnsw-sq", "faiss-hnsw", "ivf"])
+def test_batch_through_an_index_equals_single_searches(tmp_path, data, kind, monkeypatch):
+    """search_batch runs the first index search of all its queries in one call; the results
+    (and the strategies) are those of one query at a time, with and without a filter, with rows
+    added and deleted since the index was built."""
+    from vecstore.query import indexed
+
+    monkeypatch.setattr(indexed, "SCAN_MAX_MATCHES", 0)
+    base, queries, extra = data
+    tbl = build(tmp_path, kind, base)
+    tbl.add([{"id": f"x{i}", "vector": v, "g": 5, "tag": "new"} for i, v in enumerate(extra[:20])])
+    tbl.delete(ids=[str(i) for i in range(0, 300, 7)])
+    qs = np.concatenate([queries[:8], extra[:2]])
+    for where in (None, "g < 500", "g < 100"):
+        batch = tbl.search_batch(qs, threads=2).limit(K)
+        if where:
+            batch = batch.where(where)
+        got = batch.hits()
+        for q, h in zip(qs, got, strict=True):
+            one = tbl.search(q).limit(K)
+            one = one.where(where).hits() if where else one.hits()
+            assert h.ids == one.ids, (where, h.plan, one.plan)
+            assert h.plan.strategy == one.plan.strategy

@@ -120,8 +120,79 @@ def _rescore(scorer: _Scorer, snap: Snapshot, rows: I64, k: int, int8_first: boo
     return found, scores
 
 
-def search_indexed(snap: Snapshot, view: IndexView, req: SearchRequest) -> tuple[I64, F32, Plan]:
-    """Answer ``req`` using ``view``'s index for the rows it covers."""
+@dataclass(frozen=True)
+class _Attempt:
+    """The planner's first index search for a request: what to ask the index for."""
+
+    strategy: str
+    n_cand: int  # candidates wanted after filtering
+    want: int  # labels asked of the index
+    effort: int
+    filter_inside: bool  # allow passed into the search (else: filtered afterwards, if at all)
+
+
+def _attempt(view: IndexView, req: SearchRequest, m_cov: int, filtered: bool) -> _Attempt:
+    k = req.k
+    count = len(view.label_rows)
+    selectivity = m_cov / count if count else 0.0
+    # float indexes: their candidates are rescored exactly, so a few beyond k suffice (more for
+    # quantized scores: candidates_for); a caller's larger .rescore(oversample) widens them (and
+    # the ef that finds them) in proportion
+    widen = max(1, req.oversample // DEFAULT_OVERSAMPLE) if req.oversample_set else 1
+    binary = view.kind in BINARY_KINDS
+    n_cand = k * req.oversample if binary else view.index.candidates_for(k) * widen
+    n_cand = max(1, min(n_cand, m_cov))
+    if not filtered or selectivity >= POSTFILTER_MIN_SELECTIVITY:
+        want = n_cand if not filtered else min(count, math.ceil(n_cand / selectivity * 1.2) + k)
+        return _Attempt("index, then filter" if filtered else "index", n_cand, want,
+                        view.index.effort_for(want, 1.0), False)
+    return _Attempt("index with filter inside", n_cand, n_cand,
+                    view.index.effort_for(n_cand, selectivity), True)
+
+
+def _scan_instead(view: IndexView, req: SearchRequest, n_match: int) -> str | None:
+    """Why a filtered request scans its matches rather than searching the index (None: it
+    does not)."""
+    if req.rows is None:
+        return None
+    if n_match <= SCAN_MAX_MATCHES:
+        return f"{n_match:,} matches <= {SCAN_MAX_MATCHES:,}"
+    if view.kind in BINARY_KINDS:
+        return "filtered, binary index"
+    return None
+
+
+def search_indexed_batch(snap: Snapshot, view: IndexView, reqs: list[SearchRequest]
+                         ) -> list[tuple[npt.NDArray[np.int64], float] | None]:
+    """The first index search of many requests sharing one filter, as one call to the index
+    (which spreads the queries over its threads); one entry per request for
+    :func:`search_indexed`'s ``prefetched`` (None: the request does not use the index)."""
+    if not reqs:
+        return []
+    req = reqs[0]
+    n_match = snap.num_rows if req.rows is None else int(req.rows.size)
+    if (req.exact or req.k == 0 or view.live_labels == 0 or _scan_instead(view, req, n_match)
+            or any(r.oversample != req.oversample or r.k != req.k for r in reqs)):
+        return [None] * len(reqs)
+    allow = _allow_for(view, snap, req.rows)
+    m_cov = view.live_labels if allow is None else int(np.count_nonzero(allow))
+    if m_cov == 0:
+        return [None] * len(reqs)
+    att = _attempt(view, req, m_cov, allow is not None)
+    t = time.perf_counter()
+    queries = np.stack([r.query for r in reqs])
+    _, labels = view.index.search(queries, att.want, allow=allow if att.filter_inside else None,
+                                  effort=att.effort)
+    seconds = (time.perf_counter() - t) / len(reqs)
+    return [(row, seconds) for row in labels]
+
+
+def search_indexed(snap: Snapshot, view: IndexView, req: SearchRequest,
+                   prefetched: tuple[npt.NDArray[np.int64], float] | None = None
+                   ) -> tuple[I64, F32, Plan]:
+    """Answer ``req`` using ``view``'s index for the rows it covers. ``prefetched``: the
+    labels (and seconds per query) of its first index search, done for a whole batch by
+    :func:`search_indexed_batch`."""
     k = req.k
     n_match = snap.num_rows if req.rows is None else int(req.rows.size)
     if req.exact or k == 0 or view.live_labels == 0:
@@ -131,11 +202,10 @@ def search_indexed(snap: Snapshot, view: IndexView, req: SearchRequest) -> tuple
     if req.filter is not None:
         stages.append(Stage("filter", snap.num_rows, n_match, req.filter_seconds))
     binary = view.kind in BINARY_KINDS
-    if req.rows is not None and (n_match <= SCAN_MAX_MATCHES or binary):
+    why = _scan_instead(view, req, n_match)
+    if why is not None:
         # decided before the allow bitmap is built: the scan does not need it
         rows, scores, plan = search(snap, req)
-        why = f"{n_match:,} matches <= {SCAN_MAX_MATCHES:,}" if n_match <= SCAN_MAX_MATCHES else \
-            "filtered, binary index"
         return rows, scores, Plan(
             strategy=f"scan ({why})", stages=plan.stages,
             notes=plan.notes, table_rows=snap.num_rows, k=k, oversample=plan.oversample,
@@ -148,49 +218,47 @@ def search_indexed(snap: Snapshot, view: IndexView, req: SearchRequest) -> tuple
     else:
         fresh = req.rows[~view.covered[req.rows]] if req.rows.size else req.rows
     count = len(view.label_rows)
-    selectivity = m_cov / count if count else 0.0
     plan_args: dict[str, Any] = dict(
         table_rows=snap.num_rows, k=k, oversample=req.oversample, filter=req.filter,
-                     matches=None if req.rows is None else n_match,
-                     estimated_selectivity=None, index=view.kind)
+        matches=None if req.rows is None else n_match, estimated_selectivity=None, index=view.kind)
     stages.append(Stage("allow bitmap", count, m_cov, time.perf_counter() - t))
 
     scorer = _Scorer(snap, req.query)
-    # float indexes: their candidates are rescored exactly, so a few beyond k suffice (more for
-    # quantized scores: candidates_for); a caller's larger .rescore(oversample) widens them (and
-    # the ef that finds them) in proportion
-    widen = max(1, req.oversample // DEFAULT_OVERSAMPLE) if req.oversample_set else 1
-    n_cand = k * req.oversample if binary else view.index.candidates_for(k) * widen
-    n_cand = min(n_cand, m_cov)
     q = req.query[None, :]
     notes: list[str] = []
     cand = np.empty(0, dtype=np.int64)
     if m_cov > 0:
-        if allow is None or selectivity >= POSTFILTER_MIN_SELECTIVITY:
-            strategy = "index, then filter" if allow is not None else "index"
-            want = n_cand if allow is None else min(count, math.ceil(n_cand / selectivity * 1.2) + k)
+        att = _attempt(view, req, m_cov, allow is not None)
+        strategy, n_cand, want, effort = att.strategy, att.n_cand, att.want, att.effort
+        if not att.filter_inside:
             for _ in range(MAX_WIDENINGS + 1):
                 t = time.perf_counter()
-                effort = view.index.effort_for(want, 1.0)
-                _, labels = view.index.search(q, want, effort=effort)
-                labels = labels[0][labels[0] >= 0]
+                if prefetched is not None:
+                    raw, seconds = prefetched
+                    prefetched = None
+                else:
+                    raw = view.index.search(q, want, effort=effort)[1][0]
+                    seconds = time.perf_counter() - t
+                labels = raw[raw >= 0]
                 if allow is not None:
                     labels = labels[allow[labels]]
                 else:
                     labels = labels[view.label_rows[labels] >= 0]
-                stages.append(Stage(f"{view.kind} ef={effort}", m_cov, labels.size, time.perf_counter() - t))
+                stages.append(Stage(f"{view.kind} ef={effort}", m_cov, labels.size, seconds))
                 if labels.size >= n_cand or want >= count:
                     break
                 notes.append(f"post-filter kept {labels.size} < {n_cand}: widened")
                 want = min(count, want * 4)
+                effort = view.index.effort_for(want, 1.0)
         else:
-            strategy = "index with filter inside"
             t = time.perf_counter()
-            effort = view.index.effort_for(n_cand, selectivity)
-            _, labels = view.index.search(q, n_cand, allow=allow, effort=effort)
-            labels = labels[0][labels[0] >= 0]
-            stages.append(Stage(f"{view.kind} filtered ef={effort}", m_cov, labels.size,
-                                time.perf_counter() - t))
+            if prefetched is not None:
+                raw, seconds = prefetched
+            else:
+                raw = view.index.search(q, n_cand, allow=allow, effort=effort)[1][0]
+                seconds = time.perf_counter() - t
+            labels = raw[raw >= 0]
+            stages.append(Stage(f"{view.kind} filtered ef={effort}", m_cov, labels.size, seconds))
         cand = view.label_rows[labels]
         cand = cand[cand >= 0]
     else:
