@@ -14,11 +14,13 @@ Thresholds (see docs/benchmarks.md, "Filtered search", for the measurements that
   cheaper than any index search (the scan reads 48 bytes of codes per match; a filtered graph
   search visits ever more disallowed nodes as the filter tightens, and the allow bitmap alone
   costs about 1 ms at 200,000 rows). Measured on 200,000 MiniLM vectors (docs/benchmarks.md,
-  "Planner strategies, forced", search time only, filter evaluated by the sorted indexes): the
-  scan ran 810 q/s at 100,001 matches (recall 0.968) against 322 for hnsw with the filter
-  inside and 312 for hnsw then filter; 880 against 262 / 259 at 60,000; 1,013 against 241 / 159
-  at 40,000; hnsw-sq likewise (809 against 486 / 165 at 100,001). The scan's cost grows with the
-  matches, the index's with the table, so the bound is a count of matches.
+  "Planner strategies, forced", search time only, filters answered by the sorted indexes): the
+  scan ran 830 q/s at 100,001 matches (recall 0.968) against 335 for hnsw with the filter
+  inside and 323 for hnsw then filter; 929 against 285 / 264 at 60,000; hnsw-sq likewise (840
+  against 531 / 175 at 100,001). Unfiltered, over all 200,000 rows, the scan ran 503-858 q/s
+  (two runs) against 695-824 for the hnsw index: the crossover lies between 100,000 and 200,000
+  matches, and the bound is its middle. The scan's cost grows with the matches, the index's
+  with the table, so the bound is a count of matches, not a fraction.
 - Over a binary index (``binary-hnsw``, ``binary-ivf``) a filtered query always scans: the
   codes it would rank are the ones the scan reads, and the graph searched under a filter ran at
   0.1-0.7x the scan's speed at every selectivity measured, with lower recall.
@@ -45,7 +47,7 @@ from .results import Plan, Stage
 I64 = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
 
-SCAN_MAX_MATCHES = 100_000
+SCAN_MAX_MATCHES = 150_000
 POSTFILTER_MIN_SELECTIVITY = 0.5
 MAX_WIDENINGS = 3
 
