@@ -941,7 +941,8 @@ def report(R: dict[str, Any], args: argparse.Namespace) -> str:
 
     add(f"**Planner strategies, forced** (search-only q/s, recall; first {args.strategy_queries} queries, "
         "fixed filters; `SCAN_MAX_MATCHES` / `POSTFILTER_MIN_SELECTIVITY` monkeypatched in the bench "
-        "process). scan: the two-stage scan of the matches (default oversample 16, and 32); inside: the "
+        "process). scan: the two-stage scan of the matches at the planner's default (k x 32 candidates "
+        "for a filtered scan), and with `.rescore(32)`; inside: the "
         "index searched with the allow "
         "bitmap; post: the index searched unfiltered, then filtered. A strategy that ran under "
         f"1/{DROP_BELOW} "
@@ -963,7 +964,7 @@ def report(R: dict[str, Any], args: argparse.Namespace) -> str:
         for recall in (False, True):
             scan_txt, post_txt = crossovers(rows, n, recall)
             how = (f"counting only strategies reaching recall {TARGET}, the scan at oversample 16 or 32"
-                   if recall else "speed alone, the scan at its default oversample 16")
+                   if recall else "speed alone, the scan at its default oversample")
             add(f"- {kind}, {how}: the best index strategy overtakes the scan {scan_txt}; post-filter "
                 f"overtakes filter-inside {post_txt} (month windows, search time only).")
     add("")

@@ -813,7 +813,9 @@ def render(results: dict[str, Any], files: dict[str, str], img_rel: str) -> str:
         L.append("")
         L += fails
         L.append("")
-    L += NOTES
+    from vecstore.query.indexed import SCAN_MAX_MATCHES
+
+    L += [line.replace("{scan_max:,}", f"{SCAN_MAX_MATCHES:,}") for line in NOTES]
     L.append("")
     return "\n".join(L)
 
@@ -834,8 +836,8 @@ NOTES = [
     "`pyarrow.compute` over attribute columns kept in memory, and that time is included in each query.",
     "- **vecstore + hnsw** has no query-time knob: the planner picks `ef` from k and the filter's "
     "selectivity, "
-    "so it is one point on the curve. Filtered queries matching <= 150,000 rows are answered by scanning "
-    "the matches, whatever the index.",
+    "so it is one point on the curve. Filtered queries matching <= {scan_max:,} rows are answered by "
+    "scanning the matches, whatever the index (`SCAN_MAX_MATCHES` of the code that wrote this report).",
     "- **Chroma's `ef_search`** set with `collection.modify` takes effect only when the collection's index "
     "is loaded again: in the same process the old value stays (recall did not move across the sweep until "
     "the adapter reopened the client after each change, clearing Chroma's system cache).",
