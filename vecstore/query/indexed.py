@@ -167,8 +167,17 @@ def _scan_instead(view: IndexView, req: SearchRequest, n_match: int) -> str | No
     return None
 
 
+@dataclass(frozen=True, eq=False)
+class Prefetched:
+    """A request's first index search, done for a whole batch by :func:`search_indexed_batch`."""
+
+    labels: npt.NDArray[np.int64]  # the index's labels for this query (-1: none)
+    seconds: float  # the batch search's time per query
+    allow: npt.NDArray[np.bool_] | None  # the batch's allow bitmap, shared (built once)
+
+
 def search_indexed_batch(snap: Snapshot, view: IndexView, reqs: list[SearchRequest]
-                         ) -> list[tuple[npt.NDArray[np.int64], float] | None]:
+                         ) -> list[Prefetched | None]:
     """The first index search of many requests sharing one filter, as one call to the index
     (which spreads the queries over its threads); one entry per request for
     :func:`search_indexed`'s ``prefetched`` (None: the request does not use the index)."""
@@ -189,15 +198,13 @@ def search_indexed_batch(snap: Snapshot, view: IndexView, reqs: list[SearchReque
     _, labels = view.index.search(queries, att.want, allow=allow if att.filter_inside else None,
                                   effort=att.effort)
     seconds = (time.perf_counter() - t) / len(reqs)
-    return [(row, seconds) for row in labels]
+    return [Prefetched(row, seconds, allow) for row in labels]
 
 
 def search_indexed(snap: Snapshot, view: IndexView, req: SearchRequest,
-                   prefetched: tuple[npt.NDArray[np.int64], float] | None = None
-                   ) -> tuple[I64, F32, Plan]:
-    """Answer ``req`` using ``view``'s index for the rows it covers. ``prefetched``: the
-    labels (and seconds per query) of its first index search, done for a whole batch by
-    :func:`search_indexed_batch`."""
+                   prefetched: Prefetched | None = None) -> tuple[I64, F32, Plan]:
+    """Answer ``req`` using ``view``'s index for the rows it covers; ``prefetched``: its first
+    index search and allow bitmap, done for a whole batch."""
     k = req.k
     n_match = snap.num_rows if req.rows is None else int(req.rows.size)
     if req.exact or k == 0 or view.live_labels == 0:
@@ -216,7 +223,7 @@ def search_indexed(snap: Snapshot, view: IndexView, req: SearchRequest,
             notes=plan.notes, table_rows=snap.num_rows, k=k, oversample=plan.oversample,
             filter=req.filter, matches=n_match, index=view.kind)
     t = time.perf_counter()
-    allow = _allow_for(view, snap, req.rows)
+    allow = prefetched.allow if prefetched is not None else _allow_for(view, snap, req.rows)
     m_cov = view.live_labels if allow is None else int(np.count_nonzero(allow))
     if req.rows is None:
         fresh = view.fresh
@@ -239,7 +246,7 @@ def search_indexed(snap: Snapshot, view: IndexView, req: SearchRequest,
             for _ in range(MAX_WIDENINGS + 1):
                 t = time.perf_counter()
                 if prefetched is not None:
-                    raw, seconds = prefetched
+                    raw, seconds = prefetched.labels, prefetched.seconds
                     prefetched = None
                 else:
                     raw = view.index.search(q, want, effort=effort)[1][0]
@@ -258,7 +265,7 @@ def search_indexed(snap: Snapshot, view: IndexView, req: SearchRequest,
         else:
             t = time.perf_counter()
             if prefetched is not None:
-                raw, seconds = prefetched
+                raw, seconds = prefetched.labels, prefetched.seconds
             else:
                 raw = view.index.search(q, n_cand, allow=allow, effort=effort)[1][0]
                 seconds = time.perf_counter() - t
