@@ -9,7 +9,7 @@
 'p1'
 """
 
-from .config import Metric, TableConfig
+from .config import Metric, PlannerSettings, TableConfig
 from .db import Database, connect
 from .errors import (
     AlreadyExistsError,
@@ -25,7 +25,7 @@ from .errors import (
     VecstoreError,
 )
 from .query.builder import BatchQuery, Query
-from .query.results import Hits, Plan
+from .query.results import Hits, Plan, Strategy
 from .table import IngestReport, Table
 
 __version__ = "0.1.0"
@@ -45,9 +45,11 @@ __all__ = [
     "MissingDependencyError",
     "NotFoundError",
     "Plan",
+    "PlannerSettings",
     "Query",
     "ReadOnlyError",
     "SchemaError",
+    "Strategy",
     "Table",
     "TableConfig",
     "VecstoreError",

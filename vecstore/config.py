@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 
 from .errors import InvalidArgumentError
 
@@ -36,8 +37,7 @@ class Metric(str, enum.Enum):
 
 
 DEFAULT_OVERSAMPLE = 16
-"""Binary-stage candidates per requested hit (k x oversample). Set from bench/exact.py: see
-docs/benchmarks.md for the recall this gives on 200,000 MiniLM vectors."""
+"""Binary-stage candidates per requested hit (k x oversample); see :class:`PlannerSettings`."""
 
 
 @dataclass(frozen=True)
@@ -65,3 +65,52 @@ class TableConfig:
             metric=Metric.parse(str(data["metric"])),
             embedder=data.get("embedder"),  # type: ignore[arg-type]
         )
+
+
+@dataclass(frozen=True)
+class PlannerSettings:
+    """The query planner's thresholds. Pass one to :func:`vecstore.connect` (``planner=``) or
+    to ``db.open_table`` to change them, e.g. to force a strategy in a test or a benchmark::
+
+        vecstore.connect(path, planner=PlannerSettings(scan_max_matches=0))   # never scan filtered
+
+    Attributes:
+        oversample: binary-stage candidates per requested hit (``k x oversample``) of a scan.
+            16: recall@10 0.961 on 200,000 MiniLM vectors (docs/benchmarks.md, "Exact search").
+        filtered_oversample: the same for a filtered scan, unless the query sets ``.rescore()``.
+            The best rows inside a filter are usually less similar to the query than the best
+            of the whole table, and sign codes rank weak neighbours less reliably: month filters
+            keeping 2-50% gave recall@10 0.947-0.951 at 16 and 0.970-0.986 at 32.
+        scan_max_matches: at or below this many matches a filtered query scans them instead of
+            searching an index (the scan's cost grows with the matches, the index's with the
+            table). 150,000: the crossover on 200,000 MiniLM vectors lay between 100,000 and
+            200,000 matches (docs/benchmarks.md, "Planner strategies, forced").
+        postfilter_min_selectivity: when a filter keeps at least this fraction of the indexed
+            rows, the index is searched unfiltered for ``k / selectivity`` candidates which are
+            filtered afterwards; below it the filter is passed into the index search.
+        max_widenings: how often a post-filtered index search that came back short is retried
+            with four times the candidates before the planner falls back to the scan.
+        min_binary_dim: below this many dimensions sign codes hold too few bits to rank
+            candidates (most rows tie), so a scan starts from the int8 codes instead.
+    """
+
+    oversample: int = 16
+    filtered_oversample: int = 32
+    scan_max_matches: int = 150_000
+    postfilter_min_selectivity: float = 0.5
+    max_widenings: int = 3
+    min_binary_dim: int = 64
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "postfilter_min_selectivity":
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool) \
+                    and not math.isnan(value)
+            else:
+                ok = isinstance(value, int) and not isinstance(value, bool) and value >= (
+                    1 if "oversample" in f.name else 0)
+            if not ok:
+                raise InvalidArgumentError(
+                    f"PlannerSettings.{f.name} must be {'a number' if f.type == 'float' else 'a non-negative integer'}"
+                    f", got {value!r}")

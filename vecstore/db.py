@@ -11,12 +11,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from .config import Metric, TableConfig
+from .config import Metric, PlannerSettings, TableConfig
 from .errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
-from .storage.batch import declared_schema
-from .storage.files import ensure_dir, fsync_dir
+from .inputs import declared_schema, prepare_batch
+from .storage.files import fsync_dir
 from .storage.locks import DEFAULT_TIMEOUT_S
-from .storage.manifest import Manifest, latest_version, write_manifest
+from .storage.manifest import latest_version
+from .storage.writer import create_table_version
 from .table import Table
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}$")
@@ -43,7 +44,8 @@ class Database:
     ['papers']
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = DEFAULT_TIMEOUT_S,
+                 planner: PlannerSettings | None = None) -> None:
         if isinstance(path, str) and "\x00" in path:
             raise InvalidArgumentError("the store path contains a NUL character")
         self.path = Path(path).expanduser().absolute()
@@ -51,6 +53,9 @@ class Database:
             raise InvalidArgumentError(f"{self.path} exists and is not a directory")
         self.path.mkdir(parents=True, exist_ok=True)
         self.lock_timeout = float(lock_timeout)
+        if planner is not None and not isinstance(planner, PlannerSettings):
+            raise InvalidArgumentError(f"planner must be a PlannerSettings, got {type(planner).__name__}")
+        self.planner = planner or PlannerSettings()
 
     def __repr__(self) -> str:
         return f"Database({str(self.path)!r})"
@@ -78,6 +83,7 @@ class Database:
         same settings is opened instead. ``data`` (rows) is added right away if given."""
         path = self._table_dir(name)
         embedder_id = None
+        emb: Any = None
         if embedder is not None:
             from .ingest.embedders import get_embedder
 
@@ -92,27 +98,32 @@ class Database:
         config = TableConfig(dim=dim, metric=Metric.parse(metric), embedder=embedder_id)
         attributes = declared_schema(schema)
         if latest_version(path) > 0:
-            if exist_ok:
-                tbl = self.open_table(name)
-                if tbl.config != config:
-                    raise AlreadyExistsError(
-                        f"table {name!r} exists with different settings ({tbl.config}); "
-                        f"asked for {config}"
-                    )
-                return tbl
-            raise AlreadyExistsError(f"table {name!r} already exists in {self.path}")
-        ensure_dir(path)
-        try:
-            write_manifest(path, Manifest(version=1, config=config, schema=attributes))
-        except FileExistsError:
-            if exist_ok:
-                return self.open_table(name)
-            raise AlreadyExistsError(f"table {name!r} already exists in {self.path}") from None
-        fsync_dir(self.path)
-        tbl = Table(self, name, path, lock_timeout=self.lock_timeout,
-                    embedder=None if embedder is None or isinstance(embedder, str) else embedder)
+            return self._existing(name, config, exist_ok, embedder)
+        batch = None
         if data is not None:
-            tbl.add(data)
+            if emb is not None:
+                from .ingest.rows import embed_missing
+
+                data = embed_missing(data, emb)
+            batch = prepare_batch(data, config, attributes)
+        try:
+            create_table_version(path, config, attributes, batch)
+        except FileExistsError:
+            return self._existing(name, config, exist_ok, embedder)
+        fsync_dir(self.path)
+        return self.open_table(name, embedder=None if embedder is None or isinstance(embedder, str)
+                               else embedder)
+
+    def _existing(self, name: str, config: TableConfig, exist_ok: bool, embedder: Any) -> Table:
+        """The table ``name`` that exists already: opened when ``exist_ok`` and its settings are
+        those asked for, else an AlreadyExistsError."""
+        if not exist_ok:
+            raise AlreadyExistsError(f"table {name!r} already exists in {self.path}")
+        tbl = self.open_table(name, embedder=None if embedder is None or isinstance(embedder, str)
+                              else embedder)
+        if tbl.config != config:
+            raise AlreadyExistsError(
+                f"table {name!r} exists with different settings ({tbl.config}); asked for {config}")
         return tbl
 
     def open_table(self, name: str, *, version: int | None = None, embedder: Any = None) -> Table:
@@ -123,7 +134,7 @@ class Database:
             raise NotFoundError(f"table {name!r} does not exist in {self.path}; "
                                 f"tables: {', '.join(self.table_names()) or '(none)'}")
         return Table(self, name, path, version=version, lock_timeout=self.lock_timeout,
-                     embedder=embedder)
+                     embedder=embedder, planner=self.planner)
 
     def drop_table(self, name: str, *, missing_ok: bool = False) -> None:
         """Delete a table and all its files. The table disappears atomically (a rename), then

@@ -36,8 +36,12 @@ def data():
     return x[:N], x[N:N + 200], x[N + 200:]
 
 
-def build(tmp_path, kind, base):
-    tbl = vecstore.connect(tmp_path / kind).create_table("t", dim=DIM)
+NEVER_SCAN = vecstore.PlannerSettings(scan_max_matches=0)
+"""Filtered queries go through the index whenever it can answer them."""
+
+
+def build(tmp_path, kind, base, planner=None):
+    tbl = vecstore.connect(tmp_path / kind, planner=planner).create_table("t", dim=DIM)
     tbl.add([{"id": str(i), "vector": v, "g": i % 1000, "tag": "even" if i % 2 == 0 else "odd"}
              for i, v in enumerate(base)])
     tbl.create_index(kind, progress=False, **SMALL_PARAMS.get(kind, {}))
@@ -121,36 +125,32 @@ def test_bad_index_requests(tmp_path, data):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_index_strategies_under_filters(tmp_path, data, kind, monkeypatch):
+def test_index_strategies_under_filters(tmp_path, data, kind):
     """With the scan threshold at 0, filtered queries go through the index (inside the search,
     or unfiltered then filtered when the filter keeps most rows); recall holds and no query
     comes back short. Binary indexes always scan filtered queries."""
-    from vecstore.query import indexed
+    from vecstore.query.planner import BINARY_KINDS
 
-    monkeypatch.setattr(indexed, "SCAN_MAX_MATCHES", 0)
     base, queries, _ = data
-    tbl = build(tmp_path, kind, base)
+    tbl = build(tmp_path, kind, base, NEVER_SCAN)
     for where, selectivity in SELECTIVE.items():
         plan = tbl.search(queries[0]).where(where).limit(K).explain()
-        if kind in indexed.BINARY_KINDS:
-            assert plan.strategy == "scan (filtered, binary index)", (where, plan)
-        elif selectivity >= indexed.POSTFILTER_MIN_SELECTIVITY:
-            assert plan.strategy.startswith("index, then filter"), (where, plan)
+        if kind in BINARY_KINDS:
+            assert not plan.strategy.uses_index and "sign codes" in plan.reason, (where, plan)
+        elif selectivity >= NEVER_SCAN.postfilter_min_selectivity:
+            assert plan.strategy is vecstore.Strategy.INDEX_THEN_FILTER, (where, plan)
         else:
-            assert plan.strategy.startswith("index with filter inside"), (where, plan)
+            assert plan.strategy is vecstore.Strategy.INDEX_FILTERED, (where, plan)
         assert recall(tbl, queries[:10], where) >= 0.9, (kind, where)
 
 
-def test_concurrent_searches_with_different_ef_agree_with_serial(tmp_path, data, monkeypatch):
+def test_concurrent_searches_with_different_ef_agree_with_serial(tmp_path, data):
     """hnswlib keeps one ef per index: queries needing different ef (filters of different
     selectivity) run from many threads must give what they give one at a time."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from vecstore.query import indexed
-
-    monkeypatch.setattr(indexed, "SCAN_MAX_MATCHES", 0)
     base, queries, _ = data
-    tbl = build(tmp_path, "hnsw", base)
+    tbl = build(tmp_path, "hnsw", base, NEVER_SCAN)
     jobs = [(q, where) for q in queries[:12] for where in (None, "g < 500", "g < 100", "g < 10")]
 
     def run(job):
@@ -171,22 +171,20 @@ def test_plan_candidates_and_filtered_oversample(tmp_path, data):
     index_stage = next(s for s in plan.stages if s.name.startswith("hnsw"))
     assert plan.candidates == index_stage.rows_out <= 2 * K
     scan = tbl.search(queries[0]).where("g < 500").limit(K).explain()  # 1,500 matches: a scan
-    assert scan.strategy.startswith("scan") and scan.oversample == 32  # filtered scans take k x 32
+    assert scan.strategy is vecstore.Strategy.TWO_STAGE_SCAN and scan.index == "hnsw"
+    assert scan.oversample == 32  # filtered scans take k x 32
     assert scan.candidates == scan.matches == 1500
     chosen = tbl.search(queries[0]).where("g < 500").limit(K).rescore(8).explain()
     assert chosen.oversample == 8  # the caller's choice is kept
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "hnsw-sq", "faiss-hnsw", "ivf"])
-def test_batch_through_an_index_equals_single_searches(tmp_path, data, kind, monkeypatch):
+def test_batch_through_an_index_equals_single_searches(tmp_path, data, kind):
     """search_batch runs the first index search of all its queries in one call; the results
     (and the strategies) are those of one query at a time, with and without a filter, with rows
     added and deleted since the index was built."""
-    from vecstore.query import indexed
-
-    monkeypatch.setattr(indexed, "SCAN_MAX_MATCHES", 0)
     base, queries, extra = data
-    tbl = build(tmp_path, kind, base)
+    tbl = build(tmp_path, kind, base, NEVER_SCAN)
     tbl.add([{"id": f"x{i}", "vector": v, "g": 5, "tag": "new"} for i, v in enumerate(extra[:20])])
     tbl.delete(ids=[str(i) for i in range(0, 300, 7)])
     qs = np.concatenate([queries[:8], extra[:2]])

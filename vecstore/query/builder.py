@@ -1,71 +1,76 @@
-"""The immutable, chainable :class:`Query` that ``Table.search`` returns."""
+"""The immutable, chainable :class:`Query` (and :class:`BatchQuery`) that ``Table.search``
+returns. A query only accumulates a :class:`~.spec.QuerySpec`; its source (the table) checks
+filters and columns as they are given and runs the spec when results are asked for."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import pyarrow as pa
 
-from ..config import DEFAULT_OVERSAMPLE
 from ..errors import InvalidArgumentError
 from .results import Hits, Plan
-
-if TYPE_CHECKING:
-    from ..table import Table
+from .spec import QuerySpec
 
 MAX_K = 100_000
-Self = TypeVar("Self", bound="_Chain")
 MAX_OVERSAMPLE = 4096
+Self = TypeVar("Self", bound="_Chain")
+
+
+class QuerySource(Protocol):
+    """What a query needs from the table it searches."""
+
+    def check_filter(self, where: str) -> None:
+        """Raise :class:`~vecstore.FilterError` unless ``where`` is a valid filter."""
+
+    def check_columns(self, columns: tuple[str, ...]) -> None:
+        """Raise :class:`~vecstore.InvalidArgumentError` for an unknown column."""
+
+    def run(self, spec: QuerySpec) -> list[Hits]:
+        """One :class:`Hits` per query vector of ``spec``."""
 
 
 @dataclass(frozen=True, eq=False)
 class _Chain:
     """What single and batch queries share: filter, limit, rescoring, columns."""
 
-    _table: Table
-    _vector: Any
-    _where: str | None = None
-    _params: tuple[Any, ...] = ()
-    _k: int = 10
-    _oversample: int | None = None  # None: the planner's default (DEFAULT_OVERSAMPLE, more for wide scans)
-    _exact: bool = False
-    _columns: tuple[str, ...] | None = None
+    _source: QuerySource
+    _spec: QuerySpec
 
     def where(self: Self, sql: str, *params: Any) -> Self:
         """Keep only rows for which the SQL expression ``sql`` is true. ``?`` placeholders are
         bound to ``params`` (never pasted into the SQL). Calling ``where`` again replaces the
         filter; combine conditions with AND inside one expression."""
-        self._table._check_filter(sql)
-        return replace(self, _where=sql, _params=tuple(params))
+        self._source.check_filter(sql)
+        return replace(self, _spec=replace(self._spec, where=sql, params=tuple(params)))
 
     def limit(self: Self, k: int) -> Self:
         """Return at most ``k`` rows (default 10)."""
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 0 or k > MAX_K:
             raise InvalidArgumentError(f"limit must be an integer in 0..{MAX_K}, got {k!r}")
-        return replace(self, _k=int(k))
+        return replace(self, _spec=replace(self._spec, k=int(k)))
 
-    def rescore(self: Self, oversample: int = DEFAULT_OVERSAMPLE) -> Self:
-        """Take ``k x oversample`` candidates from the binary codes before rescoring them.
-        Higher is slower and never lowers recall."""
+    def rescore(self: Self, oversample: int = 16) -> Self:
+        """Take ``k x oversample`` candidates from the binary codes (or ``oversample / 16`` times
+        more from an index) before rescoring them. Higher is slower and never lowers recall."""
         if (not isinstance(oversample, (int, np.integer)) or isinstance(oversample, bool)
                 or not 1 <= oversample <= MAX_OVERSAMPLE):
             raise InvalidArgumentError(
-                f"oversample must be an integer in 1..{MAX_OVERSAMPLE}, got {oversample!r}"
-            )
-        return replace(self, _oversample=int(oversample))
+                f"oversample must be an integer in 1..{MAX_OVERSAMPLE}, got {oversample!r}")
+        return replace(self, _spec=replace(self._spec, oversample=int(oversample)))
 
     def exact(self: Self, exact: bool = True) -> Self:
         """Score every matching row with float32 vectors (slow, exact: the oracle)."""
-        return replace(self, _exact=bool(exact))
+        return replace(self, _spec=replace(self._spec, exact=bool(exact)))
 
     def select(self: Self, *columns: str) -> Self:
         """Return only these columns besides ``id`` and ``score`` (``"vector"`` adds the vector)."""
         if len(columns) == 1 and isinstance(columns[0], (list, tuple)):
             columns = tuple(columns[0])
-        self._table._check_columns(columns)
-        return replace(self, _columns=tuple(columns))
+        self._source.check_columns(tuple(columns))
+        return replace(self, _spec=replace(self._spec, columns=tuple(columns)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,11 +85,9 @@ class BatchQuery(_Chain):
     [['a'], ['b']]
     """
 
-    _threads: int | None = None
-
     def hits(self) -> list[Hits]:
         """One :class:`Hits` per query, in the order of the queries."""
-        return self._table._run_batch(self)
+        return self._source.run(self._spec)
 
     def to_list(self) -> list[list[dict[str, Any]]]:
         return [h.to_list() for h in self.hits()]
@@ -111,10 +114,9 @@ class Query(_Chain):
     ['a']
     """
 
-    # -- running ---------------------------------------------------------------------------
     def hits(self) -> Hits:
         """Run the query: the rows found, best first, and the plan that found them."""
-        return self._table._run(self)
+        return self._source.run(self._spec)[0]
 
     def to_list(self) -> list[dict[str, Any]]:
         """``[{"id", "score", <attributes>...}]``, best first."""

@@ -1,267 +1,140 @@
-"""Choosing and running a search strategy over one table version.
+"""The planner's decisions: which strategy answers a query, and with how much effort.
 
-Without an index, a query scans every live row that passes the filter, in two stages:
+Pure functions of counts (rows, matches, k) and :class:`~vecstore.config.PlannerSettings`; the
+executor (:mod:`.executor`) runs what they choose with :mod:`.scan` and :mod:`.indexed`.
 
-1. **binary**: Hamming distance between the query's sign bits and every candidate's code picks
-   the best ``k x oversample`` candidates (per segment, then merged);
-2. **int8**: those are rescored with the int8 codes (the calibration folded into the query), and
-   the best ``max(4k, k x oversample / 4)`` kept;
-3. **float32**: the survivors are rescored exactly and the best ``k`` returned.
-
-When the matches are no more than ``k x oversample`` the binary and int8 stages would only add
-error, so the matches are scored exactly. ``exact=True`` scores every match with float32 (BLAS
-for an unfiltered scan): the oracle the approximate paths are measured against.
+Without an index, a query scans the matches: exactly when they are few (no more than ``k x
+oversample``), else in two stages (sign codes, then int8, then float32; int8 first for tables of
+few dimensions). With an index, a filtered query still scans its matches when they are at most
+``scan_max_matches`` (the scan's cost grows with the matches, an index's with the table), and
+always over an index of sign codes (the codes it would rank are those the scan reads). Otherwise
+the index is searched: unfiltered; unfiltered for ``k / selectivity`` candidates filtered
+afterwards, when the filter keeps at least ``postfilter_min_selectivity`` of the indexed rows;
+or with the filter passed into the search. Whatever the index returns is rescored exactly, and
+when it comes back with fewer than ``min(k, matches)`` rows the matches are scanned instead.
 """
 
 from __future__ import annotations
 
-import os
-import time
-from dataclasses import dataclass, replace
-from types import ModuleType
-from typing import Any
+import math
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from ..config import Metric
-from ..storage.snapshot import Snapshot
-from .results import Plan, Stage
+from ..config import PlannerSettings
+from .results import Strategy
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 
-_kernels: ModuleType | None = None
-
-MIN_BINARY_DIM = 64
-"""Below this many dimensions sign codes hold too few bits to rank candidates (distances fall
-in 0..dim, so most rows tie); such tables start from the int8 codes instead."""
+BINARY_KINDS = frozenset({"binary-hnsw", "binary-ivf"})
+"""Indexes over sign codes: their candidates are ranked by Hamming distance, so they take
+``k x oversample`` of them and rescore, like the scan's binary stage."""
 
 
-def kernels() -> ModuleType:
-    """The Numba kernels, imported on first use (``VECSTORE_KERNELS=numpy`` selects the NumPy
-    twins, e.g. to debug or where Numba cannot compile)."""
-    global _kernels
-    if _kernels is None:
-        if os.environ.get("VECSTORE_KERNELS", "").lower() == "numpy":
-            from .._native import reference as mod
-        else:
-            from .._native import kernels as mod
-        _kernels = mod
-    return _kernels
+@dataclass(frozen=True, eq=False)
+class SearchRequest:
+    """One query vector as the strategies see it."""
+
+    query: F32  # (dim,) float32, as given
+    k: int
+    oversample: int  # resolved: the caller's, or the planner's default for this request
+    oversample_set: bool  # whether the caller chose it (.rescore)
+    exact: bool
+    rows: I64 | None  # sorted global live rows that pass the filter; None = every live row
+    filter: str | None = None
+    filter_seconds: float = 0.0
+    binary_candidates: I64 | None = None  # stage 1 already done by a batch scan: global rows
+    binary_seconds: float = 0.0
+
+    @property
+    def filtered(self) -> bool:
+        return self.rows is not None
+
+
+def resolve_oversample(oversample: int | None, filtered: bool, settings: PlannerSettings) -> int:
+    """The caller's oversample, or the planner's default (wider for a filtered scan)."""
+    if oversample is not None:
+        return oversample
+    return max(settings.oversample, settings.filtered_oversample) if filtered else settings.oversample
+
+
+def scan_strategy(req: SearchRequest, n_match: int, dim: int,
+                  settings: PlannerSettings) -> tuple[Strategy, str]:
+    """How to scan ``n_match`` matching rows."""
+    if req.exact:
+        return Strategy.EXACT_SCAN, "exact requested"
+    if req.k == 0:
+        return Strategy.EXACT_SCAN, "k = 0"
+    n1 = req.k * req.oversample
+    if n_match <= n1:
+        return Strategy.EXACT_SCAN, f"{n_match:,} matches <= k x oversample = {n1:,}"
+    if dim < settings.min_binary_dim:
+        return Strategy.INT8_SCAN, f"{dim} dimensions < {settings.min_binary_dim}: sign codes too short"
+    return Strategy.TWO_STAGE_SCAN, f"{n_match:,} matches > k x oversample = {n1:,}"
+
+
+def scan_instead_of_index(kind: str, req: SearchRequest, n_match: int,
+                          settings: PlannerSettings) -> str | None:
+    """Why a request scans its matches rather than searching the index (None: it does not)."""
+    if req.exact:
+        return "exact requested"
+    if req.k == 0:
+        return "k = 0"
+    if not req.filtered:
+        return None
+    if n_match <= settings.scan_max_matches:
+        return f"{n_match:,} matches <= scan_max_matches = {settings.scan_max_matches:,}"
+    if kind in BINARY_KINDS:
+        return "filtered query over an index of sign codes"
+    return None
+
+
+class _Index(Protocol):
+    def candidates_for(self, k: int) -> int: ...
+
+    def effort_for(self, k: int, selectivity: float = 1.0) -> int: ...
 
 
 @dataclass(frozen=True)
-class SearchRequest:
-    query: F32  # (dim,) float32, as given
-    k: int
-    oversample: int
-    exact: bool
-    rows: I64 | None  # global live rows that pass the filter; None = every live row
-    filter: str | None = None
-    filter_seconds: float = 0.0
-    binary_candidates: I64 | None = None  # stage 1 already done (by a batch scan): global rows
-    binary_seconds: float = 0.0
-    oversample_set: bool = True  # False: the caller left it to the planner
+class IndexAttempt:
+    """The first index search for a request: what to ask the index for."""
+
+    strategy: Strategy
+    reason: str
+    n_cand: int  # candidates wanted after filtering
+    want: int  # labels asked of the index
+    effort: int
+    filter_inside: bool  # the allow bitmap is passed into the search
 
 
-FILTERED_OVERSAMPLE = 32
-"""A filtered scan takes ``k x 32`` binary candidates instead of the default ``k x 16`` (unless
-the caller chose an oversample). The best rows inside a filter are usually less similar to the
-query than the best of the whole table, and sign codes rank weak neighbours less reliably.
-Measured (docs/benchmarks.md, "Planner strategies, forced", 200,000 MiniLM vectors): month
-filters keeping 2%, 10%, 20% and 50% gave recall@10 0.947 / 0.950 / 0.951 / 0.949 at 16 and
-0.986 / 0.978 / 0.985 / 0.970 at 32, at 0.88-1.29x the speed (noise of one run); unfiltered,
-16 already gives 0.959."""
-
-
-def batch_binary_candidates(snap: Snapshot, queries: list[F32], k: int, oversample: int) -> list[I64] | None:
-    """Stage 1 for many queries in one parallel, cache-blocked scan (``hamming_topk_batch``),
-    when it applies: one segment, no tombstones, dimensions enough for sign codes."""
-    if (len(snap.segments) != 1 or snap.has_deletions or snap.manifest.config.dim < MIN_BINARY_DIM
-            or snap.num_rows <= k * oversample or k == 0):
-        return None
-    bits = np.stack([_Scorer(snap, q).bits(0) for q in queries])
-    idx, _ = kernels().hamming_topk_batch(snap.binary[0], np.ascontiguousarray(bits), k * oversample)
-    return [np.sort(row) for row in idx]
-
-
-class _Scorer:
-    """Per-metric scoring of one query against a snapshot."""
-
-    def __init__(self, snap: Snapshot, query: F32) -> None:
-        self.snap = snap
-        self.metric = snap.manifest.config.metric
-        q = np.ascontiguousarray(query, dtype=np.float32)
-        self.q_raw = q
-        self.q_norm2 = float(np.dot(q.astype(np.float64), q.astype(np.float64)))
-        if self.metric is Metric.COSINE:
-            n = np.sqrt(self.q_norm2)
-            self.q_codes = (q / n).astype(np.float32) if n > 0 else q
-        else:
-            self.q_codes = q
-        self._bits: dict[int, npt.NDArray[np.uint64]] = {}
-
-    def bits(self, s: int) -> npt.NDArray[np.uint64]:
-        if s not in self._bits:
-            qz = self.snap.segments[s].quantizer
-            self._bits[s] = qz.encode_binary(self.q_codes[None, :])[0].view(np.uint64)
-        return self._bits[s]
-
-    def int8(self, s: int, local: I64) -> F32:
-        qz = self.snap.segments[s].quantizer
-        qscaled, const = qz.query_int8(self.q_codes)
-        dots = kernels().int8_scores_rows(self.snap.int8[s], local, qscaled) + np.float32(const)
-        if self.metric is Metric.L2:
-            norms = self.snap.norms[s][local]
-            return (2.0 * dots - norms * norms - self.q_norm2).astype(np.float32)
-        return dots.astype(np.float32, copy=False)
-
-    def exact(self, s: int, local: I64 | None) -> F32:
-        vectors = self.snap.vectors[s]
-        if local is None:
-            dots = vectors @ self.q_raw
-            norms = self.snap.norms[s]
-        else:
-            dots = kernels().float_scores_rows(vectors, local, self.q_raw)
-            norms = self.snap.norms[s][local]
-        if self.metric is Metric.COSINE:
-            denom = norms * np.float32(np.sqrt(self.q_norm2))
-            return (dots / np.maximum(denom, np.float32(1e-30))).astype(np.float32)
-        if self.metric is Metric.L2:
-            return (2.0 * dots - norms * norms - self.q_norm2).astype(np.float32)
-        return dots.astype(np.float32, copy=False)
-
-
-def _per_segment(snap: Snapshot, rows: I64 | None) -> list[tuple[int, I64 | None]]:
-    """(segment, local rows or None for 'all rows of the segment') for the rows to scan."""
-    if rows is None:
-        out: list[tuple[int, I64 | None]] = []
-        for s, seg in enumerate(snap.segments):
-            if seg.deleted.size == 0:
-                out.append((s, None))
-            elif seg.deleted.size < seg.rows:
-                out.append((s, np.flatnonzero(seg.live_mask()).astype(np.int64)))
-        return out
-    return list(snap.split(rows))
-
-
-def _top(scores: F32, k: int) -> I64:
-    return kernels().topk_scores(np.ascontiguousarray(scores, dtype=np.float32), k)
-
-
-def _exact_over(scorer: _Scorer, parts: list[tuple[int, I64 | None]], k: int) -> tuple[I64, F32, int]:
-    snap = scorer.snap
-    all_rows, all_scores = [], []
-    scanned = 0
-    for s, local in parts:
-        sc = scorer.exact(s, local)
-        rows = (np.arange(snap.segments[s].rows, dtype=np.int64) if local is None else local) + snap.bases[s]
-        if local is None:
-            scanned += snap.segments[s].rows
-        else:
-            scanned += local.size
-        # keep each segment's best k only: the global best k are among them
-        if sc.size > k:
-            keep = _top(sc, k)
-            rows, sc = rows[keep], sc[keep]
-        all_rows.append(rows)
-        all_scores.append(sc)
-    if not all_rows:
-        return np.empty(0, np.int64), np.empty(0, np.float32), 0
-    rows = np.concatenate(all_rows)
-    scores = np.concatenate(all_scores).astype(np.float32)
-    order = _top(scores, k)
-    return rows[order], scores[order], scanned
-
-
-def search(snap: Snapshot, req: SearchRequest) -> tuple[I64, F32, Plan]:
-    """Run one vector query; returns global rows, scores (best first) and the plan."""
+def index_attempt(index: _Index, kind: str, req: SearchRequest, covered_matches: int,
+                  indexed: int, masked: bool, settings: PlannerSettings) -> IndexAttempt:
+    """The index search for ``req`` when ``covered_matches`` of the ``indexed`` labels may be
+    returned; ``masked``: some labels may not (a filter, or rows deleted since the build)."""
     k = req.k
-    stages: list[Stage] = []
-    if req.filter is not None:
-        stages.append(Stage("filter", snap.num_rows, int(req.rows.size) if req.rows is not None else 0,
-                            req.filter_seconds))
-    n_match = snap.num_rows if req.rows is None else int(req.rows.size)
-    plan_args: dict[str, Any] = dict(
-        table_rows=snap.num_rows, k=k, oversample=req.oversample, filter=req.filter,
-                     matches=None if req.rows is None else n_match,
-                     estimated_selectivity=None)
-    if not req.oversample_set and req.rows is not None:
-        req = replace(req, oversample=max(req.oversample, FILTERED_OVERSAMPLE))
-        plan_args["oversample"] = req.oversample
-    scorer = _Scorer(snap, req.query)
-    parts = _per_segment(snap, req.rows)
-    n1 = k * req.oversample
-
-    if req.exact or n_match <= n1 or k == 0:
-        t = time.perf_counter()
-        rows, scores, scanned = _exact_over(scorer, parts, k)
-        stages.append(Stage("float32 (exact)", scanned, rows.size, time.perf_counter() - t))
-        why = "exact requested" if req.exact else "matches <= k x oversample"
-        return rows, scores, Plan(strategy="exact-scan", stages=tuple(stages), notes=(why,), **plan_args)
-
-    if snap.manifest.config.dim < MIN_BINARY_DIM:
-        # Stage 1 on the int8 codes of every match, then float32.
-        t = time.perf_counter()
-        rows1 = np.concatenate([
-            (np.arange(snap.segments[s].rows, dtype=np.int64) if local is None else local) + snap.bases[s]
-            for s, local in parts])
-        scores1 = np.empty(rows1.size, dtype=np.float32)
-        offset = 0
-        for s, local in snap.split(rows1):
-            scores1[offset:offset + local.size] = scorer.int8(s, local)
-            offset += local.size
-        keep = np.sort(rows1[_top(scores1, n1)])
-        stages.append(Stage("int8 scan", n_match, keep.size, time.perf_counter() - t))
-        t = time.perf_counter()
-        rows3, scores3, _ = _exact_over(scorer, list(snap.split(keep)), k)
-        stages.append(Stage("float32 rescore", keep.size, rows3.size, time.perf_counter() - t))
-        return rows3, scores3, Plan(strategy="int8-scan", stages=tuple(stages), **plan_args)
-
-    if req.binary_candidates is not None and req.rows is None:
-        rows1 = req.binary_candidates
-        stages.append(Stage("binary (batch scan)", n_match, rows1.size, req.binary_seconds))
-        return _rescore_two_stage(snap, scorer, rows1, k, n1, stages, plan_args)
-
-    # Stage 1: binary codes, per segment, merged by (distance, row).
-    t = time.perf_counter()
-    kern = kernels()
-    cand_rows, cand_dist = [], []
-    for s, seg_rows in parts:
-        codes = snap.binary[s]
-        if seg_rows is None:
-            idx, dist = kern.hamming_topk(codes, scorer.bits(s), n1)
-        else:
-            idx, dist = kern.hamming_topk_rows(codes, seg_rows, scorer.bits(s), n1)
-        cand_rows.append(idx + snap.bases[s])
-        cand_dist.append(dist)
-    rows1 = np.concatenate(cand_rows)
-    dist1 = np.concatenate(cand_dist)
-    if rows1.size > n1:
-        order = np.lexsort((rows1, dist1))[:n1]
-        rows1 = rows1[order]
-    rows1 = np.sort(rows1)
-    stages.append(Stage("binary (hamming)", n_match, rows1.size, time.perf_counter() - t))
-    return _rescore_two_stage(snap, scorer, rows1, k, n1, stages, plan_args)
-
-
-def _rescore_two_stage(snap: Snapshot, scorer: _Scorer, rows1: I64, k: int, n1: int,
-                       stages: list[Stage], plan_args: dict) -> tuple[I64, F32, Plan]:
-    # Stage 2: int8 rescoring.
-    t = time.perf_counter()
-    n2 = min(rows1.size, max(4 * k, n1 // 4))
-    scores2 = np.empty(rows1.size, dtype=np.float32)
-    offset = 0
-    for s, local in snap.split(rows1):
-        scores2[offset:offset + local.size] = scorer.int8(s, local)
-        offset += local.size
-    keep = _top(scores2, n2)
-    rows2 = np.sort(rows1[keep])
-    stages.append(Stage("int8 rescore", rows1.size, rows2.size, time.perf_counter() - t))
-
-    # Stage 3: float32 rescoring.
-    t = time.perf_counter()
-    rows3, scores3, _ = _exact_over(scorer, list(snap.split(rows2)), k)
-    stages.append(Stage("float32 rescore", rows2.size, rows3.size, time.perf_counter() - t))
-    return rows3, scores3, Plan(strategy="two-stage-scan", stages=tuple(stages), **plan_args)
+    selectivity = covered_matches / indexed if indexed else 0.0
+    # float indexes: their candidates are rescored exactly, so a few beyond k suffice (more for
+    # quantized scores: candidates_for); a caller's larger .rescore(oversample) widens them (and
+    # the effort that finds them) in proportion
+    widen = max(1, req.oversample // settings.oversample) if req.oversample_set else 1
+    n_cand = k * req.oversample if kind in BINARY_KINDS else index.candidates_for(k) * widen
+    n_cand = max(1, min(n_cand, covered_matches))
+    if not masked:
+        return IndexAttempt(Strategy.INDEX, "no filter", n_cand, n_cand,
+                            index.effort_for(n_cand, 1.0), False)
+    if selectivity >= settings.postfilter_min_selectivity:
+        want = min(indexed, math.ceil(n_cand / selectivity * 1.2) + k)
+        strategy = Strategy.INDEX_THEN_FILTER if req.filtered else Strategy.INDEX
+        what = "the filter keeps" if req.filtered else "no filter; live rows are"
+        return IndexAttempt(
+            strategy, f"{what} {selectivity:.1%} of the indexed rows >= postfilter_min_selectivity "
+                      f"{settings.postfilter_min_selectivity:.0%}: filtered after the search",
+            n_cand, want, index.effort_for(want, 1.0), False)
+    return IndexAttempt(
+        Strategy.INDEX_FILTERED,
+        f"the filter keeps {selectivity:.1%} of the indexed rows < postfilter_min_selectivity "
+        f"{settings.postfilter_min_selectivity:.0%}: passed into the search",
+        n_cand, n_cand, index.effort_for(n_cand, selectivity), True)

@@ -2,13 +2,44 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import enum
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+
+
+class Strategy(str, enum.Enum):
+    """How the planner answered a query (``Plan.strategy``).
+
+    - ``exact-scan``: every match scored with its float32 vector.
+    - ``two-stage-scan``: the best ``k x oversample`` matches by Hamming distance on the sign
+      codes, rescored with the int8 codes, the best of those with float32.
+    - ``int8-scan``: the same starting from the int8 codes (tables of few dimensions).
+    - ``index``: the ANN index searched without a filter; candidates rescored with float32.
+    - ``index-then-filter``: the index searched unfiltered for ``k / selectivity`` candidates,
+      filtered afterwards (a filter keeping most rows).
+    - ``index-filtered``: the filter passed into the index search (an allow bitmap).
+    - ``fresh-rows``: no indexed row matches; only rows added since the index was built.
+    """
+
+    EXACT_SCAN = "exact-scan"
+    TWO_STAGE_SCAN = "two-stage-scan"
+    INT8_SCAN = "int8-scan"
+    INDEX = "index"
+    INDEX_THEN_FILTER = "index-then-filter"
+    INDEX_FILTERED = "index-filtered"
+    FRESH_ROWS = "fresh-rows"
+
+    @property
+    def uses_index(self) -> bool:
+        return self in (Strategy.INDEX, Strategy.INDEX_THEN_FILTER, Strategy.INDEX_FILTERED)
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)
@@ -26,9 +57,14 @@ class Stage:
 
 @dataclass(frozen=True)
 class Plan:
-    """The strategy the planner chose for a query and what it did."""
+    """The strategy the planner chose for a query, why, and what each stage did.
 
-    strategy: str
+    ``fallback_from`` is set when a first strategy (an index search) found fewer than
+    ``min(k, matches)`` rows and the planner fell back to scanning the matches.
+    """
+
+    strategy: Strategy
+    reason: str
     table_rows: int
     k: int
     oversample: int
@@ -38,6 +74,7 @@ class Plan:
     index: str | None = None
     stages: tuple[Stage, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    fallback_from: Strategy | None = None
 
     @property
     def selectivity(self) -> float:
@@ -64,7 +101,9 @@ class Plan:
         return 0
 
     def __str__(self) -> str:
-        lines = [f"strategy: {self.strategy}"]
+        lines = [f"strategy: {self.strategy.value} ({self.reason})"]
+        if self.fallback_from is not None:
+            lines.append(f"fell back from: {self.fallback_from.value}")
         lines.append(f"table rows: {self.table_rows:,}")
         if self.filter is not None:
             est = "" if self.estimated_selectivity is None else \
@@ -81,35 +120,52 @@ class Plan:
         return "\n".join(lines)
 
 
-class Hits:
-    """The rows a query found, best first, with ``id``, ``score`` and the attributes."""
+Fetch = Callable[[npt.NDArray[np.int64], Sequence[str]], pa.Table]
 
-    def __init__(self, table: pa.Table, plan: Plan) -> None:
-        self._table = table
+
+class Hits:
+    """The rows a query found, best first, with ``id``, ``score`` and the attributes.
+
+    Attributes are read only when asked for (``to_list``, ``to_arrow``, ...), and only for the
+    rows found.
+    """
+
+    def __init__(self, rows: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], plan: Plan,
+                 columns: Sequence[str], fetch: Fetch) -> None:
+        self._rows = rows
+        self._scores = np.asarray(scores, dtype=np.float32)
+        self._columns = list(columns)
+        self._fetch = fetch
+        self._table: pa.Table | None = None
         self.plan = plan
 
     def __len__(self) -> int:
-        return self._table.num_rows
+        return int(self._rows.size)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.to_list())
 
     def __repr__(self) -> str:
-        return f"Hits({len(self)} rows, strategy={self.plan.strategy!r})"
+        return f"Hits({len(self)} rows, strategy={self.plan.strategy.value!r})"
 
     @property
     def ids(self) -> list[str]:
-        return self._table.column("id").to_pylist()
+        if self._table is not None:
+            return self._table.column("id").to_pylist()
+        return self._fetch(self._rows, ["id"]).column("id").to_pylist()
 
     @property
     def scores(self) -> npt.NDArray[np.float32]:
-        return self._table.column("score").to_numpy()
+        return self._scores
 
     def to_arrow(self) -> pa.Table:
+        if self._table is None:
+            table = self._fetch(self._rows, self._columns)
+            self._table = table.add_column(1, "score", pa.array(self._scores, type=pa.float32()))
         return self._table
 
     def to_list(self) -> list[dict[str, Any]]:
-        return self._table.to_pylist()
+        return self.to_arrow().to_pylist()
 
     def to_pandas(self) -> Any:
-        return self._table.to_pandas()
+        return self.to_arrow().to_pandas()

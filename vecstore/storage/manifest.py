@@ -82,6 +82,45 @@ class SegmentEntry:
         )
 
 
+@dataclass(frozen=True)
+class IndexEntry:
+    """The table's ANN index as a version records it: which backend, its resolved parameters,
+    where its files are, and which segments (and how many of their rows) it covers. Rows of
+    segments written later are scanned beside it until it is rebuilt."""
+
+    kind: str
+    params: dict[str, Any]
+    path: str  # directory relative to the table, ``indexes/<uuid>``
+    count: int  # vectors in the index: the rows of ``segments``, in order
+    segments: tuple[tuple[str, int], ...]  # (segment data path, rows) covered, in label order
+    built_at_version: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "params": dict(self.params),
+            "path": self.path,
+            "count": self.count,
+            "segments": [[path, rows] for path, rows in self.segments],
+            "built_at_version": self.built_at_version,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> IndexEntry:
+        return cls(
+            kind=str(d["kind"]),
+            params=dict(d.get("params") or {}),
+            path=str(d["path"]),
+            count=int(d["count"]),
+            segments=tuple((str(path), int(rows)) for path, rows in d["segments"]),
+            built_at_version=int(d.get("built_at_version", 0)),
+        )
+
+    def build_params(self) -> dict[str, Any]:
+        """The parameters to rebuild the same index with (those the build resolved included)."""
+        return {k: v for k, v in self.params.items() if v is not None}
+
+
 def schema_to_b64(schema: pa.Schema) -> str:
     return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
 
@@ -98,7 +137,7 @@ class Manifest:
     config: TableConfig
     schema: pa.Schema  # attribute columns only (not id, not vectors)
     segments: tuple[SegmentEntry, ...] = ()
-    indexes: tuple[dict[str, Any], ...] = ()
+    indexes: tuple[IndexEntry, ...] = ()
     created_at: float = field(default_factory=time.time)
     operation: str = "create"
 
@@ -120,7 +159,7 @@ class Manifest:
             "schema": schema_to_b64(self.schema),
             "columns": {f.name: str(f.type) for f in self.schema},  # for people reading the file
             "segments": [s.to_json() for s in self.segments],
-            "indexes": list(self.indexes),
+            "indexes": [e.to_json() for e in self.indexes],
         }
 
     @classmethod
@@ -136,7 +175,7 @@ class Manifest:
             config=TableConfig.from_json(d["config"]),
             schema=schema_from_b64(d["schema"]),
             segments=tuple(SegmentEntry.from_json(s) for s in d["segments"]),
-            indexes=tuple(d.get("indexes", ())),
+            indexes=tuple(IndexEntry.from_json(e) for e in d.get("indexes", ())),
             created_at=float(d.get("created_at", 0.0)),
             operation=str(d.get("operation", "")),
         )

@@ -9,12 +9,15 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .codes import Quantizer
-from .manifest import Manifest
+from .manifest import Manifest, latest_version, read_manifest
 from .segments import INTERNAL_COLUMNS, Segment, open_segment
 
 I64 = npt.NDArray[np.int64]
@@ -40,6 +43,20 @@ class Snapshot:
         sizes = np.array([s.rows for s in segments], dtype=np.int64)
         self.bases: I64 = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self._attribute_tables: dict[tuple[int, tuple[str, ...]], pa.Table] = {}
+
+    @classmethod
+    def open(cls, table_dir: Path, version: int | None = None) -> Snapshot:
+        """Open ``version`` of the table (its newest when None)."""
+        v = latest_version(table_dir) if version is None else version
+        return cls(table_dir, read_manifest(table_dir, v))
+
+    def refreshed(self) -> Snapshot:
+        """The newest published version: this snapshot when nothing newer exists, else a new
+        one that reuses the segments the two versions share (one ``stat`` when unchanged)."""
+        v = latest_version(self.table_dir, known=self.version)
+        if v == self.version:
+            return self
+        return Snapshot(self.table_dir, read_manifest(self.table_dir, v), reuse=self.segment_keys())
 
     @property
     def version(self) -> int:
@@ -113,6 +130,23 @@ class Snapshot:
             where = np.flatnonzero(seg_of == s)
             out[where] = self.vectors[s][rows[where] - self.bases[s]]
         return out
+
+    def rows_where_in(self, column: str, values: Sequence[str]) -> I64:
+        """Live global rows whose string ``column`` (``id``, ``doc_id``, ...) is in ``values``,
+        sorted. Segments written before the column existed hold none."""
+        if not values or not self.segments:
+            return np.empty(0, dtype=np.int64)
+        value_set = pa.array(list(values), type=pa.string())
+        found = []
+        for s, seg in enumerate(self.segments):
+            if column not in seg.table.column_names:
+                continue
+            hit = pc.is_in(seg.table.column(column), value_set=value_set)
+            local = np.flatnonzero(hit.to_numpy(zero_copy_only=False))
+            if seg.deleted.size and local.size:
+                local = local[seg.live_mask()[local]]
+            found.append(local.astype(np.int64) + self.bases[s])
+        return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
 
     # -- attributes ---------------------------------------------------------------------------
     def _segment_attributes(self, i: int, columns: list[str]) -> pa.Table:

@@ -1,0 +1,150 @@
+"""The query executor: one immutable :class:`~.spec.QuerySpec` against one table version.
+
+It owns what queries share across calls, each keyed by the table version it belongs to: the
+filter engine (with its sorted column indexes), the loaded ANN index and its view of the
+version's rows. For a batch it evaluates the filter once, chooses the first stage for all queries
+together (one parallel Hamming scan, or one call into the index library, which spreads the
+queries over its threads), and finishes each query on a pool of threads (the Numba kernels and
+the index libraries release the GIL).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..config import PlannerSettings
+from ..errors import InvalidArgumentError
+from ..storage.manifest import IndexEntry
+from ..storage.snapshot import Snapshot
+from .filters import ROW_COLUMN, FilterEngine
+from .indexed import IndexView, Prefetched, search_index, search_index_batch
+from .planner import SearchRequest, resolve_oversample
+from .results import Hits, Stage
+from .scan import batch_binary_candidates, scan
+from .spec import QuerySpec
+
+I64 = npt.NDArray[np.int64]
+F32 = npt.NDArray[np.float32]
+
+
+class Executor:
+    """Runs queries over the versions of one table (thread-safe)."""
+
+    def __init__(self, table_dir: Path, settings: PlannerSettings | None = None) -> None:
+        self.table_dir = table_dir
+        self.settings = settings or PlannerSettings()
+        self._guard = threading.Lock()
+        self._filters: tuple[int, FilterEngine] | None = None
+        self._indexes: dict[str, Any] = {}  # index path -> loaded index
+        self._views: tuple[int, IndexView | None] | None = None
+
+    # -- filters ------------------------------------------------------------------------------
+    def filter_engine(self, snap: Snapshot) -> FilterEngine:
+        """The filter engine over ``snap``'s attributes (built once per version)."""
+        with self._guard:
+            cached = self._filters
+            if cached is not None and cached[0] == snap.version:
+                return cached[1]
+            engine = FilterEngine(snap.attribute_view(ROW_COLUMN))
+            if cached is not None:
+                cached[1].close()
+            self._filters = (snap.version, engine)
+            return engine
+
+    def check_filter(self, snap: Snapshot, where: str) -> None:
+        """Raise :class:`~vecstore.FilterError` unless ``where`` is a valid filter for ``snap``."""
+        self.filter_engine(snap).check(where)
+
+    def match_rows(self, snap: Snapshot, where: str, params: Sequence[Any]) -> I64:
+        """Sorted global live rows for which ``where`` is true."""
+        rows = self.filter_engine(snap).rows(where, params)
+        return rows[snap.live_mask[rows]] if snap.has_deletions else rows
+
+    # -- indexes ------------------------------------------------------------------------------
+    def remember_index(self, entry: IndexEntry, index: Any) -> None:
+        """Keep an index just built for ``entry`` so the next query need not load it."""
+        with self._guard:
+            self._indexes[entry.path] = index
+
+    def _load(self, entry: IndexEntry) -> Any:
+        index = self._indexes.get(entry.path)
+        if index is None:
+            from ..index import load_index
+
+            index = load_index(entry.kind, self.table_dir / entry.path, entry.params)
+            self._indexes = {entry.path: index}  # only the current version's index stays loaded
+        return index
+
+    def index_view(self, snap: Snapshot) -> IndexView | None:
+        """``snap``'s index and how its labels map to the version's rows (None: no index)."""
+        with self._guard:
+            cached = self._views
+            if cached is not None and cached[0] == snap.version:
+                return cached[1]
+            view = None
+            if snap.manifest.indexes:
+                entry = snap.manifest.indexes[0]
+                view = IndexView.build(snap, self._load(entry), entry)
+            self._views = (snap.version, view)
+            return view
+
+    # -- running ------------------------------------------------------------------------------
+    def run(self, snap: Snapshot, spec: QuerySpec) -> list[Hits]:
+        """One :class:`Hits` per query vector of ``spec``, in order."""
+        if spec.columns is not None:
+            known = set(snap.attribute_names()) | {"vector"}
+            unknown = [c for c in spec.columns if c not in known]
+            if unknown:
+                raise InvalidArgumentError(
+                    f"unknown column {unknown[0]!r}; the table's columns are: {', '.join(sorted(known))}")
+        rows, filter_stages = None, []
+        if spec.where is not None:
+            t = time.perf_counter()
+            rows = self.match_rows(snap, spec.where, spec.params)
+            filter_stages = [Stage("filter", snap.num_rows, int(rows.size), time.perf_counter() - t)]
+        oversample = resolve_oversample(spec.oversample, rows is not None, self.settings)
+        reqs = [SearchRequest(query=v, k=spec.k, oversample=oversample,
+                              oversample_set=spec.oversample is not None, exact=spec.exact,
+                              rows=rows, filter=spec.where,
+                              filter_seconds=filter_stages[0].seconds if filter_stages else 0.0)
+                for v in spec.vectors]
+        view = self.index_view(snap)
+        prefetched: list[Prefetched | None] = [None] * len(reqs)
+        if len(reqs) > 1:
+            if view is not None:
+                prefetched = search_index_batch(snap, view, reqs, self.settings)
+            elif rows is None and not spec.exact:
+                t = time.perf_counter()
+                cands = batch_binary_candidates(snap, [r.query for r in reqs], spec.k, oversample,
+                                                self.settings)
+                if cands is not None:
+                    seconds = (time.perf_counter() - t) / len(reqs)
+                    reqs = [SearchRequest(query=r.query, k=r.k, oversample=r.oversample,
+                                          oversample_set=r.oversample_set, exact=r.exact, rows=None,
+                                          binary_candidates=c, binary_seconds=seconds)
+                            for r, c in zip(reqs, cands, strict=True)]
+        columns = list(dict.fromkeys(["id", *(spec.columns if spec.columns is not None
+                                              else snap.manifest.schema.names)]))
+
+        def one(i: int) -> Hits:
+            if view is not None:
+                found, scores, plan = search_index(snap, view, reqs[i], self.settings, filter_stages,
+                                                   prefetched[i])
+            else:
+                found, scores, plan = scan(snap, reqs[i], self.settings, filter_stages)
+            return Hits(found, scores, plan, columns, snap.take)
+
+        threads = spec.threads or min(len(reqs), os.cpu_count() or 1)
+        if threads <= 1 or len(reqs) == 1:
+            return [one(i) for i in range(len(reqs))]
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            return list(pool.map(one, range(len(reqs))))

@@ -1,0 +1,117 @@
+"""Scanning a table version's matching rows for one query.
+
+1. **binary**: Hamming distance between the query's sign bits and every match's code picks
+   the best ``k x oversample`` candidates (per segment, then merged);
+2. **int8**: those are rescored with the int8 codes (the calibration folded into the query), and
+   the best ``max(4k, k x oversample / 4)`` kept;
+3. **float32**: the survivors are rescored exactly and the best ``k`` returned.
+
+When the matches are no more than ``k x oversample`` the binary and int8 stages would only add
+error, so the matches are scored exactly; tables of few dimensions start from the int8 codes.
+``exact=True`` scores every match with float32 (BLAS for an unfiltered scan): the oracle the
+approximate paths are measured against. :mod:`.planner` chooses which.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..config import PlannerSettings
+from ..storage.snapshot import Snapshot
+from .planner import SearchRequest, scan_strategy
+from .results import Plan, Stage, Strategy
+from .scoring import Scorer, exact_top, kernels, segment_parts, top_k
+
+F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
+
+
+def batch_binary_candidates(snap: Snapshot, queries: list[F32], k: int, oversample: int,
+                            settings: PlannerSettings) -> list[I64] | None:
+    """Stage 1 for many unfiltered queries in one parallel, cache-blocked scan
+    (``hamming_topk_batch``), when it applies: one segment, no tombstones, dimensions enough for
+    sign codes, more rows than candidates."""
+    if (len(snap.segments) != 1 or snap.has_deletions
+            or snap.manifest.config.dim < settings.min_binary_dim
+            or snap.num_rows <= k * oversample or k == 0):
+        return None
+    bits = np.stack([Scorer(snap, q).bits(0) for q in queries])
+    idx, _ = kernels().hamming_topk_batch(snap.binary[0], np.ascontiguousarray(bits), k * oversample)
+    return [np.sort(row) for row in idx]
+
+
+def scan(snap: Snapshot, req: SearchRequest, settings: PlannerSettings,
+         stages: list[Stage] | None = None) -> tuple[I64, F32, Plan]:
+    """Answer ``req`` by scanning its matches; returns global rows, scores (best first) and
+    the plan. ``stages`` already done (the filter) are kept in front."""
+    k = req.k
+    stages = list(stages or ())
+    n_match = snap.num_rows if req.rows is None else int(req.rows.size)
+    strategy, reason = scan_strategy(req, n_match, snap.manifest.config.dim, settings)
+    plan_args: dict[str, Any] = dict(
+        strategy=strategy, reason=reason, table_rows=snap.num_rows, k=k, oversample=req.oversample,
+        filter=req.filter, matches=None if req.rows is None else n_match)
+    scorer = Scorer(snap, req.query)
+    parts = segment_parts(snap, req.rows)
+    n1 = k * req.oversample
+
+    if strategy is Strategy.EXACT_SCAN:
+        t = time.perf_counter()
+        rows, scores, scanned = exact_top(scorer, parts, k)
+        stages.append(Stage("float32 (exact)", scanned, rows.size, time.perf_counter() - t))
+        return rows, scores, Plan(stages=tuple(stages), **plan_args)
+
+    if strategy is Strategy.INT8_SCAN:
+        t = time.perf_counter()
+        rows1 = np.concatenate([
+            (np.arange(snap.segments[s].rows, dtype=np.int64) if local is None else local) + snap.bases[s]
+            for s, local in parts])
+        keep = np.sort(rows1[top_k(scorer.int8_rows(rows1), n1)])
+        stages.append(Stage("int8 scan", n_match, keep.size, time.perf_counter() - t))
+        return _float_stage(scorer, keep, k, stages, plan_args)
+
+    if req.binary_candidates is not None and req.rows is None:
+        stages.append(Stage("binary (batch scan)", n_match, req.binary_candidates.size,
+                            req.binary_seconds))
+        return _int8_stage(scorer, req.binary_candidates, k, n1, stages, plan_args)
+
+    # Stage 1: binary codes, per segment, merged by (distance, row).
+    t = time.perf_counter()
+    kern = kernels()
+    cand_rows, cand_dist = [], []
+    for s, seg_rows in parts:
+        codes = snap.binary[s]
+        if seg_rows is None:
+            idx, dist = kern.hamming_topk(codes, scorer.bits(s), n1)
+        else:
+            idx, dist = kern.hamming_topk_rows(codes, seg_rows, scorer.bits(s), n1)
+        cand_rows.append(idx + snap.bases[s])
+        cand_dist.append(dist)
+    rows1 = np.concatenate(cand_rows)
+    dist1 = np.concatenate(cand_dist)
+    if rows1.size > n1:
+        rows1 = rows1[np.lexsort((rows1, dist1))[:n1]]
+    rows1 = np.sort(rows1)
+    stages.append(Stage("binary (hamming)", n_match, rows1.size, time.perf_counter() - t))
+    return _int8_stage(scorer, rows1, k, n1, stages, plan_args)
+
+
+def _int8_stage(scorer: Scorer, rows1: I64, k: int, n1: int, stages: list[Stage],
+                plan_args: dict[str, Any]) -> tuple[I64, F32, Plan]:
+    t = time.perf_counter()
+    n2 = min(rows1.size, max(4 * k, n1 // 4))
+    keep = np.sort(rows1[top_k(scorer.int8_rows(rows1), n2)])
+    stages.append(Stage("int8 rescore", rows1.size, keep.size, time.perf_counter() - t))
+    return _float_stage(scorer, keep, k, stages, plan_args)
+
+
+def _float_stage(scorer: Scorer, rows: I64, k: int, stages: list[Stage],
+                 plan_args: dict[str, Any]) -> tuple[I64, F32, Plan]:
+    t = time.perf_counter()
+    found, scores, _ = exact_top(scorer, segment_parts(scorer.snap, rows), k)
+    stages.append(Stage("float32 rescore", rows.size, found.size, time.perf_counter() - t))
+    return found, scores, Plan(stages=tuple(stages), **plan_args)

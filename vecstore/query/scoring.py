@@ -1,0 +1,145 @@
+"""Scoring one query against a table version: sign bits, int8 and float32 scores, top-k.
+
+Used by the scan (:mod:`.scan`) and by the index strategies (:mod:`.indexed`), which rescore
+an index's candidates with the same functions so that results from both merge cleanly.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+import numpy as np
+import numpy.typing as npt
+
+from ..config import Metric
+from ..storage.snapshot import Snapshot
+
+F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
+
+_kernels: ModuleType | None = None
+
+
+def kernels() -> ModuleType:
+    """The Numba kernels, imported on first use (``VECSTORE_KERNELS=numpy`` selects the NumPy
+    twins, e.g. to debug or where Numba cannot compile)."""
+    global _kernels
+    if _kernels is None:
+        if os.environ.get("VECSTORE_KERNELS", "").lower() == "numpy":
+            from .._native import reference as mod
+        else:
+            from .._native import kernels as mod
+        _kernels = mod
+    return _kernels
+
+
+class Scorer:
+    """Per-metric scoring of one query against a snapshot; scores are higher-is-better
+    (cosine similarity, inner product, negative squared L2 distance)."""
+
+    def __init__(self, snap: Snapshot, query: F32) -> None:
+        self.snap = snap
+        self.metric = snap.manifest.config.metric
+        q = np.ascontiguousarray(query, dtype=np.float32)
+        self.q_raw = q
+        self.q_norm2 = float(np.dot(q.astype(np.float64), q.astype(np.float64)))
+        if self.metric is Metric.COSINE:
+            n = np.sqrt(self.q_norm2)
+            self.q_codes = (q / n).astype(np.float32) if n > 0 else q
+        else:
+            self.q_codes = q
+        self._bits: dict[int, npt.NDArray[np.uint64]] = {}
+
+    def bits(self, s: int) -> npt.NDArray[np.uint64]:
+        """The query's sign code under segment ``s``'s calibration."""
+        if s not in self._bits:
+            qz = self.snap.segments[s].quantizer
+            self._bits[s] = qz.encode_binary(self.q_codes[None, :])[0].view(np.uint64)
+        return self._bits[s]
+
+    def int8(self, s: int, local: I64) -> F32:
+        """Approximate scores of segment ``s``'s rows ``local`` from their int8 codes."""
+        qz = self.snap.segments[s].quantizer
+        qscaled, const = qz.query_int8(self.q_codes)
+        dots = kernels().int8_scores_rows(self.snap.int8[s], local, qscaled) + np.float32(const)
+        if self.metric is Metric.L2:
+            norms = self.snap.norms[s][local]
+            return (2.0 * dots - norms * norms - self.q_norm2).astype(np.float32)
+        return dots.astype(np.float32, copy=False)
+
+    def int8_rows(self, rows: I64) -> F32:
+        """int8 scores of global ``rows`` (sorted by segment), in that order."""
+        scores = np.empty(rows.size, dtype=np.float32)
+        offset = 0
+        for s, local in self.snap.split(rows):
+            scores[offset:offset + local.size] = self.int8(s, local)
+            offset += local.size
+        return scores
+
+    def exact(self, s: int, local: I64 | None) -> F32:
+        """Exact float32 scores of segment ``s``'s rows ``local`` (all rows when None)."""
+        vectors = self.snap.vectors[s]
+        if local is None:
+            dots = vectors @ self.q_raw
+            norms = self.snap.norms[s]
+        else:
+            dots = kernels().float_scores_rows(vectors, local, self.q_raw)
+            norms = self.snap.norms[s][local]
+        if self.metric is Metric.COSINE:
+            denom = norms * np.float32(np.sqrt(self.q_norm2))
+            return (dots / np.maximum(denom, np.float32(1e-30))).astype(np.float32)
+        if self.metric is Metric.L2:
+            return (2.0 * dots - norms * norms - self.q_norm2).astype(np.float32)
+        return dots.astype(np.float32, copy=False)
+
+
+def top_k(scores: F32, k: int) -> I64:
+    """Positions of the ``k`` best scores, best first (ties: lower position first)."""
+    return kernels().topk_scores(np.ascontiguousarray(scores, dtype=np.float32), k)
+
+
+Parts = list[tuple[int, "I64 | None"]]
+
+
+def segment_parts(snap: Snapshot, rows: I64 | None) -> Parts:
+    """(segment, local rows or None for 'every row of the segment') covering ``rows`` (every
+    live row when None)."""
+    if rows is None:
+        out: Parts = []
+        for s, seg in enumerate(snap.segments):
+            if seg.deleted.size == 0:
+                out.append((s, None))
+            elif seg.deleted.size < seg.rows:
+                out.append((s, np.flatnonzero(seg.live_mask()).astype(np.int64)))
+        return out
+    return list(snap.split(rows))
+
+
+def exact_top(scorer: Scorer, parts: Parts, k: int) -> tuple[I64, F32, int]:
+    """The ``k`` best of ``parts`` by exact score: (global rows, scores, rows scored)."""
+    snap = scorer.snap
+    all_rows, all_scores = [], []
+    scanned = 0
+    for s, local in parts:
+        sc = scorer.exact(s, local)
+        rows = (np.arange(snap.segments[s].rows, dtype=np.int64) if local is None else local) + snap.bases[s]
+        scanned += snap.segments[s].rows if local is None else local.size
+        # keep each segment's best k only: the global best k are among them
+        if sc.size > k:
+            keep = top_k(sc, k)
+            rows, sc = rows[keep], sc[keep]
+        all_rows.append(rows)
+        all_scores.append(sc)
+    if not all_rows:
+        return np.empty(0, np.int64), np.empty(0, np.float32), 0
+    rows = np.concatenate(all_rows)
+    scores = np.concatenate(all_scores).astype(np.float32)
+    order = top_k(scores, k)
+    return rows[order], scores[order], scanned
+
+
+def rescore_exact(scorer: Scorer, rows: I64, k: int) -> tuple[I64, F32]:
+    """The ``k`` best of global ``rows`` by exact score."""
+    found, scores, _ = exact_top(scorer, segment_parts(scorer.snap, np.sort(rows)), k)
+    return found, scores

@@ -1,0 +1,198 @@
+"""The only code that commits a table version.
+
+Every write goes through :class:`TableWriter`: creating a table (version 1, with its first rows
+if any), adding and replacing rows, deleting, compacting, recording or dropping an index. A
+commit takes the table's write lock, reads the newest version under it, writes the new immutable
+files (segments, tombstones) and publishes the next manifest (a temporary file, fsynced, then
+published with ``link``, which fails if another writer published that version first). A crash at
+any point leaves the previous version in force; files a crash leaves behind are named by no
+manifest and never read.
+
+What to write is decided by callbacks that run under the lock on the newest snapshot (``prepare``
+validates rows against the schema of that version, ``select`` picks rows to delete), so the
+storage layer needs nothing from the layers above it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from ..config import Metric, TableConfig
+from ..errors import ConcurrencyError, DuplicateIdError, ReadOnlyError
+from .batch import Batch
+from .codes import Quantizer, normalize_rows
+from .files import ensure_dir
+from .locks import write_lock
+from .manifest import IndexEntry, Manifest, SegmentEntry, write_manifest
+from .segments import write_deletions, write_segment
+from .snapshot import Snapshot
+
+I64 = npt.NDArray[np.int64]
+Change = Callable[[Snapshot], Manifest | None]
+
+
+def new_segment(table_dir: Path, batch: Batch, config: TableConfig,
+                previous_center: npt.NDArray[np.float32] | None) -> SegmentEntry:
+    """Write ``batch`` as a new segment file, its codes calibrated on its own rows."""
+    code_vectors = normalize_rows(batch.vectors) if config.metric is Metric.COSINE else batch.vectors
+    quantizer = Quantizer.fit(code_vectors, previous_center=previous_center)
+    ref = write_segment(table_dir, batch.ids, batch.attributes, batch.vectors, code_vectors, quantizer)
+    return SegmentEntry(data=ref, rows=len(batch), quantizer=quantizer.to_json())
+
+
+def create_table_version(table_dir: Path, config: TableConfig, schema: pa.Schema,
+                         batch: Batch | None = None) -> Manifest:
+    """Publish version 1 of a new table, holding ``batch`` when given (one commit, so a crash
+    never leaves a table that exists without its first rows). Only this function creates a
+    table's directory. Raises ``FileExistsError`` when another writer published version 1 first."""
+    ensure_dir(table_dir)
+    segments: tuple[SegmentEntry, ...] = ()
+    if batch is not None and len(batch):
+        segments = (new_segment(table_dir, batch, config, None),)
+        schema = batch.schema
+    manifest = Manifest(version=1, config=config, schema=schema, segments=segments,
+                        operation="create")
+    write_manifest(table_dir, manifest)
+    return manifest
+
+
+class TableWriter:
+    """Commits new versions of one table. Thread-safe and process-safe through the table's
+    write lock; readers never take it."""
+
+    def __init__(self, table_dir: Path, name: str, lock_timeout: float) -> None:
+        self.table_dir = table_dir
+        self.name = name
+        self.lock_timeout = lock_timeout
+
+    # -- the commit ---------------------------------------------------------------------------
+    def commit(self, base: Snapshot, change: Change) -> Snapshot:
+        """Under the lock: bring ``base`` up to the newest version, let ``change`` build the
+        next manifest from it (None: nothing to do), publish it. Returns the snapshot now in
+        force (``base``'s newest version when nothing changed)."""
+        with write_lock(self.table_dir, self.lock_timeout):
+            snap = base.refreshed()
+            manifest = change(snap)
+            if manifest is None:
+                return snap
+            write_manifest(self.table_dir, manifest)
+            return Snapshot(self.table_dir, manifest, reuse=snap.segment_keys())
+
+    # -- building blocks ------------------------------------------------------------------------
+    def _segment(self, snap: Snapshot, batch: Batch) -> SegmentEntry:
+        previous = snap.segments[-1].quantizer.center if snap.segments else None
+        return new_segment(self.table_dir, batch, snap.manifest.config, previous)
+
+    def _tombstone(self, snap: Snapshot, rows: I64) -> tuple[SegmentEntry, ...]:
+        """The segment entries of ``snap`` with ``rows`` (global) deleted; a segment left with
+        no live row is dropped."""
+        entries: list[SegmentEntry | None] = list(snap.manifest.segments)
+        for s, local in snap.split(np.unique(rows)):
+            seg = snap.segments[s]
+            deleted = np.union1d(seg.deleted, local).astype(np.int64)
+            entry = snap.manifest.segments[s]
+            if deleted.size == entry.rows:
+                entries[s] = None
+                continue
+            ref = write_deletions(self.table_dir, deleted)
+            entries[s] = SegmentEntry(data=entry.data, rows=entry.rows, quantizer=entry.quantizer,
+                                      deletions=ref, deleted=int(deleted.size))
+        return tuple(e for e in entries if e is not None)
+
+    # -- operations -----------------------------------------------------------------------------
+    def write_rows(self, base: Snapshot, prepare: Callable[[Snapshot], Batch], *, replace: bool,
+                   replace_docs: Sequence[str] = ()) -> tuple[Snapshot, list[str]]:
+        """Add the rows ``prepare`` validates against the newest version. With ``replace``,
+        live rows with the same ids (and the chunks of ``replace_docs``) are deleted in the same
+        commit; without it an existing id is a :class:`DuplicateIdError`. Returns the new
+        snapshot and the ids written."""
+        ids: list[str] = []
+
+        def change(snap: Snapshot) -> Manifest | None:
+            batch = prepare(snap)
+            ids[:] = batch.ids.to_pylist()
+            if len(batch) == 0:
+                return None
+            existing = snap.rows_where_in("id", ids)
+            if replace_docs:
+                existing = np.union1d(existing, snap.rows_where_in("doc_id", list(replace_docs)))
+            segments = snap.manifest.segments
+            if existing.size:
+                if not replace:
+                    dup = snap.take(existing[:1], ["id"]).column("id")[0].as_py()
+                    raise DuplicateIdError(
+                        f"id {dup!r} is already in table {self.name!r} ({existing.size} of the "
+                        f"batch's ids are); use upsert() to replace rows")
+                segments = self._tombstone(snap, existing)
+            entry = self._segment(snap, batch)
+            return snap.manifest.next("upsert" if replace else "add",
+                                      segments=(*segments, entry), schema=batch.schema)
+
+        return self.commit(base, change), ids
+
+    def delete_rows(self, base: Snapshot, select: Callable[[Snapshot], I64]) -> tuple[Snapshot, int]:
+        """Delete the live rows ``select`` picks in the newest version. Returns the new
+        snapshot and how many rows were deleted."""
+        deleted = 0
+
+        def change(snap: Snapshot) -> Manifest | None:
+            nonlocal deleted
+            target = np.unique(select(snap))
+            deleted = int(target.size)
+            if deleted == 0:
+                return None
+            return snap.manifest.next("delete", segments=self._tombstone(snap, target))
+
+        return self.commit(base, change), deleted
+
+    def compact(self, base: Snapshot) -> Snapshot:
+        """Rewrite the live rows into one segment, calibrated afresh on all of them, dropping
+        tombstones; the index (which covered the old segments) is dropped."""
+
+        def change(snap: Snapshot) -> Manifest | None:
+            if len(snap.segments) <= 1 and not snap.has_deletions:
+                return None
+            if snap.num_rows == 0:
+                return snap.manifest.next("compact", segments=(), indexes=())
+            live = snap.live_rows
+            attrs = snap.take(live, snap.attribute_names())
+            batch = Batch(ids=attrs.column("id").combine_chunks(), attributes=attrs.drop(["id"]),
+                          vectors=snap.gather_vectors(live), schema=snap.manifest.schema)
+            entry = new_segment(self.table_dir, batch, snap.manifest.config, None)
+            return snap.manifest.next("compact", segments=(entry,), indexes=())
+
+        return self.commit(base, change)
+
+    def set_index(self, base: Snapshot, entry: IndexEntry) -> Snapshot:
+        """Record ``entry`` (files already written) as the table's index. Refused when none of
+        the segments it was built over is still in the table (a compaction replaced them)."""
+
+        def change(snap: Snapshot) -> Manifest | None:
+            present = {e.data.path for e in snap.manifest.segments}
+            if not any(path in present for path, _ in entry.segments):
+                raise ConcurrencyError(
+                    f"table {self.name!r} was compacted while the index was being built; "
+                    f"run create_index again")
+            return snap.manifest.next("create_index", indexes=(entry,))
+
+        return self.commit(base, change)
+
+    def drop_index(self, base: Snapshot) -> Snapshot:
+        """A new version without an index (the same snapshot when there was none)."""
+
+        def change(snap: Snapshot) -> Manifest | None:
+            if not snap.manifest.indexes:
+                return None
+            return snap.manifest.next("drop_index", indexes=())
+
+        return self.commit(base, change)
+
+
+def read_only_error(name: str, version: int) -> ReadOnlyError:
+    return ReadOnlyError(f"table {name!r} is checked out at version {version}; open the table "
+                         f"again to write")
