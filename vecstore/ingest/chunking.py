@@ -105,7 +105,7 @@ class _Unit:
     tokens: int
 
 
-def _check_sizes(chunk_tokens: int, overlap: int) -> None:
+def check_sizes(chunk_tokens: int, overlap: int) -> None:
     if not isinstance(chunk_tokens, int) or isinstance(chunk_tokens, bool) or chunk_tokens < 1:
         raise InvalidArgumentError(f"chunk_tokens must be a positive integer, got {chunk_tokens!r}")
     if not isinstance(overlap, int) or isinstance(overlap, bool) or overlap < 0:
@@ -269,7 +269,7 @@ def chunk_by_tokens(
     >>> [c.text for c in chunk_by_tokens("a b c d e", chunk_tokens=3, overlap=1)]
     ['a b c', 'c d e']
     """
-    _check_sizes(chunk_tokens, overlap)
+    check_sizes(chunk_tokens, overlap)
     toks = _Tokens(text, tokenize)
     spans = _pack(_word_units(text, 0, len(text), toks, chunk_tokens), chunk_tokens, overlap)
     return _make_chunks(text, spans)
@@ -287,7 +287,7 @@ def chunk_by_sentences(
     A sentence longer than a chunk is cut at whitespace. ``overlap`` repeats the last whole
     sentences of a chunk, worth at most that many tokens, at the start of the next.
     """
-    _check_sizes(chunk_tokens, overlap)
+    check_sizes(chunk_tokens, overlap)
     toks = _Tokens(text, tokenize)
     return _make_chunks(text, _sentence_pack(text, 0, len(text), toks, chunk_tokens, overlap))
 
@@ -374,7 +374,7 @@ def chunk_markdown(
     >>> [(c.text, c.context) for c in chunk_markdown(md)]
     [('# Guide\\nIntro.', 'Guide'), ('## Install\\nRun pip.', 'Guide > Install')]
     """
-    _check_sizes(chunk_tokens, overlap)
+    check_sizes(chunk_tokens, overlap)
     toks = _Tokens(text, tokenize)
     spans: list[tuple[int, int]] = []
     contexts: list[str | None] = []

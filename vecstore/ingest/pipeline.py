@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import DuplicateIdError, InvalidArgumentError, SchemaError
-from .chunking import Chunk, Tokenize, _check_sizes, chunk_text, parse_chunker, regex_token_offsets
+from .chunking import Chunk, Tokenize, check_sizes, chunk_text, parse_chunker, regex_token_offsets
 from .embedders import Embedder, TokenEmbedder, content_hash, get_embedder
 from .situated import ChunkedText, WindowOptions, embed_chunked, parse_mode
 
@@ -231,7 +231,7 @@ def chunk_documents(
     started = time.perf_counter()
     modes = parse_mode(chunking)
     chunker = parse_chunker(chunker)
-    _check_sizes(chunk_tokens, overlap)
+    check_sizes(chunk_tokens, overlap)
     if not isinstance(batch_chunks, int) or batch_chunks < 1:
         raise InvalidArgumentError(f"batch_chunks must be a positive integer, got {batch_chunks!r}")
     ids, texts, attrs = _as_doc_table(docs)

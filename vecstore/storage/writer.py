@@ -23,7 +23,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from ..config import Metric, TableConfig
-from ..errors import ConcurrencyError, DuplicateIdError, ReadOnlyError
+from ..errors import ConcurrencyError, DuplicateIdError
 from .batch import Batch
 from .codes import Quantizer, normalize_rows
 from .files import ensure_dir
@@ -192,7 +192,3 @@ class TableWriter:
 
         return self.commit(base, change)
 
-
-def read_only_error(name: str, version: int) -> ReadOnlyError:
-    return ReadOnlyError(f"table {name!r} is checked out at version {version}; open the table "
-                         f"again to write")
