@@ -44,18 +44,25 @@ class IndexView:
 
     @classmethod
     def build(cls, snap: Snapshot, index: Any, entry: IndexEntry) -> IndexView:
-        by_path = {e.data.path: s for s, e in enumerate(snap.manifest.segments)}
+        # where each segment the index was built over sits now: a segment of this version, or
+        # a range of one that a merge wrote (rows kept unchanged and in order)
+        where: dict[str, tuple[int, int]] = {}
+        for s, e in enumerate(snap.manifest.segments):
+            where[e.data.path] = (s, 0)
+            for path, _, at in e.merged_from:
+                where.setdefault(path, (s, at))
         label_rows = np.full(entry.count, -1, dtype=np.int64)
         covered = np.zeros(snap.physical_rows, dtype=bool)
         offset = 0
         for path, rows in entry.segments:
-            s = by_path.get(path)
-            if s is not None:
+            found = where.get(path)
+            if found is not None:
+                s, at = found
                 seg = snap.segments[s]
-                base = int(snap.bases[s])
+                base = int(snap.bases[s]) + at
                 block = np.arange(base, base + rows, dtype=np.int64)
-                if seg.deleted.size:
-                    block[seg.deleted] = -1
+                dead = seg.deleted[(seg.deleted >= at) & (seg.deleted < at + rows)] - at
+                block[dead] = -1
                 label_rows[offset:offset + rows] = block
                 covered[base:base + rows] = True
             offset += rows

@@ -57,19 +57,25 @@ class SegmentEntry:
     quantizer: dict[str, str]
     deletions: FileRef | None = None
     deleted: int = 0
+    merged_from: tuple[tuple[str, int, int], ...] = ()
+    """Segments this one was merged from whose rows it holds unchanged and in order, as
+    ``(data path, rows, offset here)``: an index built over them still finds its rows."""
 
     @property
     def live_rows(self) -> int:
         return self.rows - self.deleted
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "data": self.data.to_json(),
             "rows": self.rows,
             "quantizer": self.quantizer,
             "deletions": self.deletions.to_json() if self.deletions else None,
             "deleted": self.deleted,
         }
+        if self.merged_from:
+            out["merged_from"] = [list(m) for m in self.merged_from]
+        return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> SegmentEntry:
@@ -79,6 +85,7 @@ class SegmentEntry:
             quantizer=dict(d["quantizer"]),
             deletions=FileRef.from_json(d["deletions"]) if d.get("deletions") else None,
             deleted=int(d.get("deleted", 0)),
+            merged_from=tuple((str(p), int(r), int(o)) for p, r, o in d.get("merged_from", ())),
         )
 
 

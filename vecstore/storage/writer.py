@@ -16,6 +16,7 @@ storage layer needs nothing from the layers above it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,33 @@ from .snapshot import Snapshot
 
 I64 = npt.NDArray[np.int64]
 Change = Callable[[Snapshot], Manifest | None]
+
+
+def merge_count(sizes: Sequence[int]) -> int:
+    """How many trailing segments (the newest included) a write merges into one: the newest
+    absorbs the one before it while that one holds no more rows than the run so far.
+
+    Segment sizes then fall at least by half from oldest to newest (a binary counter), so a
+    table built by many small writes keeps ``log2(rows / write)`` segments and each row is
+    rewritten about that many times; a small write never rewrites a large segment. 13 writes of
+    5,000 rows leave segments of 40,000, 20,000 and 5,000 rows. Scans, filters and index views
+    then cost about what they cost on one segment (docs/benchmarks.md, "Rows arrived in many
+    writes")."""
+    n, run = 1, sizes[-1] if sizes else 0
+    while n < len(sizes) and sizes[-n - 1] <= run:
+        run += sizes[-n - 1]
+        n += 1
+    return n
+
+
+@dataclass
+class _Part:
+    """A segment of the version being built: its entry and, for segments of the base snapshot,
+    its position there and its tombstones after this write's deletions."""
+
+    entry: SegmentEntry
+    index: int
+    deleted: I64
 
 
 def new_segment(table_dir: Path, batch: Batch, config: TableConfig,
@@ -88,21 +116,70 @@ class TableWriter:
         previous = snap.segments[-1].quantizer.center if snap.segments else None
         return new_segment(self.table_dir, batch, snap.manifest.config, previous)
 
-    def _tombstone(self, snap: Snapshot, rows: I64) -> tuple[SegmentEntry, ...]:
-        """The segment entries of ``snap`` with ``rows`` (global) deleted; a segment left with
-        no live row is dropped."""
-        entries: list[SegmentEntry | None] = list(snap.manifest.segments)
+    def _tombstone(self, snap: Snapshot, rows: I64) -> list[_Part]:
+        """The segments of ``snap`` with ``rows`` (global) deleted; a segment left with no live
+        row is dropped."""
+        parts = [_Part(e, s, snap.segments[s].deleted) for s, e in enumerate(snap.manifest.segments)]
         for s, local in snap.split(np.unique(rows)):
-            seg = snap.segments[s]
-            deleted = np.union1d(seg.deleted, local).astype(np.int64)
+            deleted = np.union1d(snap.segments[s].deleted, local).astype(np.int64)
             entry = snap.manifest.segments[s]
             if deleted.size == entry.rows:
-                entries[s] = None
+                parts[s].deleted = np.arange(entry.rows, dtype=np.int64)
                 continue
             ref = write_deletions(self.table_dir, deleted)
-            entries[s] = SegmentEntry(data=entry.data, rows=entry.rows, quantizer=entry.quantizer,
-                                      deletions=ref, deleted=int(deleted.size))
-        return tuple(e for e in entries if e is not None)
+            parts[s] = _Part(SegmentEntry(data=entry.data, rows=entry.rows, quantizer=entry.quantizer,
+                                          deletions=ref, deleted=int(deleted.size),
+                                          merged_from=entry.merged_from), s, deleted)
+        return [p for p in parts if p.deleted.size < p.entry.rows]
+
+    def _append(self, snap: Snapshot, parts: list[_Part], batch: Batch) -> tuple[SegmentEntry, ...]:
+        """``parts`` followed by ``batch`` as a new segment, merged with the trailing segments
+        :func:`merge_count` picks (in the same commit)."""
+        n = merge_count([p.entry.rows for p in parts] + [len(batch)]) - 1
+        if n == 0:
+            return (*(p.entry for p in parts), self._segment(snap, batch))
+        keep, sources = parts[:-n], parts[-n:]
+        indexed = {path for e in snap.manifest.indexes for path, _ in e.segments}
+        covered = {p.entry.data.path for p in sources} | {
+            m[0] for p in sources for m in p.entry.merged_from}
+        # rows an index covers keep their place (and their tombstones), so its labels still
+        # find them; otherwise deleted rows are dropped here
+        preserve = bool(indexed & covered)
+        ids, attrs, vectors, deleted, merged_from = [], [], [], [], []
+        offset = 0
+        for p in sources:
+            seg = snap.segments[p.index]
+            rows = np.arange(p.entry.rows, dtype=np.int64)
+            if preserve:
+                deleted.append(p.deleted + offset)
+                merged_from.extend((path, r, o + offset) for path, r, o in p.entry.merged_from
+                                   if path in indexed)
+                if p.entry.data.path in indexed:
+                    merged_from.append((p.entry.data.path, p.entry.rows, offset))
+            else:
+                rows = np.setdiff1d(rows, p.deleted, assume_unique=True)
+            idx = pa.array(rows)
+            ids.append(seg.table.column("id").take(idx))
+            attrs.append(_conform(seg.table, batch.schema, idx))
+            vectors.append(snap.vectors[p.index][rows])
+            offset += rows.size
+        ids.append(batch.ids)
+        attrs.append(batch.attributes)
+        vectors.append(batch.vectors)
+        merged = Batch(ids=pa.chunked_array(ids).combine_chunks(),
+                       attributes=pa.concat_tables(attrs).combine_chunks(),
+                       vectors=np.concatenate(vectors), schema=batch.schema)
+        previous = snap.segments[keep[-1].index].quantizer.center if keep else None
+        entry = new_segment(self.table_dir, merged, snap.manifest.config, previous)
+        dead = np.concatenate(deleted) if deleted else np.empty(0, np.int64)
+        if dead.size:
+            entry = SegmentEntry(data=entry.data, rows=entry.rows, quantizer=entry.quantizer,
+                                 deletions=write_deletions(self.table_dir, dead), deleted=int(dead.size))
+        if merged_from:
+            entry = SegmentEntry(data=entry.data, rows=entry.rows, quantizer=entry.quantizer,
+                                 deletions=entry.deletions, deleted=entry.deleted,
+                                 merged_from=tuple(merged_from))
+        return (*(p.entry for p in keep), entry)
 
     # -- operations -----------------------------------------------------------------------------
     def write_rows(self, base: Snapshot, prepare: Callable[[Snapshot], Batch], *, replace: bool,
@@ -121,17 +198,14 @@ class TableWriter:
             existing = snap.rows_where_in("id", ids)
             if replace_docs:
                 existing = np.union1d(existing, snap.rows_where_in("doc_id", list(replace_docs)))
-            segments = snap.manifest.segments
-            if existing.size:
-                if not replace:
-                    dup = snap.take(existing[:1], ["id"]).column("id")[0].as_py()
-                    raise DuplicateIdError(
-                        f"id {dup!r} is already in table {self.name!r} ({existing.size} of the "
-                        f"batch's ids are); use upsert() to replace rows")
-                segments = self._tombstone(snap, existing)
-            entry = self._segment(snap, batch)
+            if existing.size and not replace:
+                dup = snap.take(existing[:1], ["id"]).column("id")[0].as_py()
+                raise DuplicateIdError(
+                    f"id {dup!r} is already in table {self.name!r} ({existing.size} of the "
+                    f"batch's ids are); use upsert() to replace rows")
+            parts = self._tombstone(snap, existing)
             return snap.manifest.next("upsert" if replace else "add",
-                                      segments=(*segments, entry), schema=batch.schema)
+                                      segments=self._append(snap, parts, batch), schema=batch.schema)
 
         return self.commit(base, change), ids
 
@@ -146,7 +220,8 @@ class TableWriter:
             deleted = int(target.size)
             if deleted == 0:
                 return None
-            return snap.manifest.next("delete", segments=self._tombstone(snap, target))
+            return snap.manifest.next(
+                "delete", segments=tuple(p.entry for p in self._tombstone(snap, target)))
 
         return self.commit(base, change), deleted
 
@@ -173,7 +248,8 @@ class TableWriter:
         the segments it was built over is still in the table (a compaction replaced them)."""
 
         def change(snap: Snapshot) -> Manifest | None:
-            present = {e.data.path for e in snap.manifest.segments}
+            present = {e.data.path for e in snap.manifest.segments} | {
+                m[0] for e in snap.manifest.segments for m in e.merged_from}
             if not any(path in present for path, _ in entry.segments):
                 raise ConcurrencyError(
                     f"table {self.name!r} was compacted while the index was being built; "
@@ -192,3 +268,16 @@ class TableWriter:
 
         return self.commit(base, change)
 
+
+
+def _conform(table: pa.Table, schema: pa.Schema, rows: pa.Array) -> pa.Table:
+    """``rows`` of a segment's attributes in the layout of ``schema`` (a newer schema: columns
+    added since are null, columns that were all null take their type)."""
+    columns = []
+    for f in schema:
+        if f.name in table.column_names:
+            col = table.column(f.name).take(rows)
+            columns.append(col if col.type == f.type else col.cast(f.type))
+        else:
+            columns.append(pa.nulls(len(rows), type=f.type))
+    return pa.Table.from_arrays(columns, schema=schema)
