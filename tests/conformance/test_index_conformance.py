@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import vecstore.index
 from vecstore.errors import CorruptStoreError, InvalidArgumentError, VecstoreError
 from vecstore.index import INDEX_KINDS, build_index, load_index
 from vecstore.index.base import IndexBase, VectorIndex
@@ -100,7 +101,12 @@ def test_registry_lists_every_backend() -> None:
 
 
 def test_importing_the_package_does_not_import_faiss_or_hnswlib() -> None:
-    code = ("import sys, vecstore.index; "
+    """Every module of vecstore.index (backends included) imports FAISS and hnswlib only when an
+    index is built or loaded."""
+    modules = sorted(p.stem for p in Path(vecstore.index.__file__).parent.glob("*.py"))
+    assert {"flat", "hnswlib_index", "faiss_hnsw", "faiss_ivf", "faiss_binary"} <= set(modules)
+    imports = "; ".join(f"import vecstore.index.{m}" for m in modules if m != "__init__")
+    code = (f"import sys, vecstore.index; {imports}; "
             "assert 'faiss' not in sys.modules and 'hnswlib' not in sys.modules, sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -160,11 +166,20 @@ def test_scores_follow_the_metric(built: Built, kind: str, metric: str) -> None:
     scores, labels = _search(index, kind, "clustered", K, metric)
     truth = exact_scores(metric, d.queries, d.base)
     assert tie_aware_recall(truth, labels, K) >= 0.9
-    expected = np.take_along_axis(truth, labels, 1)
     if kind in RESCORED_KINDS or (
             kind in ("ivf-pq", "ivf-rabitq") and not index.params.refine):  # type: ignore[attr-defined]
-        return  # quantized estimates
-    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-3)
+        # Quantized estimates (and the scores of a rescored kind above are the oracle's, taken
+        # when rescoring): judge the index's own scores as estimates of the metric's values.
+        # Measured on this data: mean error 1.6% (dot) / 4.8% (l2) of the mean |score| for
+        # hnsw-sq, correlation 0.99; a distance left un-negated or another metric fails both.
+        scores, labels = index.search(d.queries, K)
+        expected = np.take_along_axis(truth, labels, 1)
+        error = np.abs(scores - expected).mean() / np.abs(expected).mean()
+        correlation = np.corrcoef(scores.ravel(), expected.ravel())[0, 1]
+        assert error <= 0.1 and correlation >= 0.9, (kind, metric, error, correlation)
+    else:
+        expected = np.take_along_axis(truth, labels, 1)
+        np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-3)
 
 
 def test_binary_scores_are_negative_hamming(built: Built) -> None:
@@ -228,7 +243,7 @@ def test_k_above_n_or_allowed_is_padded(built: Built, kind: str) -> None:
 
 def test_effort_for_follows_the_backend_rules(built: Built) -> None:
     """Beam and IVF backends search wider as the filter tightens; hnswlib narrower (its filtered
-    search already walks until it holds ef allowed labels: see vecstore.index.hnsw)."""
+    search already walks until it holds ef allowed labels: see vecstore.index.hnswlib_index)."""
     for kind in ANN_KINDS:
         index = built(kind, "clustered")
         efforts = [index.effort_for(K, s) for s in (1.0, *SELECTIVITIES)]

@@ -35,7 +35,13 @@ selectivity on a few thousand rows). [2] the beam of ``ef`` nodes includes disal
 The planner checks the count and falls back to the exact scan.
 
 Effort (``ef`` / ``nprobe``) defaults to ``index.effort_for(k, selectivity)``: the rules and the
-measurements behind them are in each backend's ``effort_for`` and in ``bench/ann_backends.py``.
+measurements behind them are in :mod:`vecstore.index.calibration` and ``bench/ann_backends.py``.
+
+Modules: ``base`` (the protocol, :class:`IndexBase`, shared checks), ``flat`` (exact, NumPy),
+``hnswlib_index`` (``hnsw``), ``faiss_hnsw`` (``faiss-hnsw``, ``hnsw-sq``), ``faiss_ivf``
+(``ivf``, ``ivf-pq``, ``ivf-rabitq``), ``faiss_binary`` (``binary-hnsw``, ``binary-ivf``), on
+``_faiss`` (the FAISS plumbing they share); ``calibration`` (effort rules and build-time
+measurement); ``_files`` (checksummed index files).
 """
 
 from __future__ import annotations
@@ -49,10 +55,11 @@ import numpy.typing as npt
 from ..config import Metric
 from ..errors import InvalidArgumentError
 from .base import IndexBase, IndexParams, VectorIndex
-from .binary import BinaryHnswIndex, BinaryIvfIndex, sign_codes
-from .faiss_index import FaissHnswIndex, HnswSqIndex, IvfFlatIndex, IvfPqIndex, IvfRabitqIndex
+from .faiss_binary import BinaryHnswIndex, BinaryIvfIndex, sign_codes
+from .faiss_hnsw import FaissHnswIndex, HnswSqIndex
+from .faiss_ivf import IvfFlatIndex, IvfPqIndex, IvfRabitqIndex
 from .flat import FlatIndex
-from .hnsw import HnswIndex
+from .hnswlib_index import HnswIndex
 
 INDEX_KINDS: dict[str, type[IndexBase]] = {
     cls.kind: cls

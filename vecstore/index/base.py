@@ -15,7 +15,7 @@ provides ``_build``, ``_search``, ``_write``, ``_read``, ``memory_bytes`` and ``
 from __future__ import annotations
 
 import dataclasses
-import math
+import importlib
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..config import Metric
-from ..errors import CorruptStoreError, InvalidArgumentError
+from ..errors import CorruptStoreError, InvalidArgumentError, missing_extra
 from . import _files
 
 FloatMatrix = npt.NDArray[np.float32]
@@ -88,6 +88,24 @@ def check_int(
     raise InvalidArgumentError(f"{name} must be an integer {bound}{none}, got {value!r}")
 
 
+@dataclasses.dataclass(frozen=True)
+class GraphParams(IndexParams):
+    """Build parameters every HNSW graph has, whichever library builds it.
+
+    Attributes:
+        m: links per node (the base layer keeps ``2 m``). More links: better recall at a given
+            ``ef``, more memory and slower builds.
+        ef_construction: breadth of the search that picks each new node's links.
+    """
+
+    m: int = 16
+    ef_construction: int = 200
+
+    def __post_init__(self) -> None:
+        check_int("m", self.m, 2, 512)
+        check_int("ef_construction", self.ef_construction, 1, 1 << 16)
+
+
 @runtime_checkable
 class VectorIndex(Protocol):
     """What the planner and the table may rely on, whatever the backend."""
@@ -97,14 +115,8 @@ class VectorIndex(Protocol):
     metric: Metric
     dim: int
 
-    def search(
-        self,
-        queries: npt.ArrayLike,
-        k: int,
-        *,
-        allow: AllowBitmap | None = None,
-        effort: int | None = None,
-    ) -> tuple[FloatMatrix, LabelMatrix]: ...
+    def search(self, queries: npt.ArrayLike, k: int, *, allow: AllowBitmap | None = None,
+               effort: int | None = None) -> tuple[FloatMatrix, LabelMatrix]: ...
 
     def effort_for(self, k: int, selectivity: float = 1.0) -> int: ...
 
@@ -382,32 +394,6 @@ def normalized(x: FloatMatrix) -> FloatMatrix:
     return np.ascontiguousarray(x / norms, dtype=np.float32)
 
 
-def clamp_effort(value: float, low: int, high: int) -> int:
-    """``value`` rounded up and clipped to ``[low, high]`` (``high`` wins if ``low > high``)."""
-    return int(max(1, min(high, max(low, math.ceil(value)))))
-
-
-def graph_ef(k: int) -> int:
-    """Unfiltered ``ef`` reaching recall@k >= 0.95 on an HNSW graph (m = 16): ``200 + 2 k``.
-
-    Anchored on real embeddings, the hardest data measured: on the 200,000 MiniLM vectors of
-    PyPI summaries (``python -m bench.ann_backends --calibrate``, 300 queries), the smallest ef
-    on a 1.5x grid reaching recall 0.95 was 192 for k = 1, 10 and 50 with hnswlib (128 did not)
-    and 192 / 128 / 192 with FAISS HNSW. Synthetic clustered vectors need far less (16-32 on
-    50,000 96-d vectors), so this over-provisions easy data; the planner may pass its own.
-    """
-    return 200 + 2 * k
-
-
-def check_selectivity(selectivity: float) -> float:
-    """Validate a selectivity in ``(0, 1]``; values above 1 are clipped to 1."""
-    if not (isinstance(selectivity, (int, float, np.floating)) and selectivity > 0):
-        raise InvalidArgumentError(
-            f"selectivity must be a fraction in (0, 1], got {selectivity!r}"
-        )
-    return min(1.0, float(selectivity))
-
-
 def progress_bar(total: int, desc: str, enabled: bool) -> Any:
     """A tqdm bar on stderr (a no-op bar when disabled)."""
     from tqdm import tqdm
@@ -428,50 +414,13 @@ def params_error(kind: str, name: str, value: Any, expected: str) -> InvalidArgu
     return InvalidArgumentError(f"{kind} index: {name}={value!r} is invalid; expected {expected}")
 
 
-def calibrate_effort(
-    search: Callable[[FloatMatrix, int, int], LabelMatrix],
-    vectors: FloatMatrix,
-    metric: Metric,
-    grid: list[int],
-    *,
-    k: int = 10,
-    target: float = 0.95,
-    sample: int = 200,
-    seed: int = 0,
-    truth_vectors: FloatMatrix | None = None,
-) -> int:
-    """The smallest effort on ``grid`` whose recall@k reaches ``target``, measured at build time.
+def import_backend(module: str, extra: str = "ann") -> Any:
+    """Import a backend's optional library (FAISS, hnswlib) when an index is built or loaded.
 
-    ``sample`` indexed vectors, drawn with a seeded generator, serve as queries; each one's
-    exact top-k over ``vectors`` (itself excluded) is the truth, and ``search(queries, k + 1,
-    effort)`` the index's answer with the query's own label dropped. Recall is tie-aware.
-    Returns the last grid value when none reaches the target. ``truth_vectors`` (same rows)
-    replaces ``vectors`` for the exact scores: +-1 sign vectors judge a Hamming index.
-
-    For IVF backends this replaces a fixed default ``nprobe``, which would be right for one
-    data set and wrong for the next: measured, 3 of 102 lists reach 0.95 on 4,000 clustered
-    48-d vectors, 64 of 102 are needed on Gaussian noise of the same shape.
+    Raises :class:`~vecstore.errors.MissingDependencyError` naming the extra to install when it
+    is absent, so importing :mod:`vecstore.index` never needs it.
     """
-    from .flat import exact_scores  # flat imports this module
-
-    n = vectors.shape[0]
-    if n <= k + 1 or not grid:
-        return grid[-1] if grid else 1
-    rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(n, min(sample, n), replace=False))
-    queries = np.ascontiguousarray(vectors[rows])
-    truth = vectors if truth_vectors is None else truth_vectors
-    sq = np.einsum("ij,ij->i", truth, truth) if metric is Metric.L2 else None
-    scores = exact_scores(metric, np.ascontiguousarray(truth[rows]), truth, sq)
-    scores[np.arange(rows.size), rows] = -np.inf
-    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1]
-    tol = 1e-5 * np.maximum(1.0, np.abs(kth))
-    for effort in grid:
-        labels = search(queries, k + 1, effort)
-        hits = 0
-        for i, row in enumerate(labels):
-            found = row[(row >= 0) & (row != rows[i])][:k]
-            hits += int(np.count_nonzero(scores[i, found] >= kth[i] - tol[i]))
-        if hits / (k * rows.size) >= target:
-            return effort
-    return grid[-1]
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise missing_extra(module, extra) from None

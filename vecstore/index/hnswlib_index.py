@@ -20,7 +20,6 @@ building and unfiltered search; ``None`` means hnswlib's default, every core.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,34 +30,29 @@ from typing import Any
 import numpy as np
 
 from ..config import Metric
-from ..errors import CorruptStoreError, missing_extra
+from ..errors import CorruptStoreError
 from .base import (
     AllowBitmap,
     FloatMatrix,
+    GraphParams,
     IndexBase,
-    IndexParams,
     LabelMatrix,
     check_int,
-    check_selectivity,
     chunks,
-    clamp_effort,
-    graph_ef,
+    import_backend,
     progress_bar,
 )
+from .calibration import hnsw_effort
 
 _FILE = "hnsw.bin"
 
 
 def _hnswlib() -> Any:
-    try:
-        import hnswlib
-    except ImportError:
-        raise missing_extra("hnswlib", "ann") from None
-    return hnswlib
+    return import_backend("hnswlib")
 
 
 @dataclass(frozen=True)
-class HnswParams(IndexParams):
+class HnswParams(GraphParams):
     """Build parameters of the hnswlib graph.
 
     Attributes:
@@ -68,30 +62,11 @@ class HnswParams(IndexParams):
         seed: seed of hnswlib's level generator.
     """
 
-    m: int = 16
-    ef_construction: int = 200
     seed: int = 100
 
     def __post_init__(self) -> None:
-        check_int("m", self.m, 2, 512)
-        check_int("ef_construction", self.ef_construction, 1, 1 << 16)
+        super().__post_init__()
         check_int("seed", self.seed, 0)
-
-
-def hnsw_effort(k: int, selectivity: float, n: int) -> int:
-    """``ef = graph_ef(k) * sqrt(selectivity)``, clipped to ``[max(k, 10), n]``.
-
-    hnswlib's filtered search keeps walking until its result heap holds ``ef`` *allowed*
-    labels, so a selective filter already makes it explore more of the graph; a large ef
-    under a tiny filter only forces it to walk the whole graph. Measured on the 200,000
-    MiniLM vectors (``python -m bench.ann_backends --calibrate``, 200 filtered queries,
-    uniform random filters), the smallest ef reaching recall@10 >= 0.95 *falls* as the filter
-    tightens: 192 / 96 / 24 / 10 / 10 at selectivity 1 / 0.5 / 0.1 / 0.01 / 0.001 (k = 50:
-    192 / 128 / 64 / 10 / 10); the rule gives 220 / 156 / 70 / 22 / 10 (k = 50: 300 / 213 /
-    95 / 50 / 50). On 50,000 clustered 96-d vectors every selectivity needed ef <= 32.
-    """
-    sel = check_selectivity(selectivity)
-    return clamp_effort(graph_ef(k) * math.sqrt(sel), max(k, 10), max(k, n))
 
 
 class HnswIndex(IndexBase):
@@ -196,7 +171,8 @@ class HnswIndex(IndexBase):
         return best
 
     def effort_for(self, k: int, selectivity: float = 1.0) -> int:
-        """``ef`` for recall@k >= 0.95 under a filter of this selectivity: :func:`hnsw_effort`."""
+        """``ef`` for recall@k >= 0.95 under a filter of this selectivity:
+        :func:`~vecstore.index.calibration.hnsw_effort`."""
         check_int("k", k, 1)
         return hnsw_effort(k, selectivity, self._count)
 
