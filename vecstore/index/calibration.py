@@ -49,6 +49,13 @@ _NPROBE_STEPS = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 38
 # --- rules --------------------------------------------------------------------------------------
 
 
+def check_recall(value: float) -> float:
+    """Validate a target recall in ``(0, 1]``."""
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1):
+        raise InvalidArgumentError(f"target_recall must be a fraction in (0, 1], got {value!r}")
+    return float(value)
+
+
 def clamp_effort(value: float, low: int, high: int) -> int:
     """``value`` rounded up and clipped to ``[low, high]`` (``high`` wins if ``low > high``)."""
     return int(max(1, min(high, max(low, math.ceil(value)))))
@@ -75,8 +82,9 @@ def graph_ef(k: int) -> int:
     return 200 + 2 * k
 
 
-def hnsw_effort(k: int, selectivity: float, n: int) -> int:
-    """``ef = graph_ef(k) * sqrt(selectivity)``, clipped to ``[max(k, 10), n]``.
+def hnsw_effort(k: int, selectivity: float, n: int, unfiltered: int | None = None) -> int:
+    """``ef = unfiltered * sqrt(selectivity)``, clipped to ``[max(k, 10), n]``; ``unfiltered``
+    is the ef measured for this k at build time (:func:`ef_for_k`), or :func:`graph_ef`.
 
     hnswlib's filtered search keeps walking until its result heap holds ``ef`` *allowed*
     labels, so a selective filter already makes it explore more of the graph; a large ef
@@ -88,7 +96,8 @@ def hnsw_effort(k: int, selectivity: float, n: int) -> int:
     95 / 50 / 50). On 50,000 clustered 96-d vectors every selectivity needed ef <= 32.
     """
     sel = check_selectivity(selectivity)
-    return clamp_effort(graph_ef(k) * math.sqrt(sel), max(k, 10), max(k, n))
+    base = graph_ef(k) if unfiltered is None else unfiltered
+    return clamp_effort(base * math.sqrt(sel), max(k, 10), max(k, n))
 
 
 def beam_effort(k: int, selectivity: float, n: int, per_result: float = 2.0) -> int:
@@ -167,6 +176,38 @@ def ivf_effort(k: int, selectivity: float, n: int, nlist: int, nprobe10: int | N
     rank = (nprobe10 or max(1, nlist // 16)) * (max(k, 10) / (10 * sel)) ** 0.25
     spread = per_result * max(k, 2) * nlist / (sel * max(n, 1))
     return clamp_effort(max(rank, spread), 1, nlist)
+
+
+CALIBRATION_QUERIES = 200
+"""Held-out rows searched at build time to measure an index's effort."""
+
+CALIBRATION_MARGIN = 0.005
+"""Added to the target recall when measuring on :data:`CALIBRATION_QUERIES` queries: about one
+standard error of recall@10 near 0.95 (``sqrt(0.95 * 0.05 / 2000)``), so that other queries of
+the same table reach the target too rather than half of them falling short."""
+
+
+def held_out_rows(n: int, seed: int = 0) -> npt.NDArray[np.int64]:
+    """Rows to hold out of a graph build and search as calibration queries: a seeded random
+    tenth of the table, at most :data:`CALIBRATION_QUERIES` (none below 200 rows, where an
+    exhaustive ``ef`` costs nothing). Random, not the last rows: tables are often added in an
+    order (time, source) that the last rows do not represent."""
+    held = min(CALIBRATION_QUERIES, n // 10) if n >= 200 else 0
+    if held == 0:
+        return np.empty(0, dtype=np.int64)
+    return np.sort(np.random.default_rng(seed).choice(n, held, replace=False)).astype(np.int64)
+
+
+def ef_for_k(k: int, ef10: int, ef50: int) -> int:
+    """The ``ef`` for recall@k from the two measured at build time (k = 10 and 50): the same
+    for k <= 10, log-linear between, proportional to ``k`` beyond 50; never below ``k``."""
+    if k <= 10:
+        ef = float(ef10)
+    elif k <= 50:
+        ef = ef10 * (ef50 / ef10) ** (math.log(k / 10) / math.log(5))
+    else:
+        ef = ef50 * k / 50
+    return max(k, math.ceil(ef))
 
 
 def nprobe_grid(nlist: int) -> list[int]:

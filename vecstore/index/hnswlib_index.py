@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,16 @@ from .base import (
     import_backend,
     progress_bar,
 )
-from .calibration import hnsw_effort
+from .calibration import (
+    CALIBRATION_MARGIN,
+    EF_GRID,
+    ExactTruth,
+    check_recall,
+    ef_for_k,
+    held_out_rows,
+    hnsw_effort,
+    smallest_effort,
+)
 
 _FILE = "hnsw.bin"
 
@@ -60,13 +69,24 @@ class HnswParams(GraphParams):
             recall at a given ``ef``, more memory (``8 m`` bytes per vector) and slower builds.
         ef_construction: breadth of the search that picks each new node's links.
         seed: seed of hnswlib's level generator.
+        target_recall: the recall@k the search effort is calibrated for.
+        ef: unfiltered ``ef`` reaching ``target_recall`` at k = 10; None: measured at build time
+            on held-out rows of the table (:func:`~vecstore.index.calibration.held_out_rows`),
+            searched before they are added to the graph.
+        ef50: the same at k = 50 (the planner interpolates between the two for other k).
     """
 
     seed: int = 100
+    target_recall: float = 0.95
+    ef: int | None = None
+    ef50: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_int("seed", self.seed, 0)
+        check_recall(self.target_recall)
+        check_int("ef", self.ef, 1, 1 << 20, optional=True)
+        check_int("ef50", self.ef50, 1, 1 << 20, optional=True)
 
 
 class HnswIndex(IndexBase):
@@ -118,12 +138,43 @@ class HnswIndex(IndexBase):
         index.init_index(max_elements=n, M=params.m, ef_construction=params.ef_construction,
                          random_seed=params.seed)
         built = cls(index, params, metric, d, n, threads)
+        held = held_out_rows(n) if params.ef is None or params.ef50 is None else np.empty(0, np.int64)
+        rest = np.setdiff1d(np.arange(n, dtype=np.int64), held, assume_unique=True)
         with progress_bar(n, f"building {cls.kind}", progress) as bar:
-            for start, stop in chunks(n):
-                index.add_items(vectors[start:stop], np.arange(start, stop),
-                                num_threads=threads or -1)
+            for start, stop in chunks(rest.size):
+                rows = rest[start:stop]
+                index.add_items(vectors[rows], rows, num_threads=threads or -1)
                 bar.update(stop - start)
+            if held.size:
+                built._calibrate(vectors[rest], rest, vectors[held])
+                index.add_items(vectors[held], held, num_threads=threads or -1)
+                bar.update(held.size)
+        if params.ef is None or params.ef50 is None:  # too few rows to measure: search them all
+            built.params = replace(built.params, ef=built.params.ef or max(n, 10),
+                                   ef50=built.params.ef50 or max(n, 50))
         return built
+
+    def _calibrate(self, indexed: FloatMatrix, labels: np.ndarray, queries: FloatMatrix) -> None:
+        """Fill ``ef`` and ``ef50`` (those left None) with the smallest ef on a 1.5x grid whose
+        candidates for k = 10 (and 50), rescored exactly, reach ``target_recall`` (plus
+        :data:`~vecstore.index.calibration.CALIBRATION_MARGIN`) on the held-out ``queries``."""
+        target = min(1.0, self.params.target_recall + CALIBRATION_MARGIN)
+        found = {}
+        for k, name in ((10, "ef"), (50, "ef50")):
+            if getattr(self.params, name) is not None:
+                continue
+            truth = ExactTruth(self.metric, queries, indexed, k)
+            fetch = min(self.candidates_for(truth.k), indexed.shape[0])
+
+            def search(q: FloatMatrix, _k: int, ef: int, fetch: int = fetch) -> LabelMatrix:
+                labels_found = self._search(q, fetch, None, max(ef, fetch))[1]
+                # the graph's labels are table rows; the truth is over the indexed rows only
+                return np.where(labels_found >= 0, np.searchsorted(labels, labels_found), -1)
+
+            grid = [ef for ef in EF_GRID if ef >= fetch] or [EF_GRID[-1]]
+            found[name] = smallest_effort(search, queries, truth, grid, target, rescored=True) \
+                or max(grid[-1], indexed.shape[0] // 4)
+        self.params = replace(self.params, **found)
 
     def _to_scores(self, dist: np.ndarray) -> FloatMatrix:
         if self.metric is Metric.L2:
@@ -171,10 +222,14 @@ class HnswIndex(IndexBase):
         return best
 
     def effort_for(self, k: int, selectivity: float = 1.0) -> int:
-        """``ef`` for recall@k >= 0.95 under a filter of this selectivity:
-        :func:`~vecstore.index.calibration.hnsw_effort`."""
+        """``ef`` for recall@k >= ``target_recall`` under a filter of this selectivity: the ef
+        measured at build time for this k (:func:`~vecstore.index.calibration.ef_for_k`),
+        scaled by :func:`~vecstore.index.calibration.hnsw_effort`."""
         check_int("k", k, 1)
-        return hnsw_effort(k, selectivity, self._count)
+        measured = None
+        if self.params.ef is not None and self.params.ef50 is not None:
+            measured = ef_for_k(k, self.params.ef, self.params.ef50)
+        return hnsw_effort(k, selectivity, self._count, measured)
 
     @property
     def memory_bytes(self) -> int:
