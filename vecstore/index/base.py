@@ -244,22 +244,32 @@ class IndexBase(ABC):
                     f"label, got {allow.dtype} {allow.shape}"
                 )
             allowed = int(np.count_nonzero(allow))
-            if allowed == self._count:
-                allow = None
-        k_eff = min(int(k), allowed)
-        scores = np.full((q.shape[0], k), PAD_SCORE, dtype=np.float32)
-        labels = np.full((q.shape[0], k), PAD_LABEL, dtype=np.int64)
-        if k_eff == 0 or q.shape[0] == 0:
-            return scores, labels
+        return self.search_prepared(q, int(k), allow, allowed, effort)
+
+    def search_prepared(self, queries: FloatMatrix, k: int, allow: AllowBitmap | None,
+                        allowed: int, effort: int | None) -> tuple[FloatMatrix, LabelMatrix]:
+        """:meth:`search` without its checks, for a caller that has made them: ``queries``
+        from :meth:`prepare_queries`, ``k >= 1``, ``allow`` a boolean bitmap over the labels
+        (or None) of which ``allowed`` are true."""
+        if allow is not None and allowed == self._count:
+            allow = None
+        k_eff = min(k, allowed)
+        if k_eff == 0 or queries.shape[0] == 0:
+            return (np.full((queries.shape[0], k), PAD_SCORE, dtype=np.float32),
+                    np.full((queries.shape[0], k), PAD_LABEL, dtype=np.int64))
         if effort is None:
-            effort = self.effort_for(int(k), allowed / self._count)
-        s, lab = self._search(q, k_eff, allow, int(effort))
-        width = min(k, s.shape[1])
-        scores[:, :width] = s[:, :width]
-        labels[:, :width] = lab[:, :width]
-        missing = labels < 0
-        scores[missing] = PAD_SCORE
-        return scores, labels
+            effort = self.effort_for(k, allowed / self._count)
+        s, lab = self._search(queries, k_eff, allow, int(effort))
+        if s.shape[1] < k:
+            pad = k - s.shape[1]
+            s = np.pad(s, ((0, 0), (0, pad)), constant_values=PAD_SCORE)
+            lab = np.pad(lab, ((0, 0), (0, pad)), constant_values=PAD_LABEL)
+        elif s.shape[1] > k:
+            s, lab = s[:, :k], lab[:, :k]
+        missing = lab < 0
+        if missing.any():
+            s = np.where(missing, PAD_SCORE, s).astype(np.float32, copy=False)
+        return s, lab
 
     def prepare_queries(self, queries: npt.ArrayLike) -> FloatMatrix:
         """Validate queries as a ``[q, dim]`` float32 matrix (unit length for cosine)."""
@@ -286,11 +296,18 @@ class IndexBase(ABC):
         ``selectivity`` is the fraction of labels the ``allow`` bitmap keeps, in ``(0, 1]``.
         """
 
+    @property
+    def exact_scores(self) -> bool:
+        """Whether the scores :meth:`search` returns are the exact metric scores (float
+        vectors, or quantized candidates refined exactly), so that the planner need not
+        rescore the candidates."""
+        return False
+
     def candidates_for(self, k: int) -> int:
         """How many candidates the planner takes from this index to rescore exactly for ``k``
         results: a few beyond ``k`` for indexes with exact (or refined) scores; backends with
         quantized scores take more."""
-        return max(k, min(2 * k, k + 10))
+        return k if self.exact_scores else max(k, min(2 * k, k + 10))
 
     @property
     @abstractmethod

@@ -31,6 +31,10 @@ class FaissHnswIndex(FaissHnswBase):
     params_type = FaissHnswParams
     params: FaissHnswParams
 
+    @property
+    def exact_scores(self) -> bool:
+        return True
+
     @classmethod
     def _new_graph(cls, dim: int, metric: Metric, params: FaissHnswParams) -> Any:
         return faiss_module().IndexHNSWFlat(dim, params.m, cls.faiss_metric(metric))

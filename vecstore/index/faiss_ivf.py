@@ -45,6 +45,10 @@ class IvfFlatIndex(FaissIvfBase):
     params_type = IvfParams
     params: IvfParams
 
+    @property
+    def exact_scores(self) -> bool:
+        return True
+
     @classmethod
     def _new_ivf(cls, quantizer: Any, dim: int, metric: Metric, params: IvfParams) -> Any:
         return faiss_module().IndexIVFFlat(quantizer, dim, params.nlist, cls.faiss_metric(metric))
@@ -60,6 +64,10 @@ class _RefinedIvf(FaissIvfBase):
     """An IVF index, possibly wrapped in ``IndexRefineFlat``."""
 
     params: IvfPqParams | IvfRabitqParams
+
+    @property
+    def exact_scores(self) -> bool:
+        return bool(self.params.refine)
 
     def _search_params(self, effort: int, k: int, sel: Any) -> list[Any]:
         base = self._ivf_params(effort, sel)

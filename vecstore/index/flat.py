@@ -72,6 +72,10 @@ class FlatIndex(IndexBase):
     params_type = FlatParams
     exact_count = True
 
+    @property
+    def exact_scores(self) -> bool:
+        return True
+
     def __init__(self, vectors: FloatMatrix, metric: Metric, params: FlatParams | None = None):
         super().__init__(params or FlatParams(), metric, vectors.shape[1], vectors.shape[0])
         self._vectors = vectors

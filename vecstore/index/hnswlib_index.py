@@ -97,6 +97,10 @@ class HnswIndex(IndexBase):
     params: HnswParams
     exact_count = False
 
+    @property
+    def exact_scores(self) -> bool:
+        return True
+
     def __init__(self, index: Any, params: HnswParams, metric: Metric, dim: int, count: int,
                  threads: int | None = None) -> None:
         super().__init__(params, metric, dim, count)

@@ -141,10 +141,12 @@ class Executor:
                                                    prefetched[i])
             else:
                 found, scores, plan = scan(snap, reqs[i], self.settings, filter_stages)
-            return Hits(found, scores, plan, columns, snap.take)
+            return Hits(found, scores, plan, columns, snap)
 
+        if len(reqs) == 1:
+            return [one(0)]
         threads = spec.threads or min(len(reqs), os.cpu_count() or 1)
-        if threads <= 1 or len(reqs) == 1:
+        if threads <= 1:
             return [one(i) for i in range(len(reqs))]
         with ThreadPoolExecutor(max_workers=threads) as pool:
             return list(pool.map(one, range(len(reqs))))

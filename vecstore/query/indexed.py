@@ -90,8 +90,19 @@ class Prefetched:
     """A request's first index search, done for a whole batch by :func:`search_index_batch`."""
 
     labels: I64  # the index's labels for this query (-1: none)
+    scores: F32  # their scores (exact when the index's scores are)
     seconds: float  # the batch search's time per query
     allow: npt.NDArray[np.bool_] | None  # the batch's allow bitmap, shared (built once)
+
+
+def index_queries(index: Any, queries: F32) -> F32:
+    """Checked query vectors as the index searches them: ``[q, dim]``, unit length under
+    cosine (the index holds unit vectors)."""
+    q = np.ascontiguousarray(queries.reshape(-1, queries.shape[-1]), dtype=np.float32)
+    if index.metric.value == "cosine":
+        norms = np.sqrt(np.einsum("ij,ij->i", q, q, dtype=np.float64))
+        q = (q / norms[:, None]).astype(np.float32)
+    return q
 
 
 def search_index_batch(snap: Snapshot, view: IndexView, reqs: list[SearchRequest],
@@ -113,11 +124,12 @@ def search_index_batch(snap: Snapshot, view: IndexView, reqs: list[SearchRequest
     att = index_attempt(view.index, view.kind, req, m_cov, len(view.label_rows), allow is not None,
                         settings)
     t = time.perf_counter()
-    queries = np.stack([r.query for r in reqs])
-    _, labels = view.index.search(queries, att.want, allow=allow if att.filter_inside else None,
-                                  effort=att.effort)
+    queries = index_queries(view.index, np.stack([r.query for r in reqs]))
+    scores, labels = view.index.search_prepared(
+        queries, att.want, allow if att.filter_inside else None,
+        m_cov if att.filter_inside else len(view.label_rows), att.effort)
     seconds = (time.perf_counter() - t) / len(reqs)
-    return [Prefetched(row, seconds, allow) for row in labels]
+    return [Prefetched(row, sc, seconds, allow) for row, sc in zip(labels, scores, strict=True)]
 
 
 def search_index(snap: Snapshot, view: IndexView, req: SearchRequest, settings: PlannerSettings,
@@ -143,16 +155,21 @@ def search_index(snap: Snapshot, view: IndexView, req: SearchRequest, settings: 
     stages.append(Stage("allow bitmap", count, m_cov, time.perf_counter() - t))
 
     notes: list[str] = []
-    cand = np.empty(0, dtype=np.int64)
+    cand, cand_scores = np.empty(0, dtype=np.int64), None
     if m_cov > 0:
         att = index_attempt(view.index, view.kind, req, m_cov, count, allow is not None, settings)
         strategy, reason = att.strategy, att.reason
-        cand = _candidates(view, req, att, allow, prefetched, stages, notes, settings)
+        cand, cand_scores = _candidates(view, req, att, allow, m_cov, prefetched, stages, notes,
+                                        settings)
     else:
         strategy, reason = Strategy.FRESH_ROWS, "no indexed row matches the filter"
 
-    scorer = Scorer(snap, req.query)
-    found, scores = _rescore(scorer, cand, k, view.kind in BINARY_KINDS, stages)
+    if cand_scores is not None:  # the index's scores are exact: its best k are the answer
+        order = top_k(cand_scores, k)
+        found, scores = cand[order], cand_scores[order]
+    else:
+        found, scores = _rescore(Scorer(snap, req.query), cand, k, view.kind in BINARY_KINDS,
+                                 stages)
     if fresh.size:
         fresh_req = SearchRequest(query=req.query, k=k, oversample=req.oversample,
                                   oversample_set=req.oversample_set, exact=False, rows=fresh)
@@ -179,43 +196,49 @@ def search_index(snap: Snapshot, view: IndexView, req: SearchRequest, settings: 
 
 
 def _candidates(view: IndexView, req: SearchRequest, att: Any, allow: npt.NDArray[np.bool_] | None,
-                prefetched: Prefetched | None, stages: list[Stage], notes: list[str],
-                settings: PlannerSettings) -> I64:
+                m_cov: int, prefetched: Prefetched | None, stages: list[Stage], notes: list[str],
+                settings: PlannerSettings) -> tuple[I64, F32 | None]:
     """Global rows the index proposes for ``req`` (widening a post-filtered search that came
-    back short)."""
-    q = req.query[None, :]
+    back short), and their scores when the index's scores are exact (else None)."""
     count = len(view.label_rows)
+    index = view.index
+    q = None if prefetched is not None else index_queries(index, req.query)
     if att.filter_inside:
         t = time.perf_counter()
         if prefetched is not None:
-            raw, seconds = prefetched.labels, prefetched.seconds
+            raw, raw_scores, seconds = prefetched.labels, prefetched.scores, prefetched.seconds
         else:
-            raw = view.index.search(q, att.n_cand, allow=allow, effort=att.effort)[1][0]
-            seconds = time.perf_counter() - t
-        labels = raw[raw >= 0]
-        stages.append(Stage(f"{view.kind} filtered ef={att.effort}", int(np.count_nonzero(allow))
-                            if allow is not None else count, labels.size, seconds))
+            sc, lab = index.search_prepared(q, att.n_cand, allow, m_cov, att.effort)
+            raw, raw_scores, seconds = lab[0], sc[0], time.perf_counter() - t
+        keep = raw >= 0
+        labels, label_scores = raw[keep], raw_scores[keep]
+        stages.append(Stage(f"{view.kind} filtered ef={att.effort}", m_cov, labels.size, seconds))
     else:
         want, effort = att.want, att.effort
-        m_cov = view.live_labels if allow is None else int(np.count_nonzero(allow))
         for _ in range(settings.max_widenings + 1):
             t = time.perf_counter()
             if prefetched is not None:
-                raw, seconds = prefetched.labels, prefetched.seconds
+                raw, raw_scores, seconds = prefetched.labels, prefetched.scores, prefetched.seconds
                 prefetched = None
             else:
-                raw = view.index.search(q, want, effort=effort)[1][0]
-                seconds = time.perf_counter() - t
-            labels = raw[raw >= 0]
-            labels = labels[allow[labels]] if allow is not None else labels[view.label_rows[labels] >= 0]
+                if q is None:
+                    q = index_queries(index, req.query)
+                sc, lab = index.search_prepared(q, want, None, count, effort)
+                raw, raw_scores, seconds = lab[0], sc[0], time.perf_counter() - t
+            keep = raw >= 0
+            labels, label_scores = raw[keep], raw_scores[keep]
+            live = allow[labels] if allow is not None else view.label_rows[labels] >= 0
+            labels, label_scores = labels[live], label_scores[live]
             stages.append(Stage(f"{view.kind} ef={effort}", m_cov, labels.size, seconds))
             if labels.size >= att.n_cand or want >= count:
                 break
             notes.append(f"post-filter kept {labels.size} < {att.n_cand}: widened")
             want = min(count, want * 4)
-            effort = view.index.effort_for(want, 1.0)
-    cand = view.label_rows[labels]
-    return cand[cand >= 0]
+            effort = index.effort_for(want, 1.0)
+    rows = view.label_rows[labels]
+    live = rows >= 0
+    return rows[live], (label_scores[live].astype(np.float32, copy=False)
+                        if index.exact_scores else None)
 
 
 def _rescore(scorer: Scorer, rows: I64, k: int, int8_first: bool,

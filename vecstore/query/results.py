@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -120,7 +120,13 @@ class Plan:
         return "\n".join(lines)
 
 
-Fetch = Callable[[npt.NDArray[np.int64], Sequence[str]], pa.Table]
+class RowSource(Protocol):
+    """Where a query's hits read their attributes: the table version it ran on."""
+
+    def take(self, rows: npt.NDArray[np.int64], columns: list[str]) -> pa.Table: ...
+
+    def rows_as_dicts(self, rows: npt.NDArray[np.int64], columns: Sequence[str],
+                      scores: npt.NDArray[np.float32] | None = None) -> list[dict[str, Any]]: ...
 
 
 class Hits:
@@ -131,11 +137,11 @@ class Hits:
     """
 
     def __init__(self, rows: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], plan: Plan,
-                 columns: Sequence[str], fetch: Fetch) -> None:
+                 columns: Sequence[str], source: RowSource) -> None:
         self._rows = rows
         self._scores = np.asarray(scores, dtype=np.float32)
         self._columns = list(columns)
-        self._fetch = fetch
+        self._source = source
         self._table: pa.Table | None = None
         self.plan = plan
 
@@ -152,7 +158,7 @@ class Hits:
     def ids(self) -> list[str]:
         if self._table is not None:
             return self._table.column("id").to_pylist()
-        return self._fetch(self._rows, ["id"]).column("id").to_pylist()
+        return [r["id"] for r in self._source.rows_as_dicts(self._rows, ["id"])]
 
     @property
     def scores(self) -> npt.NDArray[np.float32]:
@@ -160,12 +166,13 @@ class Hits:
 
     def to_arrow(self) -> pa.Table:
         if self._table is None:
-            table = self._fetch(self._rows, self._columns)
+            table = self._source.take(self._rows, self._columns)
             self._table = table.add_column(1, "score", pa.array(self._scores, type=pa.float32()))
         return self._table
 
     def to_list(self) -> list[dict[str, Any]]:
-        return self.to_arrow().to_pylist()
+        """``[{"id", "score", <attributes>...}]``, best first."""
+        return self._source.rows_as_dicts(self._rows, self._columns, self._scores)
 
     def to_pandas(self) -> Any:
         return self.to_arrow().to_pandas()
