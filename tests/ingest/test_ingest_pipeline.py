@@ -121,6 +121,9 @@ def test_nothing_to_embed_gives_an_empty_table(tiny_embedder: SentenceTransforme
         ([{"id": "a"}], InvalidArgumentError, "has no 'text'"),
         ([{"id": "a", "text": "x"}, {"id": "a", "text": "y"}], DuplicateIdError, "twice"),
         ([{"id": "a", "text": "x", "vector": [1.0]}], SchemaError, "clash"),
+        ([{"id": "a", "text": "x", "Text": "y"}], SchemaError, r"\['Text'\] clash"),  # one column to a filter
+        ([{"id": "a", "text": "x", "DOC_ID": "y"}], SchemaError, "clash"),
+        ([{"id": "a", "text": "x", "lang": "en", "LANG": "de"}], SchemaError, "only in letter case"),
         ([{"id": "a", "text": "x", "n": 1}, {"id": "b", "text": "y", "n": "one"}], SchemaError, "type"),
         ({"id": "a", "text": "x"}, InvalidArgumentError, "wrap it in a list"),
         (["just a string"], InvalidArgumentError, "expected a dict"),

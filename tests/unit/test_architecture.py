@@ -15,7 +15,7 @@ NATIVE = Path(__file__).resolve().parents[2] / "native"
 FORBIDDEN = {
     "storage": {"query", "table", "db", "index", "ingest", "inputs", "cli", "integrations", "server"},
     "index": {"query", "table", "db", "storage", "ingest", "inputs", "cli", "integrations", "server"},
-    "ingest": {"query", "table", "db", "storage", "index", "inputs", "cli", "integrations", "server"},
+    "ingest": {"query", "table", "db", "index", "cli", "integrations", "server"},
     "query": {"table", "db", "cli", "integrations", "server"},
     "inputs": {"query", "table", "db", "cli", "index", "ingest", "integrations", "server"},
     "evaluation": {"query", "table", "db", "storage", "index", "ingest", "cli", "server"},

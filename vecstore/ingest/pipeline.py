@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import DuplicateIdError, InvalidArgumentError, SchemaError
+from ..storage.batch import check_new_names, column_key
 from .chunking import Chunk, Tokenize, check_sizes, chunk_text, parse_chunker, regex_token_offsets
 from .embedders import Embedder, TokenEmbedder, content_hash, get_embedder
 from .situated import ChunkedText, WindowOptions, embed_chunked, parse_mode
@@ -123,12 +124,15 @@ def _validate(
 ) -> tuple[list[str], list[int], list[SkippedDocument]]:
     """Document ids (generated where missing), the indexes of documents to embed, and the
     documents skipped."""
-    reserved = sorted(RESERVED_COLUMNS.intersection(attrs.column_names))
+    # names are matched ignoring ASCII case, as filters (DuckDB) match them: 'Text' would be
+    # one column with the chunk's 'text' to a filter
+    reserved = sorted(n for n in attrs.column_names if column_key(n) in RESERVED_COLUMNS)
     if reserved:
         raise SchemaError(
-            f"document attribute(s) {reserved} clash with chunk columns; rename them "
-            f"(reserved: {sorted(RESERVED_COLUMNS)})"
+            f"document attribute(s) {reserved} clash with chunk columns (names are matched "
+            f"ignoring case); rename them (reserved: {sorted(RESERVED_COLUMNS)})"
         )
+    check_new_names(attrs.column_names, [])
     out_ids: list[str] = []
     keep: list[int] = []
     skipped: list[SkippedDocument] = []

@@ -7,7 +7,15 @@ constants, bound parameters, comparisons, AND/OR/NOT, IN, BETWEEN, IS NULL, CASE
 allow-listed set of scalar functions. Subqueries, table functions, lambdas, window functions,
 statements and comments never reach execution. As a second wall, the DuckDB connection runs
 with external access disabled and its configuration locked, so even a function we missed can
-read no file and reach no network. Parameters are bound by DuckDB, never pasted into the SQL.
+read no file and reach no network. Parameters are bound by DuckDB, never pasted into the SQL;
+numpy and pyarrow scalars among them become the Python values they hold first
+(:func:`.sqltypes.bind_parameter`), for both DuckDB and the fast path.
+
+Column names resolve exactly: a reference names the column spelled the same way, or else the
+one column whose name differs from it only in ASCII case (DuckDB's rule). Tables written before
+such pairs were refused may hold two columns that differ only in case (``cc`` and ``CC``); for
+those, DuckDB sees the pair under internal aliases and each reference is rewritten to its own
+column's alias, and a reference that matches the pair only ignoring case is refused.
 """
 
 from __future__ import annotations
@@ -24,7 +32,9 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from ..errors import FilterError
+from ..storage.batch import column_key
 from .predicates import Node, Predicates
+from .sqltypes import bind_parameters
 
 VIEW = "__vecstore_rows"
 ROW_COLUMN = "__vecstore_row"
@@ -126,11 +136,31 @@ def check_pattern(pattern: object, function: str, where: str) -> None:
 
 
 class _Checker:
-    def __init__(self, text: str, columns: dict[str, str]) -> None:
+    def __init__(self, text: str, columns: Sequence[str], aliases: dict[str, str]) -> None:
         self.text = text
-        self.columns = columns  # lower-case name -> real name
+        self.columns = frozenset(columns)
+        self.by_key: dict[str, list[str]] = {}  # column_key -> the columns with that key
+        for c in columns:
+            self.by_key.setdefault(column_key(c), []).append(c)
+        self.aliases = aliases  # column -> the name DuckDB sees it by (colliding columns only)
+        self.renames: list[tuple[int, str, str]] = []  # (byte offset in the SQL, name as written, alias)
         self.pattern_params: dict[int, str] = {}  # parameter position (1-based) -> function
         self.operands = 0
+
+    def resolve(self, name: str) -> str:
+        """The column a reference means: the one spelled exactly so, or else the only one whose
+        name differs from it in ASCII case (as DuckDB resolves it)."""
+        if name in self.columns:
+            return name
+        group = self.by_key.get(column_key(name), [])
+        if len(group) == 1:
+            return group[0]
+        if not group:
+            known = ", ".join(sorted(self.columns))
+            raise self.fail(f"unknown column {name!r}; the table's columns are: {known}")
+        raise self.fail(f"column {name!r} is ambiguous: the table has columns "
+                        f"{', '.join(map(repr, group))}, which differ only in letter case; write "
+                        f"the name exactly as one of them")
 
     def fail(self, why: str) -> FilterError:
         return FilterError(f"invalid filter {self.text!r}: {why}")
@@ -180,9 +210,13 @@ class _Checker:
                 raise self.fail(f"{'.'.join(names)!r} is not a column (qualified names and struct "
                                 f"fields are not supported)")
             name = names[0]
-            if name.lower() not in self.columns:
-                known = ", ".join(sorted(self.columns.values()))
-                raise self.fail(f"unknown column {name!r}; the table's columns are: {known}")
+            real = self.resolve(name)
+            if real in self.aliases:
+                location = node.get("query_location")
+                if not isinstance(location, int) or location >= 2 ** 63:
+                    raise self.fail(f"cannot locate the reference to column {name!r}")
+                self.renames.append((location, name, self.aliases[real]))
+            node["column_names"] = [real]  # the fast path's compiler looks columns up exactly
         elif cls == "CAST":
             self.check_type(node.get("cast_type"))
         elif cls == "OPERATOR" and node.get("type") not in _OPERATOR_TYPES:
@@ -240,9 +274,11 @@ def _has_comment(text: str) -> bool:
     return False
 
 
-def parse_filter(text: str, columns: Iterable[str], con: duckdb.DuckDBPyConnection) -> str:
-    """Check ``text`` and return the SQL statement that evaluates it (with ``?`` parameters)."""
-    return _parse(text, columns, con).sql
+def parse_filter(text: str, columns: Iterable[str], con: duckdb.DuckDBPyConnection,
+                 aliases: dict[str, str] | None = None) -> str:
+    """Check ``text`` and return the SQL statement that evaluates it (with ``?`` parameters);
+    ``aliases``: columns the view shows DuckDB under another name (see :class:`FilterEngine`)."""
+    return _parse(text, columns, con, aliases).sql
 
 
 @dataclass(frozen=True)
@@ -263,7 +299,24 @@ def _count_params(node: Any) -> int:
     return max(here, max((_count_params(v) for v in node.values()), default=0))
 
 
-def _parse(text: str, columns: Iterable[str], con: duckdb.DuckDBPyConnection) -> _Parsed:
+def _rename(sql: str, renames: list[tuple[int, str, str]], checker: _Checker) -> str:
+    """``sql`` with each located column reference replaced by its alias (quoted)."""
+    data = sql.encode("utf-8")  # DuckDB's query locations are byte offsets
+    for location, written, alias in sorted(renames, reverse=True):
+        quoted = ('"' + written.replace('"', '""') + '"').encode("utf-8")
+        plain = written.encode("utf-8")
+        if data.startswith(quoted, location):
+            size = len(quoted)
+        elif data.startswith(plain, location):
+            size = len(plain)
+        else:
+            raise checker.fail(f"cannot locate the reference to column {written!r}")
+        data = data[:location] + f'"{alias}"'.encode() + data[location + size:]
+    return data.decode("utf-8")
+
+
+def _parse(text: str, columns: Iterable[str], con: duckdb.DuckDBPyConnection,
+           aliases: dict[str, str] | None = None) -> _Parsed:
     if not isinstance(text, str):
         raise FilterError(f"a filter must be a string, got {type(text).__name__}")
     if not text.strip():
@@ -289,7 +342,7 @@ def _parse(text: str, columns: Iterable[str], con: duckdb.DuckDBPyConnection) ->
         msg = str(tree.get("error_message", "syntax error")).replace(sql, text)
         raise FilterError(f"invalid filter {text!r}: {msg}")
     statements: list[dict[str, Any]] = list(tree.get("statements") or [])
-    checker = _Checker(text, {c.lower(): c for c in columns})
+    checker = _Checker(text, list(columns), aliases or {})
     if len(statements) != 1:
         raise checker.fail("it must be a single expression, not statements")
     node = statements[0].get("node", {})
@@ -307,6 +360,8 @@ def _parse(text: str, columns: Iterable[str], con: duckdb.DuckDBPyConnection) ->
         raise checker.fail("named parameters are not supported; use ? placeholders")
     where = node.get("where_clause")
     checker.walk(where)
+    if checker.renames:
+        sql = _rename(sql, checker.renames, checker)
     return _Parsed(sql, checker.pattern_params, where, _count_params(where))
 
 
@@ -319,7 +374,16 @@ class FilterEngine:
 
     def __init__(self, attributes: pa.Table) -> None:
         self._columns = [c for c in attributes.column_names if c != ROW_COLUMN]
+        # Columns whose names differ only in case (written before check_new_names refused
+        # them): DuckDB would resolve both to the first, so it sees each under an alias.
+        groups: dict[str, list[str]] = {}
+        for c in self._columns:
+            groups.setdefault(column_key(c), []).append(c)
+        self._aliases = {c: f"__vecstore_col{i}" for i, c in enumerate(self._columns)
+                         if len(groups[column_key(c)]) > 1}
         self._attributes = attributes
+        self._view = attributes.rename_columns(
+            [self._aliases.get(c, c) for c in attributes.column_names]) if self._aliases else attributes
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
         self._checked: dict[str, tuple[_Parsed, Node | None]] = {}
@@ -330,7 +394,7 @@ class FilterEngine:
         # engine when another thread, seeing a newer version, closes it.
         if self._con is None:
             con = connect_sandboxed()
-            con.register(VIEW, self._attributes)
+            con.register(VIEW, self._view)
             self._con = con
         return self._con
 
@@ -339,7 +403,7 @@ class FilterEngine:
             raise FilterError(f"a filter must be a string, got {type(text).__name__}")
         entry = self._checked.get(text)
         if entry is None:
-            parsed = _parse(text, self._columns, self._connection())
+            parsed = _parse(text, self._columns, self._connection(), self._aliases)
             entry = (parsed, self._predicates.compile(parsed.where))
             if len(self._checked) > 1024:
                 self._checked.clear()
@@ -359,29 +423,60 @@ class FilterEngine:
         with self._lock:
             return self._parsed(text)[1] is not None
 
-    def rows(self, text: str, params: Sequence[Any]) -> npt.NDArray[np.int64]:
-        """Global row positions (sorted) of the rows for which the filter is true."""
+    def _prepare(self, text: str, params: Sequence[Any]) -> tuple[_Parsed, Node | None, list[Any]]:
+        bound = bind_parameters(params)
         with self._lock:
             parsed, node = self._parsed(text)
             for position, function in parsed.pattern_params.items():
-                if 0 < position <= len(params):
-                    check_pattern(params[position - 1], function, text)
-        if node is not None and len(params) == parsed.n_params:
-            fast = self._predicates.rows(node, params)
-            if fast is not None:
-                return fast
+                if 0 < position <= len(bound):
+                    check_pattern(bound[position - 1], function, text)
+        return parsed, node, bound
+
+    def fast_rows(self, text: str, params: Sequence[Any]) -> npt.NDArray[np.int64] | None:
+        """The rows the fast path finds (sorted), or None when it does not answer: the filter,
+        or these parameter values, need DuckDB."""
+        parsed, node, bound = self._prepare(text, params)
+        return self._fast(parsed, node, bound)
+
+    def _fast(self, parsed: _Parsed, node: Node | None, bound: list[Any]) -> npt.NDArray[np.int64] | None:
+        if node is None or len(bound) != parsed.n_params:
+            return None
+        return self._predicates.rows(node, bound)
+
+    def rows(self, text: str, params: Sequence[Any]) -> npt.NDArray[np.int64]:
+        """Global row positions (sorted) of the rows for which the filter is true."""
+        parsed, node, bound = self._prepare(text, params)
+        fast = self._fast(parsed, node, bound)
+        if fast is not None:
+            return fast
+        return self._duckdb(parsed, text, bound, params)
+
+    def duckdb_rows(self, text: str, params: Sequence[Any]) -> npt.NDArray[np.int64]:
+        """The rows DuckDB finds (sorted), never the fast path: the reference the fast path is
+        tested against."""
+        parsed, _, bound = self._prepare(text, params)
+        return self._duckdb(parsed, text, bound, params)
+
+    def _duckdb(self, parsed: _Parsed, text: str, bound: list[Any], params: Sequence[Any]
+                ) -> npt.NDArray[np.int64]:
         with self._lock:
             try:
-                result = self._connection().execute(parsed.sql, list(params)).fetchnumpy()
+                result = self._connection().execute(parsed.sql, bound).fetchnumpy()
             except duckdb.Error as exc:
-                msg = str(exc).replace(VIEW, "table").replace(ROW_COLUMN, "row")
-                raise FilterError(f"filter {text!r} failed: {msg}") from None
+                raise FilterError(f"filter {text!r} failed: {self._message(exc)}") from None
             except (TypeError, ValueError, RuntimeError) as exc:  # RuntimeError: e.g. a lone surrogate
                 raise FilterError(
                     f"filter {text!r}: cannot bind parameters {list(params)!r}: {exc}") from None
         rows = np.asarray(result[ROW_COLUMN], dtype=np.int64)
         rows.sort()
         return rows
+
+    def _message(self, exc: Exception) -> str:
+        """DuckDB's message in the table's own names."""
+        msg = str(exc).replace(VIEW, "table").replace(ROW_COLUMN, "row")
+        for column, alias in self._aliases.items():
+            msg = msg.replace(alias, column)
+        return msg
 
     def close(self) -> None:
         """Free the DuckDB connection; a later call (from a thread that still holds this

@@ -8,6 +8,7 @@ the row (its position and id) and the field.
 from __future__ import annotations
 
 import re
+import string
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -78,6 +79,42 @@ def check_column_name(name: object) -> str:
     return name
 
 
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def column_key(name: str) -> str:
+    """``name`` as DuckDB matches identifiers: ASCII letters folded to lower case. (DuckDB folds
+    no other letter: to it ``é`` and ``É`` are two names.)"""
+    return name.translate(_ASCII_LOWER)
+
+
+def check_new_names(new: Sequence[str], existing: Sequence[str]) -> None:
+    """Refuse new attribute names that a filter could not tell apart from another column.
+
+    A filter names columns the way DuckDB does, ignoring ASCII case, so a table cannot hold two
+    columns (or a column and ``id`` or ``vector``) whose names differ only in case: ``cc`` and
+    ``CC`` would be one column to a filter, and ``ID`` would shadow the row id. ``new``: names
+    not yet in the table; ``existing``: the table's attribute columns (which may already hold
+    such a pair, written before this check: they stay readable)."""
+    taken: dict[str, str] = {}
+    for name in ("id", "vector", *existing):
+        taken.setdefault(column_key(name), name)
+    seen: set[str] = set()
+    for name in new:
+        if name in seen:
+            raise SchemaError(f"column {name!r} appears twice; give each column one name")
+        seen.add(name)
+        other = taken.get(column_key(name))
+        if other is not None and other != name:
+            what = f"the row's {other!r}" if other in ("id", "vector") else f"the column {other!r}"
+            raise SchemaError(
+                f"column name {name!r} differs from {what} only in letter case; filters match "
+                f"column names ignoring case (as DuckDB does), so they could not tell the two "
+                f"apart; rename {name!r}"
+            )
+        taken.setdefault(column_key(name), name)
+
+
 def _is_utf8(text: str) -> bool:
     """Whether ``text`` can be stored (Arrow strings are UTF-8: a lone surrogate cannot be)."""
     try:
@@ -107,6 +144,7 @@ def declared_schema(schema: pa.Schema | None) -> pa.Schema:
         if not _is_allowed_type(t):
             raise SchemaError(f"column {f.name!r} has unsupported type {f.type}")
         fields.append(pa.field(f.name, t))
+    check_new_names([f.name for f in fields], [])
     return pa.schema(fields)
 
 
@@ -340,9 +378,13 @@ def prepare_batch(rows: Any, config: TableConfig, schema: pa.Schema,
         else:
             vec = vectors
         for name in names:
+            if name not in ("id", "vector"):
+                check_column_name(name)
+        check_new_names([m for m in names if m not in existing and m not in ("id", "vector")],
+                        list(existing))
+        for name in names:
             if name in ("id", "vector"):
                 continue
-            check_column_name(name)
             arr = _column_from_values(name, [r.get(name) for r in dict_rows], ids, existing.get(name))
             columns[name] = _conform(name, arr, existing.get(name), ids)
     else:
@@ -351,6 +393,11 @@ def prepare_batch(rows: Any, config: TableConfig, schema: pa.Schema,
         for name in table.column_names:
             if name not in ("id", "vector"):
                 check_column_name(name)
+        if len(set(table.column_names)) < len(table.column_names):
+            dup = next(m for m in table.column_names if table.column_names.count(m) > 1)
+            raise SchemaError(f"column {dup!r} appears twice; give each column one name")
+        check_new_names([m for m in table.column_names if m not in existing and m not in ("id", "vector")],
+                        list(existing))
         ids = _ids_from(table.column("id").to_pylist() if "id" in table.column_names else [], n)
         if vectors is None:
             if "vector" not in table.column_names:
