@@ -36,6 +36,7 @@ from .storage.manifest import (
 )
 from .storage.segments import write_deletions, write_segment
 from .storage.snapshot import Snapshot
+from .vectors import check_finite_in_range, real_array
 
 if TYPE_CHECKING:
     from .db import Database
@@ -194,7 +195,7 @@ class Table:
             self._embedder = get_embedder(self.config.embedder)
         return self._embedder
 
-    def _query_vector(self, query: Any) -> npt.NDArray[np.float32]:
+    def _query_vector(self, query: Any, label: str = "the query vector") -> npt.NDArray[np.float32]:
         if isinstance(query, str):
             if self.embedder is None:
                 raise InvalidArgumentError(
@@ -204,19 +205,18 @@ class Table:
             if not query.strip():
                 raise InvalidArgumentError("the query text is empty")
             query = self.embedder.embed_queries([query])[0]
-        try:
-            vec = np.asarray(query, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            raise InvalidArgumentError(f"the query must be a vector of numbers: {exc}") from None
+        vec = real_array(query, label)
         if vec.ndim == 2 and vec.shape[0] == 1:
             vec = vec[0]
+        return self._checked_query(vec, label)
+
+    def _checked_query(self, vec: npt.NDArray[np.float32], label: str) -> npt.NDArray[np.float32]:
+        """``vec`` if it has the table's dimension, is finite, is not all zeros under cosine and
+        has a norm in the accepted range (see :mod:`vecstore.vectors`)."""
         if vec.shape != (self.dim,):
-            raise InvalidArgumentError(f"the query vector has shape {vec.shape}, expected ({self.dim},)")
-        if not np.isfinite(vec).all():
-            raise InvalidArgumentError("the query vector contains NaN or infinity")
-        if self.metric is Metric.COSINE and not vec.any():
-            raise InvalidArgumentError("the query vector is all zeros; cosine similarity is undefined for it")
-        return np.ascontiguousarray(vec)
+            raise InvalidArgumentError(f"{label} has shape {vec.shape}, expected ({self.dim},)")
+        check_finite_in_range(vec[None, :], self.metric, lambda _: label)
+        return np.array(vec, dtype=np.float32, order="C")  # a copy: the caller may reuse theirs
 
     def search_batch(self, queries: Any, *, threads: int | None = None) -> BatchQuery:
         """Start a query for many vectors (a 2-D array) or texts at once, sharing one filter.
@@ -229,13 +229,15 @@ class Table:
             if any(not x.strip() for x in queries):
                 raise InvalidArgumentError("a query text is empty")
             queries = self.embedder.embed_queries(list(queries))
-        try:
-            mat = np.asarray(queries, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            raise InvalidArgumentError(f"queries must be a 2-D array of numbers: {exc}") from None
-        if mat.ndim != 2 or mat.shape[1] != self.dim:
-            raise InvalidArgumentError(f"queries have shape {mat.shape}, expected (n, {self.dim})")
-        vectors = [self._query_vector(v) for v in mat]
+        if isinstance(queries, (list, tuple)):
+            # each query alone, so an error names the one that is wrong
+            rows = [real_array(v, f"query {i}") for i, v in enumerate(queries)]
+            vectors = [self._checked_query(v, f"query {i}") for i, v in enumerate(rows)]
+        else:
+            mat = real_array(queries, "the batch of queries")
+            if mat.ndim != 2 or mat.shape[1] != self.dim:
+                raise InvalidArgumentError(f"queries have shape {mat.shape}, expected (n, {self.dim})")
+            vectors = [self._checked_query(v, f"query {i}") for i, v in enumerate(mat)]
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise InvalidArgumentError(f"threads must be a positive integer, got {threads!r}")
         return BatchQuery(self, vectors, _threads=threads)
