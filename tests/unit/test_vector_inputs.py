@@ -108,7 +108,8 @@ def _scale(metric, vectors, q):
 
 
 @pytest.mark.parametrize("metric", METRICS)
-@pytest.mark.parametrize("index", [None, "flat", "hnsw", "faiss-hnsw", "hnsw-sq", "ivf"])
+@pytest.mark.parametrize("index", [None, "flat", "hnsw", "faiss-hnsw", "hnsw-sq", "ivf", "ivf-pq",
+                                   "ivf-rabitq", "binary-hnsw", "binary-ivf"])
 def test_vectors_across_the_whole_range_score_finite_and_correct(tmp_db, rng, metric, index):
     if index not in (None, "flat", "hnsw"):
         pytest.importorskip("faiss")
