@@ -81,8 +81,7 @@ def _numeric_array(value: Any, label: str) -> np.ndarray:
     if isinstance(value, (str, bytes)):
         raise _wrong_type(label, f"{type(value).__name__} values such as {value!r:.40}")
     try:
-        with np.errstate(over="ignore"):
-            arr = np.asarray(value)
+        arr = np.asarray(value)  # dtype inferred: it shows strings, bools, dates, objects
     except (TypeError, ValueError, OverflowError) as exc:  # ragged nesting, odd objects
         raise InvalidArgumentError(f"{label} is not an array of numbers ({exc})") from None
     if arr.dtype.kind == "O":  # None, Decimal, datetime, int beyond int64, ... among the items

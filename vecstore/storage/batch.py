@@ -165,7 +165,10 @@ def _vectors_from_list(values: list[Any], ids: list[str], dim: int) -> npt.NDArr
     for i, v in enumerate(values):
         if v is None:
             raise InvalidArgumentError(f"{_describe(i, ids)}: field 'vector' is missing")
-        a = real_array(v, f"{_describe(i, ids)}: field 'vector'")
+        try:
+            a = real_array(v, "field 'vector'")
+        except InvalidArgumentError as exc:  # the row's name, formatted only when needed
+            raise InvalidArgumentError(f"{_describe(i, ids)}: {exc}") from None
         if a.shape != (dim,):
             raise InvalidArgumentError(
                 f"{_describe(i, ids)}: field 'vector' has shape {a.shape}, expected ({dim},)"
