@@ -12,39 +12,43 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .config import Metric, TableConfig
+from .config import TableConfig
 from .errors import InvalidArgumentError
 from .storage.batch import Batch, check_column_name, declared_schema, prepare_batch
+from .vectors import check_finite_in_range, real_array
 
 F32 = npt.NDArray[np.float32]
 
 
-def query_vector(query: Any, config: TableConfig) -> F32:
-    """One query vector of the table's dimension, finite (and not all zeros under cosine)."""
-    try:
-        vec = np.asarray(query, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise InvalidArgumentError(f"the query must be a vector of numbers: {exc}") from None
+def query_vector(query: Any, config: TableConfig, label: str = "the query vector") -> F32:
+    """One query vector of the table's dimension: real numbers (:func:`~vecstore.vectors.real_array`),
+    finite, with a norm in the accepted range (not all zeros under cosine). A copy: the caller
+    may reuse theirs."""
+    vec = real_array(query, label)
     if vec.ndim == 2 and vec.shape[0] == 1:
         vec = vec[0]
+    return _checked_query(vec, config, label)
+
+
+def _checked_query(vec: F32, config: TableConfig, label: str) -> F32:
     if vec.shape != (config.dim,):
-        raise InvalidArgumentError(f"the query vector has shape {vec.shape}, expected ({config.dim},)")
-    if not np.isfinite(vec).all():
-        raise InvalidArgumentError("the query vector contains NaN or infinity")
-    if config.metric is Metric.COSINE and not vec.any():
-        raise InvalidArgumentError("the query vector is all zeros; cosine similarity is undefined for it")
-    return np.ascontiguousarray(vec)
+        raise InvalidArgumentError(f"{label} has shape {vec.shape}, expected ({config.dim},)")
+    check_finite_in_range(vec[None, :], config.metric, lambda _: label)
+    return np.array(vec, dtype=np.float32, order="C")
 
 
 def query_matrix(queries: Any, config: TableConfig) -> F32:
-    """Many query vectors (a 2-D array of shape ``(n, dim)``), each checked like one."""
-    try:
-        mat = np.asarray(queries, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise InvalidArgumentError(f"queries must be a 2-D array of numbers: {exc}") from None
-    if mat.ndim != 2 or mat.shape[1] != config.dim:
-        raise InvalidArgumentError(f"queries have shape {mat.shape}, expected (n, {config.dim})")
-    return np.stack([query_vector(v, config) for v in mat]) if len(mat) else mat
+    """Many query vectors (``(n, dim)``: an array, or a list of vectors), each checked like
+    one; an error names the query that is wrong."""
+    if isinstance(queries, (list, tuple)):
+        rows = [real_array(v, f"query {i}") for i, v in enumerate(queries)]
+        vectors = [_checked_query(v, config, f"query {i}") for i, v in enumerate(rows)]
+    else:
+        mat = real_array(queries, "the batch of queries")
+        if mat.ndim != 2 or mat.shape[1] != config.dim:
+            raise InvalidArgumentError(f"queries have shape {mat.shape}, expected (n, {config.dim})")
+        vectors = [_checked_query(v, config, f"query {i}") for i, v in enumerate(mat)]
+    return np.stack(vectors) if vectors else np.empty((0, config.dim), dtype=np.float32)
 
 
 def query_text(text: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from importlib import resources
@@ -15,6 +16,36 @@ from . import cli, emit
 from .commands import plain_option
 
 CHUNKINGS = ["context", "late", "naive", "late+naive", "context+naive"]
+
+_SIZE = re.compile(r"\s*(\d+)\s*([a-z]*)\s*", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 2**10, "kib": 2**10, "m": 2**20, "mib": 2**20, "g": 2**30,
+          "gib": 2**30, "kb": 10**3, "mb": 10**6, "gb": 10**9}
+
+
+def parse_size(text: str) -> int:
+    """A size in bytes from ``1000``, ``2K``/``2KiB`` (2,048), ``3M``, ``1G`` (powers of 1,024) or
+    ``5KB``/``2MB``/``1GB`` (powers of 1,000), as ``head -c`` reads them. Raises ValueError for
+    anything else, or a size below 1 byte."""
+    m = _SIZE.fullmatch(text)
+    if m is None or m.group(2).lower() not in _UNITS:
+        raise ValueError(f"{text!r} is not a size; give bytes, or a whole number with K, M or G "
+                         f"(powers of 1,024) or KB, MB or GB (powers of 1,000)")
+    size = int(m.group(1)) * _UNITS[m.group(2).lower()]
+    if size < 1:
+        raise ValueError(f"the size must be at least 1 byte, got {text!r}")
+    return size
+
+
+class _SizeType(click.ParamType):
+    name = "SIZE"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def _attrs(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -60,22 +91,26 @@ def _open_or_create(store: str, table: str, model: str | None):
               help="An attribute added to every document (repeatable).")
 @click.option("--text-column", default="text", show_default=True, help="Text column of .jsonl/.csv/.parquet.")
 @click.option("--id-column", default="id", show_default=True, help="Id column of .jsonl/.csv/.parquet.")
+@click.option("--max-file-size", "max_file_bytes", type=_SizeType(), default="100M",
+              show_default=True, help="Skip (and report) files larger than this: bytes, or with "
+              "K, M, G (powers of 1,024) or KB, MB, GB (powers of 1,000).")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
 @plain_option
 def ingest(store: str, table: str, paths: tuple[str, ...], model: str | None, chunking: str,
            chunker: str, chunk_tokens: int, overlap: int, attrs: tuple[str, ...], text_column: str,
-           id_column: str, progress: bool | None, plain: bool) -> None:
+           id_column: str, max_file_bytes: int, progress: bool | None, plain: bool) -> None:
     """Load PATHS (files, directories, globs), chunk and embed them into TABLE of STORE.
 
     Reads .txt, .md, .html, .jsonl, .csv, .parquet and .pdf (with the pdf extra). A document
-    already in the table (same id) is replaced. Files that cannot be read are reported on stderr
-    and counted; the exit status is 2 when some were skipped, 1 on an error.
+    already in the table (same id) is replaced. Files that cannot be read (not UTF-8, empty, over
+    --max-file-size, or not regular files: FIFOs, devices, sockets) are reported on stderr and
+    counted; the exit status is 2 when some were skipped, 1 on an error.
     """
     from ..ingest.loaders import load_documents
 
     extra = _attrs(attrs)
     loaded = load_documents(list(paths), text_column=text_column, id_column=id_column,
-                            attributes=extra or None)
+                            attributes=extra or None, max_file_bytes=max_file_bytes)
     for err in loaded.errors:
         click.echo(f"skipped {err.path}: {err.reason}", err=True)
     if not loaded.documents:

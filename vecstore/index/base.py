@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 from ..config import Metric
 from ..errors import CorruptStoreError, InvalidArgumentError, missing_extra
+from ..vectors import out_of_range, range_message, row_norms
 from . import _files
 
 FloatMatrix = npt.NDArray[np.float32]
@@ -398,16 +399,24 @@ def as_matrix(values: npt.ArrayLike, name: str) -> FloatMatrix:
         raise InvalidArgumentError(
             f"{name} must be a 2-D numeric array [n, d] with d >= 1, got {arr.dtype} {arr.shape}"
         )
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    with np.errstate(over="ignore"):  # beyond float32: inf, refused just below
+        arr = np.ascontiguousarray(arr, dtype=np.float32)
     if not np.isfinite(arr).all():
         raise InvalidArgumentError(f"{name} contain NaN or infinite values; remove or fix them")
+    # hnswlib and FAISS score in float32 too: the same range as table rows (vecstore.vectors)
+    norms = row_norms(arr)
+    bad = out_of_range(norms)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InvalidArgumentError(range_message(f"{name}: row {i}", float(norms[i])))
     return arr
 
 
 def normalized(x: FloatMatrix) -> FloatMatrix:
-    """Rows scaled to unit L2 norm (zero rows stay zero) for cosine via inner product."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    np.maximum(norms, np.float32(1e-30), out=norms)
+    """Rows scaled to unit L2 norm (zero rows stay zero) for cosine via inner product; norms
+    are computed in float64, so no float32 sum of squares overflows or underflows."""
+    norms = row_norms(x).astype(np.float32)[:, None]
+    norms[norms == 0] = 1
     return np.ascontiguousarray(x / norms, dtype=np.float32)
 
 

@@ -12,6 +12,12 @@ For ``.jsonl``, ``.csv`` and ``.parquet`` each row is a document: ``text_column`
 text, ``id_column`` its id (``"<path>:<row>"`` when the table has no such column), and every
 other column becomes an attribute.
 
+Only regular files are read (after following symbolic links): a FIFO, a device, a socket is
+reported and never opened for reading, so a folder holding one cannot block the run or feed it
+endless bytes (``/dev/zero``). A file over ``max_file_bytes`` (100 MiB by default) is reported
+too; the read itself stops one byte past the limit, so a file that grows while it is read, or
+that reports a wrong size (``/proc``), cannot exhaust memory either.
+
 >>> result = load_documents(["notes/*.md", "papers/"])    # doctest: +SKIP
 >>> len(result.documents), [(e.path, e.reason) for e in result.errors]  # doctest: +SKIP
 """
@@ -19,15 +25,17 @@ other column becomes an attribute.
 from __future__ import annotations
 
 import glob
+import io
 import json
 import os
 import re
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import missing_extra
+from ..errors import InvalidArgumentError, missing_extra
 
 TEXT_SUFFIXES = (".txt", ".text", ".md", ".markdown", ".html", ".htm")
 TABLE_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".parquet")
@@ -35,6 +43,11 @@ PDF_SUFFIXES = (".pdf",)
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES + TABLE_SUFFIXES + PDF_SUFFIXES
 
 Document = dict[str, Any]
+
+DEFAULT_MAX_FILE_BYTES = 100 * 2**20
+"""The largest file :func:`load_documents` reads unless told otherwise (100 MiB): several times
+the longest book-length text or PDF, and well below what one process should hold in memory to
+load a single document."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +83,7 @@ def _expand(paths: Iterable[str | os.PathLike[str]], errors: list[LoadError]) ->
         for path in candidates:
             if path.is_dir():
                 found.extend(_walk(path, errors))
-            elif path.is_file():
+            elif path.exists():  # a FIFO or device too: _read_capped reports it without opening it
                 found.append(path)
             elif not glob.has_magic(text):
                 errors.append(LoadError(text, "no such file or directory"))
@@ -113,11 +126,61 @@ class _Skip(Exception):
     """A file (or row) to report as a LoadError."""
 
 
-def _read_utf8(path: Path) -> str:
+_NOT_REGULAR = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a directory"),
+)
+
+
+def _check_regular(mode: int) -> None:
+    """Raise _Skip unless ``mode`` (from stat) is a regular file's."""
+    if stat.S_ISREG(mode):
+        return
+    kind = next((name for test, name in _NOT_REGULAR if test(mode)), "a special file")
+    raise _Skip(f"not a regular file ({kind}); only regular files are read")
+
+
+def _too_big(limit: int, size: int | None = None) -> _Skip:
+    has = f"has {size:,} bytes, more than the limit of {limit:,}" if size is not None else (
+        f"has more than {limit:,} bytes, the limit")
+    return _Skip(f"the file {has}; raise max_file_bytes (--max-file-size) to read it")
+
+
+def _read_capped(path: Path, limit: int) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes, else _Skip.
+
+    ``os.stat`` follows links and never opens the file, so a FIFO (whose open blocks until a
+    writer comes) or a device is refused unopened. The file is then opened non-blocking and
+    checked again with ``fstat``, in case it was replaced meanwhile, and at most ``limit + 1``
+    bytes are read: a file that grows, or whose size stat misreports, is refused all the same.
+    """
     try:
-        data = path.read_bytes()
+        st = os.stat(path)
     except OSError as exc:
         raise _Skip(f"cannot read: {exc.strerror or exc}") from exc
+    _check_regular(st.st_mode)
+    if st.st_size > limit:
+        raise _too_big(limit, st.st_size)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise _Skip(f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        with open(fd, "rb", closefd=True) as fh:
+            _check_regular(os.fstat(fh.fileno()).st_mode)
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise _Skip(f"cannot read: {exc.strerror or exc}") from exc
+    if len(data) > limit:
+        raise _too_big(limit)
+    return data
+
+
+def _utf8(data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -135,18 +198,18 @@ _BLOCK_TAGS = (
 _DROP_TAGS = ("script", "style", "noscript", "template", "head", "svg")
 
 
-def _markdown(path: Path) -> tuple[str, dict[str, Any]]:
-    text = _read_utf8(path)
+def _markdown(data: bytes) -> tuple[str, dict[str, Any]]:
+    text = _utf8(data)
     m = _MD_TITLE.match(text)
     return text, ({"title": m.group(1).strip()} if m else {})
 
 
-def _html(path: Path) -> tuple[str, dict[str, Any]]:
+def _html(data: bytes) -> tuple[str, dict[str, Any]]:
     try:
         from bs4 import BeautifulSoup
     except ImportError as exc:
         raise missing_extra("bs4", "embed") from exc
-    soup = BeautifulSoup(_read_utf8(path), "html.parser")
+    soup = BeautifulSoup(_utf8(data), "html.parser")
     title_tag = soup.find("title")
     title = title_tag.get_text(" ", strip=True) if title_tag else ""
     for tag in soup.find_all(list(_DROP_TAGS)):
@@ -165,14 +228,14 @@ def _html(path: Path) -> tuple[str, dict[str, Any]]:
     return text, ({"title": title} if title else {})
 
 
-def _pdf(path: Path) -> tuple[str, dict[str, Any]]:
+def _pdf(data: bytes) -> tuple[str, dict[str, Any]]:
     try:
         from pypdf import PdfReader
         from pypdf.errors import PyPdfError
     except ImportError as exc:
         raise missing_extra("pypdf", "pdf") from exc
     try:
-        reader = PdfReader(str(path))
+        reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             raise _Skip("the PDF is encrypted")
         pages = [page.extract_text() or "" for page in reader.pages]
@@ -186,11 +249,11 @@ def _pdf(path: Path) -> tuple[str, dict[str, Any]]:
     return text, ({"title": title} if title else {})
 
 
-def _rows(path: Path, suffix: str, source: str, errors: list[LoadError]) -> list[tuple[str, dict[str, Any]]]:
-    """``(row label, row)`` for every readable row of a table file."""
+def _rows(data: bytes, suffix: str, source: str, errors: list[LoadError]) -> list[tuple[str, dict[str, Any]]]:
+    """``(row label, row)`` for every readable row of a table file's bytes."""
     if suffix in (".jsonl", ".ndjson"):
         out = []
-        for lineno, line in enumerate(_read_utf8(path).splitlines(), start=1):
+        for lineno, line in enumerate(_utf8(data).splitlines(), start=1):
             if not line.strip():
                 continue
             label = f"{source}:{lineno}"
@@ -210,26 +273,26 @@ def _rows(path: Path, suffix: str, source: str, errors: list[LoadError]) -> list
         if suffix == ".csv":
             import pyarrow.csv as pacsv
 
-            _read_utf8(path)  # report non-UTF-8 files with the same message as text files
-            table = pacsv.read_csv(path)
+            _utf8(data)  # report non-UTF-8 files with the same message as text files
+            table = pacsv.read_csv(pa.BufferReader(data))
         else:
             import pyarrow.parquet as pq
 
-            table = pq.read_table(path)
+            table = pq.read_table(pa.BufferReader(data))
     except (pa.ArrowException, OSError) as exc:
         raise _Skip(f"cannot read the table: {exc}") from exc
     return [(f"{source}:{i + 1}", row) for i, row in enumerate(table.to_pylist())]
 
 
 def _table_docs(
-    path: Path,
+    data: bytes,
     suffix: str,
     source: str,
     text_column: str,
     id_column: str,
     errors: list[LoadError],
 ) -> list[Document]:
-    rows = _rows(path, suffix, source, errors)
+    rows = _rows(data, suffix, source, errors)
     if rows and all(text_column not in row for _, row in rows):
         columns = sorted({k for _, row in rows for k in row})
         raise _Skip(
@@ -261,15 +324,22 @@ def load_documents(
     id_column: str = "id",
     attributes: Mapping[str, Any] | None = None,
     root: str | os.PathLike[str] | None = None,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
 ) -> LoadResult:
     """Read every file named by ``paths`` (files, directories, globs such as ``docs/**/*.md``).
 
     ``attributes`` are added to every document (e.g. ``{"corpus": "manuals"}``); ``root`` is
-    the directory file ids are relative to. Unsupported, unreadable, non-UTF-8 and empty files
-    are returned in :attr:`LoadResult.errors`. A ``.pdf`` needs the ``pdf`` extra (pypdf).
+    the directory file ids are relative to. Unsupported, unreadable, non-UTF-8 and empty files,
+    files that are not regular files (FIFOs, devices, sockets) and files over ``max_file_bytes``
+    (default :data:`DEFAULT_MAX_FILE_BYTES`, 100 MiB) are returned in
+    :attr:`LoadResult.errors`. A ``.pdf`` needs the ``pdf`` extra (pypdf).
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    if not isinstance(max_file_bytes, int) or isinstance(max_file_bytes, bool) or max_file_bytes < 1:
+        raise InvalidArgumentError(
+            f"max_file_bytes must be a positive integer (bytes), got {max_file_bytes!r}; "
+            f"the default is {DEFAULT_MAX_FILE_BYTES:,}")
     base = Path(root) if root is not None else Path.cwd()
     extra = dict(attributes or {})
     result = LoadResult()
@@ -278,21 +348,22 @@ def load_documents(
         suffix = path.suffix.lower()
         source = _doc_id(path, base)
         try:
+            if suffix not in SUPPORTED_SUFFIXES:
+                allowed = " ".join(SUPPORTED_SUFFIXES)
+                raise _Skip(f"unsupported file type {suffix or '(none)'!r}; vecstore reads {allowed}")
+            data = _read_capped(path, max_file_bytes)
             if suffix in TABLE_SUFFIXES:
-                for doc in _table_docs(path, suffix, source, text_column, id_column, errors):
+                for doc in _table_docs(data, suffix, source, text_column, id_column, errors):
                     result.documents.append({**doc, **extra} if extra else doc)
                 continue
             if suffix in (".md", ".markdown"):
-                text, attrs = _markdown(path)
+                text, attrs = _markdown(data)
             elif suffix in (".html", ".htm"):
-                text, attrs = _html(path)
+                text, attrs = _html(data)
             elif suffix in PDF_SUFFIXES:
-                text, attrs = _pdf(path)
-            elif suffix in TEXT_SUFFIXES:
-                text, attrs = _read_utf8(path), {}
+                text, attrs = _pdf(data)
             else:
-                allowed = " ".join(SUPPORTED_SUFFIXES)
-                raise _Skip(f"unsupported file type {suffix or '(none)'!r}; vecstore reads {allowed}")
+                text, attrs = _utf8(data), {}
             if not text.strip():
                 raise _Skip("empty file: no text")
             result.documents.append({"id": source, "text": text, **attrs, **extra, "source": source})
@@ -301,4 +372,4 @@ def load_documents(
     return result
 
 
-__all__ = ["SUPPORTED_SUFFIXES", "LoadError", "LoadResult", "load_documents"]
+__all__ = ["DEFAULT_MAX_FILE_BYTES", "SUPPORTED_SUFFIXES", "LoadError", "LoadResult", "load_documents"]

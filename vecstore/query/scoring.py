@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from ..config import Metric
 from ..storage.snapshot import Snapshot
+from ..vectors import MIN_NORM
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -36,19 +37,24 @@ def kernels() -> ModuleType:
 
 class Scorer:
     """Per-metric scoring of one query against a snapshot; scores are higher-is-better
-    (cosine similarity, inner product, negative squared L2 distance)."""
+    (cosine similarity, inner product, negative squared L2 distance).
+
+    Queries and rows have norms in the range of :mod:`vecstore.vectors`, which keeps every
+    float32 sum finite here: cosine scores a unit-length query and divides by the row's norm (so
+    neither a tiny nor a huge query leaves float32's normal range), and the int8 stage scores
+    the unit-length query and scales by the query's norm afterwards (so the sums stay near the
+    row's norm, however wide the segment's calibration ranges add up to)."""
 
     def __init__(self, snap: Snapshot, query: F32) -> None:
         self.snap = snap
         self.metric = snap.manifest.config.metric
         q = np.ascontiguousarray(query, dtype=np.float32)
         self.q_raw = q
-        self.q_norm2 = float(np.dot(q.astype(np.float64), q.astype(np.float64)))
-        if self.metric is Metric.COSINE:
-            n = np.sqrt(self.q_norm2)
-            self.q_codes = (q / n).astype(np.float32) if n > 0 else q
-        else:
-            self.q_codes = q
+        q64 = q.astype(np.float64)
+        self.q_norm2 = float(np.dot(q64, q64))
+        self.q_norm = float(np.sqrt(self.q_norm2))
+        self.q_unit = (q64 / self.q_norm).astype(np.float32) if self.q_norm > 0 else q
+        self.q_codes = self.q_unit if self.metric is Metric.COSINE else q
         self._bits: dict[int, npt.NDArray[np.uint64]] = {}
 
     def bits(self, s: int) -> npt.NDArray[np.uint64]:
@@ -61,8 +67,11 @@ class Scorer:
     def int8(self, s: int, local: I64) -> F32:
         """Approximate scores of segment ``s``'s rows ``local`` from their int8 codes."""
         qz = self.snap.segments[s].quantizer
-        qscaled, const = qz.query_int8(self.q_codes)
-        dots = kernels().int8_scores_rows(self.snap.int8[s], local, qscaled) + np.float32(const)
+        qscaled, const = qz.query_int8(self.q_unit)
+        unit_dots = kernels().int8_scores_rows(self.snap.int8[s], local, qscaled) + np.float32(const)
+        if self.metric is Metric.COSINE:
+            return unit_dots.astype(np.float32, copy=False)
+        dots = unit_dots * np.float32(self.q_norm)
         if self.metric is Metric.L2:
             norms = self.snap.norms[s][local]
             return (2.0 * dots - norms * norms - self.q_norm2).astype(np.float32)
@@ -80,15 +89,17 @@ class Scorer:
     def exact(self, s: int, local: I64 | None) -> F32:
         """Exact float32 scores of segment ``s``'s rows ``local`` (all rows when None)."""
         vectors = self.snap.vectors[s]
+        q = self.q_unit if self.metric is Metric.COSINE else self.q_raw
         if local is None:
-            dots = vectors @ self.q_raw
+            dots = vectors @ q
             norms = self.snap.norms[s]
         else:
-            dots = kernels().float_scores_rows(vectors, local, self.q_raw)
+            dots = kernels().float_scores_rows(vectors, local, q)
             norms = self.snap.norms[s][local]
         if self.metric is Metric.COSINE:
-            denom = norms * np.float32(np.sqrt(self.q_norm2))
-            return (dots / np.maximum(denom, np.float32(1e-30))).astype(np.float32)
+            # Stored norms are >= MIN_NORM; the floor only keeps a store written before that
+            # check (a tiny row whose float32 norm underflowed to 0) from dividing by zero.
+            return (dots / np.maximum(norms, np.float32(MIN_NORM))).astype(np.float32)
         if self.metric is Metric.L2:
             return (2.0 * dots - norms * norms - self.q_norm2).astype(np.float32)
         return dots.astype(np.float32, copy=False)

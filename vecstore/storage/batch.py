@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 
 from ..config import Metric, TableConfig
 from ..errors import DuplicateIdError, InvalidArgumentError, SchemaError
+from ..vectors import WRONG_TYPE_HINT, check_finite_in_range, real_array
 
 RESERVED = frozenset({"id", "vector", "score"})
 MAX_ID_BYTES = 1024
@@ -203,11 +204,9 @@ def _vectors_from_list(values: list[Any], ids: list[str], dim: int) -> npt.NDArr
         if v is None:
             raise InvalidArgumentError(f"{_describe(i, ids)}: field 'vector' is missing")
         try:
-            a = np.asarray(v, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            raise InvalidArgumentError(
-                f"{_describe(i, ids)}: field 'vector' is not a list of numbers ({exc})"
-            ) from None
+            a = real_array(v, "field 'vector'")
+        except InvalidArgumentError as exc:  # the row's name, formatted only when needed
+            raise InvalidArgumentError(f"{_describe(i, ids)}: {exc}") from None
         if a.shape != (dim,):
             raise InvalidArgumentError(
                 f"{_describe(i, ids)}: field 'vector' has shape {a.shape}, expected ({dim},)"
@@ -221,6 +220,7 @@ def _vectors_from_arrow(col: pa.ChunkedArray, ids: list[str], dim: int) -> npt.N
     t = arr.type
     if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)):
         raise InvalidArgumentError(f"column 'vector' has type {t}, expected a list of floats")
+    _check_arrow_value_type(arr, ids)
     if arr.null_count:
         i = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
         raise InvalidArgumentError(f"{_describe(i, ids)}: field 'vector' is missing")
@@ -237,25 +237,30 @@ def _vectors_from_arrow(col: pa.ChunkedArray, ids: list[str], dim: int) -> npt.N
     flat = arr.flatten()
     if flat.null_count:
         raise InvalidArgumentError("column 'vector' contains null values inside a vector")
-    try:
+    with np.errstate(over="ignore"):  # float64 beyond float32: inf, refused by check_vectors
         values = flat.to_numpy(zero_copy_only=False).astype(np.float32)
-    except (TypeError, ValueError) as exc:
-        raise InvalidArgumentError(f"column 'vector' is not numeric: {exc}") from None
     return values.reshape(len(arr), dim)
 
 
+def _check_arrow_value_type(arr: pa.Array, ids: list[str]) -> None:
+    """Refuse an Arrow vector column whose items are not integers or floats (strings, booleans,
+    timestamps, dates, decimals, ...), naming its first row: the type is the column's, so every
+    row is wrong alike."""
+    value_type = arr.type.value_type
+    if pa.types.is_integer(value_type) or pa.types.is_floating(value_type):
+        return
+    valid = np.flatnonzero(arr.is_valid().to_numpy(zero_copy_only=False))
+    i = int(valid[0]) if valid.size else 0
+    raise InvalidArgumentError(
+        f"{_describe(i, ids)}: field 'vector' holds {value_type} values (Arrow type {arr.type}); "
+        f"{WRONG_TYPE_HINT}"
+    )
+
+
 def check_vectors(vectors: npt.NDArray[np.float32], ids: Sequence[str], metric: Metric) -> None:
-    finite = np.isfinite(vectors).all(axis=1)
-    if not finite.all():
-        i = int(np.flatnonzero(~finite)[0])
-        raise InvalidArgumentError(f"{_describe(i, ids)}: field 'vector' contains NaN or infinity")
-    if metric is Metric.COSINE and len(vectors):
-        zero = ~np.any(vectors != 0, axis=1)
-        if zero.any():
-            i = int(np.flatnonzero(zero)[0])
-            raise InvalidArgumentError(
-                f"{_describe(i, ids)}: field 'vector' is all zeros; cosine similarity is undefined for it"
-            )
+    """Refuse the first row whose vector holds NaN or infinity, is all zeros under cosine, or
+    has a norm outside the accepted range (see :mod:`vecstore.vectors`)."""
+    check_finite_in_range(vectors, metric, lambda i: f"{_describe(i, ids)}: field 'vector'")
 
 
 def _column_from_values(name: str, values: list[Any], ids: list[str],

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from ..vectors import row_norms
+
 F32 = npt.NDArray[np.float32]
 
 MIN_ROWS_FOR_CENTER = 256
@@ -39,10 +41,12 @@ def _b64_to_f32(s: str, dim: int) -> F32:
 
 
 def normalize_rows(x: F32) -> F32:
-    """Rows scaled to unit length (zero rows stay zero)."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True).astype(np.float32)
-    np.maximum(norms, np.float32(1e-30), out=norms)
-    return (x / norms).astype(np.float32, copy=False)
+    """Rows scaled to unit length (zero rows stay zero). Norms are computed in float64 (in
+    float32 the sum of squares overflows above ~1.8e19 and underflows below ~1e-19); every norm
+    in the accepted range of :mod:`vecstore.vectors` is then a normal float32."""
+    norms = row_norms(x).astype(np.float32)[:, None]
+    norms[norms == 0] = 1
+    return np.asarray(x / norms, dtype=np.float32)
 
 
 @dataclass(frozen=True, eq=False)

@@ -19,6 +19,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from ..errors import CorruptStoreError
+from ..vectors import row_norms
 from .codes import Quantizer, binary_bytes
 from .files import crc32_file, ensure_dir, write_atomic
 from .manifest import DATA_DIR, FileRef
@@ -70,7 +71,7 @@ def write_segment(
     """Write one segment. ``code_vectors`` are what the codes are computed from (the normalised
     vectors for cosine tables, the vectors themselves otherwise)."""
     n, dim = vectors.shape
-    norms = np.linalg.norm(vectors, axis=1).astype(np.float32)
+    norms = row_norms(vectors).astype(np.float32)  # in float64: a float32 sum of squares overflows
     i8 = quantizer.encode_int8(code_vectors)
     bits = quantizer.encode_binary(code_vectors)
     columns = {"id": ids}
