@@ -119,9 +119,11 @@ class Executor:
                 for v in spec.vectors]
         view = self.index_view(snap)
         prefetched: list[Prefetched | None] = [None] * len(reqs)
+        answers: list[Any] = [None] * len(reqs)
         if len(reqs) > 1:
             if view is not None:
-                prefetched = search_index_batch(snap, view, reqs, self.settings)
+                start = search_index_batch(snap, view, reqs, self.settings, filter_stages)
+                answers, prefetched = start.answers, start.prefetched
             elif rows is None and not spec.exact:
                 t = time.perf_counter()
                 cands = batch_binary_candidates(snap, [r.query for r in reqs], spec.k, oversample,
@@ -136,15 +138,17 @@ class Executor:
                                               else snap.manifest.schema.names)]))
 
         def one(i: int) -> Hits:
-            if view is not None:
+            if answers[i] is not None:
+                found, scores, plan = answers[i]
+            elif view is not None:
                 found, scores, plan = search_index(snap, view, reqs[i], self.settings, filter_stages,
                                                    prefetched[i])
             else:
                 found, scores, plan = scan(snap, reqs[i], self.settings, filter_stages)
             return Hits(found, scores, plan, columns, snap)
 
-        if len(reqs) == 1:
-            return [one(0)]
+        if len(reqs) == 1 or all(a is not None for a in answers):
+            return [one(i) for i in range(len(reqs))]
         threads = spec.threads or min(len(reqs), os.cpu_count() or 1)
         if threads <= 1:
             return [one(i) for i in range(len(reqs))]
