@@ -23,8 +23,9 @@ import numpy.typing as npt
 
 from ..config import PlannerSettings
 from ..errors import InvalidArgumentError
-from ..storage.manifest import IndexEntry
+from ..storage.manifest import IndexEntry, ScanCalibration
 from ..storage.snapshot import Snapshot
+from .calibrate import calibrate_scan
 from .filters import ROW_COLUMN, FilterEngine
 from .indexed import IndexView, Prefetched, search_index, search_index_batch
 from .planner import SearchRequest, resolve_oversample
@@ -97,6 +98,10 @@ class Executor:
             self._views = (snap.version, view)
             return view
 
+    def calibrate(self, snap: Snapshot, target: float = 0.95) -> ScanCalibration | None:
+        """Measure the scan's oversample on ``snap`` (see :mod:`.calibrate`)."""
+        return calibrate_scan(snap, self.settings, target)
+
     # -- running ------------------------------------------------------------------------------
     def run(self, snap: Snapshot, spec: QuerySpec) -> list[Hits]:
         """One :class:`Hits` per query vector of ``spec``, in order."""
@@ -111,7 +116,8 @@ class Executor:
             t = time.perf_counter()
             rows = self.match_rows(snap, spec.where, spec.params)
             filter_stages = [Stage("filter", snap.num_rows, int(rows.size), time.perf_counter() - t)]
-        oversample = resolve_oversample(spec.oversample, rows is not None, self.settings)
+        oversample = resolve_oversample(spec.oversample, rows is not None, self.settings,
+                                        snap.manifest.scan, snap.num_rows)
         reqs = [SearchRequest(query=v, k=spec.k, oversample=oversample,
                               oversample_set=spec.oversample is not None, exact=spec.exact,
                               rows=rows, filter=spec.where,
