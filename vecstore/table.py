@@ -315,7 +315,7 @@ class Table:
         entry = IndexEntry(kind=kind, params=index.params.to_json(), path=rel, count=len(index),
                            segments=tuple((e.data.path, e.rows) for e in snap.manifest.segments),
                            built_at_version=snap.version)
-        self._set(self._writer.set_index(snap, entry))
+        self._set(self._writer.set_index(snap, entry, self._executor.calibrate(snap)))
         self._executor.remember_index(entry, index)
         return entry.to_json()
 
@@ -336,6 +336,13 @@ class Table:
             view = self._executor.index_view(self._current())
             if changed or view is None or view.fresh.size:
                 self.create_index(entry.kind, progress=progress, **entry.build_params())
+                return True
+        snap = self._current()
+        scan = snap.manifest.scan
+        if scan is None or scan.rows != snap.num_rows or changed:
+            measured = self._executor.calibrate(snap)
+            if measured is not None:
+                self._set(self._writer.set_calibration(snap, measured))
                 changed = True
         return changed
 

@@ -363,3 +363,19 @@ def test_fast_path_agrees_with_duckdb_on_edge_values(chunks: int) -> None:
     # every column type it compiles
     assert fast >= 0.4 * FILTERS_PER_CASE, fast
     assert min(answered.values()) >= 100, answered
+
+
+def test_filter_results_are_kept_per_version_and_never_for_clock_filters(tmp_db):
+    """A repeated filter is answered from the version's result cache (the same read-only
+    array); a filter that reads the clock is evaluated every time; a new version starts empty."""
+    tbl = tmp_db.create_table("t", dim=2)
+    tbl.add([{"id": str(i), "vector": [1.0, float(i)], "n": i,
+              "day": dt.datetime(2020, 1, 1) + dt.timedelta(days=i)} for i in range(50)])
+    engine = tbl._executor.filter_engine(tbl._current())
+    first = engine.rows("n < ?", [10])
+    assert engine.rows("n < ?", [10]) is first and not first.flags.writeable
+    assert engine.rows("n < ?", [11]) is not first and engine.rows("n < ?", [10.0]).size == 10
+    assert engine.rows("day < now() AND n < ?", [10]) is not engine.rows("day < now() AND n < ?", [10])
+    assert tbl.count("n < ?", 10) == 10
+    tbl.delete(ids=["0"])
+    assert tbl.count("n < ?", 10) == 9

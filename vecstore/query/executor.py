@@ -23,8 +23,9 @@ import numpy.typing as npt
 
 from ..config import PlannerSettings
 from ..errors import InvalidArgumentError
-from ..storage.manifest import IndexEntry
+from ..storage.manifest import IndexEntry, ScanCalibration
 from ..storage.snapshot import Snapshot
+from .calibrate import calibrate_scan
 from .filters import ROW_COLUMN, FilterEngine
 from .indexed import IndexView, Prefetched, search_index, search_index_batch
 from .planner import SearchRequest, resolve_oversample
@@ -97,6 +98,10 @@ class Executor:
             self._views = (snap.version, view)
             return view
 
+    def calibrate(self, snap: Snapshot, target: float = 0.95) -> ScanCalibration | None:
+        """Measure the scan's oversample on ``snap`` (see :mod:`.calibrate`)."""
+        return calibrate_scan(snap, self.settings, target)
+
     # -- running ------------------------------------------------------------------------------
     def run(self, snap: Snapshot, spec: QuerySpec) -> list[Hits]:
         """One :class:`Hits` per query vector of ``spec``, in order."""
@@ -111,7 +116,8 @@ class Executor:
             t = time.perf_counter()
             rows = self.match_rows(snap, spec.where, spec.params)
             filter_stages = [Stage("filter", snap.num_rows, int(rows.size), time.perf_counter() - t)]
-        oversample = resolve_oversample(spec.oversample, rows is not None, self.settings)
+        oversample = resolve_oversample(spec.oversample, rows is not None, self.settings,
+                                        snap.manifest.scan, snap.num_rows)
         reqs = [SearchRequest(query=v, k=spec.k, oversample=oversample,
                               oversample_set=spec.oversample is not None, exact=spec.exact,
                               rows=rows, filter=spec.where,
@@ -119,9 +125,11 @@ class Executor:
                 for v in spec.vectors]
         view = self.index_view(snap)
         prefetched: list[Prefetched | None] = [None] * len(reqs)
+        answers: list[Any] = [None] * len(reqs)
         if len(reqs) > 1:
             if view is not None:
-                prefetched = search_index_batch(snap, view, reqs, self.settings)
+                start = search_index_batch(snap, view, reqs, self.settings, filter_stages)
+                answers, prefetched = start.answers, start.prefetched
             elif rows is None and not spec.exact:
                 t = time.perf_counter()
                 cands = batch_binary_candidates(snap, [r.query for r in reqs], spec.k, oversample,
@@ -136,15 +144,17 @@ class Executor:
                                               else snap.manifest.schema.names)]))
 
         def one(i: int) -> Hits:
-            if view is not None:
+            if answers[i] is not None:
+                found, scores, plan = answers[i]
+            elif view is not None:
                 found, scores, plan = search_index(snap, view, reqs[i], self.settings, filter_stages,
                                                    prefetched[i])
             else:
                 found, scores, plan = scan(snap, reqs[i], self.settings, filter_stages)
             return Hits(found, scores, plan, columns, snap)
 
-        if len(reqs) == 1:
-            return [one(0)]
+        if len(reqs) == 1 or all(a is not None for a in answers):
+            return [one(i) for i in range(len(reqs))]
         threads = spec.threads or min(len(reqs), os.cpu_count() or 1)
         if threads <= 1:
             return [one(i) for i in range(len(reqs))]

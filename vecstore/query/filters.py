@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,10 @@ from ..errors import FilterError
 from ..storage.batch import column_key
 from .predicates import Node, Predicates
 from .sqltypes import bind_parameters
+
+RESULT_CACHE_ROWS = 4_000_000
+"""Rows (8 bytes each) of filter results a table version keeps: 32 MB."""
+RESULT_CACHE_ENTRIES = 512
 
 VIEW = "__vecstore_rows"
 ROW_COLUMN = "__vecstore_row"
@@ -274,6 +279,21 @@ def _has_comment(text: str) -> bool:
     return False
 
 
+def _cache_key(text: str, bound: Sequence[Any]) -> tuple[Any, ...] | None:
+    """A hashable key for a filter and its bound parameters (None when a value is not
+    hashable). Values are keyed with their type: ``1`` and ``True`` and ``1.0`` bind differently."""
+    def freeze(v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return (type(v).__name__, tuple(freeze(x) for x in v))
+        hash(v)
+        return (type(v).__name__, v)
+
+    try:
+        return (text, tuple(freeze(v) for v in bound))
+    except TypeError:
+        return None
+
+
 def parse_filter(text: str, columns: Iterable[str], con: duckdb.DuckDBPyConnection,
                  aliases: dict[str, str] | None = None) -> str:
     """Check ``text`` and return the SQL statement that evaluates it (with ``?`` parameters);
@@ -287,6 +307,25 @@ class _Parsed:
     pattern_params: dict[int, str]  # ? position (1-based) -> LIKE/GLOB function it feeds
     where: dict[str, Any]  # the checked parse tree of the expression
     n_params: int
+
+    @property
+    def volatile(self) -> bool:
+        """Whether the filter's answer can change while the data does not (it reads the clock)."""
+        return _calls_any(self.where, VOLATILE_FUNCTIONS)
+
+
+VOLATILE_FUNCTIONS = frozenset({"now", "today", "current_date", "current_timestamp",
+                                "get_current_timestamp"})
+
+
+def _calls_any(node: Any, names: frozenset[str]) -> bool:
+    if isinstance(node, list):
+        return any(_calls_any(c, names) for c in node)
+    if not isinstance(node, dict):
+        return False
+    if node.get("class") == "FUNCTION" and str(node.get("function_name", "")).lower() in names:
+        return True
+    return any(_calls_any(v, names) for v in node.values())
 
 
 def _count_params(node: Any) -> int:
@@ -387,6 +426,8 @@ class FilterEngine:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
         self._checked: dict[str, tuple[_Parsed, Node | None]] = {}
+        self._results: OrderedDict[tuple[Any, ...], npt.NDArray[np.int64]] = OrderedDict()
+        self._cached_rows = 0
         self._predicates = Predicates(attributes, self._columns)
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
@@ -444,12 +485,32 @@ class FilterEngine:
         return self._predicates.rows(node, bound)
 
     def rows(self, text: str, params: Sequence[Any]) -> npt.NDArray[np.int64]:
-        """Global row positions (sorted) of the rows for which the filter is true."""
+        """Global row positions (sorted, read-only) of the rows for which the filter is true.
+
+        Results are kept for the version's lifetime (at most :data:`RESULT_CACHE_ROWS` rows in
+        all, the least recently used dropped first): applications repeat filters (a tenant, a
+        category, a date window), and the version's rows never change. Filters that read the
+        clock (``now()``, ``current_date``) are never kept."""
         parsed, node, bound = self._prepare(text, params)
-        fast = self._fast(parsed, node, bound)
-        if fast is not None:
-            return fast
-        return self._duckdb(parsed, text, bound, params)
+        key = _cache_key(text, bound) if not parsed.volatile else None
+        if key is not None:
+            with self._lock:
+                hit = self._results.get(key)
+                if hit is not None:
+                    self._results.move_to_end(key)
+                    return hit
+        rows = self._fast(parsed, node, bound)
+        if rows is None:
+            rows = self._duckdb(parsed, text, bound, params)
+        if key is not None and rows.size <= RESULT_CACHE_ROWS // 4:
+            rows.flags.writeable = False
+            with self._lock:
+                self._results[key] = rows
+                self._cached_rows += rows.size
+                while self._cached_rows > RESULT_CACHE_ROWS or len(self._results) > RESULT_CACHE_ENTRIES:
+                    _, old = self._results.popitem(last=False)
+                    self._cached_rows -= old.size
+        return rows
 
     def duckdb_rows(self, text: str, params: Sequence[Any]) -> npt.NDArray[np.int64]:
         """The rows DuckDB finds (sorted), never the fast path: the reference the fast path is

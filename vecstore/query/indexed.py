@@ -11,6 +11,7 @@ row that matches. :mod:`.planner` decides which search to run.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -105,31 +106,73 @@ def index_queries(index: Any, queries: F32) -> F32:
     return q
 
 
+@dataclass(frozen=True, eq=False)
+class BatchStart:
+    """The first index search of a batch: per request, either its answer (when the index's
+    scores are exact and the search found enough live rows: no per-query work left) or what
+    :func:`search_index` continues from (None: the request does not start with the index)."""
+
+    answers: list[tuple[I64, F32, Plan] | None]
+    prefetched: list[Prefetched | None]
+
+
 def search_index_batch(snap: Snapshot, view: IndexView, reqs: list[SearchRequest],
-                       settings: PlannerSettings) -> list[Prefetched | None]:
+                       settings: PlannerSettings, stages: Sequence[Stage] = ()) -> BatchStart:
     """The first index search of many requests sharing one filter, as one call to the index
-    (which spreads the queries over its threads); one entry per request for
-    :func:`search_index`'s ``prefetched`` (None: the request does not start with the index)."""
+    (which spreads the queries over its threads). Where the index's scores are exact and no
+    row is missing from it, the answers are taken from that one search for every query at
+    once (vectorised, no per-query Python)."""
+    none: list[Any] = [None] * len(reqs)
     if not reqs:
-        return []
+        return BatchStart([], [])
     req = reqs[0]
     n_match = snap.num_rows if req.rows is None else int(req.rows.size)
     if (view.live_labels == 0 or scan_instead_of_index(view.kind, req, n_match, settings)
             or any(r.oversample != req.oversample or r.k != req.k for r in reqs)):
-        return [None] * len(reqs)
+        return BatchStart(none, list(none))
+    t = time.perf_counter()
     allow = view.allow_for(snap, req.rows)
     m_cov = view.live_labels if allow is None else int(np.count_nonzero(allow))
     if m_cov == 0:
-        return [None] * len(reqs)
-    att = index_attempt(view.index, view.kind, req, m_cov, len(view.label_rows), allow is not None,
-                        settings)
+        return BatchStart(none, list(none))
+    count = len(view.label_rows)
+    bitmap = Stage("allow bitmap", count, m_cov, time.perf_counter() - t)
+    att = index_attempt(view.index, view.kind, req, m_cov, count, allow is not None, settings)
     t = time.perf_counter()
     queries = index_queries(view.index, np.stack([r.query for r in reqs]))
     scores, labels = view.index.search_prepared(
         queries, att.want, allow if att.filter_inside else None,
-        m_cov if att.filter_inside else len(view.label_rows), att.effort)
+        m_cov if att.filter_inside else count, att.effort)
     seconds = (time.perf_counter() - t) / len(reqs)
-    return [Prefetched(row, sc, seconds, allow) for row, sc in zip(labels, scores, strict=True)]
+    prefetched: list[Prefetched | None] = [
+        Prefetched(row, sc, seconds, allow) for row, sc in zip(labels, scores, strict=True)]
+    fresh = view.fresh if req.rows is None else req.rows[~view.covered[req.rows]]
+    if not view.index.exact_scores or fresh.size:
+        return BatchStart(none, prefetched)
+    # every query at once: labels -> rows, misses and rows outside the filter dropped, the
+    # first k left (the index sorts by score)
+    k = req.k
+    rows = np.where(labels >= 0, view.label_rows[np.maximum(labels, 0)], -1)
+    ok = rows >= 0
+    if allow is not None and not att.filter_inside:
+        ok &= allow[np.maximum(labels, 0)]
+    order = np.argsort(~ok, axis=1, kind="stable")[:, :k]
+    take_rows = np.take_along_axis(rows, order, axis=1)
+    take_scores = np.take_along_axis(scores, order, axis=1)
+    found = np.take_along_axis(ok, order, axis=1).sum(axis=1)
+    need = min(k, n_match)
+    name = f"{view.kind} filtered ef={att.effort}" if att.filter_inside else f"{view.kind} ef={att.effort}"
+    plan = Plan(strategy=att.strategy, reason=att.reason, table_rows=snap.num_rows, k=k,
+                oversample=req.oversample, filter=req.filter,
+                matches=None if req.rows is None else n_match, index=view.kind,
+                stages=(*stages, bitmap, Stage(name, m_cov, k, seconds)),
+                notes=("first stage searched for the whole batch in one call",))
+    answers: list[tuple[I64, F32, Plan] | None] = []
+    for i in range(len(reqs)):
+        n = int(found[i])
+        answers.append((take_rows[i, :n], take_scores[i, :n].astype(np.float32, copy=False), plan)
+                       if n >= need else None)
+    return BatchStart(answers, prefetched)
 
 
 def search_index(snap: Snapshot, view: IndexView, req: SearchRequest, settings: PlannerSettings,

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..config import PlannerSettings
+from ..storage.manifest import ScanCalibration
 from .results import Strategy
 
 F32 = npt.NDArray[np.float32]
@@ -54,11 +55,18 @@ class SearchRequest:
         return self.rows is not None
 
 
-def resolve_oversample(oversample: int | None, filtered: bool, settings: PlannerSettings) -> int:
-    """The caller's oversample, or the planner's default (wider for a filtered scan)."""
+def resolve_oversample(oversample: int | None, filtered: bool, settings: PlannerSettings,
+                       calibration: ScanCalibration | None = None, rows: int = 0) -> int:
+    """The caller's oversample; else the one measured on this table (``calibration``, while the
+    table holds at most twice the rows it was measured on; beyond, never below the default);
+    else the planner's default (wider for a filtered scan)."""
     if oversample is not None:
         return oversample
-    return max(settings.oversample, settings.filtered_oversample) if filtered else settings.oversample
+    default = max(settings.oversample, settings.filtered_oversample) if filtered else settings.oversample
+    if calibration is None:
+        return default
+    measured = calibration.filtered_oversample if filtered else calibration.oversample
+    return measured if rows <= 2 * calibration.rows else max(measured, default)
 
 
 def scan_strategy(req: SearchRequest, n_match: int, dim: int,

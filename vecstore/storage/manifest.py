@@ -128,6 +128,29 @@ class IndexEntry:
         return {k: v for k, v in self.params.items() if v is not None}
 
 
+@dataclass(frozen=True)
+class ScanCalibration:
+    """The scan's oversample measured on a table version (see ``query/calibrate.py``): the
+    smallest ``k x oversample`` binary candidates whose rescored top 10 reach ``target_recall``,
+    without a filter and inside a random filter keeping a tenth of the rows."""
+
+    oversample: int
+    filtered_oversample: int
+    target_recall: float
+    rows: int  # live rows when measured
+    version: int  # the version it was measured on
+
+    def to_json(self) -> dict[str, Any]:
+        return {"oversample": self.oversample, "filtered_oversample": self.filtered_oversample,
+                "target_recall": self.target_recall, "rows": self.rows, "version": self.version}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ScanCalibration:
+        return cls(oversample=int(d["oversample"]), filtered_oversample=int(d["filtered_oversample"]),
+                   target_recall=float(d["target_recall"]), rows=int(d["rows"]),
+                   version=int(d["version"]))
+
+
 def schema_to_b64(schema: pa.Schema) -> str:
     return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
 
@@ -145,6 +168,7 @@ class Manifest:
     schema: pa.Schema  # attribute columns only (not id, not vectors)
     segments: tuple[SegmentEntry, ...] = ()
     indexes: tuple[IndexEntry, ...] = ()
+    scan: ScanCalibration | None = None
     created_at: float = field(default_factory=time.time)
     operation: str = "create"
 
@@ -167,6 +191,7 @@ class Manifest:
             "columns": {f.name: str(f.type) for f in self.schema},  # for people reading the file
             "segments": [s.to_json() for s in self.segments],
             "indexes": [e.to_json() for e in self.indexes],
+            **({"scan_calibration": self.scan.to_json()} if self.scan is not None else {}),
         }
 
     @classmethod
@@ -183,6 +208,7 @@ class Manifest:
             schema=schema_from_b64(d["schema"]),
             segments=tuple(SegmentEntry.from_json(s) for s in d["segments"]),
             indexes=tuple(IndexEntry.from_json(e) for e in d.get("indexes", ())),
+            scan=ScanCalibration.from_json(d["scan_calibration"]) if d.get("scan_calibration") else None,
             created_at=float(d.get("created_at", 0.0)),
             operation=str(d.get("operation", "")),
         )

@@ -29,7 +29,7 @@ from .batch import Batch
 from .codes import Quantizer, normalize_rows
 from .files import ensure_dir
 from .locks import write_lock
-from .manifest import IndexEntry, Manifest, SegmentEntry, write_manifest
+from .manifest import IndexEntry, Manifest, ScanCalibration, SegmentEntry, write_manifest
 from .segments import write_deletions, write_segment
 from .snapshot import Snapshot
 
@@ -243,9 +243,11 @@ class TableWriter:
 
         return self.commit(base, change)
 
-    def set_index(self, base: Snapshot, entry: IndexEntry) -> Snapshot:
-        """Record ``entry`` (files already written) as the table's index. Refused when none of
-        the segments it was built over is still in the table (a compaction replaced them)."""
+    def set_index(self, base: Snapshot, entry: IndexEntry,
+                  scan: ScanCalibration | None = None) -> Snapshot:
+        """Record ``entry`` (files already written) as the table's index, with the scan's
+        calibration measured beside it. Refused when none of the segments it was built over is
+        still in the table (a compaction replaced them)."""
 
         def change(snap: Snapshot) -> Manifest | None:
             present = {e.data.path for e in snap.manifest.segments} | {
@@ -254,7 +256,16 @@ class TableWriter:
                 raise ConcurrencyError(
                     f"table {self.name!r} was compacted while the index was being built; "
                     f"run create_index again")
-            return snap.manifest.next("create_index", indexes=(entry,))
+            return snap.manifest.next("create_index", indexes=(entry,),
+                                      scan=scan if scan is not None else snap.manifest.scan)
+
+        return self.commit(base, change)
+
+    def set_calibration(self, base: Snapshot, scan: ScanCalibration) -> Snapshot:
+        """Record the scan's calibration measured on ``base``'s version."""
+
+        def change(snap: Snapshot) -> Manifest | None:
+            return snap.manifest.next("calibrate", scan=scan)
 
         return self.commit(base, change)
 
