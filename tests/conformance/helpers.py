@@ -12,7 +12,7 @@ from vecstore.index import INDEX_KINDS
 ANN_KINDS = [k for k in INDEX_KINDS if k != "flat"]
 FLOAT_KINDS = [k for k in ANN_KINDS if not k.startswith("binary")]
 BINARY_KINDS = [k for k in ANN_KINDS if k.startswith("binary")]
-RESCORED_KINDS = ["hnsw-sq"]
+RESCORED_KINDS = ["hnsw-sq", "hnsw-int8"]
 """Float indexes whose scores are quantized estimates: the planner takes ``candidates_for(k)``
 of their candidates and rescores them exactly, and so are they judged."""
 K = 10

@@ -47,6 +47,7 @@ SELECTIVITIES = [0.5, 0.1, 0.01, 0.001]
 # minima over both data sets are in the comments (3,000 rows, 100 queries).
 FILTERED_RECALL_FLOOR = {
     "hnsw": 0.9,
+    "hnsw-int8": 0.9,
     "faiss-hnsw": 0.9,
     "hnsw-sq": 0.9,
     "ivf": 0.9,
@@ -94,8 +95,8 @@ def _check_well_formed(scores: np.ndarray, labels: np.ndarray, n: int, k: int) -
 
 
 def test_registry_lists_every_backend() -> None:
-    assert set(INDEX_KINDS) == {"flat", "hnsw", "faiss-hnsw", "hnsw-sq", "ivf", "ivf-pq", "ivf-rabitq",
-                                "binary-hnsw", "binary-ivf"}
+    assert set(INDEX_KINDS) == {"flat", "hnsw", "hnsw-int8", "faiss-hnsw", "hnsw-sq", "ivf", "ivf-pq",
+                                "ivf-rabitq", "binary-hnsw", "binary-ivf"}
     for kind, cls in INDEX_KINDS.items():
         assert cls.kind == kind
 

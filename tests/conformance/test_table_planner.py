@@ -15,6 +15,7 @@ SMALL_PARAMS = {
     "hnsw": {"m": 12, "ef_construction": 80},
     "faiss-hnsw": {"m": 12, "ef_construction": 80},
     "hnsw-sq": {"m": 12, "ef_construction": 80},
+    "hnsw-int8": {"m": 12, "ef_construction": 80},
     "binary-hnsw": {"m": 16, "ef_construction": 80},
     "ivf": {"nlist": 32},
     "ivf-pq": {"nlist": 32},

@@ -19,6 +19,7 @@ kind           what                                          allow bitmap       
 ============== ============================================= ===================== ==============
 flat           exact NumPy scan; fallback and test oracle     gathers allowed rows  guaranteed
 hnsw           hnswlib graph                                 Python callback       usually [1]
+hnsw-int8      hnswlib's graph over int8 codes, own kernel   compiled, in-graph    usually [1]
 faiss-hnsw     FAISS IndexHNSWFlat                           IDSelectorBitmap      no [2]
 hnsw-sq        FAISS IndexHNSWSQ (4-bit codes; rescored)     IDSelectorBitmap      no [2]
 ivf            FAISS IndexIVFFlat                            IDSelectorBitmap      no [3]
@@ -59,6 +60,7 @@ from .faiss_binary import BinaryHnswIndex, BinaryIvfIndex, sign_codes
 from .faiss_hnsw import FaissHnswIndex, HnswSqIndex
 from .faiss_ivf import IvfFlatIndex, IvfPqIndex, IvfRabitqIndex
 from .flat import FlatIndex
+from .graph_int8 import GraphInt8Index
 from .hnswlib_index import HnswIndex
 
 INDEX_KINDS: dict[str, type[IndexBase]] = {
@@ -66,6 +68,7 @@ INDEX_KINDS: dict[str, type[IndexBase]] = {
     for cls in (
         FlatIndex,
         HnswIndex,
+        GraphInt8Index,
         FaissHnswIndex,
         HnswSqIndex,
         IvfFlatIndex,
