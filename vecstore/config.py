@@ -111,6 +111,5 @@ class PlannerSettings:
                 ok = isinstance(value, int) and not isinstance(value, bool) and value >= (
                     1 if "oversample" in f.name else 0)
             if not ok:
-                raise InvalidArgumentError(
-                    f"PlannerSettings.{f.name} must be {'a number' if f.type == 'float' else 'a non-negative integer'}"
-                    f", got {value!r}")
+                want = "a number" if f.name == "postfilter_min_selectivity" else "a non-negative integer"
+                raise InvalidArgumentError(f"PlannerSettings.{f.name} must be {want}, got {value!r}")

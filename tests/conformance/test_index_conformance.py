@@ -30,9 +30,9 @@ from vecstore.index.base import IndexBase, VectorIndex
 from .helpers import (
     ANN_KINDS,
     BINARY_KINDS,
-    RESCORED_KINDS,
     DATA,
     FLOAT_KINDS,
+    RESCORED_KINDS,
     K,
     exact_scores,
     hamming_scores,

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from vecstore._native import graph, graph_reference
+
 from vecstore.config import Metric
 from vecstore.index.graph_int8 import GraphInt8Index
 

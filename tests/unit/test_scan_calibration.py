@@ -46,4 +46,5 @@ def test_the_measured_oversample_follows_the_data_and_reaches_the_target(tmp_db,
 def test_small_tables_keep_the_defaults(tmp_db, rng):
     tbl = _table(tmp_db, "small", rng.normal(size=(3000, 96)).astype(np.float32))
     assert tbl.optimize() is False or tbl._current().manifest.scan is None
-    assert tbl.search(rng.normal(size=96)).limit(10).explain().oversample == vecstore.PlannerSettings().oversample
+    plan = tbl.search(rng.normal(size=96)).limit(10).explain()
+    assert plan.oversample == vecstore.PlannerSettings().oversample

@@ -30,7 +30,8 @@ def test_many_small_adds_keep_log_segments_and_the_same_rows(tmp_db, rng):
     x = rng.standard_normal((1300, 32)).astype(np.float32)
     many = tmp_db.create_table("many", dim=32)
     for i in range(13):
-        many.add([{"id": str(j), "vector": x[j], "n": j, "s": f"v{j % 7}"} for j in range(i * 100, i * 100 + 100)])
+        many.add([{"id": str(j), "vector": x[j], "n": j, "s": f"v{j % 7}"}
+                  for j in range(i * 100, i * 100 + 100)])
         assert len(segments(many)) <= math.floor(math.log2(i + 1)) + 1
     one = tmp_db.create_table("one", dim=32)
     one.add([{"id": str(j), "vector": x[j], "n": j, "s": f"v{j % 7}"} for j in range(1300)])

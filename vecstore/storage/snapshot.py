@@ -7,9 +7,8 @@ segment 1's, and so on (deleted rows keep their position, they are just not live
 from __future__ import annotations
 
 import functools
-from pathlib import Path
-
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
