@@ -257,7 +257,6 @@ def test_effort_for_follows_the_backend_rules(built: Built) -> None:
 
 
 def test_more_effort_does_not_lower_recall(built: Built) -> None:
-    d = DATA["random"]
     for kind in FLOAT_KINDS:
         index = built(kind, "random")
         truth = _truth(kind, "random")
