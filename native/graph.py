@@ -231,3 +231,25 @@ def graph_search_batch(
         out_i[q, :w] = ids[:w]
         out_d[q, :w] = dist[:w]
     return out_i, out_d
+
+
+def warm_up() -> None:
+    """Load (or compile) both kernels for the argument types vecstore passes (a graph's arrays
+    read-only: memory-mapped, or frozen after a build)."""
+    def frozen(a: np.ndarray) -> np.ndarray:
+        a.flags.writeable = False
+        return a
+
+    codes = frozen(np.zeros((2, 4), dtype=np.int8))
+    counts0 = frozen(np.zeros(2, dtype=np.uint16))
+    links0 = frozen(np.zeros((2, 2), dtype=np.int32))
+    up_start = frozen(np.zeros(3, dtype=np.int64))
+    up_counts = frozen(np.zeros(0, dtype=np.uint16))
+    up_links = frozen(np.zeros((0, 2), dtype=np.int32))
+    for sqnorms in (frozen(np.zeros(0, dtype=np.float32)), frozen(np.zeros(2, dtype=np.float32))):
+        for allow in (np.zeros(0, dtype=np.bool_), np.ones(2, dtype=np.bool_)):
+            graph_search(np.zeros(4, dtype=np.float32), codes, sqnorms, 0.0, counts0, links0,
+                         up_start, up_counts, up_links, 0, 0, 2, allow)
+            graph_search_batch(np.zeros((2, 4), dtype=np.float32), np.zeros(2, dtype=np.float32),
+                               codes, sqnorms, counts0, links0, up_start, up_counts, up_links,
+                               0, 0, 2, 1, allow)

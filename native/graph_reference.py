@@ -111,3 +111,8 @@ def graph_search_batch(
         out_i[q, :w] = ids[:w]
         out_d[q, :w] = dist[:w]
     return out_i, out_d
+
+
+def warm_up() -> None:
+    """Nothing to load: the twins are plain NumPy (here for the same interface as the Numba
+    modules)."""

@@ -522,3 +522,25 @@ def topk_scores(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64
         heap[0] = heap[size - 1]
         _sift_down(heap, size - 1, scores)
     return out
+
+
+def warm_up() -> None:
+    """Load (or compile) every kernel for the argument types vecstore passes: codes, vectors and
+    norms memory-mapped (read-only), row lists read-only (cached filter results) or not."""
+    codes = np.zeros((4, 6), dtype=np.uint64)
+    codes.flags.writeable = False
+    query = np.zeros(6, dtype=np.uint64)
+    int8 = np.zeros((4, 8), dtype=np.int8)
+    int8.flags.writeable = False
+    vectors = np.zeros((4, 8), dtype=np.float32)
+    vectors.flags.writeable = False
+    q = np.zeros(8, dtype=np.float32)
+    for writeable in (True, False):
+        rows = np.arange(2, dtype=np.int64)
+        rows.flags.writeable = writeable
+        hamming_topk_rows(codes, rows, query, 1)
+        int8_scores_rows(int8, rows, q)
+        float_scores_rows(vectors, rows, q)
+    hamming_topk(codes, query, 1)
+    hamming_topk_batch(codes, np.zeros((2, 6), dtype=np.uint64), 1)
+    topk_scores(np.zeros(4, dtype=np.float32), 1)

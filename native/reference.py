@@ -149,3 +149,8 @@ def topk_scores(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64
     _check_k(k)
     # Negating keeps NaN as NaN, which argsort places last; "stable" keeps ties in index order.
     return np.argsort(-scores, kind="stable")[:k].astype(np.int64)
+
+
+def warm_up() -> None:
+    """Nothing to load: the twins are plain NumPy (here for the same interface as the Numba
+    modules)."""

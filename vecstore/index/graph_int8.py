@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._native import loader
 from ..config import Metric
 from ..errors import CorruptStoreError, InvalidArgumentError
 from .base import (
@@ -59,15 +60,10 @@ _ARRAYS = ("codes", "labels", "counts0", "links0", "up_start", "up_counts", "up_
            "offset", "sqnorms")
 
 
-def graph_kernels() -> ModuleType:
-    """The graph search kernels: Numba, or the NumPy twins under ``VECSTORE_KERNELS=numpy``."""
-    import os
-
-    if os.environ.get("VECSTORE_KERNELS", "").lower() == "numpy":
-        from .._native import graph_reference as mod
-    else:
-        from .._native import graph as mod
-    return mod
+def graph_kernels(wait: bool = False) -> ModuleType:
+    """The graph search kernels: Numba's once loaded, the NumPy twins until then (see
+    ``vecstore._native.loader``; ``wait`` blocks until Numba's are loaded)."""
+    return loader.get("graph", wait)
 
 
 @dataclass(frozen=True)
@@ -183,10 +179,12 @@ def read_hnswlib_graph(raw: bytes, vectors: FloatMatrix, metric: Metric) -> Grap
     codes = (np.clip(np.rint((ordered - lo) / scale), 0, 255) - 128).astype(np.int8)
     sqnorms = np.einsum("ij,ij->i", ordered, ordered, dtype=np.float64).astype(np.float32) \
         if metric is Metric.L2 else np.empty(0, np.float32)
-    return Graph(codes=codes, labels=labels, counts0=counts0, links0=np.ascontiguousarray(links0),
-                 up_start=up_start, up_counts=up_counts, up_links=np.ascontiguousarray(up_links),
-                 scale=scale, offset=lo.astype(np.float32), sqnorms=sqnorms, entry=int(entry),
-                 max_level=int(max_level))
+    arrays = dict(codes=codes, labels=labels, counts0=counts0, links0=np.ascontiguousarray(links0),
+                  up_start=up_start, up_counts=up_counts, up_links=np.ascontiguousarray(up_links),
+                  scale=scale, offset=lo.astype(np.float32), sqnorms=sqnorms)
+    for a in arrays.values():
+        a.flags.writeable = False  # as when loaded (memory-mapped): one compiled variant
+    return Graph(entry=int(entry), max_level=int(max_level), **arrays)
 
 
 class GraphInt8Index(IndexBase):
@@ -222,6 +220,7 @@ class GraphInt8Index(IndexBase):
                 graph.add_items(vectors[rows], rows, num_threads=threads or -1)
                 bar.update(stop - start)
             if held.size:
+                graph_kernels(wait=True)  # calibration runs hundreds of searches
                 partial = cls(_read(graph, vectors, metric), params, metric, d)
                 params = partial._calibrated(vectors, rest, vectors[held])
                 graph.add_items(vectors[held], held, num_threads=threads or -1)
@@ -263,7 +262,7 @@ class GraphInt8Index(IndexBase):
         g = self.graph
         folded, consts = g.fold(queries)
         node_allow = allow[g.labels] if allow is not None else np.empty(0, dtype=np.bool_)
-        kern = graph_kernels()
+        kern = graph_kernels(wait=queries.shape[0] > 1)  # a batch waits for the compiled kernels
         ef = max(effort, k)
         if queries.shape[0] == 1:
             nodes, dist = kern.graph_search(folded[0], g.codes, g.sqnorms, float(consts[0]), g.counts0,

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._native import loader
 from ..config import PlannerSettings
 from ..storage.snapshot import Snapshot
 from .planner import SearchRequest, scan_strategy
@@ -40,7 +41,8 @@ def batch_binary_candidates(snap: Snapshot, queries: list[F32], k: int, oversamp
             or snap.num_rows <= k * oversample or k == 0):
         return None
     bits = np.stack([Scorer(snap, q).bits(0) for q in queries])
-    idx, _ = kernels().hamming_topk_batch(snap.binary[0], np.ascontiguousarray(bits), k * oversample)
+    kern = loader.get("kernels", wait=True)  # a batch waits for the compiled kernels
+    idx, _ = kern.hamming_topk_batch(snap.binary[0], np.ascontiguousarray(bits), k * oversample)
     return [np.sort(row) for row in idx]
 
 

@@ -6,12 +6,12 @@ an index's candidates with the same functions so that results from both merge cl
 
 from __future__ import annotations
 
-import os
 from types import ModuleType
 
 import numpy as np
 import numpy.typing as npt
 
+from .._native import loader
 from ..config import Metric
 from ..storage.snapshot import Snapshot
 from ..vectors import MIN_NORM
@@ -19,20 +19,10 @@ from ..vectors import MIN_NORM
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 
-_kernels: ModuleType | None = None
-
-
 def kernels() -> ModuleType:
-    """The Numba kernels, imported on first use (``VECSTORE_KERNELS=numpy`` selects the NumPy
-    twins, e.g. to debug or where Numba cannot compile)."""
-    global _kernels
-    if _kernels is None:
-        if os.environ.get("VECSTORE_KERNELS", "").lower() == "numpy":
-            from .._native import reference as mod
-        else:
-            from .._native import kernels as mod
-        _kernels = mod
-    return _kernels
+    """The scan kernels: Numba's once loaded, the NumPy twins until then (loading starts in the
+    background on first use; see ``vecstore._native.loader``)."""
+    return loader.get("kernels")
 
 
 class Scorer:
@@ -105,8 +95,14 @@ class Scorer:
         return dots.astype(np.float32, copy=False)
 
 
+SMALL_TOP_K = 1024
+"""Up to this many scores a stable NumPy sort beats a kernel call (and needs no kernel)."""
+
+
 def top_k(scores: F32, k: int) -> I64:
-    """Positions of the ``k`` best scores, best first (ties: lower position first)."""
+    """Positions of the ``k`` best scores, best first (ties: lower position first; NaN last)."""
+    if scores.size <= SMALL_TOP_K:
+        return np.argsort(-np.asarray(scores, dtype=np.float32), kind="stable")[:k].astype(np.int64)
     return kernels().topk_scores(np.ascontiguousarray(scores, dtype=np.float32), k)
 
 

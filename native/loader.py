@@ -1,0 +1,74 @@
+"""Which implementation of a kernel module a caller gets: the Numba kernels once they are loaded,
+their NumPy twins until then.
+
+Importing Numba and loading compiled kernels from its on-disk cache takes about a second (and
+compiling them, the first time, much longer). A process that opens a table and answers one
+query should not wait for that: :func:`get` never blocks, it starts loading the Numba modules on
+a background thread and hands out the NumPy twins (same results up to float32 rounding) until
+they are ready. :func:`get` with ``wait=True`` blocks instead (benchmarks, tests of the kernels).
+``VECSTORE_KERNELS=numpy`` selects the twins for good (debugging, or where Numba cannot run).
+
+Pairs: ``kernels`` / ``reference`` (scans, scoring, top-k) and ``graph`` / ``graph_reference``
+(graph search).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from types import ModuleType
+
+PACKAGE = __name__.rsplit(".", 1)[0]
+TWINS = {"kernels": "reference", "graph": "graph_reference"}
+
+_compiled: dict[str, ModuleType] = {}
+_failed: dict[str, BaseException] = {}
+_lock = threading.Lock()
+_loading: threading.Thread | None = None
+
+
+def _load_all() -> None:
+    for name in TWINS:
+        try:
+            module = importlib.import_module(f"{PACKAGE}.{name}")
+            module.warm_up()  # loads (or compiles) every kernel for the dtypes vecstore uses
+        except BaseException as exc:  # noqa: BLE001 - recorded; the twins keep working
+            _failed[name] = exc
+        else:
+            _compiled[name] = module
+
+
+def start() -> None:
+    """Start loading the Numba kernels in the background (once per process)."""
+    global _loading
+    if os.environ.get("VECSTORE_KERNELS", "").lower() == "numpy":
+        return
+    with _lock:
+        if _loading is None:
+            _loading = threading.Thread(target=_load_all, name="vecstore-kernels", daemon=True)
+            _loading.start()
+
+
+def get(name: str, wait: bool = False) -> ModuleType:
+    """The ``name`` kernel module: compiled when loaded (or when ``wait``), else its twin."""
+    twin = TWINS[name]
+    if os.environ.get("VECSTORE_KERNELS", "").lower() == "numpy":
+        return importlib.import_module(f"{PACKAGE}.{twin}")
+    module = _compiled.get(name)
+    if module is not None:
+        return module
+    start()
+    if wait and _loading is not None:
+        _loading.join()
+        module = _compiled.get(name)
+        if module is not None:
+            return module
+        if name in _failed:
+            raise ImportError(f"the Numba kernels could not be loaded: {_failed[name]}") from _failed[name]
+    return importlib.import_module(f"{PACKAGE}.{twin}")
+
+
+def ready() -> bool:
+    """Whether every Numba kernel module is loaded."""
+    return all(name in _compiled for name in TWINS)
