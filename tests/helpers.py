@@ -9,7 +9,6 @@ with :func:`assert_same_hits`; keep ``==`` for results the same path must reprod
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -82,13 +81,3 @@ def assert_same_hits(got: Any, want: Any, *, rtol: float = RTOL, atol: float = A
                             f"{g_scores[-1]:.9g}")
     assert not problems, "\n".join([f"got {g_ids}", f"expected {w_ids}", *problems])
 
-
-def assert_same_hits_each(got: Sequence[Any], want: Sequence[Any], *, rtol: float = RTOL,
-                          atol: float = ATOL) -> None:
-    """:func:`assert_same_hits` for each pair of a batch (one result per query)."""
-    assert len(got) == len(want), f"{len(got)} results, expected {len(want)}"
-    for q, (g, w) in enumerate(zip(got, want, strict=True)):
-        try:
-            assert_same_hits(g, w, rtol=rtol, atol=atol)
-        except AssertionError as err:
-            raise AssertionError(f"query {q}: {err}") from None

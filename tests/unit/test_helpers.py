@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import assert_same_hits, assert_same_hits_each
+from helpers import assert_same_hits
 
 
 def hits(*pairs: tuple[str, float], **fields: object) -> list[dict[str, object]]:
@@ -37,9 +37,3 @@ def test_real_differences_are_caught(got, want, message):
     with pytest.raises(AssertionError, match=message):
         assert_same_hits(got, want)
 
-
-def test_batches_name_the_query():
-    good = hits(("a", 0.5))
-    assert_same_hits_each([good, good], [good, good])
-    with pytest.raises(AssertionError, match="query 1"):
-        assert_same_hits_each([good, good], [good, hits(("b", 0.7))])
