@@ -1,12 +1,14 @@
 """vecstore: embedded vector search with Arrow storage, DuckDB filters and filtered ANN.
 
 >>> import vecstore, tempfile
->>> db = vecstore.connect(tempfile.mkdtemp())
+>>> tmp = tempfile.TemporaryDirectory()
+>>> db = vecstore.connect(tmp.name)
 >>> tbl = db.create_table("papers", dim=2)
 >>> tbl.add([{"id": "p1", "vector": [1.0, 0.0], "year": 2021}])
 ['p1']
 >>> tbl.search([1.0, 0.1]).limit(1).to_list()[0]["id"]
 'p1'
+>>> tmp.cleanup()
 """
 
 from .config import Metric, PlannerSettings, TableConfig

@@ -38,10 +38,12 @@ class Database:
     """A directory holding tables. Use :func:`vecstore.connect` to get one.
 
     >>> import vecstore, tempfile
-    >>> db = vecstore.connect(tempfile.mkdtemp())
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> db = vecstore.connect(tmp.name)
     >>> tbl = db.create_table("papers", dim=3)
     >>> db.table_names()
     ['papers']
+    >>> tmp.cleanup()
     """
 
     def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = DEFAULT_TIMEOUT_S,
@@ -154,11 +156,13 @@ def connect(path: str | os.PathLike[str], **kwargs: Any) -> Database:
     """Open (or create) the store in directory ``path``.
 
     >>> import vecstore, tempfile
-    >>> db = vecstore.connect(tempfile.mkdtemp())
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> db = vecstore.connect(tmp.name)
     >>> tbl = db.create_table("docs", dim=4, metric="cosine")
     >>> tbl.add([{"id": "a", "vector": [1, 0, 0, 0], "year": 2021}])
     ['a']
     >>> tbl.search([1, 0, 0, 0]).where("year > ?", 2020).limit(1).to_list()[0]["id"]
     'a'
+    >>> tmp.cleanup()
     """
     return Database(path, **kwargs)

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pyarrow as pa
 import pytest
+from helpers import assert_same_hits
 
 import vecstore
 from vecstore import (
@@ -61,8 +62,7 @@ def test_create_add_search_reopen(tmp_db, rng, tmp_path):
     hits = tbl.search(q).limit(5).exact().to_list()
     vectors = np.stack([r["vector"] for r in rows])
     order, scores = numpy_topk(vectors, q, 5)
-    assert [h["id"] for h in hits] == [f"r{i}" for i in order]
-    np.testing.assert_allclose([h["score"] for h in hits], scores, rtol=1e-5)
+    assert_same_hits(hits, ([f"r{i}" for i in order], scores))
     assert set(hits[0]) == {"id", "score", "year", "price", "ok", "lang", "when", "tags"}
 
     # a new connection sees exactly what was committed
@@ -83,12 +83,10 @@ def test_metrics_match_numpy(tmp_db, rng, metric):
         q = rng.normal(size=16).astype(np.float32)
         order, scores = numpy_topk(vectors, q, 10, metric)
         hits = tbl.search(q).limit(10).exact().hits()
-        assert hits.ids == [str(i) for i in order]
-        np.testing.assert_allclose(hits.scores, scores, rtol=1e-4, atol=1e-4)
+        assert_same_hits(hits, ([str(i) for i in order], scores), rtol=1e-4, atol=1e-4)
         # the two-stage path with generous oversampling finds the same rows here
         approx = tbl.search(q).limit(10).rescore(oversample=40).hits()
-        assert approx.ids == hits.ids
-        np.testing.assert_allclose(approx.scores, hits.scores, rtol=1e-5, atol=1e-5)
+        assert_same_hits(approx, hits)
 
 
 def test_filters_on_every_type(tmp_db, rng):
@@ -122,12 +120,11 @@ def test_bound_parameters_are_not_sql(tmp_db, rng):
     assert tbl.count("lang = ?", "en' OR 1=1 --") == 0
     q = rng.normal(size=8)
     got = tbl.search(q).where("year >= ? AND lang = ?", 2020, "en").limit(100).to_list()
-    want = [h for h in tbl.search(q).limit(100).exact().to_list()
-            if h["year"] >= 2020 and h["lang"] == "en"][: len(got)]
-    # the filtered scan scores with the row-gather kernel, the unfiltered one with BLAS: the
-    # rows must agree, the scores only up to float32 rounding
-    assert [h["id"] for h in got] == [h["id"] for h in want]
-    np.testing.assert_allclose([h["score"] for h in got], [h["score"] for h in want], atol=1e-6)
+    want = [h for h in tbl.search(q).limit(100).exact().to_list() if h["year"] >= 2020 and h["lang"] == "en"]
+    assert got
+    # the filtered search scores the matching rows by position (a row-gather kernel), the exact
+    # scan all rows at once (BLAS): the same cosines up to the last bits
+    assert_same_hits(got, want)
 
 
 @pytest.mark.parametrize("bad", [
@@ -245,14 +242,14 @@ def test_upsert_delete_then_search(tmp_db, rng):
     assert len(tbl) == 400 - n_old - 1
     live = [r for r in rows if r["year"] >= 2000 and r["id"] != "r3"]
     vectors = np.stack([r["vector"] for r in live])
-    order, _ = numpy_topk(vectors, q, 10)
-    want = [live[i]["id"] for i in order]
-    assert tbl.search(q).limit(10).exact().hits().ids == want
-    assert tbl.search(q).limit(10).rescore(oversample=64).hits().ids == want
+    order, scores = numpy_topk(vectors, q, 10)
+    want = ([live[i]["id"] for i in order], scores)
+    assert_same_hits(tbl.search(q).limit(10).exact().hits(), want)
+    assert_same_hits(tbl.search(q).limit(10).rescore(oversample=64).hits(), want)
     assert tbl.count("id = 'r3'") == 0
     assert tbl.compact()
     assert len(tbl) == len(live)
-    assert tbl.search(q).limit(10).exact().hits().ids == want
+    assert_same_hits(tbl.search(q).limit(10).exact().hits(), want)
     assert not tbl.compact()  # nothing left to do
 
 
@@ -355,7 +352,7 @@ def test_low_dimensional_tables_start_from_int8(tmp_db, rng):
     q = rng.normal(size=8)
     plan = tbl.search(q).limit(5).explain()
     assert plan.strategy == "int8-scan"
-    assert tbl.search(q).limit(5).hits().ids == tbl.search(q).limit(5).exact().hits().ids
+    assert_same_hits(tbl.search(q).limit(5).hits(), tbl.search(q).limit(5).exact().hits())
 
 
 def test_search_batch_equals_single_searches(tmp_db, rng):

@@ -6,8 +6,8 @@ prompts). :class:`SentenceTransformerEmbedder` wraps any sentence-transformers m
 and adds what situated chunk embeddings need: the model's tokenizer offsets and its token
 embeddings, pooled over arbitrary spans and passed through the modules after Pooling.
 
->>> emb = get_embedder("default")                        # doctest: +SKIP
->>> emb.embed_queries(["what is late chunking?"]).shape  # doctest: +SKIP
+>>> emb = get_embedder("default")
+>>> emb.embed_queries(["what is late chunking?"]).shape
 (1, 384)
 
 torch and sentence-transformers are imported only when a model is loaded; without them a

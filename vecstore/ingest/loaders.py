@@ -18,8 +18,18 @@ endless bytes (``/dev/zero``). A file over ``max_file_bytes`` (100 MiB by defaul
 too; the read itself stops one byte past the limit, so a file that grows while it is read, or
 that reports a wrong size (``/proc``), cannot exhaust memory either.
 
->>> result = load_documents(["notes/*.md", "papers/"])    # doctest: +SKIP
->>> len(result.documents), [(e.path, e.reason) for e in result.errors]  # doctest: +SKIP
+>>> import pathlib, tempfile
+>>> tmp = tempfile.TemporaryDirectory()
+>>> root = pathlib.Path(tmp.name)
+>>> (root / "notes").mkdir()
+>>> _ = (root / "notes" / "a.md").write_text("# Design notes\\n\\nWhy the manifest is renamed.")
+>>> _ = (root / "notes" / "empty.md").write_text("")
+>>> result = load_documents([root / "notes" / "*.md"], root=root)
+>>> [(d["id"], d["title"]) for d in result.documents]
+[('notes/a.md', 'Design notes')]
+>>> [(e.path, e.reason) for e in result.errors]
+[('notes/empty.md', 'empty file: no text')]
+>>> tmp.cleanup()
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 >>> from vecstore.ingest import chunk_documents
 >>> docs = [{"id": "a", "text": "Long text ...", "year": 2024}]
->>> out = chunk_documents(docs, "default", chunking="context")   # doctest: +SKIP
->>> out.table.column_names                                      # doctest: +SKIP
+>>> out = chunk_documents(docs, "default", chunking="context")
+>>> out.table.column_names
 ['id', 'doc_id', 'chunk_index', 'char_start', 'char_end', 'text', 'context', 'year', 'vector']
 
 Each output row is one chunk: ``id`` is ``"<doc_id>#<chunk_index>"``, ``char_start``/``char_end``

@@ -78,11 +78,13 @@ class BatchQuery(_Chain):
     """Many query vectors at once, with one filter: the filter is evaluated once and the
     queries run on a pool of threads (the kernels and the index libraries release the GIL).
 
-    >>> import vecstore, numpy as np, tempfile
-    >>> tbl = vecstore.connect(tempfile.mkdtemp()).create_table("t", dim=2)
+    >>> import vecstore, tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> tbl = vecstore.connect(tmp.name).create_table("t", dim=2)
     >>> _ = tbl.add([{"id": "a", "vector": [1, 0]}, {"id": "b", "vector": [0, 1]}])
     >>> [[h["id"] for h in hits] for hits in tbl.search_batch([[1, 0], [0, 1]]).limit(1).to_list()]
     [['a'], ['b']]
+    >>> tmp.cleanup()
     """
 
     def hits(self) -> list[Hits]:
@@ -106,12 +108,14 @@ class Query(_Chain):
     """A vector query over a table. Every method returns a new Query; nothing runs until
     ``to_list()``, ``to_arrow()``, ``to_pandas()``, ``hits()`` or ``explain()``.
 
-    >>> import vecstore, numpy as np, tempfile
-    >>> db = vecstore.connect(tempfile.mkdtemp())
+    >>> import vecstore, tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> db = vecstore.connect(tmp.name)
     >>> tbl = db.create_table("t", dim=2)
     >>> _ = tbl.add([{"id": "a", "vector": [1, 0], "n": 1}, {"id": "b", "vector": [0, 1], "n": 2}])
     >>> [h["id"] for h in tbl.search([1, 0.1]).where("n >= ?", 1).limit(1).to_list()]
     ['a']
+    >>> tmp.cleanup()
     """
 
     def hits(self) -> Hits:
