@@ -32,6 +32,7 @@ import numpy.typing as npt
 
 from ..config import Metric
 from ..errors import InvalidArgumentError
+from ..evaluation import tie_aware_recalls
 from .base import FloatMatrix, LabelMatrix
 from .flat import exact_scores
 
@@ -249,8 +250,7 @@ def _tie_aware_recall(truth: ExactTruth, labels: LabelMatrix, rescored: bool = F
     first ``k`` labels of each row after dropping misses and the query's own label; with
     ``rescored``, the ``k`` best of the row by exact score (the candidates rescored)."""
     k, scores = truth.k, truth.scores
-    tol = 1e-5 * np.maximum(1.0, np.abs(truth.kth))
-    hits = 0
+    found = []
     for i, row in enumerate(labels):
         keep = row >= 0
         if truth.own_labels is not None:
@@ -258,8 +258,8 @@ def _tie_aware_recall(truth: ExactTruth, labels: LabelMatrix, rescored: bool = F
         row = row[keep]
         if rescored:
             row = row[np.argsort(-scores[i, row], kind="stable")]
-        hits += int(np.count_nonzero(scores[i, row[:k]] >= truth.kth[i] - tol[i]))
-    return hits / (k * labels.shape[0])
+        found.append(scores[i, row[:k]])
+    return float(tie_aware_recalls(found, truth.kth, k).mean())
 
 
 def smallest_effort(search: SearchFn, queries: FloatMatrix, truth: ExactTruth,
