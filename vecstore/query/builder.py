@@ -4,7 +4,7 @@ filters and columns as they are given and runs the spec when results are asked f
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -17,6 +17,15 @@ from .spec import QuerySpec
 MAX_K = 100_000
 MAX_OVERSAMPLE = 4096
 Self = TypeVar("Self", bound="_Chain")
+
+
+def _with(obj: Any, **changes: Any) -> Any:
+    """A copy of the frozen dataclass ``obj`` with ``changes`` (what ``dataclasses.replace``
+    does, without re-running ``__init__``: every query step pays it)."""
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__)
+    new.__dict__.update(changes)
+    return new
 
 
 class QuerySource(Protocol):
@@ -44,13 +53,14 @@ class _Chain:
         bound to ``params`` (never pasted into the SQL). Calling ``where`` again replaces the
         filter; combine conditions with AND inside one expression."""
         self._source.check_filter(sql)
-        return replace(self, _spec=replace(self._spec, where=sql, params=tuple(params)))
+        return _with(self, _spec=_with(self._spec, where=sql, params=tuple(params)))
 
     def limit(self: Self, k: int) -> Self:
         """Return at most ``k`` rows (default 10)."""
-        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 0 or k > MAX_K:
+        if type(k) is not int and (not isinstance(k, (int, np.integer)) or isinstance(k, bool)) \
+                or k < 0 or k > MAX_K:
             raise InvalidArgumentError(f"limit must be an integer in 0..{MAX_K}, got {k!r}")
-        return replace(self, _spec=replace(self._spec, k=int(k)))
+        return _with(self, _spec=_with(self._spec, k=int(k)))
 
     def rescore(self: Self, oversample: int = 16) -> Self:
         """Take ``k x oversample`` candidates from the binary codes (or ``oversample / 16`` times
@@ -59,18 +69,18 @@ class _Chain:
                 or not 1 <= oversample <= MAX_OVERSAMPLE):
             raise InvalidArgumentError(
                 f"oversample must be an integer in 1..{MAX_OVERSAMPLE}, got {oversample!r}")
-        return replace(self, _spec=replace(self._spec, oversample=int(oversample)))
+        return _with(self, _spec=_with(self._spec, oversample=int(oversample)))
 
     def exact(self: Self, exact: bool = True) -> Self:
         """Score every matching row with float32 vectors (slow, exact: the oracle)."""
-        return replace(self, _spec=replace(self._spec, exact=bool(exact)))
+        return _with(self, _spec=_with(self._spec, exact=bool(exact)))
 
     def select(self: Self, *columns: str) -> Self:
         """Return only these columns besides ``id`` and ``score`` (``"vector"`` adds the vector)."""
         if len(columns) == 1 and isinstance(columns[0], (list, tuple)):
             columns = tuple(columns[0])
         self._source.check_columns(tuple(columns))
-        return replace(self, _spec=replace(self._spec, columns=tuple(columns)))
+        return _with(self, _spec=_with(self._spec, columns=tuple(columns)))
 
 
 @dataclass(frozen=True, eq=False)

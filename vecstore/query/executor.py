@@ -27,7 +27,7 @@ from ..storage.manifest import IndexEntry, ScanCalibration
 from ..storage.snapshot import Snapshot
 from .calibrate import calibrate_scan
 from .filters import ROW_COLUMN, FilterEngine
-from .indexed import IndexView, Prefetched, search_index, search_index_batch
+from .indexed import IndexView, Prefetched, search_index, search_index_batch, search_index_quick
 from .planner import SearchRequest, resolve_oversample
 from .results import Hits, Stage
 from .scan import batch_binary_candidates, scan
@@ -105,6 +105,18 @@ class Executor:
     # -- running ------------------------------------------------------------------------------
     def run(self, snap: Snapshot, spec: QuerySpec) -> list[Hits]:
         """One :class:`Hits` per query vector of ``spec``, in order."""
+        if (spec.where is None and len(spec.vectors) == 1 and not spec.exact and spec.k > 0
+                and spec.columns is None):
+            view = self.index_view(snap)
+            if view is not None and view.whole:
+                # the common query, kept lean: one index search, no per-query objects but Hits
+                req = SearchRequest(query=spec.vectors[0], k=spec.k,
+                                    oversample=resolve_oversample(spec.oversample, False, self.settings,
+                                                                  snap.manifest.scan, snap.num_rows),
+                                    oversample_set=spec.oversample is not None, exact=False, rows=None)
+                quick = search_index_quick(snap, view, req, self.settings)
+                if quick is not None:
+                    return [Hits(quick[0], quick[1], quick[2], snap.default_columns, snap)]
         if spec.columns is not None:
             known = set(snap.attribute_names()) | {"vector"}
             unknown = [c for c in spec.columns if c not in known]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -136,14 +136,21 @@ class Hits:
     rows found.
     """
 
-    def __init__(self, rows: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], plan: Plan,
-                 columns: Sequence[str], source: RowSource) -> None:
+    def __init__(self, rows: npt.NDArray[np.int64], scores: npt.NDArray[np.float32],
+                 plan: Plan | Callable[[], Plan], columns: Sequence[str], source: RowSource) -> None:
         self._rows = rows
-        self._scores = np.asarray(scores, dtype=np.float32)
-        self._columns = list(columns)
+        self._scores = scores if scores.dtype == np.float32 else scores.astype(np.float32)
+        self._columns = columns
         self._source = source
         self._table: pa.Table | None = None
-        self.plan = plan
+        self._plan = plan
+
+    @property
+    def plan(self) -> Plan:
+        """The plan that found these rows (described only when asked for)."""
+        if not isinstance(self._plan, Plan):
+            self._plan = self._plan()
+        return self._plan
 
     def __len__(self) -> int:
         return int(self._rows.size)
@@ -166,7 +173,7 @@ class Hits:
 
     def to_arrow(self) -> pa.Table:
         if self._table is None:
-            table = self._source.take(self._rows, self._columns)
+            table = self._source.take(self._rows, list(self._columns))
             self._table = table.add_column(1, "score", pa.array(self._scores, type=pa.float32()))
         return self._table
 

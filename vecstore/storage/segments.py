@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from ..errors import CorruptStoreError
 from ..vectors import row_norms
+from .arrays import to_numpy
 from .codes import Quantizer, binary_bytes
 from .files import crc32_file, ensure_dir, write_atomic
 from .manifest import DATA_DIR, FileRef
@@ -153,14 +154,14 @@ class Segment:
     def _flat(self, name: str, dtype: type, width: int) -> np.ndarray:
         col = self.table.column(name)
         arr = col.chunk(0) if col.num_chunks == 1 else pa.concat_arrays(col.chunks)
-        values = arr.flatten().to_numpy(zero_copy_only=False)
+        values = to_numpy(arr.flatten())
         return np.ascontiguousarray(values.astype(dtype, copy=False)).reshape(len(arr), width)
 
     def vectors(self) -> npt.NDArray[np.float32]:
         return self._flat("vector", np.float32, self.quantizer.dim)
 
     def norms(self) -> npt.NDArray[np.float32]:
-        return self.table.column("_norm").to_numpy()
+        return to_numpy(self.table.column("_norm"))
 
     def int8_codes(self) -> npt.NDArray[np.int8]:
         return self._flat("_i8", np.int8, self.quantizer.dim)
@@ -186,7 +187,7 @@ def open_segment(table_dir: Path, data: FileRef, deletions: FileRef | None,
         deleted = np.empty(0, dtype=np.int64)
     else:
         dt = _open_ipc(table_dir, deletions, verify)
-        deleted = dt.column("offset").to_numpy().astype(np.int64)
+        deleted = to_numpy(dt.column("offset")).astype(np.int64)
         if deleted.size and (deleted[0] < 0 or deleted[-1] >= rows):
             raise CorruptStoreError(f"file {table_dir / deletions.path} has offsets out of range")
     return Segment(table=table, quantizer=quantizer, deleted=deleted)

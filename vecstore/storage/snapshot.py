@@ -16,6 +16,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .arrays import to_numpy
 from .codes import Quantizer
 from .manifest import Manifest, latest_version, read_manifest
 from .segments import INTERNAL_COLUMNS, Segment, open_segment
@@ -143,7 +144,7 @@ class Snapshot:
             if column not in seg.table.column_names:
                 continue
             hit = pc.is_in(seg.table.column(column), value_set=value_set)
-            local = np.flatnonzero(hit.to_numpy(zero_copy_only=False))
+            local = np.flatnonzero(to_numpy(hit, fill=False))
             if seg.deleted.size and local.size:
                 local = local[seg.live_mask()[local]]
             found.append(local.astype(np.int64) + self.bases[s])
@@ -177,6 +178,11 @@ class Snapshot:
                 arrays.append(pa.chunked_array([pa.nulls(seg.num_rows, type=target)]))
         return pa.Table.from_arrays(arrays, names=columns)
 
+    @functools.cached_property
+    def default_columns(self) -> tuple[str, ...]:
+        """What a query returns unless told otherwise: ``id`` and every attribute."""
+        return tuple(dict.fromkeys(["id", *self.manifest.schema.names]))
+
     def attribute_names(self) -> list[str]:
         return ["id", *self.manifest.schema.names]
 
@@ -205,7 +211,7 @@ class Snapshot:
             t = arr.type
             if arr.null_count == 0 and (pa.types.is_integer(t) or pa.types.is_floating(t)
                                         or pa.types.is_boolean(t)):
-                col = arr.to_numpy(zero_copy_only=False)
+                col = to_numpy(arr)
             elif pa.types.is_string(t) and arr.offset == 0:
                 col = _Strings(arr)
             else:
@@ -301,14 +307,14 @@ class _Strings:
         self.offsets = np.frombuffer(offsets, dtype=np.int32, count=n + 1)
         self.data = memoryview(data) if data is not None else memoryview(b"")
         self.valid = None if arr.null_count == 0 else \
-            np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+            to_numpy(arr.is_valid())
 
     def take(self, rows: I64) -> list[str | None]:
-        offsets, data, valid = self.offsets, self.data, self.valid
-        out: list[str | None] = []
-        for r in rows.tolist():
-            if valid is not None and not valid[r]:
-                out.append(None)
-            else:
-                out.append(str(data[offsets[r]:offsets[r + 1]], "utf-8"))
+        data = self.data
+        starts, ends = self.offsets[rows].tolist(), self.offsets[rows + 1].tolist()
+        out: list[str | None] = [str(data[a:b], "utf-8") for a, b in zip(starts, ends, strict=True)]
+        if self.valid is not None:
+            for i, ok in enumerate(self.valid[rows].tolist()):
+                if not ok:
+                    out[i] = None
         return out
