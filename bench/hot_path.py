@@ -221,12 +221,14 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         entry = tbl.create_index() if kind == "default" else tbl.create_index(kind)
         build_s = time.perf_counter() - t0
-        found, qps = _per_query(lambda i, tbl=tbl: _ids_to_rows(tbl.search(queries[i]).limit(K).to_list()), nq)
+        found, qps = _per_query(
+            lambda i, tbl=tbl: _ids_to_rows(tbl.search(queries[i]).limit(K).to_list()), nq)
         results[entry["kind"] + (" (create_index())" if kind == "default" else "")] = {
             "qps": qps, "recall": _recall(scores, kth, found), "build_s": build_s, "add_s": add_s,
             "params": entry["params"]}
         tables[kind] = tbl
-        log(f"{kind}: {qps:,.0f} q/s recall {results[list(results)[-1]]['recall']:.3f}, build {build_s:.0f} s")
+        recall = results[list(results)[-1]]["recall"]
+        log(f"{kind}: {qps:,.0f} q/s recall {recall:.3f}, build {build_s:.0f} s")
     default_kind = tables["default"].list_indexes()[0]["kind"]
 
     hn = _hnswlib(base)
@@ -345,7 +347,8 @@ def report(R: dict[str, Any], default_kind: str) -> str:
     L.append(f"**Many writes vs one** ({seg['segments_many']} segments after the adds):")
     L.append("")
     L.append(markdown_table(["strategy", "one add q/s", "many adds q/s", "ratio"],
-                            [[k, f"{v['one_add_qps']:,.0f}", f"{v['many_adds_qps']:,.0f}", f"{v['ratio']:.2f}"]
+                            [[k, f"{v['one_add_qps']:,.0f}", f"{v['many_adds_qps']:,.0f}",
+                              f"{v['ratio']:.2f}"]
                              for k, v in seg.items() if isinstance(v, dict)]))
     L.append("")
     b = R["batch"]
