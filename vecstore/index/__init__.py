@@ -69,7 +69,7 @@ class _Registry(Mapping[str, type[IndexBase]]):
 
     def __getitem__(self, kind: str) -> type[IndexBase]:
         module, name = self._where[kind].split(":")
-        return getattr(importlib.import_module(f"{__name__}.{module}"), name)  # type: ignore[no-any-return]
+        return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._where)
@@ -98,7 +98,7 @@ def sign_codes(vectors: npt.ArrayLike) -> npt.NDArray[np.uint8]:
     """Sign codes of ``vectors`` as the binary backends compute them (see ``faiss_binary``)."""
     from .faiss_binary import sign_codes as codes
 
-    return codes(vectors)
+    return codes(np.asarray(vectors, dtype=np.float32))
 
 
 def index_class(kind: str) -> type[IndexBase]:

@@ -199,6 +199,13 @@ def held_out_rows(n: int, seed: int = 0) -> npt.NDArray[np.int64]:
     return np.sort(np.random.default_rng(seed).choice(n, held, replace=False)).astype(np.int64)
 
 
+def measured_hnsw_effort(k: int, selectivity: float, n: int, ef10: int | None, ef50: int | None) -> int:
+    """:func:`hnsw_effort` anchored on the ``ef`` measured at build time for k = 10 and 50
+    (:func:`graph_ef` when they were not measured: an index built before calibration existed)."""
+    measured = ef_for_k(k, ef10, ef50) if ef10 is not None and ef50 is not None else None
+    return hnsw_effort(k, selectivity, n, measured)
+
+
 def ef_for_k(k: int, ef10: int, ef50: int) -> int:
     """The ``ef`` for recall@k from the two measured at build time (k = 10 and 50): the same
     for k <= 10, log-linear between, proportional to ``k`` beyond 50; never below ``k``."""
