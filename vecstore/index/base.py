@@ -420,12 +420,31 @@ def normalized(x: FloatMatrix) -> FloatMatrix:
     return np.ascontiguousarray(x / norms, dtype=np.float32)
 
 
+class _NoBar:
+    """What :func:`progress_bar` returns when disabled: tqdm's interface, doing nothing."""
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: int = 1) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
 def progress_bar(total: int, desc: str, enabled: bool) -> Any:
-    """A tqdm bar on stderr (a no-op bar when disabled)."""
+    """A tqdm bar on stderr, or a bar that does nothing when disabled. A disabled tqdm still
+    takes tqdm's lock, a semaphore shared with forked processes: one killed while holding it
+    would block every bar in its parent, so none is made unless it is shown."""
+    if not enabled:
+        return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="vec", disable=not enabled, file=sys.stderr,
-                mininterval=0.5, leave=False)
+    return tqdm(total=total, desc=desc, unit="vec", file=sys.stderr, mininterval=0.5, leave=False)
 
 
 def chunks(n: int, size: int | None = None) -> list[tuple[int, int]]:
