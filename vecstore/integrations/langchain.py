@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..db import Database
 from ..errors import FilterError, InvalidArgumentError, SchemaError, missing_extra
 from ._common import (
     Cond,
@@ -183,7 +184,7 @@ class VecstoreVectorStore(VectorStore):
 
     _KNOWN_ADD_ARGS: ClassVar[frozenset[str]] = frozenset({"batch_size"})
 
-    def __init__(self, embedding: Embeddings, *, path: str | os.PathLike[str] | Any,
+    def __init__(self, embedding: Embeddings, *, path: str | os.PathLike[str] | Database,
                  table_name: str = "langchain", metric: str | None = None,
                  search_mode: str | SearchMode = SearchMode.VECTOR,
                  fusion: Fusion | str | None = None) -> None:

@@ -177,7 +177,6 @@ class VecstoreVectorStore(BasePydanticVectorStore):
 
     stores_text: bool = True
     is_embedding_query: bool = True
-    flat_metadata: bool = True
     path: str
     table_name: str = "llama_index"
     metric: str | None = None
