@@ -18,7 +18,7 @@ from langchain_core.embeddings import Embeddings  # noqa: E402
 import vecstore  # noqa: E402
 from vecstore import FilterError, InvalidArgumentError, SchemaError  # noqa: E402
 from vecstore.integrations._common import has_keyword_search  # noqa: E402
-from vecstore.integrations.langchain import VecstoreRetriever, VecstoreVectorStore  # noqa: E402
+from vecstore.integrations.langchain import Fusion, VecstoreRetriever, VecstoreVectorStore  # noqa: E402
 
 from .helpers import DIM, bag_of_words  # noqa: E402
 
@@ -336,8 +336,10 @@ def test_maximal_marginal_relevance_prefers_diverse_documents(tmp_path):
 def test_search_modes_are_checked(filled):
     with pytest.raises(InvalidArgumentError, match="unknown search mode 'fuzzy'; use one of: vector"):
         filled.similarity_search("x", search_mode="fuzzy")
-    with pytest.raises(InvalidArgumentError, match="unknown fusion"):
+    with pytest.raises(InvalidArgumentError, match="unknown fusion 'max'; use one of: rrf, weighted"):
         filled.similarity_search("x", search_mode="hybrid", fusion="max")
+    with pytest.raises(InvalidArgumentError, match="alpha must be a number in"):
+        Fusion.weighted(alpha=1.5)
     with pytest.raises(InvalidArgumentError, match="relevance scores"):
         filled.similarity_search_with_relevance_scores("x", search_mode="keyword")
 
@@ -352,7 +354,11 @@ def test_keyword_and_hybrid_modes(filled):
     filled.add_texts(["zebra crossing"], ids=["z"])
     assert filled.similarity_search("zebra", k=1, search_mode="keyword")[0].id == "z"
     assert filled.similarity_search("zebra", k=1, search_mode="hybrid")[0].id == "z"
-    assert filled.similarity_search("zebra", k=1, search_mode="hybrid", fusion="weighted")[0].id == "z"
+    for fusion in ("rrf", "weighted", "zscore", Fusion.rrf(k=10), Fusion.weighted(alpha=0.2)):
+        assert filled.similarity_search("zebra", k=1, search_mode="hybrid", fusion=fusion)[0].id == "z"
+    store = VecstoreVectorStore(BagOfWords(), path=filled.handle.db, table_name="docs",
+                                search_mode="keyword")
+    assert VecstoreRetriever(vectorstore=store, k=1).invoke("zebra")[0].id == "z"
 
 
 def test_retriever_settings_and_per_call_overrides(filled):

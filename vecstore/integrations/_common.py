@@ -578,26 +578,33 @@ class SearchMode(str, enum.Enum):
         return self is not SearchMode.VECTOR
 
 
+FUSIONS = ("rrf", "weighted", "zscore")
+
+
 @dataclass(frozen=True)
 class Fusion:
-    """How hybrid search merges its keyword and vector rankings.
+    """How hybrid search merges its keyword and vector rankings (vecstore's ``Query.fusion``).
 
     ``Fusion.rrf(k=60)``: reciprocal rank fusion, ``sum(1 / (k + rank))``.
     ``Fusion.weighted(alpha=0.5)``: ``alpha * vector score + (1 - alpha) * keyword score`` after
-    each is normalised; ``alpha=1`` is vector search alone, ``0`` keyword search alone (as
+    each is min-max normalised; ``alpha=1`` is vector search alone, ``0`` keyword search alone (as
     LlamaIndex's ``VectorStoreQuery.alpha``).
+    ``Fusion("zscore")``: standardised scores. No Fusion at all (None) is vecstore's default.
+    ``k`` and ``alpha`` left None are vecstore's defaults.
     """
 
-    method: str = "rrf"
-    k: int = 60
-    alpha: float = 0.5
+    method: str
+    k: int | None = None
+    alpha: float | None = None
 
     def __post_init__(self) -> None:
-        if self.method not in ("rrf", "weighted"):
-            raise InvalidArgumentError(f"unknown fusion {self.method!r}; use 'rrf' or 'weighted'")
-        if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1:
+        if self.method not in FUSIONS:
+            raise InvalidArgumentError(f"unknown fusion {self.method!r}; use one of: {', '.join(FUSIONS)}")
+        if self.k is not None and (not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1):
             raise InvalidArgumentError(f"rrf k must be a positive integer, got {self.k!r}")
-        if not isinstance(self.alpha, (int, float)) or not 0.0 <= float(self.alpha) <= 1.0:
+        if self.alpha is not None and (not isinstance(self.alpha, (int, float))
+                                       or isinstance(self.alpha, bool)
+                                       or not 0.0 <= float(self.alpha) <= 1.0):
             raise InvalidArgumentError(f"alpha must be a number in [0, 1], got {self.alpha!r}")
 
     @classmethod
@@ -609,14 +616,14 @@ class Fusion:
         return cls("weighted", alpha=alpha)
 
     @classmethod
-    def parse(cls, value: Fusion | str | None) -> Fusion:
-        if value is None:
-            return cls()
-        if isinstance(value, Fusion):
+    def parse(cls, value: Fusion | str | None) -> Fusion | None:
+        """A Fusion, from a Fusion, a method name, or None (vecstore's default)."""
+        if value is None or isinstance(value, Fusion):
             return value
         if isinstance(value, str):
             return cls(value.lower())
-        raise InvalidArgumentError(f"fusion must be 'rrf', 'weighted' or a Fusion, got {value!r}")
+        raise InvalidArgumentError(f"fusion must be one of {', '.join(FUSIONS)}, a Fusion or None, "
+                                   f"got {value!r}")
 
 
 def has_keyword_search(table: Table) -> bool:
@@ -625,7 +632,7 @@ def has_keyword_search(table: Table) -> bool:
 
 
 def start_query(table: Table, mode: SearchMode, *, text: str | None, vector: Any,
-                fusion: Fusion) -> Query:
+                fusion: Fusion | None) -> Query:
     """The vecstore query for one search in ``mode``: the one place where modes map to calls.
 
     ``text`` is the query text (keyword and hybrid), ``vector`` its embedding (vector and
@@ -650,9 +657,11 @@ def start_query(table: Table, mode: SearchMode, *, text: str | None, vector: Any
     if vector is None:
         raise InvalidArgumentError("hybrid search needs a query embedding as well as the text")
     query = search(text, mode="hybrid", vector=vector)
-    if fusion.method == "rrf":
-        return query.fusion("rrf", k=fusion.k)
-    return query.fusion("weighted", alpha=float(fusion.alpha))
+    if fusion is None:
+        return query
+    options = {name: value for name, value in (("k", fusion.k), ("alpha", fusion.alpha))
+               if value is not None}
+    return query.fusion(fusion.method, **options)
 
 
 def run_query(query: Query, k: int, where: tuple[str | None, list[Any]],

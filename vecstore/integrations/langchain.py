@@ -174,8 +174,8 @@ class VecstoreVectorStore(VectorStore):
         ``"vector"`` (default), ``"keyword"`` (BM25 over the text) or ``"hybrid"``; each search
         call may override it with ``search_mode=``.
     fusion:
-        How hybrid search fuses its two rankings: ``"rrf"`` (default), ``"weighted"`` or a
-        :class:`Fusion` (``Fusion.weighted(alpha=0.7)``).
+        How hybrid search fuses its two rankings: None (vecstore's default), ``"rrf"``,
+        ``"weighted"``, ``"zscore"`` or a :class:`Fusion` (``Fusion.weighted(alpha=0.7)``).
 
     Adding a document whose id exists replaces it (upsert). Scores returned by
     ``similarity_search_with_score`` are vecstore's, higher is better: cosine or dot

@@ -171,7 +171,7 @@ class VecstoreVectorStore(BasePydanticVectorStore):
     (``"cosine"`` by default; an existing table keeps its own). Nodes keep their text, metadata
     and relationships; adding a node whose id exists replaces it. Query modes: ``DEFAULT``
     (vector), ``TEXT_SEARCH`` (keyword, BM25), ``HYBRID`` (``alpha`` set: weighted fusion, 1 =
-    vector only; unset: reciprocal rank fusion) and ``MMR``. Similarities are vecstore's scores,
+    vector only; unset: vecstore's default fusion) and ``MMR``. Similarities are vecstore's scores,
     higher is better (cosine, dot, ``-distance**2`` for l2).
     """
 
@@ -302,7 +302,7 @@ class VecstoreVectorStore(BasePydanticVectorStore):
         # (its own node list, empty when the store keeps the text), as do other callers.
         where = self._where(tbl, expr, node_ids=query.node_ids or None,
                             doc_ids=query.doc_ids or None)
-        fusion = Fusion.rrf() if query.alpha is None else Fusion.weighted(query.alpha)
+        fusion = None if query.alpha is None else Fusion.weighted(query.alpha)
         search = start_query(tbl, mode, text=query.query_str, vector=query.query_embedding,
                              fusion=fusion)
         if not mmr:
