@@ -76,6 +76,14 @@ def filled(store):
     return store
 
 
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """A filled store for the tests that only read (built once: the suite runs on 2 cores)."""
+    store = VecstoreVectorStore(path=tmp_path_factory.mktemp("li") / "store")
+    store.add(_nodes())
+    return store
+
+
 def _ids(store, filters, **query) -> set[str]:
     q = VectorStoreQuery(query_embedding=bag_of_words("node"), similarity_top_k=100, filters=filters, **query)
     return set(store.query(q).ids)
@@ -113,9 +121,9 @@ def test_every_filter_operator_is_tested():
 
 
 @pytest.mark.parametrize("leaf", LEAVES, ids=[f"{f.key} {f.operator.name} {f.value}" for f in LEAVES])
-def test_each_operator_selects_what_llama_index_selects(filled, leaf):
+def test_each_operator_selects_what_llama_index_selects(shared, leaf):
     flt = MetadataFilters(filters=[leaf])
-    assert _ids(filled, flt) == {f"n{i}" for i, m in enumerate(METAS) if oracle(m, flt)}
+    assert _ids(shared, flt) == {f"n{i}" for i, m in enumerate(METAS) if oracle(m, flt)}
 
 
 GROUPS = [
@@ -132,17 +140,17 @@ GROUPS = [
 
 
 @pytest.mark.parametrize("flt", GROUPS, ids=[f"group{i}" for i in range(len(GROUPS))])
-def test_nested_and_or_not_combine_like_llama_index(filled, flt):
-    assert _ids(filled, flt) == {f"n{i}" for i, m in enumerate(METAS) if oracle(m, flt)}
+def test_nested_and_or_not_combine_like_llama_index(shared, flt):
+    assert _ids(shared, flt) == {f"n{i}" for i, m in enumerate(METAS) if oracle(m, flt)}
 
 
-def test_filters_on_the_reference_document_and_id_restrictions(filled):
+def test_filters_on_the_reference_document_and_id_restrictions(shared):
     by_doc = {f"n{i}" for i in range(len(METAS)) if i % 3 == 1}
     for key in ("doc_id", "ref_doc_id", "document_id"):
-        assert _ids(filled, MetadataFilters(filters=[_leaf(key, F.EQ, "doc1")])) == by_doc
-    assert _ids(filled, None, doc_ids=["doc1"]) == by_doc
-    assert _ids(filled, None, node_ids=["n1", "n2", "n5"]) == {"n1", "n2", "n5"}
-    assert _ids(filled, MetadataFilters(filters=[LEAVES[0]]), doc_ids=["doc0", "doc2"]) == {
+        assert _ids(shared, MetadataFilters(filters=[_leaf(key, F.EQ, "doc1")])) == by_doc
+    assert _ids(shared, None, doc_ids=["doc1"]) == by_doc
+    assert _ids(shared, None, node_ids=["n1", "n2", "n5"]) == {"n1", "n2", "n5"}
+    assert _ids(shared, MetadataFilters(filters=[LEAVES[0]]), doc_ids=["doc0", "doc2"]) == {
         f"n{i}" for i, m in enumerate(METAS) if i % 3 != 1 and m.get("year") == 2019}
 
 
@@ -153,9 +161,9 @@ def test_filters_on_the_reference_document_and_id_restrictions(filled):
     (_leaf("year", F.IN, 2019), "takes a list"),
     (_leaf("metadata.year", F.EQ, 1), "kept only in each document's metadata JSON"),
 ])
-def test_filters_that_do_not_fit_the_data_are_refused(filled, leaf, message):
+def test_filters_that_do_not_fit_the_data_are_refused(shared, leaf, message):
     with pytest.raises(FilterError, match=message):
-        filled.query(VectorStoreQuery(query_embedding=bag_of_words("x"),
+        shared.query(VectorStoreQuery(query_embedding=bag_of_words("x"),
                                       filters=MetadataFilters(filters=[leaf])))
 
 
