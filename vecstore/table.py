@@ -167,14 +167,20 @@ class Table:
                      planner=self._executor.settings)
 
     # -- reading rows ---------------------------------------------------------------------------
-    def to_arrow(self, columns: Sequence[str] | None = None, *, with_vectors: bool = False) -> pa.Table:
-        """Every live row (id, attributes, and the vectors when asked), in storage order."""
+    def to_arrow(self, columns: Sequence[str] | None = None, *, with_vectors: bool = False,
+                 where: str | None = None, params: Sequence[Any] = ()) -> pa.Table:
+        """Every live row (id, attributes, and the vectors when asked), in storage order; with
+        ``where``, only the rows for which that filter is true (``?`` bound to ``params``)."""
         snap = self._current()
         cols = list(columns) if columns is not None else snap.attribute_names()
         if with_vectors and "vector" not in cols:
             cols.append("vector")
         self._check_columns(cols)
-        return snap.take(snap.live_rows, cols)
+        if where is None:
+            if params:
+                raise InvalidArgumentError("to_arrow() got params= without where=")
+            return snap.take(snap.live_rows, cols)
+        return snap.take(self._executor.match_rows(snap, where, tuple(params)), cols)
 
     def to_pandas(self, **kwargs: Any) -> Any:
         return self.to_arrow(**kwargs).to_pandas()

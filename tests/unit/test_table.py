@@ -372,3 +372,17 @@ def test_search_batch_equals_single_searches(tmp_db, rng):
     assert tbl.search_batch(np.empty((0, 64))).to_list() == []
     with pytest.raises(InvalidArgumentError):
         tbl.search_batch(queries[:, :5])
+
+
+def test_to_arrow_where_returns_the_matching_live_rows(tmp_db, rng):
+    tbl = tmp_db.create_table("t", dim=4)
+    tbl.add([{"id": f"r{i}", "vector": rng.normal(size=4), "n": i} for i in range(10)])
+    tbl.delete(ids=["r2"])
+    got = tbl.to_arrow(["id", "n"], where="n <= ? OR id = 'r9'", params=[3])
+    assert got.column("id").to_pylist() == ["r0", "r1", "r3", "r9"]
+    assert got.column_names == ["id", "n"]
+    assert tbl.to_arrow(where="n > 100").num_rows == 0
+    with pytest.raises(FilterError):
+        tbl.to_arrow(where="nope = 1")
+    with pytest.raises(InvalidArgumentError, match="without where"):
+        tbl.to_arrow(params=[1])
