@@ -13,6 +13,7 @@ from .config import Metric, PlannerSettings, TableConfig
 from .db import Database, connect
 from .errors import (
     AlreadyExistsError,
+    AuthenticationError,
     ConcurrencyError,
     CorruptStoreError,
     DuplicateIdError,
@@ -21,6 +22,7 @@ from .errors import (
     MissingDependencyError,
     NotFoundError,
     ReadOnlyError,
+    RemoteError,
     SchemaError,
     VecstoreError,
 )
@@ -32,6 +34,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AlreadyExistsError",
+    "AuthenticationError",
     "BatchQuery",
     "ConcurrencyError",
     "CorruptStoreError",
@@ -48,6 +51,7 @@ __all__ = [
     "PlannerSettings",
     "Query",
     "ReadOnlyError",
+    "RemoteError",
     "SchemaError",
     "Strategy",
     "Table",
