@@ -29,7 +29,7 @@ def free_port() -> int:
 class ThreadServer:
     """``create_app(store, settings)`` served by uvicorn in a daemon thread."""
 
-    def __init__(self, store: Path, settings: Any) -> None:
+    def __init__(self, store: Path, settings: Any, keep_alive_s: int = 30) -> None:
         import uvicorn
 
         from vecstore.server import create_app
@@ -40,7 +40,8 @@ class ThreadServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(store, settings)
         self._server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
-                                                     log_level="warning", timeout_keep_alive=30))
+                                                     log_level="warning",
+                                                     timeout_keep_alive=keep_alive_s))
         self._thread = threading.Thread(target=self._server.run, name="test-server", daemon=True)
 
     def start(self) -> ThreadServer:

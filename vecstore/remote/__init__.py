@@ -51,6 +51,8 @@ class RemoteDatabase:
         if not isinstance(health, dict) or health.get("status") != "ok":
             raise RemoteError(f"{url} answered /healthz with {health!r:.200}; is it a vecstore server?")
         self.server_version: str = str(health.get("version"))
+        limits = health.get("limits") or {}
+        self._http.max_body_bytes = limits.get("max_body_bytes")
 
     def __repr__(self) -> str:
         return f"RemoteDatabase({self.url!r})"
@@ -172,7 +174,7 @@ class RemoteTable:
     def get(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[dict[str, Any]]:
         id_list = [str(i) for i in ids]
         query = {"ids": id_list, "with_vectors": "true" if with_vectors else "false"}
-        if len(urllib.parse.urlencode(query, doseq=True)) <= MAX_GET_URL:
+        if id_list and len(urllib.parse.urlencode(query, doseq=True)) <= MAX_GET_URL:
             return list(self._call("GET", "rows", query=query)["rows"])
         return list(self._call("POST", "rows", {"ids": id_list, "with_vectors": with_vectors})["rows"])
 
@@ -265,7 +267,7 @@ class _Received:
 
 def _hits(d: dict[str, Any]) -> Hits:
     rows = d["hits"]
-    columns = ["id", *[c for c in (rows[0] if rows else {}) if c not in ("id", "score")]]
+    columns = [c for c in d.get("columns") or (rows[0] if rows else ["id"]) if c != "score"]
     scores = np.asarray([r["score"] for r in rows], dtype=np.float32)
     return Hits(np.arange(len(rows), dtype=np.int64), scores, plan_from_json(d["plan"]), columns,
                 _Received(rows))

@@ -4,6 +4,7 @@ per thread, and the server's errors raised again as the vecstore exceptions they
 from __future__ import annotations
 
 import http.client
+import select
 import threading
 import time
 import urllib.parse
@@ -44,11 +45,12 @@ class Transport:
         self._key = api_key
         self._timeout = float(timeout)
         self._local = threading.local()
+        self.max_body_bytes: int | None = None  # the server's limit, once known (from /healthz)
 
     def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
         """This thread's connection, and whether it was used before."""
         conn = getattr(self._local, "conn", None)
-        if conn is not None and time.monotonic() - self._local.used > MAX_IDLE_S:
+        if conn is not None and (time.monotonic() - self._local.used > MAX_IDLE_S or _dropped(conn)):
             conn.close()
             conn = None
         if conn is not None:
@@ -71,6 +73,10 @@ class Transport:
         if query:
             target += "?" + urllib.parse.urlencode(query, doseq=True)
         data = dumps(body) if body is not None else None
+        if data is not None and self.max_body_bytes is not None and len(data) > self.max_body_bytes:
+            raise E.InvalidArgumentError(
+                f"the request body ({len(data):,} bytes) is over the server's limit of "
+                f"{self.max_body_bytes:,} bytes; send fewer rows per request")
         headers = {"Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = "application/json"
@@ -117,6 +123,17 @@ class Transport:
         if resp.will_close:
             self.close()
         return resp.status, payload
+
+
+def _dropped(conn: http.client.HTTPConnection) -> bool:
+    """Whether the server closed this idle connection: its socket reads (EOF) without waiting."""
+    sock = conn.sock
+    if sock is None:
+        return False
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
 
 
 class _Retry(Exception):

@@ -131,7 +131,8 @@ class _State:
     def __init__(self, store: Store, settings: ServerSettings) -> None:
         self.store = store
         self.settings = settings
-        self.context = Context(store=store, max_rows=settings.max_rows)
+        self.context = Context(store=store, max_rows=settings.max_rows,
+                               max_body_bytes=settings.max_body_bytes)
         self.keys = [(k.encode("utf-8"), write) for k, write in
                      ((settings.api_key, True), (settings.read_only_key, False)) if k is not None]
         self.readers: anyio.CapacityLimiter | None = None

@@ -40,7 +40,7 @@ class CreateTable(Body):
 
 
 class Rows(Body):
-    rows: list[dict[str, Any]]
+    rows: Any  # checked by Table.add/upsert, with their messages (row, field, value)
 
 
 class Filter(Body):
@@ -58,7 +58,7 @@ class GetRows(Body):
 
 
 class Documents(Body):
-    documents: list[dict[str, Any]]
+    documents: Any  # checked by Table.add_documents
     chunking: str = "context"
     chunker: str = "tokens"
     chunk_tokens: int = 128
@@ -88,8 +88,10 @@ class Context:
 
     store: Store
     max_rows: int
+    max_body_bytes: int
 
-    def check_count(self, n: int, what: str) -> None:
+    def check_count(self, items: Any, what: str) -> None:
+        n = len(items) if isinstance(items, list) else 0
         if n > self.max_rows:
             raise RequestTooLargeError(f"{n:,} {what} in one request; this server takes at most "
                                        f"{self.max_rows:,} (split the request, or start the server "
@@ -118,13 +120,16 @@ def _refine(q: Any, r: _QueryOptions) -> Any:
 
 
 def _hits(hits: Any) -> dict[str, Any]:
-    return {"hits": hits.to_list(), "plan": plan_to_json(hits.plan)}
+    rows = hits.to_list()
+    columns = list(rows[0]) if rows else hits.to_arrow().column_names  # names even with no hits
+    return {"hits": rows, "columns": columns, "plan": plan_to_json(hits.plan)}
 
 
 # -- handlers -----------------------------------------------------------------------------------
 def healthz(c: Context, name: None, r: None) -> Any:
     return {"status": "ok", "version": __version__, "models": c.store.warm_state,
-            "search_modes": list(SEARCH_MODES)}
+            "search_modes": list(SEARCH_MODES),
+            "limits": {"max_body_bytes": c.max_body_bytes, "max_rows": c.max_rows}}
 
 
 def list_tables(c: Context, name: None, r: None) -> Any:
@@ -157,27 +162,27 @@ def count(c: Context, name: str, r: Filter) -> Any:
 
 
 def add(c: Context, name: str, r: Rows) -> Any:
-    c.check_count(len(r.rows), "rows")
+    c.check_count(r.rows, "rows")
     return {"ids": c.store.table(name).add(r.rows)}
 
 
 def upsert(c: Context, name: str, r: Rows) -> Any:
-    c.check_count(len(r.rows), "rows")
+    c.check_count(r.rows, "rows")
     return {"ids": c.store.table(name).upsert(r.rows)}
 
 
 def delete(c: Context, name: str, r: Delete) -> Any:
-    c.check_count(len(r.ids or ()), "ids")
+    c.check_count(r.ids, "ids")
     return {"deleted": c.store.table(name).delete(r.where, *r.params, ids=r.ids)}
 
 
 def get_rows(c: Context, name: str, r: GetRows) -> Any:
-    c.check_count(len(r.ids), "ids")
+    c.check_count(r.ids, "ids")
     return {"rows": c.store.table(name).get(r.ids, with_vectors=r.with_vectors)}
 
 
 def add_documents(c: Context, name: str, r: Documents) -> Any:
-    c.check_count(len(r.documents), "documents")
+    c.check_count(r.documents, "documents")
     report = c.store.table(name).add_documents(r.documents, chunking=r.chunking, chunker=r.chunker,
                                                chunk_tokens=r.chunk_tokens, overlap=r.overlap,
                                                progress=False)
@@ -195,7 +200,7 @@ def search_batch(c: Context, name: str, r: SearchBatch) -> Any:
     if (r.vectors is None) == (r.texts is None):
         raise InvalidArgumentError("search_batch takes exactly one of 'vectors' and 'texts'")
     queries: list[Any] = r.vectors if r.vectors is not None else r.texts  # type: ignore[assignment]
-    c.check_count(len(queries), "queries")
+    c.check_count(queries, "queries")
     tbl = c.store.table(name)
     if not queries:
         return {"results": []}
