@@ -9,6 +9,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..db import Database
 from ..errors import InvalidArgumentError
 from ..table import Table
@@ -60,18 +62,20 @@ class Store:
                                    f"(the operator allows more with `vecstore serve --model DIR`)")
 
     def warm(self) -> None:
-        """Load (and run once) the embedding model of every table that has one, so the first
-        text query does not pay for it. Models are shared between tables (one per model)."""
+        """Load the embedding model of every table that has one (models are shared between
+        tables) and run a search on each table, so that the first request pays neither for
+        loading the model nor for compiling the scan kernels."""
         self.warm_state = "loading"
         try:
-            seen = set()
             for name in self.db.table_names():
                 tbl = self.table(name)
-                if tbl.config.embedder is None or tbl.config.embedder in seen:
-                    continue
-                seen.add(tbl.config.embedder)
-                tbl.embedder.embed_queries(["warm up"])
-                log.info("model %s loaded for table %s", tbl.config.embedder, name)
+                if tbl.config.embedder is not None:
+                    tbl.search("warm up").limit(1).to_list()
+                    log.info("model %s ready for table %s", tbl.config.embedder, name)
+                if len(tbl):
+                    probe = np.ones(tbl.dim, dtype=np.float32)
+                    tbl.search(probe).limit(1).to_list()
+                    tbl.search(probe).limit(1).exact().to_list()
             self.warm_state = "ready"
         except Exception as exc:  # a broken model must not stop the server; requests will say why
             self.warm_state = f"failed: {type(exc).__name__}: {exc}"

@@ -88,8 +88,12 @@ async function showTableInfo() {
   $("table-info").dataset.embedder = info.embedder || "";
 }
 
+const STOPWORDS = new Set(("the and for are was were what did does how who when which about that this " +
+  "with from have has had not but you your they their there into over than then them its").split(" "));
+
 function queryTerms(text) {
-  return [...new Set(text.toLowerCase().match(/[\p{L}\p{N}]{3,}/gu) || [])];
+  const words = text.toLowerCase().match(/[\p{L}\p{N}]{3,}/gu) || [];
+  return [...new Set(words.filter((w) => !STOPWORDS.has(w)))];
 }
 
 // Append `text` to `parent`, wrapping the query's words in <strong>.
@@ -99,7 +103,7 @@ function appendWithTerms(parent, text, terms) {
     return;
   }
   const escaped = terms.map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
-  const re = new RegExp(`(${escaped.join("|")})`, "giu");
+  const re = new RegExp(`(?<![\\p{L}\\p{N}])(?:${escaped.join("|")})(?![\\p{L}\\p{N}])`, "giu");
   let last = 0;
   for (const m of text.matchAll(re)) {
     if (m.index > last) parent.append(document.createTextNode(text.slice(last, m.index)));
@@ -181,7 +185,7 @@ function renderHit(h, around, terms) {
     li.append(p);
   }
   const skip = new Set(["id", "score", "text", "vector", "char_start", "char_end", "doc_id", "chunk_index"]);
-  const attrs = Object.entries(h).filter(([k]) => !skip.has(k)).slice(0, SHOWN_ATTRIBUTES);
+  const attrs = Object.entries(h).filter(([k, v]) => !skip.has(k) && v !== null).slice(0, SHOWN_ATTRIBUTES);
   if (attrs.length) {
     const dl = document.createElement("dl");
     dl.className = "attrs";
