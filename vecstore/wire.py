@@ -6,8 +6,11 @@ JSON has no dates, decimals or non-finite numbers, so those travel as one-key ob
     {"$date": "2024-01-31"}                date
     {"$decimal": "12.50"}                  Decimal
     {"$float": "nan"}                      float NaN, "inf" or "-inf"
+    {"$f32": "AACAPwAAAEA="}               a float32 vector: base64 of its little-endian bytes
 
-Everything else is plain JSON. Any client may send these forms (a JavaScript program sends
+Everything else is plain JSON. A vector may always be sent as a plain list of numbers; the
+Python client sends NumPy float32 vectors as ``$f32`` (exact, and ten times cheaper to encode
+and parse than 384 decimal numbers); answers carry vectors as lists. Any client may send these forms (a JavaScript program sends
 ``{"$datetime": d.toISOString().slice(0, -1)}``); the server decodes them before the Python API
 sees the request, and encodes results the same way. Plans and ingest reports are serialised here
 too, so both ends read and write one format.
@@ -16,6 +19,7 @@ too, so both ends read and write one format.
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 import json
 import math
@@ -43,6 +47,10 @@ def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return {"$decimal": str(value)}
     if isinstance(value, np.ndarray):
+        if value.dtype == np.float32 and value.ndim == 1:
+            return {"$f32": base64.b64encode(value.astype("<f4", copy=False).tobytes()).decode("ascii")}
+        if value.dtype == np.float32 and value.ndim == 2:
+            return list(value)
         if value.dtype.kind == "f" and not np.isfinite(value).all():
             return [_tag_float(x) if not math.isfinite(x) else x for x in value.tolist()]
         return value.tolist()
@@ -103,7 +111,12 @@ def _decode_tag(obj: dict[str, Any]) -> Any:
             return _FLOATS[value]
         if key == "$bytes":
             return base64.b64decode(value, validate=True)
-    except (ValueError, KeyError, InvalidOperation) as exc:
+        if key == "$f32":
+            raw = base64.b64decode(value, validate=True)
+            if len(raw) % 4:
+                raise ValueError(f"{len(raw)} bytes is not a whole number of float32 values")
+            return np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    except (ValueError, KeyError, InvalidOperation, binascii.Error) as exc:
         raise InvalidArgumentError(f"bad {key} value {value!r:.80}: {exc}") from None
     return obj  # an ordinary one-key object whose key starts with "$"
 

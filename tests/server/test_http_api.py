@@ -7,6 +7,8 @@ import socket
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from .harness import KEY, READ_KEY, request
 
@@ -418,3 +420,46 @@ def test_openapi_and_docs_are_served_locally(srv):
         and b"http" not in html.split(b"<body>")[1]
     )
     assert request(srv.url, "GET", "/docs-assets/swagger-ui-bundle.js")[0] == 200
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+FIELDS = [
+    "rows",
+    "ids",
+    "where",
+    "params",
+    "vector",
+    "text",
+    "k",
+    "select",
+    "exact",
+    "oversample",
+    "documents",
+    "name",
+    "dim",
+    "metric",
+    "with_vectors",
+    "vectors",
+    "texts",
+    "chunking",
+    "$datetime",
+    "$float",
+]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    route=st.sampled_from(
+        ["add", "upsert", "delete", "search", "search_batch", "count", "rows", "documents"]
+    ),
+    body=st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=4) | JSON,
+)
+def test_random_bodies_never_get_a_5xx(srv, table, route, body):
+    status, _, payload = request(srv.url, "POST", f"/tables/{table}/{route}", body, key=KEY)
+    assert status < 500, (status, payload)
+    if status >= 400:
+        assert set(payload["error"]) == {"type", "message"}

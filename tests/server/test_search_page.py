@@ -15,26 +15,43 @@ import vecstore
 from .harness import KEY, ThreadServer
 
 CHROMIUM = os.environ.get("VECSTORE_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 DOCS = [
-    {"id": "meeting-1", "team": "blue", "text":
-        "The design team met about the remote control. " * 5 + "\n\n"
-        + "Battery cost and the button interface were the decision points of the meeting. " * 4 + "\n\n"
-        + "The project budget was the last point on the agenda. " * 5},
-    {"id": "meeting-2", "team": "red", "text":
-        "The market report and the user interface summary. " * 8},
-    {"id": "hostile", "team": "red", "text":
-        "<img src=x onerror=\"window.__pwned=1\"> <script>window.__pwned=2</script> battery " * 6},
+    {
+        "id": "meeting-1",
+        "team": "blue",
+        "text": "The design team met about the remote control. " * 5
+        + "\n\n"
+        + "Battery cost and the button interface were the decision points of the meeting. " * 4
+        + "\n\n"
+        + "The project budget was the last point on the agenda. " * 5,
+    },
+    {"id": "meeting-2", "team": "red", "text": "The market report and the user interface summary. " * 8},
+    {
+        "id": "hostile",
+        "team": "red",
+        "text": '<img src=x onerror="window.__pwned=1"> <script>window.__pwned=2</script> battery ' * 6,
+    },
 ]
 
 
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"NO BROWSER: {CHROMIUM} is missing, so the search page is NOT tested; install it "
-                    f"with `apt-get install -y chromium` (make test does when apt is available)")
+        pytest.skip(
+            f"NO BROWSER: {CHROMIUM} is missing, so the search page is NOT tested; install it "
+            f"with `apt-get install -y chromium` (make test does when apt is available)"
+        )
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is part of the dev extra")
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -62,8 +79,10 @@ def page(browser, page_server):
     context = browser.new_context(viewport={"width": 1100, "height": 900})
     pg = context.new_page()
     foreign: list[str] = []
-    pg.on("request", lambda r: None if r.url.startswith(srv.url) or r.url.startswith("data:")
-          else foreign.append(r.url))
+    pg.on(
+        "request",
+        lambda r: None if r.url.startswith(srv.url) or r.url.startswith("data:") else foreign.append(r.url),
+    )
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
     yield pg
@@ -107,14 +126,17 @@ def test_search_page_shows_hits_with_their_source_span_and_the_plan(page, page_s
     for li, h in zip(items, want, strict=True):
         assert li.query_selector(".hit-head code").inner_text() == h["id"]
         mark = li.query_selector("mark")
-        assert mark.text_content() == h["text"] == doc[h["char_start"]:h["char_end"]]
+        assert mark.text_content() == h["text"] == doc[h["char_start"] : h["char_end"]]
         assert f"[{h['char_start']}:{h['char_end']}]" in li.inner_text()
         context = [c.text_content() for c in li.query_selector_all(".context")]
         if h["chunk_index"] > 0:  # the document text before the chunk, exactly
-            assert context and doc[:h["char_start"]].endswith(context[0].lstrip("…"))
+            assert context and doc[: h["char_start"]].endswith(context[0].lstrip("…"))
         strong = [e.text_content().lower() for e in li.query_selector_all("mark strong")]
-        words = [w for w in ("battery", "button", "cost")  # "and" is a stop word; whole words only
-                 if re.search(rf"(?<![^\W_]){w}(?![^\W_])", h["text"].lower())]
+        words = [
+            w
+            for w in ("battery", "button", "cost")  # "and" is a stop word; whole words only
+            if re.search(rf"(?<![^\W_]){w}(?![^\W_])", h["text"].lower())
+        ]
         assert sorted(set(strong)) == sorted(words)  # the query's words stand out
     assert page.inner_text("#plan-strategy") in ("exact-scan", "int8-scan", "two-stage-scan")
     assert "team = 'blue'" in page.text_content("#plan") and "selectivity" in page.text_content("#plan")
@@ -130,7 +152,9 @@ def test_search_page_shows_errors_and_never_runs_stored_text(page, page_server):
     page.fill("#where", "nope > 1")
     page.click("#go")
     page.wait_for_selector("#error:not([hidden])")
-    assert "FilterError (400)" in page.inner_text("#error") and "unknown column 'nope'" in page.inner_text("#error")
+    assert "FilterError (400)" in page.inner_text("#error") and "unknown column 'nope'" in page.inner_text(
+        "#error"
+    )
     page.fill("#where", "doc_id = 'hostile'")
     page.click("#go")
     page.wait_for_selector("#hits li")
@@ -151,4 +175,3 @@ def test_api_page_renders_from_local_files(page, page_server):
     page.wait_for_selector(".opblock", timeout=30_000)
     paths = page.eval_on_selector_all(".opblock-summary-path", "els => els.map(e => e.textContent)")
     assert "/tables/{name}/search" in " ".join(paths).replace("\u200b", "") and len(paths) >= 14
-

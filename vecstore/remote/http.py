@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import select
+import socket
 import threading
 import time
 import urllib.parse
@@ -57,6 +58,10 @@ class Transport:
             return conn, True
         cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
         conn = cls(self._host, self._port, timeout=self._timeout)
+        conn.connect()
+        # http.client writes the headers and the body separately: without TCP_NODELAY the body
+        # waits for the server's delayed ACK of the headers (milliseconds on every request)
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._local.conn = conn
         return conn, False
 
@@ -83,8 +88,9 @@ class Transport:
         if self._key is not None:
             headers["Authorization"] = f"Bearer {self._key}"
         for attempt in (0, 1):
-            conn, reused = self._connection()
+            reused = False
             try:
+                conn, reused = self._connection()
                 status, payload = self._exchange(conn, method, target, data, headers)
             except _Retry as exc:
                 self.close()

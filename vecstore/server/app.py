@@ -56,12 +56,16 @@ def _error(status: int, type_: str, message: str) -> Response:
 
 def _validation_message(exc: ValidationError | RequestValidationError) -> str:
     parts = []
-    for e in exc.errors()[:5]:
-        loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
+    errors = list(exc.errors())
+    if any(e.get("type") != "is_instance_of" for e in errors):  # the $f32 branch of a vector
+        errors = [e for e in errors if e.get("type") != "is_instance_of"]
+    for e in errors[:5]:
+        # field path without pydantic's union branch names ("vector.list[float].0" -> "vector.0")
+        loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body" and "[" not in str(x)) or "body"
         got = e.get("input")
         shown = "" if isinstance(got, (dict, list)) else f" (got {got!r:.60})"
         parts.append(f"{loc}: {e.get('msg', 'invalid')}{shown}")
-    more = len(exc.errors()) - 5
+    more = len(errors) - 5
     return "invalid request: " + "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 

@@ -13,7 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, WithJsonSchema
 
 from .. import __version__
 from ..errors import InvalidArgumentError
@@ -28,7 +31,13 @@ SEARCH_MODES = ("vector",)
 class Body(BaseModel):
     """Request bodies are strict: no unknown fields, no strings where numbers belong."""
 
-    model_config = ConfigDict(strict=True, extra="forbid")
+    model_config = ConfigDict(strict=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+# a vector: a JSON list of numbers, or a float32 array sent as {"$f32": base64} (vecstore.wire)
+F32 = Annotated[np.ndarray, WithJsonSchema({"type": "object", "description": '{"$f32": base64 of the '
+                                            'little-endian float32 values}', "required": ["$f32"]})]
+Vector = list[float] | F32
 
 
 class CreateTable(Body):
@@ -73,12 +82,12 @@ class _QueryOptions(Filter):
 
 
 class Search(_QueryOptions):
-    vector: list[float] | None = None
+    vector: Vector | None = None
     text: str | None = None
 
 
 class SearchBatch(_QueryOptions):
-    vectors: list[list[float]] | None = None
+    vectors: list[Vector] | None = None
     texts: list[str] | None = None
 
 
