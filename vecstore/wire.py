@@ -9,11 +9,11 @@ JSON has no dates, decimals or non-finite numbers, so those travel as one-key ob
     {"$f32": "AACAPwAAAEA="}               a float32 vector: base64 of its little-endian bytes
 
 Everything else is plain JSON. A vector may always be sent as a plain list of numbers; the
-Python client sends NumPy float32 vectors as ``$f32`` (exact, and ten times cheaper to encode
-and parse than 384 decimal numbers); answers carry vectors as lists. Any client may send these forms (a JavaScript program sends
-``{"$datetime": d.toISOString().slice(0, -1)}``); the server decodes them before the Python API
-sees the request, and encodes results the same way. Plans and ingest reports are serialised here
-too, so both ends read and write one format.
+Python client sends NumPy float32 vectors as ``$f32`` (exact, and far cheaper to encode and
+parse than hundreds of decimal numbers); answers carry vectors as lists. Any client may send
+these forms (a JavaScript program sends ``{"$datetime": d.toISOString().slice(0, -1)}``); the
+server decodes them before the Python API sees the request, and encodes results the same way.
+Plans are serialised here too, so both ends read and write one format.
 """
 
 from __future__ import annotations
