@@ -15,6 +15,7 @@ from .config import Metric, PlannerSettings, TableConfig
 from .db import Database, connect
 from .errors import (
     AlreadyExistsError,
+    AuthenticationError,
     ConcurrencyError,
     CorruptStoreError,
     DuplicateIdError,
@@ -23,6 +24,7 @@ from .errors import (
     MissingDependencyError,
     NotFoundError,
     ReadOnlyError,
+    RemoteError,
     SchemaError,
     VecstoreError,
 )
@@ -34,6 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AlreadyExistsError",
+    "AuthenticationError",
     "BatchQuery",
     "ConcurrencyError",
     "CorruptStoreError",
@@ -50,6 +53,7 @@ __all__ = [
     "PlannerSettings",
     "Query",
     "ReadOnlyError",
+    "RemoteError",
     "SchemaError",
     "Strategy",
     "Table",

@@ -7,7 +7,7 @@ import re
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -19,6 +19,9 @@ from .storage.locks import DEFAULT_TIMEOUT_S
 from .storage.manifest import latest_version
 from .storage.writer import create_table_version
 from .table import Table
+
+if TYPE_CHECKING:
+    from .remote import RemoteDatabase
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}$")
 
@@ -152,8 +155,10 @@ class Database:
         shutil.rmtree(trash, ignore_errors=True)
 
 
-def connect(path: str | os.PathLike[str], **kwargs: Any) -> Database:
-    """Open (or create) the store in directory ``path``.
+def connect(path: str | os.PathLike[str], **kwargs: Any) -> Database | RemoteDatabase:
+    """Open (or create) the store in directory ``path``; or, when ``path`` is a URL
+    (``http://host:port``), connect to a ``vecstore serve`` server (keyword arguments
+    ``api_key``, by default ``$VECSTORE_API_KEY``, and ``timeout``; see :mod:`vecstore.remote`).
 
     >>> import vecstore, tempfile
     >>> tmp = tempfile.TemporaryDirectory()
@@ -165,4 +170,8 @@ def connect(path: str | os.PathLike[str], **kwargs: Any) -> Database:
     'a'
     >>> tmp.cleanup()
     """
+    if isinstance(path, str) and path.lower().startswith(("http://", "https://")):
+        from .remote import RemoteDatabase
+
+        return RemoteDatabase(path, **kwargs)
     return Database(path, **kwargs)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from .. import connect
+from ..db import Database
 from ..errors import InvalidArgumentError
 from . import cli, emit
 from .commands import plain_option
@@ -59,7 +59,7 @@ def _attrs(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 def _open_or_create(store: str, table: str, model: str | None):
-    db = connect(store)
+    db = Database(store)
     if table in db.table_names():
         tbl = db.open_table(table)
         if tbl.config.embedder is None:
@@ -153,10 +153,10 @@ def demo(store: str, chunking: str, k: int, as_json: bool) -> None:
         docs = load_documents([Path(path)]).documents
     target = Path(store)
     if target.exists():
-        db = connect(target)
+        db = Database(target)
         db.drop_table("meetings", missing_ok=True)
     else:
-        db = connect(target)
+        db = Database(target)
     click.echo(f"loading the default model and ingesting {len(docs)} transcripts into {target}/meetings ...",
                err=True)
     tbl = db.create_table("meetings", embedder="default")
