@@ -1,10 +1,22 @@
-"""A database: a directory of tables."""
+"""A database: a directory of tables.
+
+A table appears and disappears whole. ``create_table`` builds the table (its first version, with
+any initial rows) in a hidden ``.creating-*`` directory, holding that directory's write lock, and
+renames it into place: the rename
+succeeds for exactly one of several processes creating the same table, and a crash leaves either
+no table or the complete one. ``drop_table`` takes the table's write lock, renames the directory
+to a hidden ``.dropped-*`` name and then removes it. Hidden directories are never tables; ones
+that a crash left behind are removed at the next ``connect`` or ``drop_table``.
+"""
 
 from __future__ import annotations
 
+import errno
+import math
 import os
 import re
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,14 +24,21 @@ from typing import Any
 import pyarrow as pa
 
 from .config import Metric, TableConfig
-from .errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
-from .storage.batch import declared_schema
-from .storage.files import ensure_dir, fsync_dir
-from .storage.locks import DEFAULT_TIMEOUT_S
-from .storage.manifest import Manifest, latest_version, write_manifest
-from .table import Table
+from .errors import AlreadyExistsError, CorruptStoreError, InvalidArgumentError, NotFoundError
+from .storage.batch import declared_schema, prepare_batch
+from .storage.files import ensure_dir, fsync_dir, make_subdir
+from .storage.locks import DEFAULT_TIMEOUT_S, write_lock
+from .storage.manifest import VERSIONS_DIR, Manifest, latest_version, write_manifest
+from .storage.segments import build_segment
+from .table import Table, embed_missing
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}$")
+_NEW = ".new-"  # a creation's directory before its creator holds its lock (microseconds)
+_CREATING = ".creating-"  # a creation's directory while its creator holds its lock
+_DROPPED = ".dropped-"
+# a .new-* directory is locked microseconds after it is made: one this old whose lock is free
+# was left by a crash (the age rule covers the instant between mkdir and taking the lock)
+_STALE_NEW_S = 60.0
 
 
 def check_table_name(name: object) -> str:
@@ -31,6 +50,31 @@ def check_table_name(name: object) -> str:
             f"with a letter, digit or '_', without '..'"
         )
     return name
+
+
+def check_lock_timeout(value: object) -> float:
+    """Seconds a writer waits for a table's lock: a finite number >= 0 (0: try once)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value < 0:
+        raise InvalidArgumentError(
+            f"lock_timeout must be a finite number of seconds >= 0, got {value!r}; "
+            f"e.g. lock_timeout=30 (the default is {DEFAULT_TIMEOUT_S:g})"
+        )
+    return float(value)
+
+
+def _settings_differ(tbl: Table, config: TableConfig, attributes: pa.Schema) -> list[str]:
+    """What an existing table has other than asked: settings and declared columns."""
+    have = tbl.config
+    out = [f"{k}={getattr(have, k)!r} (asked {getattr(config, k)!r})"
+           for k in ("dim", "metric", "embedder") if getattr(have, k) != getattr(config, k)]
+    schema = tbl.schema
+    for f in attributes:
+        if f.name not in schema.names:
+            out.append(f"no column {f.name!r}")
+        elif schema.field(f.name).type != f.type:
+            out.append(f"column {f.name!r} is {schema.field(f.name).type} (asked {f.type})")
+    return out
 
 
 class Database:
@@ -46,11 +90,12 @@ class Database:
     def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = DEFAULT_TIMEOUT_S) -> None:
         if isinstance(path, str) and "\x00" in path:
             raise InvalidArgumentError("the store path contains a NUL character")
+        self.lock_timeout = check_lock_timeout(lock_timeout)
         self.path = Path(path).expanduser().absolute()
         if self.path.exists() and not self.path.is_dir():
             raise InvalidArgumentError(f"{self.path} exists and is not a directory")
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.lock_timeout = float(lock_timeout)
+        ensure_dir(self.path)
+        self._remove_leftovers()
 
     def __repr__(self) -> str:
         return f"Database({str(self.path)!r})"
@@ -58,12 +103,49 @@ class Database:
     def _table_dir(self, name: str) -> Path:
         return self.path / check_table_name(name)
 
+    def _remove_leftovers(self) -> None:
+        """Remove what interrupted drops and creations left: ``.dropped-*`` directories,
+        ``.creating-*`` ones whose creator is gone (its lock is free: a live creator holds it
+        until the directory is renamed into place), and ``.new-*`` ones a minute old whose
+        lock is free."""
+        for entry in os.scandir(self.path):
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            if entry.name.startswith(_DROPPED):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            elif entry.name.startswith(_CREATING):
+                self._remove_abandoned_creation(Path(entry.path))
+            elif entry.name.startswith(_NEW):
+                try:
+                    age = time.time() - entry.stat(follow_symlinks=False).st_mtime
+                except FileNotFoundError:
+                    continue
+                if age > _STALE_NEW_S:
+                    self._remove_abandoned_creation(Path(entry.path))
+
+    def _remove_abandoned_creation(self, staging: Path) -> None:
+        try:
+            with write_lock(staging, timeout=0):
+                trash = self.path / f"{_DROPPED}{uuid.uuid4().hex}"
+                os.rename(staging, trash)
+        except (NotFoundError, TimeoutError, CorruptStoreError, OSError):
+            return  # its creator is alive, it is already gone, or it is not ours to judge
+        shutil.rmtree(trash, ignore_errors=True)
+
     def table_names(self) -> list[str]:
-        """Names of the tables in the store, sorted."""
+        """Names of the tables in the store, sorted. A damaged table is listed (opening it
+        says what is wrong); links and hidden directories are not tables."""
         names = []
         for entry in os.scandir(self.path):
-            if entry.is_dir() and _NAME.match(entry.name) and latest_version(Path(entry.path)) > 0:
+            if not entry.is_dir(follow_symlinks=False) or not _NAME.match(entry.name):
+                continue
+            try:
+                if latest_version(Path(entry.path)) > 0:
+                    names.append(entry.name)
+            except CorruptStoreError:
                 names.append(entry.name)
+            except FileNotFoundError:
+                pass  # dropped while we looked
         return sorted(names)
 
     def __contains__(self, name: object) -> bool:
@@ -72,11 +154,18 @@ class Database:
     def create_table(self, name: str, dim: int | None = None, *, metric: str | Metric = "cosine",
                      embedder: Any = None, schema: pa.Schema | None = None, exist_ok: bool = False,
                      data: Any = None) -> Table:
-        """Create an empty table of ``dim``-dimensional vectors compared by ``metric``
-        (``"cosine"``, ``"dot"`` or ``"l2"``). ``schema`` declares attribute columns up front
-        (otherwise the first rows define them). With ``exist_ok=True`` an existing table of the
-        same settings is opened instead. ``data`` (rows) is added right away if given."""
+        """Create a table of ``dim``-dimensional vectors compared by ``metric`` (``"cosine"``,
+        ``"dot"`` or ``"l2"``). ``schema`` declares attribute columns up front (otherwise the
+        first rows define them). ``data`` (rows, as for :meth:`Table.add`) is stored in the
+        table's first version: the table appears with its rows or not at all.
+
+        If the table exists, or another process creates it at the same moment, this raises
+        :class:`AlreadyExistsError`; with ``exist_ok=True`` the existing table is opened instead
+        if its dim, metric, embedder and declared columns are those asked (``data`` is then not
+        added), and AlreadyExistsError names the difference otherwise.
+        """
         path = self._table_dir(name)
+        emb = None
         embedder_id = None
         if embedder is not None:
             from .ingest.embedders import get_embedder
@@ -91,29 +180,89 @@ class Database:
             raise InvalidArgumentError("create_table needs dim= (or an embedder that sets it)")
         config = TableConfig(dim=dim, metric=Metric.parse(metric), embedder=embedder_id)
         attributes = declared_schema(schema)
-        if latest_version(path) > 0:
-            if exist_ok:
-                tbl = self.open_table(name)
-                if tbl.config != config:
-                    raise AlreadyExistsError(
-                        f"table {name!r} exists with different settings ({tbl.config}); "
-                        f"asked for {config}"
-                    )
-                return tbl
-            raise AlreadyExistsError(f"table {name!r} already exists in {self.path}")
-        ensure_dir(path)
-        try:
-            write_manifest(path, Manifest(version=1, config=config, schema=attributes))
-        except FileExistsError:
-            if exist_ok:
-                return self.open_table(name)
-            raise AlreadyExistsError(f"table {name!r} already exists in {self.path}") from None
-        fsync_dir(self.path)
-        tbl = Table(self, name, path, lock_timeout=self.lock_timeout,
-                    embedder=None if embedder is None or isinstance(embedder, str) else embedder)
+        custom = None if embedder is None or isinstance(embedder, str) else embedder
+        existing = self._existing(name, path, config, attributes, exist_ok, custom)
+        if existing is not None:
+            return existing
+        batch = None
         if data is not None:
-            tbl.add(data)
+            if emb is not None:
+                data = embed_missing(data, emb, config.dim)
+            batch = prepare_batch(data, config, attributes)  # validated before anything is written
+        if not self._publish_new_table(path, config, attributes, batch):
+            existing = self._existing(name, path, config, attributes, exist_ok, custom, raced=True)
+            assert existing is not None
+            return existing
+        return Table(self, name, path, lock_timeout=self.lock_timeout, embedder=custom)
+
+    def _existing(self, name: str, path: Path, config: TableConfig, attributes: pa.Schema,
+                  exist_ok: bool, embedder: Any, raced: bool = False) -> Table | None:
+        """The table already at ``path`` if ``exist_ok`` and its settings match; None if there
+        is none; AlreadyExistsError otherwise."""
+        try:
+            present = latest_version(path) > 0
+        except CorruptStoreError:
+            if not exist_ok:
+                raise AlreadyExistsError(f"table {name!r} already exists in {self.path} "
+                                         f"(and is damaged: open_table says how)") from None
+            raise
+        if not present:
+            if raced or os.path.lexists(path):
+                raise AlreadyExistsError(
+                    f"{path} exists and is not a vecstore table (no {VERSIONS_DIR}/ with a "
+                    f"version); move it away or remove it, then create the table again")
+            return None
+        if not exist_ok:
+            raise AlreadyExistsError(
+                f"table {name!r} already exists in {self.path}; open it with open_table(), or "
+                f"pass exist_ok=True to open it when its settings match")
+        tbl = Table(self, name, path, lock_timeout=self.lock_timeout, embedder=embedder)
+        differences = _settings_differ(tbl, config, attributes)
+        if differences:
+            raise AlreadyExistsError(
+                f"table {name!r} exists with other settings: {'; '.join(differences)}; open it "
+                f"with open_table(), or drop it first to create it anew")
         return tbl
+
+    def _publish_new_table(self, path: Path, config: TableConfig, attributes: pa.Schema,
+                           batch: Any) -> bool:
+        """Build version 1 (with ``batch``'s rows, if any) in a hidden directory and rename it
+        to ``path``. Returns False when ``path`` was taken first (another creator won)."""
+        key = uuid.uuid4().hex
+        new = self.path / f"{_NEW}{key}"
+        staging = self.path / f"{_CREATING}{path.name}-{key}"
+        os.mkdir(new)
+        published = False
+        try:
+            # the lock is held from before the directory is named .creating-* until it is
+            # renamed into place: a concurrent connect never takes a live creation for a leftover
+            with write_lock(new, self.lock_timeout) as lock:
+                os.rename(new, staging)
+                make_subdir(staging, VERSIONS_DIR)
+                segments: tuple[Any, ...] = ()
+                schema = attributes
+                if batch is not None and len(batch):
+                    segments = (build_segment(staging, config, batch, None),)
+                    schema = batch.schema
+                write_manifest(staging, Manifest(version=1, config=config, schema=schema,
+                                                 segments=segments))
+                lock.record(1)
+                fsync_dir(staging)
+                try:
+                    # the table appears whole; fails when a (non-empty) table is already there
+                    os.rename(staging, path)
+                except OSError as exc:
+                    if isinstance(exc, (FileExistsError, NotADirectoryError, IsADirectoryError)) \
+                            or exc.errno == errno.ENOTEMPTY:
+                        return False
+                    raise
+                published = True
+                fsync_dir(self.path)
+            return True
+        finally:
+            if not published:
+                for leftover in (new, staging):
+                    shutil.rmtree(leftover, ignore_errors=True)
 
     def open_table(self, name: str, *, version: int | None = None, embedder: Any = None) -> Table:
         """Open an existing table (at its newest version, or at ``version``, read-only).
@@ -126,21 +275,34 @@ class Database:
                      embedder=embedder)
 
     def drop_table(self, name: str, *, missing_ok: bool = False) -> None:
-        """Delete a table and all its files. The table disappears atomically (a rename), then
-        its files are removed."""
+        """Delete a table and all its files. It waits for the table's write lock (so no commit
+        is cut in half), disappears atomically (a rename), then its files are removed. Writers
+        and readers still holding the table get NotFoundError on their next operation."""
         path = self._table_dir(name)
-        if latest_version(path) == 0:
-            if missing_ok:
-                return
-            raise NotFoundError(f"table {name!r} does not exist in {self.path}")
-        trash = self.path / f".dropped-{name}-{uuid.uuid4().hex}"
-        os.rename(path, trash)
-        fsync_dir(self.path)
-        shutil.rmtree(trash, ignore_errors=True)
+        try:
+            present = latest_version(path) > 0
+        except CorruptStoreError:
+            present = True  # a damaged table can still be dropped
+        trash = None
+        try:
+            if not present:
+                raise NotFoundError(f"table {name!r} does not exist in {self.path}")
+            with write_lock(path, self.lock_timeout):
+                trash = self.path / f"{_DROPPED}{name}-{uuid.uuid4().hex}"
+                os.rename(path, trash)
+                fsync_dir(self.path)
+        except NotFoundError:
+            if not missing_ok:
+                raise
+        finally:
+            if trash is not None:
+                shutil.rmtree(trash, ignore_errors=True)
+        self._remove_leftovers()
 
 
 def connect(path: str | os.PathLike[str], **kwargs: Any) -> Database:
-    """Open (or create) the store in directory ``path``.
+    """Open (or create) the store in directory ``path``. ``lock_timeout`` (seconds, default
+    30) bounds how long a writer waits for a table's write lock.
 
     >>> import vecstore, tempfile
     >>> db = vecstore.connect(tempfile.mkdtemp())

@@ -17,15 +17,27 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .config import DEFAULT_OVERSAMPLE, Metric, TableConfig
-from .errors import ConcurrencyError, DuplicateIdError, InvalidArgumentError, ReadOnlyError
+from .errors import (
+    ConcurrencyError,
+    CorruptStoreError,
+    DuplicateIdError,
+    InvalidArgumentError,
+    NotFoundError,
+    ReadOnlyError,
+)
 from .query.builder import BatchQuery, Query
 from .query.filters import ROW_COLUMN, FilterEngine
 from .query.planner import SearchRequest, batch_binary_candidates, search
 from .query.results import Hits
 from .storage.batch import Batch, prepare_batch
-from .storage.codes import Quantizer, normalize_rows
-from .storage.files import ensure_dir
-from .storage.locks import DEFAULT_TIMEOUT_S, write_lock
+from .storage.files import make_subdir, open_in_table
+from .storage.locks import (
+    DEFAULT_TIMEOUT_S,
+    directory_identity,
+    dropped_error,
+    high_water_mark,
+    write_lock,
+)
 from .storage.manifest import (
     Manifest,
     SegmentEntry,
@@ -34,13 +46,76 @@ from .storage.manifest import (
     read_manifest,
     write_manifest,
 )
-from .storage.segments import write_deletions, write_segment
+from .storage.segments import build_segment, write_deletions
 from .storage.snapshot import Snapshot
 
 if TYPE_CHECKING:
     from .db import Database
 
 I64 = npt.NDArray[np.int64]
+
+
+def check_version(version: object) -> int:
+    """A table version number as given by a user: a positive integer (not a bool or a string)."""
+    if isinstance(version, (bool, np.bool_)) or not isinstance(version, (int, np.integer)) \
+            or version < 1:
+        raise InvalidArgumentError(
+            f"version must be a positive integer (one of table.versions()), got {version!r}")
+    return int(version)
+
+
+def describe_versions(versions: Sequence[int]) -> str:
+    if not versions:
+        return "none"
+    if list(versions) == list(range(versions[0], versions[-1] + 1)):
+        return f"{versions[0]} to {versions[-1]}"
+    return ", ".join(map(str, versions))
+
+
+def check_not_rolled_back(table_dir: Path, newest: int, mark: int) -> None:
+    """Refuse a table whose newest manifest is older than its high-water mark: a version that
+    was committed has had its manifest deleted, and reading (or writing on top of) the older
+    one would silently roll the table back and reuse that version number."""
+    if mark > newest:
+        raise CorruptStoreError(
+            f"table {table_dir.name!r} committed version {mark} (the high-water mark in "
+            f"{table_dir / '_lock'}), but its newest manifest on disk is version {newest}: "
+            f"{table_dir / '_versions'}/{mark:020d}.json was deleted. Restore it from a backup; "
+            f"older versions stay readable read-only with open_table(name, version=...)"
+        )
+
+
+def embed_missing(rows: Any, embedder: Any, dim: int) -> Any:
+    """Rows without a ``vector`` get one from ``embedder``, made from their ``text``."""
+    if type(rows).__name__ == "DataFrame" and hasattr(rows, "to_dict"):
+        rows = pa.Table.from_pandas(rows, preserve_index=False)
+    if isinstance(rows, pa.RecordBatch):
+        rows = pa.Table.from_batches([rows])
+    if isinstance(rows, pa.Table):
+        if "vector" in rows.column_names:
+            return rows
+        if "text" not in rows.column_names:
+            raise InvalidArgumentError("rows need a 'vector' or a 'text' column to embed")
+        texts = rows.column("text").to_pylist()
+        Table._check_texts(texts)
+        vectors = embedder.embed_documents(texts)
+        col = pa.FixedSizeListArray.from_arrays(
+            pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1)), dim)
+        return rows.append_column("vector", col)
+    if isinstance(rows, dict):
+        rows = [rows]
+    if not isinstance(rows, (list, tuple)):
+        return rows  # prepare_batch reports the bad type
+    missing = [i for i, r in enumerate(rows) if isinstance(r, dict) and r.get("vector") is None]
+    if not missing:
+        return rows
+    texts = [rows[i].get("text") for i in missing]
+    Table._check_texts(texts, missing)
+    vectors = embedder.embed_documents(texts)
+    out = list(rows)
+    for i, v in zip(missing, vectors, strict=True):
+        out[i] = {**rows[i], "vector": v}
+    return out
 
 
 @dataclass(frozen=True)
@@ -66,8 +141,26 @@ class Table:
         self._pinned = version is not None
         self._lock_timeout = lock_timeout
         self._guard = threading.Lock()
-        v = version if version is not None else latest_version(path)
-        self._snap = Snapshot(path, read_manifest(path, v))
+        # the directory this object reads and writes: a table dropped and created again under
+        # the same name is another directory, and this object must not touch it
+        self._dir_id = directory_identity(path)
+        self._path_str = str(path)
+        if version is None:
+            mark = high_water_mark(path)  # before listing: see high_water_mark
+            v = latest_version(path)
+            if v == 0 or (mark > v and directory_identity(path) != self._dir_id):
+                raise dropped_error(path)  # (the mark may be the dropped table's)
+            check_not_rolled_back(path, v, mark)
+            manifest = read_manifest(path, v)
+        else:
+            v = check_version(version)
+            try:
+                manifest = read_manifest(path, v)
+            except NotFoundError:
+                raise NotFoundError(
+                    f"table {name!r} has no version {v} (its versions on disk: "
+                    f"{describe_versions(list_versions(path))})") from None
+        self._snap = Snapshot(path, manifest)
         self._filters: tuple[int, FilterEngine] | None = None
         self._embedder: Any = embedder
         self._index_cache: dict[str, Any] = {}  # index path -> loaded index
@@ -79,7 +172,17 @@ class Table:
                 f"metric={m.config.metric.value!r}, version={m.version})")
 
     # -- reading the current version ---------------------------------------------------------
+    def _check_present(self) -> None:
+        """Raise NotFoundError if the table was dropped (its directory is gone or replaced)."""
+        try:
+            st = os.stat(self._path_str, follow_symlinks=False)
+        except FileNotFoundError:
+            raise dropped_error(self.path) from None
+        if (st.st_dev, st.st_ino) != self._dir_id:
+            raise dropped_error(self.path)
+
     def _current(self) -> Snapshot:
+        self._check_present()
         snap = self._snap
         if self._pinned:
             return snap
@@ -153,10 +256,14 @@ class Table:
 
     def versions(self) -> list[int]:
         """Every version of the table still on disk, oldest first."""
+        self._check_present()
         return list_versions(self.path)
 
     def checkout(self, version: int) -> Table:
-        """A read-only view of the table as it was at ``version``."""
+        """A read-only view of the table as it was at ``version`` (a positive integer, one of
+        :meth:`versions`)."""
+        version = check_version(version)
+        self._check_present()
         return Table(self._db, self.name, self.path, version=version)
 
     def to_arrow(self, columns: Sequence[str] | None = None, *, with_vectors: bool = False) -> pa.Table:
@@ -320,12 +427,23 @@ class Table:
         return [dict(e) for e in self._current().manifest.indexes]
 
     def _load_index(self, entry: dict[str, Any]) -> Any:
-        path = str(entry["path"])
+        path = str(entry["path"])  # indexes/<hex>: its shape was checked with the manifest
         index = self._index_cache.get(path)
         if index is None:
-            from .index import load_index
+            from .index import INDEX_KINDS, load_index
 
-            index = load_index(entry["kind"], self.path / path, entry["params"])
+            if entry["kind"] not in INDEX_KINDS:
+                raise CorruptStoreError(
+                    f"table {self.name!r} version {self._snap.version} names an index of unknown "
+                    f"kind {entry['kind']!r}; rebuild it with create_index")
+            try:  # no link on the way to the index directory (load_index checks the rest)
+                os.close(open_in_table(self.path, path, directory=True))
+            except FileNotFoundError:
+                raise CorruptStoreError(f"index directory {self.path / path} is missing") from None
+            config = self._snap.manifest.config
+            # the sidecar has no checksum of its own: hold it to what the manifest says
+            expect = {"dim": config.dim, "metric": config.metric.value, "count": entry["count"]}
+            index = load_index(entry["kind"], self.path / path, entry["params"], expect=expect)
             self._index_cache[path] = index
         return index
 
@@ -366,7 +484,12 @@ class Table:
         vectors = np.concatenate(snap.vectors) if len(snap.vectors) > 1 else snap.vectors[0]
         index = build_index(kind, vectors, self.metric, progress=progress, threads=threads, **params)
         rel = f"indexes/{uuid.uuid4().hex}"
-        ensure_dir(self.path / rel)
+        try:  # never the table's own directory: if it is gone, the table was dropped
+            make_subdir(self.path, "indexes")
+            make_subdir(self.path, rel)
+        except FileNotFoundError:
+            self._check_present()
+            raise
         index.save(self.path / rel)
         entry: dict[str, Any] = {
             "kind": kind, "params": index.params.to_json(), "path": rel, "count": len(index),
@@ -411,25 +534,28 @@ class Table:
 
     # -- writing ----------------------------------------------------------------------------
     def _commit(self, operation: str, change: Callable[[Snapshot], Manifest | None]) -> Snapshot:
+        """Build the next version with ``change`` from the newest one and publish it, under the
+        table's write lock. The lock is taken on this object's own table directory
+        (NotFoundError if it was dropped); the high-water mark refuses to build on a table
+        whose newest manifest was deleted (its version number would be reused)."""
         if self._pinned:
             raise ReadOnlyError(f"table {self.name!r} is checked out at version "
                                 f"{self._snap.version}; open the table again to write")
-        with write_lock(self.path, self._lock_timeout):
+        with write_lock(self.path, self._lock_timeout, identity=self._dir_id) as lock:
             snap = self._current()
+            check_not_rolled_back(self.path, snap.version, lock.high_water_mark())
             manifest = change(snap)
             if manifest is None:
                 return snap
             write_manifest(self.path, manifest)
+            lock.record(manifest.version)
             new = Snapshot(self.path, manifest, reuse=snap.segment_keys())
             with self._guard:
                 self._snap = new
             return new
 
     def _new_segment(self, batch: Batch, previous_center: npt.NDArray[np.float32] | None) -> SegmentEntry:
-        code_vectors = normalize_rows(batch.vectors) if self.metric is Metric.COSINE else batch.vectors
-        quantizer = Quantizer.fit(code_vectors, previous_center=previous_center)
-        ref = write_segment(self.path, batch.ids, batch.attributes, batch.vectors, code_vectors, quantizer)
-        return SegmentEntry(data=ref, rows=len(batch), quantizer=quantizer.to_json())
+        return build_segment(self.path, self.config, batch, previous_center)
 
     def _rows_of_ids(self, snap: Snapshot, ids: Sequence[str]) -> I64:
         """Global live rows whose id is in ``ids``."""
@@ -519,35 +645,7 @@ class Table:
         """Rows without a ``vector`` get one from the table's embedder, made from ``text``."""
         if self.config.embedder is None and self._embedder is None:
             return rows
-        if type(rows).__name__ == "DataFrame" and hasattr(rows, "to_dict"):
-            rows = pa.Table.from_pandas(rows, preserve_index=False)
-        if isinstance(rows, pa.RecordBatch):
-            rows = pa.Table.from_batches([rows])
-        if isinstance(rows, pa.Table):
-            if "vector" in rows.column_names:
-                return rows
-            if "text" not in rows.column_names:
-                raise InvalidArgumentError("rows need a 'vector' or a 'text' column to embed")
-            texts = rows.column("text").to_pylist()
-            self._check_texts(texts)
-            vectors = self.embedder.embed_documents(texts)
-            col = pa.FixedSizeListArray.from_arrays(
-                pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1)), self.dim)
-            return rows.append_column("vector", col)
-        if isinstance(rows, dict):
-            rows = [rows]
-        if not isinstance(rows, (list, tuple)):
-            return rows  # prepare_batch reports the bad type
-        missing = [i for i, r in enumerate(rows) if isinstance(r, dict) and r.get("vector") is None]
-        if not missing:
-            return rows
-        texts = [rows[i].get("text") for i in missing]
-        self._check_texts(texts, missing)
-        vectors = self.embedder.embed_documents(texts)
-        out = list(rows)
-        for i, v in zip(missing, vectors, strict=True):
-            out[i] = {**rows[i], "vector": v}
-        return out
+        return embed_missing(rows, self.embedder, self.dim)
 
     @staticmethod
     def _check_texts(texts: Sequence[Any], positions: Sequence[int] | None = None) -> None:

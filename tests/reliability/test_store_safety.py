@@ -373,6 +373,19 @@ def test_links_to_index_files_are_refused(table, tmp_path, what):
     assert target.name in str(err.value)
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+def test_an_open_table_holds_no_descriptor_per_segment(tmp_path):
+    """Segments are checked through a descriptor and mapped from it; the map must not keep the
+    descriptor (Python's mmap does: one per segment, until the process ran out of them)."""
+    tbl = vecstore.connect(tmp_path / "s").create_table("t", dim=DIM)
+    for i in range(60):
+        tbl.add(rows(1, start=i))
+    before = len(os.listdir("/proc/self/fd"))
+    other = vecstore.connect(tmp_path / "s").open_table("t")
+    assert len(other) == 60
+    assert len(os.listdir("/proc/self/fd")) - before < 10
+
+
 # -- item 5: manifest paths stay in the table --------------------------------------------------------
 def _set_segment_path(path: str) -> Any:
     def edit(body: dict[str, Any]) -> None:

@@ -4,6 +4,12 @@ A table directory holds ``_versions/<version, 20 digits>.json``. A commit writes
 to a temporary name, fsyncs it and publishes it with ``link`` (which fails if another writer
 published that version first), then fsyncs the directory. A manifest that is not published does
 not exist for readers, so a crash mid-commit leaves the previous version in force.
+
+A manifest is read as untrusted input even when its checksum matches (anyone can recompute a
+CRC): every path it names must have the shape vecstore writes (``data/<32 hex>.arrow`` for
+segment and tombstone files, ``indexes/<32 hex>`` for an index directory), so it stays inside
+the table directory, and its counts must be consistent. Anything else is a
+:class:`~vecstore.errors.CorruptStoreError` naming the manifest and the value.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import pyarrow as pa
 
 from ..config import TableConfig
 from ..errors import CorruptStoreError, NotFoundError
-from .files import ensure_dir, write_bytes_atomic
+from .files import open_in_table, read_in_table, write_bytes_atomic
 
 FORMAT_VERSION = 1
 """Bumped whenever a change to the on-disk format means older readers cannot read new stores."""
@@ -30,6 +36,11 @@ FORMAT_VERSION = 1
 VERSIONS_DIR = "_versions"
 DATA_DIR = "data"
 _VERSION_RE = re.compile(r"^(\d{20})\.json$")
+SEGMENT_PATH = re.compile(r"data/[0-9a-f]{32}\.arrow")
+"""The only shape of a segment or tombstone path in a manifest (``fullmatch``)."""
+INDEX_PATH = re.compile(r"indexes/[0-9a-f]{32}")
+"""The only shape of an index directory path in a manifest (``fullmatch``)."""
+_MANIFEST_LIMIT = 256 << 20  # a manifest lists files; one this large is not one of ours
 
 
 @dataclass(frozen=True)
@@ -152,10 +163,16 @@ def manifest_path(table_dir: Path, version: int) -> Path:
 
 
 def list_versions(table_dir: Path) -> list[int]:
+    """Published versions, oldest first; [] when there is no table at ``table_dir``. A table
+    directory or ``_versions`` that is a link or not a directory is a CorruptStoreError."""
     try:
-        names = os.listdir(table_dir / VERSIONS_DIR)
+        fd = open_in_table(table_dir, VERSIONS_DIR, directory=True)
     except FileNotFoundError:
         return []
+    try:
+        names = os.listdir(fd)
+    finally:
+        os.close(fd)
     return sorted(int(m.group(1)) for n in names if (m := _VERSION_RE.match(n)))
 
 
@@ -176,7 +193,7 @@ def latest_version(table_dir: Path, known: int = 0) -> int:
 def read_manifest(table_dir: Path, version: int) -> Manifest:
     path = manifest_path(table_dir, version)
     try:
-        raw = path.read_bytes()
+        raw = read_in_table(table_dir, f"{VERSIONS_DIR}/{path.name}", limit=_MANIFEST_LIMIT)
     except FileNotFoundError:
         raise NotFoundError(f"table version {version} does not exist ({path})") from None
     try:
@@ -196,12 +213,80 @@ def read_manifest(table_dir: Path, version: int) -> Manifest:
         raise CorruptStoreError(f"manifest {path} is unreadable: {exc}") from exc
     if manifest.version != version:
         raise CorruptStoreError(f"manifest {path} claims version {manifest.version}")
+    check_entries(manifest, path)
     return manifest
 
 
+def check_entries(manifest: Manifest, path: Path) -> None:
+    """Refuse a manifest whose files could lie outside the table or whose counts disagree.
+
+    Paths must have exactly the shape vecstore writes, which keeps them inside the table's
+    ``data/`` or ``indexes/`` directory (no ``..``, no absolute path, no other directory); the
+    reader then opens them without following links (see ``files.open_in_table``).
+    """
+    def bad(what: str, value: object, expected: str) -> CorruptStoreError:
+        return CorruptStoreError(
+            f"manifest {path} has {what} {value!r}, expected {expected}; the manifest was "
+            f"altered (its checksum was recomputed): older versions stay readable with "
+            f"open_table(name, version=...)"
+        )
+
+    def count(what: str, value: object, low: int = 0, high: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low \
+                or (high is not None and value > high):
+            raise bad(what, value, f"an integer in [{low}, {high if high is not None else 'inf'}]")
+        return value
+
+    rows_of: dict[str, int] = {}
+    for i, seg in enumerate(manifest.segments):
+        for ref in (seg.data, seg.deletions):
+            if ref is None:
+                continue
+            if not SEGMENT_PATH.fullmatch(ref.path):
+                raise bad(f"segment {i} file path", ref.path, "'data/<32 hex digits>.arrow'")
+            count(f"segment {i} byte count", ref.bytes)
+            count(f"segment {i} crc32", ref.crc32, 0, 0xFFFFFFFF)
+        rows = count(f"segment {i} row count", seg.rows)
+        count(f"segment {i} deleted count", seg.deleted, 0, rows)
+        rows_of[seg.data.path] = rows
+    for i, entry in enumerate(manifest.indexes):
+        if not isinstance(entry, dict):
+            raise bad(f"index entry {i}", entry, "an object")
+        if not isinstance(entry.get("path"), str) or not INDEX_PATH.fullmatch(entry["path"]):
+            raise bad(f"index {i} path", entry.get("path"), "'indexes/<32 hex digits>'")
+        if not isinstance(entry.get("kind"), str) or not isinstance(entry.get("params"), dict):
+            raise bad(f"index {i} kind/params", (entry.get("kind"), entry.get("params")),
+                      "a kind name and a parameter object")
+        total = count(f"index {i} count", entry.get("count"))
+        covered = entry.get("segments")
+        if not isinstance(covered, list):
+            raise bad(f"index {i} segments", covered, "a list of [segment path, rows]")
+        seen = 0
+        for item in covered:
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+                    and SEGMENT_PATH.fullmatch(item[0])):
+                raise bad(f"index {i} segment", item, "[data/<32 hex digits>.arrow, rows]")
+            rows = count(f"index {i} segment row count", item[1])
+            if item[0] in rows_of and rows_of[item[0]] != rows:
+                raise bad(f"index {i} segment {item[0]} row count", rows,
+                          f"{rows_of[item[0]]} as the segment entry says")
+            seen += rows
+        if seen != total:
+            raise bad(f"index {i} count", total, f"{seen}, the sum of its segments' rows")
+
+
 def write_manifest(table_dir: Path, manifest: Manifest) -> None:
-    """Publish ``manifest``; raises FileExistsError if that version was published already."""
-    ensure_dir(table_dir / VERSIONS_DIR)
+    """Publish ``manifest``; raises FileExistsError if that version was published already.
+
+    ``_versions`` must exist (table creation makes it): a commit never creates a table's
+    directories, so a writer of a dropped table cannot bring it back.
+    """
+    try:
+        os.close(open_in_table(table_dir, VERSIONS_DIR, directory=True))  # refuses a link
+    except FileNotFoundError:
+        raise NotFoundError(
+            f"table {table_dir.name!r} was dropped: {table_dir / VERSIONS_DIR} is gone"
+        ) from None
     body = manifest.to_json()
     body["checksum"] = _checksum(body)
     data = json.dumps(body, indent=1, sort_keys=True).encode("utf-8")
