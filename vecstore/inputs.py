@@ -51,6 +51,16 @@ def query_matrix(queries: Any, config: TableConfig) -> F32:
     return np.stack(vectors) if vectors else np.empty((0, config.dim), dtype=np.float32)
 
 
+def check_version(version: object) -> int:
+    """A table version number as given by a user: a positive integer (not a bool, a string or a
+    float)."""
+    if isinstance(version, (bool, np.bool_)) or not isinstance(version, (int, np.integer)) \
+            or version < 1:
+        raise InvalidArgumentError(
+            f"version must be a positive integer (one of table.versions()), got {version!r}")
+    return int(version)
+
+
 def query_text(text: str) -> str:
     """A query text: not empty."""
     if not text.strip():
@@ -58,5 +68,5 @@ def query_text(text: str) -> str:
     return text
 
 
-__all__ = ["Batch", "check_column_name", "declared_schema", "prepare_batch", "query_matrix",
+__all__ = ["Batch", "check_column_name", "check_version", "declared_schema", "prepare_batch", "query_matrix",
            "query_text", "query_vector"]

@@ -7,6 +7,7 @@ table's :class:`~vecstore.storage.writer.TableWriter` and runs queries on its
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -20,15 +21,21 @@ import numpy as np
 import pyarrow as pa
 
 from .config import Metric, PlannerSettings, TableConfig
-from .errors import InvalidArgumentError, ReadOnlyError
-from .inputs import prepare_batch, query_matrix, query_text, query_vector
+from .errors import InvalidArgumentError, NotFoundError, ReadOnlyError
+from .inputs import check_version, prepare_batch, query_matrix, query_text, query_vector
 from .query.builder import BatchQuery, Query
 from .query.executor import Executor
 from .query.results import Hits
 from .query.spec import QuerySpec
-from .storage.files import ensure_dir
-from .storage.locks import DEFAULT_TIMEOUT_S
-from .storage.manifest import IndexEntry, list_versions
+from .storage.files import make_subdir
+from .storage.locks import DEFAULT_TIMEOUT_S, directory_identity, dropped_error, high_water_mark
+from .storage.manifest import (
+    IndexEntry,
+    check_not_rolled_back,
+    latest_version,
+    list_versions,
+    read_manifest,
+)
 from .storage.snapshot import Snapshot
 from .storage.writer import TableWriter
 
@@ -85,9 +92,13 @@ class Table:
         self.path = path
         self._pinned = version is not None
         self._guard = threading.Lock()
-        self._snap = Snapshot.open(path, version)
+        # the directory this object reads and writes: a table dropped and created again under
+        # the same name is another directory, and this object must not touch it
+        self._dir_id = directory_identity(path)
+        self._path_str = str(path)
+        self._snap = Snapshot(path, self._open_manifest(version))
         self._embedder: Any = embedder
-        self._writer = TableWriter(path, name, lock_timeout)
+        self._writer = TableWriter(path, name, lock_timeout, self._dir_id)
         self._executor = Executor(path, planner)
         self._source = _Source(self)
 
@@ -96,8 +107,38 @@ class Table:
         return (f"Table({self.name!r}, rows={m.rows}, dim={m.config.dim}, "
                 f"metric={m.config.metric.value!r}, version={m.version})")
 
+    def _open_manifest(self, version: int | None) -> Any:
+        path = self.path
+        if version is None:
+            mark = high_water_mark(path)  # before listing: see storage.locks.high_water_mark
+            v = latest_version(path)
+            if v == 0 or (mark > v and directory_identity(path) != self._dir_id):
+                raise dropped_error(path)  # (the mark may be the dropped table's)
+            check_not_rolled_back(path, v, mark)
+            return read_manifest(path, v)
+        v = check_version(version)
+        try:
+            return read_manifest(path, v)
+        except NotFoundError:
+            have = list_versions(path)
+            listed = f"{have[0]} to {have[-1]}" if have == list(range(have[0], have[-1] + 1)) \
+                else ", ".join(map(str, have)) if have else "none"
+            raise NotFoundError(f"table {self.name!r} has no version {v} (its versions on disk: "
+                                f"{listed})") from None
+
     # -- the version read now -----------------------------------------------------------------
+    def _check_present(self) -> None:
+        """NotFoundError if the table was dropped (its directory is gone, or is another
+        table's now): one ``stat`` per operation."""
+        try:
+            st = os.stat(self._path_str, follow_symlinks=False)
+        except FileNotFoundError:
+            raise dropped_error(self.path) from None
+        if (st.st_dev, st.st_ino) != self._dir_id:
+            raise dropped_error(self.path)
+
     def _current(self) -> Snapshot:
+        self._check_present()
         if self._pinned:
             return self._snap
         snap = self._snap.refreshed()
@@ -159,10 +200,14 @@ class Table:
 
     def versions(self) -> list[int]:
         """Every version of the table still on disk, oldest first."""
+        self._check_present()
         return list_versions(self.path)
 
     def checkout(self, version: int) -> Table:
-        """A read-only view of the table as it was at ``version``."""
+        """A read-only view of the table as it was at ``version`` (a positive integer, one of
+        :meth:`versions`)."""
+        version = check_version(version)
+        self._check_present()
         return Table(self._db, self.name, self.path, version=version,
                      planner=self._executor.settings)
 
@@ -316,7 +361,12 @@ class Table:
         vectors = np.concatenate(snap.vectors) if len(snap.vectors) > 1 else snap.vectors[0]
         index = build_index(kind, vectors, self.metric, progress=progress, threads=threads, **params)
         rel = f"indexes/{uuid.uuid4().hex}"
-        ensure_dir(self.path / rel)
+        try:  # never the table's own directory: if it is gone, the table was dropped
+            make_subdir(self.path, "indexes")
+            make_subdir(self.path, rel)
+        except FileNotFoundError:
+            self._check_present()
+            raise
         index.save(self.path / rel)
         entry = IndexEntry(kind=kind, params=index.params.to_json(), path=rel, count=len(index),
                            segments=tuple((e.data.path, e.rows) for e in snap.manifest.segments),

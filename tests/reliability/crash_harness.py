@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,13 @@ def run(tbl: vecstore.Table, op: Op) -> None:
 
 def child(store: str, ops: list[Op], start: int, done_file: str) -> None:
     """Apply ops[start:], appending each op's index to ``done_file`` (fsynced) once it returned."""
+    # A forked child shares tqdm's multiprocessing lock (a semaphore) with the parent: killed
+    # while an index build held it (tqdm takes it even for a disabled bar), it left the parent's
+    # next tqdm call waiting for ever (seen: the full suite hung in a later create_index). A lock
+    # of the child's own cannot be left held in the parent.
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
     tbl = vecstore.connect(store).open_table("t", embedder=ToyEmbedder())
     fd = os.open(done_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     for i in range(start, len(ops)):

@@ -22,7 +22,8 @@ import numpy as np
 import numpy.typing as npt
 
 from ..config import PlannerSettings
-from ..errors import InvalidArgumentError
+from ..errors import CorruptStoreError, InvalidArgumentError
+from ..storage.files import open_in_table
 from ..storage.manifest import IndexEntry, ScanCalibration
 from ..storage.snapshot import Snapshot
 from .calibrate import calibrate_scan
@@ -76,12 +77,24 @@ class Executor:
         with self._guard:
             self._indexes[entry.path] = index
 
-    def _load(self, entry: IndexEntry) -> Any:
+    def _load(self, snap: Snapshot, entry: IndexEntry) -> Any:
         index = self._indexes.get(entry.path)
         if index is None:
-            from ..index import load_index
+            from ..index import INDEX_KINDS, load_index
 
-            index = load_index(entry.kind, self.table_dir / entry.path, entry.params)
+            if entry.kind not in INDEX_KINDS:
+                raise CorruptStoreError(
+                    f"version {snap.version} of the table in {self.table_dir} names an index of "
+                    f"unknown kind {entry.kind!r}; rebuild it with create_index")
+            try:  # no link on the way to the index directory (load_index checks the rest)
+                os.close(open_in_table(self.table_dir, entry.path, directory=True))
+            except FileNotFoundError:
+                raise CorruptStoreError(
+                    f"index directory {self.table_dir / entry.path} is missing") from None
+            config = snap.manifest.config
+            # the sidecar has no checksum of its own: hold it to what the manifest says
+            expect = {"dim": config.dim, "metric": config.metric.value, "count": entry.count}
+            index = load_index(entry.kind, self.table_dir / entry.path, entry.params, expect=expect)
             self._indexes = {entry.path: index}  # only the current version's index stays loaded
         return index
 
@@ -94,7 +107,7 @@ class Executor:
             view = None
             if snap.manifest.indexes:
                 entry = snap.manifest.indexes[0]
-                view = IndexView.build(snap, self._load(entry), entry)
+                view = IndexView.build(snap, self._load(snap, entry), entry)
             self._views = (snap.version, view)
             return view
 
