@@ -110,16 +110,22 @@ class Snapshot:
         return np.flatnonzero(self.live_mask).astype(np.int64)
 
     def split(self, rows: I64) -> list[tuple[int, I64]]:
-        """Group sorted-or-not global rows by segment: [(segment index, local offsets)]."""
+        """Group global rows by segment: ``[(segment index, local offsets)]``, each group in the
+        order of ``rows`` (sorted rows, the usual case, are cut at the segment boundaries with
+        one binary search each)."""
         if rows.size == 0:
             return []
         if len(self.segments) == 1:
             return [(0, rows)]
-        seg_of = np.searchsorted(self.bases, rows, side="right") - 1
+        if rows.size > 1 and not bool((rows[1:] >= rows[:-1]).all()):
+            seg_of = np.searchsorted(self.bases, rows, side="right") - 1
+            return [(int(s), rows[seg_of == s] - self.bases[s]) for s in np.unique(seg_of)]
+        cuts = np.searchsorted(rows, self.bases).tolist()
         out = []
-        for s in np.unique(seg_of):
-            sel = rows[seg_of == s]
-            out.append((int(s), (sel - self.bases[s]).astype(np.int64)))
+        for s in range(len(self.segments)):
+            a, b = cuts[s], cuts[s + 1]
+            if b > a:
+                out.append((s, rows[a:b] - self.bases[s]))
         return out
 
     def gather_vectors(self, rows: I64) -> npt.NDArray[np.float32]:
