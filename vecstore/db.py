@@ -6,19 +6,20 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from .config import Metric, PlannerSettings, TableConfig
+from .config import KeywordConfig, Metric, PlannerSettings, TableConfig
 from .errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from .inputs import declared_schema, prepare_batch
 from .storage.files import fsync_dir
 from .storage.locks import DEFAULT_TIMEOUT_S
 from .storage.manifest import latest_version
 from .storage.writer import create_table_version
-from .table import Table
+from .table import Table, check_keyword_columns
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}$")
 
@@ -76,11 +77,17 @@ class Database:
 
     def create_table(self, name: str, dim: int | None = None, *, metric: str | Metric = "cosine",
                      embedder: Any = None, schema: pa.Schema | None = None, exist_ok: bool = False,
-                     data: Any = None) -> Table:
+                     data: Any = None, keyword_columns: Sequence[str] | None = None,
+                     language: str | None = None) -> Table:
         """Create an empty table of ``dim``-dimensional vectors compared by ``metric``
         (``"cosine"``, ``"dot"`` or ``"l2"``). ``schema`` declares attribute columns up front
         (otherwise the first rows define them). With ``exist_ok=True`` an existing table of the
-        same settings is opened instead. ``data`` (rows) is added right away if given."""
+        same settings is opened instead. ``data`` (rows) is added right away if given.
+
+        Keyword search (``tbl.search(text, mode="keyword")``) indexes the string columns
+        ``keyword_columns`` (default ``["text"]``) as one field, analyzed for ``language``
+        (default ``"english"``; ``"none"``: no stemming, no stopwords); the index is kept up to
+        date by every write. ``tbl.set_keyword_columns`` changes them later."""
         path = self._table_dir(name)
         embedder_id = None
         emb: Any = None
@@ -95,8 +102,15 @@ class Database:
                 raise InvalidArgumentError(f"dim={dim} but the embedder makes {emb.dim}-d vectors")
         if dim is None:
             raise InvalidArgumentError("create_table needs dim= (or an embedder that sets it)")
-        config = TableConfig(dim=dim, metric=Metric.parse(metric), embedder=embedder_id)
+        if isinstance(keyword_columns, str):
+            keyword_columns = [keyword_columns]
+        keyword = KeywordConfig(
+            columns=("text",) if keyword_columns is None else tuple(keyword_columns),
+            language="english" if language is None else language)
+        config = TableConfig(dim=dim, metric=Metric.parse(metric), embedder=embedder_id,
+                             keyword=keyword)
         attributes = declared_schema(schema)
+        check_keyword_columns(keyword, attributes)
         if latest_version(path) > 0:
             return self._existing(name, config, exist_ok, embedder)
         batch = None

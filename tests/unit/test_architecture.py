@@ -19,6 +19,8 @@ FORBIDDEN = {
     "query": {"table", "db", "cli", "integrations", "server"},
     "inputs": {"query", "table", "db", "cli", "index", "ingest", "integrations", "server"},
     "evaluation": {"query", "table", "db", "storage", "index", "ingest", "cli", "server"},
+    "text": {"query", "table", "db", "storage", "index", "ingest", "inputs", "cli", "integrations",
+             "server"},
 }
 
 

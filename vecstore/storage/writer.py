@@ -16,20 +16,21 @@ storage layer needs nothing from the layers above it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from ..config import Metric, TableConfig
+from ..config import KeywordConfig, Metric, TableConfig
 from ..errors import ConcurrencyError, DuplicateIdError
 from .batch import Batch
 from .codes import Quantizer, normalize_rows
 from .files import ensure_dir
 from .locks import write_lock
-from .manifest import IndexEntry, Manifest, SegmentEntry, write_manifest
+from .manifest import FileRef, IndexEntry, Manifest, SegmentEntry, write_manifest
+from .postings import build_postings, keyword_texts, write_postings
 from .segments import write_deletions, write_segment
 from .snapshot import Snapshot
 
@@ -66,11 +67,21 @@ class _Part:
 
 def new_segment(table_dir: Path, batch: Batch, config: TableConfig,
                 previous_center: npt.NDArray[np.float32] | None) -> SegmentEntry:
-    """Write ``batch`` as a new segment file, its codes calibrated on its own rows."""
+    """Write ``batch`` as a new segment file, its codes calibrated on its own rows, and its
+    keyword postings beside it."""
     code_vectors = normalize_rows(batch.vectors) if config.metric is Metric.COSINE else batch.vectors
     quantizer = Quantizer.fit(code_vectors, previous_center=previous_center)
     ref = write_segment(table_dir, batch.ids, batch.attributes, batch.vectors, code_vectors, quantizer)
-    return SegmentEntry(data=ref, rows=len(batch), quantizer=quantizer.to_json())
+    return SegmentEntry(data=ref, rows=len(batch), quantizer=quantizer.to_json(),
+                        postings=keyword_postings(table_dir, batch.attributes, config.keyword))
+
+
+def keyword_postings(table_dir: Path, attributes: pa.Table, keyword: KeywordConfig) -> FileRef | None:
+    """Write the keyword postings of a segment's ``attributes`` (None: it holds none of the
+    keyword columns, so it has no terms)."""
+    if not keyword_texts(attributes, keyword):
+        return None
+    return write_postings(table_dir, build_postings(attributes, keyword))
 
 
 def create_table_version(table_dir: Path, config: TableConfig, schema: pa.Schema,
@@ -127,9 +138,7 @@ class TableWriter:
                 parts[s].deleted = np.arange(entry.rows, dtype=np.int64)
                 continue
             ref = write_deletions(self.table_dir, deleted)
-            parts[s] = _Part(SegmentEntry(data=entry.data, rows=entry.rows, quantizer=entry.quantizer,
-                                          deletions=ref, deleted=int(deleted.size),
-                                          merged_from=entry.merged_from), s, deleted)
+            parts[s] = _Part(replace(entry, deletions=ref, deleted=int(deleted.size)), s, deleted)
         return [p for p in parts if p.deleted.size < p.entry.rows]
 
     def _append(self, snap: Snapshot, parts: list[_Part], batch: Batch) -> tuple[SegmentEntry, ...]:
@@ -173,12 +182,9 @@ class TableWriter:
         entry = new_segment(self.table_dir, merged, snap.manifest.config, previous)
         dead = np.concatenate(deleted) if deleted else np.empty(0, np.int64)
         if dead.size:
-            entry = SegmentEntry(data=entry.data, rows=entry.rows, quantizer=entry.quantizer,
-                                 deletions=write_deletions(self.table_dir, dead), deleted=int(dead.size))
+            entry = replace(entry, deletions=write_deletions(self.table_dir, dead), deleted=int(dead.size))
         if merged_from:
-            entry = SegmentEntry(data=entry.data, rows=entry.rows, quantizer=entry.quantizer,
-                                 deletions=entry.deletions, deleted=entry.deleted,
-                                 merged_from=tuple(merged_from))
+            entry = replace(entry, merged_from=tuple(merged_from))
         return (*(p.entry for p in keep), entry)
 
     # -- operations -----------------------------------------------------------------------------
@@ -255,6 +261,22 @@ class TableWriter:
                     f"table {self.name!r} was compacted while the index was being built; "
                     f"run create_index again")
             return snap.manifest.next("create_index", indexes=(entry,))
+
+        return self.commit(base, change)
+
+    def set_keyword(self, base: Snapshot, keyword: KeywordConfig) -> Snapshot:
+        """A new version whose keyword index covers ``keyword`` (columns, language): every
+        segment's postings are rewritten for it in this one commit (the data files stay)."""
+
+        def change(snap: Snapshot) -> Manifest | None:
+            if snap.manifest.config.keyword == keyword:
+                return None
+            entries = []
+            for entry, seg in zip(snap.manifest.segments, snap.segments, strict=True):
+                attrs = seg.table.select([c for c in keyword.columns if c in seg.table.column_names])
+                entries.append(replace(entry, postings=keyword_postings(self.table_dir, attrs, keyword)))
+            return snap.manifest.next("set_keyword", segments=tuple(entries),
+                                      config=replace(snap.manifest.config, keyword=keyword))
 
         return self.commit(base, change)
 

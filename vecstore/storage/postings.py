@@ -1,0 +1,221 @@
+"""Keyword postings: per segment, which rows hold each term, how often, and each row's length.
+
+A segment's postings are written with it, in the same commit, to an immutable Arrow IPC file
+named (with its size and CRC-32) by the segment's manifest entry, and memory-mapped to read. They
+hold *counts only* (term frequencies and row lengths): BM25's document frequencies and average
+length are computed at query time over the live rows of the whole table version, so deleting
+rows or adding segments never leaves a statistic stale and nothing is ever rebuilt.
+
+The file is one Arrow record of five arrays (a compressed-sparse-row layout):
+
+- ``terms``: the segment's distinct terms, sorted by code point (``T``);
+- ``offsets``: where each term's postings start in ``rows``/``tf`` (``T + 1``, int64);
+- ``rows``: segment-local row offsets, ascending within a term (int32);
+- ``tf``: how often the term occurs in that row (int32);
+- ``lengths``: each row's number of terms (int32, one per row of the segment).
+
+Its schema metadata names the analyzer (:attr:`vecstore.text.Analyzer.fingerprint`) and the
+columns indexed; a file whose analyzer or columns differ from the table's is refused as corrupt.
+Segments written before keyword search existed have no postings file: theirs are computed from
+the segment's text on first use and kept in memory (:func:`segment_postings`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from ..config import KeywordConfig
+from ..errors import CorruptStoreError
+from ..text import Analyzer
+from .manifest import DATA_DIR, FileRef
+from .segments import _open_ipc, _write_ipc
+
+POSTINGS_FORMAT = 1
+I32 = npt.NDArray[np.int32]
+I64 = npt.NDArray[np.int64]
+_EMPTY = np.empty(0, dtype=np.int32)
+
+
+class _Terms:
+    """A sorted Arrow string array read term by term from its buffers (for bisect)."""
+
+    def __init__(self, arr: pa.StringArray) -> None:
+        _, offsets, data = arr.buffers()
+        n = len(arr)
+        self.offsets = np.frombuffer(offsets, dtype=np.int32, count=arr.offset + n + 1)[arr.offset:] \
+            if offsets is not None else np.zeros(1, dtype=np.int32)
+        self.data = memoryview(data) if data is not None else memoryview(b"")
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> str:
+        return str(self.data[self.offsets[i]:self.offsets[i + 1]], "utf-8")
+
+
+@dataclass(frozen=True, eq=False)
+class Postings:
+    """One segment's postings (see the module docstring), memory-mapped or built in memory."""
+
+    terms: pa.StringArray
+    offsets: I64
+    rows: I32
+    tf: I32
+    lengths: I32
+    fingerprint: str
+    columns: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_lookup", _Terms(self.terms))
+
+    @property
+    def n_terms(self) -> int:
+        return len(self.terms)
+
+    def find(self, term: str) -> int:
+        """The position of ``term`` among the segment's terms, or -1."""
+        keys: _Terms = self._lookup  # type: ignore[attr-defined]
+        i = bisect.bisect_left(keys, term)
+        return i if i < len(keys) and keys[i] == term else -1
+
+    def lookup(self, term: str) -> tuple[I32, I32]:
+        """The segment-local rows holding ``term`` (ascending) and its frequency in each."""
+        i = self.find(term)
+        if i < 0:
+            return _EMPTY, _EMPTY
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return self.rows[a:b], self.tf[a:b]
+
+
+def keyword_texts(attributes: pa.Table, config: KeywordConfig) -> list[pa.Array]:
+    """The columns of ``attributes`` the keyword index reads: those of ``config.columns`` that
+    are present and hold strings (any other type holds no words)."""
+    out = []
+    for name in config.columns:
+        if name in attributes.column_names:
+            col = attributes.column(name)
+            if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+                out.append(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
+    return out
+
+
+def build_postings(attributes: pa.Table, config: KeywordConfig, analyzer: Analyzer | None = None
+                   ) -> Postings:
+    """Analyze the keyword columns of ``attributes`` (one row per segment row) into postings."""
+    analyzer = analyzer or Analyzer(config.language)
+    n = attributes.num_rows
+    row_words: list[list[str]] = [[] for _ in range(n)]
+    for col in keyword_texts(attributes, config):
+        for words, text in zip(row_words, col.to_pylist(), strict=True):
+            if text:
+                words.extend(analyzer.words(text))
+    # stem each distinct word once (a batch holds far fewer distinct words than words)
+    vocab = list(dict.fromkeys(w for words in row_words for w in words))
+    stems = analyzer.stem(vocab)
+    terms = sorted(set(stems))
+    term_id = {t: i for i, t in enumerate(terms)}
+    word_term = {w: term_id[s] for w, s in zip(vocab, stems, strict=True)}
+    lengths = np.fromiter((len(w) for w in row_words), dtype=np.int64, count=n)
+    total = int(lengths.sum())
+    flat = np.fromiter((word_term[w] for words in row_words for w in words), dtype=np.int64, count=total)
+    owner = np.repeat(np.arange(n, dtype=np.int64), lengths)
+    keys, tf = np.unique(flat * max(n, 1) + owner, return_counts=True)  # sorted by (term, row)
+    term_of = keys // max(n, 1)
+    offsets = np.zeros(len(terms) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(term_of, minlength=len(terms)), out=offsets[1:])
+    return Postings(terms=pa.array(terms, type=pa.string()), offsets=offsets,
+                    rows=(keys % max(n, 1)).astype(np.int32), tf=tf.astype(np.int32),
+                    lengths=lengths.astype(np.int32), fingerprint=analyzer.fingerprint,
+                    columns=config.columns)
+
+
+def write_postings(table_dir: Path, postings: Postings) -> FileRef:
+    """Write ``postings`` as an immutable file beside the segments (temp name, fsync, rename)."""
+    def one(values: pa.Array) -> pa.ListArray:
+        return pa.ListArray.from_arrays(pa.array([0, len(values)], type=pa.int32()), values)
+
+    table = pa.table({
+        "terms": one(postings.terms),
+        "offsets": one(pa.array(postings.offsets, type=pa.int64())),
+        "rows": one(pa.array(postings.rows, type=pa.int32())),
+        "tf": one(pa.array(postings.tf, type=pa.int32())),
+        "lengths": one(pa.array(postings.lengths, type=pa.int32())),
+    })
+    table = table.replace_schema_metadata({
+        "vecstore.postings": str(POSTINGS_FORMAT),
+        "vecstore.analyzer": postings.fingerprint,
+        "vecstore.columns": json.dumps(list(postings.columns)),
+    })
+    return _write_ipc(table_dir, DATA_DIR, table)
+
+
+def open_postings(table_dir: Path, ref: FileRef, rows: int, verify: bool = True) -> Postings:
+    """Memory-map a postings file, checking it against the manifest (size, CRC-32, rows)."""
+    table = _open_ipc(table_dir, ref, verify)
+    path = table_dir / ref.path
+    meta = table.schema.metadata or {}
+    try:
+        fmt = int(meta[b"vecstore.postings"])
+        fingerprint = meta[b"vecstore.analyzer"].decode()
+        columns = tuple(json.loads(meta[b"vecstore.columns"]))
+        if fmt > POSTINGS_FORMAT:
+            raise CorruptStoreError(f"postings file {path} has format {fmt}, newer than this "
+                                    f"vecstore reads ({POSTINGS_FORMAT}); upgrade vecstore")
+        arrays = [table.column(c).chunk(0).values for c in ("terms", "offsets", "rows", "tf", "lengths")]
+    except CorruptStoreError:
+        raise
+    except (KeyError, ValueError, IndexError, pa.ArrowException) as exc:
+        raise CorruptStoreError(f"postings file {path} is not a postings file: {exc}") from exc
+    terms, offsets, prow, tf, lengths = arrays
+    out = Postings(terms=terms, offsets=offsets.to_numpy(), rows=prow.to_numpy(), tf=tf.to_numpy(),
+                   lengths=lengths.to_numpy(), fingerprint=fingerprint, columns=columns)
+    if (len(out.lengths) != rows or len(out.offsets) != out.n_terms + 1
+            or len(out.rows) != len(out.tf) or int(out.offsets[-1]) != len(out.rows)):
+        raise CorruptStoreError(f"postings file {path} does not fit its segment of {rows} rows")
+    return out
+
+
+_cache: OrderedDict[tuple[str, ...], Postings] = OrderedDict()
+_cache_lock = threading.Lock()
+_CACHE_ENTRIES = 1024
+
+
+def segment_postings(table_dir: Path, ref: FileRef | None, data_path: str, segment: pa.Table,
+                     config: KeywordConfig, verify: bool = True) -> Postings:
+    """A segment's postings for ``config``: its postings file, or, for a segment written before
+    keyword search (no file), postings built from its text and kept in memory. Cached per
+    process (files are immutable, so the key is their path)."""
+    analyzer_id = Analyzer.fingerprint_for(config.language)
+    if ref is not None:
+        key: tuple[str, ...] = (str(table_dir), ref.path, str(ref.crc32))
+    else:
+        key = (str(table_dir), data_path, analyzer_id, *config.columns)
+    with _cache_lock:
+        found = _cache.get(key)
+        if found is not None:
+            _cache.move_to_end(key)
+            return found
+    if ref is not None:
+        postings = open_postings(table_dir, ref, segment.num_rows, verify)
+        if postings.fingerprint != analyzer_id or postings.columns != config.columns:
+            raise CorruptStoreError(
+                f"postings file {table_dir / ref.path} indexes {list(postings.columns)} with "
+                f"{postings.fingerprint}; the table's manifest says {list(config.columns)} with "
+                f"{analyzer_id}")
+    else:
+        postings = build_postings(segment, config)
+    with _cache_lock:
+        _cache[key] = postings
+        while len(_cache) > _CACHE_ENTRIES:
+            _cache.popitem(last=False)
+    return postings
