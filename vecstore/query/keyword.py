@@ -20,7 +20,6 @@ with ``k1 = 1.2`` and ``b = 0.75`` (Lucene's and Elasticsearch's defaults).
 
 from __future__ import annotations
 
-import math
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -107,40 +106,42 @@ class KeywordView:
         """BM25 of every live row holding a term of ``text``."""
         t = time.perf_counter()
         snap = self.snap
-        n = self.live_rows
-        avgdl = self.avg_length if self.avg_length > 0 else 1.0
-        all_rows: list[I64] = []
-        all_scores: list[F64] = []
-        stats: list[TermStat] = []
-        for term, count in self.query_terms(text).items():
-            rows_parts, tf_parts = [], []
-            for s, p in enumerate(self.postings):
-                local, tf = p.lookup(term)
+        counts = self.query_terms(text)
+        terms = list(counts)
+        rows_parts: list[I64] = []
+        tf_parts: list[npt.NDArray[np.int32]] = []
+        term_parts: list[I64] = []
+        for s, p in enumerate(self.postings if terms else ()):
+            for j, (local, tf) in enumerate(p.lookup(terms)):
                 if local.size:
                     rows_parts.append(local.astype(np.int64) + snap.bases[s])
                     tf_parts.append(tf)
-            if not rows_parts:
-                stats.append(TermStat(term, count, 0, 0.0))
-                continue
-            rows = np.concatenate(rows_parts) if len(rows_parts) > 1 else rows_parts[0]
-            tf = (np.concatenate(tf_parts) if len(tf_parts) > 1 else tf_parts[0]).astype(np.float64)
-            if snap.has_deletions:
-                live = snap.live_mask[rows]
-                rows, tf = rows[live], tf[live]
-            df = int(rows.size)
-            idf = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
-            stats.append(TermStat(term, count, df, idf))
-            if df == 0:
-                continue
-            norm = K1 * (1.0 - B + B * self.lengths[rows] / avgdl)
-            all_rows.append(rows)
-            all_scores.append((count * idf) * tf / (tf + norm))
-        if not all_rows:
+                    term_parts.append(np.full(local.size, j, dtype=np.int64))
+        if not rows_parts:
             empty = np.empty(0, dtype=np.int64)
-            return Scored(empty, np.empty(0), tuple(stats), time.perf_counter() - t)
-        if len(all_rows) == 1:  # one term: its rows are distinct and ascending already
-            rows, scores = all_rows[0], all_scores[0]
+            stats = tuple(TermStat(w, counts[w], 0, 0.0) for w in terms)
+            return Scored(empty, np.empty(0), stats, time.perf_counter() - t)
+        rows = np.concatenate(rows_parts)
+        tf = np.concatenate(tf_parts).astype(np.float64)
+        term = np.concatenate(term_parts)
+        if snap.has_deletions:
+            live = snap.live_mask[rows]
+            rows, tf, term = rows[live], tf[live], term[live]
+        n = self.live_rows
+        df = np.bincount(term, minlength=len(terms))
+        idf = np.log1p((n - df + 0.5) / (df + 0.5))
+        weight = idf * np.array([counts[w] for w in terms], dtype=np.float64)
+        avgdl = self.avg_length if self.avg_length > 0 else 1.0
+        contrib = weight[term] * tf / (tf + K1 * (1.0 - B + B * self.lengths[rows] / avgdl))
+        if len(terms) == 1:  # one term: its rows are distinct and ascending already
+            scores = contrib
+        elif snap.physical_rows <= 16 * rows.size:  # dense: one pass over the table's rows
+            dense = np.bincount(rows, weights=contrib, minlength=snap.physical_rows)
+            rows = np.flatnonzero(dense).astype(np.int64)  # every posting adds a score > 0
+            scores = dense[rows]
         else:
-            rows, inverse = np.unique(np.concatenate(all_rows), return_inverse=True)
-            scores = np.bincount(inverse, weights=np.concatenate(all_scores), minlength=rows.size)
-        return Scored(rows, scores, tuple(stats), time.perf_counter() - t)
+            rows, inverse = np.unique(rows, return_inverse=True)
+            scores = np.bincount(inverse, weights=contrib, minlength=rows.size)
+        stats = tuple(TermStat(w, counts[w], int(df[j]), float(idf[j]) if df[j] else 0.0)
+                      for j, w in enumerate(terms))
+        return Scored(rows, scores, stats, time.perf_counter() - t)

@@ -22,7 +22,6 @@ the segment's text on first use and kept in memory (:func:`segment_postings`).
 
 from __future__ import annotations
 
-import bisect
 import json
 import threading
 from collections import OrderedDict
@@ -46,7 +45,10 @@ _EMPTY = np.empty(0, dtype=np.int32)
 
 
 class _Terms:
-    """A sorted Arrow string array read term by term from its buffers (for bisect)."""
+    """A sorted Arrow string array, searched by the big-endian integer of each term's first 8
+    UTF-8 bytes (a NumPy ``searchsorted``), then term by term among the few sharing them.
+    UTF-8 orders as code points do, and no term holds a NUL byte, so zero-padded prefixes sort
+    as the terms do."""
 
     def __init__(self, arr: pa.StringArray) -> None:
         _, offsets, data = arr.buffers()
@@ -54,13 +56,31 @@ class _Terms:
         self.offsets = np.frombuffer(offsets, dtype=np.int32, count=arr.offset + n + 1)[arr.offset:] \
             if offsets is not None else np.zeros(1, dtype=np.int32)
         self.data = memoryview(data) if data is not None else memoryview(b"")
-        self.n = n
+        raw = np.frombuffer(self.data, dtype=np.uint8) if len(self.data) else np.zeros(1, np.uint8)
+        start, end = self.offsets[:-1].astype(np.int64), self.offsets[1:].astype(np.int64)
+        prefix = np.zeros(n, dtype=np.uint64)
+        for j in range(8):
+            at = start + j
+            byte = np.where(at < end, raw[np.minimum(at, raw.size - 1)], 0).astype(np.uint64)
+            prefix |= byte << np.uint64(8 * (7 - j))
+        self.prefix = prefix
 
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> str:
-        return str(self.data[self.offsets[i]:self.offsets[i + 1]], "utf-8")
+    def find(self, terms: list[str]) -> list[int]:
+        """Each term's position, or -1 (one ``searchsorted`` pair for all of them)."""
+        keys = [t.encode("utf-8") for t in terms]
+        heads = np.array([int.from_bytes(k[:8].ljust(8, b"\0"), "big") for k in keys], dtype=np.uint64)
+        los = np.searchsorted(self.prefix, heads, side="left").tolist()
+        his = np.searchsorted(self.prefix, heads, side="right").tolist()
+        offsets, data = self.offsets, self.data
+        out = []
+        for key, lo, hi in zip(keys, los, his, strict=True):
+            found = -1
+            for i in range(lo, hi):  # usually one: terms rarely share their first 8 bytes
+                if data[offsets[i]:offsets[i + 1]] == key:
+                    found = i
+                    break
+            out.append(found)
+        return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,17 +104,20 @@ class Postings:
 
     def find(self, term: str) -> int:
         """The position of ``term`` among the segment's terms, or -1."""
-        keys: _Terms = self._lookup  # type: ignore[attr-defined]
-        i = bisect.bisect_left(keys, term)
-        return i if i < len(keys) and keys[i] == term else -1
+        return self._lookup.find([term])[0]  # type: ignore[attr-defined, no-any-return]
 
-    def lookup(self, term: str) -> tuple[I32, I32]:
-        """The segment-local rows holding ``term`` (ascending) and its frequency in each."""
-        i = self.find(term)
-        if i < 0:
-            return _EMPTY, _EMPTY
-        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
-        return self.rows[a:b], self.tf[a:b]
+    def lookup(self, terms: list[str]) -> list[tuple[I32, I32]]:
+        """For each term, the segment-local rows holding it (ascending) and its frequency in
+        each (empty arrays for a term the segment lacks)."""
+        out = []
+        offsets = self.offsets
+        for i in self._lookup.find(terms):  # type: ignore[attr-defined]
+            if i < 0:
+                out.append((_EMPTY, _EMPTY))
+            else:
+                a, b = int(offsets[i]), int(offsets[i + 1])
+                out.append((self.rows[a:b], self.tf[a:b]))
+        return out
 
 
 def keyword_texts(attributes: pa.Table, config: KeywordConfig) -> list[pa.Array]:
