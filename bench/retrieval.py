@@ -140,7 +140,7 @@ def bm25s_runs(s: RetrievalSet) -> dict[str, dict[str, Any]]:
     import bm25s
     import Stemmer
 
-    from vecstore.query.keyword import B, K1
+    from vecstore.query.keyword import K1, B
     from vecstore.text import Analyzer
 
     ids = s.rows.column("id").to_pylist()

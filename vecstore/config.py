@@ -88,7 +88,7 @@ class KeywordConfig:
     def from_json(cls, data: object) -> KeywordConfig:
         if not isinstance(data, dict):
             return cls()
-        return cls(columns=tuple(data.get("columns") or ("text",)),  # type: ignore[arg-type]
+        return cls(columns=tuple(data.get("columns") or ("text",)),
                    language=str(data.get("language") or "english"))
 
 

@@ -250,13 +250,12 @@ class Table:
                     f"{type(query).__name__}; pass the text, and its vector as vector=")
             if vector is not None:
                 raise InvalidArgumentError("vector= goes with a text query; a vector query is the vector")
-            vec = query_vector(query, self.config)
-            return Query(self._source, QuerySpec(vectors=vec[None, :]))
+            return Query(self._source, QuerySpec(vectors=query_vector(query, self.config)[None, :]))
         text = query_text(query)
         has_vector = vector is not None or self.config.embedder is not None or self._embedder is not None
         m = SearchMode.parse(mode) if mode is not None else \
             SearchMode.VECTOR if has_vector else SearchMode.KEYWORD
-        vec = None
+        vec: np.ndarray | None = None
         if vector is not None:
             vec = query_vector(vector, self.config)
         elif m is not SearchMode.KEYWORD:

@@ -133,15 +133,18 @@ class KeywordView:
         weight = idf * np.array([counts[w] for w in terms], dtype=np.float64)
         avgdl = self.avg_length if self.avg_length > 0 else 1.0
         contrib = weight[term] * tf / (tf + K1 * (1.0 - B + B * self.lengths[rows] / avgdl))
+        scored: I64
+        scores: F64
         if len(terms) == 1:  # one term: its rows are distinct and ascending already
-            scores = contrib
+            scored, scores = rows, contrib
         elif snap.physical_rows <= 16 * rows.size:  # dense: one pass over the table's rows
-            dense = np.bincount(rows, weights=contrib, minlength=snap.physical_rows)
-            rows = np.flatnonzero(dense).astype(np.int64)  # every posting adds a score > 0
-            scores = dense[rows]
+            dense = np.bincount(rows, weights=contrib, minlength=snap.physical_rows).astype(
+                np.float64, copy=False)
+            scored = np.flatnonzero(dense).astype(np.int64)  # every posting adds a score > 0
+            scores = dense[scored]
         else:
-            rows, inverse = np.unique(rows, return_inverse=True)
-            scores = np.bincount(inverse, weights=contrib, minlength=rows.size)
+            scored, inverse = np.unique(rows, return_inverse=True)
+            scores = np.bincount(inverse, weights=contrib, minlength=scored.size).astype(np.float64)
         stats = tuple(TermStat(w, counts[w], int(df[j]), float(idf[j]) if df[j] else 0.0)
                       for j, w in enumerate(terms))
-        return Scored(rows, scores, stats, time.perf_counter() - t)
+        return Scored(scored, scores, stats, time.perf_counter() - t)

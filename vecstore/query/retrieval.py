@@ -138,10 +138,10 @@ def _rank(ex: Runner, snap: Snapshot, spec: QuerySpec, rows: I64 | None, depth: 
     stages: list[Stage] = []
     if spec.mode is SearchMode.VECTOR:
         assert spec.vectors is not None
-        found, scores, plan = ex.search_vector(snap, spec.vectors[0], depth, rows, [],
-                                               spec.oversample, spec.exact)
+        found, found_scores, plan = ex.search_vector(snap, spec.vectors[0], depth, rows, [],
+                                                     spec.oversample, spec.exact)
         stages.extend(plan.stages)
-        return _Ranked(found, scores.astype(np.float64), found.size < depth, stages, (), plan)
+        return _Ranked(found, found_scores.astype(np.float64), found.size < depth, stages, (), plan)
     assert spec.text is not None
     view = ex.keyword_view(snap)
     kw = view.score(spec.text)

@@ -104,7 +104,7 @@ class Postings:
 
     def find(self, term: str) -> int:
         """The position of ``term`` among the segment's terms, or -1."""
-        return self._lookup.find([term])[0]  # type: ignore[attr-defined, no-any-return]
+        return self._lookup.find([term])[0]  # type: ignore[attr-defined]
 
     def lookup(self, terms: list[str]) -> list[tuple[I32, I32]]:
         """For each term, the segment-local rows holding it (ascending) and its frequency in

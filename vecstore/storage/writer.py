@@ -154,7 +154,8 @@ class TableWriter:
         # rows an index covers keep their place (and their tombstones), so its labels still
         # find them; otherwise deleted rows are dropped here
         preserve = bool(indexed & covered)
-        ids, attrs, vectors, deleted, merged_from = [], [], [], [], []
+        ids, attrs, vectors, deleted = [], [], [], []
+        merged_from: list[tuple[str, int, int]] = []
         offset = 0
         for p in sources:
             seg = snap.segments[p.index]

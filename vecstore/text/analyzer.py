@@ -24,7 +24,7 @@ import threading
 import unicodedata
 
 from ..config import KEYWORD_LANGUAGES
-from ..errors import InvalidArgumentError, missing_extra
+from ..errors import InvalidArgumentError, MissingDependencyError
 from ._marks import MARKS
 from .stopwords import STOPWORDS
 
@@ -71,7 +71,9 @@ class Analyzer:
             try:
                 import Stemmer
             except ImportError as exc:  # a core dependency; only a broken install lacks it
-                raise missing_extra("Stemmer (PyStemmer)", "all") from exc
+                raise MissingDependencyError(
+                    "keyword search stems with PyStemmer, which is not installed; "
+                    "pip install PyStemmer (or use language=\"none\")") from exc
             stemmer = Stemmer.Stemmer(self.language)
             self._local.stemmer = stemmer
         return stemmer
@@ -91,7 +93,7 @@ class Analyzer:
         """Each word's stem (the words themselves for language ``"none"``)."""
         if self.language == "none" or not words:
             return words
-        return self._stemmer().stemWords(words)  # type: ignore[attr-defined, no-any-return]
+        return self._stemmer().stemWords(words)  # type: ignore[attr-defined]
 
     def terms(self, text: str) -> list[str]:
         """The terms of ``text``, in order (with repeats)."""
