@@ -255,3 +255,26 @@ def test_explain_shows_the_terms_and_their_statistics(tmp_db, rng):
                      for w in r["text"].split()))
     assert f"run(df={df_run}" in text and "appl(df=" in text and "the(" not in text
     assert plan.rankers[0].name == "keyword (bm25)" and plan.matches == tbl.count("n < 50")
+
+
+def test_merged_postings_equal_postings_built_from_the_text(tmp_db, rng):
+    """Merges and compactions reuse their segments' postings instead of analyzing the text
+    again: what they write must equal what analyzing the merged rows writes."""
+    from vecstore.storage.postings import build_postings
+
+    tbl = tmp_db.create_table("t", dim=DIM, keyword_columns=["title", "text"])
+    for i in range(12):
+        tbl.add(rows(rng, i * 30, int(rng.integers(1, 25)), title=i % 3 != 0))
+        if i % 4 == 3:
+            tbl.delete("n < ?", int(rng.integers(0, 30)))
+    for step in range(2):
+        snap = tbl._current()
+        assert any(e.postings is not None for e in snap.manifest.segments)
+        for s, entry in enumerate(snap.manifest.segments):
+            got = snap.postings(s)
+            want = build_postings(snap.segments[s].table, snap.manifest.config.keyword)
+            assert got.terms.to_pylist() == want.terms.to_pylist(), (step, s)
+            for name in ("offsets", "rows", "tf", "lengths"):
+                np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+        tbl.compact()
+    check(tbl, QUERIES)

@@ -22,15 +22,18 @@ the segment's text on first use and kept in memory (:func:`segment_postings`).
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..config import KeywordConfig
 from ..errors import CorruptStoreError
@@ -134,25 +137,33 @@ def keyword_texts(attributes: pa.Table, config: KeywordConfig) -> list[pa.Array]
 
 def build_postings(attributes: pa.Table, config: KeywordConfig, analyzer: Analyzer | None = None
                    ) -> Postings:
-    """Analyze the keyword columns of ``attributes`` (one row per segment row) into postings."""
+    """Analyze the keyword columns of ``attributes`` (one row per segment row) into postings.
+
+    Only the splitting runs per text in Python; dropping stopwords, counting and mapping words
+    to terms are vectorised, and each distinct word is stemmed once."""
     analyzer = analyzer or Analyzer(config.language)
     n = attributes.num_rows
-    row_words: list[list[str]] = [[] for _ in range(n)]
+    flat: list[str] = []
+    owners: list[I64] = []
     for col in keyword_texts(attributes, config):
-        for words, text in zip(row_words, col.to_pylist(), strict=True):
-            if text:
-                words.extend(analyzer.words(text))
-    # stem each distinct word once (a batch holds far fewer distinct words than words)
-    vocab = list(dict.fromkeys(w for words in row_words for w in words))
-    stems = analyzer.stem(vocab)
+        split = [analyzer.split(t) if t else [] for t in col.to_pylist()]
+        owners.append(np.repeat(np.arange(n, dtype=np.int64),
+                                np.fromiter(map(len, split), dtype=np.int64, count=n)))
+        flat.extend(itertools.chain.from_iterable(split))
+    words = pa.array(flat, type=pa.string())
+    owner = np.concatenate(owners) if owners else np.empty(0, dtype=np.int64)
+    if analyzer.stopwords and len(words):
+        keep = pc.invert(pc.is_in(words, value_set=pa.array(sorted(analyzer.stopwords), pa.string())))
+        words, owner = words.filter(keep), owner[keep.to_numpy(zero_copy_only=False)]
+    vocab = pc.unique(words)
+    stems = analyzer.stem(vocab.to_pylist())  # each distinct word once
     terms = sorted(set(stems))
     term_id = {t: i for i, t in enumerate(terms)}
-    word_term = {w: term_id[s] for w, s in zip(vocab, stems, strict=True)}
-    lengths = np.fromiter((len(w) for w in row_words), dtype=np.int64, count=n)
-    total = int(lengths.sum())
-    flat = np.fromiter((word_term[w] for words in row_words for w in words), dtype=np.int64, count=total)
-    owner = np.repeat(np.arange(n, dtype=np.int64), lengths)
-    keys, tf = np.unique(flat * max(n, 1) + owner, return_counts=True)  # sorted by (term, row)
+    vocab_term = np.array([term_id[s] for s in stems], dtype=np.int64)
+    flat_term = vocab_term[pc.index_in(words, value_set=vocab).to_numpy(zero_copy_only=False)] \
+        if len(words) else np.empty(0, dtype=np.int64)
+    lengths = np.bincount(owner, minlength=n)
+    keys, tf = np.unique(flat_term * max(n, 1) + owner, return_counts=True)  # sorted by (term, row)
     term_of = keys // max(n, 1)
     offsets = np.zeros(len(terms) + 1, dtype=np.int64)
     np.cumsum(np.bincount(term_of, minlength=len(terms)), out=offsets[1:])
@@ -160,6 +171,44 @@ def build_postings(attributes: pa.Table, config: KeywordConfig, analyzer: Analyz
                     rows=(keys % max(n, 1)).astype(np.int32), tf=tf.astype(np.int32),
                     lengths=lengths.astype(np.int32), fingerprint=analyzer.fingerprint,
                     columns=config.columns)
+
+
+def merge_postings(pieces: Sequence[tuple[Postings, I64]]) -> Postings:
+    """The postings of a segment made of the rows ``kept`` (sorted local rows) of each piece's
+    segment, in order: what :func:`build_postings` would make from those rows' text, without
+    analyzing it again (a merge or a compaction reuses the postings it has)."""
+    first = pieces[0][0]
+    for p, _ in pieces:
+        if p.fingerprint != first.fingerprint or p.columns != first.columns:
+            raise ValueError("cannot merge postings of different keyword settings")
+    words = pc.unique(pa.concat_arrays([p.terms.cast(pa.string()) for p, _ in pieces]))
+    terms = words.take(pc.sort_indices(words))  # binary order: UTF-8 bytes, i.e. code points
+    term_parts, row_parts, tf_parts, lengths = [], [], [], []
+    offset = 0
+    for p, kept in pieces:
+        new_row = np.full(len(p.lengths), -1, dtype=np.int64)
+        new_row[kept] = offset + np.arange(kept.size, dtype=np.int64)
+        global_id = pc.index_in(p.terms, value_set=terms).to_numpy(zero_copy_only=False)
+        term_of = np.repeat(global_id.astype(np.int64), np.diff(p.offsets))
+        rows = new_row[p.rows]
+        keep = rows >= 0
+        term_parts.append(term_of[keep])
+        row_parts.append(rows[keep])
+        tf_parts.append(p.tf[keep])
+        lengths.append(p.lengths[kept])
+        offset += kept.size
+    term_of = np.concatenate(term_parts)
+    rows = np.concatenate(row_parts)
+    order = np.lexsort((rows, term_of))
+    term_of, rows, tf = term_of[order], rows[order], np.concatenate(tf_parts)[order]
+    counts = np.bincount(term_of, minlength=len(terms))
+    present = counts > 0  # a term whose every row was dropped goes
+    offsets = np.zeros(int(present.sum()) + 1, dtype=np.int64)
+    np.cumsum(counts[present], out=offsets[1:])
+    return Postings(terms=terms.filter(pa.array(present)), offsets=offsets,
+                    rows=rows.astype(np.int32), tf=tf.astype(np.int32),
+                    lengths=np.concatenate(lengths).astype(np.int32) if lengths else _EMPTY,
+                    fingerprint=first.fingerprint, columns=first.columns)
 
 
 def write_postings(table_dir: Path, postings: Postings) -> FileRef:

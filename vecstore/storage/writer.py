@@ -30,7 +30,7 @@ from .codes import Quantizer, normalize_rows
 from .files import ensure_dir
 from .locks import write_lock
 from .manifest import FileRef, IndexEntry, Manifest, SegmentEntry, write_manifest
-from .postings import build_postings, keyword_texts, write_postings
+from .postings import Postings, build_postings, keyword_texts, merge_postings, write_postings
 from .segments import write_deletions, write_segment
 from .snapshot import Snapshot
 
@@ -66,22 +66,27 @@ class _Part:
 
 
 def new_segment(table_dir: Path, batch: Batch, config: TableConfig,
-                previous_center: npt.NDArray[np.float32] | None) -> SegmentEntry:
+                previous_center: npt.NDArray[np.float32] | None,
+                postings: Postings | None = None) -> SegmentEntry:
     """Write ``batch`` as a new segment file, its codes calibrated on its own rows, and its
-    keyword postings beside it."""
+    keyword postings beside it (``postings``: already made from the rows' segments, else
+    analyzed from the batch)."""
     code_vectors = normalize_rows(batch.vectors) if config.metric is Metric.COSINE else batch.vectors
     quantizer = Quantizer.fit(code_vectors, previous_center=previous_center)
     ref = write_segment(table_dir, batch.ids, batch.attributes, batch.vectors, code_vectors, quantizer)
     return SegmentEntry(data=ref, rows=len(batch), quantizer=quantizer.to_json(),
-                        postings=keyword_postings(table_dir, batch.attributes, config.keyword))
+                        postings=keyword_postings(table_dir, batch.attributes, config.keyword, postings))
 
 
-def keyword_postings(table_dir: Path, attributes: pa.Table, keyword: KeywordConfig) -> FileRef | None:
+def keyword_postings(table_dir: Path, attributes: pa.Table, keyword: KeywordConfig,
+                     postings: Postings | None = None) -> FileRef | None:
     """Write the keyword postings of a segment's ``attributes`` (None: it holds none of the
-    keyword columns, so it has no terms)."""
+    keyword columns, so it has no terms); ``postings`` when they are made already."""
     if not keyword_texts(attributes, keyword):
         return None
-    return write_postings(table_dir, build_postings(attributes, keyword))
+    if postings is None:
+        postings = build_postings(attributes, keyword)
+    return write_postings(table_dir, postings)
 
 
 def create_table_version(table_dir: Path, config: TableConfig, schema: pa.Schema,
@@ -156,6 +161,8 @@ class TableWriter:
         preserve = bool(indexed & covered)
         ids, attrs, vectors, deleted = [], [], [], []
         merged_from: list[tuple[str, int, int]] = []
+        keyword = snap.manifest.config.keyword
+        pieces: list[tuple[Postings, I64]] = []  # the merged rows' postings, reused
         offset = 0
         for p in sources:
             seg = snap.segments[p.index]
@@ -168,6 +175,7 @@ class TableWriter:
                     merged_from.append((p.entry.data.path, p.entry.rows, offset))
             else:
                 rows = np.setdiff1d(rows, p.deleted, assume_unique=True)
+            pieces.append((snap.postings(p.index), rows))
             idx = pa.array(rows)
             ids.append(seg.table.column("id").take(idx))
             attrs.append(_conform(seg.table, batch.schema, idx))
@@ -179,8 +187,10 @@ class TableWriter:
         merged = Batch(ids=pa.chunked_array(ids).combine_chunks(),
                        attributes=pa.concat_tables(attrs).combine_chunks(),
                        vectors=np.concatenate(vectors), schema=batch.schema)
+        pieces.append((build_postings(batch.attributes, keyword), np.arange(len(batch), dtype=np.int64)))
         previous = snap.segments[keep[-1].index].quantizer.center if keep else None
-        entry = new_segment(self.table_dir, merged, snap.manifest.config, previous)
+        entry = new_segment(self.table_dir, merged, snap.manifest.config, previous,
+                            merge_postings(pieces))
         dead = np.concatenate(deleted) if deleted else np.empty(0, np.int64)
         if dead.size:
             entry = replace(entry, deletions=write_deletions(self.table_dir, dead), deleted=int(dead.size))
@@ -245,7 +255,9 @@ class TableWriter:
             attrs = snap.take(live, snap.attribute_names())
             batch = Batch(ids=attrs.column("id").combine_chunks(), attributes=attrs.drop(["id"]),
                           vectors=snap.gather_vectors(live), schema=snap.manifest.schema)
-            entry = new_segment(self.table_dir, batch, snap.manifest.config, None)
+            pieces = [(snap.postings(s), local) for s, local in snap.split(live)]
+            entry = new_segment(self.table_dir, batch, snap.manifest.config, None,
+                                merge_postings(pieces) if pieces else None)
             return snap.manifest.next("compact", segments=(entry,), indexes=())
 
         return self.commit(base, change)
