@@ -229,8 +229,7 @@ class Table:
         - ``"hybrid"``: both rankings fused (``.fusion(...)``; the default is measured in
           docs/benchmarks.md, "Keyword and hybrid retrieval").
 
-        ``mode`` defaults to ``"vector"`` when the table has an embedder (or ``vector`` is
-        given) and to ``"keyword"`` otherwise. ``vector``: the query's vector, when you embed
+        ``mode`` defaults to ``"vector"``. ``vector``: the query's vector, when you embed
         queries yourself (vector and hybrid modes then need no embedder). The text is only
         ever analyzed into terms or embedded, never run as SQL. Every mode takes
         ``.where()``, ``.limit()``, ``.select()``, ``.group_by()``, ``.rerank()`` and
@@ -252,18 +251,16 @@ class Table:
                 raise InvalidArgumentError("vector= goes with a text query; a vector query is the vector")
             return Query(self._source, QuerySpec(vectors=query_vector(query, self.config)[None, :]))
         text = query_text(query)
-        has_vector = vector is not None or self.config.embedder is not None or self._embedder is not None
-        m = SearchMode.parse(mode) if mode is not None else \
-            SearchMode.VECTOR if has_vector else SearchMode.KEYWORD
+        m = SearchMode.VECTOR if mode is None else SearchMode.parse(mode)
         vec: np.ndarray | None = None
         if vector is not None:
             vec = query_vector(vector, self.config)
         elif m is not SearchMode.KEYWORD:
             if self.embedder is None:
                 raise InvalidArgumentError(
-                    f"{m.value} search embeds the query text, but this table has no embedder: pass "
-                    f"the query's vector as vector=, use mode=\"keyword\", or create the table with "
-                    f"embedder=\"default\"")
+                    f"{m.value} search embeds the query text, but this table has no embedder: search "
+                    f"with mode=\"keyword\" (BM25, no model), pass the query's vector as vector=, or "
+                    f"create the table with embedder=\"default\"")
             vec = query_vector(self.embedder.embed_queries([text])[0], self.config)
         return Query(self._source, QuerySpec(vectors=None if vec is None else vec[None, :], text=text,
                                              mode=m))

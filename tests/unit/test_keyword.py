@@ -227,13 +227,15 @@ def test_the_query_text_is_never_sql(tmp_db, rng):
         tbl.search("  ", mode="keyword")
 
 
-def test_text_queries_default_to_keyword_without_an_embedder(tmp_db, rng):
+def test_keyword_mode_needs_no_embedder_and_other_modes_say_so(tmp_db, rng):
     tbl = tmp_db.create_table("t", dim=DIM)
     tbl.add(rows(rng, 0, 30))
-    q = tbl.search("kiwi")
+    q = tbl.search("kiwi", mode="keyword")
     assert q.explain().mode == "keyword" and q.explain().strategy is vecstore.Strategy.KEYWORD
-    with pytest.raises(vecstore.InvalidArgumentError, match="no embedder.*vector="):
-        tbl.search("kiwi", mode="hybrid")
+    for mode in (None, "vector", "hybrid"):
+        with pytest.raises(vecstore.InvalidArgumentError, match="no embedder.*mode=\"keyword\".*vector="):
+            tbl.search("kiwi", mode=mode)
+    assert tbl.search("kiwi", mode="hybrid", vector=np.ones(DIM)).explain().mode == "hybrid"
     with pytest.raises(vecstore.InvalidArgumentError, match="unknown search mode 'fuzzy'"):
         tbl.search("kiwi", mode="fuzzy")
     with pytest.raises(vecstore.InvalidArgumentError, match="takes a text query"):
@@ -241,7 +243,7 @@ def test_text_queries_default_to_keyword_without_an_embedder(tmp_db, rng):
     # a table of plain vectors, no text column: keyword search finds nothing, and says why
     plain = tmp_db.create_table("plain", dim=DIM)
     plain.add([{"id": "a", "vector": np.ones(DIM)}])
-    assert plain.search("kiwi").to_list() == []
+    assert plain.search("kiwi", mode="keyword").to_list() == []
 
 
 def test_explain_shows_the_terms_and_their_statistics(tmp_db, rng):

@@ -319,7 +319,7 @@ def test_bad_arguments(tmp_db, rng):
     with pytest.raises(InvalidArgumentError, match="NaN"):
         tbl.search([1, 2, 3, float("nan")])
     with pytest.raises(InvalidArgumentError, match="embedder"):
-        tbl.search("a text", mode="vector")  # (a text alone is a keyword search here)
+        tbl.search("a text")
     with pytest.raises(InvalidArgumentError):
         tbl.search([1, 2, 3, 4]).limit(-1)
     with pytest.raises(InvalidArgumentError):
