@@ -280,3 +280,17 @@ def test_merged_postings_equal_postings_built_from_the_text(tmp_db, rng):
                 np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
         tbl.compact()
     check(tbl, QUERIES)
+
+
+def test_tables_without_attributes_merge_and_compact(tmp_db, rng):
+    """Regression: a batch of ids and vectors alone has an attribute table of no columns (and
+    so of no rows, to Arrow): the merged postings must still count the batch's rows."""
+    tbl = tmp_db.create_table("t", dim=DIM)
+    tbl.add([{"id": str(i), "vector": rng.standard_normal(DIM)} for i in range(10)])
+    tbl.delete(ids=["1", "2"])
+    tbl.upsert([{"id": "3", "vector": rng.standard_normal(DIM)}] +
+               [{"id": f"n{i}", "vector": rng.standard_normal(DIM)} for i in range(9)])
+    tbl.add([{"id": "t", "vector": rng.standard_normal(DIM), "text": "kiwi"}])
+    tbl.compact()
+    assert len(tbl) == 18 and [h["id"] for h in tbl.search("kiwi", mode="keyword").to_list()] == ["t"]
+    check(tbl, ["kiwi"])

@@ -135,14 +135,15 @@ def keyword_texts(attributes: pa.Table, config: KeywordConfig) -> list[pa.Array]
     return out
 
 
-def build_postings(attributes: pa.Table, config: KeywordConfig, analyzer: Analyzer | None = None
-                   ) -> Postings:
-    """Analyze the keyword columns of ``attributes`` (one row per segment row) into postings.
+def build_postings(attributes: pa.Table, config: KeywordConfig, analyzer: Analyzer | None = None,
+                   rows: int | None = None) -> Postings:
+    """Analyze the keyword columns of ``attributes`` (one row per segment row; ``rows`` of them
+    when given: a table of no columns counts no rows) into postings.
 
     Only the splitting runs per text in Python; dropping stopwords, counting and mapping words
     to terms are vectorised, and each distinct word is stemmed once."""
     analyzer = analyzer or Analyzer(config.language)
-    n = attributes.num_rows
+    n = attributes.num_rows if rows is None else rows
     flat: list[str] = []
     owners: list[I64] = []
     for col in keyword_texts(attributes, config):

@@ -187,7 +187,8 @@ class TableWriter:
         merged = Batch(ids=pa.chunked_array(ids).combine_chunks(),
                        attributes=pa.concat_tables(attrs).combine_chunks(),
                        vectors=np.concatenate(vectors), schema=batch.schema)
-        pieces.append((build_postings(batch.attributes, keyword), np.arange(len(batch), dtype=np.int64)))
+        pieces.append((build_postings(batch.attributes, keyword, rows=len(batch)),
+                       np.arange(len(batch), dtype=np.int64)))
         previous = snap.segments[keep[-1].index].quantizer.center if keep else None
         entry = new_segment(self.table_dir, merged, snap.manifest.config, previous,
                             merge_postings(pieces))
