@@ -14,19 +14,20 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from .config import Metric, PlannerSettings, TableConfig
+from .config import KeywordConfig, Metric, PlannerSettings, TableConfig
 from .errors import AlreadyExistsError, CorruptStoreError, InvalidArgumentError, NotFoundError
 from .inputs import declared_schema, prepare_batch
 from .storage.files import ensure_dir
 from .storage.locks import DEFAULT_TIMEOUT_S
 from .storage.manifest import VERSIONS_DIR, latest_version
 from .storage.writer import create_table_dir, drop_table_dir, remove_leftovers
-from .table import Table
+from .table import Table, check_keyword_columns
 
 if TYPE_CHECKING:
     from .remote import RemoteDatabase
@@ -123,7 +124,8 @@ class Database:
 
     def create_table(self, name: str, dim: int | None = None, *, metric: str | Metric = "cosine",
                      embedder: Any = None, schema: pa.Schema | None = None, exist_ok: bool = False,
-                     data: Any = None) -> Table:
+                     data: Any = None, keyword_columns: Sequence[str] | None = None,
+                     language: str | None = None) -> Table:
         """Create a table of ``dim``-dimensional vectors compared by ``metric`` (``"cosine"``,
         ``"dot"`` or ``"l2"``). ``schema`` declares attribute columns up front (otherwise the
         first rows define them). ``data`` (rows, as for :meth:`Table.add`) is stored in the
@@ -133,6 +135,11 @@ class Database:
         :class:`AlreadyExistsError`; with ``exist_ok=True`` the existing table is opened instead
         if its dim, metric, embedder and declared columns are those asked (``data`` is then not
         added), and AlreadyExistsError names the difference otherwise.
+
+        Keyword search (``tbl.search(text, mode="keyword")``) indexes the string columns
+        ``keyword_columns`` (default ``["text"]``) as one field, analyzed for ``language``
+        (default ``"english"``; ``"none"``: no stemming, no stopwords); the index is kept up to
+        date by every write. ``tbl.set_keyword_columns`` changes them later.
         """
         path = self._table_dir(name)
         emb = None
@@ -148,8 +155,15 @@ class Database:
                 raise InvalidArgumentError(f"dim={dim} but the embedder makes {emb.dim}-d vectors")
         if dim is None:
             raise InvalidArgumentError("create_table needs dim= (or an embedder that sets it)")
-        config = TableConfig(dim=dim, metric=Metric.parse(metric), embedder=embedder_id)
+        if isinstance(keyword_columns, str):
+            keyword_columns = [keyword_columns]
+        keyword = KeywordConfig(
+            columns=("text",) if keyword_columns is None else tuple(keyword_columns),
+            language="english" if language is None else language)
+        config = TableConfig(dim=dim, metric=Metric.parse(metric), embedder=embedder_id,
+                             keyword=keyword)
         attributes = declared_schema(schema)
+        check_keyword_columns(keyword, attributes)
         custom = None if embedder is None or isinstance(embedder, str) else embedder
         existing = self._existing(name, path, config, attributes, exist_ok, custom)
         if existing is not None:

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from .config import Metric, PlannerSettings, TableConfig
-from .errors import InvalidArgumentError, NotFoundError, ReadOnlyError
+from .config import KeywordConfig, Metric, PlannerSettings, TableConfig
+from .errors import InvalidArgumentError, NotFoundError, ReadOnlyError, SchemaError
 from .inputs import check_version, prepare_batch, query_matrix, query_text, query_vector
 from .query.builder import BatchQuery, Query
 from .query.executor import Executor
 from .query.results import Hits
-from .query.spec import QuerySpec
+from .query.spec import QuerySpec, SearchMode
 from .storage.files import make_subdir
 from .storage.locks import DEFAULT_TIMEOUT_S, directory_identity, dropped_error, high_water_mark
 from .storage.manifest import (
@@ -53,6 +53,16 @@ class IngestReport:
     seconds: float
 
 
+def check_keyword_columns(keyword: KeywordConfig, schema: pa.Schema) -> None:
+    """Refuse keyword columns the table holds with a type other than string."""
+    for name in keyword.columns:
+        if name in schema.names:
+            t = schema.field(name).type
+            if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)):
+                raise SchemaError(f"keyword column {name!r} holds {t} values; keyword search "
+                                  f"indexes string columns only")
+
+
 class _Source:
     """What a :class:`~vecstore.Query` needs of its table (the QuerySource protocol)."""
 
@@ -69,6 +79,10 @@ class _Source:
     def run(self, spec: QuerySpec) -> list[Hits]:
         t = self._table
         return t._executor.run(t._current(), spec)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        t = self._table
+        return query_vector(t._need_embedder().embed_queries([text])[0], t.config)
 
 
 class Table:
@@ -255,13 +269,52 @@ class Table:
                 "create the table with embedder=\"default\"")
         return self.embedder
 
-    def search(self, query: Any) -> Query:
-        """Start a query for the rows nearest to ``query``: a vector of the table's dimension,
-        or a text when the table has an embedder."""
-        if isinstance(query, str):
-            query = self._need_embedder().embed_queries([query_text(query)])[0]
-        vec = query_vector(query, self.config)
-        return Query(self._source, QuerySpec(vectors=vec[None, :]))
+    def search(self, query: Any, *, mode: str | None = None, vector: Any = None) -> Query:
+        """Start a query: by ``query``, a vector of the table's dimension, or a text.
+
+        A text is searched in one of three modes:
+
+        - ``"vector"``: its embedding (the table's embedder) against the rows' vectors;
+        - ``"keyword"``: BM25 over the table's keyword columns (``text`` unless the table was
+          created with other ``keyword_columns``); needs no embedder and loads no model;
+        - ``"hybrid"``: both rankings fused (``.fusion(...)``; the default is measured in
+          docs/benchmarks.md, "Keyword and hybrid retrieval").
+
+        ``mode`` defaults to ``"vector"``. ``vector``: the query's vector, when you embed
+        queries yourself (vector and hybrid modes then need no embedder). The text is only
+        ever analyzed into terms or embedded, never run as SQL. Every mode takes
+        ``.where()``, ``.limit()``, ``.select()``, ``.group_by()``, ``.rerank()`` and
+        ``.explain()``; the filter applies before ranking.
+
+        >>> import vecstore, tempfile
+        >>> tbl = vecstore.connect(tempfile.mkdtemp()).create_table("t", dim=2)
+        >>> _ = tbl.add([{"id": "a", "vector": [1, 0], "text": "red apples"},
+        ...              {"id": "b", "vector": [0, 1], "text": "green pears"}])
+        >>> [h["id"] for h in tbl.search("apple", mode="keyword").to_list()]
+        ['a']
+        """
+        if not isinstance(query, str):
+            if mode is not None and SearchMode.parse(mode) is not SearchMode.VECTOR:
+                raise InvalidArgumentError(
+                    f"{SearchMode.parse(mode).value} search takes a text query, got a "
+                    f"{type(query).__name__}; pass the text, and its vector as vector=")
+            if vector is not None:
+                raise InvalidArgumentError("vector= goes with a text query; a vector query is the vector")
+            return Query(self._source, QuerySpec(vectors=query_vector(query, self.config)[None, :]))
+        text = query_text(query)
+        m = SearchMode.VECTOR if mode is None else SearchMode.parse(mode)
+        vec: np.ndarray | None = None
+        if vector is not None:
+            vec = query_vector(vector, self.config)
+        elif m is not SearchMode.KEYWORD:
+            if self.embedder is None:
+                raise InvalidArgumentError(
+                    f"{m.value} search embeds the query text, but this table has no embedder: search "
+                    f"with mode=\"keyword\" (BM25, no model), pass the query's vector as vector=, or "
+                    f"create the table with embedder=\"default\"")
+            vec = query_vector(self.embedder.embed_queries([text])[0], self.config)
+        return Query(self._source, QuerySpec(vectors=None if vec is None else vec[None, :], text=text,
+                                             mode=m))
 
     def search_batch(self, queries: Any, *, threads: int | None = None) -> BatchQuery:
         """Start a query for many vectors (a 2-D array) or texts at once, sharing one filter.
@@ -335,6 +388,28 @@ class Table:
         if changed and entry is not None and rebuild_index and snap.num_rows > 0:
             self.create_index(entry.kind, progress=False, **entry.build_params())
         return changed
+
+    # -- keyword index ----------------------------------------------------------------------------
+    @property
+    def keyword_config(self) -> KeywordConfig:
+        """What keyword search covers: the columns indexed and the analyzer's language."""
+        return self._current().manifest.config.keyword
+
+    def set_keyword_columns(self, columns: Sequence[str], *, language: str | None = None) -> bool:
+        """Index ``columns`` (string columns, as one field) for keyword search, analyzed for
+        ``language`` (default: the current one), replacing the current keyword settings. The
+        existing rows are indexed in the same commit that records the new settings, so every
+        version answers keyword queries with settings and postings that belong together.
+        Returns whether anything changed."""
+        base = self._writable()
+        if isinstance(columns, str):
+            columns = [columns]
+        keyword = KeywordConfig(columns=tuple(columns),
+                                language=language if language is not None else self.keyword_config.language)
+        check_keyword_columns(keyword, base.manifest.schema)
+        snap = self._writer.set_keyword(base, keyword)
+        self._set(snap)
+        return snap.version != base.version
 
     # -- indexes --------------------------------------------------------------------------------
     def list_indexes(self) -> list[dict[str, Any]]:

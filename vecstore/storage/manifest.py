@@ -71,6 +71,9 @@ class SegmentEntry:
     merged_from: tuple[tuple[str, int, int], ...] = ()
     """Segments this one was merged from whose rows it holds unchanged and in order, as
     ``(data path, rows, offset here)``: an index built over them still finds its rows."""
+    postings: FileRef | None = None
+    """The segment's keyword postings (:mod:`.postings`); None when it was written before
+    keyword search existed or holds none of the keyword columns."""
 
     @property
     def live_rows(self) -> int:
@@ -86,6 +89,8 @@ class SegmentEntry:
         }
         if self.merged_from:
             out["merged_from"] = [list(m) for m in self.merged_from]
+        if self.postings is not None:
+            out["postings"] = self.postings.to_json()
         return out
 
     @classmethod
@@ -97,6 +102,7 @@ class SegmentEntry:
             deletions=FileRef.from_json(d["deletions"]) if d.get("deletions") else None,
             deleted=int(d.get("deleted", 0)),
             merged_from=tuple((str(p), int(r), int(o)) for p, r, o in d.get("merged_from", ())),
+            postings=FileRef.from_json(d["postings"]) if d.get("postings") else None,
         )
 
 

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from .arrays import to_numpy
 from .codes import Quantizer
 from .manifest import Manifest, latest_version, read_manifest
+from .postings import Postings, segment_postings
 from .segments import INTERNAL_COLUMNS, Segment, open_segment
 
 I64 = npt.NDArray[np.int64]
@@ -100,6 +101,13 @@ class Snapshot:
         """Global boolean mask of live rows."""
         return np.concatenate([s.live_mask() for s in self.segments]) if self.segments \
             else np.zeros(0, dtype=bool)
+
+    def postings(self, s: int) -> Postings:
+        """Segment ``s``'s keyword postings for the version's keyword settings (loaded once per
+        process and file; see :func:`~.postings.segment_postings`)."""
+        entry = self.manifest.segments[s]
+        return segment_postings(self.table_dir, entry.postings, entry.data.path,
+                                self.segments[s].table, self.manifest.config.keyword)
 
     @property
     def has_deletions(self) -> bool:

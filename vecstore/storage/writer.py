@@ -21,20 +21,21 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from ..config import TableConfig
+from ..config import KeywordConfig, TableConfig
 from ..errors import ConcurrencyError, CorruptStoreError, DuplicateIdError, NotFoundError
 from .batch import Batch
 from .files import fsync_dir, make_subdir
 from .locks import write_lock
 from .manifest import (
     VERSIONS_DIR,
+    FileRef,
     IndexEntry,
     Manifest,
     ScanCalibration,
@@ -42,6 +43,7 @@ from .manifest import (
     check_not_rolled_back,
     write_manifest,
 )
+from .postings import Postings, build_postings, keyword_texts, merge_postings, write_postings
 from .segments import build_segment, write_deletions
 from .snapshot import Snapshot
 
@@ -76,6 +78,27 @@ class _Part:
     deleted: I64
 
 
+def new_segment(table_dir: Path, batch: Batch, config: TableConfig,
+                previous_center: npt.NDArray[np.float32] | None,
+                postings: Postings | None = None) -> SegmentEntry:
+    """Write ``batch`` as a new segment file, its codes calibrated on its own rows, and its
+    keyword postings beside it (``postings``: already made from the rows' segments, else
+    analyzed from the batch)."""
+    entry = build_segment(table_dir, config, batch, previous_center)
+    return replace(entry, postings=keyword_postings(table_dir, batch.attributes, config.keyword, postings))
+
+
+def keyword_postings(table_dir: Path, attributes: pa.Table, keyword: KeywordConfig,
+                     postings: Postings | None = None) -> FileRef | None:
+    """Write the keyword postings of a segment's ``attributes`` (None: it holds none of the
+    keyword columns, so it has no terms); ``postings`` when they are made already."""
+    if not keyword_texts(attributes, keyword):
+        return None
+    if postings is None:
+        postings = build_postings(attributes, keyword)
+    return write_postings(table_dir, postings)
+
+
 NEW_PREFIX = ".new-"  # a creation's directory before its creator holds its lock (microseconds)
 CREATING_PREFIX = ".creating-"  # a creation's directory while its creator holds its lock
 DROPPED_PREFIX = ".dropped-"
@@ -104,7 +127,7 @@ def create_table_dir(store: Path, path: Path, config: TableConfig, schema: pa.Sc
             make_subdir(staging, VERSIONS_DIR)
             segments: tuple[SegmentEntry, ...] = ()
             if batch is not None and len(batch):
-                segments = (build_segment(staging, config, batch, None),)
+                segments = (new_segment(staging, batch, config, None),)
                 schema = batch.schema
             write_manifest(staging, Manifest(version=1, config=config, schema=schema,
                                              segments=segments))
@@ -203,7 +226,7 @@ class TableWriter:
     # -- building blocks ------------------------------------------------------------------------
     def _segment(self, snap: Snapshot, batch: Batch) -> SegmentEntry:
         previous = snap.segments[-1].quantizer.center if snap.segments else None
-        return build_segment(self.table_dir, snap.manifest.config, batch, previous)
+        return new_segment(self.table_dir, batch, snap.manifest.config, previous)
 
     def _tombstone(self, snap: Snapshot, rows: I64) -> list[_Part]:
         """The segments of ``snap`` with ``rows`` (global) deleted; a segment left with no live
@@ -216,9 +239,7 @@ class TableWriter:
                 parts[s].deleted = np.arange(entry.rows, dtype=np.int64)
                 continue
             ref = write_deletions(self.table_dir, deleted)
-            parts[s] = _Part(SegmentEntry(data=entry.data, rows=entry.rows, quantizer=entry.quantizer,
-                                          deletions=ref, deleted=int(deleted.size),
-                                          merged_from=entry.merged_from), s, deleted)
+            parts[s] = _Part(replace(entry, deletions=ref, deleted=int(deleted.size)), s, deleted)
         return [p for p in parts if p.deleted.size < p.entry.rows]
 
     def _append(self, snap: Snapshot, parts: list[_Part], batch: Batch) -> tuple[SegmentEntry, ...]:
@@ -239,6 +260,8 @@ class TableWriter:
         vectors: list[npt.NDArray[np.float32]] = []
         deleted: list[I64] = []
         merged_from: list[tuple[str, int, int]] = []
+        keyword = snap.manifest.config.keyword
+        pieces: list[tuple[Postings, I64]] = []  # the merged rows' postings, reused
         offset = 0
         for p in sources:
             seg = snap.segments[p.index]
@@ -251,6 +274,7 @@ class TableWriter:
                     merged_from.append((p.entry.data.path, p.entry.rows, offset))
             else:
                 rows = np.setdiff1d(rows, p.deleted, assume_unique=True)
+            pieces.append((snap.postings(p.index), rows))
             idx = pa.array(rows)
             ids.append(seg.table.column("id").take(idx))
             attrs.append(_conform(seg.table, batch.schema, idx))
@@ -262,16 +286,16 @@ class TableWriter:
         merged = Batch(ids=pa.chunked_array(ids).combine_chunks(),
                        attributes=pa.concat_tables(attrs).combine_chunks(),
                        vectors=np.concatenate(vectors), schema=batch.schema)
+        pieces.append((build_postings(batch.attributes, keyword, rows=len(batch)),
+                       np.arange(len(batch), dtype=np.int64)))
         previous = snap.segments[keep[-1].index].quantizer.center if keep else None
-        entry = build_segment(self.table_dir, snap.manifest.config, merged, previous)
+        entry = new_segment(self.table_dir, merged, snap.manifest.config, previous,
+                            merge_postings(pieces))
         dead = np.concatenate(deleted) if deleted else np.empty(0, np.int64)
         if dead.size:
-            entry = SegmentEntry(data=entry.data, rows=entry.rows, quantizer=entry.quantizer,
-                                 deletions=write_deletions(self.table_dir, dead), deleted=int(dead.size))
+            entry = replace(entry, deletions=write_deletions(self.table_dir, dead), deleted=int(dead.size))
         if merged_from:
-            entry = SegmentEntry(data=entry.data, rows=entry.rows, quantizer=entry.quantizer,
-                                 deletions=entry.deletions, deleted=entry.deleted,
-                                 merged_from=tuple(merged_from))
+            entry = replace(entry, merged_from=tuple(merged_from))
         return (*(p.entry for p in keep), entry)
 
     # -- operations -----------------------------------------------------------------------------
@@ -331,7 +355,9 @@ class TableWriter:
             attrs = snap.take(live, snap.attribute_names())
             batch = Batch(ids=attrs.column("id").combine_chunks(), attributes=attrs.drop(["id"]),
                           vectors=snap.gather_vectors(live), schema=snap.manifest.schema)
-            entry = build_segment(self.table_dir, snap.manifest.config, batch, None)
+            pieces = [(snap.postings(s), local) for s, local in snap.split(live)]
+            entry = new_segment(self.table_dir, batch, snap.manifest.config, None,
+                                merge_postings(pieces) if pieces else None)
             return snap.manifest.next("compact", segments=(entry,), indexes=())
 
         return self.commit(base, change)
@@ -359,6 +385,22 @@ class TableWriter:
 
         def change(snap: Snapshot) -> Manifest | None:
             return snap.manifest.next("calibrate", scan=scan)
+
+        return self.commit(base, change)
+
+    def set_keyword(self, base: Snapshot, keyword: KeywordConfig) -> Snapshot:
+        """A new version whose keyword index covers ``keyword`` (columns, language): every
+        segment's postings are rewritten for it in this one commit (the data files stay)."""
+
+        def change(snap: Snapshot) -> Manifest | None:
+            if snap.manifest.config.keyword == keyword:
+                return None
+            entries = []
+            for entry, seg in zip(snap.manifest.segments, snap.segments, strict=True):
+                attrs = seg.table.select([c for c in keyword.columns if c in seg.table.column_names])
+                entries.append(replace(entry, postings=keyword_postings(self.table_dir, attrs, keyword)))
+            return snap.manifest.next("set_keyword", segments=tuple(entries),
+                                      config=replace(snap.manifest.config, keyword=keyword))
 
         return self.commit(base, change)
 
