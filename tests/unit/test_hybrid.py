@@ -277,26 +277,10 @@ def test_feedback_rerank_moves_the_query_toward_its_best_rows(tbl):
 
 def test_a_tiny_cross_encoder_from_a_local_directory(tbl, tmp_path):
     pytest.importorskip("sentence_transformers")
-    import torch
     from sentence_transformers import CrossEncoder
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+    from tiny_cross_encoder import build_tiny_cross_encoder
 
-    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS])}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    backend.normalizer = normalizers.Lowercase()
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
-        special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    tok = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]",
-                                  cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=64, num_labels=1)
-    path = tmp_path / "cross"
-    BertForSequenceClassification(config).eval().save_pretrained(path)
-    tok.save_pretrained(path)
+    path = build_tiny_cross_encoder(tmp_path / "cross", WORDS)
     hits = tbl.search("alpha gamma", mode="keyword").rerank(str(path), candidates=10).limit(10).to_list()
     model = CrossEncoder(str(path), device="cpu")
     want = model.predict([("alpha gamma", h["text"]) for h in hits])
