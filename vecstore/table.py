@@ -25,8 +25,9 @@ from .errors import InvalidArgumentError, NotFoundError, ReadOnlyError, SchemaEr
 from .inputs import check_version, prepare_batch, query_matrix, query_text, query_vector
 from .query.builder import BatchQuery, Query
 from .query.executor import Executor
+from .query.rerank import resolve_reranker
 from .query.results import Hits
-from .query.spec import QuerySpec, SearchMode
+from .query.spec import QuerySpec, SearchMode, search_inputs
 from .storage.files import make_subdir
 from .storage.locks import DEFAULT_TIMEOUT_S, directory_identity, dropped_error, high_water_mark
 from .storage.manifest import (
@@ -83,6 +84,8 @@ class _Source:
     def embed_query(self, text: str) -> np.ndarray:
         t = self._table
         return query_vector(t._need_embedder().embed_queries([text])[0], t.config)
+
+    resolve_reranker = staticmethod(resolve_reranker)
 
 
 class Table:
@@ -293,20 +296,11 @@ class Table:
         >>> [h["id"] for h in tbl.search("apple", mode="keyword").to_list()]
         ['a']
         """
-        if not isinstance(query, str):
-            if mode is not None and SearchMode.parse(mode) is not SearchMode.VECTOR:
-                raise InvalidArgumentError(
-                    f"{SearchMode.parse(mode).value} search takes a text query, got a "
-                    f"{type(query).__name__}; pass the text, and its vector as vector=")
-            if vector is not None:
-                raise InvalidArgumentError("vector= goes with a text query; a vector query is the vector")
-            return Query(self._source, QuerySpec(vectors=query_vector(query, self.config)[None, :]))
-        text = query_text(query)
-        m = SearchMode.VECTOR if mode is None else SearchMode.parse(mode)
-        vec: np.ndarray | None = None
-        if vector is not None:
-            vec = query_vector(vector, self.config)
-        elif m is not SearchMode.KEYWORD:
+        text, vec, m = search_inputs(query, mode, vector, self.config)
+        if text is None:
+            assert vec is not None
+            return Query(self._source, QuerySpec(vectors=vec[None, :]))
+        if vec is None and m is not SearchMode.KEYWORD:
             if self.embedder is None:
                 raise InvalidArgumentError(
                     f"{m.value} search embeds the query text, but this table has no embedder: search "

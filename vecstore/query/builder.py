@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from ..errors import InvalidArgumentError
 from .fusion import make_fusion
-from .rerank import DEFAULT_CANDIDATES, resolve_reranker
+from .rerank import DEFAULT_CANDIDATES
 from .results import Hits, Plan
 from .spec import GroupBy, QuerySpec, Rerank, SearchMode
 
@@ -45,6 +45,10 @@ class QuerySource(Protocol):
     def embed_query(self, text: str) -> np.ndarray | None:
         """The query vector of ``text`` (raises when the table has no embedder); None when the
         source embeds it itself where the query runs (a server)."""
+
+    def resolve_reranker(self, reranker: Any) -> Any:
+        """The reranker object for what ``Query.rerank`` was given (:mod:`.rerank` locally;
+        a server resolves names itself)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -191,7 +195,7 @@ class Query(_Chain):
             raise InvalidArgumentError(f"candidates must be an integer in 1..{MAX_K}, got {candidates!r}")
         if column is not None:
             self._source.check_columns((column,))
-        resolved = resolve_reranker(reranker)
+        resolved = self._source.resolve_reranker(reranker)
         spec = self._spec
         if getattr(resolved, "needs_vector", False) and spec.vectors is None:
             assert spec.text is not None

@@ -36,6 +36,27 @@ class SearchMode(str, enum.Enum):
             f"unknown search mode {value!r}; expected one of {', '.join(repr(m.value) for m in cls)}")
 
 
+def search_inputs(query: Any, mode: str | SearchMode | None, vector: Any, config: Any
+                  ) -> tuple[str | None, npt.NDArray[np.float32] | None, SearchMode]:
+    """What ``search(query, mode=, vector=)`` asks, checked the same way for local and remote
+    tables: ``(text, vector, mode)``. A vector query gives ``(None, vector, VECTOR)``; a text
+    query its text, the ``vector=`` given (or None: to be embedded, or not needed in keyword
+    mode) and its mode (``"vector"`` by default)."""
+    from ..inputs import query_text, query_vector
+
+    if not isinstance(query, str):
+        if mode is not None and SearchMode.parse(mode) is not SearchMode.VECTOR:
+            raise InvalidArgumentError(
+                f"{SearchMode.parse(mode).value} search takes a text query, got a "
+                f"{type(query).__name__}; pass the text, and its vector as vector=")
+        if vector is not None:
+            raise InvalidArgumentError("vector= goes with a text query; a vector query is the vector")
+        return None, query_vector(query, config), SearchMode.VECTOR
+    text = query_text(query)
+    m = SearchMode.VECTOR if mode is None else SearchMode.parse(mode)
+    return text, None if vector is None else query_vector(vector, config), m
+
+
 @dataclass(frozen=True)
 class Fusion:
     """How hybrid search merges its two rankings (see :mod:`.fusion`)."""
