@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidArgumentError
-from .query.results import Plan, Stage, Strategy
+from .query.results import Plan, RankerPlan, Stage, Strategy
 
 _FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
@@ -153,6 +153,9 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
                    for s in plan.stages],
         "notes": list(plan.notes),
         "fallback_from": plan.fallback_from.value if plan.fallback_from is not None else None,
+        "mode": plan.mode, "fusion": plan.fusion, "group_by": plan.group_by, "rerank": plan.rerank,
+        "rankers": [{"name": r.name, "candidates": r.candidates, "seconds": r.seconds, "detail": r.detail,
+                     "plan": None if r.plan is None else plan_to_json(r.plan)} for r in plan.rankers],
         "text": str(plan),
     }
 
@@ -166,6 +169,11 @@ def plan_from_json(d: dict[str, Any]) -> Plan:
         stages=tuple(Stage(s["name"], s["rows_in"], s["rows_out"], s["seconds"]) for s in d["stages"]),
         notes=tuple(d.get("notes", ())),
         fallback_from=Strategy(d["fallback_from"]) if d.get("fallback_from") else None,
+        mode=d.get("mode", "vector"), fusion=d.get("fusion"), group_by=d.get("group_by"),
+        rerank=d.get("rerank"),
+        rankers=tuple(RankerPlan(r["name"], r["candidates"], r["seconds"], r["detail"],
+                                 None if r.get("plan") is None else plan_from_json(r["plan"]))
+                      for r in d.get("rankers", ())),
     )
 
 

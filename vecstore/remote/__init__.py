@@ -23,10 +23,10 @@ import pyarrow as pa
 
 from ..config import Metric, TableConfig
 from ..errors import InvalidArgumentError, NotFoundError, RemoteError
-from ..inputs import query_matrix, query_text, query_vector
+from ..inputs import query_matrix, query_text
 from ..query.builder import BatchQuery, Query
 from ..query.results import Hits
-from ..query.spec import QuerySpec
+from ..query.spec import QuerySpec, SearchMode, search_inputs
 from ..table import IngestReport
 from ..wire import plan_from_json
 from .http import Transport
@@ -187,14 +187,20 @@ class RemoteTable:
                             skipped=tuple((str(d), str(why)) for d, why in r["skipped"]),
                             seconds=float(r["seconds"]))
 
-    def search(self, query: Any) -> Query:
-        """A query for the rows nearest to ``query`` (a vector, or a text the server embeds)."""
-        if isinstance(query, str):
-            payload: dict[str, Any] = {"text": query_text(query)}
-        else:
-            payload = {"vector": query_vector(query, self.config)}
-        placeholder = np.zeros((1, self.dim), dtype=np.float32)
-        return Query(_RemoteSource(self, payload, batch=False), QuerySpec(vectors=placeholder))
+    def search(self, query: Any, *, mode: str | None = None, vector: Any = None) -> Query:
+        """A query by ``query`` (a vector, or a text the server embeds or analyzes), as
+        :meth:`vecstore.Table.search`: ``mode`` ``"vector"``, ``"keyword"`` or ``"hybrid"``,
+        ``vector=`` the text's embedding when you make it yourself. ``.fusion()``,
+        ``.group_by()`` and ``.rerank()`` are sent with the query; ``rerank`` takes
+        ``"feedback"`` or the name of a CrossEncoder the server allows."""
+        text, vec, m = search_inputs(query, mode, vector, self.config)
+        payload: dict[str, Any] = {}
+        if text is not None:
+            payload["text"] = text
+        if vec is not None:
+            payload["vector"] = vec
+        spec = QuerySpec(vectors=None if vec is None else vec[None, :], text=text, mode=m)
+        return Query(_RemoteSource(self, payload, batch=False), spec)
 
     def search_batch(self, queries: Any, *, threads: int | None = None) -> BatchQuery:
         """Many queries with one filter, in one request (``threads`` is the server's business)."""
@@ -228,6 +234,19 @@ class _RemoteSource:
         """The server embeds query texts."""
         return None
 
+    def resolve_reranker(self, reranker: Any) -> RemoteReranker:
+        """A reranker the server runs, named: ``"feedback"`` or a CrossEncoder it allows."""
+        if isinstance(reranker, str) and reranker.strip():
+            name = reranker.strip()
+            if name.lower() in ("feedback", "prf"):
+                return RemoteReranker("feedback", needs_vector=True)
+            return RemoteReranker(name)
+        raise InvalidArgumentError(
+            f"a remote table reranks on the server: pass \"feedback\" or the name of a CrossEncoder "
+            f"directory the server allows (vecstore serve --reranker DIR); a "
+            f"{type(reranker).__name__} (a callable, a model object or a local path) runs only in "
+            f"this process: open the store locally to use it")
+
     def run(self, spec: QuerySpec) -> list[Hits]:
         body = {**self._payload, **spec_fields(spec)}
         if not self._batch:
@@ -237,15 +256,35 @@ class _RemoteSource:
         return [_hits(r) for r in self._table._call("POST", "search_batch", body)["results"]]
 
 
+class RemoteReranker:
+    """The name of a reranker the server runs (what ``Query.rerank`` holds for a remote query)."""
+
+    def __init__(self, name: str, needs_vector: bool = False) -> None:
+        self.name = name
+        self.needs_vector = needs_vector  # feedback: the server embeds the text when needed
+
+    def score(self, candidates: Any) -> Any:
+        raise InvalidArgumentError(f"the reranker {self.name!r} runs on the server, not here")
+
+
 def spec_fields(spec: QuerySpec) -> dict[str, Any]:
     """The request fields of a query's settings: one line per setting of the Query chain."""
     out: dict[str, Any] = {"k": spec.k, "exact": spec.exact}
+    if spec.mode is not SearchMode.VECTOR:
+        out["mode"] = spec.mode.value
     if spec.where is not None:
         out["where"], out["params"] = spec.where, list(spec.params)
     if spec.oversample is not None:
         out["oversample"] = spec.oversample
     if spec.columns is not None:
         out["select"] = list(spec.columns)
+    if (f := spec.fusion) is not None:
+        out["fusion"] = {"kind": f.kind, **({"k": f.k} if f.kind == "rrf" else {"alpha": f.alpha}),
+                         **({} if f.candidates is None else {"candidates": f.candidates})}
+    if (g := spec.group_by) is not None:
+        out["group_by"], out["per_group"] = g.column, g.per_group
+    if (r := spec.rerank) is not None:
+        out["rerank"] = {"reranker": r.reranker.name, "candidates": r.candidates, "column": r.column}
     return out
 
 

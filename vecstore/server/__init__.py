@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgumentError, missing_extra
@@ -36,6 +37,9 @@ class ServerSettings:
       background; ``/healthz`` says when it is ready) instead of on the first request.
     - ``models``: model directories that ``POST /tables`` may name as ``embedder`` besides
       ``"default"`` (a remote client cannot make the server load any other path).
+    - ``rerankers``: sentence-transformers CrossEncoder directories that a search may name, by
+      the directory's name, as its ``rerank`` (besides ``"feedback"``, which needs no model);
+      a request never names a path.
     - ``read_threads`` / ``write_threads``: threads that run reads and writes (writers beyond
       ``write_threads`` wait without holding a thread, so reads always find one).
     """
@@ -46,6 +50,7 @@ class ServerSettings:
     max_rows: int = DEFAULT_MAX_ROWS
     warm: bool = True
     models: tuple[str, ...] = field(default_factory=tuple)
+    rerankers: tuple[str, ...] = field(default_factory=tuple)
     read_threads: int = 32
     write_threads: int = 8
 
@@ -63,6 +68,13 @@ class ServerSettings:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
         object.__setattr__(self, "models", tuple(str(m) for m in self.models))
+        object.__setattr__(self, "rerankers", tuple(str(m) for m in self.rerankers))
+        names = [Path(m).name for m in self.rerankers]
+        for name in names:
+            if not name or name.lower() in ("feedback", "prf") or names.count(name) > 1:
+                raise InvalidArgumentError(
+                    f"reranker directories are named by their last component, which must be unique "
+                    f"and not 'feedback': got {list(self.rerankers)!r}")
 
 
 def create_app(store: str | os.PathLike[str], settings: ServerSettings | None = None) -> Any:

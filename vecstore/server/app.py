@@ -242,7 +242,7 @@ def _openapi_extra(route: Route) -> dict[str, Any]:
 
 
 def build_app(store_path: str | os.PathLike[str], settings: ServerSettings) -> FastAPI:
-    store = Store(store_path, settings.models)
+    store = Store(store_path, settings.models, settings.rerankers)
     state = _State(store, settings)
 
     @contextlib.asynccontextmanager

@@ -9,6 +9,8 @@ Values are decoded and encoded by :mod:`vecstore.wire` (dates, decimals, NaN).
 from __future__ import annotations
 
 import dataclasses
+import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -19,11 +21,13 @@ from pydantic import BaseModel, ConfigDict, WithJsonSchema
 from .. import __version__
 from ..errors import InvalidArgumentError
 from ..table import Table
+from ..text import Analyzer
 from ..wire import plan_to_json
 from .errors import RequestTooLargeError
 from .store import Store
 
-SEARCH_MODES = ("vector",)
+SEARCH_MODES = ("vector", "keyword", "hybrid")
+_WORD = re.compile(r"\w+")
 
 
 class Body(BaseModel):
@@ -79,9 +83,33 @@ class _QueryOptions(Filter):
     select: list[str] | None = None
 
 
+class FusionOptions(Body):
+    """``Query.fusion(kind, k=, alpha=, candidates=)``."""
+
+    kind: str
+    k: int | None = None
+    alpha: float | None = None
+    candidates: int | None = None
+
+
+class RerankOptions(Body):
+    """``Query.rerank(reranker, candidates=, column=)``: ``"feedback"`` or the name of a
+    CrossEncoder directory the server was started with (``--reranker DIR``), never a path."""
+
+    reranker: str
+    candidates: int = 50
+    column: str | None = None
+
+
 class Search(_QueryOptions):
     vector: Vector | None = None
     text: str | None = None
+    mode: str | None = None
+    fusion: FusionOptions | None = None
+    group_by: str | None = None
+    per_group: int | None = None
+    rerank: RerankOptions | None = None
+    highlight: bool = False  # the words of the hits' text that match the query's terms
 
 
 class SearchBatch(_QueryOptions):
@@ -135,7 +163,7 @@ def _hits(hits: Any) -> dict[str, Any]:
 # -- handlers -----------------------------------------------------------------------------------
 def healthz(c: Context, name: None, r: None) -> Any:
     return {"status": "ok", "version": __version__, "models": c.store.warm_state,
-            "search_modes": list(SEARCH_MODES),
+            "search_modes": list(SEARCH_MODES), "rerankers": c.store.reranker_names,
             "limits": {"max_body_bytes": c.max_body_bytes, "max_rows": c.max_rows}}
 
 
@@ -197,10 +225,52 @@ def add_documents(c: Context, name: str, r: Documents) -> Any:
 
 
 def search(c: Context, name: str, r: Search) -> Any:
-    if (r.vector is None) == (r.text is None):
-        raise InvalidArgumentError("search takes exactly one of 'vector' and 'text'")
     tbl = c.store.table(name)
-    return _hits(_refine(tbl.search(r.vector if r.vector is not None else r.text), r).hits())
+    if r.text is not None:
+        q = tbl.search(r.text, mode=r.mode, vector=r.vector)
+    elif r.vector is not None:
+        q = tbl.search(r.vector, mode=r.mode)
+    else:
+        raise InvalidArgumentError("search takes 'text' (and, optionally, 'vector': its embedding) "
+                                   "or 'vector'")
+    if r.fusion is not None:
+        q = q.fusion(r.fusion.kind, k=r.fusion.k, alpha=r.fusion.alpha, candidates=r.fusion.candidates)
+    if r.group_by is not None:
+        q = q.group_by(r.group_by, per_group=1 if r.per_group is None else r.per_group)
+    elif r.per_group is not None:
+        raise InvalidArgumentError("per_group goes with group_by (the best rows of each group)")
+    q = _refine(q, r)
+    if r.rerank is not None:
+        q = q.rerank(c.store.reranker(r.rerank.reranker), candidates=r.rerank.candidates,
+                     column=r.rerank.column)
+    hits = q.hits()
+    out = _hits(hits)
+    if r.highlight and r.text is not None:
+        out["highlight"] = highlight(tbl, r.text, out["hits"])
+    return out
+
+
+@functools.cache
+def _analyzer(language: str) -> Analyzer:
+    return Analyzer(language)  # thread-safe; one per language for the server's life
+
+
+def highlight(tbl: Table, text: str, hits: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """The query's terms (as keyword search analyzes them) and the words of the hits' keyword
+    columns that analyze to one of them, as they are written (``"Batteries"`` for the query
+    ``"battery"``): what the search page marks."""
+    analyzer = _analyzer(tbl.keyword_config.language)
+    terms = set(analyzer.terms(text))
+    seen: dict[str, bool] = {}
+    for h in hits:
+        for column in tbl.keyword_config.columns:
+            value = h.get(column)
+            if isinstance(value, str):
+                for word in _WORD.findall(value):
+                    if word not in seen:
+                        found = analyzer.terms(word)
+                        seen[word] = len(found) == 1 and found[0] in terms
+    return {"terms": sorted(terms), "words": sorted(w for w, hit in seen.items() if hit)}
 
 
 def search_batch(c: Context, name: str, r: SearchBatch) -> Any:
@@ -245,7 +315,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", f"{T}/documents", add_documents, "Table.add_documents(documents, ...)", Documents,
           write=True),
     Route("POST", f"{T}/search", search,
-          "Table.search(vector or text).where().limit(k).rescore().exact().select().hits()", Search),
+          "Table.search(text or vector, mode=, vector=).fusion().group_by().where().limit(k)"
+          ".rescore().exact().select().rerank().hits()", Search),
     Route("POST", f"{T}/search_batch", search_batch, "Table.search_batch(vectors or texts)...hits()",
           SearchBatch),
 )

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..db import Database
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, VecstoreError, missing_extra
 from ..table import Table
 
 log = logging.getLogger("vecstore.server")
@@ -23,12 +23,40 @@ class Store:
     """What every request shares. ``models`` are the model directories (besides ``"default"``)
     that a client may name when it creates a table."""
 
-    def __init__(self, path: str | os.PathLike[str], models: tuple[str, ...] = ()) -> None:
+    def __init__(self, path: str | os.PathLike[str], models: tuple[str, ...] = (),
+                 rerankers: tuple[str, ...] = ()) -> None:
         self.db = Database(path)
         self._tables: dict[str, Table] = {}
         self._lock = threading.Lock()
         self._models = {str(Path(m).expanduser().resolve()) for m in models}
+        # CrossEncoder directories a search may name (by the directory's name), loaded once
+        self._reranker_dirs = {Path(m).name: Path(m).expanduser() for m in rerankers}
+        self._rerankers: dict[str, Any] = {}
+        self._reranker_lock = threading.Lock()
         self.warm_state = "idle"  # idle -> loading -> ready | failed: <reason>
+
+    @property
+    def reranker_names(self) -> list[str]:
+        """What a search's ``rerank`` may name: ``"feedback"`` and the allowed CrossEncoders."""
+        return ["feedback", *sorted(self._reranker_dirs)]
+
+    def reranker(self, name: str) -> Any:
+        """What ``Query.rerank`` takes for ``name``: ``"feedback"``, or the loaded CrossEncoder of
+        an allowed directory (loaded on first use, then shared). Any other name is refused: a
+        request never makes the server open a path of its choosing."""
+        key = name.strip()
+        if key.lower() in ("feedback", "prf"):
+            return "feedback"
+        if key not in self._reranker_dirs:
+            allowed = ", ".join(repr(n) for n in self.reranker_names)
+            raise InvalidArgumentError(
+                f"reranker {name!r} is not one this server runs; use one of: {allowed} (the operator "
+                f"allows CrossEncoder directories with `vecstore serve --reranker DIR`)")
+        with self._reranker_lock:
+            model = self._rerankers.get(key)
+            if model is None:
+                model = self._rerankers[key] = _load_cross_encoder(self._reranker_dirs[key])
+            return model
 
     def table(self, name: str) -> Table:
         """The shared Table object of ``name`` (NotFoundError if there is no such table)."""
@@ -76,10 +104,28 @@ class Store:
                     probe = np.ones(tbl.dim, dtype=np.float32)
                     tbl.search(probe).limit(1).to_list()
                     tbl.search(probe).limit(1).exact().to_list()
+            for name in self._reranker_dirs:
+                self.reranker(name)
+                log.info("reranker %s ready", name)
             self.warm_state = "ready"
         except Exception as exc:  # a broken model must not stop the server; requests will say why
             self.warm_state = f"failed: {type(exc).__name__}: {exc}"
             log.warning("could not warm the embedding models: %s", exc)
+
+
+def _load_cross_encoder(path: Path) -> Any:
+    """A sentence-transformers CrossEncoder from a local directory (nothing is downloaded)."""
+    try:
+        from sentence_transformers import CrossEncoder
+    except ImportError as exc:
+        raise missing_extra("sentence_transformers", "embed") from exc
+    try:
+        model = CrossEncoder(str(path), device="cpu", local_files_only=True)
+    except Exception as exc:  # the library raises OSError, ValueError, ... for a bad directory
+        raise VecstoreError(f"cannot load the reranker {path.name!r} from {path} (the server's "
+                            f"--reranker directory): {exc}") from exc
+    model._vecstore_path = path.name  # named so in plans: rerank: cross-encoder (NAME)
+    return model
 
 
 __all__ = ["Store"]
