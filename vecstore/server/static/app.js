@@ -88,15 +88,9 @@ async function showTableInfo() {
   $("table-info").dataset.embedder = info.embedder || "";
 }
 
-const STOPWORDS = new Set(("the and for are was were what did does how who when which about that this " +
-  "with from have has had not but you your they their there into over than then them its").split(" "));
-
-function queryTerms(text) {
-  const words = text.toLowerCase().match(/[\p{L}\p{N}]{3,}/gu) || [];
-  return [...new Set(words.filter((w) => !STOPWORDS.has(w)))];
-}
-
-// Append `text` to `parent`, wrapping the query's words in <strong>.
+// Append `text` to `parent`, wrapping the words in `terms` in <strong>: the words of the hits
+// that the server's analyzer maps to the query's terms ("batteries" for "battery"), as keyword
+// search matches them.
 function appendWithTerms(parent, text, terms) {
   if (!terms.length) {
     parent.append(document.createTextNode(text));
@@ -220,12 +214,13 @@ async function search(ev) {
   if (where) body.where = where;
   const mode = $("mode").value;
   if (mode && mode !== "vector") body.mode = mode;
+  if (body.text) body.highlight = true;
   $("go").disabled = true;
   $("summary").textContent = "searching…";
   try {
     const res = await api("POST", `/tables/${encodeURIComponent(table)}/search`, body);
     const around = await neighbours(table, res.hits);
-    const terms = body.text ? queryTerms(body.text) : [];
+    const terms = res.highlight ? res.highlight.words : [];
     $("hits").textContent = "";
     for (const h of res.hits) $("hits").append(renderHit(h, around, terms));
     $("summary").textContent = `${res.hits.length} hits in ${(res.plan.seconds * 1e3).toFixed(1)} ms ` +
