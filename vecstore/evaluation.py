@@ -41,15 +41,21 @@ interval.
 >>> c = paired_bootstrap([0.5, 0.7, 0.9, 0.4], [0.4, 0.5, 0.9, 0.3], resamples=1000, seed=0)
 >>> round(c.delta, 3), c.ci_low >= 0.0, c.ci_high <= 0.2
 (0.1, True, True)
+
+**Evaluating a table** (``vecstore eval`` on the command line): :func:`evaluate_table` runs
+every judged query through ``table.search(text, mode=...)`` and scores the ids it returns;
+:func:`compare_scores` puts two runs side by side. It works on any object with vecstore's
+``search`` (a local :class:`~vecstore.Table` or a remote one); this module imports neither.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -58,10 +64,13 @@ from .errors import InvalidArgumentError
 
 __all__ = [
     "DEFAULT_TIE_TOLERANCE",
+    "METRICS",
     "Comparison",
     "Qrels",
     "RetrievalScores",
+    "compare_scores",
     "evaluate_rankings",
+    "evaluate_table",
     "kth_best",
     "load_qrels",
     "load_queries",
@@ -71,6 +80,7 @@ __all__ = [
     "paired_bootstrap",
     "recall_at_k",
     "reciprocal_rank",
+    "search_run",
     "tie_aware_recall",
     "tie_aware_recalls",
 ]
@@ -261,6 +271,10 @@ def mrr_at_k(ranked: Sequence[str], relevance: Mapping[str, float], k: int) -> f
     return reciprocal_rank(_gains(ranked, relevance), k)
 
 
+METRICS = ("ndcg", "recall", "mrr")
+"""The per-query metrics of :class:`RetrievalScores`, in the order reports show them."""
+
+
 @dataclass(frozen=True, eq=False)
 class RetrievalScores:
     """Per-query nDCG@k, recall@k and reciprocal rank at k of one run, in ``query_ids`` order."""
@@ -274,10 +288,16 @@ class RetrievalScores:
 
     def mean(self, metric: str) -> float:
         """The mean of ``"ndcg"``, ``"recall"`` or ``"mrr"`` over the queries."""
-        if metric not in ("ndcg", "recall", "mrr"):
+        if metric not in METRICS:
             raise InvalidArgumentError(f"unknown metric {metric!r}; expected 'ndcg', 'recall' or 'mrr'")
         values: FloatArray = getattr(self, metric)
         return float(values.mean()) if values.size else float("nan")
+
+    def summary(self) -> dict[str, float | int]:
+        """``{"ndcg@k", "recall@k", "mrr@k", "queries"}``: the means, and how many queries."""
+        out: dict[str, float | int] = {f"{m}@{self.k}": self.mean(m) for m in METRICS}
+        out["queries"] = len(self.query_ids)
+        return out
 
 
 def evaluate_rankings(run: Mapping[str, Sequence[str]], qrels: Qrels, k: int = 10) -> RetrievalScores:
@@ -396,6 +416,110 @@ def paired_bootstrap(
     lo, hi = np.percentile(means, [100.0 * alpha, 100.0 * (1.0 - alpha)])
     mean_a, mean_b = float(x.mean()), float(y.mean())
     return Comparison(mean_a, mean_b, mean_a - mean_b, float(lo), float(hi))
+
+
+# --- evaluating a table --------------------------------------------------------------------------
+
+
+def document_id_column(table: Any, id_column: str | None = None) -> str:
+    """The column whose values are the judgements' document ids: ``id_column`` when given, else
+    ``doc_id`` when the table has it (chunks made by ``add_documents`` or ``vecstore ingest``),
+    else ``id``."""
+    schema = getattr(table, "schema", None)  # a local table; a remote one describes itself
+    columns = list(schema.names) if schema is not None else list(table.info()["columns"])
+    if id_column is None:
+        return "doc_id" if "doc_id" in columns else "id"
+    if not isinstance(id_column, str) or id_column == "vector" or (
+            id_column != "id" and id_column not in columns):
+        raise InvalidArgumentError(
+            f"id column {id_column!r} is not a column of the table; expected one of: "
+            f"{', '.join(c for c in columns if c != 'vector')}")
+    return id_column
+
+
+def search_run(
+    table: Any,
+    queries: Mapping[str, str],
+    *,
+    mode: str = "vector",
+    k: int = 10,
+    where: str | None = None,
+    params: Sequence[Any] = (),
+    id_column: str | None = None,
+    refine: Callable[[Any], Any] | None = None,
+) -> dict[str, list[str]]:
+    """The document ids ``table`` returns for each query, best first (BEIR's "run").
+
+    Each query is ``table.search(text, mode=mode)``, then ``.where(where, *params)``, then
+    ``refine(query)`` when given (``lambda q: q.fusion("rrf", k=60)``, ``.rerank(...)``, ...),
+    then ``.limit(k)``. Hits name documents by :func:`document_id_column`; when that column is
+    not ``id`` the query is grouped by it (``.group_by(column)``), so a document counts once, at
+    the rank of its best row (chunk), and the ``k`` hits are ``k`` documents. Values are
+    compared as strings; a hit whose document id is null names no document.
+    """
+    _check_k(k)
+    column = document_id_column(table, id_column)
+    run: dict[str, list[str]] = {}
+    for qid, text in queries.items():
+        q = table.search(text, mode=mode)
+        if where is not None:
+            q = q.where(where, *params)
+        if column != "id":
+            q = q.group_by(column)
+        if refine is not None:
+            q = refine(q)
+        hits = q.select(*([] if column == "id" else [column])).limit(k).to_list()
+        run[qid] = [str(h[column]) for h in hits if h.get(column) is not None]
+    return run
+
+
+def evaluate_table(
+    table: Any,
+    queries: Mapping[str, str],
+    qrels: Qrels,
+    *,
+    mode: str = "vector",
+    k: int = 10,
+    where: str | None = None,
+    params: Sequence[Any] = (),
+    id_column: str | None = None,
+    refine: Callable[[Any], Any] | None = None,
+) -> RetrievalScores:
+    """nDCG@k, recall@k and MRR@k of ``table``'s search on judged queries (BEIR conventions).
+
+    ``queries``: query id -> text (:func:`load_queries`); ``qrels``: query id -> document id ->
+    grade (:func:`load_qrels`). Every judged query that has a text is searched as
+    :func:`search_run` describes (the same arguments); a judged query without a text scores 0,
+    as BEIR counts it; queries without judgements are not run. Works on a local
+    :class:`~vecstore.Table` and on a remote one (``vecstore.connect("http://...")``).
+
+    >>> import vecstore, tempfile
+    >>> tbl = vecstore.connect(tempfile.mkdtemp()).create_table("t", dim=2)
+    >>> _ = tbl.add([{"id": "d1", "vector": [1, 0], "text": "red apples"},
+    ...              {"id": "d2", "vector": [0, 1], "text": "green pears"}])
+    >>> s = evaluate_table(tbl, {"q1": "pears", "q2": "apples"}, {"q1": {"d2": 1}, "q2": {"d1": 1}},
+    ...                    mode="keyword")
+    >>> s.summary()
+    {'ndcg@10': 1.0, 'recall@10': 1.0, 'mrr@10': 1.0, 'queries': 2}
+    """
+    judged = [q for q, rels in qrels.items() if any(g > 0 for g in rels.values()) and q in queries]
+    run = search_run(table, {q: queries[q] for q in judged}, mode=mode, k=k, where=where,
+                     params=params, id_column=id_column, refine=refine)
+    return evaluate_rankings(run, qrels, k=k)
+
+
+def compare_scores(
+    a: RetrievalScores, b: RetrievalScores, *, resamples: int = 10_000, confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Comparison]:
+    """``a`` against ``b`` on each metric of :data:`METRICS`: :func:`paired_bootstrap` of the
+    per-query differences ``a - b``. Both must score the same queries at the same ``k``."""
+    if a.query_ids != b.query_ids or a.k != b.k:
+        raise InvalidArgumentError(
+            f"the runs scored different queries or cut-offs ({len(a.query_ids)} queries at k={a.k}, "
+            f"{len(b.query_ids)} at k={b.k}): compare runs of the same judged queries")
+    return {m: paired_bootstrap(getattr(a, m), getattr(b, m), resamples=resamples,
+                                confidence=confidence, seed=seed) for m in METRICS}
 
 
 # --- BEIR files -----------------------------------------------------------------------------------
