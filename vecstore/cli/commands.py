@@ -1,11 +1,12 @@
-"""Commands that read a store: tables, info, search. STORE is a directory, or the URL of a
-``vecstore serve`` server (``http://127.0.0.1:8000``), which answers without loading torch or
+"""Commands that read a store: tables, info, search, eval. STORE is a directory, or the URL of
+a ``vecstore serve`` server (``http://127.0.0.1:8000``), which answers without loading torch or
 the model in this process."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 import numpy as np
@@ -19,6 +20,48 @@ plain_option = click.option("--plain", is_flag=True, help="Aligned text for peop
 key_option = click.option("--api-key", envvar="VECSTORE_API_KEY", default=None, show_envvar=True,
                           help="The server's API key, when STORE is a URL.")
 store_argument = click.argument("store")
+
+F = TypeVar("F", bound=Callable[..., Any])
+MODES = ("vector", "keyword", "hybrid")
+FUSIONS = ("zscore", "rrf", "weighted")
+
+
+def ranking_options(f: F) -> F:
+    """The options of ``search`` and ``eval`` that choose how rows are ranked (``Query.fusion``
+    and ``Query.rerank``); :func:`refinement` applies them."""
+    options = [
+        click.option("--fusion", type=click.Choice(FUSIONS), default=None,
+                     help="How hybrid search fuses its rankings (default: zscore)."),
+        click.option("--rrf-k", type=click.IntRange(0), default=None,
+                     help="The rank constant of --fusion rrf (default 60)."),
+        click.option("--alpha", type=click.FloatRange(0, 1), default=None,
+                     help="The vector ranker's weight for --fusion weighted (default 0.5)."),
+        click.option("--rerank", "reranker", default=None, metavar="RERANKER",
+                     help="Re-score the best candidates: 'feedback', a local CrossEncoder directory, "
+                     "or (STORE a URL) the name of a CrossEncoder the server allows."),
+        click.option("--rerank-candidates", type=click.IntRange(1), default=50, show_default=True,
+                     help="How many of the best rows --rerank re-scores."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def refinement(mode: str, fusion: str | None, rrf_k: int | None, alpha: float | None,
+               reranker: str | None, rerank_candidates: int) -> Callable[[Any], Any]:
+    """``query -> query`` with the ranking options applied; the fusion options only to a
+    hybrid query (``eval --compare`` runs other modes with the same options)."""
+    if fusion is None and (rrf_k is not None or alpha is not None):
+        raise InvalidArgumentError("--rrf-k and --alpha go with --fusion rrf or --fusion weighted")
+
+    def refine(q: Any) -> Any:
+        if fusion is not None and mode == "hybrid":
+            q = q.fusion(fusion, k=rrf_k, alpha=alpha)
+        if reranker is not None:
+            q = q.rerank(reranker, candidates=rerank_candidates)
+        return q
+
+    return refine
 
 
 def _connect(store: str, api_key: str | None) -> Any:
@@ -70,14 +113,30 @@ def info(store: str, table: str, api_key: str | None, plain: bool) -> None:
 @click.option("-k", "--limit", "k", default=10, show_default=True, help="How many hits.")
 @click.option("--where", default=None, help="SQL filter over the attributes, e.g. \"year > 2020\".")
 @click.option("--vector", "as_vector", is_flag=True, help="QUERY is a JSON list of numbers.")
+@click.option("--mode", type=click.Choice(MODES), default="vector", show_default=True,
+              help="Rank by embedding (vector), by BM25 over the text (keyword), or both fused "
+              "(hybrid).")
+@ranking_options
+@click.option("--group-by", default=None, metavar="COLUMN",
+              help="The best rows of each value of COLUMN (e.g. doc_id: one hit per document).")
+@click.option("--per-group", type=click.IntRange(1), default=None,
+              help="Rows per group with --group-by (default 1).")
 @click.option("--exact", is_flag=True, help="Score every match exactly (slow).")
 @click.option("--explain", is_flag=True, help="Print the plan after the hits (to stderr).")
 @key_option
 @plain_option
-def search(store: str, table: str, query: str, k: int, where: str | None, as_vector: bool,
-           exact: bool, explain: bool, api_key: str | None, plain: bool) -> None:
-    """Search TABLE of STORE for QUERY (a text, or a vector with --vector). With a server URL
-    as STORE the warm server embeds the text: no model is loaded here."""
+def search(store: str, table: str, query: str, k: int, where: str | None, as_vector: bool, mode: str,
+           fusion: str | None, rrf_k: int | None, alpha: float | None, reranker: str | None,
+           rerank_candidates: int, group_by: str | None, per_group: int | None, exact: bool,
+           explain: bool, api_key: str | None, plain: bool) -> None:
+    """Search TABLE of STORE for QUERY (a text, or a vector with --vector) by vector, keyword
+    or hybrid --mode. With a server URL as STORE the warm server embeds the text and runs the
+    reranker: no model is loaded here."""
+    if fusion is not None and mode != "hybrid":
+        raise InvalidArgumentError(f"--fusion merges the rankings of --mode hybrid, not of --mode {mode}")
+    if per_group is not None and group_by is None:
+        raise InvalidArgumentError("--per-group goes with --group-by (the best rows of each group)")
+    refine = refinement(mode, fusion, rrf_k, alpha, reranker, rerank_candidates)
     t = _connect(store, api_key).open_table(table)
     q: object = query
     if as_vector:
@@ -85,12 +144,14 @@ def search(store: str, table: str, query: str, k: int, where: str | None, as_vec
             q = np.asarray(json.loads(query), dtype=np.float32)
         except (ValueError, TypeError) as exc:
             raise InvalidArgumentError(f"--vector: QUERY is not a JSON list of numbers ({exc})") from None
-    builder = t.search(q).limit(k)
+    builder = t.search(q, mode=mode).limit(k)
     if where:
         builder = builder.where(where)
+    if group_by is not None:
+        builder = builder.group_by(group_by, per_group=per_group or 1)
     if exact:
         builder = builder.exact()
-    hits = builder.hits()
+    hits = refine(builder).hits()
     cols = [c for c in hits.to_arrow().column_names if c != "vector"]
     emit(hits.to_arrow().select(cols).to_pylist(), plain, columns=cols)
     if explain:

@@ -33,12 +33,16 @@ def _is_loopback(host: str) -> bool:
 @click.option("--model", "models", multiple=True, type=click.Path(file_okay=False, exists=True),
               help="A model directory clients may name as a new table's embedder, besides "
               "'default' (repeatable).")
+@click.option("--reranker", "rerankers", multiple=True, type=click.Path(file_okay=False, exists=True),
+              help="A sentence-transformers CrossEncoder directory a search may name, by the "
+              "directory's name, as its rerank (besides 'feedback'; repeatable).")
 @click.option("--warm/--no-warm", default=True, show_default=True,
               help="Load the tables' embedding models at startup instead of on first use.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 def serve(store: str, host: str, port: int, api_key: str | None, read_only_key: str | None,
-          max_body_mb: int, max_rows: int, models: tuple[str, ...], warm: bool, log_level: str) -> None:
+          max_body_mb: int, max_rows: int, models: tuple[str, ...], rerankers: tuple[str, ...], warm: bool,
+          log_level: str) -> None:
     """Serve STORE over HTTP: the JSON API (OpenAPI at /docs), a search page at /, and the
     embedding model kept warm. Needs the server extra: pip install 'vecstore[server]'."""
     from ..server import ServerSettings
@@ -46,7 +50,7 @@ def serve(store: str, host: str, port: int, api_key: str | None, read_only_key: 
 
     settings = ServerSettings(api_key=api_key or None, read_only_key=read_only_key or None,
                               max_body_bytes=max_body_mb * 1024 * 1024, max_rows=max_rows,
-                              warm=warm, models=models)
+                              warm=warm, models=models, rerankers=rerankers)
     if settings.api_key is None and not _is_loopback(host):
         click.echo(f"warning: serving {host} without an API key: anyone who can reach it may read "
                    f"and write the store (set VECSTORE_API_KEY)", err=True)
