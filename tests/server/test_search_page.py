@@ -175,3 +175,31 @@ def test_api_page_renders_from_local_files(page, page_server):
     page.wait_for_selector(".opblock", timeout=30_000)
     paths = page.eval_on_selector_all(".opblock-summary-path", "els => els.map(e => e.textContent)")
     assert "/tables/{name}/search" in " ".join(paths).replace("\u200b", "") and len(paths) >= 14
+
+
+def test_search_page_mode_selector_runs_keyword_and_hybrid_search(page, page_server):
+    """The mode menu is built from ``/healthz``; keyword and hybrid hits are the embedded API's,
+    and the words marked are those the server's analyzer matches to the query's terms (the
+    query's "costs" and "buttons" match the text's "cost" and "button")."""
+    srv, tbl = page_server
+    open_with_key(page, srv.url)
+    assert [o.get_attribute("value") for o in page.query_selector_all("#mode option")] == [
+        "vector", "keyword", "hybrid"]
+    page.select_option("#table", "meetings")
+    wait_until(page, lambda: "rows" in page.inner_text("#table-info"), "the table's size")
+    page.fill("#query", "batteries costs buttons")
+    page.fill("#k", "4")
+    for mode in ("keyword", "hybrid"):
+        page.fill("#where", "team = 'blue'")
+        page.select_option("#mode", mode)
+        page.evaluate("document.getElementById('hits').textContent = ''")
+        page.click("#go")
+        page.wait_for_selector("#hits li")
+        want = tbl.search("batteries costs buttons", mode=mode).where("team = 'blue'").limit(4).to_list()
+        items = page.query_selector_all("#hits li")
+        assert [li.query_selector(".hit-head code").inner_text() for li in items] == [h["id"] for h in want]
+        assert page.text_content("#plan").startswith(f"mode: {mode}")
+        strong = {e.text_content().lower() for li in items for e in li.query_selector_all("mark strong")}
+        assert strong == {"battery", "cost", "button"} & {
+            w for h in want for w in re.findall(r"\w+", h["text"].lower())}
+        assert strong  # the blue meeting's chunks name them
