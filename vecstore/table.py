@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from .config import KeywordConfig, Metric, PlannerSettings, TableConfig
-from .errors import InvalidArgumentError, NotFoundError, ReadOnlyError, SchemaError
+from .errors import CorruptStoreError, InvalidArgumentError, NotFoundError, ReadOnlyError, SchemaError
 from .inputs import check_version, prepare_batch, query_matrix, query_text, query_vector
 from .query.builder import BatchQuery, Query
 from .query.executor import Executor
@@ -37,7 +37,7 @@ from .storage.manifest import (
     list_versions,
     read_manifest,
 )
-from .storage.snapshot import Snapshot
+from .storage.snapshot import Snapshot, verify_version
 from .storage.writer import TableWriter
 
 if TYPE_CHECKING:
@@ -227,6 +227,35 @@ class Table:
         self._check_present()
         return Table(self._db, self.name, self.path, version=version,
                      planner=self._executor.settings)
+
+    def verify(self) -> dict[str, Any]:
+        """Read every file of the current version in full (segments, tombstones, keyword
+        postings, index files) and check each against its recorded size and checksum, whatever
+        this process checked before. Opening a table checks only sizes and headers; checksums
+        run in the background and the first use of a file waits for them (docs/guarantees.md).
+
+        Returns ``{"version", "files", "bytes"}``. Raises CorruptStoreError listing every
+        damaged or missing file.
+        """
+        from .index._files import verify as verify_index_files
+
+        snap = self._current()
+        files, size, problems = verify_version(self.path, snap.manifest)
+        config = snap.manifest.config
+        for entry in snap.manifest.indexes:
+            expect = {"dim": config.dim, "metric": config.metric.value, "count": entry.count}
+            try:
+                meta = verify_index_files(self.path / entry.path, entry.kind, expect)
+            except CorruptStoreError as exc:
+                problems.append(str(exc))
+                continue
+            files += len(meta["files"])
+            size += sum(int(f["bytes"]) for f in meta["files"].values())
+        if problems:
+            raise CorruptStoreError(
+                f"version {snap.version} of table {self.name!r} has {len(problems)} damaged "
+                "file(s): " + "; ".join(problems))
+        return {"version": snap.version, "files": files, "bytes": size}
 
     # -- reading rows ---------------------------------------------------------------------------
     def to_arrow(self, columns: Sequence[str] | None = None, *, with_vectors: bool = False,

@@ -33,19 +33,84 @@ def segment_files(store):
     return [store / "t" / s["data"]["path"] for s in data["segments"]]
 
 
+def flip(path, where, mask):
+    """Flip bits of one byte in place, as a disk would (no truncation: a file truncated under
+    a live memory map is SIGBUS territory, which is not what these tests are about)."""
+    with open(path, "r+b") as fh:
+        size = fh.seek(0, 2)
+        at = min(int(size * where), size - 1)
+        fh.seek(at)
+        byte = fh.read(1)[0]
+        fh.seek(at)
+        fh.write(bytes([byte ^ mask]))
+
+
 def reopen(store):
     segments._verified.clear()
     return vecstore.connect(store).open_table("t")
 
 
+def reopen_and_use(store):
+    """Open as a new process would and read every row: sizes and headers are checked at open,
+    checksums before the first use of a file's bytes."""
+    tbl = reopen(store)
+    tbl.search(np.ones(16)).limit(5).to_list()
+    return tbl
+
+
 @pytest.mark.parametrize("where", [0.0, 0.3, 0.5, 0.9, 0.999])
 def test_bit_flip_in_a_segment(store, where):
     path = segment_files(store)[0]
-    raw = bytearray(path.read_bytes())
-    raw[int(len(raw) * where)] ^= 0x10
-    path.write_bytes(bytes(raw))
+    flip(path, where, 0x10)
     with pytest.raises(CorruptStoreError, match=path.name):
-        reopen(store)
+        reopen_and_use(store)
+
+
+@pytest.mark.parametrize("where", [0.0, 0.3, 0.6])  # not the footer: that fails the open
+def test_bit_flip_is_found_by_verify_and_check(store, where):
+    """The open stays cheap, yet verify() and `vecstore check` read everything and name the
+    file, and the table refuses to answer from it."""
+    import subprocess
+    import sys
+
+    path = segment_files(store)[1]
+    flip(path, where, 0x01)
+    tbl = reopen(store)
+    with pytest.raises(CorruptStoreError, match=path.name):
+        tbl.verify()
+    with pytest.raises(CorruptStoreError, match=path.name):
+        tbl.to_arrow()
+    with pytest.raises(CorruptStoreError, match=path.name):  # every use, not just the first
+        tbl.search(np.ones(16)).limit(3).to_list()
+    run = subprocess.run([sys.executable, "-m", "vecstore", "check", str(store), "t"],
+                         capture_output=True, text=True)
+    assert run.returncode == 1
+    assert path.name in run.stdout and "damaged" in run.stderr
+
+
+def test_verify_rereads_files_checked_before(store):
+    """A file damaged after this process checked it is found by verify(), which never trusts
+    the per-process cache."""
+    tbl = reopen_and_use(store)
+    assert tbl.verify()["files"] == 2
+    path = segment_files(store)[0]
+    flip(path, 0.5, 0x04)
+    with pytest.raises(CorruptStoreError, match=path.name):
+        tbl.verify()
+
+
+def test_damaged_index_file_is_refused_before_use(store, rng):
+    tbl = reopen(store)
+    tbl.create_index("hnsw")
+    data = json.loads(latest_manifest(store).read_text())
+    index_dir = store / "t" / data["indexes"][0]["path"]
+    path = next(p for p in index_dir.iterdir() if not p.name.endswith(".json"))
+    flip(path, 0.5, 0x20)
+    fresh = reopen(store)
+    with pytest.raises(CorruptStoreError, match=path.name):
+        fresh.search(rng.normal(size=16)).limit(5).to_list()
+    with pytest.raises(CorruptStoreError, match=path.name):
+        fresh.verify()
 
 
 @pytest.mark.parametrize("keep", [0, 8, 100, -1])
@@ -54,7 +119,7 @@ def test_truncated_segment(store, keep):
     raw = path.read_bytes()
     path.write_bytes(raw[:keep] if keep >= 0 else raw[:-1])
     with pytest.raises(CorruptStoreError, match=path.name):
-        reopen(store)
+        reopen(store)  # sizes are checked at open
 
 
 def test_missing_segment(store):
@@ -93,7 +158,7 @@ def test_whole_file_replaced_by_another_segment(store):
     a, b = segment_files(store)
     shutil.copyfile(a, b)
     with pytest.raises(CorruptStoreError):
-        reopen(store)
+        reopen_and_use(store)
 
 
 def test_intact_store_reads_back(store, rng):

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 import numpy as np
 
 from .. import connect
-from ..errors import InvalidArgumentError
+from ..db import Database
+from ..errors import CorruptStoreError, InvalidArgumentError, NotFoundError
 from ..remote import RemoteTable
 from . import cli, emit
 
@@ -156,3 +158,28 @@ def search(store: str, table: str, query: str, k: int, where: str | None, as_vec
     emit(hits.to_arrow().select(cols).to_pylist(), plain, columns=cols)
     if explain:
         click.echo(str(hits.plan), err=True)
+
+
+@cli.command()
+@store_argument
+@click.argument("table", required=False)
+@plain_option
+def check(store: str, table: str | None, plain: bool) -> None:
+    """Read every file of TABLE's current version (of every table when TABLE is omitted) and
+    check it against its recorded size and checksum. Exit status 1 names the damaged files."""
+    if not Path(store).is_dir():  # a check never creates a store
+        raise NotFoundError(f"no store at {store}: not a directory")
+    db = Database(store)
+    names = [table] if table else db.table_names()
+    records, failed = [], []
+    for name in names:
+        try:
+            report = db.open_table(name).verify()
+        except CorruptStoreError as exc:
+            failed.append(f"{name}: {exc}")
+            records.append({"table": name, "ok": False, "error": str(exc)})
+            continue
+        records.append({"table": name, "ok": True, **report})
+    emit(records, plain)
+    if failed:
+        raise CorruptStoreError(f"{len(failed)} of {len(names)} table(s) damaged")

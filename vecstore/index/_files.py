@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..checksums import BackgroundCheck, crc32_check
 from ..errors import CorruptStoreError
 
 FORMAT_VERSION = 1
@@ -166,6 +167,15 @@ def verify(directory: Path, kind: str, expect: Mapping[str, Any] | None = None) 
     ``expect`` (e.g. ``{"dim": 384, "metric": "cosine", "count": 1000}``, what the caller knows
     from elsewhere), or when a data file is missing, has another length or another checksum.
     """
+    meta, checks = verify_started(directory, kind, expect, lazy=False)
+    return meta
+
+
+def verify_started(directory: Path, kind: str, expect: Mapping[str, Any] | None = None, *,
+                   lazy: bool = True) -> tuple[dict[str, Any], list[BackgroundCheck]]:
+    """:func:`verify` with the data files' checksums (``lazy``) left running on the checker
+    thread: the returned checks must all be waited for before the index is used. The sidecar,
+    the files' types and sizes are checked before this returns."""
     directory = Path(directory)
     side = directory / sidecar_name(kind)
     try:
@@ -173,13 +183,21 @@ def verify(directory: Path, kind: str, expect: Mapping[str, Any] | None = None) 
     except FileNotFoundError:
         raise CorruptStoreError(f"index directory {directory} is missing; rebuild the index") from None
     try:
-        return _verify_in(dir_fd, directory, side, kind, expect)
+        return _verify_in(dir_fd, directory, side, kind, expect, lazy)
     finally:
         os.close(dir_fd)
 
 
+def _mismatch(path: Path, expected: int) -> Callable[[int], CorruptStoreError]:
+    return lambda crc: CorruptStoreError(
+        f"index file {path} fails its CRC-32 check (got {crc:#010x}, expected "
+        f"{expected:#010x}): it was altered; rebuild the index"
+    )
+
+
 def _verify_in(dir_fd: int, directory: Path, side: Path, kind: str,
-               expect: Mapping[str, Any] | None) -> dict[str, Any]:
+               expect: Mapping[str, Any] | None,
+               lazy: bool) -> tuple[dict[str, Any], list[BackgroundCheck]]:
     try:
         fd = _open_plain(side, dir_fd, directory=False)
     except FileNotFoundError:
@@ -213,6 +231,7 @@ def _verify_in(dir_fd: int, directory: Path, side: Path, kind: str,
                 f"index sidecar {side} says {key} = {meta.get(key)!r}, but the table records "
                 f"{wanted!r}: the sidecar was altered or belongs to another index; rebuild the index"
             )
+    checks: list[BackgroundCheck] = []
     for name, expected in meta["files"].items():
         path = directory / name
         if (
@@ -235,12 +254,12 @@ def _verify_in(dir_fd: int, directory: Path, side: Path, kind: str,
                     f"index file {path} has {size} bytes, expected {expected.get('bytes')}: "
                     "it is truncated or was overwritten; rebuild the index"
                 )
-            crc = _crc_of_fd(fd)
+            if lazy:
+                checks.append(crc32_check(fd, expected["crc32"], _mismatch(path, expected["crc32"])))
+            else:
+                crc = _crc_of_fd(fd)
+                if crc != expected["crc32"]:
+                    raise _mismatch(path, expected["crc32"])(crc)
         finally:
             os.close(fd)
-        if crc != expected.get("crc32"):
-            raise CorruptStoreError(
-                f"index file {path} fails its CRC-32 check (got {crc:#010x}, expected "
-                f"{expected['crc32']:#010x}): it was altered; rebuild the index"
-            )
-    return meta
+    return meta, checks

@@ -142,6 +142,12 @@ class IndexBase(ABC):
             selective ``allow`` bitmaps (see each backend); the planner then falls back.
     """
 
+    # Whether the backend's reader refuses damaged files with an error rather than crashing or
+    # trusting them (it checks sizes and offsets; the index is never searched before the
+    # checksums passed): then the files' checksums run while it reads. FAISS's readers are not
+    # known to be safe on damaged bytes, so they read only verified files.
+    reads_damaged_files_safely: ClassVar[bool] = False
+
     kind: ClassVar[str]
     params_type: ClassVar[type[IndexParams]]
     exact_count: ClassVar[bool] = False
@@ -346,7 +352,25 @@ class IndexBase(ABC):
         anything does not match or the backend cannot read it.
         """
         directory = Path(directory)
-        meta = _files.verify(directory, cls.kind, expect)
+        # The files' checksums run on the checker thread while the backend reads them (the two
+        # take about as long); the index is returned only once they passed.
+        meta, checks = _files.verify_started(directory, cls.kind, expect)
+        if not cls.reads_damaged_files_safely:
+            for check in checks:
+                check.wait()
+        try:
+            index = cls._load_checked(directory, meta, params)
+        except CorruptStoreError:
+            for check in checks:  # a failed checksum explains an unreadable file best
+                check.wait()
+            raise
+        for check in checks:
+            check.wait()
+        return index
+
+    @classmethod
+    def _load_checked(cls: type[I], directory: Path, meta: dict[str, Any],
+                      params: IndexParams | Mapping[str, Any] | None) -> I:
         side = directory / _files.sidecar_name(cls.kind)
         try:
             stored = cls.params_type.from_json(meta.get("params") or {})

@@ -68,6 +68,8 @@ def _top_row(row: np.ndarray, k: int) -> np.ndarray:
 class FlatIndex(IndexBase):
     """Exact search over the vectors kept in memory (or memory-mapped after :meth:`load`)."""
 
+    reads_damaged_files_safely = True  # a plain .npy array: header parsed, bytes mapped
+
     kind = "flat"
     params_type = FlatParams
     exact_count = True

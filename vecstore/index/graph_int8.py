@@ -174,6 +174,8 @@ def read_hnswlib_graph(raw: bytes, vectors: FloatMatrix, metric: Metric) -> Grap
 class GraphInt8Index(IndexBase):
     """An HNSW graph over int8 codes, searched in vecstore's compiled kernel (see the module)."""
 
+    reads_damaged_files_safely = True  # plain .npy arrays: headers parsed, bytes mapped, nothing followed
+
     kind = "hnsw-int8"
     params_type = GraphInt8Params
     params: GraphInt8Params

@@ -126,6 +126,8 @@ def build_graph(kind: str, vectors: FloatMatrix, metric: Metric, params: P, prog
 class HnswIndex(IndexBase):
     """An hnswlib graph over the vectors (which it stores at full precision)."""
 
+    reads_damaged_files_safely = True  # hnswlib checks the file's size against every link list before reading
+
     kind = "hnsw"
     params_type = HnswParams
     params: HnswParams

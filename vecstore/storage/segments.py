@@ -16,6 +16,7 @@ import os
 import threading
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from ..checksums import BackgroundCheck, crc32_check, crc32_of_fd
 from ..config import Metric, TableConfig
 from ..errors import CorruptStoreError
 from ..vectors import row_norms
@@ -54,6 +56,10 @@ def _fixed_list(flat: np.ndarray, width: int, value_type: pa.DataType) -> pa.Fix
     return pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1), type=value_type), width)
 
 
+_verified: set[tuple[str, int, int, int]] = set()
+_verified_lock = threading.Lock()
+
+
 def _write_ipc(table_dir: Path, subdir: str, table: pa.Table) -> FileRef:
     directory = make_subdir(table_dir, subdir)
     name = f"{uuid.uuid4().hex}.arrow"
@@ -70,7 +76,11 @@ def _write_ipc(table_dir: Path, subdir: str, table: pa.Table) -> FileRef:
 
     final = directory / name
     write_atomic(final, write)
-    return FileRef(path=f"{subdir}/{name}", bytes=final.stat().st_size, crc32=crc)
+    st = final.stat()
+    ref = FileRef(path=f"{subdir}/{name}", bytes=st.st_size, crc32=crc)
+    with _verified_lock:  # its checksum came from the very bytes written: no need to read them back
+        _verified.add((str(table_dir / ref.path), st.st_size, st.st_mtime_ns, crc))
+    return ref
 
 
 def write_segment(
@@ -115,58 +125,96 @@ def write_deletions(table_dir: Path, offsets: npt.NDArray[np.int64]) -> FileRef:
     return _write_ipc(table_dir, DATA_DIR, table)
 
 
-_verified: set[tuple[str, int, int, int]] = set()
-_verified_lock = threading.Lock()
+
+
+def _mismatch(path: Path, ref: FileRef) -> Callable[[int], CorruptStoreError]:
+    return lambda crc: CorruptStoreError(
+        f"file {path} fails its checksum (crc32 {crc:#010x}, the manifest recorded "
+        f"{ref.crc32:#010x}): the file was altered or damaged"
+    )
+
+
+def _verify_key(fd: int, path: Path, ref: FileRef) -> tuple[str, int, int, int]:
+    st = os.fstat(fd)
+    return (str(path), st.st_size, st.st_mtime_ns, ref.crc32)
 
 
 def verify_checksum(fd: int, path: Path, ref: FileRef) -> None:
     """Check an open file's crc32 against the manifest, once per process per (file, size,
     mtime).
 
-    The file is read with plain reads, not through the memory map, so verifying leaves the
-    bytes in the page cache rather than in this process's resident memory.
+    The file is read with plain reads, not through the table's memory map, so verifying leaves
+    the bytes in the page cache rather than in this process's resident memory.
     """
-    st = os.fstat(fd)
-    key = (str(path), st.st_size, st.st_mtime_ns, ref.crc32)
+    key = _verify_key(fd, path, ref)
     if key in _verified:
         return
     crc = crc32_fd(fd)
     if crc != ref.crc32:
-        raise CorruptStoreError(
-            f"file {path} fails its checksum (crc32 {crc:#010x}, the manifest recorded "
-            f"{ref.crc32:#010x}): the file was altered or damaged"
-        )
+        raise _mismatch(path, ref)(crc)
     with _verified_lock:
         _verified.add(key)
 
 
+def _check_later(fd: int, path: Path, ref: FileRef, table: pa.Table) -> BackgroundCheck | None:
+    """The checksum of ``fd`` and the full validation of ``table`` (read from it) started on
+    the checker thread; None when this process already verified the file. See
+    :mod:`vecstore.checksums`."""
+    key = _verify_key(fd, path, ref)
+    if key in _verified:
+        return None
+
+    def passed() -> None:
+        try:
+            table.validate(full=True)
+        except (pa.ArrowException, ValueError) as exc:
+            raise CorruptStoreError(f"file {path} is not a readable Arrow file: {exc}") from exc
+        with _verified_lock:
+            _verified.add(key)
+
+    return crc32_check(fd, ref.crc32, _mismatch(path, ref), passed)
+
+
 def _open_ipc(table_dir: Path, ref: FileRef, verify: bool) -> pa.Table:
+    """Open an Arrow file of the table after checking its size and checksum (``verify``)."""
+    return _open_ipc_checked(table_dir, ref, verify, lazy=False)[0]
+
+
+def _open_ipc_checked(table_dir: Path, ref: FileRef, verify: bool,
+                      lazy: bool) -> tuple[pa.Table, BackgroundCheck | None]:
+    """Open an Arrow file of the table. Its existence, type, size, footer and schema are
+    checked now; its checksum (``verify``) now, or with ``lazy`` on the checker thread, the
+    returned check to be waited for before any of the file's bytes are used."""
     path = table_dir / ref.path
     try:
         fd = open_in_table(table_dir, ref.path)  # no links, a regular file
     except FileNotFoundError:
         raise CorruptStoreError(f"file {path} is missing (referenced by the manifest)") from None
+    check = None
     try:
         size = os.fstat(fd).st_size
         if size != ref.bytes:
             raise CorruptStoreError(
                 f"file {path} has {size} bytes, the manifest recorded {ref.bytes}: truncated or replaced"
             )
-        if verify:
+        if verify and not lazy:
             verify_checksum(fd, path, ref)
         try:
             # Map the very file that was checked: /proc/self/fd/N reopens the open descriptor's
             # file, whatever is at the path now. (Python's mmap would keep a descriptor per
             # segment open; Arrow's map keeps none once the table is read: the mapped region
-            # lives as long as a column refers to it.)
+            # lives as long as a column refers to it.) Reading the table reads the footer and
+            # schema only; the buffers' bounds are validated against the file's size.
             source = pa.memory_map(f"{_FD_DIR}/{fd}" if _FD_DIR else str(path), "r")
             table = pa.ipc.open_file(source).read_all()
-            table.validate(full=verify)
+            table.validate(full=verify and not lazy)
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise CorruptStoreError(f"file {path} is not a readable Arrow file: {exc}") from exc
+        if verify and lazy:
+            check = _check_later(fd, path, ref, table)
     finally:
         os.close(fd)
-    return table
+    return table, check
 
 
 @dataclass(frozen=True, eq=False)
@@ -176,6 +224,14 @@ class Segment:
     table: pa.Table
     quantizer: Quantizer
     deleted: npt.NDArray[np.int64]  # sorted row offsets that are tombstoned
+    # the data file's checksum, still running: wait() before the table's buffers are read
+    check: BackgroundCheck | None = None
+
+    def ready(self) -> Segment:
+        """This segment once its data file's checksum passed (raises CorruptStoreError if not)."""
+        if self.check is not None:
+            self.check.wait()
+        return self
 
     @property
     def rows(self) -> int:
@@ -207,8 +263,10 @@ class Segment:
 
 
 def open_segment(table_dir: Path, data: FileRef, deletions: FileRef | None,
-                 quantizer: Quantizer, rows: int, verify: bool = True) -> Segment:
-    table = _open_ipc(table_dir, data, verify)
+                 quantizer: Quantizer, rows: int, verify: bool = True, lazy: bool = False) -> Segment:
+    """Open a segment and its tombstones. With ``lazy`` the data file's checksum runs in the
+    background (see :meth:`Segment.ready`); the small tombstone file is always checked now."""
+    table, check = _open_ipc_checked(table_dir, data, verify, lazy)
     if table.num_rows != rows:
         raise CorruptStoreError(
             f"file {table_dir / data.path} has {table.num_rows} rows, the manifest recorded {rows}"
@@ -220,4 +278,26 @@ def open_segment(table_dir: Path, data: FileRef, deletions: FileRef | None,
         deleted = to_numpy(dt.column("offset")).astype(np.int64)
         if deleted.size and (deleted[0] < 0 or deleted[-1] >= rows):
             raise CorruptStoreError(f"file {table_dir / deletions.path} has offsets out of range")
-    return Segment(table=table, quantizer=quantizer, deleted=deleted)
+    return Segment(table=table, quantizer=quantizer, deleted=deleted, check=check)
+
+
+def verify_file(table_dir: Path, ref: FileRef) -> None:
+    """Read the table's file ``ref`` in full now and check its size and checksum against the
+    manifest, whatever this process checked before (for ``Table.verify`` and ``vecstore
+    check``). Raises CorruptStoreError naming the file."""
+    path = table_dir / ref.path
+    try:
+        fd = open_in_table(table_dir, ref.path)
+    except FileNotFoundError:
+        raise CorruptStoreError(f"file {path} is missing (referenced by the manifest)") from None
+    try:
+        size = os.fstat(fd).st_size
+        if size != ref.bytes:
+            raise CorruptStoreError(
+                f"file {path} has {size} bytes, the manifest recorded {ref.bytes}: truncated or replaced"
+            )
+        crc = crc32_of_fd(fd)
+    finally:
+        os.close(fd)
+    if crc != ref.crc32:
+        raise _mismatch(path, ref)(crc)

@@ -16,11 +16,12 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..errors import CorruptStoreError
 from .arrays import to_numpy
 from .codes import Quantizer
 from .manifest import Manifest, latest_version, read_manifest
 from .postings import Postings, segment_postings
-from .segments import INTERNAL_COLUMNS, Segment, open_segment
+from .segments import INTERNAL_COLUMNS, Segment, open_segment, verify_file
 
 I64 = npt.NDArray[np.int64]
 
@@ -39,13 +40,27 @@ class Snapshot:
             seg = reuse.get(key) if reuse else None
             if seg is None:
                 seg = open_segment(table_dir, entry.data, entry.deletions,
-                                   Quantizer.from_json(entry.quantizer, dim), entry.rows, verify)
+                                   Quantizer.from_json(entry.quantizer, dim), entry.rows, verify,
+                                   lazy=True)
             segments.append(seg)
-        self.segments: list[Segment] = segments
+        # Checksums run in the background from here (vecstore.checksums): the first use of the
+        # segments' bytes, through .segments, waits for them.
+        self._segments: list[Segment] = segments
+        self._ready = not any(s.check is not None for s in segments)
         sizes = np.array([s.rows for s in segments], dtype=np.int64)
         self.bases: I64 = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self._attribute_tables: dict[tuple[int, tuple[str, ...]], pa.Table] = {}
         self._value_columns: dict[tuple[int, str], Any] = {}
+
+    @property
+    def segments(self) -> list[Segment]:
+        """The opened segments, once every data file's checksum has passed (raises
+        CorruptStoreError naming the file otherwise)."""
+        if not self._ready:
+            for seg in self._segments:
+                seg.ready()
+            self._ready = True
+        return self._segments
 
     @classmethod
     def open(cls, table_dir: Path, version: int | None = None) -> Snapshot:
@@ -341,3 +356,21 @@ class _Strings:
                 if not ok:
                     out[i] = None
         return out
+
+
+def verify_version(table_dir: Path, manifest: Manifest) -> tuple[int, int, list[str]]:
+    """Read every data, tombstone and postings file of ``manifest``'s version in full and check
+    it against the manifest. Returns (files checked, bytes read, problems found)."""
+    files = size = 0
+    problems: list[str] = []
+    for entry in manifest.segments:
+        for ref in (entry.data, entry.deletions, entry.postings):
+            if ref is None:
+                continue
+            files += 1
+            size += ref.bytes
+            try:
+                verify_file(table_dir, ref)
+            except CorruptStoreError as exc:
+                problems.append(str(exc))
+    return files, size, problems

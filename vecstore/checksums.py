@@ -1,0 +1,111 @@
+"""Checksums of whole files, computed off the calling thread when the caller can wait for them
+later.
+
+Opening a table used to read every byte of every segment and index file before answering
+anything: CRC-32 at ~1-3 GB/s is a third of a second per 500 MB, paid on every cold open. Now
+the cheap checks (existence, file type, size, Arrow footer and schema, index sidecar) run at open
+and the checksums run on a background thread while the caller goes on (typically loading an ANN
+index, which takes as long); whoever first uses a file's bytes waits for its check first
+(:meth:`BackgroundCheck.wait`). A damaged file is therefore still refused before its contents
+are used, just not before the table object exists.
+
+The checksum maps the file and hands the whole map to ``zlib.crc32`` in one call: CPython
+releases the GIL for the whole computation, so it proceeds even while the calling thread holds
+the GIL in a long C++ call (hnswlib's ``load_index`` does). The map is private to the check and
+closed when it ends, so the pages it touched do not stay in this process's resident memory.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import threading
+import zlib
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from .errors import CorruptStoreError
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            # One thread: checks are bound by memory bandwidth and the other core is the
+            # caller's; a second checker would only compete with it.
+            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vecstore-verify")
+        return _executor
+
+
+def _forget_pool() -> None:  # a forked child has no worker thread: start a new pool if needed
+    global _executor
+    _executor = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def crc32_of_fd(fd: int) -> int:
+    """CRC-32 of the open file ``fd`` from its start, in one GIL-free call over a private map."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return 0
+    with mmap.mmap(fd, size, prot=mmap.PROT_READ) as mapped:
+        return zlib.crc32(mapped)
+
+
+class BackgroundCheck:
+    """``check`` (a function that raises when the check fails) running on the checker thread;
+    :meth:`wait` returns once it passed and raises its error otherwise, on every call.
+
+    ``check`` must own what it reads (e.g. a duplicated descriptor or a map it closes), since
+    the caller's descriptors may be closed before it runs.
+    """
+
+    __slots__ = ("_check", "_future", "_pid")
+
+    def __init__(self, check: Callable[[], None]) -> None:
+        self._check = check
+        self._pid = os.getpid()
+        self._future: Future[None] = _pool().submit(check)
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def wait(self) -> None:
+        if os.getpid() != self._pid and not self._future.done():
+            # Forked while the check ran: the thread that would finish it does not exist here.
+            self._check()
+            return
+        self._future.result()
+
+
+def crc32_check(fd: int, expected: int, on_mismatch: Callable[[int], Exception],
+                on_success: Callable[[], None] | None = None) -> BackgroundCheck:
+    """A :class:`BackgroundCheck` that the file open as ``fd`` has CRC-32 ``expected``. The file
+    is mapped here (the map keeps its own descriptor), so the caller may close ``fd`` at once.
+    ``on_mismatch(crc)`` builds the error to raise; ``on_success`` runs once the check passed."""
+    size = os.fstat(fd).st_size
+    mapped = mmap.mmap(fd, size, prot=mmap.PROT_READ) if size else None
+
+    def check() -> None:
+        if mapped is not None and mapped.closed:
+            # Only in a child forked while the parent's check was finishing: its outcome is
+            # unknown here. Refuse rather than guess.
+            raise CorruptStoreError(
+                "a checksum begun before this process was forked did not finish here; open the "
+                "table again in this process")
+        try:
+            crc = zlib.crc32(mapped) if mapped is not None else 0
+        finally:
+            if mapped is not None:
+                mapped.close()
+        if crc != expected:
+            raise on_mismatch(crc)
+        if on_success is not None:
+            on_success()
+
+    return BackgroundCheck(check)
