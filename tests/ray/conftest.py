@@ -44,3 +44,14 @@ def ray_session(tmp_path_factory):
             else:
                 os.environ[k] = v
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ray_tiny_model(tmp_path_factory):
+    """The ingestion tests' tiny random sentence-transformers model (built in code, no
+    download), for the Ray ingestion tests."""
+    pytest.importorskip("sentence_transformers", reason="the embed extra is not installed")
+    from ingest.conftest import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("ray_tiny_model"),
+                            prompts={"query": "query: ", "document": "passage: "})

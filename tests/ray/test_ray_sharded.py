@@ -57,6 +57,7 @@ def test_sharded_exact_equals_one_table(ray_session, tmp_path, rng, metric):
             st.add(rows[:1])
 
 
+@pytest.mark.slow  # 4 actors building hnsw indexes: ~20 s on two busy cores
 def test_sharded_recall_with_indexes(ray_session, tmp_path, rng):
     rows = _rows(rng, N)
     one = vecstore.connect(tmp_path / "one").create_table("t", dim=DIM)
