@@ -157,7 +157,8 @@ def one_box(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     for name, top in (("unfiltered", truth), ("filtered", truth_f)):
         found = out[name].pop("ids")
         want = [{f"v{r}" for r in row if r >= 0} for row in top.rows]
-        out[name]["recall_at_10"] = float(np.mean([len(set(f) & w) / len(w) for f, w in zip(found, want)]))
+        recalls = [len(set(f) & w) / len(w) for f, w in zip(found, want, strict=True)]
+        out[name]["recall_at_10"] = float(np.mean(recalls))
     return {"n": args.n, "noise": args.noise, "source": sample.source, "build_s": build,
             "rows_per_s": args.n / build, "segments": segments, "disk_bytes": disk,
             "bytes_per_row": disk / args.n, "truth_s": truth_s, **out}
@@ -176,8 +177,9 @@ def ray_ingest(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"documents": len(docs), "characters": chars}
     for name, extra in (("one process", []), ("ray, 2 workers", ["--ray", "--ray-workers", "2"])):
         t = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "vecstore", "ingest", str(root / name.replace(" ", "_").replace(",", "")),
-                               "docs", str(folder), *extra], env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+        store = root / name.replace(" ", "_").replace(",", "")
+        proc = subprocess.run([sys.executable, "-m", "vecstore", "ingest", str(store), "docs", str(folder),
+                               *extra], env=env, cwd=REPO_ROOT, capture_output=True, text=True)
         wall = time.perf_counter() - t
         if proc.returncode != 0:
             raise RuntimeError(f"{name} ingest failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -206,19 +208,21 @@ def run(args: argparse.Namespace) -> int:
     if "one_box" in result:
         b = result["one_box"]
         print(f"{b['n']:,} rows ({b['source']}; noise {b['noise']}); build {b['build_s']:.0f} s "
-              f"({b['rows_per_s']:,.0f} rows/s, {b['segments']} segments); disk {b['disk_bytes'] / 2**20:,.0f} MiB "
+              f"({b['rows_per_s']:,.0f} rows/s, {b['segments']} segments); "
+              f"disk {b['disk_bytes'] / 2**20:,.0f} MiB "
               f"({b['bytes_per_row']:,.0f} B/row); open {b['open_s']:.2f} s.\n")
         print(markdown_table(["query (1 thread)", "q/s (1/median)", "p50 ms", "p95 ms", "recall@10"],
-                             [[name, f"{b[name]['qps']:.1f}", f"{b[name]['p50_ms']:.1f}", f"{b[name]['p95_ms']:.1f}",
-                               f"{b[name]['recall_at_10']:.3f}"] for name in ("unfiltered", "filtered")]))
+                             [[name, f"{b[name]['qps']:.1f}", f"{b[name]['p50_ms']:.1f}",
+                               f"{b[name]['p95_ms']:.1f}", f"{b[name]['recall_at_10']:.3f}"]
+                              for name in ("unfiltered", "filtered")]))
         r = b["rss"]
         print(f"\nRSS of the query process: peak {r['VmHWM'] / 2**20:,.0f} MiB; at the end "
               f"{r['VmRSS'] / 2**20:,.0f} MiB ({r['RssAnon'] / 2**20:,.0f} MiB anonymous, "
               f"{r['RssFile'] / 2**20:,.0f} MiB file pages).\n\nPlan: {b['plan']}\n")
     if "ray_ingest" in result:
         g = result["ray_ingest"]
-        print(f"Ray ingestion: {g['documents']} QMSum meetings ({g['characters']:,} characters), default model, "
-              f"end to end in a fresh process.\n")
+        print(f"Ray ingestion: {g['documents']} QMSum meetings ({g['characters']:,} characters), "
+              f"default model, end to end in a fresh process.\n")
         print(markdown_table(["run", "wall s", "chunks", "chunks/s"],
                              [[k, f"{g[k]['wall_s']:.1f}", g[k]["chunks"], f"{g[k]['chunks_per_s_wall']:.1f}"]
                               for k in ("one process", "ray, 2 workers")]))

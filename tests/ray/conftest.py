@@ -1,8 +1,8 @@
 """One local Ray session for every test in tests/ray/ (Ray takes seconds to start on two busy
 cores), with its temporary directory, its spill directory and $HOME redirected into pytest's
 temporary directories; shut down, and its files removed, when the session ends. Every test here
-is marked ``ray`` (``pytestmark`` in each module) (deselect them with ``-m 'not ray'``); they are skipped where Ray is not
-installed."""
+is marked ``ray`` (``pytestmark`` in each module; deselect them with ``-m 'not ray'``); they
+are skipped where Ray is not installed."""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ def test_sharded_exact_equals_one_table(ray_session, tmp_path, rng, metric):
         assert st.count() == N and st.count("cat = ?", "b") == one.count("cat = ?", "b")
         sizes = [len(vecstore.connect(p).open_table("t")) for p in paths]
         assert sum(sizes) == N and min(sizes) > N // 8  # every shard holds a share
-        for p, s in zip(paths, range(4)):
+        for s, p in enumerate(paths):
             ids = vecstore.connect(p).open_table("t").to_arrow(["id"]).column("id").to_pylist()
             assert all(vray.shard_of(i, 4) == s for i in ids)
         queries = rng.standard_normal((8, DIM)).astype(np.float32)

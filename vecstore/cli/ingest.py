@@ -149,7 +149,8 @@ def _ingest_on_ray(address: str, workers: int, paths: tuple[str, ...], store: st
 
         from .. import ray as vray
     except ImportError as exc:
-        raise InvalidArgumentError(f"--ray needs the ray extra: pip install 'vecstore[ray]' ({exc})") from None
+        raise InvalidArgumentError(
+            f"--ray needs the ray extra: pip install 'vecstore[ray]' ({exc})") from None
     started = not ray.is_initialized()
     if started:
         ray.init(address=None if address == "local" else address, include_dashboard=False,

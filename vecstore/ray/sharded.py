@@ -38,9 +38,9 @@ class _Shard:
     """One shard: a vecstore table opened (or created) in this actor's process."""
 
     def __init__(self, path: str, table: str, create: dict[str, Any] | None) -> None:
-        import vecstore
+        from ..db import Database
 
-        db = vecstore.connect(path)
+        db = Database(path)
         if create is not None and table not in db.table_names():
             self.tbl = db.create_table(table, exist_ok=True, **create)
         else:
@@ -115,8 +115,8 @@ class ShardedTable:
         self.paths = [str(p) for p in paths]
         self.table = table
         self.oversample = float(oversample)
-        actor = ray.remote(num_cpus=num_cpus)(_Shard)
-        self._actors = [actor.remote(p, table, create) for p in self.paths]
+        actor: Any = ray.remote(num_cpus=num_cpus)(_Shard)
+        self._actors: list[Any] = [actor.remote(p, table, create) for p in self.paths]
         ray.get([a.count.remote(None, ()) for a in self._actors])  # a missing shard fails here
 
     def __enter__(self) -> ShardedTable:

@@ -70,7 +70,8 @@ class VecstoreDatasink(Datasink[list[StagedSegment]]):
         if mode not in MODES:
             raise InvalidArgumentError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
         if not isinstance(rows_per_segment, int) or rows_per_segment < 1:
-            raise InvalidArgumentError(f"rows_per_segment must be a positive integer, got {rows_per_segment!r}")
+            raise InvalidArgumentError(
+                f"rows_per_segment must be a positive integer, got {rows_per_segment!r}")
         tbl = _open(path, table)
         snap = tbl._writable()
         self.store = Path(path)
@@ -84,7 +85,8 @@ class VecstoreDatasink(Datasink[list[StagedSegment]]):
         self.config: TableConfig = snap.manifest.config
         self.schema: pa.Schema = pa.schema([]) if mode == "overwrite" else snap.manifest.schema
         last = snap.manifest.segments[-1] if snap.manifest.segments and mode != "overwrite" else None
-        self.previous_center = Quantizer.from_json(last.quantizer, self.config.dim).center if last is not None else None
+        self.previous_center = (Quantizer.from_json(last.quantizer, self.config.dim).center
+                                if last is not None else None)
         self.stage = open_stage(self.table_dir)
         self.version: int | None = None  # the version published, once the write completes
 

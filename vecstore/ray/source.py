@@ -9,12 +9,12 @@ means in ``Table.to_arrow(where=...)``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import ray.data
 from ray.data.block import Block, BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
@@ -88,7 +88,7 @@ class VecstoreDatasource(Datasource):
                                  size_bytes=sum(e.data.bytes for e in group),
                                  input_files=None, exec_stats=None)
             args = (self.table_dir, part, self.columns, self.where, self.params)
-            tasks.append(ReadTask(lambda args=args: _read(*args), meta,
+            tasks.append(ReadTask(functools.partial(_read, *args), meta,
                                   per_task_row_limit=per_task_row_limit))
         return tasks
 
