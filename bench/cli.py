@@ -56,6 +56,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("ingest", "bench.ingest",
              "Table.add_documents throughput vs a bare model.encode of the same chunks",
              "25 min; --quick 2.5 min"),
+    Scenario("scale", "bench.scale",
+             "one box at --n rows derived from real MiniLM vectors (build, disk, RSS, 1-thread q/s, "
+             "recall@10, filtered and not); Ray ingestion on 2 workers vs one process",
+             "est. 25 min at 1M rows; --quick 5 min"),
     Scenario("data", "bench.data",
              "build or check the cached PyPI vectors the vector scenarios read",
              "2 s cached; 12-20 min to embed 201,000"),

@@ -25,6 +25,8 @@ FORBIDDEN = {
     "wire": {"storage", "index", "ingest", "table", "db", "cli", "server", "remote"},
     "text": {"query", "table", "db", "storage", "index", "ingest", "inputs", "cli", "integrations",
              "server"},
+    # Ray runs the public API and the storage writer on workers; nothing else depends on it
+    "ray": {"cli", "server", "remote", "integrations"},
 }
 
 

@@ -95,10 +95,16 @@ def _open_or_create(store: str, table: str, model: str | None):
               show_default=True, help="Skip (and report) files larger than this: bytes, or with "
               "K, M, G (powers of 1,024) or KB, MB, GB (powers of 1,000).")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None,
+              metavar="[ADDRESS]", help="Chunk and embed on Ray (the ray extra): on the cluster at "
+              "ADDRESS (e.g. ray://head:10001 or auto), or, without one, on a local Ray started "
+              "for the command; everything is written in one commit.")
+@click.option("--ray-workers", default=2, show_default=True, help="Embedding actors with --ray.")
 @plain_option
 def ingest(store: str, table: str, paths: tuple[str, ...], model: str | None, chunking: str,
            chunker: str, chunk_tokens: int, overlap: int, attrs: tuple[str, ...], text_column: str,
-           id_column: str, max_file_bytes: int, progress: bool | None, plain: bool) -> None:
+           id_column: str, max_file_bytes: int, progress: bool | None, ray_address: str | None,
+           ray_workers: int, plain: bool) -> None:
     """Load PATHS (files, directories, globs), chunk and embed them into TABLE of STORE.
 
     Reads .txt, .md, .html, .jsonl, .csv, .parquet and .pdf (with the pdf extra). A document
@@ -109,6 +115,12 @@ def ingest(store: str, table: str, paths: tuple[str, ...], model: str | None, ch
     from ..ingest.loaders import load_documents
 
     extra = _attrs(attrs)
+    if ray_address is not None:
+        _ingest_on_ray(ray_address, ray_workers, paths, store, table, model=model, chunking=chunking,
+                       chunker=chunker, chunk_tokens=chunk_tokens, overlap=overlap,
+                       attributes=extra or None, text_column=text_column, id_column=id_column,
+                       max_file_bytes=max_file_bytes, plain=plain)
+        return
     loaded = load_documents(list(paths), text_column=text_column, id_column=id_column,
                             attributes=extra or None, max_file_bytes=max_file_bytes)
     for err in loaded.errors:
@@ -127,6 +139,39 @@ def ingest(store: str, table: str, paths: tuple[str, ...], model: str | None, ch
               "chunks_per_s": round(report.chunks / report.seconds, 1) if report.seconds else None}
     emit([record], plain)
     if loaded.errors or report.skipped:
+        sys.exit(2)
+
+
+def _ingest_on_ray(address: str, workers: int, paths: tuple[str, ...], store: str, table: str,
+                   *, plain: bool, **options: object) -> None:
+    try:
+        import ray
+
+        from .. import ray as vray
+    except ImportError as exc:
+        raise InvalidArgumentError(
+            f"--ray needs the ray extra: pip install 'vecstore[ray]' ({exc})") from None
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=None if address == "local" else address, include_dashboard=False,
+                 log_to_driver=False)
+    try:
+        report = vray.ingest(list(paths), store, table, concurrency=workers, **options)  # type: ignore[arg-type]
+    finally:
+        if started:
+            ray.shutdown()
+    for path, reason in report.files_skipped:
+        click.echo(f"skipped {path}: {reason}", err=True)
+    for doc_id in report.documents_skipped:
+        click.echo(f"skipped document {doc_id}: nothing to embed", err=True)
+    record = {"table": table, "documents": report.documents, "chunks": report.chunks,
+              "files_skipped": len(report.files_skipped),
+              "documents_skipped": len(report.documents_skipped),
+              "rows": len(Database(store).open_table(table)), "version": report.version,
+              "seconds": round(report.seconds, 2),
+              "chunks_per_s": round(report.chunks / report.seconds, 1) if report.seconds else None}
+    emit([record], plain)
+    if report.files_skipped or report.documents_skipped:
         sys.exit(2)
 
 

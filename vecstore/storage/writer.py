@@ -29,11 +29,19 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from ..config import KeywordConfig, TableConfig
-from ..errors import ConcurrencyError, CorruptStoreError, DuplicateIdError, NotFoundError
-from .batch import Batch
+from ..errors import (
+    ConcurrencyError,
+    CorruptStoreError,
+    DuplicateIdError,
+    InvalidArgumentError,
+    NotFoundError,
+    SchemaError,
+)
+from .batch import Batch, check_new_names
 from .files import fsync_dir, make_subdir
 from .locks import write_lock
 from .manifest import (
+    DATA_DIR,
     VERSIONS_DIR,
     FileRef,
     IndexEntry,
@@ -97,6 +105,63 @@ def keyword_postings(table_dir: Path, attributes: pa.Table, keyword: KeywordConf
     if postings is None:
         postings = build_postings(attributes, keyword)
     return write_postings(table_dir, postings)
+
+
+STAGING_DIR = "_staging"
+"""Where segments written for a later commit wait (``_staging/<stage>/data/...``), inside the
+table's directory so that publishing them is a rename on the same file system."""
+
+
+@dataclass(frozen=True)
+class StagedSegment:
+    """A segment written by :func:`stage_segment` and not yet published: its manifest entry
+    (paths relative to the stage, the same as they will be in the table), the attribute schema
+    its rows were validated to, its ids (checked for duplicates when it is published) and the
+    distinct values of its ``doc_id`` column, if it has one (for ``replace_docs``)."""
+
+    entry: SegmentEntry
+    schema: pa.Schema
+    ids: pa.Array
+    doc_ids: pa.Array | None = None
+
+
+def stage_dir(table_dir: Path, stage: str) -> Path:
+    """The directory of the stage named ``stage`` (a hex token) inside ``table_dir``."""
+    if not stage or any(c not in "0123456789abcdef" for c in stage):
+        raise InvalidArgumentError(f"a stage name is a hex token, got {stage!r}")
+    return table_dir / STAGING_DIR / stage
+
+
+def open_stage(table_dir: Path) -> str:
+    """Create an empty stage in ``table_dir`` (which must exist) and return its name."""
+    stage = uuid.uuid4().hex
+    make_subdir(table_dir, STAGING_DIR)
+    make_subdir(table_dir, f"{STAGING_DIR}/{stage}")
+    return stage
+
+
+def stage_segment(table_dir: Path, stage: str, batch: Batch, config: TableConfig,
+                  previous_center: npt.NDArray[np.float32] | None) -> StagedSegment:
+    """Write ``batch`` (validated by ``prepare_batch``) as a segment with its codes and keyword
+    postings, checksummed, into the stage, without committing anything: the files are the
+    ones :func:`new_segment` writes, and :meth:`TableWriter.publish` moves them into the table.
+    Any process that sees the table's directory can stage (a Ray worker, say)."""
+    directory = stage_dir(table_dir, stage)
+    if not directory.is_dir():
+        raise NotFoundError(f"stage {stage!r} of table {table_dir} is gone (the write was abandoned "
+                            f"or already published)")
+    entry = new_segment(directory, batch, config, previous_center)
+    docs = None
+    if "doc_id" in batch.attributes.column_names:
+        col = batch.attributes.column("doc_id").combine_chunks().drop_null()
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            docs = col.cast(pa.string()).unique()
+    return StagedSegment(entry=entry, schema=batch.schema, ids=batch.ids, doc_ids=docs)
+
+
+def remove_stage(table_dir: Path, stage: str) -> None:
+    """Remove a stage and whatever is left in it (published files were moved out)."""
+    shutil.rmtree(stage_dir(table_dir, stage), ignore_errors=True)
 
 
 NEW_PREFIX = ".new-"  # a creation's directory before its creator holds its lock (microseconds)
@@ -326,6 +391,64 @@ class TableWriter:
 
         return self.commit(base, change), ids
 
+    def publish(self, base: Snapshot, stage: str, staged: Sequence[StagedSegment], *,
+                mode: str = "append", replace_docs: bool = False) -> Snapshot:
+        """Publish segments written by :func:`stage_segment` into ``stage`` in one commit.
+
+        ``mode``: ``"append"`` (an id already in the table, or twice among the segments, is a
+        :class:`DuplicateIdError`), ``"upsert"`` (live rows with the same ids are deleted in
+        the same commit; with ``replace_docs``, so are all the chunks of the segments'
+        ``doc_id`` values, as :meth:`Table.add_documents` does) or ``"overwrite"`` (the
+        segments replace every row; the index is dropped). The segments' schemas are merged
+        with the table's as one ``add`` would (new columns are added; a column whose type
+        differs is a :class:`SchemaError`). Nothing is published unless every check passes;
+        the stage is not removed here (the caller removes it, whatever happened).
+        Segments are published as written (no merge): ``compact()`` folds them."""
+        if mode not in ("append", "upsert", "overwrite"):
+            raise InvalidArgumentError(f"mode must be 'append', 'upsert' or 'overwrite', got {mode!r}")
+        directory = stage_dir(self.table_dir, stage)
+
+        def change(snap: Snapshot) -> Manifest | None:
+            if not staged:
+                return None
+            base_schema = pa.schema([]) if mode == "overwrite" else snap.manifest.schema
+            schema = _merge_schemas(base_schema, [s.schema for s in staged], self.name)
+            ids = pa.chunked_array([s.ids for s in staged], type=pa.string()).combine_chunks()
+            n_unique = len(ids.unique())
+            if n_unique != len(ids):
+                counts = ids.value_counts()
+                dup = next(c["values"] for c in counts.to_pylist() if c["counts"] > 1)
+                raise DuplicateIdError(f"id {dup!r} appears more than once among the rows written "
+                                       f"({len(ids) - n_unique} repeats); give each row its own id")
+            id_list = ids.to_pylist()
+            if mode == "overwrite":
+                parts: list[_Part] = []
+            else:
+                existing = snap.rows_where_in("id", id_list)
+                if replace_docs:
+                    docs = pa.chunked_array([pa.array([], pa.string())] + [
+                        s.doc_ids for s in staged if s.doc_ids is not None]).unique().to_pylist()
+                    existing = np.union1d(existing, snap.rows_where_in("doc_id", docs))
+                if existing.size and mode == "append":
+                    dup = snap.take(existing[:1], ["id"]).column("id")[0].as_py()
+                    raise DuplicateIdError(
+                        f"id {dup!r} is already in table {self.name!r} ({existing.size} of the "
+                        f"rows written are); write with mode='upsert' to replace rows")
+                parts = self._tombstone(snap, existing)
+            make_subdir(self.table_dir, DATA_DIR)
+            for s in staged:  # same relative paths in the stage and in the table
+                for ref in (s.entry.data, s.entry.postings):
+                    if ref is not None:
+                        os.rename(directory / ref.path, self.table_dir / ref.path)
+            fsync_dir(self.table_dir / DATA_DIR)
+            segments = (*(p.entry for p in parts), *(s.entry for s in staged))
+            changes: dict[str, object] = {"segments": segments, "schema": schema}
+            if mode == "overwrite":
+                changes["indexes"] = ()
+            return snap.manifest.next("write_" + mode, **changes)
+
+        return self.commit(base, change)
+
     def delete_rows(self, base: Snapshot, select: Callable[[Snapshot], I64]) -> tuple[Snapshot, int]:
         """Delete the live rows ``select`` picks in the newest version. Returns the new
         snapshot and how many rows were deleted."""
@@ -414,6 +537,23 @@ class TableWriter:
 
         return self.commit(base, change)
 
+
+
+def _merge_schemas(base: pa.Schema, schemas: Sequence[pa.Schema], name: str) -> pa.Schema:
+    """``base`` with the columns of ``schemas`` added (in order of appearance); a column that is
+    all null so far takes the first concrete type; two concrete types that differ are refused."""
+    fields = {f.name: f for f in base}
+    for schema in schemas:
+        for f in schema:
+            have = fields.get(f.name)
+            if have is None or pa.types.is_null(have.type):
+                if have is None:
+                    check_new_names([f.name], list(fields))
+                fields[f.name] = f
+            elif not pa.types.is_null(f.type) and f.type != have.type:
+                raise SchemaError(f"column {f.name!r} of table {name!r} holds {have.type}, but some "
+                                  f"rows written give it {f.type}; cast the column to one type")
+    return pa.schema(list(fields.values()))
 
 
 def _conform(table: pa.Table, schema: pa.Schema, rows: pa.Array) -> pa.Table:

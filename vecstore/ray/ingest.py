@@ -1,0 +1,124 @@
+"""The document pipeline on Ray Data: load, chunk and embed in an actor pool, write in one commit.
+
+It gives the rows ``vecstore ingest`` gives (the same loaders, the same
+:func:`~vecstore.ingest.pipeline.chunk_documents` per document, the same upsert of whole
+documents), with the chunking and embedding spread over ``concurrency`` actors, each loading
+the model once (on a GPU each when ``num_gpus`` is set), and the rows written by
+:func:`~vecstore.ray.write_table`'s sink: one new table version.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import ray.data
+
+from ..db import Database
+from ..errors import InvalidArgumentError
+from ..ingest.loaders import DEFAULT_MAX_FILE_BYTES, load_documents
+from .sink import DEFAULT_ROWS_PER_SEGMENT, VecstoreDatasink, _run
+
+
+@dataclass(frozen=True)
+class RayIngestReport:
+    """What :func:`ingest` did."""
+
+    documents: int
+    chunks: int
+    files_skipped: tuple[tuple[str, str], ...]  # (path, reason) of files that could not be read
+    documents_skipped: tuple[str, ...]  # ids of documents that gave no chunk (nothing to embed)
+    version: int
+    seconds: float
+
+
+class _ChunkEmbed:
+    """A Ray Data actor: loads the embedding model once, then chunks and embeds batches of
+    documents (pickled dicts, as the loaders make them: attribute types vary by file)."""
+
+    def __init__(self, model: str, options: dict[str, Any]) -> None:
+        from ..ingest.embedders import get_embedder
+
+        self.embedder = get_embedder(model)
+        self.options = options
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        from ..ingest.pipeline import chunk_documents
+
+        docs = [pickle.loads(b) for b in batch.column("doc").to_pylist()]
+        out = chunk_documents(docs, self.embedder, progress=False, **self.options)
+        return out.table
+
+
+def _open_or_create(path: str | Path, table: str, model: str | None) -> Any:
+    db = Database(path)
+    if table in db.table_names():
+        tbl = db.open_table(table)
+        if tbl.config.embedder is None:
+            raise InvalidArgumentError(
+                f"table {table!r} has no embedder (it holds plain vectors); ingest into a new table")
+        if model is not None:
+            from ..ingest.embedders import get_embedder
+
+            if get_embedder(model).model_id != tbl.config.embedder:
+                raise InvalidArgumentError(
+                    f"table {table!r} was built with model {tbl.config.embedder!r}, not {model!r}")
+        return tbl
+    return db.create_table(table, embedder=model or "default")
+
+
+def ingest(paths: str | Path | Sequence[str | Path], path: str | Path, table: str, *,
+           model: str | None = None, chunking: str = "context", chunker: str = "tokens",
+           chunk_tokens: int = 128, overlap: int = 16, attributes: dict[str, Any] | None = None,
+           text_column: str = "text", id_column: str = "id",
+           max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, concurrency: int = 2,
+           docs_per_batch: int = 16, num_gpus: float = 0,
+           rows_per_segment: int = DEFAULT_ROWS_PER_SEGMENT) -> RayIngestReport:
+    """Load ``paths`` (files, directories, globs), chunk and embed them on Ray into ``table``
+    of the store at ``path`` (created with ``model``'s embedder when missing), as
+    ``vecstore ingest`` does: the same options, the same rows, documents already in the table
+    replaced whole. ``concurrency`` actors embed (each loads the model once;
+    ``num_gpus``: GPUs per actor), ``docs_per_batch`` documents at a time. Everything is
+    published in one commit. Call ``ray.init(...)`` first to use a cluster; otherwise Ray
+    starts a local one."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise InvalidArgumentError(f"concurrency must be a positive integer, got {concurrency!r}")
+    if not isinstance(docs_per_batch, int) or docs_per_batch < 1:
+        raise InvalidArgumentError(f"docs_per_batch must be a positive integer, got {docs_per_batch!r}")
+    t = time.perf_counter()
+    loaded = load_documents(list(paths), text_column=text_column, id_column=id_column,
+                            attributes=attributes or None, max_file_bytes=max_file_bytes)
+    if not loaded.documents:
+        raise InvalidArgumentError(f"no documents to ingest from {' '.join(map(str, paths))} "
+                                   f"({len(loaded.errors)} files skipped)")
+    tbl = _open_or_create(path, table, model)
+    options = {"chunking": chunking, "chunker": chunker, "chunk_tokens": chunk_tokens, "overlap": overlap}
+    from ..ingest.chunking import check_sizes, parse_chunker
+    from ..ingest.situated import parse_mode
+
+    parse_mode(chunking)  # bad options fail here, before any actor starts
+    parse_chunker(chunker)
+    check_sizes(chunk_tokens, overlap)
+    docs = ray.data.from_items([{"doc": pickle.dumps(d)} for d in loaded.documents],
+                               override_num_blocks=max(1, -(-len(loaded.documents) // docs_per_batch)))
+    chunks = docs.map_batches(_ChunkEmbed, fn_constructor_args=(tbl.config.embedder, options),
+                              batch_size=docs_per_batch, batch_format="pyarrow",
+                              concurrency=concurrency, num_gpus=num_gpus or None)
+    sink = VecstoreDatasink(path, table, mode="upsert", replace_docs=True,
+                            rows_per_segment=rows_per_segment)
+    version = _run(chunks, sink, None)
+    written = {d for s in getattr(sink, "staged", []) if s.doc_ids is not None for d in s.doc_ids.to_pylist()}
+    skipped = tuple(sorted(str(d.get("id")) for d in loaded.documents
+                           if d.get("id") is not None and str(d.get("id")) not in written))
+    chunks_n = sum(len(s.ids) for s in getattr(sink, "staged", []))
+    return RayIngestReport(documents=len(loaded.documents) - len(skipped), chunks=chunks_n,
+                           files_skipped=tuple((str(e.path), e.reason) for e in loaded.errors),
+                           documents_skipped=skipped, version=version,
+                           seconds=time.perf_counter() - t)
