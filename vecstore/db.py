@@ -81,11 +81,17 @@ class Database:
 
     def create_table(self, name: str, dim: int | None = None, *, metric: str | Metric = "cosine",
                      embedder: Any = None, schema: pa.Schema | None = None, exist_ok: bool = False,
-                     data: Any = None) -> Table:
+                     data: Any = None, vectors: Any = None, combine: Any = None) -> Table:
         """Create an empty table of ``dim``-dimensional vectors compared by ``metric``
         (``"cosine"``, ``"dot"`` or ``"l2"``). ``schema`` declares attribute columns up front
         (otherwise the first rows define them). With ``exist_ok=True`` an existing table of the
-        same settings is opened instead. ``data`` (rows) is added right away if given."""
+        same settings is opened instead. ``data`` (rows) is added right away if given.
+
+        ``vectors`` makes a multi-vector table: the vector columns every row keeps, ``"vector"``
+        first (e.g. ``["vector", "vector_late"]``, all of dimension ``dim``), each with its own
+        codes. A query scores a row by ``combine`` of its vectors' scores: ``"max"`` (the
+        default), or ``{column: weight}`` for a weighted sum; ``Query.using`` and
+        ``Query.combine`` choose otherwise per query."""
         path = self._table_dir(name)
         embedder_id = None
         emb: Any = None
@@ -100,7 +106,9 @@ class Database:
                 raise InvalidArgumentError(f"dim={dim} but the embedder makes {emb.dim}-d vectors")
         if dim is None:
             raise InvalidArgumentError("create_table needs dim= (or an embedder that sets it)")
-        config = TableConfig(dim=dim, metric=Metric.parse(metric), embedder=embedder_id)
+        names = ("vector",) if vectors is None else vectors if isinstance(vectors, str) else tuple(vectors)
+        config = TableConfig(dim=dim, metric=Metric.parse(metric), embedder=embedder_id,
+                             vectors=names, combine=combine)  # type: ignore[arg-type]
         attributes = declared_schema(schema)
         if latest_version(path) > 0:
             return self._existing(name, config, exist_ok, embedder)
@@ -109,7 +117,7 @@ class Database:
             if emb is not None:
                 from .ingest.rows import embed_missing
 
-                data = embed_missing(data, emb)
+                data = embed_missing(data, emb, config.vectors)
             batch = prepare_batch(data, config, attributes)
         try:
             create_table_version(path, config, attributes, batch)

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..config import Combine
+
 
 @dataclass(frozen=True, eq=False)
 class QuerySpec:
@@ -21,3 +23,4 @@ class QuerySpec:
     exact: bool = False
     columns: tuple[str, ...] | None = None  # None: every attribute
     threads: int | None = None  # batch queries: threads to finish them on (None: every core)
+    combine: Combine | None = None  # multi-vector tables: columns and combination (None: the table's)

@@ -235,6 +235,9 @@ class _RemoteSource:
 
 def spec_fields(spec: QuerySpec) -> dict[str, Any]:
     """The request fields of a query's settings: one line per setting of the Query chain."""
+    if spec.combine is not None:
+        raise InvalidArgumentError("using()/combine() are not available over HTTP yet; a remote "
+                                   "query scores rows by their table's own combination")
     out: dict[str, Any] = {"k": spec.k, "exact": spec.exact}
     if spec.where is not None:
         out["where"], out["params"] = spec.where, list(spec.params)

@@ -15,8 +15,8 @@ storage layer needs nothing from the layers above it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,16 +24,17 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from ..config import Metric, TableConfig
-from ..errors import ConcurrencyError, DuplicateIdError
+from ..errors import ConcurrencyError, DuplicateIdError, InvalidArgumentError
 from .batch import Batch
 from .codes import Quantizer, normalize_rows
 from .files import ensure_dir
 from .locks import write_lock
 from .manifest import IndexEntry, Manifest, ScanCalibration, SegmentEntry, write_manifest
-from .segments import write_deletions, write_segment
+from .segments import ExtraVectors, Segment, write_deletions, write_segment
 from .snapshot import Snapshot
 
 I64 = npt.NDArray[np.int64]
+F32 = npt.NDArray[np.float32]
 Change = Callable[[Snapshot], Manifest | None]
 
 
@@ -65,12 +66,29 @@ class _Part:
 
 
 def new_segment(table_dir: Path, batch: Batch, config: TableConfig,
-                previous_center: npt.NDArray[np.float32] | None) -> SegmentEntry:
-    """Write ``batch`` as a new segment file, its codes calibrated on its own rows."""
+                previous_center: npt.NDArray[np.float32] | None,
+                previous_extra: Mapping[str, npt.NDArray[np.float32]] | None = None) -> SegmentEntry:
+    """Write ``batch`` as a new segment file, its codes calibrated on its own rows (each vector
+    column of a multi-vector table on its own vectors)."""
     code_vectors = normalize_rows(batch.vectors) if config.metric is Metric.COSINE else batch.vectors
     quantizer = Quantizer.fit(code_vectors, previous_center=previous_center)
-    ref = write_segment(table_dir, batch.ids, batch.attributes, batch.vectors, code_vectors, quantizer)
-    return SegmentEntry(data=ref, rows=len(batch), quantizer=quantizer.to_json())
+    extra: dict[str, ExtraVectors] = {}
+    for name in config.vectors[1:]:
+        values = batch.extra_vectors[name]
+        codes = normalize_rows(values) if config.metric is Metric.COSINE else values
+        extra[name] = ExtraVectors(values, codes, Quantizer.fit(
+            codes, previous_center=(previous_extra or {}).get(name)))
+    ref = write_segment(table_dir, batch.ids, batch.attributes, batch.vectors, code_vectors, quantizer,
+                        extra)
+    return SegmentEntry(data=ref, rows=len(batch), quantizer=quantizer.to_json(),
+                        extra_quantizers={k: v.quantizer.to_json() for k, v in extra.items()})
+
+
+def _centers(seg: Segment | None) -> tuple[F32 | None, dict[str, F32]]:
+    """The sign-code centres of a segment's vector columns (what a small next segment reuses)."""
+    if seg is None:
+        return None, {}
+    return seg.quantizer.center, {k: q.center for k, q in seg.extra_quantizers.items()}
 
 
 def create_table_version(table_dir: Path, config: TableConfig, schema: pa.Schema,
@@ -113,8 +131,8 @@ class TableWriter:
 
     # -- building blocks ------------------------------------------------------------------------
     def _segment(self, snap: Snapshot, batch: Batch) -> SegmentEntry:
-        previous = snap.segments[-1].quantizer.center if snap.segments else None
-        return new_segment(self.table_dir, batch, snap.manifest.config, previous)
+        return new_segment(self.table_dir, batch, snap.manifest.config,
+                           *_centers(snap.segments[-1] if snap.segments else None))
 
     def _tombstone(self, snap: Snapshot, rows: I64) -> list[_Part]:
         """The segments of ``snap`` with ``rows`` (global) deleted; a segment left with no live
@@ -127,9 +145,7 @@ class TableWriter:
                 parts[s].deleted = np.arange(entry.rows, dtype=np.int64)
                 continue
             ref = write_deletions(self.table_dir, deleted)
-            parts[s] = _Part(SegmentEntry(data=entry.data, rows=entry.rows, quantizer=entry.quantizer,
-                                          deletions=ref, deleted=int(deleted.size),
-                                          merged_from=entry.merged_from), s, deleted)
+            parts[s] = _Part(replace(entry, deletions=ref, deleted=int(deleted.size)), s, deleted)
         return [p for p in parts if p.deleted.size < p.entry.rows]
 
     def _append(self, snap: Snapshot, parts: list[_Part], batch: Batch) -> tuple[SegmentEntry, ...]:
@@ -148,6 +164,7 @@ class TableWriter:
         ids: list[pa.Array] = []
         attrs: list[pa.Table] = []
         vectors: list[npt.NDArray[np.float32]] = []
+        extra: dict[str, list[npt.NDArray[np.float32]]] = {n: [] for n in snap.vector_names[1:]}
         deleted: list[I64] = []
         merged_from: list[tuple[str, int, int]] = []
         offset = 0
@@ -166,23 +183,25 @@ class TableWriter:
             ids.append(seg.table.column("id").take(idx))
             attrs.append(_conform(seg.table, batch.schema, idx))
             vectors.append(snap.vectors[p.index][rows])
+            for name, parts_of in extra.items():
+                parts_of.append(snap.column(name).vectors[p.index][rows])
             offset += rows.size
         ids.append(batch.ids)
         attrs.append(batch.attributes)
         vectors.append(batch.vectors)
+        for name, parts_of in extra.items():  # a multi-vector table's further vectors move too
+            parts_of.append(batch.extra_vectors[name])
         merged = Batch(ids=pa.chunked_array(ids).combine_chunks(),
                        attributes=pa.concat_tables(attrs).combine_chunks(),
-                       vectors=np.concatenate(vectors), schema=batch.schema)
-        previous = snap.segments[keep[-1].index].quantizer.center if keep else None
-        entry = new_segment(self.table_dir, merged, snap.manifest.config, previous)
+                       vectors=np.concatenate(vectors), schema=batch.schema,
+                       extra_vectors={n: np.concatenate(v) for n, v in extra.items()})
+        entry = new_segment(self.table_dir, merged, snap.manifest.config,
+                            *_centers(snap.segments[keep[-1].index] if keep else None))
         dead = np.concatenate(deleted) if deleted else np.empty(0, np.int64)
         if dead.size:
-            entry = SegmentEntry(data=entry.data, rows=entry.rows, quantizer=entry.quantizer,
-                                 deletions=write_deletions(self.table_dir, dead), deleted=int(dead.size))
+            entry = replace(entry, deletions=write_deletions(self.table_dir, dead), deleted=int(dead.size))
         if merged_from:
-            entry = SegmentEntry(data=entry.data, rows=entry.rows, quantizer=entry.quantizer,
-                                 deletions=entry.deletions, deleted=entry.deleted,
-                                 merged_from=tuple(merged_from))
+            entry = replace(entry, merged_from=tuple(merged_from))
         return (*(p.entry for p in keep), entry)
 
     # -- operations -----------------------------------------------------------------------------
@@ -241,7 +260,8 @@ class TableWriter:
             live = snap.live_rows
             attrs = snap.take(live, snap.attribute_names())
             batch = Batch(ids=attrs.column("id").combine_chunks(), attributes=attrs.drop(["id"]),
-                          vectors=snap.gather_vectors(live), schema=snap.manifest.schema)
+                          vectors=snap.gather_vectors(live), schema=snap.manifest.schema,
+                          extra_vectors={n: snap.gather_vectors(live, n) for n in snap.vector_names[1:]})
             entry = new_segment(self.table_dir, batch, snap.manifest.config, None)
             return snap.manifest.next("compact", segments=(entry,), indexes=())
 
@@ -270,6 +290,22 @@ class TableWriter:
 
         def change(snap: Snapshot) -> Manifest | None:
             return snap.manifest.next("calibrate", scan=scan)
+
+        return self.commit(base, change)
+
+    def set_vectors(self, base: Snapshot, config: TableConfig) -> Snapshot:
+        """Give a table that holds no live row other vector columns (``config``): its empty
+        segments and its index are dropped in the same version. Refused (ValueError) when a
+        row was added meanwhile."""
+
+        def change(snap: Snapshot) -> Manifest | None:
+            if snap.manifest.config == config:
+                return None
+            if snap.num_rows:
+                raise InvalidArgumentError(
+                    f"table {self.name!r} holds {snap.num_rows} rows with the vector columns "
+                    f"{list(snap.vector_names)}; its vector columns can change only while it is empty")
+            return snap.manifest.next("set_vectors", config=config, segments=(), indexes=(), scan=None)
 
         return self.commit(base, change)
 
