@@ -372,21 +372,29 @@ class Table:
         document's attributes. A document already in the table is replaced whole, in the same
         commit. ``chunking`` is ``"naive"``, ``"context"``, ``"late"``, a mean such as
         ``"late+naive"``, or several vectors per chunk such as ``"naive|late"`` (see
-        :mod:`vecstore.ingest.situated`); None: ``vecstore.ingest.DEFAULT_CHUNKING``, chosen
-        on QMSum and COVID-QA (docs/benchmarks.md). A mode with several vectors needs a table
-        with those vector columns (``vector``, ``vector_late``, ...): an empty table is given
-        them; a table holding rows of other columns is refused.
+        :mod:`vecstore.ingest.situated`); None: the default, ``"naive|late"`` (each chunk keeps
+        its own and its late-chunked vector, a hit scores the better; ``"naive"`` for an
+        embedder without token embeddings), chosen on QMSum meetings and COVID-QA papers
+        (docs/benchmarks.md). A mode with several vectors needs a table with those vector
+        columns (``vector``, ``vector_late``, ...): an empty table is given them; a table
+        holding rows of other columns is refused.
         """
         if self.embedder is None:
             raise InvalidArgumentError(
                 "add_documents needs a table with an embedder: db.create_table(name, embedder=\"default\")")
-        from .ingest.pipeline import DEFAULT_CHUNKING, chunk_documents
+        from .ingest.pipeline import chunk_documents, default_chunking
         from .ingest.situated import vector_columns
 
-        mode = DEFAULT_CHUNKING if chunking is None else chunking
+        mode = default_chunking(self.embedder) if chunking is None else chunking
         needed = vector_columns(mode)
         base = self._writable()
         if base.vector_names != needed:
+            if chunking is None and base.num_rows:
+                raise InvalidArgumentError(
+                    f"the default chunking {mode!r} stores the vector columns {list(needed)}, but "
+                    f"table {self.name!r} holds rows with {list(base.vector_names)} (made with "
+                    f"another chunking: the default was 'context' before it became 'naive|late'); "
+                    f"pass chunking= with the mode its rows were made with")
             self._set_vectors(base, needed, mode)
         t = time.perf_counter()
         out = chunk_documents(docs, self.embedder, chunking=mode, chunker=chunker,

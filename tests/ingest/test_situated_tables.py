@@ -84,3 +84,33 @@ def test_the_default_chunking(tmp_path, tiny_embedder: SentenceTransformerEmbedd
     got = tbl.to_arrow(with_vectors=True)
     for name in tbl.config.vectors:
         np.testing.assert_allclose(_vectors(got, name), _vectors(want, name), atol=1e-6)
+
+
+def test_the_default_on_a_table_made_another_way(
+    tmp_path, tiny_embedder: SentenceTransformerEmbedder, make_text, seeded
+) -> None:
+    """A table whose rows were made with one vector (e.g. ``"context"``, the default before)
+    is not silently given another layout: the error says to pass ``chunking=``."""
+    docs = _docs(make_text, seeded, 2)
+    tbl = vecstore.connect(tmp_path).create_table("docs", embedder=tiny_embedder)
+    tbl.add_documents(docs[:1], chunking="context", chunk_tokens=24, overlap=4)
+    with pytest.raises(InvalidArgumentError, match="pass chunking= with the mode its rows were made with"):
+        tbl.add_documents(docs[1:], chunk_tokens=24, overlap=4)
+    tbl.add_documents(docs[1:], chunking="context", chunk_tokens=24, overlap=4)
+    assert tbl.config.vectors == ("vector",)
+
+
+def test_the_default_without_token_embeddings_is_naive() -> None:
+    from vecstore.ingest.pipeline import NO_TOKENS_CHUNKING, default_chunking
+
+    class Plain:
+        model_id, dim, max_tokens = "plain", 4, 32
+
+        def embed_documents(self, texts):
+            return np.ones((len(texts), 4), np.float32)
+
+        embed_queries = embed_documents
+
+    assert default_chunking(Plain()) == NO_TOKENS_CHUNKING == "naive"
+    out = chunk_documents([{"id": "a", "text": "one two three four"}], Plain(), chunk_tokens=2, overlap=0)
+    assert out.table.column_names[-1] == "vector" and "vector_late" not in out.table.column_names

@@ -178,7 +178,7 @@ class RemoteTable:
             return list(self._call("GET", "rows", query=query)["rows"])
         return list(self._call("POST", "rows", {"ids": id_list, "with_vectors": with_vectors})["rows"])
 
-    def add_documents(self, docs: Any, *, chunking: str = "context", chunker: str = "tokens",
+    def add_documents(self, docs: Any, *, chunking: str | None = None, chunker: str = "tokens",
                       chunk_tokens: int = 128, overlap: int = 16) -> IngestReport:
         body = {"documents": _rows(docs), "chunking": chunking, "chunker": chunker,
                 "chunk_tokens": chunk_tokens, "overlap": overlap}
