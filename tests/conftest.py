@@ -14,6 +14,16 @@ import pytest
 import vecstore
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# tqdm guards its bars with a lock that includes a multiprocessing semaphore, shared with every
+# forked child: the crash tests SIGKILL children in the middle of writes, and one killed while a
+# bar (ours, or transformers') held that semaphore would leave every later bar of this process
+# waiting forever. A plain thread lock is copied, not shared, by fork.
+import threading  # noqa: E402
+
+import tqdm  # noqa: E402
+
+tqdm.tqdm.set_lock(threading.RLock())
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 

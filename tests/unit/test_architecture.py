@@ -23,6 +23,8 @@ FORBIDDEN = {
     "server": {"storage", "index", "ingest", "inputs", "query", "cli", "remote", "integrations"},
     "remote": {"storage", "index", "ingest", "db", "cli", "server", "integrations"},
     "wire": {"storage", "index", "ingest", "table", "db", "cli", "server", "remote"},
+    "text": {"query", "table", "db", "storage", "index", "ingest", "inputs", "cli", "integrations",
+             "server"},
 }
 
 

@@ -131,14 +131,16 @@ def build_index(
 
 
 def load_index(
-    kind: str, directory: Path, params: Mapping[str, Any] | IndexParams | None = None
+    kind: str, directory: Path, params: Mapping[str, Any] | IndexParams | None = None,
+    *, expect: Mapping[str, Any] | None = None,
 ) -> IndexBase:
     """Load a ``kind`` index saved into ``directory``, after verifying its files' checksums.
 
     ``params`` are those the caller recorded at build time (``index.params.to_json()``); they
-    must agree with the files. Damaged files raise :class:`~vecstore.errors.CorruptStoreError`.
+    must agree with the files, and so must ``expect`` (e.g. ``{"dim": 384, "metric":
+    "cosine", "count": n}``). Damaged files raise :class:`~vecstore.errors.CorruptStoreError`.
     """
-    return index_class(kind).load(Path(directory), params)
+    return index_class(kind).load(Path(directory), params, expect=expect)
 
 
 __all__ = [

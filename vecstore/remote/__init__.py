@@ -224,11 +224,15 @@ class _RemoteSource:
     def check_columns(self, columns: tuple[str, ...]) -> None:
         """Checked by the server when the query runs."""
 
+    def embed_query(self, text: str) -> None:
+        """The server embeds query texts."""
+        return None
+
     def run(self, spec: QuerySpec) -> list[Hits]:
         body = {**self._payload, **spec_fields(spec)}
         if not self._batch:
             return [_hits(self._table._call("POST", "search", body))]
-        if len(spec.vectors) == 0:
+        if spec.vectors is None or len(spec.vectors) == 0:
             return []
         return [_hits(r) for r in self._table._call("POST", "search_batch", body)["results"]]
 

@@ -7,29 +7,42 @@ hold each further vector column ``vector_<x>`` the same way, with its own ``_nor
 are contiguous in the file, so a scan of ``_bin`` touches only the pages of the codes; float32
 vectors are read from the page cache only for the few candidates that reach the last rescoring
 stage.
+
+A segment is opened once, without following links (``files.open_in_table``), checked to be a
+regular file of the recorded size and CRC through that descriptor, and memory-mapped through the
+same descriptor (``/proc/self/fd``, on Linux): what is verified is what is read.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from ..config import Metric, TableConfig
 from ..errors import CorruptStoreError
 from ..vectors import row_norms
 from .arrays import to_numpy
-from .codes import Quantizer, binary_bytes
-from .files import crc32_file, ensure_dir, write_atomic
-from .manifest import DATA_DIR, FileRef
+from .codes import Quantizer, binary_bytes, normalize_rows
+from .files import crc32_fd, make_subdir, open_in_table, write_atomic
+from .manifest import DATA_DIR, FileRef, SegmentEntry
+
+if TYPE_CHECKING:
+    from .batch import Batch
 
 INTERNAL_COLUMNS = ("vector", "_norm", "_i8", "_bin")
+# where a process's open descriptors can be reopened by path (Linux); elsewhere the checked path
+# is mapped by name
+_FD_DIR = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else ""
 
 
 def code_columns(name: str) -> tuple[str, str, str, str]:
@@ -63,8 +76,7 @@ def _fixed_list(flat: np.ndarray, width: int, value_type: pa.DataType) -> pa.Fix
 
 
 def _write_ipc(table_dir: Path, subdir: str, table: pa.Table) -> FileRef:
-    directory = table_dir / subdir
-    ensure_dir(directory)
+    directory = make_subdir(table_dir, subdir)
     name = f"{uuid.uuid4().hex}.arrow"
     crc = 0
 
@@ -113,6 +125,27 @@ def write_segment(
     return _write_ipc(table_dir, DATA_DIR, table)
 
 
+def build_segment(table_dir: Path, config: TableConfig, batch: Batch,
+                  previous_center: npt.NDArray[np.float32] | None,
+                  previous_extra: Mapping[str, npt.NDArray[np.float32]] | None = None) -> SegmentEntry:
+    """Write ``batch`` as a new segment of the table in ``table_dir``, its codes calibrated on
+    the batch (from ``previous_center``, the last segment's centre, when given), and return
+    its manifest entry. Each further vector column of a multi-vector table is calibrated on its
+    own vectors (from its centre in ``previous_extra``)."""
+    code_vectors = normalize_rows(batch.vectors) if config.metric is Metric.COSINE else batch.vectors
+    quantizer = Quantizer.fit(code_vectors, previous_center=previous_center)
+    extra: dict[str, ExtraVectors] = {}
+    for name in config.vectors[1:]:
+        values = batch.extra_vectors[name]
+        codes = normalize_rows(values) if config.metric is Metric.COSINE else values
+        extra[name] = ExtraVectors(values, codes, Quantizer.fit(
+            codes, previous_center=(previous_extra or {}).get(name)))
+    ref = write_segment(table_dir, batch.ids, batch.attributes, batch.vectors, code_vectors, quantizer,
+                        extra)
+    return SegmentEntry(data=ref, rows=len(batch), quantizer=quantizer.to_json(),
+                        extra_quantizers={k: v.quantizer.to_json() for k, v in extra.items()})
+
+
 def write_deletions(table_dir: Path, offsets: npt.NDArray[np.int64]) -> FileRef:
     table = pa.table({"offset": pa.array(np.unique(offsets).astype(np.int64))})
     return _write_ipc(table_dir, DATA_DIR, table)
@@ -122,17 +155,18 @@ _verified: set[tuple[str, int, int, int]] = set()
 _verified_lock = threading.Lock()
 
 
-def verify_checksum(path: Path, ref: FileRef) -> None:
-    """Check a file's crc32 against the manifest, once per process per (file, size, mtime).
+def verify_checksum(fd: int, path: Path, ref: FileRef) -> None:
+    """Check an open file's crc32 against the manifest, once per process per (file, size,
+    mtime).
 
     The file is read with plain reads, not through the memory map, so verifying leaves the
     bytes in the page cache rather than in this process's resident memory.
     """
-    st = path.stat()
+    st = os.fstat(fd)
     key = (str(path), st.st_size, st.st_mtime_ns, ref.crc32)
     if key in _verified:
         return
-    crc = crc32_file(path)
+    crc = crc32_fd(fd)
     if crc != ref.crc32:
         raise CorruptStoreError(
             f"file {path} fails its checksum (crc32 {crc:#010x}, the manifest recorded "
@@ -145,23 +179,29 @@ def verify_checksum(path: Path, ref: FileRef) -> None:
 def _open_ipc(table_dir: Path, ref: FileRef, verify: bool) -> pa.Table:
     path = table_dir / ref.path
     try:
-        size = path.stat().st_size
+        fd = open_in_table(table_dir, ref.path)  # no links, a regular file
     except FileNotFoundError:
         raise CorruptStoreError(f"file {path} is missing (referenced by the manifest)") from None
-    if size != ref.bytes:
-        raise CorruptStoreError(
-            f"file {path} has {size} bytes, the manifest recorded {ref.bytes}: truncated or replaced"
-        )
-    if verify:
-        verify_checksum(path, ref)
     try:
-        source = pa.memory_map(str(path), "r")
-        table = pa.ipc.open_file(source).read_all()
-        table.validate(full=verify)
-    except CorruptStoreError:
-        raise
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise CorruptStoreError(f"file {path} is not a readable Arrow file: {exc}") from exc
+        size = os.fstat(fd).st_size
+        if size != ref.bytes:
+            raise CorruptStoreError(
+                f"file {path} has {size} bytes, the manifest recorded {ref.bytes}: truncated or replaced"
+            )
+        if verify:
+            verify_checksum(fd, path, ref)
+        try:
+            # Map the very file that was checked: /proc/self/fd/N reopens the open descriptor's
+            # file, whatever is at the path now. (Python's mmap would keep a descriptor per
+            # segment open; Arrow's map keeps none once the table is read: the mapped region
+            # lives as long as a column refers to it.)
+            source = pa.memory_map(f"{_FD_DIR}/{fd}" if _FD_DIR else str(path), "r")
+            table = pa.ipc.open_file(source).read_all()
+            table.validate(full=verify)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise CorruptStoreError(f"file {path} is not a readable Arrow file: {exc}") from exc
+    finally:
+        os.close(fd)
     return table
 
 

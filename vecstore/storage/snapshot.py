@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from .arrays import to_numpy
 from .codes import Quantizer
 from .manifest import Manifest, latest_version, read_manifest
+from .postings import Postings, segment_postings
 from .segments import INTERNAL_COLUMNS, Segment, open_segment
 
 I64 = npt.NDArray[np.int64]
@@ -118,6 +119,13 @@ class Snapshot:
         return np.concatenate([s.live_mask() for s in self.segments]) if self.segments \
             else np.zeros(0, dtype=bool)
 
+    def postings(self, s: int) -> Postings:
+        """Segment ``s``'s keyword postings for the version's keyword settings (loaded once per
+        process and file; see :func:`~.postings.segment_postings`)."""
+        entry = self.manifest.segments[s]
+        return segment_postings(self.table_dir, entry.postings, entry.data.path,
+                                self.segments[s].table, self.manifest.config.keyword)
+
     @property
     def has_deletions(self) -> bool:
         return any(s.deleted.size for s in self.segments)
@@ -127,16 +135,22 @@ class Snapshot:
         return np.flatnonzero(self.live_mask).astype(np.int64)
 
     def split(self, rows: I64) -> list[tuple[int, I64]]:
-        """Group sorted-or-not global rows by segment: [(segment index, local offsets)]."""
+        """Group global rows by segment: ``[(segment index, local offsets)]``, each group in the
+        order of ``rows`` (sorted rows, the usual case, are cut at the segment boundaries with
+        one binary search each)."""
         if rows.size == 0:
             return []
         if len(self.segments) == 1:
             return [(0, rows)]
-        seg_of = np.searchsorted(self.bases, rows, side="right") - 1
+        if rows.size > 1 and not bool((rows[1:] >= rows[:-1]).all()):
+            seg_of = np.searchsorted(self.bases, rows, side="right") - 1
+            return [(int(s), rows[seg_of == s] - self.bases[s]) for s in np.unique(seg_of)]
+        cuts = np.searchsorted(rows, self.bases).tolist()
         out = []
-        for s in np.unique(seg_of):
-            sel = rows[seg_of == s]
-            out.append((int(s), (sel - self.bases[s]).astype(np.int64)))
+        for s in range(len(self.segments)):
+            a, b = cuts[s], cuts[s + 1]
+            if b > a:
+                out.append((s, rows[a:b] - self.bases[s]))
         return out
 
     def gather_vectors(self, rows: I64, name: str = "vector") -> npt.NDArray[np.float32]:
@@ -276,6 +290,15 @@ class Snapshot:
         if len(self.segments) == 1:
             return [(0, np.arange(rows.size), rows)]
         seg_of = np.searchsorted(self.bases, rows, side="right") - 1
+        if rows.size <= 64:  # a query's hits: grouped in Python, cheaper than NumPy passes
+            groups: dict[int, list[int]] = {}
+            for i, s in enumerate(seg_of.tolist()):
+                groups.setdefault(s, []).append(i)
+            out = []
+            for s, positions in groups.items():
+                where = np.array(positions, dtype=np.int64)
+                out.append((s, where, rows[where] - self.bases[s]))
+            return out
         out = []
         for s in np.unique(seg_of):
             where = np.flatnonzero(seg_of == s)

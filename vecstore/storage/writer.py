@@ -15,6 +15,11 @@ storage layer needs nothing from the layers above it.
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
+import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,14 +28,29 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from ..config import Metric, TableConfig
-from ..errors import ConcurrencyError, DuplicateIdError, InvalidArgumentError
+from ..config import KeywordConfig, TableConfig
+from ..errors import (
+    ConcurrencyError,
+    CorruptStoreError,
+    DuplicateIdError,
+    InvalidArgumentError,
+    NotFoundError,
+)
 from .batch import Batch
-from .codes import Quantizer, normalize_rows
-from .files import ensure_dir
+from .files import fsync_dir, make_subdir
 from .locks import write_lock
-from .manifest import IndexEntry, Manifest, ScanCalibration, SegmentEntry, write_manifest
-from .segments import ExtraVectors, Segment, write_deletions, write_segment
+from .manifest import (
+    VERSIONS_DIR,
+    FileRef,
+    IndexEntry,
+    Manifest,
+    ScanCalibration,
+    SegmentEntry,
+    check_not_rolled_back,
+    write_manifest,
+)
+from .postings import Postings, build_postings, keyword_texts, merge_postings, write_postings
+from .segments import Segment, build_segment, write_deletions
 from .snapshot import Snapshot
 
 I64 = npt.NDArray[np.int64]
@@ -67,21 +87,14 @@ class _Part:
 
 def new_segment(table_dir: Path, batch: Batch, config: TableConfig,
                 previous_center: npt.NDArray[np.float32] | None,
-                previous_extra: Mapping[str, npt.NDArray[np.float32]] | None = None) -> SegmentEntry:
+                previous_extra: Mapping[str, F32] | None = None,
+                postings: Postings | None = None) -> SegmentEntry:
     """Write ``batch`` as a new segment file, its codes calibrated on its own rows (each vector
-    column of a multi-vector table on its own vectors)."""
-    code_vectors = normalize_rows(batch.vectors) if config.metric is Metric.COSINE else batch.vectors
-    quantizer = Quantizer.fit(code_vectors, previous_center=previous_center)
-    extra: dict[str, ExtraVectors] = {}
-    for name in config.vectors[1:]:
-        values = batch.extra_vectors[name]
-        codes = normalize_rows(values) if config.metric is Metric.COSINE else values
-        extra[name] = ExtraVectors(values, codes, Quantizer.fit(
-            codes, previous_center=(previous_extra or {}).get(name)))
-    ref = write_segment(table_dir, batch.ids, batch.attributes, batch.vectors, code_vectors, quantizer,
-                        extra)
-    return SegmentEntry(data=ref, rows=len(batch), quantizer=quantizer.to_json(),
-                        extra_quantizers={k: v.quantizer.to_json() for k, v in extra.items()})
+    column of a multi-vector table on its own vectors, from ``previous_extra``'s centres), and
+    its keyword postings beside it (``postings``: already made from the rows' segments, else
+    analyzed from the batch)."""
+    entry = build_segment(table_dir, config, batch, previous_center, previous_extra)
+    return replace(entry, postings=keyword_postings(table_dir, batch.attributes, config.keyword, postings))
 
 
 def _centers(seg: Segment | None) -> tuple[F32 | None, dict[str, F32]]:
@@ -91,42 +104,139 @@ def _centers(seg: Segment | None) -> tuple[F32 | None, dict[str, F32]]:
     return seg.quantizer.center, {k: q.center for k, q in seg.extra_quantizers.items()}
 
 
-def create_table_version(table_dir: Path, config: TableConfig, schema: pa.Schema,
-                         batch: Batch | None = None) -> Manifest:
-    """Publish version 1 of a new table, holding ``batch`` when given (one commit, so a crash
-    never leaves a table that exists without its first rows). Only this function creates a
-    table's directory. Raises ``FileExistsError`` when another writer published version 1 first."""
-    ensure_dir(table_dir)
-    segments: tuple[SegmentEntry, ...] = ()
-    if batch is not None and len(batch):
-        segments = (new_segment(table_dir, batch, config, None),)
-        schema = batch.schema
-    manifest = Manifest(version=1, config=config, schema=schema, segments=segments,
-                        operation="create")
-    write_manifest(table_dir, manifest)
-    return manifest
+def keyword_postings(table_dir: Path, attributes: pa.Table, keyword: KeywordConfig,
+                     postings: Postings | None = None) -> FileRef | None:
+    """Write the keyword postings of a segment's ``attributes`` (None: it holds none of the
+    keyword columns, so it has no terms); ``postings`` when they are made already."""
+    if not keyword_texts(attributes, keyword):
+        return None
+    if postings is None:
+        postings = build_postings(attributes, keyword)
+    return write_postings(table_dir, postings)
+
+
+NEW_PREFIX = ".new-"  # a creation's directory before its creator holds its lock (microseconds)
+CREATING_PREFIX = ".creating-"  # a creation's directory while its creator holds its lock
+DROPPED_PREFIX = ".dropped-"
+STALE_NEW_S = 60.0
+"""A ``.new-*`` directory is locked microseconds after it is made: one this old whose lock is
+free was left by a crash (the age rule covers the instant between mkdir and taking the lock)."""
+
+
+def create_table_dir(store: Path, path: Path, config: TableConfig, schema: pa.Schema,
+                     batch: Batch | None, lock_timeout: float) -> bool:
+    """Create a table: version 1 (holding ``batch``'s rows, if any) is built in a hidden
+    directory under its own write lock and renamed to ``path``, so the table appears whole or
+    not at all, and of several processes creating it at once exactly one wins. Only this
+    function creates a table's directory; commits never do (a table whose directory is gone was
+    dropped). Returns False when ``path`` was taken first."""
+    key = uuid.uuid4().hex
+    new = store / f"{NEW_PREFIX}{key}"
+    staging = store / f"{CREATING_PREFIX}{path.name}-{key}"
+    os.mkdir(new)
+    published = False
+    try:
+        # the lock is held from before the directory is named .creating-* until it is renamed
+        # into place: a concurrent connect never takes a live creation for a leftover
+        with write_lock(new, lock_timeout) as lock:
+            os.rename(new, staging)
+            make_subdir(staging, VERSIONS_DIR)
+            segments: tuple[SegmentEntry, ...] = ()
+            if batch is not None and len(batch):
+                segments = (new_segment(staging, batch, config, None),)
+                schema = batch.schema
+            write_manifest(staging, Manifest(version=1, config=config, schema=schema,
+                                             segments=segments))
+            lock.record(1)
+            fsync_dir(staging)
+            try:
+                os.rename(staging, path)  # fails when a (non-empty) table is already there
+            except OSError as exc:
+                if isinstance(exc, (FileExistsError, NotADirectoryError, IsADirectoryError)) \
+                        or exc.errno == errno.ENOTEMPTY:
+                    return False
+                raise
+            published = True
+            fsync_dir(store)
+        return True
+    finally:
+        if not published:
+            for leftover in (new, staging):
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
+def drop_table_dir(store: Path, path: Path, lock_timeout: float) -> None:
+    """Drop a table: under its write lock (no commit is cut in half) the directory is renamed
+    away (the table disappears atomically), then removed. Writers and readers still holding it
+    get NotFoundError on their next operation (they check the directory's identity)."""
+    trash = None
+    try:
+        with write_lock(path, lock_timeout):
+            trash = store / f"{DROPPED_PREFIX}{path.name}-{uuid.uuid4().hex}"
+            os.rename(path, trash)
+            fsync_dir(store)
+    finally:
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+
+
+def remove_leftovers(store: Path) -> None:
+    """Remove what interrupted drops and creations left in ``store``: ``.dropped-*``
+    directories, ``.creating-*`` ones whose creator is gone (its lock is free: a live creator
+    holds it until the directory is renamed into place), ``.new-*`` ones a minute old whose
+    lock is free."""
+    for entry in os.scandir(store):
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        if entry.name.startswith(DROPPED_PREFIX):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        elif entry.name.startswith(CREATING_PREFIX):
+            _remove_abandoned_creation(store, Path(entry.path))
+        elif entry.name.startswith(NEW_PREFIX):
+            try:
+                age = time.time() - entry.stat(follow_symlinks=False).st_mtime
+            except FileNotFoundError:
+                continue
+            if age > STALE_NEW_S:
+                _remove_abandoned_creation(store, Path(entry.path))
+
+
+def _remove_abandoned_creation(store: Path, staging: Path) -> None:
+    try:
+        with write_lock(staging, timeout=0):
+            trash = store / f"{DROPPED_PREFIX}{uuid.uuid4().hex}"
+            os.rename(staging, trash)
+    except (NotFoundError, TimeoutError, CorruptStoreError, OSError):
+        return  # its creator is alive, it is already gone, or it is not ours to judge
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 class TableWriter:
     """Commits new versions of one table. Thread-safe and process-safe through the table's
     write lock; readers never take it."""
 
-    def __init__(self, table_dir: Path, name: str, lock_timeout: float) -> None:
+    def __init__(self, table_dir: Path, name: str, lock_timeout: float,
+                 identity: tuple[int, int]) -> None:
         self.table_dir = table_dir
         self.name = name
         self.lock_timeout = lock_timeout
+        self.identity = identity  # the directory this writer commits to (not a recreated one)
 
     # -- the commit ---------------------------------------------------------------------------
     def commit(self, base: Snapshot, change: Change) -> Snapshot:
         """Under the lock: bring ``base`` up to the newest version, let ``change`` build the
         next manifest from it (None: nothing to do), publish it. Returns the snapshot now in
         force (``base``'s newest version when nothing changed)."""
-        with write_lock(self.table_dir, self.lock_timeout):
+        with write_lock(self.table_dir, self.lock_timeout, identity=self.identity) as lock:
             snap = base.refreshed()
+            # a newest manifest deleted after it was published must not be built over: its
+            # version number would be published twice
+            check_not_rolled_back(self.table_dir, snap.version, lock.high_water_mark())
             manifest = change(snap)
             if manifest is None:
                 return snap
             write_manifest(self.table_dir, manifest)
+            lock.record(manifest.version)
             return Snapshot(self.table_dir, manifest, reuse=snap.segment_keys())
 
     # -- building blocks ------------------------------------------------------------------------
@@ -164,9 +274,11 @@ class TableWriter:
         ids: list[pa.Array] = []
         attrs: list[pa.Table] = []
         vectors: list[npt.NDArray[np.float32]] = []
-        extra: dict[str, list[npt.NDArray[np.float32]]] = {n: [] for n in snap.vector_names[1:]}
+        extra: dict[str, list[npt.NDArray[np.float32]]] = {name: [] for name in snap.vector_names[1:]}
         deleted: list[I64] = []
         merged_from: list[tuple[str, int, int]] = []
+        keyword = snap.manifest.config.keyword
+        pieces: list[tuple[Postings, I64]] = []  # the merged rows' postings, reused
         offset = 0
         for p in sources:
             seg = snap.segments[p.index]
@@ -179,6 +291,7 @@ class TableWriter:
                     merged_from.append((p.entry.data.path, p.entry.rows, offset))
             else:
                 rows = np.setdiff1d(rows, p.deleted, assume_unique=True)
+            pieces.append((snap.postings(p.index), rows))
             idx = pa.array(rows)
             ids.append(seg.table.column("id").take(idx))
             attrs.append(_conform(seg.table, batch.schema, idx))
@@ -194,9 +307,12 @@ class TableWriter:
         merged = Batch(ids=pa.chunked_array(ids).combine_chunks(),
                        attributes=pa.concat_tables(attrs).combine_chunks(),
                        vectors=np.concatenate(vectors), schema=batch.schema,
-                       extra_vectors={n: np.concatenate(v) for n, v in extra.items()})
+                       extra_vectors={name: np.concatenate(v) for name, v in extra.items()})
+        pieces.append((build_postings(batch.attributes, keyword, rows=len(batch)),
+                       np.arange(len(batch), dtype=np.int64)))
         entry = new_segment(self.table_dir, merged, snap.manifest.config,
-                            *_centers(snap.segments[keep[-1].index] if keep else None))
+                            *_centers(snap.segments[keep[-1].index] if keep else None),
+                            postings=merge_postings(pieces))
         dead = np.concatenate(deleted) if deleted else np.empty(0, np.int64)
         if dead.size:
             entry = replace(entry, deletions=write_deletions(self.table_dir, dead), deleted=int(dead.size))
@@ -262,7 +378,9 @@ class TableWriter:
             batch = Batch(ids=attrs.column("id").combine_chunks(), attributes=attrs.drop(["id"]),
                           vectors=snap.gather_vectors(live), schema=snap.manifest.schema,
                           extra_vectors={n: snap.gather_vectors(live, n) for n in snap.vector_names[1:]})
-            entry = new_segment(self.table_dir, batch, snap.manifest.config, None)
+            pieces = [(snap.postings(s), local) for s, local in snap.split(live)]
+            entry = new_segment(self.table_dir, batch, snap.manifest.config, None,
+                                postings=merge_postings(pieces) if pieces else None)
             return snap.manifest.next("compact", segments=(entry,), indexes=())
 
         return self.commit(base, change)
@@ -309,6 +427,22 @@ class TableWriter:
 
         return self.commit(base, change)
 
+    def set_keyword(self, base: Snapshot, keyword: KeywordConfig) -> Snapshot:
+        """A new version whose keyword index covers ``keyword`` (columns, language): every
+        segment's postings are rewritten for it in this one commit (the data files stay)."""
+
+        def change(snap: Snapshot) -> Manifest | None:
+            if snap.manifest.config.keyword == keyword:
+                return None
+            entries = []
+            for entry, seg in zip(snap.manifest.segments, snap.segments, strict=True):
+                attrs = seg.table.select([c for c in keyword.columns if c in seg.table.column_names])
+                entries.append(replace(entry, postings=keyword_postings(self.table_dir, attrs, keyword)))
+            return snap.manifest.next("set_keyword", segments=tuple(entries),
+                                      config=replace(snap.manifest.config, keyword=keyword))
+
+        return self.commit(base, change)
+
     def drop_index(self, base: Snapshot) -> Snapshot:
         """A new version without an index (the same snapshot when there was none)."""
 
@@ -318,7 +452,6 @@ class TableWriter:
             return snap.manifest.next("drop_index", indexes=())
 
         return self.commit(base, change)
-
 
 
 def _conform(table: pa.Table, schema: pa.Schema, rows: pa.Array) -> pa.Table:
