@@ -205,3 +205,75 @@ def test_single_vector_tables_score_as_before(tmp_path, rng):
     assert plain.ids == using.ids and np.array_equal(plain.scores, using.scores)
     with pytest.raises(InvalidArgumentError, match="the table's vector columns are: 'vector'"):
         tbl.search(q).using("vector_late")
+
+
+# -- multi-vector rows through main's later paths: keyword/hybrid, calibrated indexes ----------
+WORDS = ("apple", "pear", "plum", "fig", "kiwi", "lime", "date")
+
+
+def texts_of(rows):
+    """Each row's text names one fruit, by its group."""
+    return [{**r, "text": f"a note about {WORDS[r['g']]}"} for r in rows]
+
+
+def test_hybrid_and_keyword_search_score_every_vector(tbl, rng):
+    """A hybrid query's vector ranker scores rows as the query's combination says (the table's
+    by default, ``.using`` when given), and keyword search works beside several vectors."""
+    rows = texts_of(rows_of(rng, 300))
+    tbl.add(rows[:150])
+    tbl.add(rows[150:])
+    kw = tbl.search("plum", mode="keyword").limit(300).hits()
+    assert set(kw.ids) == {r["id"] for r in rows if r["g"] == 2}
+    target = rows[10]  # g = 3: "fig"
+    for query_vector, using, found in ((target["vector_b"], None, True),
+                                       (target["vector_b"], "vector_b", True),
+                                       (target["vector_b"], "vector", False),
+                                       (target["vector"], "vector", True)):
+        q = tbl.search("fig", mode="hybrid", vector=query_vector).fusion("weighted", alpha=1.0)
+        if using is not None:
+            q = q.using(using)
+        hits = q.limit(1).hits()
+        assert (hits.ids == [target["id"]]) is found, (using, hits.ids)
+    # rows the keyword ranker brings are scored by the same combination as the vector ranker's
+    q = tbl.search("fig", mode="hybrid", vector=target["vector_b"]).fusion("weighted", alpha=1.0)
+    fused = q.using("vector").limit(len(rows)).hits()
+    truth = model_scores([{**r, "vector_b": r["vector"]} for r in rows], target["vector_b"])
+    order = sorted(fused.ids, key=lambda i: -truth[i])
+    assert fused.ids[:5] == order[:5]
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "hnsw-int8"])
+def test_calibrated_indexes_over_every_vector(tbl, rng, kind):
+    """The plain query (the executor's lean lane on single-vector tables) and the calibrated
+    index kinds find a row by either of its vectors, one hit per row, combined scores."""
+    rows = rows_of(rng, 600)
+    tbl.add(rows)
+    tbl.create_index(kind)
+    for r in rows[:15]:
+        for name in ("vector", "vector_b"):
+            hits = tbl.search(r[name]).limit(10).hits()
+            assert hits.ids[0] == r["id"] and hits.plan.strategy.uses_index, (kind, name)
+            assert len(set(hits.ids)) == len(hits.ids)
+            truth = model_scores(rows, np.asarray(r[name], np.float64))
+            assert [truth[i] for i in hits.ids] == pytest.approx(list(hits.scores), abs=1e-5)
+
+
+def test_keyword_columns_change_keeps_every_vector(tbl, rng):
+    rows = texts_of(rows_of(rng, 40))
+    rows = [{**r, "title": f"title {WORDS[(r['g'] + 1) % 7]}"} for r in rows]
+    tbl.add(rows)
+    before = stored(tbl)
+    assert tbl.set_keyword_columns(["title"])
+    assert {i: (a.tobytes(), b.tobytes()) for i, (a, b) in stored(tbl).items()} == \
+        {i: (a.tobytes(), b.tobytes()) for i, (a, b) in before.items()}
+    assert set(tbl.search("pear", mode="keyword").limit(40).hits().ids) == \
+        {r["id"] for r in rows if r["g"] == 0}
+    assert tbl.search(rows[7]["vector_b"]).limit(1).hits().ids == [rows[7]["id"]]
+
+
+def test_exist_ok_compares_the_vector_columns(tmp_path):
+    db = vecstore.connect(tmp_path)
+    db.create_table("t", dim=DIM, vectors=["vector", "vector_b"])
+    assert db.create_table("t", dim=DIM, vectors=["vector", "vector_b"], exist_ok=True).config.multi
+    with pytest.raises(vecstore.AlreadyExistsError, match="vectors="):
+        db.create_table("t", dim=DIM, exist_ok=True)
