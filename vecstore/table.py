@@ -79,6 +79,10 @@ class _Source:
     def parse_combine(self, value: Any) -> Combine:
         return Combine.parse(value, self._table._current().vector_names)
 
+    @property
+    def vector_names(self) -> tuple[str, ...]:
+        return self._table._current().vector_names
+
     def run(self, spec: QuerySpec) -> list[Hits]:
         t = self._table
         return t._executor.run(t._current(), spec)

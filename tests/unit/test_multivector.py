@@ -277,3 +277,10 @@ def test_exist_ok_compares_the_vector_columns(tmp_path):
     assert db.create_table("t", dim=DIM, vectors=["vector", "vector_b"], exist_ok=True).config.multi
     with pytest.raises(vecstore.AlreadyExistsError, match="vectors="):
         db.create_table("t", dim=DIM, exist_ok=True)
+
+
+def test_group_by_refuses_every_vector_column(tbl, rng):
+    tbl.add(texts_of(rows_of(rng, 5)))
+    for name in ("vector", "vector_b"):
+        with pytest.raises(InvalidArgumentError, match=f"attribute column, got '{name}'"):
+            tbl.search("apple", mode="keyword").group_by(name)

@@ -40,6 +40,7 @@ class QuerySource(Protocol):
         """Raise :class:`~vecstore.InvalidArgumentError` for an unknown column."""
 
     # optional: ``parse_combine(value) -> Combine`` (tables with vector columns to choose from)
+    # and ``vector_names`` (the table's vector columns, which group_by refuses)
 
     def run(self, spec: QuerySpec) -> list[Hits]:
         """One :class:`Hits` per query vector of ``spec``."""
@@ -193,7 +194,8 @@ class Query(_Chain):
         """Return the best ``per_group`` rows of each of the best ``limit`` groups of rows that
         share a value of ``column`` (e.g. ``"doc_id"``: one hit per document), best group
         first. A row whose value is null is a group of its own."""
-        if not isinstance(column, str) or column == "vector":
+        vectors = getattr(self._source, "vector_names", ("vector",))  # optional in the protocol
+        if not isinstance(column, str) or column == "vector" or column in vectors:
             raise InvalidArgumentError(f"group_by takes the name of an attribute column, got {column!r}")
         self._source.check_columns((column,))
         if not isinstance(per_group, (int, np.integer)) or isinstance(per_group, bool) \
