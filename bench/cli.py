@@ -53,6 +53,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("quality", "bench.quality",
              "retrieval quality: QMSum chunking variants (nDCG/recall/MRR@10, bootstrap CIs), SciFact",
              "30-60 min; --quick 11-14 min"),
+    Scenario("situated", "bench.situated",
+             "chunk vectors on QMSum, COVID-QA and SciFact: naive, context, late, means and multi-vector "
+             "(max, weighted) against naive with bootstrap CIs; the cost of a second vector",
+             "70-100 min uncached, 10 min cached; --quick 5 min (est.)"),
     Scenario("ingest", "bench.ingest",
              "Table.add_documents throughput vs a bare model.encode of the same chunks",
              "25 min; --quick 2.5 min"),

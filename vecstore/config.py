@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 import math
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
 from .errors import InvalidArgumentError
@@ -96,14 +98,117 @@ DEFAULT_OVERSAMPLE = 16
 """Binary-stage candidates per requested hit (k x oversample); see :class:`PlannerSettings`."""
 
 
+PRIMARY_VECTOR = "vector"
+"""The vector column every table has; a multi-vector table keeps more beside it."""
+
+
+@dataclass(frozen=True)
+class Combine:
+    """How a row with several vectors is scored against one query: ``max`` of its vectors'
+    scores, or the ``sum`` of their scores times ``weights``. ``columns`` are the vector columns
+    that take part (a query may score by a subset: ``.using("vector_late")``).
+
+    Build one with :meth:`parse`: ``"max"``, a column name, a list of names (max over them), or
+    a mapping ``{"vector": 0.75, "vector_context": 0.25}`` (a weighted sum of scores).
+    """
+
+    mode: str  # "max" or "sum"
+    columns: tuple[str, ...]
+    weights: tuple[float, ...] = ()
+
+    @property
+    def single(self) -> str | None:
+        """The one column scored, when there is one (with weight 1 under ``sum``)."""
+        if len(self.columns) == 1 and (self.mode == "max" or self.weights == (1.0,)):
+            return self.columns[0]
+        return None
+
+    @classmethod
+    def parse(cls, value: object, vectors: Sequence[str]) -> Combine:
+        """``value`` for a table whose vector columns are ``vectors``; an unknown column or a
+        malformed value raises an error naming what is allowed."""
+        if isinstance(value, Combine):
+            _check_columns(value.columns, vectors)
+            return value
+        if value is None or value == "max":
+            return cls("max", tuple(vectors))
+        if isinstance(value, str):
+            _check_columns((value,), vectors)
+            return cls("max", (value,))
+        if isinstance(value, Mapping):
+            if not value:
+                raise InvalidArgumentError("combine weights are empty; give at least one column")
+            names = tuple(str(k) for k in value)
+            _check_columns(names, vectors)
+            weights = []
+            for name, w in value.items():
+                if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
+                    raise InvalidArgumentError(
+                        f"combine weight of {name!r} must be a positive finite number, got {w!r}")
+                weights.append(float(w))
+            return cls("sum", names, tuple(weights))
+        if isinstance(value, Sequence) and value and all(isinstance(v, str) for v in value):
+            names = tuple(dict.fromkeys(value))
+            _check_columns(names, vectors)
+            return cls("max", names)
+        raise InvalidArgumentError(
+            f"combine must be 'max', a vector column name, a list of them or a mapping "
+            f"{{column: weight}}, got {value!r}")
+
+    def to_json(self) -> object:
+        if self.mode == "max":
+            return "max" if len(self.columns) > 1 else self.columns[0]
+        return dict(zip(self.columns, self.weights, strict=True))
+
+
+def _check_columns(names: Sequence[str], vectors: Sequence[str]) -> None:
+    for name in names:
+        if name not in vectors:
+            raise InvalidArgumentError(
+                f"unknown vector column {name!r}; the table's vector columns are: "
+                f"{', '.join(map(repr, vectors))}")
+
+
+def check_vector_names(vectors: object) -> tuple[str, ...]:
+    """The vector columns of a table: ``"vector"`` first, then distinct names of the form
+    ``vector_<suffix>`` (letters, digits, ``_``)."""
+    if isinstance(vectors, str) or not isinstance(vectors, Sequence) or not vectors:
+        raise InvalidArgumentError(
+            f"vectors must be a list of column names starting with 'vector', got {vectors!r}")
+    names = tuple(vectors)
+    if names[0] != PRIMARY_VECTOR:
+        raise InvalidArgumentError(
+            f"the first vector column must be 'vector' (the one every table has), got {names!r}")
+    if len(set(names)) != len(names):
+        raise InvalidArgumentError(f"vector column names repeat: {names!r}")
+    for name in names[1:]:
+        if not isinstance(name, str) or not _VECTOR_NAME.match(name):
+            raise InvalidArgumentError(
+                f"vector column {name!r} must be named 'vector_<suffix>' (letters, digits, '_'; "
+                f"at most 64 characters)")
+    if len(names) > 8:
+        raise InvalidArgumentError(f"a table keeps at most 8 vectors per row, got {len(names)}")
+    return names
+
+
+_VECTOR_NAME = re.compile(r"^vector_[A-Za-z0-9_]{1,57}$")
+
+
 @dataclass(frozen=True)
 class TableConfig:
-    """The settings a table is created with; stored in every manifest of the table."""
+    """The settings a table is created with; stored in every manifest of the table.
+
+    ``vectors``: the vector columns each row keeps (``("vector",)``, or several: a multi-vector
+    table, all of dimension ``dim``); ``combine``: how a row with several is scored unless a
+    query says otherwise (:class:`Combine`; the max of its vectors' scores by default).
+    """
 
     dim: int
     metric: Metric = Metric.COSINE
     embedder: str | None = None
     keyword: KeywordConfig = KeywordConfig()
+    vectors: tuple[str, ...] = (PRIMARY_VECTOR,)
+    combine: Combine | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.keyword, KeywordConfig):
@@ -113,18 +218,35 @@ class TableConfig:
         if self.dim > 65536:
             raise InvalidArgumentError(f"dim must be at most 65536, got {self.dim}")
         object.__setattr__(self, "metric", Metric.parse(self.metric))
+        if self.vectors != (PRIMARY_VECTOR,):
+            object.__setattr__(self, "vectors", check_vector_names(self.vectors))
+        object.__setattr__(self, "combine", Combine.parse(self.combine, self.vectors))
+
+    @property
+    def multi(self) -> bool:
+        """Whether rows keep more than one vector."""
+        return len(self.vectors) > 1
 
     def to_json(self) -> dict[str, object]:
-        return {"dim": self.dim, "metric": self.metric.value, "embedder": self.embedder,
-                "keyword": self.keyword.to_json()}
+        out: dict[str, object] = {"dim": self.dim, "metric": self.metric.value, "embedder": self.embedder,
+                                  "keyword": self.keyword.to_json()}
+        if self.multi:  # a single-vector table's settings read as before (format 1)
+            out["vectors"] = list(self.vectors)
+            assert self.combine is not None
+            out["combine"] = self.combine.to_json()
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> TableConfig:
+        raw = data.get("vectors") or (PRIMARY_VECTOR,)
+        vectors = tuple(str(v) for v in raw)  # type: ignore[attr-defined]
         return cls(
             dim=int(data["dim"]),  # type: ignore[call-overload]
             metric=Metric.parse(str(data["metric"])),
             embedder=data.get("embedder"),  # type: ignore[arg-type]
             keyword=KeywordConfig.from_json(data.get("keyword")),  # absent from older manifests: the default
+            vectors=vectors,
+            combine=Combine.parse(data.get("combine"), vectors),
         )
 
 

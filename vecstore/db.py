@@ -61,7 +61,8 @@ def _settings_differ(tbl: Table, config: TableConfig, attributes: pa.Schema) -> 
     """What an existing table has other than asked: settings and declared columns."""
     have = tbl.config
     out = [f"{k}={getattr(have, k)!r} (asked {getattr(config, k)!r})"
-           for k in ("dim", "metric", "embedder") if getattr(have, k) != getattr(config, k)]
+           for k in ("dim", "metric", "embedder", "vectors", "combine")
+           if getattr(have, k) != getattr(config, k)]
     schema = tbl.schema
     for f in attributes:
         if f.name not in schema.names:
@@ -125,7 +126,8 @@ class Database:
     def create_table(self, name: str, dim: int | None = None, *, metric: str | Metric = "cosine",
                      embedder: Any = None, schema: pa.Schema | None = None, exist_ok: bool = False,
                      data: Any = None, keyword_columns: Sequence[str] | None = None,
-                     language: str | None = None) -> Table:
+                     language: str | None = None, vectors: Any = None, combine: Any = None
+                     ) -> Table:
         """Create a table of ``dim``-dimensional vectors compared by ``metric`` (``"cosine"``,
         ``"dot"`` or ``"l2"``). ``schema`` declares attribute columns up front (otherwise the
         first rows define them). ``data`` (rows, as for :meth:`Table.add`) is stored in the
@@ -133,13 +135,19 @@ class Database:
 
         If the table exists, or another process creates it at the same moment, this raises
         :class:`AlreadyExistsError`; with ``exist_ok=True`` the existing table is opened instead
-        if its dim, metric, embedder and declared columns are those asked (``data`` is then not
-        added), and AlreadyExistsError names the difference otherwise.
+        if its dim, metric, embedder, vectors and declared columns are those asked (``data`` is
+        then not added), and AlreadyExistsError names the difference otherwise.
 
         Keyword search (``tbl.search(text, mode="keyword")``) indexes the string columns
         ``keyword_columns`` (default ``["text"]``) as one field, analyzed for ``language``
         (default ``"english"``; ``"none"``: no stemming, no stopwords); the index is kept up to
         date by every write. ``tbl.set_keyword_columns`` changes them later.
+
+        ``vectors`` makes a multi-vector table: the vector columns every row keeps, ``"vector"``
+        first (e.g. ``["vector", "vector_late"]``, all of dimension ``dim``), each with its own
+        codes. A query scores a row by ``combine`` of its vectors' scores: ``"max"`` (the
+        default), or ``{column: weight}`` for a weighted sum; ``Query.using`` and
+        ``Query.combine`` choose otherwise per query.
         """
         path = self._table_dir(name)
         emb = None
@@ -160,8 +168,9 @@ class Database:
         keyword = KeywordConfig(
             columns=("text",) if keyword_columns is None else tuple(keyword_columns),
             language="english" if language is None else language)
+        names = ("vector",) if vectors is None else vectors if isinstance(vectors, str) else tuple(vectors)
         config = TableConfig(dim=dim, metric=Metric.parse(metric), embedder=embedder_id,
-                             keyword=keyword)
+                             keyword=keyword, vectors=names, combine=combine)  # type: ignore[arg-type]
         attributes = declared_schema(schema)
         check_keyword_columns(keyword, attributes)
         custom = None if embedder is None or isinstance(embedder, str) else embedder
@@ -173,7 +182,7 @@ class Database:
             if emb is not None:
                 from .ingest.rows import embed_missing
 
-                data = embed_missing(data, emb)
+                data = embed_missing(data, emb, config.vectors)
             batch = prepare_batch(data, config, attributes)  # validated before anything is written
         if not create_table_dir(self.path, path, config, attributes, batch, self.lock_timeout):
             existing = self._existing(name, path, config, attributes, exist_ok, custom, raced=True)

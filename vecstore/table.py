@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from .config import KeywordConfig, Metric, PlannerSettings, TableConfig
+from .config import Combine, KeywordConfig, Metric, PlannerSettings, TableConfig
 from .errors import CorruptStoreError, InvalidArgumentError, NotFoundError, ReadOnlyError, SchemaError
 from .inputs import check_version, prepare_batch, query_matrix, query_text, query_vector
 from .query.builder import BatchQuery, Query
@@ -76,6 +76,13 @@ class _Source:
 
     def check_columns(self, columns: tuple[str, ...]) -> None:
         self._table._check_columns(columns)
+
+    def parse_combine(self, value: Any) -> Combine:
+        return Combine.parse(value, self._table._current().vector_names)
+
+    @property
+    def vector_names(self) -> tuple[str, ...]:
+        return self._table._current().vector_names
 
     def run(self, spec: QuerySpec) -> list[Hits]:
         t = self._table
@@ -175,7 +182,8 @@ class Table:
         return self._current()
 
     def _check_columns(self, columns: Sequence[str]) -> None:
-        known = set(self._current().attribute_names()) | {"vector"}
+        snap = self._current()
+        known = set(snap.attribute_names()) | set(snap.vector_names)
         for c in columns:
             if c not in known:
                 raise InvalidArgumentError(
@@ -203,7 +211,8 @@ class Table:
         """``id``, the attribute columns and ``vector``, with their Arrow types."""
         snap = self._current()
         return pa.schema([pa.field("id", pa.string()), *snap.manifest.schema,
-                          pa.field("vector", pa.list_(pa.float32(), snap.manifest.config.dim))])
+                          *(pa.field(v, pa.list_(pa.float32(), snap.manifest.config.dim))
+                            for v in snap.vector_names)])
 
     def __len__(self) -> int:
         return self._current().num_rows
@@ -264,8 +273,8 @@ class Table:
         ``where``, only the rows for which that filter is true (``?`` bound to ``params``)."""
         snap = self._current()
         cols = list(columns) if columns is not None else snap.attribute_names()
-        if with_vectors and "vector" not in cols:
-            cols.append("vector")
+        if with_vectors:
+            cols += [v for v in snap.vector_names if v not in cols]
         self._check_columns(cols)
         if where is None:
             if params:
@@ -280,7 +289,7 @@ class Table:
         """The rows with these ids (missing ids are skipped), in the order given."""
         snap = self._current()
         rows = snap.rows_where_in("id", [str(i) for i in ids])
-        cols = snap.attribute_names() + (["vector"] if with_vectors else [])
+        cols = snap.attribute_names() + (list(snap.vector_names) if with_vectors else [])
         found = {r["id"]: r for r in snap.take(np.sort(rows), cols).to_pylist()}
         return [found[i] for i in map(str, ids) if i in found]
 
@@ -372,7 +381,7 @@ class Table:
         if self.config.embedder is not None or self._embedder is not None:
             from .ingest.rows import embed_missing
 
-            rows = embed_missing(rows, self.embedder)
+            rows = embed_missing(rows, self.embedder, self.config.vectors)
         snap, ids = self._writer.write_rows(
             base, lambda s: prepare_batch(rows, s.manifest.config, s.manifest.schema),
             replace=replace, replace_docs=replace_docs)
@@ -456,7 +465,10 @@ class Table:
             raise InvalidArgumentError(f"table {self.name!r} is empty: add rows before building an index")
         if progress is None:
             progress = sys.stderr.isatty()
-        vectors = np.concatenate(snap.vectors) if len(snap.vectors) > 1 else snap.vectors[0]
+        # a multi-vector table's index holds every vector of every row: one block of labels per
+        # vector column, each in row order (labels map many-to-one to rows)
+        blocks = [v for name in snap.vector_names for v in snap.column(name).vectors]
+        vectors = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
         index = build_index(kind, vectors, self.metric, progress=progress, threads=threads, **params)
         rel = f"indexes/{uuid.uuid4().hex}"
         try:  # never the table's own directory: if it is gone, the table was dropped
@@ -468,7 +480,7 @@ class Table:
         index.save(self.path / rel)
         entry = IndexEntry(kind=kind, params=index.params.to_json(), path=rel, count=len(index),
                            segments=tuple((e.data.path, e.rows) for e in snap.manifest.segments),
-                           built_at_version=snap.version)
+                           built_at_version=snap.version, vectors=snap.vector_names)
         self._set(self._writer.set_index(snap, entry, self._executor.calibrate(snap)))
         self._executor.remember_index(entry, index)
         return entry.to_json()
@@ -501,7 +513,7 @@ class Table:
         return changed
 
     # -- documents ------------------------------------------------------------------------------
-    def add_documents(self, docs: Any, *, chunking: str = "context", chunker: str = "tokens",
+    def add_documents(self, docs: Any, *, chunking: str | None = None, chunker: str = "tokens",
                       chunk_tokens: int = 128, overlap: int = 16, window: Any = None,
                       progress: bool | None = None) -> IngestReport:
         """Split whole documents into chunks, embed each chunk, and store one row per chunk.
@@ -510,18 +522,23 @@ class Table:
         chunk row has ``id`` (``"<doc_id>#<n>"``), ``doc_id``, ``chunk_index``, ``char_start``
         and ``char_end`` (its span in the document's text), ``text``, ``context`` and the
         document's attributes. A document already in the table is replaced whole, in the same
-        commit. ``chunking`` is ``"context"`` (the default: it measured best on QMSum at 128-token
-        chunks, see docs/benchmarks.md), ``"late"``, ``"naive"`` or a combination such as
-        ``"late+naive"`` (see :mod:`vecstore.ingest.situated`).
+        commit. ``chunking`` is ``"naive"``, ``"context"``, ``"late"``, a mean such as
+        ``"late+naive"``, or several vectors per chunk such as ``"naive|late"`` (see
+        :mod:`vecstore.ingest.situated`); None: the default, ``"naive|late"`` (each chunk keeps
+        its own and its late-chunked vector, a hit scores the better; ``"naive"`` for an
+        embedder without token embeddings), chosen on QMSum meetings and COVID-QA papers
+        (docs/benchmarks.md). A mode with several vectors needs a table with those vector
+        columns (``vector``, ``vector_late``, ...): an empty table is given them; a table
+        holding rows of other columns is refused.
         """
         if self.embedder is None:
             raise InvalidArgumentError(
                 "add_documents needs a table with an embedder: db.create_table(name, embedder=\"default\")")
         from .ingest.pipeline import chunk_documents
 
-        self._writable()
+        mode = self._documents_chunking(chunking)
         t = time.perf_counter()
-        out = chunk_documents(docs, self.embedder, chunking=chunking, chunker=chunker,
+        out = chunk_documents(docs, self.embedder, chunking=mode, chunker=chunker,
                               chunk_tokens=chunk_tokens, overlap=overlap, window=window,
                               progress=progress)
         doc_ids = sorted(set(out.table.column("doc_id").to_pylist())) if out.table.num_rows else []
@@ -530,3 +547,39 @@ class Table:
         return IngestReport(documents=out.n_documents, chunks=out.n_chunks,
                             skipped=tuple((s.doc_id, s.reason) for s in out.skipped),
                             seconds=time.perf_counter() - t)
+
+    def _documents_chunking(self, chunking: str | None) -> str:
+        """The chunking mode documents are added with (None: the default for the table's
+        embedder), after giving an empty table the vector columns it fills (refused when the
+        table holds rows of other vector columns). Shared by add_documents and vecstore.ray."""
+        from .ingest.pipeline import default_chunking
+        from .ingest.situated import vector_columns
+
+        if self.embedder is None:
+            raise InvalidArgumentError(
+                "adding documents needs a table with an embedder: "
+                "db.create_table(name, embedder=\"default\")")
+        mode = default_chunking(self.embedder) if chunking is None else chunking
+        needed = vector_columns(mode)
+        base = self._writable()
+        if base.vector_names != needed:
+            if chunking is None and base.num_rows:
+                raise InvalidArgumentError(
+                    f"the default chunking {mode!r} stores the vector columns {list(needed)}, but "
+                    f"table {self.name!r} holds rows with {list(base.vector_names)} (made with "
+                    f"another chunking: the default was 'context' before it became 'naive|late'); "
+                    f"pass chunking= with the mode its rows were made with")
+            self._set_vectors(base, needed, mode)
+        return mode
+
+    def _set_vectors(self, base: Snapshot, needed: tuple[str, ...], mode: str) -> None:
+        """Give an empty table the vector columns chunking ``mode`` fills."""
+        if base.num_rows:
+            raise InvalidArgumentError(
+                f"chunking {mode!r} stores the vector columns {list(needed)}, but table "
+                f"{self.name!r} holds rows with {list(base.vector_names)}; use a chunking that "
+                f"fills those, or a new table")
+        from dataclasses import replace
+
+        config = replace(base.manifest.config, vectors=needed, combine=None)
+        self._set(self._writer.set_vectors(base, config))

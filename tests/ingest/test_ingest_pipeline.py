@@ -28,7 +28,8 @@ def test_rows_columns_and_spans(
 ) -> None:
     out = chunk_documents(docs, tiny_embedder, chunk_tokens=40, overlap=8, progress=False)
     table = out.table
-    assert table.column_names == [*CHUNK_COLUMNS, "year", "title", "vector"]
+    # the default chunking "naive|late" keeps each chunk's plain and late-chunked vectors
+    assert table.column_names == [*CHUNK_COLUMNS, "year", "title", "vector", "vector_late"]
     assert table.schema.field("chunk_index").type == pa.int32()
     assert table.schema.field("char_start").type == pa.int64()
     assert table.schema.field("vector").type == pa.list_(pa.float32(), tiny_embedder.dim)
@@ -107,7 +108,7 @@ def test_oversized_chunks_are_lowered_to_the_window(
 def test_nothing_to_embed_gives_an_empty_table(tiny_embedder: SentenceTransformerEmbedder) -> None:
     out = chunk_documents([{"id": "x", "text": ""}, {"id": "y", "text": None}], tiny_embedder)
     assert out.n_chunks == 0 and out.n_documents == 0
-    assert out.table.column_names == [*CHUNK_COLUMNS, "vector"]
+    assert out.table.column_names == [*CHUNK_COLUMNS, "vector", "vector_late"]  # the default's
     assert [s.reason for s in out.skipped] == ["empty text", "no text"]
     assert chunk_documents([], tiny_embedder).n_chunks == 0
 

@@ -15,7 +15,8 @@ from ..errors import InvalidArgumentError
 from . import cli, emit
 from .commands import plain_option
 
-CHUNKINGS = ["context", "late", "naive", "late+naive", "context+naive"]
+CHUNKINGS = ["naive|late", "context", "late", "naive", "late+naive", "context+naive", "naive|context",
+             "naive|context|late"]
 
 _SIZE = re.compile(r"\s*(\d+)\s*([a-z]*)\s*", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kib": 2**10, "m": 2**20, "mib": 2**20, "g": 2**30,
@@ -81,8 +82,10 @@ def _open_or_create(store: str, table: str, model: str | None):
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--model", default=None, help="Embedding model: 'default' (all-MiniLM-L6-v2) or a "
               "sentence-transformers model directory. Fixed when the table is created.")
-@click.option("--chunking", type=click.Choice(CHUNKINGS), default="context", show_default=True,
-              help="How chunks are embedded: with their surrounding text (late, context) or alone.")
+@click.option("--chunking", type=click.Choice(CHUNKINGS), default=None,
+              help="How chunks are embedded: alone (naive), with their surrounding text (late, "
+              "context), averaged (+) or kept side by side (|). Default: naive|late (naive for "
+              "a model without token embeddings).")
 @click.option("--chunker", type=click.Choice(["tokens", "sentences", "markdown"]), default="tokens",
               show_default=True, help="Where chunks are cut.")
 @click.option("--chunk-tokens", default=128, show_default=True, help="Chunk size in model tokens.")
@@ -101,7 +104,7 @@ def _open_or_create(store: str, table: str, model: str | None):
               "for the command; everything is written in one commit.")
 @click.option("--ray-workers", default=2, show_default=True, help="Embedding actors with --ray.")
 @plain_option
-def ingest(store: str, table: str, paths: tuple[str, ...], model: str | None, chunking: str,
+def ingest(store: str, table: str, paths: tuple[str, ...], model: str | None, chunking: str | None,
            chunker: str, chunk_tokens: int, overlap: int, attrs: tuple[str, ...], text_column: str,
            id_column: str, max_file_bytes: int, progress: bool | None, ray_address: str | None,
            ray_workers: int, plain: bool) -> None:
@@ -185,10 +188,11 @@ DEMO_QUERIES = [
 @cli.command()
 @click.option("--store", default="demo_store", show_default=True, type=click.Path(file_okay=False),
               help="Where the demo store is written (replaced if it exists).")
-@click.option("--chunking", type=click.Choice(CHUNKINGS), default="context", show_default=True)
+@click.option("--chunking", type=click.Choice(CHUNKINGS), default=None,
+              help="Default: naive|late.")
 @click.option("-k", "--limit", "k", default=3, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of text.")
-def demo(store: str, chunking: str, k: int, as_json: bool) -> None:
+def demo(store: str, chunking: str | None, k: int, as_json: bool) -> None:
     """Ingest the bundled sample (four QMSum meeting transcripts, MIT licensed) with the default
     model, then search it with and without filters, printing hits with their source offsets."""
     from ..ingest.loaders import load_documents
@@ -207,7 +211,7 @@ def demo(store: str, chunking: str, k: int, as_json: bool) -> None:
     tbl = db.create_table("meetings", embedder="default")
     report = tbl.add_documents(docs, chunking=chunking, progress=None)
     click.echo(f"ingested {report.documents} documents as {report.chunks} chunks in "
-               f"{report.seconds:.1f} s ({chunking} chunking)", err=True)
+               f"{report.seconds:.1f} s ({chunking or 'default'} chunking)", err=True)
     texts = {d["id"]: d["text"] for d in docs}
     for query, where in DEMO_QUERIES:
         q = tbl.search(query).limit(k).select("doc_id", "chunk_index", "char_start", "char_end", "domain")

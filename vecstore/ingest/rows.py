@@ -23,12 +23,15 @@ def check_texts(texts: Sequence[Any], positions: Sequence[int] | None = None) ->
             raise InvalidArgumentError(f"row {i}: field 'text' is empty; there is nothing to embed")
 
 
-def embed_missing(rows: Any, embedder: Embedder) -> Any:
+def embed_missing(rows: Any, embedder: Embedder, vectors: Sequence[str] = ("vector",)) -> Any:
     """``rows`` with a ``vector`` for each row that has none, embedded from its ``text``.
 
     Rows are a list of dicts, a dict, a ``pyarrow.Table``/``RecordBatch`` or a pandas DataFrame
     (converted to Arrow); anything else is returned unchanged for the row validation to report.
+    ``vectors``: the table's vector columns. In a multi-vector table a row embedded from its
+    text alone gets that vector in each column: a text with no surroundings is its own context.
     """
+    extra = tuple(vectors[1:])
     if type(rows).__name__ == "DataFrame" and hasattr(rows, "to_dict"):
         rows = pa.Table.from_pandas(rows, preserve_index=False)
     if isinstance(rows, pa.RecordBatch):
@@ -40,9 +43,13 @@ def embed_missing(rows: Any, embedder: Embedder) -> Any:
             raise InvalidArgumentError("rows need a 'vector' or a 'text' column to embed")
         texts = rows.column("text").to_pylist()
         check_texts(texts)
-        vectors = np.ascontiguousarray(embedder.embed_documents(texts), dtype=np.float32)
-        col = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), embedder.dim)
-        return rows.append_column("vector", col)
+        values = np.ascontiguousarray(embedder.embed_documents(texts), dtype=np.float32)
+        col = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), embedder.dim)
+        rows = rows.append_column("vector", col)
+        for name in extra:
+            if name not in rows.column_names:
+                rows = rows.append_column(name, col)
+        return rows
     if isinstance(rows, dict):
         rows = [rows]
     if not isinstance(rows, (list, tuple)):
@@ -52,8 +59,8 @@ def embed_missing(rows: Any, embedder: Embedder) -> Any:
         return rows
     texts = [rows[i].get("text") for i in missing]
     check_texts(texts, missing)
-    vectors = embedder.embed_documents(texts)
+    embedded = embedder.embed_documents(texts)
     out = list(rows)
-    for i, v in zip(missing, vectors, strict=True):
-        out[i] = {**rows[i], "vector": v}
+    for i, v in zip(missing, embedded, strict=True):
+        out[i] = {**{name: v for name in extra}, **rows[i], "vector": v}
     return out

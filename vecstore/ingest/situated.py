@@ -14,6 +14,10 @@ Modes, named by the ``chunking=`` argument of the pipeline:
   chunk a window centred on it.
 - ``"late+naive"``, ``"context+naive"``, ...: the mean of the named modes' vectors (renormalised
   when they are unit vectors), to measure whether a chunk's own vector helps its situated one.
+- ``"naive|late"``, ``"naive|context"``, ...: several vectors per chunk, kept side by side
+  (``|``) in a multi-vector table: the first in ``vector``, each further one in
+  ``vector_<mode>`` (``vector_late``); a query scores the chunk by the best of them (or as the
+  table's ``combine`` says). Each part may itself be a mean (``"naive|late+context"``).
 
 Nothing here decides which mode is best: ``bench/`` measures them.
 """
@@ -35,18 +39,45 @@ MODES = ("late", "context", "naive")
 Vectors = npt.NDArray[np.float32]
 
 
-def parse_mode(mode: str) -> tuple[str, ...]:
-    """``"late+naive"`` -> ``("late", "naive")``; an unknown name raises an error listing the
-    allowed ones."""
+def parse_chunking(mode: str) -> tuple[tuple[str, ...], ...]:
+    """The vectors a chunking mode makes per chunk, each the mean of some base modes:
+    ``"naive|late+context"`` -> ``(("naive",), ("late", "context"))``."""
     if not isinstance(mode, str) or not mode.strip():
         raise InvalidArgumentError(f"chunking must be a string such as 'late', got {mode!r}")
+    groups = tuple(parse_mode(part) for part in mode.split("|"))
+    names = vector_columns_of(groups)
+    if len(set(names)) != len(names) or len({frozenset(g) for g in groups}) != len(groups):
+        raise InvalidArgumentError(f"chunking {mode!r} names the same vector twice")
+    return groups
+
+
+def vector_columns_of(groups: Sequence[Sequence[str]]) -> tuple[str, ...]:
+    """The table's vector columns for these groups: ``vector``, then ``vector_<mode>``."""
+    return ("vector", *("vector_" + "_".join(g) for g in groups[1:]))
+
+
+def vector_columns(mode: str) -> tuple[str, ...]:
+    """The vector columns ``mode`` fills: ``"naive|late"`` -> ``("vector", "vector_late")``."""
+    return vector_columns_of(parse_chunking(mode))
+
+
+def parse_mode(mode: str) -> tuple[str, ...]:
+    """``"late+naive"`` -> ``("late", "naive")``: the base modes of one vector, averaged; an
+    unknown name raises an error listing the allowed ones."""
+    if not isinstance(mode, str) or not mode.strip():
+        raise InvalidArgumentError(f"chunking must be a string such as 'late', got {mode!r}")
+    if "|" in mode:
+        raise InvalidArgumentError(
+            f"chunking {mode!r} makes several vectors per chunk; this function makes one "
+            "(see parse_chunking / embed_chunked_columns)")
     parts = tuple(dict.fromkeys(p.strip().lower() for p in mode.split("+")))
     for part in parts:
         if part not in MODES:
             allowed = ", ".join(repr(m) for m in MODES)
             raise InvalidArgumentError(
                 f"unknown chunking mode {part!r} in {mode!r}; expected one of {allowed}, "
-                "or several joined with '+' (e.g. 'late+naive')"
+                "several joined with '+' (their mean, e.g. 'late+naive') or with '|' (kept as "
+                "separate vectors, e.g. 'naive|late')"
             )
     return parts
 
@@ -311,18 +342,32 @@ def embed_chunked(
 ) -> list[Vectors]:
     """Embed the chunks of many documents at once (batched across documents): one
     ``(len(doc.chunks), embedder.dim)`` float32 array per document, in order."""
-    modes = parse_mode(mode)
+    return [cols[0] for cols in embed_chunked_columns(embedder, docs, (parse_mode(mode),), options)]
+
+
+def embed_chunked_columns(
+    embedder: Embedder,
+    docs: Sequence[ChunkedText],
+    mode: str | Sequence[Sequence[str]] = "naive|late",
+    options: WindowOptions | None = None,
+) -> list[list[Vectors]]:
+    """Like :func:`embed_chunked` for a mode that makes several vectors per chunk
+    (``"naive|late"``): per document, one ``(len(doc.chunks), dim)`` array per vector column
+    (:func:`vector_columns`). Each base mode runs once, whatever the groups share."""
+    groups = parse_chunking(mode) if isinstance(mode, str) else tuple(
+        (g,) if isinstance(g, str) else tuple(g) for g in mode)
     opts = options or WindowOptions()
+    modes = tuple(dict.fromkeys(m for g in groups for m in g))
     toks = [_DocTokens(doc, embedder) for doc in docs] if set(modes) - {"naive"} else []
-    per_mode: list[list[Vectors]] = []
+    per_mode: dict[str, list[Vectors]] = {}
     for m in modes:
         if m == "naive":
-            per_mode.append(_naive(embedder, docs))
+            per_mode[m] = _naive(embedder, docs)
         elif m == "context":
-            per_mode.append(_context(embedder, docs, toks, opts))
+            per_mode[m] = _context(embedder, docs, toks, opts)
         else:
-            per_mode.append(_late(embedder, docs, toks, opts))
-    return [_combine([vs[d] for vs in per_mode]) for d in range(len(docs))]
+            per_mode[m] = _late(embedder, docs, toks, opts)
+    return [[_combine([per_mode[m][d] for m in g]) for g in groups] for d in range(len(docs))]
 
 
 def embed_chunks(
@@ -352,6 +397,9 @@ __all__ = [
     "ChunkedText",
     "WindowOptions",
     "embed_chunked",
+    "embed_chunked_columns",
     "embed_chunks",
+    "parse_chunking",
     "parse_mode",
+    "vector_columns",
 ]

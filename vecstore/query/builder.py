@@ -39,6 +39,9 @@ class QuerySource(Protocol):
     def check_columns(self, columns: tuple[str, ...]) -> None:
         """Raise :class:`~vecstore.InvalidArgumentError` for an unknown column."""
 
+    # optional: ``parse_combine(value) -> Combine`` (tables with vector columns to choose from)
+    # and ``vector_names`` (the table's vector columns, which group_by refuses)
+
     def run(self, spec: QuerySpec) -> list[Hits]:
         """One :class:`Hits` per query vector of ``spec``."""
 
@@ -84,6 +87,26 @@ class _Chain:
     def exact(self: Self, exact: bool = True) -> Self:
         """Score every matching row with float32 vectors (slow, exact: the oracle)."""
         return _with(self, _spec=_with(self._spec, exact=bool(exact)))
+
+    def using(self: Self, *columns: str) -> Self:
+        """Score by these vector columns only (a multi-vector table; the best of them when
+        several), e.g. ``.using("vector_late")``; ``.using("vector")`` on any table is a plain
+        search of its primary vector."""
+        if len(columns) == 1 and isinstance(columns[0], (list, tuple)):
+            columns = tuple(columns[0])
+        if not columns:
+            raise InvalidArgumentError("using() needs at least one vector column")
+        return self.combine(columns[0] if len(columns) == 1 else list(columns))
+
+    def combine(self: Self, how: Any) -> Self:
+        """How a row that keeps several vectors is scored: ``"max"`` (its best vector), a
+        column or list of columns (the best of those), or ``{column: weight}`` (the weighted
+        sum of their scores, e.g. ``{"vector": 0.75, "vector_context": 0.25}``). The table's
+        own combination is used unless a query says otherwise."""
+        parse = getattr(self._source, "parse_combine", None)
+        if parse is None:
+            raise InvalidArgumentError("using()/combine() are not available on this table (a remote one)")
+        return _with(self, _spec=_with(self._spec, combine=parse(how)))
 
     def select(self: Self, *columns: str) -> Self:
         """Return only these columns besides ``id`` and ``score`` (``"vector"`` adds the vector)."""
@@ -175,7 +198,8 @@ class Query(_Chain):
         """Return the best ``per_group`` rows of each of the best ``limit`` groups of rows that
         share a value of ``column`` (e.g. ``"doc_id"``: one hit per document), best group
         first. A row whose value is null is a group of its own."""
-        if not isinstance(column, str) or column == "vector":
+        vectors = getattr(self._source, "vector_names", ("vector",))  # optional in the protocol
+        if not isinstance(column, str) or column == "vector" or column in vectors:
             raise InvalidArgumentError(f"group_by takes the name of an attribute column, got {column!r}")
         self._source.check_columns((column,))
         if not isinstance(per_group, (int, np.integer)) or isinstance(per_group, bool) \

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..config import PlannerSettings
+from ..config import Combine, PlannerSettings
 from ..errors import CorruptStoreError, InvalidArgumentError
 from ..storage.files import open_in_table
 from ..storage.manifest import IndexEntry, ScanCalibration
@@ -30,6 +30,7 @@ from .calibrate import calibrate_scan
 from .filters import ROW_COLUMN, FilterEngine
 from .indexed import IndexView, Prefetched, search_index, search_index_batch, search_index_quick
 from .keyword import KeywordView
+from .multivector import plain
 from .planner import SearchRequest, resolve_oversample
 from .results import Hits, Plan, Stage
 from .retrieval import run_retrieval
@@ -131,14 +132,16 @@ class Executor:
 
     # -- running ------------------------------------------------------------------------------
     def search_vector(self, snap: Snapshot, query: F32, k: int, rows: I64 | None,
-                      stages: list[Stage], oversample: int | None, exact: bool
-                      ) -> tuple[I64, F32, Plan]:
+                      stages: list[Stage], oversample: int | None, exact: bool,
+                      combine: Combine | None = None) -> tuple[I64, F32, Plan]:
         """One vector query's best ``k`` among ``rows`` (every live row when None), by the
-        strategy the planner picks: the vector ranker of keyword-aware queries."""
+        strategy the planner picks: the vector ranker of keyword-aware queries. ``combine``:
+        the vector columns scored on a multi-vector table (None: the table's combination)."""
         req = SearchRequest(query=query, k=k,
                             oversample=resolve_oversample(oversample, rows is not None, self.settings,
                                                           snap.manifest.scan, snap.num_rows),
-                            oversample_set=oversample is not None, exact=exact, rows=rows)
+                            oversample_set=oversample is not None, exact=exact, rows=rows,
+                            combine=combine)
         view = self.index_view(snap)
         if view is not None:
             return search_index(snap, view, req, self.settings, stages)
@@ -147,7 +150,8 @@ class Executor:
     def run(self, snap: Snapshot, spec: QuerySpec) -> list[Hits]:
         """One :class:`Hits` per query vector of ``spec``, in order."""
         if (spec.plain_vector and spec.where is None and spec.vectors is not None
-                and len(spec.vectors) == 1 and not spec.exact and spec.k > 0 and spec.columns is None):
+                and len(spec.vectors) == 1 and not spec.exact and spec.k > 0 and spec.columns is None
+                and spec.combine is None):
             view = self.index_view(snap)
             if view is not None and view.whole:
                 # the common query, kept lean: one index search, no per-query objects but Hits
@@ -159,7 +163,7 @@ class Executor:
                 if quick is not None:
                     return [Hits(quick[0], quick[1], quick[2], snap.default_columns, snap)]
         if spec.columns is not None:
-            known = set(snap.attribute_names()) | {"vector"}
+            known = set(snap.attribute_names()) | set(snap.vector_names)
             unknown = [c for c in spec.columns if c not in known]
             if unknown:
                 raise InvalidArgumentError(
@@ -179,7 +183,8 @@ class Executor:
         reqs = [SearchRequest(query=v, k=spec.k, oversample=oversample,
                               oversample_set=spec.oversample is not None, exact=spec.exact,
                               rows=rows, filter=spec.where,
-                              filter_seconds=filter_stages[0].seconds if filter_stages else 0.0)
+                              filter_seconds=filter_stages[0].seconds if filter_stages else 0.0,
+                              combine=spec.combine)
                 for v in spec.vectors]
         view = self.index_view(snap)
         prefetched: list[Prefetched | None] = [None] * len(reqs)
@@ -188,7 +193,7 @@ class Executor:
             if view is not None:
                 start = search_index_batch(snap, view, reqs, self.settings, filter_stages)
                 answers, prefetched = start.answers, start.prefetched
-            elif rows is None and not spec.exact:
+            elif rows is None and not spec.exact and plain(snap, spec.combine):
                 t = time.perf_counter()
                 cands = batch_binary_candidates(snap, [r.query for r in reqs], spec.k, oversample,
                                                 self.settings)
@@ -196,7 +201,8 @@ class Executor:
                     seconds = (time.perf_counter() - t) / len(reqs)
                     reqs = [SearchRequest(query=r.query, k=r.k, oversample=r.oversample,
                                           oversample_set=r.oversample_set, exact=r.exact, rows=None,
-                                          binary_candidates=c, binary_seconds=seconds)
+                                          binary_candidates=c, binary_seconds=seconds,
+                                          combine=r.combine)
                             for r, c in zip(reqs, cands, strict=True)]
         columns = list(dict.fromkeys(["id", *(spec.columns if spec.columns is not None
                                               else snap.manifest.schema.names)]))

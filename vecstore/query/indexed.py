@@ -21,10 +21,11 @@ import numpy.typing as npt
 from ..config import PlannerSettings
 from ..storage.manifest import IndexEntry
 from ..storage.snapshot import Snapshot
+from .multivector import make_scorer, scored_columns
 from .planner import BINARY_KINDS, SearchRequest, index_attempt, scan_instead_of_index
 from .results import Plan, Stage, Strategy
 from .scan import scan
-from .scoring import Scorer, rescore_exact, top_k
+from .scoring import rescore_exact, top_k
 
 I64 = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
@@ -43,12 +44,24 @@ class IndexView:
     live_labels: int
     live_allow: npt.NDArray[np.bool_] | None  # labels still live; None when all are
     attempts: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # unfiltered, by (k, ...)
+    vectors: tuple[str, ...] = ("vector",)  # the vector columns indexed, one block of labels each
+
+    @property
+    def per_row(self) -> int:
+        """Labels per row: one per vector column indexed."""
+        return len(self.vectors)
 
     @property
     def whole(self) -> bool:
         """Whether the index alone answers an unfiltered query: its scores are exact, every
-        label is live and no row was added since the build."""
-        return self.index.exact_scores and self.live_allow is None and self.fresh.size == 0
+        label is live, no row was added since the build, and each row has one label."""
+        return (self.index.exact_scores and self.live_allow is None and self.fresh.size == 0
+                and len(self.vectors) == 1)
+
+    def exact_for(self, index: Any) -> bool:
+        """Whether the index's scores are the rows' scores: exact, and one vector per row (a
+        row with several is rescored by its combination)."""
+        return bool(index.exact_scores) and len(self.vectors) == 1
 
     @classmethod
     def build(cls, snap: Snapshot, index: Any, entry: IndexEntry) -> IndexView:
@@ -59,7 +72,8 @@ class IndexView:
             where[e.data.path] = (s, 0)
             for path, _, at in e.merged_from:
                 where.setdefault(path, (s, at))
-        label_rows = np.full(entry.count, -1, dtype=np.int64)
+        per_row = len(entry.vectors)
+        label_rows = np.full(entry.count // per_row, -1, dtype=np.int64)
         covered = np.zeros(snap.physical_rows, dtype=bool)
         offset = 0
         for path, rows in entry.segments:
@@ -75,11 +89,14 @@ class IndexView:
                 covered[base:base + rows] = True
             offset += rows
         fresh = np.flatnonzero(snap.live_mask & ~covered).astype(np.int64)
+        if per_row > 1:  # labels of a multi-vector index: every row's first vector, then second...
+            label_rows = np.tile(label_rows, per_row)
         valid = label_rows >= 0
         live_labels = int(np.count_nonzero(valid))
         return cls(index=index, kind=entry.kind, label_rows=label_rows, covered=covered,
                    fresh=fresh, live_labels=live_labels,
-                   live_allow=None if live_labels == entry.count else valid)
+                   live_allow=None if live_labels == entry.count else valid,
+                   vectors=entry.vectors)
 
     def allow_for(self, snap: Snapshot, rows: I64 | None) -> npt.NDArray[np.bool_] | None:
         """The labels whose rows are in ``rows`` (every live label when None)."""
@@ -166,7 +183,8 @@ def search_index_batch(snap: Snapshot, view: IndexView, reqs: list[SearchRequest
     req = reqs[0]
     n_match = snap.num_rows if req.rows is None else int(req.rows.size)
     if (view.live_labels == 0 or scan_instead_of_index(view.kind, req, n_match, settings)
-            or any(r.oversample != req.oversample or r.k != req.k for r in reqs)):
+            or any(r.oversample != req.oversample or r.k != req.k for r in reqs)
+            or view.per_row > 1 or req.combine is not None):
         return BatchStart(none, list(none))
     t = time.perf_counter()
     allow = view.allow_for(snap, req.rows)
@@ -222,6 +240,9 @@ def search_index(snap: Snapshot, view: IndexView, req: SearchRequest, settings: 
     why = scan_instead_of_index(view.kind, req, n_match, settings)
     if why is None and view.live_labels == 0:
         why = "no live row in the index"
+    if why is None and req.combine is not None and set(req.combine.columns) != set(view.vectors):
+        why = (f"the index covers the vector columns {', '.join(view.vectors)}; this query scores "
+               f"{', '.join(scored_columns(snap, req.combine))}")
     if why is not None:
         # decided before the allow bitmap is built: the scan does not need it
         rows, scores, plan = scan(snap, req, settings, stages)
@@ -238,7 +259,8 @@ def search_index(snap: Snapshot, view: IndexView, req: SearchRequest, settings: 
     notes: list[str] = []
     cand, cand_scores = np.empty(0, dtype=np.int64), None
     if m_cov > 0:
-        att = index_attempt(view.index, view.kind, req, m_cov, count, allow is not None, settings)
+        att = index_attempt(view.index, view.kind, req, m_cov, count, allow is not None, settings,
+                            view.per_row)
         strategy, reason = att.strategy, att.reason
         cand, cand_scores = _candidates(view, req, att, allow, m_cov, prefetched, stages, notes,
                                         settings)
@@ -249,11 +271,12 @@ def search_index(snap: Snapshot, view: IndexView, req: SearchRequest, settings: 
         order = top_k(cand_scores, k)
         found, scores = cand[order], cand_scores[order]
     else:
-        found, scores = _rescore(Scorer(snap, req.query), cand, k, view.kind in BINARY_KINDS,
-                                 stages)
+        found, scores = _rescore(make_scorer(snap, req.query, req.combine), cand, k,
+                                 view.kind in BINARY_KINDS, stages)
     if fresh.size:
         fresh_req = SearchRequest(query=req.query, k=k, oversample=req.oversample,
-                                  oversample_set=req.oversample_set, exact=False, rows=fresh)
+                                  oversample_set=req.oversample_set, exact=False, rows=fresh,
+                                  combine=req.combine)
         t = time.perf_counter()
         f_rows, f_scores, _ = scan(snap, fresh_req, settings)
         stages.append(Stage("fresh rows (scan)", int(fresh.size), f_rows.size, time.perf_counter() - t))
@@ -319,10 +342,10 @@ def _candidates(view: IndexView, req: SearchRequest, att: Any, allow: npt.NDArra
     rows = view.label_rows[labels]
     live = rows >= 0
     return rows[live], (label_scores[live].astype(np.float32, copy=False)
-                        if index.exact_scores else None)
+                        if view.exact_for(index) else None)
 
 
-def _rescore(scorer: Scorer, rows: I64, k: int, int8_first: bool,
+def _rescore(scorer: Any, rows: I64, k: int, int8_first: bool,
              stages: list[Stage]) -> tuple[I64, F32]:
     if rows.size == 0:
         return np.empty(0, np.int64), np.empty(0, np.float32)

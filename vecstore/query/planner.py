@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from ..config import PlannerSettings
+from ..config import Combine, PlannerSettings
 from ..storage.manifest import ScanCalibration
 from .results import Strategy
 
@@ -49,6 +49,7 @@ class SearchRequest:
     filter_seconds: float = 0.0
     binary_candidates: I64 | None = None  # stage 1 already done by a batch scan: global rows
     binary_seconds: float = 0.0
+    combine: Combine | None = None  # how a multi-vector row is scored; None: the table's way
 
     @property
     def filtered(self) -> bool:
@@ -119,10 +120,13 @@ class IndexAttempt:
 
 
 def index_attempt(index: _Index, kind: str, req: SearchRequest, covered_matches: int,
-                  indexed: int, masked: bool, settings: PlannerSettings) -> IndexAttempt:
+                  indexed: int, masked: bool, settings: PlannerSettings,
+                  per_row: int = 1) -> IndexAttempt:
     """The index search for ``req`` when ``covered_matches`` of the ``indexed`` labels may be
-    returned; ``masked``: some labels may not (a filter, or rows deleted since the build)."""
-    k = req.k
+    returned; ``masked``: some labels may not (a filter, or rows deleted since the build).
+    ``per_row``: labels per row (a multi-vector index: a row's vectors may all come back, so
+    ``per_row`` times the candidates are taken, then collapsed to rows)."""
+    k = req.k * per_row
     selectivity = covered_matches / indexed if indexed else 0.0
     # float indexes: their candidates are rescored exactly, so a few beyond k suffice (more for
     # quantized scores: candidates_for); a caller's larger .rescore(oversample) widens them (and

@@ -28,13 +28,14 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from ..config import Combine
 from ..errors import InvalidArgumentError
 from ..storage.snapshot import Snapshot
 from .fusion import DEFAULT_FUSION, Ranking, candidates_for, describe, fuse
 from .keyword import KeywordView
+from .multivector import make_scorer
 from .rerank import DEFAULT_CANDIDATES, Candidates
 from .results import Hits, Plan, RankerPlan, Stage, Strategy
-from .scoring import Scorer
 from .spec import QuerySpec, SearchMode
 
 I64 = npt.NDArray[np.int64]
@@ -48,8 +49,8 @@ class Runner(Protocol):
     def keyword_view(self, snap: Snapshot) -> KeywordView: ...
 
     def search_vector(self, snap: Snapshot, query: F32, k: int, rows: I64 | None,
-                      stages: list[Stage], oversample: int | None, exact: bool
-                      ) -> tuple[I64, F32, Plan]: ...
+                      stages: list[Stage], oversample: int | None, exact: bool,
+                      combine: Combine | None = None) -> tuple[I64, F32, Plan]: ...
 
 
 class _Ranked:
@@ -73,13 +74,14 @@ def best(rows: I64, scores: F64, n: int) -> tuple[I64, F64]:
     return rows[order], scores[order]
 
 
-def dense_scores(snap: Snapshot, query: F32, rows: I64) -> F64:
-    """Exact vector scores of arbitrary global ``rows``, in their order."""
+def dense_scores(snap: Snapshot, query: F32, rows: I64, combine: Combine | None = None) -> F64:
+    """Exact vector scores of arbitrary global ``rows``, in their order (on a multi-vector
+    table, its vectors' scores combined as ``combine`` says; None: the table's combination)."""
     out = np.empty(rows.size)
     if rows.size == 0:
         return out
     order = np.argsort(rows, kind="stable")
-    scorer = Scorer(snap, query)
+    scorer = make_scorer(snap, query, combine)
     values, at = np.empty(rows.size), 0
     for s, local in snap.split(rows[order]):
         values[at:at + local.size] = scorer.exact(s, local)
@@ -139,7 +141,7 @@ def _rank(ex: Runner, snap: Snapshot, spec: QuerySpec, rows: I64 | None, depth: 
     if spec.mode is SearchMode.VECTOR:
         assert spec.vectors is not None
         found, found_scores, plan = ex.search_vector(snap, spec.vectors[0], depth, rows, [],
-                                                     spec.oversample, spec.exact)
+                                                     spec.oversample, spec.exact, spec.combine)
         stages.extend(plan.stages)
         return _Ranked(found, found_scores.astype(np.float64), found.size < depth, stages, (), plan)
     assert spec.text is not None
@@ -160,7 +162,8 @@ def _rank(ex: Runner, snap: Snapshot, spec: QuerySpec, rows: I64 | None, depth: 
     query = spec.vectors[0]
     fusion = spec.fusion or DEFAULT_FUSION
     t = time.perf_counter()
-    found, vscores, vplan = ex.search_vector(snap, query, depth, rows, [], spec.oversample, spec.exact)
+    found, vscores, vplan = ex.search_vector(snap, query, depth, rows, [], spec.oversample, spec.exact,
+                                             spec.combine)
     vseconds = time.perf_counter() - t
     stages.append(Stage(f"vector ({vplan.strategy.value})", vplan.candidates, found.size, vseconds))
     v_plan = RankerPlan("vector", found.size, vseconds, f"{vplan.strategy.value} ({vplan.reason})", vplan)
@@ -168,7 +171,8 @@ def _rank(ex: Runner, snap: Snapshot, spec: QuerySpec, rows: I64 | None, depth: 
     kw_rows, kw_scores = best(kw.rows, kw.scores, depth)
     fused_rows, fused = fuse(
         fusion,
-        Ranking("vector", found, vscores.astype(np.float64), lambda r: dense_scores(snap, query, r)),
+        Ranking("vector", found, vscores.astype(np.float64),
+                lambda r: dense_scores(snap, query, r, spec.combine)),
         Ranking("keyword", kw_rows, kw_scores, kw.score_of))
     stages.append(Stage(f"fusion ({fusion.kind})", found.size + kw_rows.size, fused_rows.size,
                         time.perf_counter() - t))

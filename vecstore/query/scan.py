@@ -23,6 +23,7 @@ import numpy.typing as npt
 from .._native import loader
 from ..config import PlannerSettings
 from ..storage.snapshot import Snapshot
+from .multivector import MultiScorer, make_scorer
 from .planner import SearchRequest, scan_strategy
 from .results import Plan, Stage, Strategy
 from .scoring import Scorer, exact_top, kernels, segment_parts, top_k
@@ -57,7 +58,7 @@ def scan(snap: Snapshot, req: SearchRequest, settings: PlannerSettings,
     plan_args: dict[str, Any] = dict(
         strategy=strategy, reason=reason, table_rows=snap.num_rows, k=k, oversample=req.oversample,
         filter=req.filter, matches=None if req.rows is None else n_match)
-    scorer = Scorer(snap, req.query)
+    scorer = make_scorer(snap, req.query, req.combine)
     parts = segment_parts(snap, req.rows)
     n1 = k * req.oversample
 
@@ -81,12 +82,19 @@ def scan(snap: Snapshot, req: SearchRequest, settings: PlannerSettings,
                             req.binary_seconds))
         return _int8_stage(scorer, req.binary_candidates, k, n1, stages, plan_args)
 
+    if isinstance(scorer, MultiScorer):  # several vectors per row: each column's best, united
+        t = time.perf_counter()
+        rows1 = scorer.binary_candidates(parts, n1)
+        stages.append(Stage(f"binary (hamming) x{len(scorer.scorers)}", n_match, rows1.size,
+                            time.perf_counter() - t))
+        return _int8_stage(scorer, rows1, k, n1, stages, plan_args)
+
     # Stage 1: binary codes, per segment, merged by (distance, row).
     t = time.perf_counter()
     kern = kernels()
     cand_rows, cand_dist = [], []
     for s, seg_rows in parts:
-        codes = snap.binary[s]
+        codes = scorer.binary(s)
         if seg_rows is None:
             idx, dist = kern.hamming_topk(codes, scorer.bits(s), n1)
         else:
@@ -102,7 +110,7 @@ def scan(snap: Snapshot, req: SearchRequest, settings: PlannerSettings,
     return _int8_stage(scorer, rows1, k, n1, stages, plan_args)
 
 
-def _int8_stage(scorer: Scorer, rows1: I64, k: int, n1: int, stages: list[Stage],
+def _int8_stage(scorer: Scorer | MultiScorer, rows1: I64, k: int, n1: int, stages: list[Stage],
                 plan_args: dict[str, Any]) -> tuple[I64, F32, Plan]:
     t = time.perf_counter()
     n2 = min(rows1.size, max(4 * k, n1 // 4))
@@ -111,7 +119,7 @@ def _int8_stage(scorer: Scorer, rows1: I64, k: int, n1: int, stages: list[Stage]
     return _float_stage(scorer, keep, k, stages, plan_args)
 
 
-def _float_stage(scorer: Scorer, rows: I64, k: int, stages: list[Stage],
+def _float_stage(scorer: Scorer | MultiScorer, rows: I64, k: int, stages: list[Stage],
                  plan_args: dict[str, Any]) -> tuple[I64, F32, Plan]:
     t = time.perf_counter()
     found, scores, _ = exact_top(scorer, segment_parts(scorer.snap, rows), k)

@@ -7,6 +7,7 @@ an index's candidates with the same functions so that results from both merge cl
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -35,8 +36,10 @@ class Scorer:
     the unit-length query and scales by the query's norm afterwards (so the sums stay near the
     row's norm, however wide the segment's calibration ranges add up to)."""
 
-    def __init__(self, snap: Snapshot, query: F32) -> None:
+    def __init__(self, snap: Snapshot, query: F32, column: str = "vector") -> None:
         self.snap = snap
+        # a multi-vector table's further column: its own arrays and calibration (None: "vector")
+        self.col = None if column == "vector" else snap.column(column)
         self.metric = snap.manifest.config.metric
         q = np.ascontiguousarray(query, dtype=np.float32)
         self.q_raw = q
@@ -50,20 +53,26 @@ class Scorer:
     def bits(self, s: int) -> npt.NDArray[np.uint64]:
         """The query's sign code under segment ``s``'s calibration."""
         if s not in self._bits:
-            qz = self.snap.segments[s].quantizer
+            qz = self.snap.segments[s].quantizer if self.col is None else self.col.quantizers[s]
             self._bits[s] = qz.encode_binary(self.q_codes[None, :])[0].view(np.uint64)
         return self._bits[s]
 
+    def binary(self, s: int) -> npt.NDArray[np.uint64]:
+        """Segment ``s``'s sign codes of the scored vector column."""
+        return self.snap.binary[s] if self.col is None else self.col.binary[s]
+
     def int8(self, s: int, local: I64) -> F32:
         """Approximate scores of segment ``s``'s rows ``local`` from their int8 codes."""
-        qz = self.snap.segments[s].quantizer
+        col = self.col
+        qz = self.snap.segments[s].quantizer if col is None else col.quantizers[s]
         qscaled, const = qz.query_int8(self.q_unit)
-        unit_dots = kernels().int8_scores_rows(self.snap.int8[s], local, qscaled) + np.float32(const)
+        codes = self.snap.int8[s] if col is None else col.int8[s]
+        unit_dots = kernels().int8_scores_rows(codes, local, qscaled) + np.float32(const)
         if self.metric is Metric.COSINE:
             return unit_dots.astype(np.float32, copy=False)
         dots = unit_dots * np.float32(self.q_norm)
         if self.metric is Metric.L2:
-            norms = self.snap.norms[s][local]
+            norms = (self.snap.norms[s] if col is None else col.norms[s])[local]
             return (2.0 * dots - norms * norms - self.q_norm2).astype(np.float32)
         return dots.astype(np.float32, copy=False)
 
@@ -78,14 +87,16 @@ class Scorer:
 
     def exact(self, s: int, local: I64 | None) -> F32:
         """Exact float32 scores of segment ``s``'s rows ``local`` (all rows when None)."""
-        vectors = self.snap.vectors[s]
+        col = self.col
+        vectors = self.snap.vectors[s] if col is None else col.vectors[s]
+        all_norms = self.snap.norms[s] if col is None else col.norms[s]
         q = self.q_unit if self.metric is Metric.COSINE else self.q_raw
         if local is None:
             dots = vectors @ q
-            norms = self.snap.norms[s]
+            norms = all_norms
         else:
             dots = kernels().float_scores_rows(vectors, local, q)
-            norms = self.snap.norms[s][local]
+            norms = all_norms[local]
         if self.metric is Metric.COSINE:
             # Stored norms are >= MIN_NORM; the floor only keeps a store written before that
             # check (a tiny row whose float32 norm underflowed to 0) from dividing by zero.
@@ -123,7 +134,7 @@ def segment_parts(snap: Snapshot, rows: I64 | None) -> Parts:
     return list(snap.split(rows))
 
 
-def exact_top(scorer: Scorer, parts: Parts, k: int) -> tuple[I64, F32, int]:
+def exact_top(scorer: Any, parts: Parts, k: int) -> tuple[I64, F32, int]:
     """The ``k`` best of ``parts`` by exact score: (global rows, scores, rows scored)."""
     snap = scorer.snap
     all_rows, all_scores = [], []
@@ -146,7 +157,7 @@ def exact_top(scorer: Scorer, parts: Parts, k: int) -> tuple[I64, F32, int]:
     return rows[order], scores[order], scanned
 
 
-def rescore_exact(scorer: Scorer, rows: I64, k: int) -> tuple[I64, F32]:
+def rescore_exact(scorer: Any, rows: I64, k: int) -> tuple[I64, F32]:
     """The ``k`` best of global ``rows`` by exact score."""
     found, scores, _ = exact_top(scorer, segment_parts(scorer.snap, np.sort(rows)), k)
     return found, scores

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..config import Combine
 from ..errors import InvalidArgumentError
 
 
@@ -96,6 +97,7 @@ class QuerySpec:
     exact: bool = False
     columns: tuple[str, ...] | None = None  # None: every attribute
     threads: int | None = None  # batch queries: threads to finish them on (None: every core)
+    combine: Combine | None = None  # multi-vector tables: columns and combination (None: the table's)
     text: str | None = None  # the query text (keyword and hybrid modes; kept for reranking)
     mode: SearchMode = SearchMode.VECTOR
     fusion: Fusion | None = None  # hybrid: None is the default fusion

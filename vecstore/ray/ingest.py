@@ -73,7 +73,7 @@ def _open_or_create(path: str | Path, table: str, model: str | None) -> Any:
 
 
 def ingest(paths: str | Path | Sequence[str | Path], path: str | Path, table: str, *,
-           model: str | None = None, chunking: str = "context", chunker: str = "tokens",
+           model: str | None = None, chunking: str | None = None, chunker: str = "tokens",
            chunk_tokens: int = 128, overlap: int = 16, attributes: dict[str, Any] | None = None,
            text_column: str = "text", id_column: str = "id",
            max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, concurrency: int = 2,
@@ -84,7 +84,8 @@ def ingest(paths: str | Path | Sequence[str | Path], path: str | Path, table: st
     ``vecstore ingest`` does: the same options, the same rows, documents already in the table
     replaced whole. ``concurrency`` actors embed (each loads the model once;
     ``num_gpus``: GPUs per actor), ``docs_per_batch`` documents at a time. Everything is
-    published in one commit. Call ``ray.init(...)`` first to use a cluster; otherwise Ray
+    published in one commit. ``chunking`` None is the library's default (as for
+    ``Table.add_documents``). Call ``ray.init(...)`` first to use a cluster; otherwise Ray
     starts a local one."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -98,14 +99,16 @@ def ingest(paths: str | Path | Sequence[str | Path], path: str | Path, table: st
     if not loaded.documents:
         raise InvalidArgumentError(f"no documents to ingest from {' '.join(map(str, paths))} "
                                    f"({len(loaded.errors)} files skipped)")
-    tbl = _open_or_create(path, table, model)
-    options = {"chunking": chunking, "chunker": chunker, "chunk_tokens": chunk_tokens, "overlap": overlap}
     from ..ingest.chunking import check_sizes, parse_chunker
     from ..ingest.situated import parse_mode
 
-    parse_mode(chunking)  # bad options fail here, before any actor starts
     parse_chunker(chunker)
     check_sizes(chunk_tokens, overlap)
+    if chunking is not None:
+        parse_mode(chunking)  # bad options fail here, before any table is made or actor starts
+    tbl = _open_or_create(path, table, model)
+    chunking = tbl._documents_chunking(chunking)  # the library's default; the table's columns
+    options = {"chunking": chunking, "chunker": chunker, "chunk_tokens": chunk_tokens, "overlap": overlap}
     docs = ray.data.from_items([{"doc": pickle.dumps(d)} for d in loaded.documents],
                                override_num_blocks=max(1, -(-len(loaded.documents) // docs_per_batch)))
     chunks = docs.map_batches(_ChunkEmbed, fn_constructor_args=(tbl.config.embedder, options),

@@ -178,7 +178,7 @@ class RemoteTable:
             return list(self._call("GET", "rows", query=query)["rows"])
         return list(self._call("POST", "rows", {"ids": id_list, "with_vectors": with_vectors})["rows"])
 
-    def add_documents(self, docs: Any, *, chunking: str = "context", chunker: str = "tokens",
+    def add_documents(self, docs: Any, *, chunking: str | None = None, chunker: str = "tokens",
                       chunk_tokens: int = 128, overlap: int = 16) -> IngestReport:
         body = {"documents": _rows(docs), "chunking": chunking, "chunker": chunker,
                 "chunk_tokens": chunk_tokens, "overlap": overlap}
@@ -269,6 +269,9 @@ class RemoteReranker:
 
 def spec_fields(spec: QuerySpec) -> dict[str, Any]:
     """The request fields of a query's settings: one line per setting of the Query chain."""
+    if spec.combine is not None:
+        raise InvalidArgumentError("using()/combine() are not available over HTTP yet; a remote "
+                                   "query scores rows by their table's own combination")
     out: dict[str, Any] = {"k": spec.k, "exact": spec.exact}
     if spec.mode is not SearchMode.VECTOR:
         out["mode"] = spec.mode.value

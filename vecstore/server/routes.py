@@ -70,7 +70,7 @@ class GetRows(Body):
 
 class Documents(Body):
     documents: Any  # checked by Table.add_documents
-    chunking: str = "context"
+    chunking: str | None = None  # None: the table's default (Table.add_documents)
     chunker: str = "tokens"
     chunk_tokens: int = 128
     overlap: int = 16

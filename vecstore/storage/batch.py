@@ -11,7 +11,7 @@ import re
 import string
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,8 @@ class Batch:
     attributes: pa.Table  # columns in the order of ``schema``; missing ones are null
     vectors: npt.NDArray[np.float32]
     schema: pa.Schema  # the table's attribute schema after this batch (may have new columns)
+    extra_vectors: Mapping[str, npt.NDArray[np.float32]] = field(default_factory=dict)
+    """A multi-vector table's further vector columns, by name, each ``(len, dim)``."""
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -207,32 +209,34 @@ def _ids_from(values: list[Any], n: int) -> list[str]:
     return out
 
 
-def _vectors_from_list(values: list[Any], ids: list[str], dim: int) -> npt.NDArray[np.float32]:
+def _vectors_from_list(values: list[Any], ids: list[str], dim: int,
+                       name: str = "vector") -> npt.NDArray[np.float32]:
     out = np.empty((len(values), dim), dtype=np.float32)
     for i, v in enumerate(values):
         if v is None:
-            raise InvalidArgumentError(f"{_describe(i, ids)}: field 'vector' is missing")
+            raise InvalidArgumentError(f"{_describe(i, ids)}: field {name!r} is missing")
         try:
-            a = real_array(v, "field 'vector'")
+            a = real_array(v, f"field {name!r}")
         except InvalidArgumentError as exc:  # the row's name, formatted only when needed
             raise InvalidArgumentError(f"{_describe(i, ids)}: {exc}") from None
         if a.shape != (dim,):
             raise InvalidArgumentError(
-                f"{_describe(i, ids)}: field 'vector' has shape {a.shape}, expected ({dim},)"
+                f"{_describe(i, ids)}: field {name!r} has shape {a.shape}, expected ({dim},)"
             )
         out[i] = a
     return out
 
 
-def _vectors_from_arrow(col: pa.ChunkedArray, ids: list[str], dim: int) -> npt.NDArray[np.float32]:
+def _vectors_from_arrow(col: pa.ChunkedArray, ids: list[str], dim: int,
+                        name: str = "vector") -> npt.NDArray[np.float32]:
     arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
     t = arr.type
     if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)):
-        raise InvalidArgumentError(f"column 'vector' has type {t}, expected a list of floats")
-    _check_arrow_value_type(arr, ids)
+        raise InvalidArgumentError(f"column {name!r} has type {t}, expected a list of floats")
+    _check_arrow_value_type(arr, ids, name)
     if arr.null_count:
         i = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
-        raise InvalidArgumentError(f"{_describe(i, ids)}: field 'vector' is missing")
+        raise InvalidArgumentError(f"{_describe(i, ids)}: field {name!r} is missing")
     lengths = (
         np.full(len(arr), t.list_size) if pa.types.is_fixed_size_list(t)
         else pc.list_value_length(arr).to_numpy(zero_copy_only=False)
@@ -241,17 +245,17 @@ def _vectors_from_arrow(col: pa.ChunkedArray, ids: list[str], dim: int) -> npt.N
     if bad.size:
         i = int(bad[0])
         raise InvalidArgumentError(
-            f"{_describe(i, ids)}: field 'vector' has {int(lengths[i])} values, expected {dim}"
+            f"{_describe(i, ids)}: field {name!r} has {int(lengths[i])} values, expected {dim}"
         )
     flat = arr.flatten()
     if flat.null_count:
-        raise InvalidArgumentError("column 'vector' contains null values inside a vector")
+        raise InvalidArgumentError(f"column {name!r} contains null values inside a vector")
     with np.errstate(over="ignore"):  # float64 beyond float32: inf, refused by check_vectors
         values = flat.to_numpy(zero_copy_only=False).astype(np.float32)
     return values.reshape(len(arr), dim)
 
 
-def _check_arrow_value_type(arr: pa.Array, ids: list[str]) -> None:
+def _check_arrow_value_type(arr: pa.Array, ids: list[str], name: str = "vector") -> None:
     """Refuse an Arrow vector column whose items are not integers or floats (strings, booleans,
     timestamps, dates, decimals, ...), naming its first row: the type is the column's, so every
     row is wrong alike."""
@@ -261,15 +265,16 @@ def _check_arrow_value_type(arr: pa.Array, ids: list[str]) -> None:
     valid = np.flatnonzero(arr.is_valid().to_numpy(zero_copy_only=False))
     i = int(valid[0]) if valid.size else 0
     raise InvalidArgumentError(
-        f"{_describe(i, ids)}: field 'vector' holds {value_type} values (Arrow type {arr.type}); "
+        f"{_describe(i, ids)}: field {name!r} holds {value_type} values (Arrow type {arr.type}); "
         f"{WRONG_TYPE_HINT}"
     )
 
 
-def check_vectors(vectors: npt.NDArray[np.float32], ids: Sequence[str], metric: Metric) -> None:
+def check_vectors(vectors: npt.NDArray[np.float32], ids: Sequence[str], metric: Metric,
+                  name: str = "vector") -> None:
     """Refuse the first row whose vector holds NaN or infinity, is all zeros under cosine, or
     has a norm outside the accepted range (see :mod:`vecstore.vectors`)."""
-    check_finite_in_range(vectors, metric, lambda i: f"{_describe(i, ids)}: field 'vector'")
+    check_finite_in_range(vectors, metric, lambda i: f"{_describe(i, ids)}: field {name!r}")
 
 
 def _column_from_values(name: str, values: list[Any], ids: list[str],
@@ -374,6 +379,10 @@ def prepare_batch(rows: Any, config: TableConfig, schema: pa.Schema,
     """
     table, dict_rows = _to_table(rows)
     existing = {f.name: f.type for f in schema}
+    special = {"id", *config.vectors}  # not attributes
+    extra_names = config.vectors[1:]
+    taken = [*existing, *extra_names]
+    extra: dict[str, npt.NDArray[np.float32]] = {}
     columns: dict[str, pa.Array] = {}
     if dict_rows is not None:
         n = len(dict_rows)
@@ -391,13 +400,18 @@ def prepare_batch(rows: Any, config: TableConfig, schema: pa.Schema,
             vec = _vectors_from_list([r.get("vector") for r in dict_rows], ids, config.dim)
         else:
             vec = vectors
+        for name in extra_names:
+            if name not in seen_names and n:
+                raise InvalidArgumentError(
+                    f"{_describe(0, ids)}: field {name!r} is missing (the table keeps the vectors "
+                    f"{', '.join(config.vectors)} in each row)")
+            extra[name] = _vectors_from_list([r.get(name) for r in dict_rows], ids, config.dim, name)
         for name in names:
-            if name not in ("id", "vector"):
+            if name not in special:
                 check_column_name(name)
-        check_new_names([m for m in names if m not in existing and m not in ("id", "vector")],
-                        list(existing))
+        check_new_names([m for m in names if m not in existing and m not in special], taken)
         for name in names:
-            if name in ("id", "vector"):
+            if name in special:
                 continue
             arr = _column_from_values(name, [r.get(name) for r in dict_rows], ids, existing.get(name))
             columns[name] = _conform(name, arr, existing.get(name), ids)
@@ -405,13 +419,13 @@ def prepare_batch(rows: Any, config: TableConfig, schema: pa.Schema,
         assert table is not None
         n = table.num_rows
         for name in table.column_names:
-            if name not in ("id", "vector"):
+            if name not in special:
                 check_column_name(name)
         if len(set(table.column_names)) < len(table.column_names):
             dup = next(m for m in table.column_names if table.column_names.count(m) > 1)
             raise SchemaError(f"column {dup!r} appears twice; give each column one name")
-        check_new_names([m for m in table.column_names if m not in existing and m not in ("id", "vector")],
-                        list(existing))
+        check_new_names([m for m in table.column_names if m not in existing and m not in special],
+                        taken)
         ids = _ids_from(table.column("id").to_pylist() if "id" in table.column_names else [], n)
         if vectors is None:
             if "vector" not in table.column_names:
@@ -419,8 +433,14 @@ def prepare_batch(rows: Any, config: TableConfig, schema: pa.Schema,
             vec = _vectors_from_arrow(table.column("vector"), ids, config.dim)
         else:
             vec = vectors
+        for name in extra_names:
+            if name not in table.column_names:
+                raise InvalidArgumentError(
+                    f"the table of rows has no {name!r} column (the table keeps the vectors "
+                    f"{', '.join(config.vectors)} in each row)")
+            extra[name] = _vectors_from_arrow(table.column(name), ids, config.dim, name)
         for name in table.column_names:
-            if name in ("id", "vector"):
+            if name in special:
                 continue
             col = table.column(name)
             arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
@@ -431,6 +451,9 @@ def prepare_batch(rows: Any, config: TableConfig, schema: pa.Schema,
         raise InvalidArgumentError(f"expected {n} vectors of dimension {config.dim}, got {vec.shape}")
     vec = np.ascontiguousarray(vec, dtype=np.float32)
     check_vectors(vec, ids, config.metric)
+    for name, values in extra.items():
+        extra[name] = np.ascontiguousarray(values, dtype=np.float32)
+        check_vectors(extra[name], ids, config.metric, name)
 
     # The schema after this batch: existing columns keep their place; null-typed ones take the
     # first real type they see; new columns are appended (nullable).
@@ -454,4 +477,5 @@ def prepare_batch(rows: Any, config: TableConfig, schema: pa.Schema,
         else:
             attrs[f.name] = pa.nulls(n, type=f.type)
     attributes = pa.table(attrs, schema=new_schema) if fields else pa.table({})
-    return Batch(ids=pa.array(ids, type=pa.string()), attributes=attributes, vectors=vec, schema=new_schema)
+    return Batch(ids=pa.array(ids, type=pa.string()), attributes=attributes, vectors=vec, schema=new_schema,
+                 extra_vectors=extra)

@@ -30,8 +30,13 @@ from ..config import TableConfig
 from ..errors import CorruptStoreError, NotFoundError
 from .files import open_in_table, read_in_table, write_bytes_atomic
 
-FORMAT_VERSION = 1
-"""Bumped whenever a change to the on-disk format means older readers cannot read new stores."""
+FORMAT_VERSION = 2
+"""Bumped whenever a change to the on-disk format means older readers cannot read new stores.
+
+2: multi-vector tables (further vector columns, each with its own codes and calibration). A
+manifest is written with the lowest format that holds it: a single-vector table's manifests
+still say 1, so earlier vecstore versions keep reading them, and refuse a multi-vector table
+(format 2) instead of silently ignoring its further vectors."""
 
 VERSIONS_DIR = "_versions"
 DATA_DIR = "data"
@@ -71,6 +76,8 @@ class SegmentEntry:
     merged_from: tuple[tuple[str, int, int], ...] = ()
     """Segments this one was merged from whose rows it holds unchanged and in order, as
     ``(data path, rows, offset here)``: an index built over them still finds its rows."""
+    extra_quantizers: dict[str, dict[str, str]] = field(default_factory=dict)
+    """The calibration of each further vector column of a multi-vector table, by name."""
     postings: FileRef | None = None
     """The segment's keyword postings (:mod:`.postings`); None when it was written before
     keyword search existed or holds none of the keyword columns."""
@@ -89,6 +96,8 @@ class SegmentEntry:
         }
         if self.merged_from:
             out["merged_from"] = [list(m) for m in self.merged_from]
+        if self.extra_quantizers:
+            out["extra_quantizers"] = {k: dict(v) for k, v in self.extra_quantizers.items()}
         if self.postings is not None:
             out["postings"] = self.postings.to_json()
         return out
@@ -102,6 +111,7 @@ class SegmentEntry:
             deletions=FileRef.from_json(d["deletions"]) if d.get("deletions") else None,
             deleted=int(d.get("deleted", 0)),
             merged_from=tuple((str(p), int(r), int(o)) for p, r, o in d.get("merged_from", ())),
+            extra_quantizers={str(k): dict(v) for k, v in (d.get("extra_quantizers") or {}).items()},
             postings=FileRef.from_json(d["postings"]) if d.get("postings") else None,
         )
 
@@ -118,6 +128,9 @@ class IndexEntry:
     count: int  # vectors in the index: the rows of ``segments``, in order
     segments: tuple[tuple[str, int], ...]  # (segment data path, rows) covered, in label order
     built_at_version: int
+    vectors: tuple[str, ...] = ("vector",)
+    """The vector columns indexed: labels hold every row's first vector, then every row's
+    second, and so on (``count`` = rows x len(vectors)); several labels map to one row."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -127,6 +140,7 @@ class IndexEntry:
             "count": self.count,
             "segments": [[path, rows] for path, rows in self.segments],
             "built_at_version": self.built_at_version,
+            **({"vectors": list(self.vectors)} if self.vectors != ("vector",) else {}),
         }
 
     @classmethod
@@ -145,6 +159,7 @@ class IndexEntry:
             count=d["count"],
             segments=tuple((path, rows) for path, rows in d["segments"]),
             built_at_version=int(d.get("built_at_version", 0)),
+            vectors=tuple(str(v) for v in d.get("vectors") or ("vector",)),
         )
 
     def build_params(self) -> dict[str, Any]:
@@ -210,7 +225,7 @@ class Manifest:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "format_version": FORMAT_VERSION,
+            "format_version": 2 if self.config.multi else 1,
             "version": self.version,
             "created_at": self.created_at,
             "operation": self.operation,

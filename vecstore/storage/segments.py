@@ -1,9 +1,12 @@
 """Immutable segment files in Arrow IPC format, memory-mapped for reading.
 
 A segment holds, per row: ``id``, the attribute columns, ``vector`` (float32), ``_norm`` (the
-vector's L2 norm), ``_i8`` (int8 codes) and ``_bin`` (sign bits). Columns are contiguous in the
-file, so a scan of ``_bin`` touches only the pages of the codes; float32 vectors are read from the
-page cache only for the few candidates that reach the last rescoring stage.
+vector's L2 norm), ``_i8`` (int8 codes) and ``_bin`` (sign bits). A multi-vector table's segments
+hold each further vector column ``vector_<x>`` the same way, with its own ``_norm:vector_<x>``,
+``_i8:vector_<x>`` and ``_bin:vector_<x>`` (and its own calibration in the manifest). Columns
+are contiguous in the file, so a scan of ``_bin`` touches only the pages of the codes; float32
+vectors are read from the page cache only for the few candidates that reach the last rescoring
+stage.
 
 A segment is opened once, without following links (``files.open_in_table``), checked to be a
 regular file of the recorded size and CRC through that descriptor, and memory-mapped through the
@@ -16,8 +19,8 @@ import os
 import threading
 import uuid
 import zlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +44,23 @@ INTERNAL_COLUMNS = ("vector", "_norm", "_i8", "_bin")
 # where a process's open descriptors can be reopened by path (Linux); elsewhere the checked path
 # is mapped by name
 _FD_DIR = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else ""
+
+
+def code_columns(name: str) -> tuple[str, str, str, str]:
+    """The columns of vector column ``name`` in a segment: vectors, norms, int8, sign bits."""
+    if name == "vector":
+        return INTERNAL_COLUMNS
+    return (name, f"_norm:{name}", f"_i8:{name}", f"_bin:{name}")
+
+
+@dataclass(frozen=True, eq=False)
+class ExtraVectors:
+    """A further vector column of a segment being written: its vectors, what its codes are
+    computed from, and its calibration."""
+
+    vectors: npt.NDArray[np.float32]
+    code_vectors: npt.NDArray[np.float32]
+    quantizer: Quantizer
 
 
 def vector_columns_schema(dim: int) -> list[pa.Field]:
@@ -90,34 +110,49 @@ def write_segment(
     vectors: npt.NDArray[np.float32],
     code_vectors: npt.NDArray[np.float32],
     quantizer: Quantizer,
+    extra: Mapping[str, ExtraVectors] | None = None,
 ) -> FileRef:
     """Write one segment. ``code_vectors`` are what the codes are computed from (the normalised
-    vectors for cosine tables, the vectors themselves otherwise)."""
+    vectors for cosine tables, the vectors themselves otherwise); ``extra``: a multi-vector
+    table's further vector columns, each with its own codes."""
     n, dim = vectors.shape
-    norms = row_norms(vectors).astype(np.float32)  # in float64: a float32 sum of squares overflows
-    i8 = quantizer.encode_int8(code_vectors)
-    bits = quantizer.encode_binary(code_vectors)
     columns = {"id": ids}
     for name in attributes.column_names:
         columns[name] = attributes.column(name)
-    columns["vector"] = _fixed_list(vectors, dim, pa.float32())
-    columns["_norm"] = pa.array(norms, type=pa.float32())
-    columns["_i8"] = _fixed_list(i8, dim, pa.int8())
-    columns["_bin"] = _fixed_list(bits, binary_bytes(dim), pa.uint8())
+    every = {"vector": ExtraVectors(vectors, code_vectors, quantizer), **(extra or {})}
+    for name, ev in every.items():
+        # norms in float64: a float32 sum of squares overflows
+        norms = row_norms(ev.vectors).astype(np.float32)
+        col, norm, i8, bits = code_columns(name)
+        columns[col] = _fixed_list(ev.vectors, dim, pa.float32())
+        columns[norm] = pa.array(norms, type=pa.float32())
+        columns[i8] = _fixed_list(ev.quantizer.encode_int8(ev.code_vectors), dim, pa.int8())
+        columns[bits] = _fixed_list(ev.quantizer.encode_binary(ev.code_vectors), binary_bytes(dim),
+                                    pa.uint8())
     table = pa.table(columns)
     assert table.num_rows == n
     return _write_ipc(table_dir, DATA_DIR, table)
 
 
 def build_segment(table_dir: Path, config: TableConfig, batch: Batch,
-                  previous_center: npt.NDArray[np.float32] | None) -> SegmentEntry:
+                  previous_center: npt.NDArray[np.float32] | None,
+                  previous_extra: Mapping[str, npt.NDArray[np.float32]] | None = None) -> SegmentEntry:
     """Write ``batch`` as a new segment of the table in ``table_dir``, its codes calibrated on
     the batch (from ``previous_center``, the last segment's centre, when given), and return
-    its manifest entry."""
+    its manifest entry. Each further vector column of a multi-vector table is calibrated on its
+    own vectors (from its centre in ``previous_extra``)."""
     code_vectors = normalize_rows(batch.vectors) if config.metric is Metric.COSINE else batch.vectors
     quantizer = Quantizer.fit(code_vectors, previous_center=previous_center)
-    ref = write_segment(table_dir, batch.ids, batch.attributes, batch.vectors, code_vectors, quantizer)
-    return SegmentEntry(data=ref, rows=len(batch), quantizer=quantizer.to_json())
+    extra: dict[str, ExtraVectors] = {}
+    for name in config.vectors[1:]:
+        values = batch.extra_vectors[name]
+        codes = normalize_rows(values) if config.metric is Metric.COSINE else values
+        extra[name] = ExtraVectors(values, codes, Quantizer.fit(
+            codes, previous_center=(previous_extra or {}).get(name)))
+    ref = write_segment(table_dir, batch.ids, batch.attributes, batch.vectors, code_vectors, quantizer,
+                        extra)
+    return SegmentEntry(data=ref, rows=len(batch), quantizer=quantizer.to_json(),
+                        extra_quantizers={k: v.quantizer.to_json() for k, v in extra.items()})
 
 
 def write_deletions(table_dir: Path, offsets: npt.NDArray[np.int64]) -> FileRef:
@@ -224,6 +259,8 @@ class Segment:
     table: pa.Table
     quantizer: Quantizer
     deleted: npt.NDArray[np.int64]  # sorted row offsets that are tombstoned
+    extra_quantizers: Mapping[str, Quantizer] = field(default_factory=dict)
+    """The calibration of each further vector column (multi-vector tables)."""
     # the data file's checksum, still running: wait() before the table's buffers are read
     check: BackgroundCheck | None = None
 
@@ -256,6 +293,18 @@ class Segment:
         width = binary_bytes(self.quantizer.dim)
         return self._flat("_bin", np.uint8, width).view(np.uint64)
 
+    def quantizer_of(self, name: str) -> Quantizer:
+        return self.quantizer if name == "vector" else self.extra_quantizers[name]
+
+    def column_arrays(self, name: str) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32],
+                                                npt.NDArray[np.int8], npt.NDArray[np.uint64]]:
+        """Vector column ``name``'s vectors, norms, int8 codes and sign codes."""
+        col, norm, i8, bits = code_columns(name)
+        dim = self.quantizer.dim
+        return (self._flat(col, np.float32, dim), to_numpy(self.table.column(norm)),
+                self._flat(i8, np.int8, dim),
+                self._flat(bits, np.uint8, binary_bytes(dim)).view(np.uint64))
+
     def live_mask(self) -> npt.NDArray[np.bool_]:
         mask = np.ones(self.rows, dtype=bool)
         mask[self.deleted] = False
@@ -263,7 +312,9 @@ class Segment:
 
 
 def open_segment(table_dir: Path, data: FileRef, deletions: FileRef | None,
-                 quantizer: Quantizer, rows: int, verify: bool = True, lazy: bool = False) -> Segment:
+                 quantizer: Quantizer, rows: int, verify: bool = True,
+                 extra_quantizers: Mapping[str, Quantizer] | None = None,
+                 lazy: bool = False) -> Segment:
     """Open a segment and its tombstones. With ``lazy`` the data file's checksum runs in the
     background (see :meth:`Segment.ready`); the small tombstone file is always checked now."""
     table, check = _open_ipc_checked(table_dir, data, verify, lazy)
@@ -271,6 +322,12 @@ def open_segment(table_dir: Path, data: FileRef, deletions: FileRef | None,
         raise CorruptStoreError(
             f"file {table_dir / data.path} has {table.num_rows} rows, the manifest recorded {rows}"
         )
+    for name in extra_quantizers or {}:
+        missing = [c for c in code_columns(name) if c not in table.column_names]
+        if missing:
+            raise CorruptStoreError(
+                f"file {table_dir / data.path} lacks the columns {missing} of vector column "
+                f"{name!r} that the manifest records")
     if deletions is None:
         deleted = np.empty(0, dtype=np.int64)
     else:
@@ -278,7 +335,8 @@ def open_segment(table_dir: Path, data: FileRef, deletions: FileRef | None,
         deleted = to_numpy(dt.column("offset")).astype(np.int64)
         if deleted.size and (deleted[0] < 0 or deleted[-1] >= rows):
             raise CorruptStoreError(f"file {table_dir / deletions.path} has offsets out of range")
-    return Segment(table=table, quantizer=quantizer, deleted=deleted, check=check)
+    return Segment(table=table, quantizer=quantizer, deleted=deleted,
+                   extra_quantizers=dict(extra_quantizers or {}), check=check)
 
 
 def verify_file(table_dir: Path, ref: FileRef) -> None:

@@ -39,8 +39,10 @@ class Snapshot:
             key = f"{entry.data.path}|{entry.deletions.path if entry.deletions else ''}"
             seg = reuse.get(key) if reuse else None
             if seg is None:
+                extra = {name: Quantizer.from_json(entry.extra_quantizers[name], dim)
+                         for name in manifest.config.vectors[1:]} if manifest.config.multi else None
                 seg = open_segment(table_dir, entry.data, entry.deletions,
-                                   Quantizer.from_json(entry.quantizer, dim), entry.rows, verify,
+                                   Quantizer.from_json(entry.quantizer, dim), entry.rows, verify, extra,
                                    lazy=True)
             segments.append(seg)
         # Checksums run in the background from here (vecstore.checksums): the first use of the
@@ -51,6 +53,7 @@ class Snapshot:
         self.bases: I64 = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self._attribute_tables: dict[tuple[int, tuple[str, ...]], pa.Table] = {}
         self._value_columns: dict[tuple[int, str], Any] = {}
+        self._columns: dict[str, VectorColumn] = {}
 
     @property
     def segments(self) -> list[Segment]:
@@ -111,6 +114,20 @@ class Snapshot:
     def norms(self) -> list[npt.NDArray[np.float32]]:
         return [s.norms() for s in self.segments]
 
+    @property
+    def vector_names(self) -> tuple[str, ...]:
+        """The table's vector columns (``("vector",)`` unless it keeps several per row)."""
+        return self.manifest.config.vectors
+
+    def column(self, name: str) -> VectorColumn:
+        """Vector column ``name``'s arrays, per segment (built once per version)."""
+        col = self._columns.get(name)
+        if col is None:
+            if name not in self.vector_names:
+                raise KeyError(name)
+            col = self._columns[name] = VectorColumn(self, name)
+        return col
+
     @functools.cached_property
     def live_mask(self) -> npt.NDArray[np.bool_]:
         """Global boolean mask of live rows."""
@@ -151,15 +168,16 @@ class Snapshot:
                 out.append((s, rows[a:b] - self.bases[s]))
         return out
 
-    def gather_vectors(self, rows: I64) -> npt.NDArray[np.float32]:
-        """Float32 vectors of global ``rows``, in that order."""
+    def gather_vectors(self, rows: I64, name: str = "vector") -> npt.NDArray[np.float32]:
+        """Float32 vectors (of vector column ``name``) of global ``rows``, in that order."""
         out = np.empty((rows.size, self.manifest.config.dim), dtype=np.float32)
         if rows.size == 0:
             return out
+        source = self.vectors if name == "vector" else self.column(name).vectors
         seg_of = np.searchsorted(self.bases, rows, side="right") - 1
         for s in np.unique(seg_of):
             where = np.flatnonzero(seg_of == s)
-            out[where] = self.vectors[s][rows[where] - self.bases[s]]
+            out[where] = source[s][rows[where] - self.bases[s]]
         return out
 
     def rows_where_in(self, column: str, values: Sequence[str]) -> I64:
@@ -254,12 +272,14 @@ class Snapshot:
         other ``columns``), the way a query's caller reads its few hits: one small gather per
         column, no table built."""
         n = rows.size
-        values: dict[str, list[Any]] = {c: [None] * n for c in columns if c != "vector"}
-        if "vector" in columns:
-            values["vector"] = [v.tolist() for v in self.gather_vectors(rows)]
+        vector_names = self.vector_names
+        values: dict[str, list[Any]] = {c: [None] * n for c in columns if c not in vector_names}
+        for name in vector_names:
+            if name in columns:
+                values[name] = [v.tolist() for v in self.gather_vectors(rows, name)]
         for s, positions, local in self._by_segment(rows):
             for name in columns:
-                if name == "vector":
+                if name in vector_names:
                     continue
                 col = self._values(s, name)
                 if isinstance(col, np.ndarray):
@@ -302,23 +322,25 @@ class Snapshot:
 
     def take(self, rows: I64, columns: list[str]) -> pa.Table:
         """Rows at global positions ``rows`` (in that order), with ``columns``."""
+        vector_names = self.vector_names
         columns = [c for c in columns if c not in INTERNAL_COLUMNS or c == "vector"]
         if rows.size == 0:
             fields = []
             for c in columns:
                 if c == "id":
                     fields.append(pa.field("id", pa.string()))
-                elif c == "vector":
-                    fields.append(pa.field("vector", pa.list_(pa.float32(), self.manifest.config.dim)))
+                elif c in vector_names:
+                    fields.append(pa.field(c, pa.list_(pa.float32(), self.manifest.config.dim)))
                 else:
                     fields.append(self.manifest.schema.field(c))
             return pa.schema(fields).empty_table()
-        attr_cols = [c for c in columns if c != "vector"]
+        attr_cols = [c for c in columns if c not in vector_names]
+        wanted_vectors = [c for c in columns if c in vector_names]
         if len(self.segments) == 1:  # the common case after compaction: no regrouping
             idx = pa.array(rows)
             t = self._segment_attributes(0, attr_cols).take(idx)
-            if "vector" in columns:
-                t = t.append_column("vector", self.segments[0].table.column("vector").take(idx))
+            for c in wanted_vectors:
+                t = t.append_column(c, self.segments[0].table.column(c).take(idx))
             return t.select(columns)
         seg_of = np.searchsorted(self.bases, rows, side="right") - 1
         order = np.argsort(seg_of, kind="stable")
@@ -326,13 +348,32 @@ class Snapshot:
         for s in np.unique(seg_of):
             local = rows[seg_of == s] - self.bases[s]
             t = self._segment_attributes(int(s), attr_cols).take(pa.array(local))
-            if "vector" in columns:
-                t = t.append_column("vector", self.segments[s].table.column("vector").take(pa.array(local)))
+            for c in wanted_vectors:
+                t = t.append_column(c, self.segments[s].table.column(c).take(pa.array(local)))
             pieces.append(t)
         combined = pa.concat_tables(pieces).combine_chunks()
         inverse = np.empty_like(order)
         inverse[order] = np.arange(order.size)
         return combined.take(pa.array(inverse)).select(columns)
+
+
+class VectorColumn:
+    """One vector column of a snapshot, per segment: float32 vectors, norms, int8 and sign codes
+    and the calibration they were made with. ``snap.column("vector")`` reads the same arrays as
+    ``snap.vectors`` and friends."""
+
+    def __init__(self, snap: Snapshot, name: str) -> None:
+        self.name = name
+        self.quantizers = [seg.quantizer_of(name) for seg in snap.segments]
+        if name == "vector":
+            self.vectors, self.norms = snap.vectors, snap.norms
+            self.int8, self.binary = snap.int8, snap.binary
+            return
+        arrays = [seg.column_arrays(name) for seg in snap.segments]
+        self.vectors = [a[0] for a in arrays]
+        self.norms = [a[1] for a in arrays]
+        self.int8 = [a[2] for a in arrays]
+        self.binary = [a[3] for a in arrays]
 
 
 class _Strings:

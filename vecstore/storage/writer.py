@@ -20,7 +20,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -52,10 +52,11 @@ from .manifest import (
     write_manifest,
 )
 from .postings import Postings, build_postings, keyword_texts, merge_postings, write_postings
-from .segments import build_segment, write_deletions
+from .segments import Segment, build_segment, write_deletions
 from .snapshot import Snapshot
 
 I64 = npt.NDArray[np.int64]
+F32 = npt.NDArray[np.float32]
 Change = Callable[[Snapshot], Manifest | None]
 
 
@@ -88,12 +89,21 @@ class _Part:
 
 def new_segment(table_dir: Path, batch: Batch, config: TableConfig,
                 previous_center: npt.NDArray[np.float32] | None,
+                previous_extra: Mapping[str, F32] | None = None,
                 postings: Postings | None = None) -> SegmentEntry:
-    """Write ``batch`` as a new segment file, its codes calibrated on its own rows, and its
-    keyword postings beside it (``postings``: already made from the rows' segments, else
+    """Write ``batch`` as a new segment file, its codes calibrated on its own rows (each vector
+    column of a multi-vector table on its own vectors, from ``previous_extra``'s centres), and
+    its keyword postings beside it (``postings``: already made from the rows' segments, else
     analyzed from the batch)."""
-    entry = build_segment(table_dir, config, batch, previous_center)
+    entry = build_segment(table_dir, config, batch, previous_center, previous_extra)
     return replace(entry, postings=keyword_postings(table_dir, batch.attributes, config.keyword, postings))
+
+
+def _centers(seg: Segment | None) -> tuple[F32 | None, dict[str, F32]]:
+    """The sign-code centres of a segment's vector columns (what a small next segment reuses)."""
+    if seg is None:
+        return None, {}
+    return seg.quantizer.center, {k: q.center for k, q in seg.extra_quantizers.items()}
 
 
 def keyword_postings(table_dir: Path, attributes: pa.Table, keyword: KeywordConfig,
@@ -290,8 +300,8 @@ class TableWriter:
 
     # -- building blocks ------------------------------------------------------------------------
     def _segment(self, snap: Snapshot, batch: Batch) -> SegmentEntry:
-        previous = snap.segments[-1].quantizer.center if snap.segments else None
-        return new_segment(self.table_dir, batch, snap.manifest.config, previous)
+        return new_segment(self.table_dir, batch, snap.manifest.config,
+                           *_centers(snap.segments[-1] if snap.segments else None))
 
     def _tombstone(self, snap: Snapshot, rows: I64) -> list[_Part]:
         """The segments of ``snap`` with ``rows`` (global) deleted; a segment left with no live
@@ -323,6 +333,7 @@ class TableWriter:
         ids: list[pa.Array] = []
         attrs: list[pa.Table] = []
         vectors: list[npt.NDArray[np.float32]] = []
+        extra: dict[str, list[npt.NDArray[np.float32]]] = {name: [] for name in snap.vector_names[1:]}
         deleted: list[I64] = []
         merged_from: list[tuple[str, int, int]] = []
         keyword = snap.manifest.config.keyword
@@ -344,18 +355,23 @@ class TableWriter:
             ids.append(seg.table.column("id").take(idx))
             attrs.append(_conform(seg.table, batch.schema, idx))
             vectors.append(snap.vectors[p.index][rows])
+            for name, parts_of in extra.items():
+                parts_of.append(snap.column(name).vectors[p.index][rows])
             offset += rows.size
         ids.append(batch.ids)
         attrs.append(batch.attributes)
         vectors.append(batch.vectors)
+        for name, parts_of in extra.items():  # a multi-vector table's further vectors move too
+            parts_of.append(batch.extra_vectors[name])
         merged = Batch(ids=pa.chunked_array(ids).combine_chunks(),
                        attributes=pa.concat_tables(attrs).combine_chunks(),
-                       vectors=np.concatenate(vectors), schema=batch.schema)
+                       vectors=np.concatenate(vectors), schema=batch.schema,
+                       extra_vectors={name: np.concatenate(v) for name, v in extra.items()})
         pieces.append((build_postings(batch.attributes, keyword, rows=len(batch)),
                        np.arange(len(batch), dtype=np.int64)))
-        previous = snap.segments[keep[-1].index].quantizer.center if keep else None
-        entry = new_segment(self.table_dir, merged, snap.manifest.config, previous,
-                            merge_postings(pieces))
+        entry = new_segment(self.table_dir, merged, snap.manifest.config,
+                            *_centers(snap.segments[keep[-1].index] if keep else None),
+                            postings=merge_postings(pieces))
         dead = np.concatenate(deleted) if deleted else np.empty(0, np.int64)
         if dead.size:
             entry = replace(entry, deletions=write_deletions(self.table_dir, dead), deleted=int(dead.size))
@@ -477,10 +493,11 @@ class TableWriter:
             live = snap.live_rows
             attrs = snap.take(live, snap.attribute_names())
             batch = Batch(ids=attrs.column("id").combine_chunks(), attributes=attrs.drop(["id"]),
-                          vectors=snap.gather_vectors(live), schema=snap.manifest.schema)
+                          vectors=snap.gather_vectors(live), schema=snap.manifest.schema,
+                          extra_vectors={n: snap.gather_vectors(live, n) for n in snap.vector_names[1:]})
             pieces = [(snap.postings(s), local) for s, local in snap.split(live)]
             entry = new_segment(self.table_dir, batch, snap.manifest.config, None,
-                                merge_postings(pieces) if pieces else None)
+                                postings=merge_postings(pieces) if pieces else None)
             return snap.manifest.next("compact", segments=(entry,), indexes=())
 
         return self.commit(base, change)
@@ -508,6 +525,22 @@ class TableWriter:
 
         def change(snap: Snapshot) -> Manifest | None:
             return snap.manifest.next("calibrate", scan=scan)
+
+        return self.commit(base, change)
+
+    def set_vectors(self, base: Snapshot, config: TableConfig) -> Snapshot:
+        """Give a table that holds no live row other vector columns (``config``): its empty
+        segments and its index are dropped in the same version. Refused (ValueError) when a
+        row was added meanwhile."""
+
+        def change(snap: Snapshot) -> Manifest | None:
+            if snap.manifest.config == config:
+                return None
+            if snap.num_rows:
+                raise InvalidArgumentError(
+                    f"table {self.name!r} holds {snap.num_rows} rows with the vector columns "
+                    f"{list(snap.vector_names)}; its vector columns can change only while it is empty")
+            return snap.manifest.next("set_vectors", config=config, segments=(), indexes=(), scan=None)
 
         return self.commit(base, change)
 
