@@ -452,3 +452,77 @@ def test_a_filter_engine_closed_by_another_thread_still_answers():
     assert engine.rows("n > ?", [2]).tolist() == [2]
     engine.close()
     engine.close()
+
+
+FORK_WHILE_LOCKED = """
+import os, sys, threading, time
+from pathlib import Path
+from vecstore.storage.locks import write_lock
+
+table_dir, out = Path(sys.argv[1]), sys.argv[2]
+locked = threading.Event()
+
+def hold():
+    with write_lock(table_dir, timeout=30):
+        locked.set()
+        time.sleep(600)
+
+threading.Thread(target=hold, daemon=True).start()
+locked.wait(60)
+pid = os.fork()  # a fork without exec (as multiprocessing does) while another thread holds the lock
+if pid == 0:
+    try:  # the parent's thread still holds the lock: the child must wait for it like anyone
+        with write_lock(table_dir, timeout=0):
+            pass
+        os.write(1, b"child took the lock\\n")
+    except Exception as exc:
+        os.write(1, f"child could not take the lock: {exc}\\n".encode())
+    time.sleep(600)
+    os._exit(0)
+Path(out).write_text(str(pid))
+time.sleep(600)
+"""
+
+
+def test_a_child_forked_while_the_lock_is_held_does_not_keep_it(tmp_path):
+    """flock belongs to the open file description, which fork shares: without the at-fork
+    handler of storage/locks.py a child forked while another thread held the write lock kept
+    it after the parent died, and every writer timed out for as long as the child lived."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    tbl = seed_table(tmp_path / "store")
+    pid_file = tmp_path / "child.pid"
+    parent = subprocess.Popen([sys.executable, "-c", FORK_WHILE_LOCKED, str(tbl.path), str(pid_file)],
+                              stdout=subprocess.PIPE, text=True)
+    child = None
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() or not pid_file.read_text():
+            assert parent.poll() is None and time.monotonic() < deadline, "the parent did not fork"
+            time.sleep(0.05)
+        child = int(pid_file.read_text())
+        impatient = vecstore.connect(tmp_path / "store", lock_timeout=0.3).open_table("t")
+        with pytest.raises(vecstore.ConcurrencyError):  # the parent's thread holds it
+            impatient.add(rows_of(["x"], 0, 0))
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(30)
+        # the parent is gone and the child lives on: the lock must be free
+        writer = vecstore.connect(tmp_path / "store", lock_timeout=5).open_table("t")
+        writer.add(rows_of(["after"], 0, 0))
+        assert len(writer) == SEEDS + 1
+        os.kill(child, 0)  # (the child is still alive)
+    finally:
+        for pid in (parent.pid, child):
+            if pid is not None:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        parent.wait(30)
+    out = parent.stdout.read() if parent.stdout else ""
+    # while the parent's thread held it, the child could not take it either: it holds no copy
+    # of it that would count as its own
+    assert "child could not take the lock" in out, out
