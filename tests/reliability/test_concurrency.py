@@ -526,3 +526,39 @@ def test_a_child_forked_while_the_lock_is_held_does_not_keep_it(tmp_path):
     # while the parent's thread held it, the child could not take it either: it holds no copy
     # of it that would count as its own
     assert "child could not take the lock" in out, out
+
+
+def test_create_index_while_upserts_replace_every_row_it_was_built_over(tmp_db, monkeypatch):
+    """Under heavy upserts every row an index build started from can be replaced (and its
+    segment merged away) before the build is recorded: create_index was then refused with "was
+    compacted" though nothing had compacted. It now builds again on the newest version, and
+    after INDEX_ATTEMPTS - 1 such races builds holding the write lock."""
+    import vecstore.index as index_package
+    from vecstore.table import INDEX_ATTEMPTS
+
+    def batch(seed: int) -> list[dict[str, Any]]:
+        rng = np.random.default_rng(seed)
+        return [{"id": f"r{i}", "vector": rng.normal(size=8).tolist(), "n": i} for i in range(40)]
+
+    tbl = tmp_db.create_table("t", dim=8)
+    tbl.add(batch(0))
+    other = vecstore.connect(tmp_db.path).open_table("t")
+    real_build = index_package.build_index
+    builds: list[int] = []
+
+    def racing_build(*args: Any, **kwargs: Any) -> Any:
+        builds.append(len(other))
+        if len(builds) < INDEX_ATTEMPTS:  # the last build holds the lock: no writer can race it
+            for k in range(3):  # each upsert replaces every row; the merges drop the old segments
+                other.upsert(batch(10 * len(builds) + k))
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(index_package, "build_index", racing_build)
+    entry = tbl.create_index("flat")
+    assert entry["kind"] == "flat" and len(builds) >= 2
+    # the index recorded covers the live rows: an exact search and the index agree
+    q = np.ones(8)
+    assert (tbl.search(q).limit(5).explain().index == "flat"
+            and [h["id"] for h in tbl.search(q).limit(5).to_list()]
+            == [h["id"] for h in tbl.search(q).exact().limit(5).to_list()])
+    assert len(tbl) == 40
