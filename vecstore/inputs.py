@@ -17,7 +17,7 @@ import numpy.typing as npt
 from .config import TableConfig
 from .errors import InvalidArgumentError
 from .storage.batch import Batch, check_column_name, declared_schema, prepare_batch
-from .vectors import check_finite_in_range, real_array
+from .vectors import MAX_NORM, MIN_NORM, check_finite_in_range, real_array
 
 F32 = npt.NDArray[np.float32]
 
@@ -35,8 +35,13 @@ def query_vector(query: Any, config: TableConfig, label: str = "the query vector
 def _checked_query(vec: F32, config: TableConfig, label: str) -> F32:
     if vec.shape != (config.dim,):
         raise InvalidArgumentError(f"{label} has shape {vec.shape}, expected ({config.dim},)")
-    check_finite_in_range(vec[None, :], config.metric, lambda _: label)
-    return np.array(vec, dtype=np.float32, order="C")
+    out = np.array(vec, dtype=np.float32, order="C")
+    # the common case in two NumPy calls (a query is checked on every search); anything
+    # unusual goes through the full check, which says what is wrong
+    norm2 = float(np.dot(out.astype(np.float64), out.astype(np.float64)))
+    if not (MIN_NORM * MIN_NORM <= norm2 <= MAX_NORM * MAX_NORM):  # False for NaN too
+        check_finite_in_range(out[None, :], config.metric, lambda _: label)
+    return out
 
 
 def query_matrix(queries: Any, config: TableConfig) -> F32:

@@ -270,6 +270,15 @@ class Snapshot:
         if len(self.segments) == 1:
             return [(0, np.arange(rows.size), rows)]
         seg_of = np.searchsorted(self.bases, rows, side="right") - 1
+        if rows.size <= 64:  # a query's hits: grouped in Python, cheaper than NumPy passes
+            groups: dict[int, list[int]] = {}
+            for i, s in enumerate(seg_of.tolist()):
+                groups.setdefault(s, []).append(i)
+            out = []
+            for s, positions in groups.items():
+                where = np.array(positions, dtype=np.int64)
+                out.append((s, where, rows[where] - self.bases[s]))
+            return out
         out = []
         for s in np.unique(seg_of):
             where = np.flatnonzero(seg_of == s)
