@@ -20,8 +20,9 @@ import pytest
 
 import vecstore
 from vecstore import InvalidArgumentError, NotFoundError, ReadOnlyError
-from vecstore.storage.cleanup import manifest_files
-from vecstore.storage.manifest import list_versions, read_manifest
+from vecstore.storage.manifest import read_manifest
+
+from .crash_harness import orphans
 
 DIM = 8
 
@@ -30,25 +31,6 @@ def rows(n: int, start: int = 0, seed: int = 0) -> list[dict[str, Any]]:
     rng = np.random.default_rng(seed + start)
     return [{"id": f"r{i}", "vector": rng.normal(size=DIM).round(3).tolist(), "n": i,
              "text": f"word{i % 7} common text{i % 3}"} for i in range(start, start + n)]
-
-
-def orphans(table_dir: Path) -> list[str]:
-    """Entries of data/, indexes/ and _versions/ that no version on disk names (temporary
-    files included), and leases left by dead processes: what cleanup must leave none of."""
-    needed: set[str] = set()
-    for v in list_versions(table_dir):
-        needed |= manifest_files(read_manifest(table_dir, v))
-    out = []
-    for sub in ("data", "indexes"):
-        d = table_dir / sub
-        if d.is_dir():
-            out += [f"{sub}/{n}" for n in os.listdir(d) if f"{sub}/{n}" not in needed]
-    out += [f"_versions/{n}" for n in os.listdir(table_dir / "_versions") if not n.endswith(".json")
-            or n.startswith(".")]
-    leases = table_dir / "_leases"
-    if leases.is_dir():
-        out += [f"_leases/{n}" for n in os.listdir(leases)]
-    return sorted(out)
 
 
 def du(path: Path) -> int:
