@@ -291,7 +291,12 @@ def write_lock(table_dir: Path, timeout: float = DEFAULT_TIMEOUT_S,
                 here = os.fstat(dir_fd)
                 if identity is not None and (here.st_dev, here.st_ino) != identity:
                     raise dropped_error(table_dir)
-                fd = _acquire(dir_fd, table_dir, deadline, timeout)
+                try:
+                    fd = _acquire(dir_fd, table_dir, deadline, timeout)
+                except FileNotFoundError:
+                    # a lock file cannot be created in the directory we hold open: it was
+                    # removed (a drop_table finished while we waited)
+                    raise dropped_error(table_dir) from None
                 try:
                     if not _still_in_place(table_dir, dir_fd, fd):
                         continue  # someone replaced _lock while we waited: lock the new one
