@@ -20,7 +20,6 @@ CPU time is reported beside the wall time for the same reason.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import tempfile

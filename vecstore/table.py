@@ -12,9 +12,9 @@ import sys
 import threading
 import time
 import uuid
-from datetime import timedelta
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -35,10 +35,10 @@ from .query.builder import BatchQuery, Query
 from .query.executor import Executor
 from .query.results import Hits
 from .query.spec import QuerySpec, SearchMode
-from .storage.files import make_subdir
-from .storage.locks import DEFAULT_TIMEOUT_S, directory_identity, dropped_error, high_water_mark
 from .storage.cleanup import CleanupReport, cleanup_table, manifest_files
+from .storage.files import make_subdir
 from .storage.leases import Lease, take_lease
+from .storage.locks import DEFAULT_TIMEOUT_S, directory_identity, dropped_error, high_water_mark
 from .storage.manifest import (
     IndexEntry,
     check_not_rolled_back,
@@ -499,7 +499,7 @@ class Table:
                     raise InvalidArgumentError(f"table {self.name!r} is empty: add rows before "
                                                f"building an index")
                 entry, index, _ = self._build_index(locked, kind, progress, threads, params)
-                built.append(index)
+                built.append(index)  # noqa: B023 (called once, by this iteration's commit)
                 return entry, self._executor.calibrate(locked)
 
             self._set(self._writer.build_index_locked(snap, build))

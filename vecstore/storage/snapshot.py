@@ -16,9 +16,9 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..errors import CorruptStoreError, NotFoundError
 from .arrays import to_numpy
 from .codes import Quantizer
-from ..errors import CorruptStoreError, NotFoundError
 from .manifest import Manifest, latest_version, read_manifest, version_exists
 from .postings import Postings, segment_postings
 from .segments import INTERNAL_COLUMNS, Segment, open_segment
