@@ -64,6 +64,9 @@ SCENARIOS: tuple[Scenario, ...] = (
              "one box at --n rows derived from real MiniLM vectors (build, disk, RSS, 1-thread q/s, "
              "recall@10, filtered and not); Ray ingestion on 2 workers vs one process",
              "est. 25 min at 1M rows; --quick 5 min"),
+    Scenario("versions", "bench.versions",
+             "one small add from the 10th to the 2,000th version; disk after cleanup vs a fresh table",
+             "est. 3-6 min; --quick 1 min"),
     Scenario("data", "bench.data",
              "build or check the cached PyPI vectors the vector scenarios read",
              "2 s cached; 12-20 min to embed 201,000"),

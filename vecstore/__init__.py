@@ -30,7 +30,7 @@ from .errors import (
 )
 from .query.builder import BatchQuery, Query
 from .query.results import Hits, Plan, Strategy
-from .table import IngestReport, Table
+from .table import CleanupReport, IngestReport, Table
 
 __version__ = "0.1.0"
 
@@ -38,6 +38,7 @@ __all__ = [
     "AlreadyExistsError",
     "AuthenticationError",
     "BatchQuery",
+    "CleanupReport",
     "ConcurrencyError",
     "CorruptStoreError",
     "Database",

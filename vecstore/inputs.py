@@ -7,6 +7,8 @@ expected.
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 from typing import Any
 
 import numpy as np
@@ -73,5 +75,18 @@ def query_text(text: str) -> str:
     return text
 
 
+def retention_seconds(value: object, name: str = "older_than") -> float:
+    """A retention period as given by a user: a ``datetime.timedelta`` or a number of seconds,
+    finite and >= 0."""
+    seconds = value.total_seconds() if isinstance(value, dt.timedelta) else value
+    if isinstance(seconds, (bool, np.bool_)) \
+            or not isinstance(seconds, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(seconds) or seconds < 0:
+        raise InvalidArgumentError(
+            f"{name} must be a datetime.timedelta or a number of seconds >= 0, got {value!r}; "
+            f"e.g. {name}=timedelta(days=7), or {name}=0 to keep only the newest versions")
+    return float(seconds)
+
+
 __all__ = ["Batch", "check_column_name", "check_version", "declared_schema", "prepare_batch", "query_matrix",
-           "query_text", "query_vector"]
+           "query_text", "query_vector", "retention_seconds"]

@@ -12,23 +12,33 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
 
 from .config import Combine, KeywordConfig, Metric, PlannerSettings, TableConfig
 from .errors import CorruptStoreError, InvalidArgumentError, NotFoundError, ReadOnlyError, SchemaError
-from .inputs import check_version, prepare_batch, query_matrix, query_text, query_vector
+from .inputs import (
+    check_version,
+    prepare_batch,
+    query_matrix,
+    query_text,
+    query_vector,
+    retention_seconds,
+)
 from .query.builder import BatchQuery, Query
 from .query.executor import Executor
 from .query.rerank import resolve_reranker
 from .query.results import Hits
 from .query.spec import QuerySpec, SearchMode, search_inputs
+from .storage.cleanup import CleanupReport, cleanup_table, manifest_files
 from .storage.files import make_subdir
+from .storage.leases import Lease, take_lease
 from .storage.locks import DEFAULT_TIMEOUT_S, directory_identity, dropped_error, high_water_mark
 from .storage.manifest import (
     IndexEntry,
@@ -36,12 +46,22 @@ from .storage.manifest import (
     latest_version,
     list_versions,
     read_manifest,
+    version_exists,
 )
-from .storage.snapshot import Snapshot, verify_version
-from .storage.writer import TableWriter
+from .storage.snapshot import Snapshot, newest, verify_version
+from .storage.writer import IndexOutdatedError, TableWriter
 
 if TYPE_CHECKING:
     from .db import Database
+
+_T = TypeVar("_T")
+INDEX_ATTEMPTS = 4
+"""Builds of one ``create_index`` call outdated by concurrent writes before the last one is
+built holding the write lock (see :meth:`Table.create_index`)."""
+DEFAULT_RETENTION = timedelta(days=7)
+"""How long :meth:`Table.cleanup` and :meth:`Table.optimize` keep versions after they were
+superseded, as LanceDB does: long enough for any read in progress and for ``checkout`` of last
+week's versions."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +106,7 @@ class _Source:
 
     def run(self, spec: QuerySpec) -> list[Hits]:
         t = self._table
-        return t._executor.run(t._current(), spec)
+        return t._read(lambda snap: t._executor.run(snap, spec))
 
     def embed_query(self, text: str) -> np.ndarray:
         t = self._table
@@ -120,18 +140,18 @@ class Table:
         # the same name is another directory, and this object must not touch it
         self._dir_id = directory_identity(path)
         self._path_str = str(path)
-        self._snap = Snapshot(path, self._open_manifest(version))
+        self._lease: Lease | None = None  # a checkout's claim on its version's files
+        self._snap = self._open(version)
         self._embedder: Any = embedder
         self._writer = TableWriter(path, name, lock_timeout, self._dir_id)
         self._executor = Executor(path, planner)
-        self._source = _Source(self)
 
     def __repr__(self) -> str:
         m = self._snap.manifest
         return (f"Table({self.name!r}, rows={m.rows}, dim={m.config.dim}, "
                 f"metric={m.config.metric.value!r}, version={m.version})")
 
-    def _open_manifest(self, version: int | None) -> Any:
+    def _open(self, version: int | None) -> Snapshot:
         path = self.path
         if version is None:
             mark = high_water_mark(path)  # before listing: see storage.locks.high_water_mark
@@ -139,16 +159,32 @@ class Table:
             if v == 0 or (mark > v and directory_identity(path) != self._dir_id):
                 raise dropped_error(path)  # (the mark may be the dropped table's)
             check_not_rolled_back(path, v, mark)
-            return read_manifest(path, v)
+            return newest(path, v, None)
         v = check_version(version)
         try:
-            return read_manifest(path, v)
+            manifest = read_manifest(path, v)
         except NotFoundError:
-            have = list_versions(path)
-            listed = f"{have[0]} to {have[-1]}" if have == list(range(have[0], have[-1] + 1)) \
-                else ", ".join(map(str, have)) if have else "none"
-            raise NotFoundError(f"table {self.name!r} has no version {v} (its versions on disk: "
-                                f"{listed})") from None
+            raise self._no_version(v) from None
+        # Lease the version's files before opening them, then check that its manifest is still
+        # there: a cleanup that removed it either saw the lease (and keeps the files) or removed
+        # the manifest first (and the version is gone). See storage/cleanup.py.
+        self._lease = take_lease(path, manifest_files(manifest), f"checkout of version {v}")
+        if not version_exists(path, v):
+            if self._lease is not None:
+                self._lease.release()
+            raise self._no_version(v)
+        return Snapshot(path, manifest)
+
+    def _no_version(self, v: int) -> NotFoundError:
+        have = list_versions(self.path)
+        listed = f"{have[0]} to {have[-1]}" if have == list(range(have[0], have[-1] + 1)) \
+            else ", ".join(map(str, have)) if have else "none"
+        if have and v < have[0]:
+            return NotFoundError(f"version {v} of table {self.name!r} was removed by cleanup() (its "
+                                 f"versions on disk: {listed}); keep versions longer with "
+                                 f"cleanup(older_than=..., keep_last=...)")
+        return NotFoundError(f"table {self.name!r} has no version {v} (its versions on disk: "
+                             f"{listed})")
 
     # -- the version read now -----------------------------------------------------------------
     def _check_present(self) -> None:
@@ -174,6 +210,18 @@ class Table:
         with self._guard:
             if snap.version > self._snap.version:
                 self._snap = snap
+
+    def _read(self, read: Callable[[Snapshot], _T]) -> _T:
+        """``read`` on the version read now. If it fails and that version is no longer on disk
+        (a cleanup with an ``older_than`` shorter than the read removed its files meanwhile),
+        it runs again on the newest version; a failure on a version still there is raised."""
+        snap = self._current()
+        try:
+            return read(snap)
+        except (CorruptStoreError, NotFoundError):
+            if self._pinned or version_exists(self.path, snap.version):
+                raise
+        return read(self._current())
 
     def _writable(self) -> Snapshot:
         if self._pinned:
@@ -219,10 +267,9 @@ class Table:
 
     def count(self, where: str | None = None, *params: Any) -> int:
         """Number of rows, or of rows for which ``where`` is true."""
-        snap = self._current()
         if where is None:
-            return snap.num_rows
-        return int(self._executor.match_rows(snap, where, params).size)
+            return self._current().num_rows
+        return self._read(lambda snap: int(self._executor.match_rows(snap, where, params).size))
 
     def versions(self) -> list[int]:
         """Every version of the table still on disk, oldest first."""
@@ -337,7 +384,7 @@ class Table:
         text, vec, m = search_inputs(query, mode, vector, self.config)
         if text is None:
             assert vec is not None
-            return Query(self._source, QuerySpec(vectors=vec[None, :]))
+            return Query(_Source(self), QuerySpec(vectors=vec[None, :]))
         if vec is None and m is not SearchMode.KEYWORD:
             if self.embedder is None:
                 raise InvalidArgumentError(
@@ -345,7 +392,7 @@ class Table:
                     f"with mode=\"keyword\" (BM25, no model), pass the query's vector as vector=, or "
                     f"create the table with embedder=\"default\"")
             vec = query_vector(self.embedder.embed_queries([text])[0], self.config)
-        return Query(self._source, QuerySpec(vectors=None if vec is None else vec[None, :], text=text,
+        return Query(_Source(self), QuerySpec(vectors=None if vec is None else vec[None, :], text=text,
                                              mode=m))
 
     def search_batch(self, queries: Any, *, threads: int | None = None) -> BatchQuery:
@@ -359,7 +406,7 @@ class Table:
         if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
                                     or threads < 1):
             raise InvalidArgumentError(f"threads must be a positive integer, got {threads!r}")
-        return BatchQuery(self._source, QuerySpec(vectors=query_matrix(queries, self.config),
+        return BatchQuery(_Source(self), QuerySpec(vectors=query_matrix(queries, self.config),
                                                   threads=threads))
 
     # -- writing --------------------------------------------------------------------------------
@@ -457,14 +504,47 @@ class Table:
         (e.g. ``m=16, ef_construction=200``). The index replaces any previous one. Rows added
         later are scanned beside the index until :meth:`optimize`; deleted rows never come back.
         The build runs without holding the write lock, so writers are not blocked meanwhile.
+        If every row it was built over is replaced, deleted or compacted away before it is
+        recorded (an index covering no live row would be useless), it is built again on the
+        newest version; after :data:`INDEX_ATTEMPTS` such races the last build holds the lock.
         """
-        from .index import build_index
-
         snap = self._writable()
         if snap.physical_rows == 0:
             raise InvalidArgumentError(f"table {self.name!r} is empty: add rows before building an index")
         if progress is None:
             progress = sys.stderr.isatty()
+        for _ in range(INDEX_ATTEMPTS - 1):
+            entry, index, lease = self._build_index(snap, kind, progress, threads, params)
+            try:
+                self._set(self._writer.set_index(snap, entry, self._executor.calibrate(snap)))
+                break
+            except IndexOutdatedError:
+                snap = self._writable()
+            finally:
+                if lease is not None:
+                    lease.release()  # recorded (the manifest names it now), or left to cleanup
+        else:
+            built: list[Any] = []
+
+            def build(locked: Snapshot) -> tuple[IndexEntry, Any]:
+                if locked.physical_rows == 0:
+                    raise InvalidArgumentError(f"table {self.name!r} is empty: add rows before "
+                                               f"building an index")
+                entry, index, _ = self._build_index(locked, kind, progress, threads, params)
+                built.append(index)  # noqa: B023 (called once, by this iteration's commit)
+                return entry, self._executor.calibrate(locked)
+
+            self._set(self._writer.build_index_locked(snap, build))
+            entry, index = IndexEntry.from_json(self.list_indexes()[0]), built[0]
+        self._executor.remember_index(entry, index)
+        return entry.to_json()
+
+    def _build_index(self, snap: Snapshot, kind: str, progress: bool, threads: int | None,
+                     params: dict[str, Any]) -> tuple[IndexEntry, Any, Lease | None]:
+        """Build an index over ``snap``'s rows and save it in a new ``indexes/<uuid>``, leased
+        (see storage/leases.py) so that a cleanup does not take it for a crash's leftover."""
+        from .index import build_index
+
         # a multi-vector table's index holds every vector of every row: one block of labels per
         # vector column, each in row order (labels map many-to-one to rows)
         blocks = [v for name in snap.vector_names for v in snap.column(name).vectors]
@@ -473,6 +553,7 @@ class Table:
         rel = f"indexes/{uuid.uuid4().hex}"
         try:  # never the table's own directory: if it is gone, the table was dropped
             make_subdir(self.path, "indexes")
+            lease = take_lease(self.path, [rel], "index build")
             make_subdir(self.path, rel)
         except FileNotFoundError:
             self._check_present()
@@ -481,9 +562,7 @@ class Table:
         entry = IndexEntry(kind=kind, params=index.params.to_json(), path=rel, count=len(index),
                            segments=tuple((e.data.path, e.rows) for e in snap.manifest.segments),
                            built_at_version=snap.version, vectors=snap.vector_names)
-        self._set(self._writer.set_index(snap, entry, self._executor.calibrate(snap)))
-        self._executor.remember_index(entry, index)
-        return entry.to_json()
+        return entry, index, lease
 
     def drop_index(self) -> bool:
         """Remove the table's index (a new version without it). Returns whether there was one."""
@@ -492,9 +571,21 @@ class Table:
         self._set(snap)
         return snap.version != base.version
 
-    def optimize(self, *, progress: bool | None = None) -> bool:
-        """Compact the table and fold every row into its index (rebuilt with the same kind and
-        parameters). Returns whether anything changed."""
+    def optimize(self, *, progress: bool | None = None,
+                 cleanup_older_than: timedelta | float | None = DEFAULT_RETENTION) -> bool:
+        """Compact the table, fold every row into its index (rebuilt with the same kind and
+        parameters; an index that is damaged or missing is rebuilt too), then remove versions
+        superseded more than ``cleanup_older_than`` ago (7 days; None: remove nothing) and the
+        files only they used (:meth:`cleanup`). Returns whether the table's content or index
+        changed."""
+        if cleanup_older_than is not None:
+            retention_seconds(cleanup_older_than, "cleanup_older_than")  # refused before any work
+        changed = self._optimize(progress)
+        if cleanup_older_than is not None:
+            self.cleanup(cleanup_older_than)
+        return changed
+
+    def _optimize(self, progress: bool | None) -> bool:
         base = self._writable()
         entry = base.manifest.indexes[0] if base.manifest.indexes else None
         changed = self.compact(rebuild_index=False)
@@ -511,6 +602,34 @@ class Table:
                 self._set(self._writer.set_calibration(snap, measured))
                 changed = True
         return changed
+
+    # -- old versions ---------------------------------------------------------------------------
+    def cleanup(self, older_than: timedelta | float = DEFAULT_RETENTION, *,
+                keep_last: int = 1) -> CleanupReport:
+        """Remove old versions and the files that only they used; reclaim the space of rows
+        that were deleted, replaced or compacted away, and of files a crash left behind.
+
+        Kept: the newest ``keep_last`` versions (at least the newest), every version superseded
+        less than ``older_than`` ago (a ``timedelta`` or seconds; default 7 days), and the files
+        of versions that a live process has checked out (``checkout``) or is building an index
+        for. ``checkout(v)`` of a removed version raises NotFoundError saying so.
+        ``older_than=0`` keeps only what those rules and readers in progress need: a query
+        that started on a version removed under it runs again on the newest.
+
+        >>> import vecstore, tempfile
+        >>> tbl = vecstore.connect(tempfile.mkdtemp()).create_table("t", dim=2)
+        >>> for i in range(3):
+        ...     _ = tbl.add([{"id": str(i), "vector": [1, i]}])
+        >>> r = tbl.cleanup(older_than=0)
+        >>> r.versions_removed, tbl.versions(), len(tbl)
+        (3, [4], 3)
+        """
+        seconds = retention_seconds(older_than)
+        self._writable()
+        report = cleanup_table(self.path, self.name, self._writer.lock_timeout, self._dir_id,
+                               seconds, keep_last)
+        self._current()
+        return report
 
     # -- documents ------------------------------------------------------------------------------
     def add_documents(self, docs: Any, *, chunking: str | None = None, chunker: str = "tokens",

@@ -66,6 +66,7 @@ def doc_rows(doc: dict[str, Any]) -> tuple[Row, ...]:
 @dataclass(frozen=True)
 class Op:
     kind: str  # add | upsert | delete_ids | delete_where | compact | index | ingest | keywords
+    #            | cleanup | optimize | drop_index
     doc: tuple[str, str, int] = ("", "", 0)  # ingest: (doc id, text, year)
     rows: tuple[Row, ...] = ()
     ids: tuple[str, ...] = ()
@@ -104,16 +105,22 @@ def make_ops(seed: int, n: int) -> list[Op]:
         elif r < 0.86:
             ops.append(Op("delete_where", cut=int(rng.integers(0, 12))))
             # the model decides which ids go; `live` is only a hint for picking ids
-        elif r < 0.88:
+        elif r < 0.87:
             ops.append(Op("compact"))
-        elif r < 0.90:
+        elif r < 0.89:
             ops.append(Op("keywords", columns=(("text",), ("text", "tag"), ("tag",))[int(rng.integers(3))]))
-        elif r < 0.95:
+        elif r < 0.93:
             words = rng.choice(WORDS, size=int(rng.integers(5, 60)))
             doc = (f"doc{int(rng.integers(0, 6))}", " ".join(words), int(rng.integers(0, 100)))
             ops.append(Op("ingest", doc=doc, rows=doc_rows({"id": doc[0], "text": doc[1], "year": doc[2]})))
-        else:
+        elif r < 0.95:
             ops.append(Op("index"))  # build (or rebuild) an hnsw index: contents unchanged
+        elif r < 0.98:
+            ops.append(Op("cleanup"))  # remove every old version and unneeded file: contents unchanged
+        elif r < 0.99:
+            ops.append(Op("optimize"))  # compact, rebuild the index, clean up: contents unchanged
+        else:
+            ops.append(Op("drop_index"))
     return ops
 
 
@@ -147,7 +154,13 @@ def model_rows(model: Model) -> list[dict[str, Any]]:
     return [{"id": i, "year": r[1], "text": r[2], "tag": r[3]} for i, r in model.items() if i != KEYWORD_KEY]
 
 
-def run(tbl: vecstore.Table, op: Op) -> None:
+REMOTE_KINDS = frozenset({"add", "upsert", "delete_ids", "delete_where", "cleanup"})
+"""The writes a child in server mode sends over HTTP (the others have no route, or need the
+toy embedder the server does not have, and run embedded in the same process)."""
+
+
+def run(tbl: Any, op: Op) -> None:
+    """Apply ``op`` through ``tbl`` (a Table, or a RemoteTable for :data:`REMOTE_KINDS`)."""
     if op.kind == "add":
         tbl.add([{"id": i, "vector": v, "year": y, "text": t, "tag": g} for i, v, y, t, g in op.rows])
     elif op.kind == "upsert":
@@ -165,10 +178,41 @@ def run(tbl: vecstore.Table, op: Op) -> None:
         tbl.set_keyword_columns(list(op.columns))
     elif op.kind == "index" and len(tbl) > 0:
         tbl.create_index("hnsw", m=8, ef_construction=40, progress=False)
+    elif op.kind == "cleanup":
+        tbl.cleanup(older_than=0)
+    elif op.kind == "optimize":
+        tbl.optimize(progress=False, cleanup_older_than=0)
+    elif op.kind == "drop_index":
+        tbl.drop_index()
 
 
-def child(store: str, ops: list[Op], start: int, done_file: str) -> None:
-    """Apply ops[start:], appending each op's index to ``done_file`` (fsynced) once it returned."""
+def serve_in_thread(store: str) -> Any:
+    """Serve ``store`` with uvicorn in a daemon thread of this process; a RemoteTable of ``t``."""
+    import socket
+    import time
+
+    import uvicorn
+
+    from vecstore.server import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.01)
+    return vecstore.connect(f"http://127.0.0.1:{port}").open_table("t")
+
+
+def child(store: str, ops: list[Op], start: int, done_file: str, server: bool = False,
+          ready: Any = None) -> None:
+    """Apply ops[start:], appending each op's index to ``done_file`` (fsynced) once it returned.
+    With ``server``, the writes of :data:`REMOTE_KINDS` go through a server running in this
+    process (killed with it). ``ready`` (an event) is set once the writes start."""
     # A forked child shares tqdm's multiprocessing lock (a semaphore) with the parent: killed
     # while an index build held it (tqdm takes it even for a disabled bar), it left the parent's
     # next tqdm call waiting for ever (seen: the full suite hung in a later create_index). A lock
@@ -177,9 +221,12 @@ def child(store: str, ops: list[Op], start: int, done_file: str) -> None:
 
     tqdm.set_lock(threading.RLock())
     tbl = vecstore.connect(store).open_table("t", embedder=ToyEmbedder())
+    remote = serve_in_thread(store) if server else None
     fd = os.open(done_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    if ready is not None:
+        ready.set()
     for i in range(start, len(ops)):
-        run(tbl, ops[i])
+        run(remote if remote is not None and ops[i].kind in REMOTE_KINDS else tbl, ops[i])
         os.write(fd, f"{i}\n".encode())
         os.fsync(fd)
     os.close(fd)
@@ -242,3 +289,25 @@ def check_search(path: Path, model: Model, rng: np.random.Generator) -> None:
     for hit_id, score in zip(got.ids, got.scores, strict=True):
         v = np.array(model[hit_id][0], dtype=np.float32)
         assert abs(float(v @ q / (np.linalg.norm(v) * np.linalg.norm(q))) - score) < 2e-3
+
+
+def orphans(table_dir: Path) -> list[str]:
+    """Entries of data/, indexes/ and _versions/ that no version on disk names (temporary
+    files included), and leases left by dead processes: what cleanup must leave none of."""
+    from vecstore.storage.cleanup import manifest_files
+    from vecstore.storage.manifest import list_versions, read_manifest
+
+    needed: set[str] = set()
+    for v in list_versions(table_dir):
+        needed |= manifest_files(read_manifest(table_dir, v))
+    out = []
+    for sub in ("data", "indexes"):
+        d = table_dir / sub
+        if d.is_dir():
+            out += [f"{sub}/{n}" for n in os.listdir(d) if f"{sub}/{n}" not in needed]
+    out += [f"_versions/{n}" for n in os.listdir(table_dir / "_versions") if not n.endswith(".json")
+            or n.startswith(".")]
+    leases = table_dir / "_leases"
+    if leases.is_dir():
+        out += [f"_leases/{n}" for n in os.listdir(leases)]
+    return sorted(out)

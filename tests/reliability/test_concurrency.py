@@ -452,3 +452,113 @@ def test_a_filter_engine_closed_by_another_thread_still_answers():
     assert engine.rows("n > ?", [2]).tolist() == [2]
     engine.close()
     engine.close()
+
+
+FORK_WHILE_LOCKED = """
+import os, sys, threading, time
+from pathlib import Path
+from vecstore.storage.locks import write_lock
+
+table_dir, out = Path(sys.argv[1]), sys.argv[2]
+locked = threading.Event()
+
+def hold():
+    with write_lock(table_dir, timeout=30):
+        locked.set()
+        time.sleep(600)
+
+threading.Thread(target=hold, daemon=True).start()
+locked.wait(60)
+pid = os.fork()  # a fork without exec (as multiprocessing does) while another thread holds the lock
+if pid == 0:
+    try:  # the parent's thread still holds the lock: the child must wait for it like anyone
+        with write_lock(table_dir, timeout=0):
+            pass
+        os.write(1, b"child took the lock\\n")
+    except Exception as exc:
+        os.write(1, f"child could not take the lock: {exc}\\n".encode())
+    time.sleep(600)
+    os._exit(0)
+Path(out).write_text(str(pid))
+time.sleep(600)
+"""
+
+
+def test_a_child_forked_while_the_lock_is_held_does_not_keep_it(tmp_path):
+    """flock belongs to the open file description, which fork shares: without the at-fork
+    handler of storage/locks.py a child forked while another thread held the write lock kept
+    it after the parent died, and every writer timed out for as long as the child lived."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    tbl = seed_table(tmp_path / "store")
+    pid_file = tmp_path / "child.pid"
+    parent = subprocess.Popen([sys.executable, "-c", FORK_WHILE_LOCKED, str(tbl.path), str(pid_file)],
+                              stdout=subprocess.PIPE, text=True)
+    child = None
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() or not pid_file.read_text():
+            assert parent.poll() is None and time.monotonic() < deadline, "the parent did not fork"
+            time.sleep(0.05)
+        child = int(pid_file.read_text())
+        impatient = vecstore.connect(tmp_path / "store", lock_timeout=0.3).open_table("t")
+        with pytest.raises(vecstore.ConcurrencyError):  # the parent's thread holds it
+            impatient.add(rows_of(["x"], 0, 0))
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(30)
+        # the parent is gone and the child lives on: the lock must be free
+        writer = vecstore.connect(tmp_path / "store", lock_timeout=5).open_table("t")
+        writer.add(rows_of(["after"], 0, 0))
+        assert len(writer) == SEEDS + 1
+        os.kill(child, 0)  # (the child is still alive)
+    finally:
+        for pid in (parent.pid, child):
+            if pid is not None:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        parent.wait(30)
+    out = parent.stdout.read() if parent.stdout else ""
+    # while the parent's thread held it, the child could not take it either: it holds no copy
+    # of it that would count as its own
+    assert "child could not take the lock" in out, out
+
+
+def test_create_index_while_upserts_replace_every_row_it_was_built_over(tmp_db, monkeypatch):
+    """Under heavy upserts every row an index build started from can be replaced (and its
+    segment merged away) before the build is recorded: create_index was then refused with "was
+    compacted" though nothing had compacted. It now builds again on the newest version, and
+    after INDEX_ATTEMPTS - 1 such races builds holding the write lock."""
+    import vecstore.index as index_package
+    from vecstore.table import INDEX_ATTEMPTS
+
+    def batch(seed: int) -> list[dict[str, Any]]:
+        rng = np.random.default_rng(seed)
+        return [{"id": f"r{i}", "vector": rng.normal(size=8).tolist(), "n": i} for i in range(40)]
+
+    tbl = tmp_db.create_table("t", dim=8)
+    tbl.add(batch(0))
+    other = vecstore.connect(tmp_db.path).open_table("t")
+    real_build = index_package.build_index
+    builds: list[int] = []
+
+    def racing_build(*args: Any, **kwargs: Any) -> Any:
+        builds.append(len(other))
+        if len(builds) < INDEX_ATTEMPTS:  # the last build holds the lock: no writer can race it
+            for k in range(3):  # each upsert replaces every row; the merges drop the old segments
+                other.upsert(batch(10 * len(builds) + k))
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(index_package, "build_index", racing_build)
+    entry = tbl.create_index("flat")
+    assert entry["kind"] == "flat" and len(builds) >= 2
+    # the index recorded covers the live rows: an exact search and the index agree
+    q = np.ones(8)
+    assert (tbl.search(q).limit(5).explain().index == "flat"
+            and [h["id"] for h in tbl.search(q).limit(5).to_list()]
+            == [h["id"] for h in tbl.search(q).exact().limit(5).to_list()])
+    assert len(tbl) == 40

@@ -1,5 +1,11 @@
 """SIGKILL at random moments during writes: the store is always at a committed version.
 
+Every write path is in the seeded sequence: add, upsert, delete by ids and by filter, compact,
+keyword columns, document ingest, index builds and drops, optimize and cleanup; in server mode
+the row writes and cleanup go over HTTP to a server running in the killed process. Every
+``CLEANUP_EVERY`` kills, and at the end, the parent runs a cleanup and checks that no file is
+left that no version names (what the killed writes and cleanups left behind is removed).
+
 A child process (forked, so it starts in milliseconds) applies a seeded sequence of writes and
 records each one after it returned. The parent kills it after a random delay, reopens the store
 with no repair step and checks that it holds exactly the model after the recorded writes, or
@@ -27,6 +33,7 @@ from .crash_harness import (
     child,
     make_ops,
     new_model,
+    orphans,
     same,
     table_content,
 )
@@ -34,7 +41,10 @@ from .crash_harness import (
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 
 
-def crash_run(tmp_path, seed: int, kills: int, max_delay: float) -> dict[str, int]:
+CLEANUP_EVERY = 25
+
+
+def crash_run(tmp_path, seed: int, kills: int, max_delay: float, server: bool = False) -> dict[str, int]:
     rng = np.random.default_rng(seed)
     ops = make_ops(seed, 4000)
     store = tmp_path / "store"
@@ -43,10 +53,14 @@ def crash_run(tmp_path, seed: int, kills: int, max_delay: float) -> dict[str, in
     models = [new_model()]
     ctx = mp.get_context("fork")
     start = 0
-    stats = {"kills": 0, "ops_committed": 0, "between_commit_and_record": 0, "rows_lost": 0}
+    stats = {"kills": 0, "ops_committed": 0, "between_commit_and_record": 0, "rows_lost": 0,
+             "cleanups_checked": 0}
     for _ in range(kills):
-        p = ctx.Process(target=child, args=(str(store), ops, start, done_file))
+        ready = ctx.Event() if server else None
+        p = ctx.Process(target=child, args=(str(store), ops, start, done_file, server, ready))
         p.start()
+        if ready is not None:  # the kill lands in the writes, not in the server's start
+            assert ready.wait(120), "the child's server did not start"
         time.sleep(float(rng.uniform(0.0, max_delay)))
         os.kill(p.pid, signal.SIGKILL)
         p.join()
@@ -54,6 +68,9 @@ def crash_run(tmp_path, seed: int, kills: int, max_delay: float) -> dict[str, in
         with open(done_file) as fh:
             done = [int(x) for x in fh.read().split()]
         last = done[-1] if done else -1
+        if last + 1 < len(ops):  # the write the kill most likely interrupted
+            kind = f"killed_in_{ops[last + 1].kind}"
+            stats[kind] = stats.get(kind, 0) + 1
         while len(models) <= last + 2 and len(models) <= len(ops):
             models.append(apply(models[-1], ops[len(models) - 1]))
         content = table_content(store)
@@ -73,16 +90,35 @@ def crash_run(tmp_path, seed: int, kills: int, max_delay: float) -> dict[str, in
                                  f"unexpected {sorted(extra)[:5]})")
         check_search(store, models[start], rng)
         check_keyword(store, models[start], rng)
+        if stats["kills"] % CLEANUP_EVERY == 0:
+            check_cleanup(store, models[start])
+            stats["cleanups_checked"] += 1
         if start >= len(ops):
             break
+    check_cleanup(store, models[start])
     stats["ops_committed"] = start
     return stats
 
 
+def check_cleanup(store, model) -> None:
+    """A cleanup after the kills leaves the model's rows and no file that no version names."""
+    tbl = vecstore.connect(store).open_table("t")
+    tbl.cleanup(older_than=0)
+    assert orphans(tbl.path) == []
+    assert same(table_content(store), model)
+
+
 def test_sigkill_during_writes_never_leaves_a_partial_state(tmp_path):
-    stats = crash_run(tmp_path, seed=7, kills=200, max_delay=0.25)
-    assert stats["kills"] == 200
+    stats = crash_run(tmp_path, seed=7, kills=175, max_delay=0.2)
+    assert stats["kills"] == 175 and stats["cleanups_checked"] == 7
     assert stats["ops_committed"] > 50  # the kills landed across many writes, not only at start
+    print(stats)
+
+
+def test_sigkill_during_server_writes_never_leaves_a_partial_state(tmp_path):
+    """The same with the row writes and cleanups sent to a server in the killed process."""
+    stats = crash_run(tmp_path, seed=11, kills=30, max_delay=0.3, server=True)
+    assert stats["kills"] == 30 and stats["ops_committed"] > 10
     print(stats)
 
 
@@ -91,3 +127,10 @@ def test_sigkill_during_writes_never_leaves_a_partial_state(tmp_path):
 def test_sigkill_many_more(tmp_path, seed):
     stats = crash_run(tmp_path, seed=seed, kills=400, max_delay=0.4)
     assert stats["kills"] == 400
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [4, 5])
+def test_sigkill_many_more_server_writes(tmp_path, seed):
+    stats = crash_run(tmp_path, seed=seed, kills=150, max_delay=0.4, server=True)
+    assert stats["kills"] == 150

@@ -522,6 +522,33 @@ def test_hostile_filters_are_refused_and_touch_nothing(ftbl, outside):
     print(f"\n{len(cases)} hostile filters refused")
 
 
+def test_hostile_filters_sent_to_the_server_are_4xx_and_touch_nothing(ftbl, outside):
+    """The same filters through every server route that takes one: each answered 400 with a
+    FilterError body, nothing written, nothing outside the store opened, the server alive."""
+    from server.harness import KEY, ThreadServer, request
+
+    from vecstore.server import ServerSettings
+
+    srv = ThreadServer(ftbl.path.parent, ServerSettings(api_key=KEY, warm=False)).start()
+    cases = hostile(outside.sentinel)
+    try:
+        assert request(srv.url, "GET", "/tables/t", key=KEY)[0] == 200  # the server opens the table
+        outside.reset()  # (which opens the store's directory)
+        for text in cases:
+            for route, body in (("count", {}), ("search", {"vector": [1, 1, 1, 1]}),
+                                ("search_batch", {"vectors": [[1, 1, 1, 1]]}), ("delete", {})):
+                status, _, payload = request(srv.url, "POST", f"/tables/t/{route}",
+                                             {**body, "where": text}, key=KEY)
+                assert status == 400 and payload["error"]["type"] == "FilterError", \
+                    (route, text[:80], status, payload)
+        outside.check()
+        status, _, payload = request(srv.url, "GET", "/tables/t", key=KEY)
+        assert status == 200 and payload["rows"] == len(ROWS) and payload["version"] == 2
+    finally:
+        srv.stop()
+    assert len(ftbl) == len(ROWS) and ftbl.version == 2
+
+
 def test_huge_and_deep_filters_are_answered_or_refused_never_a_crash(ftbl):
     ors = " OR ".join(f"n={i % 30 - 20}" for i in range(1000))
     assert ftbl.count(ors) == sum(1 for r in ROWS if r["n"] <= 9)

@@ -699,3 +699,25 @@ def test_an_edited_index_sidecar_is_refused(tmp_path, kind, field, value):
     with pytest.raises(CorruptStoreError, match=field) as err:
         vecstore.connect(tmp_path / "store").open_table("t").search(np.ones(16)).limit(3).to_list()
     assert side.name in str(err.value)
+
+
+def test_a_writer_waiting_while_the_table_is_removed_is_told_it_was_dropped(tmp_path, monkeypatch):
+    """A writer that opened the table's directory and then waited for the lock while a
+    drop_table removed the directory got a bare FileNotFoundError for '_lock' (seen in
+    test_drop_table_while_another_process_writes); it must say the table was dropped."""
+    import shutil
+
+    import vecstore.storage.locks as locks
+
+    tbl = vecstore.connect(tmp_path / "store").create_table("t", dim=DIM)
+    tbl.add(rows(2))
+    real_flock = locks._flock
+
+    def removed_meanwhile(fd: int, *args: Any) -> None:
+        monkeypatch.setattr(locks, "_flock", real_flock)
+        shutil.rmtree(tbl.path)  # what drop_table does once it renamed the table away
+        real_flock(fd, *args)
+
+    monkeypatch.setattr(locks, "_flock", removed_meanwhile)
+    with pytest.raises(vecstore.NotFoundError, match="dropped"):
+        tbl.add(rows(1, start=10))

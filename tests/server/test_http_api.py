@@ -455,13 +455,15 @@ FIELDS = [
     "highlight",
     "$datetime",
     "$float",
+    "older_than",
+    "keep_last",
 ]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     route=st.sampled_from(
-        ["add", "upsert", "delete", "search", "search_batch", "count", "rows", "documents"]
+        ["add", "upsert", "delete", "search", "search_batch", "count", "rows", "documents", "cleanup"]
     ),
     body=st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=4) | JSON,
 )

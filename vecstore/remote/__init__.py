@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import urllib.parse
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from ..inputs import query_matrix, query_text
 from ..query.builder import BatchQuery, Query
 from ..query.results import Hits
 from ..query.spec import QuerySpec, SearchMode, search_inputs
-from ..table import IngestReport
+from ..table import DEFAULT_RETENTION, CleanupReport, IngestReport
 from ..wire import plan_from_json
 from .http import Transport
 
@@ -170,6 +171,12 @@ class RemoteTable:
         body = {"where": where, "params": list(params),
                 "ids": None if ids is None else [str(i) for i in ids]}
         return int(self._call("POST", "delete", body)["deleted"])
+
+    def cleanup(self, older_than: Any = DEFAULT_RETENTION, *, keep_last: int = 1) -> CleanupReport:
+        """Remove old versions on the server (see :meth:`vecstore.Table.cleanup`)."""
+        seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else older_than
+        return CleanupReport(**self._call("POST", "cleanup", {"older_than": seconds,
+                                                              "keep_last": keep_last}))
 
     def get(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[dict[str, Any]]:
         id_list = [str(i) for i in ids]

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, WithJsonSchema
 
 from .. import __version__
 from ..errors import InvalidArgumentError
-from ..table import Table
+from ..table import DEFAULT_RETENTION, Table
 from ..text import Analyzer
 from ..wire import plan_to_json
 from .errors import RequestTooLargeError
@@ -61,6 +61,11 @@ class Filter(Body):
 
 class Delete(Filter):
     ids: list[str] | None = None
+
+
+class Cleanup(Body):
+    older_than: float = DEFAULT_RETENTION.total_seconds()  # seconds
+    keep_last: int = 1
 
 
 class GetRows(Body):
@@ -211,6 +216,10 @@ def delete(c: Context, name: str, r: Delete) -> Any:
     return {"deleted": c.store.table(name).delete(r.where, *r.params, ids=r.ids)}
 
 
+def cleanup(c: Context, name: str, r: Cleanup) -> Any:
+    return c.store.table(name).cleanup(r.older_than, keep_last=r.keep_last).to_json()
+
+
 def get_rows(c: Context, name: str, r: GetRows) -> Any:
     c.check_count(r.ids, "ids")
     return {"rows": c.store.table(name).get(r.ids, with_vectors=r.with_vectors)}
@@ -310,6 +319,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", f"{T}/add", add, "Table.add(rows)", Rows, write=True),
     Route("POST", f"{T}/upsert", upsert, "Table.upsert(rows)", Rows, write=True),
     Route("POST", f"{T}/delete", delete, "Table.delete(where, *params, ids=)", Delete, write=True),
+    Route("POST", f"{T}/cleanup", cleanup, "Table.cleanup(older_than=, keep_last=)", Cleanup,
+          write=True),
     Route("GET", f"{T}/rows", get_rows, "Table.get(ids, with_vectors=)", GetRows, from_query=True),
     Route("POST", f"{T}/rows", get_rows, "Table.get(ids, with_vectors=)", GetRows),
     Route("POST", f"{T}/documents", add_documents, "Table.add_documents(documents, ...)", Documents,

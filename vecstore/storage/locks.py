@@ -54,6 +54,37 @@ _OWNER_BYTES = 256
 
 _local_locks: dict[str, threading.Lock] = {}
 _local_guard = threading.Lock()
+_held: set[int] = set()  # descriptors of _lock and _lock.queue this process holds flocks through
+
+
+def _after_fork_in_child() -> None:
+    """A forked child must not keep the parent's write locks.
+
+    ``flock`` belongs to the open file description, which ``fork`` shares: a child holding a
+    copy of the descriptor keeps the lock held after the parent releases it by closing, or dies
+    (a ``flock(LOCK_UN)`` by the parent would release it for both). So in the child each held
+    descriptor is replaced with ``/dev/null`` (``dup2``: the number stays valid, so a commit the
+    forking thread itself was inside ends harmlessly) and the per-table thread locks start
+    afresh (another thread of the parent may have held one at the fork; it does not exist
+    here). ``O_CLOEXEC`` covers ``exec``; this covers a fork without exec (multiprocessing)."""
+    global _local_locks, _local_guard
+    _local_locks = {}
+    _local_guard = threading.Lock()
+    if _held:
+        null = os.open(os.devnull, os.O_RDWR | _CLOEXEC)
+        try:
+            for fd in list(_held):
+                try:
+                    os.dup2(null, fd, inheritable=False)
+                except OSError:
+                    pass
+        finally:
+            os.close(null)
+        _held.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _thread_lock(path: Path) -> threading.Lock:
@@ -194,19 +225,27 @@ def _still_in_place(table_dir: Path, dir_fd: int, lock_fd: int) -> bool:
 
 
 def _acquire(dir_fd: int, table_dir: Path, deadline: float, timeout: float) -> int:
-    """Take ``_lock`` through the queue; return its descriptor, locked."""
+    """Take ``_lock`` through the queue; return its descriptor, locked (and registered in
+    ``_held``: the caller closes it with :func:`_close`)."""
     queue = _open_plain(dir_fd, table_dir, QUEUE_FILE, _LOCK_FLAGS)
+    _held.add(queue)
     try:
         _flock(queue, deadline, timeout, table_dir, dir_fd)
         fd = _open_plain(dir_fd, table_dir, LOCK_FILE, _LOCK_FLAGS)
+        _held.add(fd)
         try:
             _flock(fd, deadline, timeout, table_dir, dir_fd)
         except BaseException:
-            os.close(fd)
+            _close(fd)
             raise
         return fd
     finally:
-        os.close(queue)  # lets the next waiter line up
+        _close(queue)  # lets the next waiter line up
+
+
+def _close(fd: int) -> None:
+    _held.discard(fd)
+    os.close(fd)
 
 
 def _flock(fd: int, deadline: float, timeout: float, table_dir: Path, dir_fd: int) -> None:
@@ -252,7 +291,12 @@ def write_lock(table_dir: Path, timeout: float = DEFAULT_TIMEOUT_S,
                 here = os.fstat(dir_fd)
                 if identity is not None and (here.st_dev, here.st_ino) != identity:
                     raise dropped_error(table_dir)
-                fd = _acquire(dir_fd, table_dir, deadline, timeout)
+                try:
+                    fd = _acquire(dir_fd, table_dir, deadline, timeout)
+                except FileNotFoundError:
+                    # a lock file cannot be created in the directory we hold open: it was
+                    # removed (a drop_table finished while we waited)
+                    raise dropped_error(table_dir) from None
                 try:
                     if not _still_in_place(table_dir, dir_fd, fd):
                         continue  # someone replaced _lock while we waited: lock the new one
@@ -263,7 +307,7 @@ def write_lock(table_dir: Path, timeout: float = DEFAULT_TIMEOUT_S,
                         fcntl.flock(fd, fcntl.LOCK_UN)
                     return
                 finally:
-                    os.close(fd)  # closing also releases a flock taken on a replaced file
+                    _close(fd)  # closing also releases a flock taken on a replaced file
             finally:
                 os.close(dir_fd)
     finally:

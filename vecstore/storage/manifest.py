@@ -282,16 +282,24 @@ def list_versions(table_dir: Path) -> list[int]:
 
 def latest_version(table_dir: Path, known: int = 0) -> int:
     """The newest published version. With ``known`` > 0, probe forward from it (one stat per
-    step) instead of listing the directory: versions only ever grow."""
+    step) instead of listing the directory: versions only ever grow, and cleanup removes them
+    oldest first, so the versions on disk are one contiguous range ending at the newest. When
+    ``known`` itself is gone (cleanup removed it), the directory is listed."""
     if known > 0:
         # A hot path (every read checks it): plain strings and one stat per step.
         prefix = f"{table_dir}{os.sep}{VERSIONS_DIR}{os.sep}"
         v = known
         while os.path.exists(f"{prefix}{v + 1:020d}.json"):
             v += 1
-        return v
+        if v > known or os.path.exists(f"{prefix}{known:020d}.json"):
+            return v
     versions = list_versions(table_dir)
     return versions[-1] if versions else 0
+
+
+def version_exists(table_dir: Path, version: int) -> bool:
+    """Whether version ``version``'s manifest is on disk (cleanup removes old ones)."""
+    return os.path.exists(manifest_path(table_dir, version))
 
 
 def read_manifest(table_dir: Path, version: int) -> Manifest:

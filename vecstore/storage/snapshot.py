@@ -16,14 +16,15 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import CorruptStoreError
+from ..errors import CorruptStoreError, NotFoundError
 from .arrays import to_numpy
 from .codes import Quantizer
-from .manifest import Manifest, latest_version, read_manifest
+from .manifest import Manifest, latest_version, read_manifest, version_exists
 from .postings import Postings, segment_postings
 from .segments import INTERNAL_COLUMNS, Segment, open_segment, verify_file
 
 I64 = npt.NDArray[np.int64]
+_ATTEMPTS = 5
 
 
 class Snapshot:
@@ -68,16 +69,14 @@ class Snapshot:
     @classmethod
     def open(cls, table_dir: Path, version: int | None = None) -> Snapshot:
         """Open ``version`` of the table (its newest when None)."""
-        v = latest_version(table_dir) if version is None else version
-        return cls(table_dir, read_manifest(table_dir, v))
+        if version is not None:
+            return cls(table_dir, read_manifest(table_dir, version))
+        return newest(table_dir, 0, None)
 
     def refreshed(self) -> Snapshot:
         """The newest published version: this snapshot when nothing newer exists, else a new
-        one that reuses the segments the two versions share (one ``stat`` when unchanged)."""
-        v = latest_version(self.table_dir, known=self.version)
-        if v == self.version:
-            return self
-        return Snapshot(self.table_dir, read_manifest(self.table_dir, v), reuse=self.segment_keys())
+        one that reuses the segments the two versions share (two ``stat`` calls when unchanged)."""
+        return newest(self.table_dir, self.version, self)
 
     @property
     def version(self) -> int:
@@ -415,3 +414,24 @@ def verify_version(table_dir: Path, manifest: Manifest) -> tuple[int, int, list[
             except CorruptStoreError as exc:
                 problems.append(str(exc))
     return files, size, problems
+
+
+def newest(table_dir: Path, known: int, current: Snapshot | None) -> Snapshot:
+    """The newest version of the table (``current`` when that is still it). A version found
+    newest can be superseded by a commit and removed by a cleanup before its files are opened
+    (only with a cleanup ``older_than`` shorter than that moment): then the newest is looked up
+    again. A failure on a version still on disk is real and raised."""
+    for attempt in range(_ATTEMPTS):
+        v = latest_version(table_dir, known=known)
+        if current is not None and v <= current.version:
+            # (older: current's manifest was deleted by hand, not by cleanup, which never
+            # removes the newest: stay on it, so that no version number is published twice)
+            return current
+        try:
+            return Snapshot(table_dir, read_manifest(table_dir, v),
+                            reuse=current.segment_keys() if current is not None else None)
+        except (NotFoundError, CorruptStoreError):
+            if attempt == _ATTEMPTS - 1 or v == 0 or version_exists(table_dir, v):
+                raise
+        known = 0  # list the directory again
+    raise AssertionError("unreachable")

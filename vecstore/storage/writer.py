@@ -38,7 +38,7 @@ from ..errors import (
     SchemaError,
 )
 from .batch import Batch, check_new_names
-from .files import fsync_dir, make_subdir
+from .files import fsync_dir, make_subdir, open_in_table
 from .locks import write_lock
 from .manifest import (
     DATA_DIR,
@@ -58,6 +58,10 @@ from .snapshot import Snapshot
 I64 = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
 Change = Callable[[Snapshot], Manifest | None]
+
+
+class IndexOutdatedError(ConcurrencyError):
+    """An index built without the lock covers no live row any more (see ``set_index``)."""
 
 
 def merge_count(sizes: Sequence[int]) -> int:
@@ -505,16 +509,37 @@ class TableWriter:
     def set_index(self, base: Snapshot, entry: IndexEntry,
                   scan: ScanCalibration | None = None) -> Snapshot:
         """Record ``entry`` (files already written) as the table's index, with the scan's
-        calibration measured beside it. Refused when none of the segments it was built over is
-        still in the table (a compaction replaced them)."""
+        calibration measured beside it. :class:`IndexOutdatedError` when none of the segments
+        it was built over is still in the table: every row it covers was replaced, deleted or
+        compacted away meanwhile, and it would serve no live row."""
 
         def change(snap: Snapshot) -> Manifest | None:
             present = {e.data.path for e in snap.manifest.segments} | {
                 m[0] for e in snap.manifest.segments for m in e.merged_from}
             if not any(path in present for path, _ in entry.segments):
-                raise ConcurrencyError(
-                    f"table {self.name!r} was compacted while the index was being built; "
-                    f"run create_index again")
+                raise IndexOutdatedError(
+                    f"every row of table {self.name!r} that the index was built over (version "
+                    f"{entry.built_at_version}) was replaced, deleted or compacted away while it "
+                    f"was being built; run create_index again")
+            try:  # removed meanwhile (by hand, or by a cleanup that did not see its lease)
+                os.close(open_in_table(self.table_dir, entry.path, directory=True))
+            except FileNotFoundError:
+                raise ConcurrencyError(f"the files of the index being built ({entry.path}) were "
+                                       f"removed before it was recorded; run create_index again") from None
+            return snap.manifest.next("create_index", indexes=(entry,),
+                                      scan=scan if scan is not None else snap.manifest.scan)
+
+        return self.commit(base, change)
+
+    def build_index_locked(self, base: Snapshot,
+                           build: Callable[[Snapshot], tuple[IndexEntry, ScanCalibration | None]]
+                           ) -> Snapshot:
+        """Build (``build``, on the newest version) and record an index while holding the write
+        lock, so that no write can outdate it: the last resort of a ``create_index`` whose
+        builds kept being outdated by concurrent writes."""
+
+        def change(snap: Snapshot) -> Manifest | None:
+            entry, scan = build(snap)
             return snap.manifest.next("create_index", indexes=(entry,),
                                       scan=scan if scan is not None else snap.manifest.scan)
 
