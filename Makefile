@@ -35,11 +35,14 @@ typecheck: setup
 bench-setup: setup
 	$(PY) -m pip install -q -e ".[bench]"
 
+# The side-by-side report (python -m bench --list shows every scenario; bench/README.md says more).
+# The full run reads the 200,000 cached PyPI vectors: `bench data` embeds them first if they are absent.
 bench: bench-setup
-	$(PY) -m bench
+	$(PY) -m bench data
+	$(PY) -m bench side-by-side
 
 bench-quick: bench-setup
-	$(PY) -m bench --quick
+	$(PY) -m bench side-by-side --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache demo_store

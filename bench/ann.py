@@ -1,7 +1,8 @@
 """Filtered and unfiltered ANN search: vecstore's planner against its peers, single thread, one run.
 
-    python -m bench.ann                               # 200,000 MiniLM vectors of PyPI summaries
-    python -m bench.ann --n 20000 --queries 40 --setting-seconds 0.3   # smoke run, a minute
+    python -m bench ann                 # 200,000 MiniLM vectors of PyPI summaries (~15 min)
+    python -m bench ann --quick         # 20,000 rows, 40 queries, short settings (~3 min)
+    python -m bench ann --quick --n 3000 --synthetic --no-memory   # smoke run
 
 Everything runs on one thread (Numba, FAISS OpenMP, hnswlib, BLAS, DuckDB) in one process, with
 the same data and queries for every method; the memory figures come from child processes.
@@ -13,9 +14,12 @@ query), so a cache of match sets could not hide what evaluating the filter costs
 
 What is timed, per query:
 
-- vecstore: ``tbl.search(q).where(sql, *params).limit(k).hits()`` and ``.to_list()`` on it
-  (what ``.to_list()`` does), wall clock; its plan (``.hits().plan``, the object ``.explain()``
-  returns) gives the strategy and the seconds of each stage, the filter's among them.
+- vecstore: by default the user path, ``tbl.search(q).where(sql, *params).limit(k).to_list()``
+  (run as ``.hits().to_list()``, which is what ``.to_list()`` does, to keep the plan), wall
+  clock, on tables built by ``tbl.add`` calls of ``--add-batch`` rows (``--query-path hits``
+  and ``--add-batch 0`` give the earlier measurement); the plan (``.hits().plan``, the object
+  ``.explain()`` returns) gives the strategy and the seconds of each stage, the filter's among
+  them.
 - peers: the filter evaluated by DuckDB over an Arrow table of the attributes
   (``SELECT row FROM attrs WHERE <sql>``, the statement vecstore falls back to for filters its
   sorted column indexes do not answer; vecstore answers these from the indexes), timed once per query
@@ -25,11 +29,11 @@ What is timed, per query:
   A setting runs the queries in order until ``--setting-seconds`` have passed (at least
   ``--min-queries``), so slow settings run fewer queries.
 
-Recall is tie-aware: a returned row counts when its exact score is >= the exact k-th best
-score of the rows that match the filter, minus 1e-6; with fewer than k matches, k is the
-number of matches. "short" counts queries that got fewer than min(k, matches) rows, "wrong"
-rows that do not match the filter. LanceDB and Chroma are measured in the side-by-side report
-(``python -m bench``), not here.
+Recall is tie-aware (:func:`vecstore.evaluation.tie_aware_recall`): a returned row counts when
+its exact score is >= the exact k-th best score of the rows that match the filter, less the
+tolerance; with fewer than k matches, k is the number of matches. "short" counts queries that got
+fewer than min(k, matches) rows, "wrong" rows that do not match the filter. LanceDB and Chroma
+are measured in the side-by-side report (``python -m bench side-by-side``), not here.
 """
 
 from __future__ import annotations
@@ -38,7 +42,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import re
 import signal
 import subprocess
@@ -48,23 +51,36 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
-from bench.data import DEFAULT_DATA_DIR, load_pypi  # noqa: E402
+from bench.common import (
+    QUERY_PATHS,
+    ScenarioParser,
+    add_in_batches,
+    add_vecstore_options,
+    add_vector_options,
+    arrow_rows,
+    json_default,
+    log,
+    machine_line,
+    pin_threads,
+    search_ids,
+    thread_env,
+    timed,
+    write_json,
+)
+from bench.data import load_vectors
+from vecstore.evaluation import DEFAULT_TIE_TOLERANCE, kth_best, tie_aware_recalls
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 
 TARGET = 0.95
-TIE = 1e-6
 EF_GRID = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096]
 POST_GRID = [1, 1.5, 2, 3, 4, 6, 8, 12, 16]  # candidates = ceil(f * k / selectivity)
 BINARY_GRID = [1, 2, 4, 8, 16, 32, 64]  # Hamming candidates = k * o
@@ -81,10 +97,6 @@ SQL = {"month": "month BETWEEN ? AND ?", "rank": "download_rank BETWEEN ? AND ?"
 STRATEGIES = ("scan", "scan x32", "inside", "post")  # "scan x32": the scan with .rescore(oversample=32)
 DROP_BELOW = 20  # a forced index strategy this many times slower than the scan is not run further down
 GOALS = {0.5: 1.0, 0.1: 2.0, 0.01: 5.0, 0.001: 5.0}  # selectivity class -> QPS x best peer
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 # --- filters ---------------------------------------------------------------------------------
@@ -205,8 +217,7 @@ def evaluate(con: Any, w: Workload, scores: F32, k: int) -> None:
         w.filter_s.append(time.perf_counter() - t)
         w.rows.append(rows)
         if rows.size:
-            kk = min(k, rows.size)
-            kth[i] = -np.partition(-scores[i, rows], kk - 1)[kk - 1]
+            kth[i] = kth_best(scores[i : i + 1, rows], k)[0]
     w.kth = kth
 
 
@@ -252,34 +263,55 @@ class Judge:
             ok = rows[pos] == found
             wrong = int(np.count_nonzero(~ok))
             found = found[ok]
-        found = np.unique(found)
-        hits = min(k_eff, int(np.count_nonzero(self.scores[i, found] >= kth - TIE)))
-        return hits / k_eff, found.size < k_eff, wrong
+        found = np.unique(found)  # a row returned twice would count twice
+        recall = tie_aware_recalls([self.scores[i, found]], [kth], k_eff)[0]
+        return float(recall), found.size < k_eff, wrong
 
 
-def measure(method: str, setting: str, fn: Callable[[int], I64], judge: Judge, n_queries: int,
-            budget_s: float, min_queries: int, filter_s: list[float] | None) -> Result:
-    """Run ``fn`` over the queries in order until ``budget_s`` has passed (at least
-    ``min_queries``); time each call."""
-    recalls, spent, short, wrong, errors = [], 0.0, 0, 0, 0
+@dataclass
+class Tally:
+    """What a run of queries found: per-query recall, search seconds, short and wrong results."""
+
+    recalls: list[float] = field(default_factory=list)
+    spent: float = 0.0
+    short: int = 0
+    wrong: int = 0
+    errors: int = 0
+
+
+def run_queries(fn: Callable[[int], I64], judge: Judge, n_queries: int, budget_s: float,
+                min_queries: int, empty_on: tuple[type[Exception], ...] = ()) -> Tally:
+    """Ask ``fn(i)`` for queries ``i = 0, 1, ...`` in order, timing each call (the judging is not
+    timed), until ``budget_s`` seconds were spent and at least ``min_queries`` were asked. An
+    exception of ``empty_on`` counts as an empty result and an error."""
+    tally = Tally()
     for i in range(n_queries):
         t = time.perf_counter()
         try:
             found = fn(i)
-        except RuntimeError:  # hnswlib: fewer than k reachable under the filter
+        except empty_on:
             found = np.empty(0, np.int64)
-            errors += 1
-        spent += time.perf_counter() - t
+            tally.errors += 1
+        tally.spent += time.perf_counter() - t
         r, s, x = judge(i, found)
-        recalls.append(r)
-        short += s
-        wrong += x
-        if spent > budget_s and i + 1 >= min_queries:
+        tally.recalls.append(r)
+        tally.short += s
+        tally.wrong += x
+        if tally.spent > budget_s and i + 1 >= min_queries:
             break
-    done = len(recalls)
+    return tally
+
+
+def measure(method: str, setting: str, fn: Callable[[int], I64], judge: Judge, n_queries: int,
+            budget_s: float, min_queries: int, filter_s: list[float] | None) -> Result:
+    """A peer: its search timed per query (:func:`run_queries`); the filter's DuckDB time of the
+    same queries added for the end-to-end rate."""
+    # hnswlib raises RuntimeError when fewer than k allowed labels are reachable under a filter
+    t = run_queries(fn, judge, n_queries, budget_s, min_queries, empty_on=(RuntimeError,))
+    done = len(t.recalls)
     flt = sum(filter_s[:done]) if filter_s is not None else 0.0
-    return Result(method, setting, done, float(np.mean(recalls)), done / (spent + flt), done / spent,
-                  short, wrong, errors)
+    return Result(method, setting, done, float(np.mean(t.recalls)), done / (t.spent + flt), done / t.spent,
+                  t.short, t.wrong, t.errors)
 
 
 def sweep(method: str, grid: list[Any], make: Callable[[Any], Callable[[int], I64]], judge: Judge,
@@ -423,55 +455,50 @@ def stage_name(s: str) -> str:
 
 
 def run_vecstore(tbl: Any, ids: dict[str, int], queries: F32, judge: Judge, w: Workload | None,
-                 k: int, n_queries: int, budget_s: float = math.inf, min_queries: int = 0,
+                 k: int, n_queries: int, path: str, budget_s: float = math.inf, min_queries: int = 0,
                  oversample: int | None = None, method: str = "vecstore") -> Result:
-    """vecstore end to end, per query; the plans give strategies and stage times."""
-    recalls, spent, spent_filter, short, wrong = [], 0.0, 0.0, 0, 0
-    strategies: Counter[str] = Counter()
-    stages: dict[str, list[float]] = defaultdict(list)
-    efforts: dict[str, list[int]] = defaultdict(list)
-    filter_s = []
-    for i in range(n_queries):
-        t = time.perf_counter()
+    """vecstore end to end, per query, through ``path`` (:data:`bench.common.QUERY_PATHS`); the
+    plans give strategies and stage times."""
+    plans: list[Any] = []
+
+    def ask(i: int) -> I64:
         query = tbl.search(queries[i])
         if w is not None:
             query = query.where(w.sql, *w.params[i])
         if oversample is not None:
             query = query.rescore(oversample=oversample)
-        hits = query.limit(k).hits()
-        listed = hits.to_list()
-        spent += time.perf_counter() - t
-        plan = hits.plan
-        flt = sum(s.seconds for s in plan.stages if s.name == "filter")
-        spent_filter += flt
-        filter_s.append(flt)
+        found, plan = search_ids(query.limit(k), path)
+        plans.append(plan)
+        return np.array([ids[f] for f in found], dtype=np.int64)
+
+    t = run_queries(ask, judge, n_queries, budget_s, min_queries)
+    strategies: Counter[str] = Counter()
+    stages: dict[str, list[float]] = defaultdict(list)
+    efforts: dict[str, list[int]] = defaultdict(list)
+    filter_s = []
+    for plan in plans:
+        filter_s.append(sum(s.seconds for s in plan.stages if s.name == "filter"))
         strategies[strategy_name(plan.strategy)] += 1
         for s in plan.stages:
             stages[stage_name(s.name)].append(s.seconds)
             m = re.search(r"ef=(\d+)", s.name)
             if m:
                 efforts[stage_name(s.name)].append(int(m.group(1)))
-        found = np.array([ids[h["id"]] for h in listed], dtype=np.int64)
-        r, s_, x = judge(i, found)
-        recalls.append(r)
-        short += s_
-        wrong += x
-        if spent > budget_s and i + 1 >= min_queries:
-            break
-    done = len(recalls)
+    done, spent_filter = len(plans), sum(filter_s)
     notes = {"strategies": dict(strategies),
              "stage_ms": {name: 1e3 * float(np.mean(v)) for name, v in stages.items()},
              "stage_share": {name: len(v) / done for name, v in stages.items()},
              "ef": {name: float(np.median(v)) for name, v in efforts.items()},
              "filter_ms": 1e3 * spent_filter / done, "filter_median_ms": 1e3 * float(np.median(filter_s))}
     setting = "default" if oversample is None else f"oversample {oversample}"
-    return Result(method, setting, done, float(np.mean(recalls)), done / spent,
-                  done / max(spent - spent_filter, 1e-12), short, wrong, 0, notes)
+    return Result(method, setting, done, float(np.mean(t.recalls)), done / t.spent,
+                  done / max(t.spent - spent_filter, 1e-12), t.short, t.wrong, 0, notes)
 
 
 @contextmanager
 def forced(strategy: str | None) -> Iterator[None]:
     """Force the planner's choice by moving its thresholds (restored afterwards)."""
+    # TODO(planner-settings): pass a PlannerSettings to the table instead of patching the module.
     import vecstore.query.indexed as ix
 
     saved = ix.SCAN_MAX_MATCHES, ix.POSTFILTER_MIN_SELECTIVITY
@@ -487,24 +514,10 @@ def forced(strategy: str | None) -> Iterator[None]:
         ix.SCAN_MAX_MATCHES, ix.POSTFILTER_MIN_SELECTIVITY = saved
 
 
-def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
-    wall, cpu = time.perf_counter(), time.process_time()
-    out = fn()
-    return out, time.perf_counter() - wall, time.process_time() - cpu
-
-
 MEMORY_SCRIPT = r"""
 import json, sys, tempfile
 import numpy as np
-
-def status():
-    out = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            key, _, rest = line.partition(":")
-            if key in ("VmRSS", "RssAnon", "RssFile"):
-                out[key] = int(rest.split()[0]) * 1024
-    return out
+from bench.common import memory_status as status
 
 mode, path, qpath, k, knob = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 queries = np.load(qpath)
@@ -544,7 +557,7 @@ print(json.dumps({"before": before, "loaded": loaded, "after": status()}))
 def child_memory(mode: str, path: str, queries: F32, k: int, knob: int, tmp: Path) -> dict[str, Any]:
     qpath = tmp / "memory-queries.npy"
     np.save(qpath, np.ascontiguousarray(queries))
-    env = dict(os.environ, OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    env = thread_env(1)
     out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, mode, path, str(qpath), str(k), str(knob)],
                          capture_output=True, text=True, env=env, timeout=900)
     if out.returncode != 0:
@@ -556,69 +569,63 @@ def child_memory(mode: str, path: str, queries: F32, k: int, knob: int, tmp: Pat
 # --- the run ---------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
-    ap.add_argument("--n", type=int, default=200_000, help="first n rows of the 200,000-row sample")
-    ap.add_argument("--queries", type=int, default=200, help="held-out queries per configuration")
-    ap.add_argument("--strategy-queries", type=int, default=100, help="queries per forced strategy")
+def configure(ap: ScenarioParser) -> None:
+    add_vector_options(ap, n=(200_000, 20_000), queries=(200, 40))
+    add_vecstore_options(ap)
+    ap.add_sized("--strategy-queries", type=int, full=100, quick=20, help="queries per forced strategy")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--m", type=int, default=16)
     ap.add_argument("--ef-construction", type=int, default=200)
-    ap.add_argument("--setting-seconds", type=float, default=1.5, help="time budget of one peer setting")
-    ap.add_argument("--strategy-seconds", type=float, default=1.0, help="time budget of one forced strategy")
-    ap.add_argument("--min-queries", type=int, default=20, help="queries a peer setting runs at least")
+    ap.add_sized("--setting-seconds", type=float, full=1.5, quick=0.3, help="time budget of one peer setting")
+    ap.add_sized("--strategy-seconds", type=float, full=1.0, quick=0.3,
+                 help="time budget of one forced strategy")
+    ap.add_sized("--min-queries", type=int, full=20, quick=10, help="queries a peer setting runs at least")
     ap.add_argument("--seed", type=int, default=0, help="seed of the varying filters' parameters")
-    ap.add_argument("--json", type=Path, default=None, help="also write every measurement here")
     ap.add_argument("--no-memory", action="store_true", help="skip the child-process RSS measurements")
-    args = ap.parse_args(argv)
 
+
+def run(args: argparse.Namespace) -> int:
+    """Build every index, sweep the peers, run vecstore on every workload; print the report."""
+    pin_threads(args.threads)
     import duckdb
     import faiss
-    import numba
     import pyarrow as pa
-    from threadpoolctl import threadpool_limits
 
     import vecstore
     from vecstore.index import load_index
 
-    numba.set_num_threads(1)
-    faiss.omp_set_num_threads(1)
-    threadpool_limits(1)
+    faiss.omp_set_num_threads(args.threads)
     started, load_start = time.perf_counter(), os.getloadavg()
-    k, budget, minq = args.k, args.setting_seconds, args.min_queries
+    k, budget, minq, path = args.k, args.setting_seconds, args.min_queries, args.query_path
 
-    sample = load_pypi(args.data)
-    n = min(args.n, sample.base.shape[0])
-    nq = min(args.queries, sample.queries.shape[0])
-    base = np.ascontiguousarray(sample.base[:n])
-    queries = np.ascontiguousarray(sample.queries[:nq])
-    attrs = sample.base_attrs.slice(0, n).select(["id", "month", "download_rank", "text"])
+    sample = load_vectors(args.data, args.n, args.queries, synthetic=args.synthetic)
+    assert sample.attrs is not None
+    n, nq = args.n, args.queries
+    base = np.ascontiguousarray(sample.base)
+    queries = np.ascontiguousarray(sample.queries)
+    attrs = sample.attrs.select(["id", "month", "download_rank", "text"])
     ids = {name: i for i, name in enumerate(attrs.column("id").to_pylist())}
     scores = queries @ base.T  # exact scores of every row for every query
-    kth_all = -np.partition(-scores, k - 1, axis=1)[:, k - 1]
-    log(f"{n:,} vectors, {nq} queries")
+    kth_all = kth_best(scores, k)
+    log(f"{sample.source}")
 
     con = duckdb.connect(config={"threads": 1})
     con.register("attrs", attrs.append_column("row", pa.array(np.arange(n, dtype=np.int64))))
     workloads = make_workloads(con, n, nq, args.seed)
     grid = grid_workloads(con, n, min(nq, args.strategy_queries))
 
-    R: dict[str, Any] = {"args": {key: str(v) for key, v in vars(args).items()}, "n": n, "queries": nq}
+    R: dict[str, Any] = {"args": {key: str(v) for key, v in vars(args).items()}, "n": n, "queries": nq,
+                         "source": sample.source, "command": args.command}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that what was measured is written
     with tempfile.TemporaryDirectory(prefix="vecstore-bench-ann-") as tmp_name:
         try:
             tmp = Path(tmp_name)
             db = vecstore.connect(tmp / "store")
-            rows = pa.table({"id": attrs.column("id"),
-                             "vector": pa.FixedSizeListArray.from_arrays(pa.array(base.reshape(-1)),
-                                                                         base.shape[1]),
-                             "month": attrs.column("month"), "download_rank": attrs.column("download_rank"),
-                             "text": attrs.column("text")})
+            rows = arrow_rows({name: attrs.column(name) for name in attrs.column_names}, base)
             tables, builds = {}, {}
             for kind in VEC_KINDS:
                 tbl = db.create_table(kind, dim=base.shape[1])
-                _, wall, _ = timed(lambda tbl=tbl: tbl.add(rows))
+                _, wall, _ = timed(lambda tbl=tbl: add_in_batches(tbl, rows, args.add_batch))
                 tables[kind] = tbl
                 log(f"ingested {kind} table in {wall:.1f} s")
             scan_view = tables["hnsw"].checkout(tables["hnsw"].version)  # the version without an index
@@ -668,12 +675,12 @@ def main(argv: list[str] | None = None) -> int:
             unf["NumPy exact"] = {"best": measure("NumPy exact", "-", peers.numpy_exact(), judge, nq, budget,
                                                   minq, None)}
             for kind, tbl in tables.items():
-                unf[f"vecstore {kind}"] = {"best": run_vecstore(tbl, ids, queries, judge, None, k, nq)}
+                unf[f"vecstore {kind}"] = {"best": run_vecstore(tbl, ids, queries, judge, None, k, nq, path)}
             unf["vecstore, no index (two-stage scan)"] = {
-                "best": run_vecstore(scan_view, ids, queries, judge, None, k, nq)}
+                "best": run_vecstore(scan_view, ids, queries, judge, None, k, nq, path)}
             for kind in ("hnsw-sq", "binary-hnsw"):
                 unf[f"vecstore {kind} .rescore()"] = {"tried": [
-                    run_vecstore(tables[kind], ids, queries, judge, None, k, nq, oversample=o)
+                    run_vecstore(tables[kind], ids, queries, judge, None, k, nq, path, oversample=o)
                     for o in RESCORE_GRID]}
             log("unfiltered done")
 
@@ -697,7 +704,7 @@ def main(argv: list[str] | None = None) -> int:
                 entry["peers"][name] = measure(name, "exact", peers.duckdb_numpy(rows_of), judge, nq, budget,
                                                minq, w.filter_s)
                 for kind, tbl in tables.items():
-                    entry["vecstore"][kind] = run_vecstore(tbl, ids, queries, judge, w, k, nq)
+                    entry["vecstore"][kind] = run_vecstore(tbl, ids, queries, judge, w, k, nq, path)
                 filtered.append(entry)
                 v = entry["vecstore"]["hnsw"]
                 log(f"{w.label} {w.mode}: vecstore hnsw {v.qps:,.0f} q/s recall {v.recall:.3f}; peers "
@@ -721,7 +728,7 @@ def main(argv: list[str] | None = None) -> int:
                             continue
                         with forced(strategy):
                             row[strategy or "auto"] = r = run_vecstore(
-                                tbl, ids, queries, judge, w, k, min(nq, args.strategy_queries),
+                                tbl, ids, queries, judge, w, k, min(nq, args.strategy_queries), path,
                                 args.strategy_seconds, 3, oversample=32 if strategy == "scan x32" else None)
                         behind = strategy in ("inside", "post") and r.qps_search * DROP_BELOW < (
                             row["scan"].qps_search)
@@ -743,9 +750,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             R["seconds"] = time.perf_counter() - started
             R["load"] = [load_start, os.getloadavg()]
-            R["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-            if args.json:
-                args.json.write_text(json.dumps(R, default=_json_default, indent=1))
+            R["machine"] = machine_line()
+            write_json(args.json, R, default=_json_default)
     print(report(R, args))
     return 0
 
@@ -755,11 +761,7 @@ def _json_default(obj: Any) -> Any:
         return {"family": obj.family, "target": obj.target, "mode": obj.mode, "sql": obj.sql,
                 "params": obj.params[:5], "matches": obj.matches().tolist(),
                 "filter_ms": [1e3 * s for s in obj.filter_s]}
-    if isinstance(obj, Result):
-        return asdict(obj)
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise TypeError(type(obj))
+    return json_default(obj)
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -849,24 +851,27 @@ def report(R: dict[str, Any], args: argparse.Namespace) -> str:
     n, nq, k = R["n"], R["queries"], args.k
     out: list[str] = []
     add = out.append
-    add(f"### ANN indexes and the filtered planner, {n:,} all-MiniLM-L6-v2 vectors of PyPI summaries\n")
-    add(f"Command: `python -m bench.ann --n {n} --queries {nq}` (defaults: `--setting-seconds "
+    add(f"### ANN indexes and the filtered planner: {R['source']}\n")
+    add(f"Command: `{args.command}` (so: `--n {n} --queries {nq} --setting-seconds "
         f"{args.setting_seconds} --min-queries {args.min_queries} "
         f"--strategy-queries {args.strategy_queries} --strategy-seconds {args.strategy_seconds}`); "
         f"one run of {R['seconds'] / 60:.0f} min, single thread everywhere (Numba, FAISS OpenMP, hnswlib, "
         f"BLAS, DuckDB `threads=1`); {R['machine']}; load average {R['load'][0][0]:.1f} at the start, "
         f"{R['load'][1][0]:.1f} at the end (shared machine: compare ratios within this section). "
-        f"{nq} held-out queries, k = {k}, recall@{k} tie-aware against the exact top-{k} of the matching "
-        f"rows. Indexes: M = {args.m}, ef_construction = {args.ef_construction}; vecstore hnsw-sq with its "
+        f"{nq} held-out queries, k = {k}, recall@{k} tie-aware (tolerance {DEFAULT_TIE_TOLERANCE:g}) "
+        f"against the exact top-{k} of the matching rows. Indexes: M = {args.m}, ef_construction = "
+        f"{args.ef_construction}; vecstore hnsw-sq with its "
         f"default 4-bit codes and build-time calibration. LanceDB and Chroma are in the side-by-side "
         f"report.\n")
     add("Each cell: **q/s end to end / q/s without the filter's evaluation** (setting, recall). Peers: "
         "the filter is run by DuckDB once per query (`SELECT row FROM attrs WHERE ...`, the statement "
-        "vecstore falls back to, timed) and its time is added to the peer's own time (allow bitmap or selector, "
-        "search, filtering/rescoring); the peer's knob is swept and the first setting reaching recall "
-        f"{TARGET} is shown (or the best reached, marked). vecstore: `tbl.search(q).where(sql, *params)"
-        ".limit(10).to_list()` with defaults, timed whole; its plan's filter stage is what the second "
-        "figure leaves out. Fixed: the same parameters for every query; varying: different parameters "
+        "vecstore falls back to, timed) and its time is added to the peer's own time (allow bitmap or "
+        "selector, search, filtering/rescoring); the peer's knob is swept and the first setting reaching "
+        f"recall {TARGET} is shown (or the best reached, marked). vecstore: "
+        f"{QUERY_PATHS[args.query_path]} with defaults, timed whole, on tables built by "
+        + (f"`tbl.add` calls of {args.add_batch:,} rows" if args.add_batch > 0 else "one `tbl.add` call")
+        + "; its plan's filter stage is what the second figure leaves out. Fixed: the same parameters "
+        "for every query; varying: different parameters "
         "of about the same selectivity per query.\n")
 
     add("**Filters**\n")
@@ -1020,6 +1025,3 @@ def report(R: dict[str, Any], args: argparse.Namespace) -> str:
         f"{'pass' if b['wall_s'] <= 1.5 * h['wall_s'] else 'FAIL'} |")
     return "\n".join(out)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

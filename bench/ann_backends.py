@@ -1,10 +1,12 @@
 """ANN backends side by side: build time, memory, recall@10 and QPS against ef, filtered and not.
 
-Single-threaded (FAISS OpenMP and hnswlib both pinned to one thread), on the 200,000 MiniLM
-vectors of ``bench.data.load_pypi`` when its cache exists, or on seeded synthetic vectors with
-``--random``. Not collected by pytest. Recall is tie-aware (a returned row counts when its exact
-score is >= the exact k-th best score, minus 1e-6) and, under a filter, against the exact
-*filtered* top-k. Filters are seeded uniform random ``allow`` bitmaps of the given selectivities.
+Single-threaded (FAISS OpenMP and hnswlib both pinned to ``--threads``, default 1), on the
+200,000 MiniLM vectors of ``bench.data.load_vectors``, or on seeded synthetic vectors with
+``--synthetic``. It measures the index backends themselves (``vecstore.index.build_index`` and
+``index.search``), not a query through a table. Recall is tie-aware
+(:func:`vecstore.evaluation.tie_aware_recall`: a returned row counts when its exact score is >=
+the exact k-th best score, less the tolerance) and, under a filter, against the exact *filtered*
+top-k. Filters are seeded uniform random ``allow`` bitmaps of the given selectivities.
 
 Two modes:
 
@@ -18,9 +20,10 @@ Two modes:
 
 Examples::
 
-    python -m bench.ann_backends                          # MiniLM 200k (needs the cache)
-    python -m bench.ann_backends --random --n 50000 --dim 128
-    python -m bench.ann_backends --random --calibrate --backends all --n 20000 --dim 64
+    python -m bench ann-backends                          # MiniLM 200k (needs the cache)
+    python -m bench ann-backends --quick                  # 20,000 rows, 200 queries
+    python -m bench ann-backends --synthetic --n 50000 --dim 128
+    python -m bench ann-backends --synthetic --calibrate --backends all --n 20000 --dim 64
 """
 
 from __future__ import annotations
@@ -28,8 +31,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -39,19 +40,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(REPO))
-
-from vecstore.index import INDEX_KINDS, build_index, load_index  # noqa: E402
-from vecstore.index.base import IndexBase  # noqa: E402
+from bench.common import ScenarioParser, add_vector_options, pin_threads, rss_bytes, write_json
+from bench.data import load_vectors
+from vecstore.evaluation import DEFAULT_TIE_TOLERANCE, tie_aware_recall
+from vecstore.index import INDEX_KINDS, build_index, load_index
 
 FloatArray = npt.NDArray[np.float32]
+IndexBase = Any
+"""What ``vecstore.index.build_index`` returns. Typed loosely: bench uses only the public
+``build_index`` / ``load_index`` / ``INDEX_KINDS`` of ``vecstore.index``, whose modules change."""
 EF_GRID = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072,
            4096, 6144, 8192, 12288, 16384]
-TIE_TOLERANCE = 1e-6
 TARGET = 0.95
-PYPI_QUERIES = 1000
 
 
 @dataclass
@@ -67,49 +67,6 @@ class Row:
     default: bool = False
 
 
-def rss_bytes() -> int:
-    """Resident set size of this process (Linux), 0 elsewhere."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return 0
-
-
-def synthetic(n: int, n_queries: int, dim: int, clusters: int, seed: int) -> tuple[FloatArray, FloatArray]:
-    """Seeded unit vectors: a Gaussian mixture of ``clusters`` centres (0: pure Gaussian noise);
-    queries are drawn from the same distribution, not from the base."""
-    rng = np.random.default_rng(seed)
-    total = n + n_queries
-    if clusters > 0:
-        centres = rng.standard_normal((clusters, dim)).astype(np.float32)
-        x = centres[rng.integers(0, clusters, total)] * 1.5
-        x += rng.standard_normal((total, dim)).astype(np.float32)
-    else:
-        x = rng.standard_normal((total, dim)).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return np.ascontiguousarray(x[:n]), np.ascontiguousarray(x[n:])
-
-
-def load_data(args: argparse.Namespace) -> tuple[FloatArray, FloatArray, str]:
-    if args.random:
-        base, queries = synthetic(args.n, args.queries, args.dim, args.clusters, args.seed)
-        kind = f"{args.clusters} clusters" if args.clusters else "gaussian"
-        return base, queries, f"synthetic {kind}, n={args.n}, d={args.dim}, seed={args.seed}"
-    from bench.data import default_cache_dir, load_pypi
-
-    # Always the 1,000-query sample (the one `python -m bench.data` caches): another n_queries
-    # would be another cache key, and embedding 200k summaries again takes many minutes.
-    pattern = f"pypi-{args.n}-{PYPI_QUERIES}-s{args.seed}-*.meta.json"
-    if not any(default_cache_dir().glob(pattern)):
-        raise SystemExit(f"no cached vectors matching {default_cache_dir() / pattern}: run "
-                         f"`python -m bench.data --n-base {args.n}` first, or pass --random")
-    sample = load_pypi(data_dir=args.data, n_base=args.n, n_queries=PYPI_QUERIES, seed=args.seed)
-    queries = np.ascontiguousarray(sample.queries[: args.queries])
-    return (np.ascontiguousarray(sample.base), queries,
-            f"MiniLM PyPI summaries, n={args.n}, d={sample.base.shape[1]}")
-
-
 class Truth:
     """Exact (filtered) top-k through the flat oracle and exact scores of any returned labels."""
 
@@ -123,11 +80,10 @@ class Truth:
 
     def recall(self, queries: FloatArray, labels: np.ndarray, kth: np.ndarray,
                allowed: int) -> float:
-        """Mean over queries of (good results) / min(k, allowed)."""
-        valid = labels >= 0
+        """Mean tie-aware recall@k of ``labels`` (-1: none) over min(k, allowed)."""
         exact = np.einsum("qkd,qd->qk", self.base[np.maximum(labels, 0)], queries)
-        good = valid & (exact >= kth[:, None] - TIE_TOLERANCE)
-        return float(np.mean(np.minimum(good.sum(1), self.k) / max(1, min(self.k, allowed))))
+        found = np.where(labels >= 0, exact, -np.inf)
+        return tie_aware_recall(found, kth, min(self.k, allowed))
 
     def for_binary(self) -> Truth:
         """The Hamming oracle: on +-1 sign vectors, dot = d - 2 hamming, so the exact dot
@@ -242,7 +198,7 @@ def build(kind: str, base: FloatArray, args: argparse.Namespace,
             return index, json.loads((cache / "build.json").read_text())["seconds"], 0
     before = rss_bytes()
     started = time.perf_counter()
-    index = build_index(kind, base, "cosine", progress=args.progress, threads=1, **params)
+    index = build_index(kind, base, "cosine", progress=args.progress, threads=args.threads, **params)
     seconds = time.perf_counter() - started
     rss = rss_bytes() - before
     if cache is not None:
@@ -251,18 +207,13 @@ def build(kind: str, base: FloatArray, args: argparse.Namespace,
     return index, seconds, rss
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.ann_backends", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--random", action="store_true", help="synthetic vectors, not MiniLM")
+def configure(parser: ScenarioParser) -> None:
+    add_vector_options(parser, n=(200_000, 20_000), queries=(1_000, 200))
     parser.add_argument("--clusters", type=int, default=100,
-                        help="--random: Gaussian mixture centres (0: pure Gaussian)")
-    parser.add_argument("--data", type=Path, default=(REPO / ".." / "shared" / "data").resolve())
-    parser.add_argument("--n", type=int, default=200_000)
-    parser.add_argument("--dim", type=int, default=384, help="--random only")
-    parser.add_argument("--queries", type=int, default=1000, help="at most 1,000 with MiniLM")
-    parser.add_argument("--filtered-queries", type=int, default=200,
-                        help="queries used under filters (hnswlib's callback is slow)")
+                        help="--synthetic: Gaussian mixture centres (0: pure Gaussian)")
+    parser.add_argument("--dim", type=int, default=384, help="--synthetic only")
+    parser.add_sized("--filtered-queries", type=int, full=200, quick=50,
+                     help="queries used under filters (hnswlib's callback is slow)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--m", type=int, default=16)
@@ -270,8 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backends", default="hnsw,faiss-hnsw",
                         help=f"comma-separated, or 'all': {', '.join(INDEX_KINDS)}")
     parser.add_argument("--selectivities", default="1,0.5,0.1,0.01,0.001")
-    parser.add_argument("--max-seconds", type=float, default=20.0,
-                        help="stop an ef sweep once one setting takes longer than this")
+    parser.add_sized("--max-seconds", type=float, full=20.0, quick=5.0,
+                     help="stop an ef sweep once one setting takes longer than this")
     parser.add_argument("--calibrate", action="store_true")
     parser.add_argument("--defaults-only", action="store_true",
                         help="measure only the default effort (index.effort_for) per selectivity")
@@ -279,20 +230,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--index-dir", type=Path, default=None,
                         help="save built indexes here and reuse them on later runs")
-    parser.add_argument("--json", type=Path, default=None, help="also write all rows here")
-    args = parser.parse_args(argv)
 
-    import faiss
 
-    faiss.omp_set_num_threads(1)
+def run(args: argparse.Namespace) -> int:
+    """Build each backend, then sweep or calibrate its effort per selectivity; print as it goes."""
+    pin_threads(args.threads)
+    import faiss  # OpenMP may have started before pin_threads set its variable: set it here too
+
+    faiss.omp_set_num_threads(args.threads)
     backends = [b for b in INDEX_KINDS if b != "flat"] if args.backends == "all" else \
         args.backends.split(",")
     selectivities = [float(s) for s in args.selectivities.split(",")]
-    base, queries, what = load_data(args)
+    sample = load_vectors(args.data, args.n, args.queries, synthetic=args.synthetic, attrs=False,
+                          seed=args.seed, dim=args.dim, clusters=args.clusters)
+    base, queries = np.ascontiguousarray(sample.base), np.ascontiguousarray(sample.queries)
+    what = sample.source
     truth = Truth(base, queries, args.k)
     binary_truth: Truth | None = None
     print(f"# {what}; {queries.shape[0]} queries ({args.filtered_queries} under filters); "
-          f"k={args.k}; one thread; recall tie-aware", flush=True)
+          f"k={args.k}; {args.threads} thread(s); recall tie-aware (tolerance {DEFAULT_TIE_TOLERANCE:g})",
+          flush=True)
     results: list[dict[str, Any]] = []
     for kind in backends:
         index, seconds, rss = build(kind, base, args, what)
@@ -331,10 +288,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             summary = "never" if first is None else f"ef {first.effort}: {first.qps:,.0f} q/s"
             print(f"sel {sel:<6} -> first recall >= {TARGET}: {summary}", flush=True)
         del index
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+    write_json(args.json, results)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,14 +10,20 @@ Embedding 200k summaries takes several minutes on two CPU cores, so the vectors 
 data file's size and mtime and the sample parameters; later calls memory-map them in milliseconds.
 Vectors never go into git.
 
+Scenarios ask for vectors through :func:`load_vectors`, which serves the first rows of a cached
+sample (the 200,000-row one when it is there), embeds a small sample on the spot, refuses to
+start a large embedding by surprise, and makes seeded synthetic vectors for smoke runs.
+
 Example::
 
-    from bench.data import exact_topk, load_pypi, tie_aware_recall
+    from bench.data import exact_scores_of, exact_topk, load_pypi
+    from vecstore.evaluation import tie_aware_recall
 
     sample = load_pypi(n_base=200_000, n_queries=1_000)
     scores, ids = exact_topk(sample.base, sample.queries, k=10)
+    recall = tie_aware_recall(exact_scores_of(sample.base, sample.queries, found), scores[:, -1], 10)
 
-Run ``python -m bench.data`` to build (or check) the cache and print what it holds.
+``python -m bench data`` builds (or checks) the cache and prints what it holds.
 """
 
 from __future__ import annotations
@@ -26,10 +32,10 @@ import argparse
 import hashlib
 import json
 import os
-import sys
+import re
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,8 +47,10 @@ import pyarrow.compute as pc
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_DIR = (REPO_ROOT / ".." / "shared" / "data").resolve()
+from bench.common import DEFAULT_DATA_DIR, REPO_ROOT, BenchError, ScenarioParser, log, write_json
+
+__all__ = ["DEFAULT_DATA_DIR", "REPO_ROOT"]  # re-exported: scenarios import them from here
+
 PYPI_FILE = Path("pypi") / "corpus.parquet"
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -52,7 +60,11 @@ BATCH_SIZE = 256
 CACHE_FORMAT = 1
 # Texts handed to one encode() call; small enough for a progress bar that moves every few seconds.
 _CHUNK = 16 * BATCH_SIZE
-_TIE_TOLERANCE = 1e-6
+CANONICAL_SAMPLE = (200_000, 1_000)
+"""(base rows, queries) of the sample the full benchmark runs use; smaller runs take its first rows."""
+AUTO_EMBED_ROWS = 25_000
+"""A sample that no cache entry holds is embedded on the spot up to this many texts (one to three
+minutes on two cores); a larger one is built on purpose with ``python -m bench data``."""
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -179,7 +191,7 @@ def exact_topk(
 
     Rows are sorted by descending score, ties by ascending row number; ``k`` is clipped to
     ``len(base)``. Which of several rows tied at the k-th score gets in is arbitrary, so compare
-    results with :func:`tie_aware_recall` rather than by id.
+    results with :func:`vecstore.evaluation.tie_aware_recall` rather than by id.
     """
     base_f = np.asarray(base, dtype=np.float32)
     queries_f = np.atleast_2d(np.asarray(queries, dtype=np.float32))
@@ -204,7 +216,8 @@ def exact_topk(
 def exact_scores_of(
     base: npt.ArrayLike, queries: npt.ArrayLike, ids: npt.NDArray[np.integer] | Sequence[Any]
 ) -> list[FloatArray]:
-    """The exact dot-product score of each returned row: input for :func:`tie_aware_recall`.
+    """The exact dot-product score of each returned row: input for
+    :func:`vecstore.evaluation.tie_aware_recall`.
 
     ``ids`` is ``[q, k]`` (or a sequence of per-query id arrays); negative ids, which FAISS and
     hnswlib use for "no result", score ``-inf``.
@@ -221,30 +234,117 @@ def exact_scores_of(
     return out
 
 
-def tie_aware_recall(found_scores_exact: Sequence[npt.ArrayLike], kth_exact: npt.ArrayLike, k: int) -> float:
-    """Mean recall@k that counts any row as good as the exact k-th best as a hit.
+@dataclass(frozen=True, eq=False)
+class VectorSample:
+    """Vectors for a scenario: read-only float32 ``base`` and ``queries``, and where asked the
+    attributes of the base rows (``id``, ``month``, ``download_rank``, ``text``; row ``i``
+    describes ``base[i]``)."""
 
-    ``found_scores_exact[i]`` holds the *exact* scores of the rows an index returned for query
-    ``i`` (see :func:`exact_scores_of`); ``kth_exact[i]`` is the exact k-th best score
-    (``exact_topk(...)[0][:, k - 1]``). A returned row counts when its score is at least
-    ``kth_exact[i] - 1e-6``; at most ``k`` rows count per query; the sum is divided by ``k``.
-    Duplicate ids in a result would count twice: deduplicate before scoring.
+    base: FloatArray
+    queries: FloatArray
+    attrs: pa.Table | None
+    source: str
+    """One line for a report: where the vectors come from."""
+
+
+def load_vectors(
+    data_dir: Path,
+    n: int,
+    n_queries: int,
+    *,
+    synthetic: bool = False,
+    attrs: bool = True,
+    seed: int = 0,
+    dim: int = DIM,
+    clusters: int = 100,
+    cache_dir: Path | None = None,
+) -> VectorSample:
+    """The first ``n`` base rows and ``n_queries`` queries of a seeded PyPI sample.
+
+    Served from the smallest cached sample that holds them (the 200,000-row one first: a prefix
+    of a seeded random sample is a random sample too, and its base rows are the same whatever the
+    sample's size); when none does, a sample of exactly this size is embedded and cached if it
+    has at most :data:`AUTO_EMBED_ROWS` texts, else :class:`~bench.common.BenchError` says how to
+    build it. ``synthetic`` gives :func:`synthetic_vectors` of ``dim`` dimensions instead (the
+    attributes are still the PyPI rows'). ``attrs=False`` skips reading the attributes.
     """
-    if k < 1:
-        raise ValueError(f"k={k}: expected k >= 1")
-    kth = np.asarray(kth_exact, dtype=np.float64).reshape(-1)
-    if len(found_scores_exact) != kth.shape[0]:
-        raise ValueError(
-            f"{len(found_scores_exact)} result rows but {kth.shape[0]} k-th scores: "
-            "expected one of each per query"
-        )
-    if kth.shape[0] == 0:
-        raise ValueError("no queries: expected at least one")
-    hits = [
-        min(k, int(np.count_nonzero(np.asarray(s, dtype=np.float64) >= t - _TIE_TOLERANCE)))
-        for s, t in zip(found_scores_exact, kth, strict=True)
-    ]
-    return float(np.mean(hits)) / k
+    if n < 1 or n_queries < 1:
+        raise BenchError(f"n={n}, queries={n_queries}: expected at least one base row and one query")
+    data_file = Path(data_dir) / PYPI_FILE
+    cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir).expanduser()
+    if synthetic:
+        base, queries = synthetic_vectors(n, n_queries, dim, clusters, seed)
+        table = None
+        if attrs:
+            if not data_file.is_file():
+                raise BenchError(f"{data_file} not found: the attributes come from it even with --synthetic")
+            table = _draw_sample(data_file, n, n_queries, seed)[0]
+        kind = f"{clusters} Gaussian clusters" if clusters else "Gaussian noise"
+        return VectorSample(base, queries, table, f"synthetic vectors ({kind}), {n:,} x {dim}, seed {seed}")
+    if not data_file.is_file():
+        raise BenchError(f"{data_file} not found: pass --data pointing at the shared data directory")
+    size = _cached_sample_holding(cache_dir, data_file, n, n_queries, seed)
+    if size is None:
+        if n + n_queries > AUTO_EMBED_ROWS:
+            raise BenchError(
+                f"no cached PyPI sample (seed {seed}) under {cache_dir} holds {n:,} base rows and "
+                f"{n_queries:,} queries, and embedding {n + n_queries:,} summaries takes "
+                f"~{(n + n_queries) / 200 / 60:.0f} min on two cores: build it once with `python -m bench "
+                f"data --n-base {max(n, CANONICAL_SAMPLE[0])} "
+                f"--n-queries {max(n_queries, CANONICAL_SAMPLE[1])}`, or pass --synthetic for a smoke run"
+            )
+        log(f"no cached sample holds {n:,} + {n_queries:,} rows: embedding them (cached for later runs)")
+        size = (n, n_queries)
+    sample = load_pypi(data_dir, size[0], size[1], seed, cache_dir)
+    table = sample.base_attrs.slice(0, n) if attrs else None
+    part = "" if size == (n, n_queries) else f"; first rows of the cached {size[0]:,} + {size[1]:,} sample"
+    source = f"{n:,} all-MiniLM-L6-v2 vectors of PyPI summaries, {n_queries:,} held-out queries"
+    return VectorSample(sample.base[:n], sample.queries[:n_queries], table, f"{source} (seed {seed}{part})")
+
+
+def synthetic_vectors(
+    n: int, n_queries: int, dim: int = DIM, clusters: int = 100, seed: int = 0
+) -> tuple[FloatArray, FloatArray]:
+    """Seeded unit vectors: a Gaussian mixture of ``clusters`` centres (0: pure Gaussian noise);
+    queries are drawn from the same distribution, not from the base."""
+    rng = np.random.default_rng(seed)
+    total = n + n_queries
+    if clusters > 0:
+        centres = rng.standard_normal((clusters, dim)).astype(np.float32)
+        x = centres[rng.integers(0, clusters, total)] * 1.5
+        x += rng.standard_normal((total, dim)).astype(np.float32)
+    else:
+        x = rng.standard_normal((total, dim)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return np.ascontiguousarray(x[:n]), np.ascontiguousarray(x[n:])
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a ``.jsonl`` file, one a line (blank lines skipped)."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+_ENTRY = re.compile(r"pypi-(\d+)-(\d+)-s(\d+)-[0-9a-f]{16}\.meta\.json")
+
+
+def _cached_sample_holding(
+    cache_dir: Path, data_file: Path, n: int, n_queries: int, seed: int
+) -> tuple[int, int] | None:
+    """(base rows, queries) of a complete cache entry for this data file and model holding at
+    least ``n`` and ``n_queries``: the canonical sample first, then the smallest."""
+    sizes = set()
+    for p in cache_dir.glob(f"pypi-*-*-s{seed}-*.meta.json") if cache_dir.is_dir() else ():
+        m = _ENTRY.fullmatch(p.name)
+        if m and int(m.group(1)) >= n and int(m.group(2)) >= n_queries:
+            sizes.add((int(m.group(1)), int(m.group(2))))
+    for size in sorted(sizes, key=lambda s: (s != CANONICAL_SAMPLE, s)):
+        # the name's key covers the data's hash, the model and the format: check it is this one
+        if all(p.is_file() for p in _cache_paths(cache_dir, data_file, *size, seed).values()):
+            return size
+    return None
 
 
 def memory_bandwidth_gbs(seconds: float = 1.0, mib: int = 512) -> float:
@@ -364,18 +464,17 @@ def _read_cache(paths: dict[str, Path]) -> PypiSample:
     return PypiSample(base, queries, base_attrs, query_texts.to_pylist(), meta)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.data", description="Build or check the cached PyPI benchmark vectors."
-    )
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="shared data directory")
-    parser.add_argument("--n-base", type=int, default=200_000)
-    parser.add_argument("--n-queries", type=int, default=1_000)
+def configure(parser: ScenarioParser) -> None:
+    parser.add_sized("--n-base", type=int, full=CANONICAL_SAMPLE[0], quick=2_000, help="base rows")
+    parser.add_sized("--n-queries", type=int, full=CANONICAL_SAMPLE[1], quick=200, help="held-out queries")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", type=Path, default=None, help="default: $VECSTORE_BENCH_CACHE")
     parser.add_argument("--no-bandwidth", action="store_true", help="skip the bandwidth probe")
-    args = parser.parse_args(argv)
+    parser.set_defaults(threads=2)
 
+
+def run(args: argparse.Namespace) -> int:
+    """Build (embedding on the first call) or check the cache entry, and print what it holds."""
     started = time.perf_counter()
     sample = load_pypi(args.data, args.n_base, args.n_queries, args.seed, args.cache_dir)
     elapsed = time.perf_counter() - started
@@ -396,10 +495,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(f"embedding   {meta.get('embedded_on', 'not recorded')} ({meta.get('created', '?')})")
     print(f"cache       {meta['cache_files']['meta'].removesuffix('.meta.json')}.*")
+    figures = {"load_seconds": elapsed, "meta": meta}
     if not args.no_bandwidth:
-        print(f"bandwidth   {memory_bandwidth_gbs():.1f} GB/s (one thread, read)")
+        figures["bandwidth_gbs"] = memory_bandwidth_gbs()
+        print(f"bandwidth   {figures['bandwidth_gbs']:.1f} GB/s (one thread, read)")
+    write_json(args.json, figures)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,8 @@
 """Ingest throughput: ``Table.add_documents`` against a bare ``model.encode`` of the same chunks.
 
-    python -m bench.ingest                       # 10 QMSum meetings (seeded), naive and late, 3 rounds
-    python -m bench.ingest --meetings 80         # steadier figures where encoding is fast (a GPU)
-    python -m bench.ingest --meetings 5 --repeats 1 --modes naive   # quick
+    python -m bench ingest                       # 10 QMSum meetings (seeded), naive and late, 3 rounds
+    python -m bench ingest --meetings 80         # steadier figures where encoding is fast (a GPU)
+    python -m bench ingest --quick               # 2 meetings, naive only, 1 round
 
 The bare baseline is what a user would write without vecstore: ``SentenceTransformer.encode``
 (batch 32, the same model object) over the chunk texts that the pipeline makes (the same token
@@ -22,33 +22,27 @@ the bare encode does, so its ratio is the pipeline's own cost.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from bench.common import ScenarioParser, markdown_table, pin_threads, torch_line, write_json
+from bench.data import read_jsonl
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_DIR = (REPO_ROOT / ".." / "shared" / "data").resolve()
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def load_meetings(data_dir: Path, n: int | None, seed: int) -> list[dict[str, Any]]:
     """``n`` QMSum meetings drawn with ``np.random.default_rng(seed)`` (all of them when None)."""
-    docs = []
-    with open(data_dir / "qmsum" / "corpus.jsonl", encoding="utf-8") as f:
-        for line in f:
-            d = json.loads(line)
-            docs.append({"id": d["id"], "text": d["text"], "domain": d.get("domain") or ""})
+    docs = [{"id": d["id"], "text": d["text"], "domain": d.get("domain") or ""}
+            for d in read_jsonl(data_dir / "qmsum" / "corpus.jsonl")]
     docs.sort(key=lambda d: d["id"])
     if n is not None and n < len(docs):
         pick = np.sort(np.random.default_rng(seed).choice(len(docs), n, replace=False))
@@ -56,23 +50,22 @@ def load_meetings(data_dir: Path, n: int | None, seed: int) -> list[dict[str, An
     return docs
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
-    ap.add_argument("--meetings", type=int, default=10)
+def configure(ap: ScenarioParser) -> None:
+    ap.add_sized("--meetings", type=int, full=10, quick=2, help="QMSum meetings, drawn with --seed")
     ap.add_argument("--all", action="store_true", help="every meeting (232)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--repeats", type=int, default=3, help="rounds (each times encode and every mode)")
-    ap.add_argument("--modes", default="naive,late")
+    ap.add_sized("--repeats", type=int, full=3, quick=1, help="rounds (each times encode and every mode)")
+    ap.add_sized("--modes", full="naive,late", quick="naive", help="chunking modes, comma-separated")
     ap.add_argument("--chunk-tokens", type=int, default=128)
     ap.add_argument("--overlap", type=int, default=16)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--json", type=Path, default=None)
-    args = ap.parse_args(argv)
-    command = "python -m bench.ingest " + " ".join(argv if argv is not None else sys.argv[1:])
+    ap.set_defaults(threads=os.cpu_count() or 1)
 
-    import torch
 
+def run(args: argparse.Namespace) -> int:
+    """Time the bare encode and the pipeline in alternating rounds; print the markdown section."""
+    command = args.command
+    pin_threads(args.threads)
     import vecstore
     from vecstore.ingest import SentenceTransformerEmbedder, chunk_text
 
@@ -139,9 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if sorted(got) != sorted(texts):
             raise SystemExit(f"{mode}: the pipeline's chunk texts differ from the bare chunker's")
 
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU, {os.cpu_count()} cores"
-    threads = torch.get_num_threads()
-    env = f"{platform.machine()}, {device}, torch {torch.__version__}, {threads} torch threads"
+    env = torch_line()
     lines = [
         "### Ingest throughput: `Table.add_documents` vs bare `model.encode`",
         "",
@@ -152,29 +143,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.repeats} round(s), encode and pipeline alternating first. Tokenizing and chunking alone "
         f"took {chunk_seconds:.1f} s.",
         "",
-        "| chunking | pipeline s | docs/s | chunks/s | bare encode s | encode chunks/s | pipeline / encode |",
-        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     summary: dict[str, Any] = {}
+    rows = []
     for mode in modes:
         p, e = statistics.median(pipe[mode]), statistics.median(enc[mode])
         ratio = statistics.median(a / b for a, b in zip(pipe[mode], enc[mode], strict=True))
         summary[mode] = {"pipeline_s": pipe[mode], "encode_s": enc[mode], "ratio_median": ratio}
-        lines.append(
-            f"| {mode} | {p:.1f} | {len(docs) / p:.2f} | {len(texts) / p:.1f} | {e:.1f} | "
-            f"{len(texts) / e:.1f} | {ratio:.3f} |"
-        )
+        rows.append([mode, f"{p:.1f}", f"{len(docs) / p:.2f}", f"{len(texts) / p:.1f}", f"{e:.1f}",
+                     f"{len(texts) / e:.1f}", f"{ratio:.3f}"])
+    lines.append(markdown_table(["chunking", "pipeline s", "docs/s", "chunks/s", "bare encode s",
+                                 "encode chunks/s", "pipeline / encode"], rows))
     lines.append("")
     report = "\n".join(lines)
     print(report)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "command": command, "environment": env, "meetings": [d["id"] for d in docs],
-            "chunks": len(texts), "chunk_seconds": chunk_seconds, "modes": summary, "markdown": report,
-        }))
+    write_json(args.json, {
+        "command": command, "environment": env, "meetings": [d["id"] for d in docs],
+        "chunks": len(texts), "chunk_seconds": chunk_seconds, "modes": summary, "markdown": report,
+    })
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

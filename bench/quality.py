@@ -1,8 +1,9 @@
 """Retrieval quality of vecstore's chunk embeddings (QMSum) and of whole abstracts (SciFact).
 
-    python -m bench.quality                      # 6 QMSum meetings, every variant, then SciFact
-    python -m bench.quality --all                # all 232 meetings (1,576 specific queries)
-    python -m bench.quality --skip-scifact --variants 128/naive,128/late --meetings 3   # quick
+    python -m bench quality                      # 6 QMSum meetings, every variant, then SciFact
+    python -m bench quality --all                # all 232 meetings (1,576 specific queries)
+    python -m bench quality --quick              # 2 meetings, naive and late at 128 tokens, 400 abstracts
+    python -m bench quality --skip-scifact --variants 128/naive,128/late --meetings 3
 
 **QMSum** (``--data``/qmsum): meetings are ingested with ``Table.add_documents`` (default model,
 token chunker) once per variant; every ``specific`` query is searched with ``.exact()`` both
@@ -10,24 +11,26 @@ restricted to its own meeting (``.where("doc_id = ?", meeting)``) and over all t
 ingested. A hit is relevant when its span ``[char_start, char_end)`` overlaps an evidence span
 of the query's meeting.
 
-- nDCG@10: binary gains, ``1 / log2(rank + 1)``; the ideal DCG assumes ``min(10, R)`` relevant
-  hits, ``R`` being the number of chunks of the meeting (in that variant's chunking) that
-  overlap an evidence span.
+- nDCG@10 (:func:`vecstore.evaluation.ndcg_from_gains`): binary gains, ``1 / log2(rank + 1)``;
+  the ideal DCG assumes ``min(10, R)`` relevant hits, ``R`` being the number of chunks of the
+  meeting (in that variant's chunking) that overlap an evidence span.
 - recall@10: the fraction of the query's evidence spans that at least one of the top 10 hits
   overlaps (most queries have one span, so mostly "was the evidence found at all").
 - MRR@10: the reciprocal rank of the first relevant hit (0 past rank 10).
 
 Each variant is compared with naive chunking *of the same chunk size* by a paired bootstrap over
-queries (``--resamples``, seeded): the 95% interval of the mean difference of nDCG@10.
+queries (:func:`vecstore.evaluation.paired_bootstrap`, ``--resamples``, seeded): the 95%
+interval of the mean difference of nDCG@10.
 
 **SciFact** (``--data``/scifact, BEIR test split = the queries of ``qrels.tsv`` with split
-``test``): each abstract is one row whose text is ``title + " " + text``, added to a table with
-``embedder="default"`` and searched by the query text with ``.exact()``; beside it, the same
-model used directly (``SentenceTransformer.encode`` + an exact NumPy scan). With ``--direct full``
-(the default on a GPU) every abstract is encoded twice; with ``--direct sample`` (the default on
-a CPU, where an encoding pass of the 5,183 abstracts takes minutes) a seeded sample is re-encoded
-directly and compared with the vectors vecstore stored, and the direct scan then runs over the
-stored vectors with directly encoded queries.
+``test``, read with :func:`vecstore.evaluation.load_qrels`; nDCG@10 by
+:func:`vecstore.evaluation.ndcg_at_k`): each abstract is one row whose text is ``title + " " +
+text``, added to a table with ``embedder="default"`` and searched by the query text with
+``.exact()``; beside it, the same model used directly (``SentenceTransformer.encode`` + an exact
+NumPy scan). With ``--direct full`` (the default on a GPU) every abstract is encoded twice; with
+``--direct sample`` (the default on a CPU, where an encoding pass of the 5,183 abstracts takes
+minutes) a seeded sample is re-encoded directly and compared with the vectors vecstore stored,
+and the direct scan then runs over the stored vectors with directly encoded queries.
 
 Chunk tables are cached under ``$VECSTORE_BENCH_CACHE`` (default ``~/.cache/vecstore-bench``)
 keyed by the variant, the meetings, the model and the source of ``vecstore/ingest``; ``--no-cache``
@@ -39,9 +42,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -52,21 +53,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pyarrow.feather as feather
+
+from bench.common import ScenarioParser, pin_threads, torch_line, write_json
+from bench.data import default_cache_dir, read_jsonl
+from vecstore.evaluation import (
+    load_qrels,
+    load_queries,
+    ndcg_at_k,
+    ndcg_from_gains,
+    paired_bootstrap,
+    reciprocal_rank,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_DIR = (REPO_ROOT / ".." / "shared" / "data").resolve()
 CACHE_FORMAT = 1
 K = 10
-
-FloatArray = npt.NDArray[np.float64]
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("VECSTORE_BENCH_CACHE", "~/.cache/vecstore-bench")).expanduser()
 
 
 # --------------------------------------------------------------------------- variants
@@ -149,18 +152,15 @@ def load_qmsum(
 ) -> tuple[list[Meeting], list[QmsumQuery]]:
     """The meetings with the most queries of ``types`` (ties in a seeded order), and their queries."""
     root = data_dir / "qmsum"
-    meetings = {}
-    with open(root / "corpus.jsonl", encoding="utf-8") as f:
-        for line in f:
-            d = json.loads(line)
-            meetings[d["id"]] = Meeting(d["id"], d["text"], d.get("domain") or "", d.get("split") or "")
-    queries = []
-    with open(root / "queries.jsonl", encoding="utf-8") as f:
-        for line in f:
-            q = json.loads(line)
-            if q["type"] in types and q.get("evidence_chars"):
-                spans = tuple((int(s), int(e)) for s, e in q["evidence_chars"])
-                queries.append(QmsumQuery(q["id"], q["text"], q["doc_id"], spans))
+    meetings = {
+        d["id"]: Meeting(d["id"], d["text"], d.get("domain") or "", d.get("split") or "")
+        for d in read_jsonl(root / "corpus.jsonl")
+    }
+    queries = [
+        QmsumQuery(q["id"], q["text"], q["doc_id"], tuple((int(s), int(e)) for s, e in q["evidence_chars"]))
+        for q in read_jsonl(root / "queries.jsonl")
+        if q["type"] in types and q.get("evidence_chars")
+    ]
     counts: dict[str, int] = {}
     for q in queries:
         counts[q.meeting] = counts.get(q.meeting, 0) + 1
@@ -175,10 +175,6 @@ def load_qmsum(
 # --------------------------------------------------------------------------- metrics
 
 
-def overlaps(start: int, end: int, spans: Sequence[tuple[int, int]]) -> bool:
-    return any(start < e and s < end for s, e in spans)
-
-
 @dataclass
 class QueryScores:
     ndcg: float
@@ -187,49 +183,17 @@ class QueryScores:
 
 
 def score_hits(hits: Sequence[tuple[str, int, int]], q: QmsumQuery, n_relevant: int) -> QueryScores:
-    """``hits``: ``(doc_id, char_start, char_end)`` best first."""
-    dcg, rr = 0.0, 0.0
+    """``hits``: ``(doc_id, char_start, char_end)`` best first. A hit is relevant when it is in the
+    query's meeting and overlaps one of its evidence spans; recall counts the spans found."""
+    gains: list[float] = []
     found: set[int] = set()
-    for rank, (doc, start, end) in enumerate(hits[:K], start=1):
-        if doc != q.meeting:
-            continue
-        hit = [j for j, (s, e) in enumerate(q.spans) if start < e and s < end]
-        if hit:
-            dcg += 1.0 / math.log2(rank + 1)
-            rr = rr or 1.0 / rank
-            found.update(hit)
-    ideal = sum(1.0 / math.log2(r + 1) for r in range(1, min(K, n_relevant) + 1))
-    return QueryScores(dcg / ideal if ideal else 0.0, len(found) / len(q.spans), rr)
-
-
-def paired_bootstrap(diff: npt.ArrayLike, resamples: int, seed: int) -> tuple[float, float, float]:
-    """Mean of ``diff`` and the 95% percentile interval of its mean over query resamples."""
-    d = np.asarray(diff, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    means = np.empty(resamples)
-    for start in range(0, resamples, 200):  # bounded memory: 200 x n at a time
-        idx = rng.integers(0, len(d), size=(min(200, resamples - start), len(d)))
-        means[start : start + len(idx)] = d[idx].mean(axis=1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float(d.mean()), float(lo), float(hi)
-
-
-def clustered_bootstrap(
-    diff: npt.ArrayLike, groups: Sequence[str], resamples: int, seed: int
-) -> tuple[float, float, float]:
-    """Like :func:`paired_bootstrap`, resampling whole meetings (queries of one meeting are not
-    independent): the mean over the queries of the meetings drawn."""
-    d = np.asarray(diff, dtype=np.float64)
-    names, inverse = np.unique(np.asarray(groups), return_inverse=True)
-    sums = np.bincount(inverse, weights=d, minlength=len(names))
-    counts = np.bincount(inverse, minlength=len(names)).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    means = np.empty(resamples)
-    for start in range(0, resamples, 200):
-        idx = rng.integers(0, len(names), size=(min(200, resamples - start), len(names)))
-        means[start : start + len(idx)] = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float(d.mean()), float(lo), float(hi)
+    for doc, start, end in hits[:K]:
+        hit = [j for j, (s, e) in enumerate(q.spans) if start < e and s < end] if doc == q.meeting else []
+        gains.append(1.0 if hit else 0.0)
+        found.update(hit)
+    return QueryScores(
+        ndcg_from_gains(gains, [1.0] * n_relevant, K), len(found) / len(q.spans), reciprocal_rank(gains, K)
+    )
 
 
 # --------------------------------------------------------------------------- QMSum
@@ -409,46 +373,27 @@ def confidence(
             continue
         out[key] = {}
         for metric in ("in_ndcg", "all_ndcg", "in_rr", "all_rr", "in_recall", "all_recall"):
-            diff = np.subtract(pq[key][metric], pq[base][metric])
-            out[key][metric] = list(paired_bootstrap(diff, resamples, seed))
-            if metric.endswith("ndcg"):
-                out[key][f"{metric}_by_meeting"] = list(clustered_bootstrap(diff, groups, resamples, seed))
+            a, b = pq[key][metric], pq[base][metric]
+            c = paired_bootstrap(a, b, resamples=resamples, seed=seed)
+            out[key][metric] = [c.delta, c.ci_low, c.ci_high]
+            if metric.endswith("ndcg"):  # queries about one meeting are not independent
+                c = paired_bootstrap(a, b, resamples=resamples, seed=seed, groups=groups)
+                out[key][f"{metric}_by_meeting"] = [c.delta, c.ci_low, c.ci_high]
     return out
 
 
 # --------------------------------------------------------------------------- SciFact
 
 
-def ndcg_graded(ranked: Sequence[str], qrels: dict[str, int], k: int = K) -> float:
-    """BEIR's nDCG@k: gains = relevance grades, ideal from every judged relevant document."""
-    dcg = sum(qrels.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranked[:k]))
-    ideal_gains = sorted((g for g in qrels.values() if g > 0), reverse=True)[:k]
-    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal_gains))
-    return dcg / idcg if idcg else 0.0
-
-
 def load_scifact(data_dir: Path) -> tuple[list[str], list[str], dict[str, str], dict[str, dict[str, int]]]:
+    """Abstract ids and ``title + " " + text``, the test queries and their judgements."""
     root = data_dir / "scifact"
     ids, texts = [], []
-    with open(root / "corpus.jsonl", encoding="utf-8") as f:
-        for line in f:
-            d = json.loads(line)
-            ids.append(str(d["id"]))
-            texts.append(f"{d.get('title') or ''} {d['text']}".strip())
-    qrels: dict[str, dict[str, int]] = {}
-    with open(root / "qrels.tsv", encoding="utf-8") as f:
-        header = f.readline().rstrip("\n").split("\t")
-        for line in f:
-            row = dict(zip(header, line.rstrip("\n").split("\t"), strict=False))
-            if row.get("split", "test") != "test":
-                continue
-            qrels.setdefault(row["query-id"], {})[row["corpus-id"]] = int(row["score"])
-    queries = {}
-    with open(root / "queries.jsonl", encoding="utf-8") as f:
-        for line in f:
-            q = json.loads(line)
-            if str(q["id"]) in qrels:
-                queries[str(q["id"])] = q["text"]
+    for d in read_jsonl(root / "corpus.jsonl"):
+        ids.append(str(d["id"]))
+        texts.append(f"{d.get('title') or ''} {d['text']}".strip())
+    qrels = load_qrels(root / "qrels.tsv", split="test")
+    queries = {qid: text for qid, text in load_queries(root / "queries.jsonl").items() if qid in qrels}
     return ids, texts, queries, qrels
 
 
@@ -518,8 +463,8 @@ def run_scifact(args: argparse.Namespace) -> dict[str, Any]:
     scores = qvecs @ doc_vecs.T
     top = np.argsort(-scores, axis=1, kind="stable")[:, :K]
     direct_ranked = [[ids[j] for j in row] for row in top]
-    vs = [ndcg_graded(r, qrels[q]) for r, q in zip(vs_ranked, qids, strict=True)]
-    direct = [ndcg_graded(r, qrels[q]) for r, q in zip(direct_ranked, qids, strict=True)]
+    vs = [ndcg_at_k(r, qrels[q], K) for r, q in zip(vs_ranked, qids, strict=True)]
+    direct = [ndcg_at_k(r, qrels[q], K) for r, q in zip(direct_ranked, qids, strict=True)]
     out["ndcg_vecstore"] = float(np.mean(vs))
     out["ndcg_direct"] = float(np.mean(direct))
     out["same_top10"] = float(np.mean([a == b for a, b in zip(vs_ranked, direct_ranked, strict=True)]))
@@ -653,23 +598,14 @@ def merge(payloads: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def environment() -> str:
-    import torch
-
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU, {os.cpu_count()} cores"
-    threads = torch.get_num_threads()
-    return f"{platform.machine()}, {device}, torch {torch.__version__}, {threads} torch threads"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
-    ap.add_argument("--meetings", type=int, default=6, help="the N meetings with the most queries")
+def configure(ap: ScenarioParser) -> None:
+    ap.add_sized("--meetings", type=int, full=6, quick=2, help="the N meetings with the most queries")
     ap.add_argument("--all", action="store_true", help="every meeting (232)")
     ap.add_argument("--types", default="specific", help="query types, comma-separated (specific,topic)")
-    ap.add_argument("--variants", default=None, help="comma-separated keys, e.g. 128/naive,128/late")
+    ap.add_sized("--variants", full="all", quick="128/naive,128/late",
+                 help="comma-separated keys (--list-variants), or all")
     ap.add_argument("--list-variants", action="store_true")
-    ap.add_argument("--resamples", type=int, default=2000)
+    ap.add_sized("--resamples", type=int, full=2000, quick=1000, help="bootstrap resamples")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-meetings", type=int, default=25, help="meetings per add_documents call")
     ap.add_argument("--cache-dir", type=Path, default=None)
@@ -678,13 +614,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--skip-scifact", action="store_true")
     ap.add_argument("--direct", choices=("full", "sample"), default=None,
                     help="SciFact direct path: re-encode every abstract or a sample (default: full on a GPU)")
-    ap.add_argument("--direct-sample", type=int, default=256)
-    ap.add_argument("--scifact-abstracts", type=int, default=None,
-                    help="quick check: the judged abstracts plus a sample of others, N in all")
-    ap.add_argument("--json", type=Path, default=None, help="write every figure, per query, here")
+    ap.add_sized("--direct-sample", type=int, full=256, quick=64,
+                 help="--direct sample: abstracts encoded again and compared with the stored vectors")
+    ap.add_sized("--scifact-abstracts", type=int, full=None, quick=400,
+                 help="the judged abstracts plus a sample of others, N in all (default: every abstract)")
     ap.add_argument("--report", type=Path, nargs="+", default=None, metavar="JSON",
                     help="run nothing: merge these --json files and print their report")
-    args = ap.parse_args(argv)
+    ap.set_defaults(threads=os.cpu_count() or 1)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Every QMSum variant, then SciFact; the markdown section (``--json``: every per-query figure)."""
     variants = all_variants()
     if args.list_variants:
         for v in variants:
@@ -694,24 +634,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         merged = merge([json.loads(p.read_text()) for p in args.report])
         print(markdown(merged, args.resamples, args.seed))
         return 0
-    if args.variants:
+    if args.variants != "all":
         wanted = [w.strip() for w in args.variants.split(",") if w.strip()]
         unknown = sorted(set(wanted) - {v.key for v in variants})
         if unknown:
-            ap.error(f"unknown variant(s) {unknown}; --list-variants shows them")
+            raise SystemExit(f"unknown variant(s) {unknown}; --list-variants shows them")
         variants = [v for v in variants if v.key in wanted]
-    command = "python -m bench.quality " + " ".join(argv if argv is not None else sys.argv[1:])
+    pin_threads(args.threads)
     started = time.perf_counter()
-    payload: dict[str, Any] = {"commands": [command], "environments": [environment()]}
+    payload: dict[str, Any] = {"commands": [args.command], "environments": [torch_line()]}
 
     def save(part: dict[str, Any] | None = None, name: str = "qmsum") -> None:
         if part is not None:
             payload[name] = part
-        if args.json is not None:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            tmp = args.json.with_name(f".{args.json.name}.tmp")
-            tmp.write_text(json.dumps(payload))
-            os.replace(tmp, args.json)
+        write_json(args.json, payload)
 
     if not args.skip_qmsum:
         run_qmsum(args, variants, save)
@@ -721,7 +657,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     save()
     print(markdown(payload, args.resamples, args.seed))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

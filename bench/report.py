@@ -1,5 +1,5 @@
-"""Render the side-by-side results (``results.json`` of ``python -m bench``) as the "Side by side"
-section of ``docs/benchmarks.md`` and as PNG plots under ``docs/img/``.
+"""Render the side-by-side results (``results.json`` of ``python -m bench side-by-side``) as the
+"Side by side" section of ``docs/benchmarks.md`` and as PNG plots under ``docs/img/``.
 
 Only the section that starts with :data:`HEADING` is replaced (up to the next heading of the same
 or a higher level); the rest of the file, which other benchmarks write, is left as it is.
@@ -14,7 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from bench.common import QUERY_PATHS, markdown_table
+
 HEADING = "## Side by side"
+MAKE_TARGETS = {
+    "python -m bench side-by-side": " (`make bench`)",
+    "python -m bench side-by-side --quick": " (`make bench-quick`)",
+}
 QUALIFY = 0.9
 """A peer's filtered result counts against vecstore only when its recall reaches this."""
 TARGET = 0.95
@@ -472,19 +478,23 @@ def render(results: dict[str, Any], files: dict[str, str], img_rel: str) -> str:
     mach = meta["machine"]
     peers = results["peers"]
     n, k = setup["n"], setup["k"]
+    threads = meta.get("threads", 2)  # of the build, batch and ingest phases
     v = mach["versions"]
     L: list[str] = []
     L.append(HEADING)
     L.append("")
+    vectors = (
+        "seeded synthetic vectors (with the attributes of PyPI rows)"
+        if setup.get("synthetic")
+        else "all-MiniLM-L6-v2 vectors of PyPI summaries (the first rows of the `bench.data` sample, seed 0)"
+    )
     L.append(
-        f"vecstore against LanceDB, Chroma, DuckDB VSS, FAISS and hnswlib on the same {n:,} all-MiniLM-L6-v2 "
-        "vectors of PyPI summaries (the `bench.data` cache, seed "
-        f"0{'; the first 20,000 rows' if setup['quick'] else ''}), "
+        f"vecstore against LanceDB, Chroma, DuckDB VSS, FAISS and hnswlib on the same {n:,} {vectors}, "
         f"the same {setup['n_queries']:,} held-out queries, filters and writes, in one run."
     )
     L.append("")
     L.append(
-        f"- Command: `{meta['command']}` (`make bench{'-quick' if setup['quick'] else ''}`); "
+        f"- Command: `{meta['command']}`{MAKE_TARGETS.get(meta['command'], '')}; "
         f"started {meta['started']}, took {meta.get('duration_s', 0) / 60:.1f} min."
     )
     L.append(
@@ -496,17 +506,27 @@ def render(results: dict[str, Any], files: dict[str, str], img_rel: str) -> str:
     )
     L.append("- Versions: " + ", ".join(f"{m} {ver}" for m, ver in v.items()) + ".")
     L.append(
-        "- Method: each system runs in its own child processes: **build** (2 threads: insert, index, "
-        "close); a fresh **serve** process (1 thread: the OpenMP, BLAS, Numba, LanceDB, DuckDB and "
+        f"- Method: each system runs in its own child processes: **build** ({threads} threads: insert, "
+        "index, close); a fresh **serve** process (1 thread: the OpenMP, BLAS, Numba, LanceDB, DuckDB and "
         "Chroma thread pools set to one) that opens the store, sweeps the knob unfiltered and runs the "
         f"filters at the operating point (the first knob value reaching recall {TARGET}, else the best "
-        "one); a fresh **batch** process (2 threads); a fresh **writes** process (1 thread). Each setting "
-        "is warmed up with 10 queries, then runs queries in order for "
+        f"one); a fresh **batch** process ({threads} threads); a fresh **writes** process (1 thread). Each "
+        "setting is warmed up with 10 queries, then runs queries in order for "
         f"{setup['setting_seconds']:g} s (filters: {setup['filter_seconds']:g} s; at least "
         f"{setup['min_queries']} and {setup.get('min_filter_queries', 10)} queries); q/s is 1 / median "
-        f"latency. Recall@{k} is tie-aware: a returned row counts when its exact score is >= the exact "
-        "k-th best (within the filter's matches) - 1e-6; a row that does not match the filter counts as a "
-        "miss, and so does a missing row when a system returns fewer than min(k, matches)."
+        f"latency. Recall@{k} is tie-aware (`vecstore.evaluation`): a returned row counts when its exact "
+        "score is >= the exact k-th best (within the filter's matches) - "
+        f"{meta.get('tie_tolerance', 1e-6):g}; "
+        "a row that does not match the filter counts as a miss, and so does a missing row when a system "
+        "returns fewer than min(k, matches)."
+    )
+    add_batch = setup.get("add_batch", 0)
+    L.append(
+        "- vecstore is built with "
+        + (f"`tbl.add` calls of {add_batch:,} rows" if add_batch > 0 else "one `tbl.add` call of every row")
+        + " and asked through "
+        + QUERY_PATHS[setup.get("query_path", "hits")]
+        + "; the other systems as their documentation recommends."
     )
     L.append("")
 
@@ -629,36 +649,33 @@ def render(results: dict[str, Any], files: dict[str, str], img_rel: str) -> str:
     L.append("")
     L.append(f"![memory and disk]({img_rel}/{files['resources']})")
     L.append("")
-    L.append(
-        "| system | build s (2 threads) | of which index s | disk MiB | peak RSS build MiB | RSS after open "
-        "+ 1st query MiB | peak RSS serving MiB | peak RSS during the sweep MiB | import s | open + first "
-        "query ms |"
-    )
-    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    header = ["system", "build s (2 threads)", "of which index s", "disk MiB", "peak RSS build MiB",
+              "RSS after open + 1st query MiB", "peak RSS serving MiB", "peak RSS during the sweep MiB",
+              "import s", "open + first query ms"]
+    rows: list[list[str]] = []
     for name, e in peers.items():
         b = ok(e, "build")
         if not b:
             err = (e.get("build") or {}).get("error", "?")[:150]
-            L.append(f"| {nice(name)} | failed: {err} | | | | | | | | |")
+            rows.append([nice(name), f"failed: {err}"] + [""] * 8)
             continue
         s, m = ok(e, "serve"), ok(e, "memory")
         idx = sum(v for key, v in b["timings"].items() if "index" in key)
         mem_cells = (
-            f"{fmt_mb(m['after_first_kib'] - m['harness_kib'], 'KiB')} | "
-            f"{fmt_mb(m['hwm_kib'] - m['harness_kib'], 'KiB')}"
+            [fmt_mb(m["after_first_kib"] - m["harness_kib"], "KiB"),
+             fmt_mb(m["hwm_kib"] - m["harness_kib"], "KiB")]
             if m
-            else "- | -"
+            else ["-", "-"]
         )
         serve_cells = (
-            f"{fmt_mb(s['hwm_kib'] - s['harness_kib'], 'KiB')} | {fmt_s(s['import_s'])} | "
-            f"{(s['open_s'] + s['first_query_s']) * 1e3:,.0f}"
+            [fmt_mb(s["hwm_kib"] - s["harness_kib"], "KiB"), fmt_s(s["import_s"]),
+             f"{(s['open_s'] + s['first_query_s']) * 1e3:,.0f}"]
             if s
-            else "- | - | -"
+            else ["-", "-", "-"]
         )
-        L.append(
-            f"| {nice(name)} | {fmt_s(b['total_s'])} | {fmt_s(idx)} | {fmt_mb(b['disk_bytes'])} | "
-            f"{fmt_mb(b['hwm_kib'], 'KiB')} | {mem_cells} | {serve_cells} |"
-        )
+        rows.append([nice(name), fmt_s(b["total_s"]), fmt_s(idx), fmt_mb(b["disk_bytes"]),
+                     fmt_mb(b["hwm_kib"], "KiB"), *mem_cells, *serve_cells])
+    L.append(markdown_table(header, rows))
     L.append("")
     base_kib = next((ok(e, "build")["baseline_kib"] for e in peers.values() if ok(e, "build")), 0)  # type: ignore[index]
     harness = next((ok(e, "memory")["harness_kib"] for e in peers.values() if ok(e, "memory")), 0)  # type: ignore[index]
@@ -740,24 +757,18 @@ def render(results: dict[str, Any], files: dict[str, str], img_rel: str) -> str:
         "over the table after the writes."
     )
     L.append("")
-    L.append(
-        "| system | upsert s | delete s | updated row found | deleted rows returned | recall: updated "
-        "probes | "
-        "deleted probes | held-out | q/s after / before |"
-    )
-    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    rows = []
     for name, e in peers.items():
         w = ok(e, "writes")
         if not w:
             continue
-        op = op_point(e) or {}
-        before = op.get("qps")
-        ratio = f"{w['after_qps'] / before:.2f}" if before else "-"
-        L.append(
-            f"| {nice(name)} | {fmt_s(w['upsert_s'])} | {fmt_s(w['delete_s'])} | {w['updated_found']:.3f} | "
-            f"{w['deleted_returned']} | {w['recall']['updated']:.3f} | {w['recall']['deleted']:.3f} | "
-            f"{w['recall']['heldout']:.3f} | {ratio} |"
-        )
+        before = (op_point(e) or {}).get("qps")
+        rows.append([nice(name), fmt_s(w["upsert_s"]), fmt_s(w["delete_s"]), f"{w['updated_found']:.3f}",
+                     w["deleted_returned"], f"{w['recall']['updated']:.3f}", f"{w['recall']['deleted']:.3f}",
+                     f"{w['recall']['heldout']:.3f}", f"{w['after_qps'] / before:.2f}" if before else "-"])
+    header = ["system", "upsert s", "delete s", "updated row found", "deleted rows returned",
+              "recall: updated probes", "deleted probes", "held-out", "q/s after / before"]
+    L.append(markdown_table(header, rows))
     L.append("")
 
     # 6. batch
@@ -813,6 +824,7 @@ def render(results: dict[str, Any], files: dict[str, str], img_rel: str) -> str:
         L.append("")
         L += fails
         L.append("")
+    # TODO(planner-settings): read the threshold from the PlannerSettings the run used.
     from vecstore.query.indexed import SCAN_MAX_MATCHES
 
     L += [line.replace("{scan_max:,}", f"{SCAN_MAX_MATCHES:,}") for line in NOTES]

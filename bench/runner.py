@@ -1,7 +1,8 @@
-"""The child processes of ``python -m bench``: one process per peer and phase, so that peak RSS
-(``VmHWM``) and cold opens are each system's own.
+"""The child processes of ``python -m bench side-by-side``: one process per peer and phase, so that
+peak RSS (``VmHWM``) and cold opens are each system's own.
 
-Phases (``python -m bench.runner PHASE PEER WORKDIR``; the parent sets the thread environment):
+Phases (``python -m bench.runner PHASE PEER WORKDIR``, started by :mod:`bench.side_by_side`, which
+sets the thread environment; not a user entry point):
 
 - ``build``: insert the vectors and attributes, build the index, close; build time, disk, peak RSS.
 - ``serve``: a fresh process opens the store (import, open, first query timed), sweeps the knob
@@ -30,8 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from bench.peers import I64, Peer, peer_class, proc_status_kib
+from bench.common import json_default, latency_stats, log, proc_status_kib
+from bench.peers import I64, Peer, peer_class
 from bench.workload import Setup, load_data, plan_writes
+from vecstore.evaluation import tie_aware_recall
 
 TARGET_RECALL = 0.95
 WARMUP = 10
@@ -39,13 +42,9 @@ ROUNDS = 3
 FILTER_ROUNDS = 2
 
 
-def _recall(found_scores: list[np.ndarray], kth: np.ndarray, k_eff: list[int]) -> float:
-    """Tie-aware recall: a returned row counts when its exact score >= the exact k-th best - 1e-6."""
-    hits = [
-        min(k, int(np.count_nonzero(s >= t - 1e-6))) / k if k else 1.0
-        for s, t, k in zip(found_scores, kth, k_eff, strict=True)
-    ]
-    return float(np.mean(hits)) if hits else float("nan")
+def _recall(found_scores: list[np.ndarray], kth: np.ndarray, k: int) -> float:
+    """Tie-aware recall@k (:func:`vecstore.evaluation.tie_aware_recall`); NaN without queries."""
+    return tie_aware_recall(found_scores, kth, k) if found_scores else float("nan")
 
 
 def _scores(base: np.ndarray, q: np.ndarray, ids: I64, allowed: np.ndarray | None = None) -> np.ndarray:
@@ -90,17 +89,16 @@ class Task:
     cursor: int = 0
     error: str | None = None
 
-    def stats(self) -> dict[str, float]:
-        lat = np.concatenate([np.asarray(r) for r in self.rounds if r]) if self.rounds else np.zeros(0)
+    def stats(self) -> dict[str, Any]:
+        """Latencies over all rounds; q/s is the median over rounds of 1 / median latency."""
+        lat = [t for r in self.rounds for t in r]
         per_round = [1.0 / float(np.median(r)) for r in self.rounds if r]
         return {
+            **latency_stats(lat),
             "n": int(len(self.results)),
-            "timed": int(lat.size),
+            "timed": len(lat),
             "qps": float(np.median(per_round)),
             "qps_rounds": per_round,
-            "qps_mean": float(lat.size / lat.sum()),
-            "p50_ms": float(np.median(lat) * 1e3),
-            "p95_ms": float(np.percentile(lat, 95) * 1e3),
             "cpu_per_wall": self.cpu / self.wall if self.wall else float("nan"),
         }
 
@@ -137,17 +135,6 @@ def run_interleaved(tasks: list[Task], rounds: int, seconds: float, min_queries:
                 task.rounds.append(lat)
             except Exception as exc:  # noqa: BLE001 - a peer's failure is a result
                 task.error = f"{type(exc).__name__}: {exc}"[:300]
-
-
-def _stats(lat: list[float]) -> dict[str, float]:
-    a = np.asarray(lat)
-    return {
-        "n": int(a.size),
-        "qps": float(1.0 / np.median(a)),
-        "qps_mean": float(a.size / a.sum()),
-        "p50_ms": float(np.median(a) * 1e3),
-        "p95_ms": float(np.percentile(a, 95) * 1e3),
-    }
 
 
 # -- phases ----------------------------------------------------------------------------------
@@ -204,11 +191,11 @@ def phase_serve(peer: Peer, setup: Setup, work: Path, import_s: float) -> dict[s
             continue
         res = task.results
         found = [_scores(data.base, queries[i], ids) for i, ids in enumerate(res)]
-        rec = _recall(found, truth["kth"][: len(res)], [k] * len(res))
+        rec = _recall(found, truth["kth"][: len(res)], k)
         sweep.append(
             {"knob": knob, "recall": rec, "short": int(sum(len(r) < k for r in res)), **task.stats()}
         )
-        _log(f"{peer.name} {peer.knob_name}={knob}: recall {rec:.4f} {sweep[-1]['qps']:,.0f} q/s")
+        log(f"{peer.name} {peer.knob_name}={knob}: recall {rec:.4f} {sweep[-1]['qps']:,.0f} q/s")
     out["sweep"] = sweep
     good = [s for s in sweep if s["recall"] >= TARGET_RECALL]
     valid = [s for s in sweep if "error" not in s]
@@ -242,13 +229,13 @@ def phase_serve(peer: Peer, setup: Setup, work: Path, import_s: float) -> dict[s
         row.update(task.stats())
         row.update(
             {
-                "recall": _recall(found, truth["filter_kth"][f_i][: len(res)], [k_eff] * len(res)),
+                "recall": _recall(found, truth["filter_kth"][f_i][: len(res)], k_eff),
                 "short": int(sum(len(r) < k_eff for r in res)),
                 "wrong": int(sum(int((~allowed[r[r >= 0]]).sum()) for r in res)),
             }
         )
         filtered.append(row)
-        _log(
+        log(
             f"{peer.name} {flt.label}: recall {row['recall']:.4f} {row['qps']:,.0f} q/s short {row['short']}"
         )
     out["filtered"] = filtered
@@ -281,7 +268,7 @@ def phase_writes(peer: Peer, setup: Setup, work: Path, knob: Any) -> dict[str, A
     recall_by = {}
     for kind, name in enumerate(("updated", "deleted", "heldout")):
         idx = np.flatnonzero(kinds == kind)
-        recall_by[name] = _recall([found[i] for i in idx], truth["probe_kth"][idx], [k] * len(idx))
+        recall_by[name] = _recall([found[i] for i in idx], truth["probe_kth"][idx], k)
     upd_idx = np.flatnonzero(kinds == 0)
     out = {
         "upsert_s": upsert_s,
@@ -291,9 +278,9 @@ def phase_writes(peer: Peer, setup: Setup, work: Path, knob: Any) -> dict[str, A
         "updated_found": float(np.mean([writes.probe_row[i] in res[i] for i in upd_idx])),
         "deleted_returned": int(sum(int((~live[r[r >= 0]]).sum()) for r in res)),
         "recall": recall_by,
-        **{f"after_{key}": v for key, v in _stats(lat).items()},
+        **{f"after_{key}": v for key, v in latency_stats(lat).items()},
     }
-    _log(
+    log(
         f"{peer.name} writes: updated found {out['updated_found']:.3f}, deleted returned "
         f"{out['deleted_returned']}, recall {recall_by}"
     )
@@ -349,7 +336,7 @@ def phase_batch(peer: Peer, setup: Setup, work: Path, knob: Any, threads: int) -
         "threads": threads,
         "n": len(queries),
         "qps": len(queries) / float(np.median(walls)),
-        "recall": _recall(found, truth["kth"], [setup.k] * len(queries)),
+        "recall": _recall(found, truth["kth"], setup.k),
         "knob": knob,
     }
 
@@ -381,7 +368,8 @@ def phase_ingest(name: str, setup: Setup, work: Path) -> dict[str, Any]:
             model.encode(texts[s : s + batch], normalize_embeddings=True)
         out["total_s"] = time.perf_counter() - t
     else:
-        peer = peer_class(name)(work / "stores" / f"{name}-text", threads=2)
+        threads = int(os.environ.get("BENCH_THREADS", "2"))
+        peer = peer_class(name)(work / "stores" / f"{name}-text", threads=threads)
         peer.ingest_texts(ids, texts, model_path, batch)
         out["total_s"] = time.perf_counter() - t
         # sanity: each of 20 texts, asked as a query, finds itself first
@@ -392,10 +380,6 @@ def phase_ingest(name: str, setup: Setup, work: Path) -> dict[str, Any]:
     out["docs_per_s"] = n_texts / out["total_s"]
     out["hwm_kib"] = proc_status_kib("VmHWM")
     return out
-
-
-def _log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -411,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             t = time.perf_counter()
             cls = peer_class(name)
-            peer = cls(work / "stores" / name, threads=int(os.environ.get("BENCH_THREADS", "1")))
+            threads = int(os.environ.get("BENCH_THREADS", "1"))
+            peer = cls(work / "stores" / name, threads=threads, options=setup.peer_options())
             _import_library(name)
             import_s = time.perf_counter() - t
             if phase == "build":
@@ -432,8 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which carries on
         result["error"] = f"{type(exc).__name__}: {exc}"
         result["traceback"] = traceback.format_exc()[-3000:]
-        _log(f"{name} {phase} failed: {result['error']}")
-    (work / f"{name}.{phase}.json").write_text(json.dumps(result, indent=1, default=_json_default))
+        log(f"{name} {phase} failed: {result['error']}")
+    (work / f"{name}.{phase}.json").write_text(json.dumps(result, indent=1, default=json_default))
     return 0
 
 
@@ -450,14 +435,6 @@ def _import_library(name: str) -> None:
     for prefix, module in lib.items():
         if name.startswith(prefix):
             __import__(module)
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(type(obj))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ and writes. Vectors come from the :mod:`bench.data` cache; nothing is embedded h
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -18,8 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bench.data import DEFAULT_DATA_DIR, exact_topk, load_pypi
-from bench.peers import Clause, Filter, month_int
+from bench.common import ADD_BATCH
+from bench.data import exact_topk, load_vectors
+from bench.peers import Clause, Filter, PeerOptions, month_int
 
 K = 10
 SEED = 0
@@ -45,6 +47,10 @@ class Setup:
     delete_fraction: float = 0.05
     k: int = K
     filters: list[dict[str, Any]] = field(default_factory=list)
+    synthetic: bool = False
+    """seeded random vectors (with the PyPI rows' attributes and texts) instead of MiniLM's."""
+    add_batch: int = ADD_BATCH
+    query_path: str = "user"
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=1))
@@ -53,6 +59,9 @@ class Setup:
     def load(cls, path: Path) -> Setup:
         return cls(**json.loads(path.read_text()))
 
+    def peer_options(self) -> PeerOptions:
+        return PeerOptions(add_batch=self.add_batch, query_path=self.query_path)
+
     def filter_objects(self) -> list[Filter]:
         return [
             Filter(f["label"], tuple(Clause(c["field"], c["op"], tuple(c["value"])) for c in f["clauses"]))
@@ -60,29 +69,31 @@ class Setup:
         ]
 
 
-def make_setup(quick: bool, data_dir: Path = DEFAULT_DATA_DIR) -> Setup:
-    if quick:
-        return Setup(
-            quick=True,
-            data_dir=str(data_dir),
-            n=20_000,
-            n_queries=200,
-            n_filter_queries=50,
-            n_probe=50,
-            setting_seconds=1.0,
-            filter_seconds=1.0,
-            min_queries=30,
-        )
+SIZES: dict[str, tuple[Any, Any]] = {
+    "n_filter_queries": (200, 50),
+    "n_probe": (200, 50),
+    "setting_seconds": (2.5, 1.0),
+    "filter_seconds": (2.0, 1.0),
+}
+"""Parameters of a full run and of a --quick one."""
+
+
+def make_setup(args: argparse.Namespace) -> Setup:
+    """The setup of ``python -m bench side-by-side`` for its parsed options."""
+    sized = {name: values[1 if args.quick else 0] for name, values in SIZES.items()}
+    # a smoke run with few rows or queries: no more probes than rows deleted or queries held out
+    sized["n_filter_queries"] = min(sized["n_filter_queries"], args.queries)
+    sized["n_probe"] = max(1, min(sized["n_probe"], args.queries, int(0.05 * args.n)))
     return Setup(
-        quick=False,
-        data_dir=str(data_dir),
-        n=200_000,
-        n_queries=1_000,
-        n_filter_queries=200,
-        n_probe=200,
-        setting_seconds=2.5,
-        filter_seconds=2.0,
+        quick=args.quick,
+        data_dir=str(args.data),
+        n=args.n,
+        n_queries=args.queries,
         min_queries=30,
+        synthetic=args.synthetic,
+        add_batch=args.add_batch,
+        query_path=args.query_path,
+        **sized,
     )
 
 
@@ -99,10 +110,11 @@ class Data:
 
 
 def load_data(setup: Setup) -> Data:
-    """The first ``n`` rows of the cached 200,000-row sample (a seeded random sample, so a prefix
-    is a random sample too) and the first ``n_queries`` held-out queries."""
-    sample = load_pypi(Path(setup.data_dir), n_base=200_000, n_queries=1_000)
-    a = sample.base_attrs.slice(0, setup.n)
+    """The first ``n`` rows of the seeded PyPI sample and ``n_queries`` held-out queries
+    (:func:`bench.data.load_vectors`: the cached 200,000-row sample when it is there)."""
+    sample = load_vectors(Path(setup.data_dir), setup.n, setup.n_queries, synthetic=setup.synthetic)
+    a = sample.attrs
+    assert a is not None
     months = a.column("month")
     attrs = pa.table(
         {
@@ -113,8 +125,8 @@ def load_data(setup: Setup) -> Data:
         }
     )
     return Data(
-        base=sample.base[: setup.n],
-        queries=sample.queries[: setup.n_queries],
+        base=sample.base,
+        queries=sample.queries,
         attrs=attrs,
         texts=a.column("text").to_pylist(),
     )

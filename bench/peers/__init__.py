@@ -26,6 +26,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bench.common import ADD_BATCH
+
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 Knob = Any
@@ -44,6 +46,10 @@ PEERS: dict[str, str] = {
     "duckdb-vss": "bench.peers.duckdb_vss_peer:DuckdbVssPeer",
 }
 """Peer name -> ``module:class``; modules are imported only when the peer runs."""
+
+EF_GRID: list[Knob] = [16, 32, 64, 128, 256, 512]
+"""The ef values the HNSW peers sweep (the same for each, so that their curves compare)."""
+EF_GRID_QUICK: list[Knob] = [16, 64, 256]
 
 TEXT_PEERS = ("vecstore", "lancedb-ivf-pq", "chroma")
 """Peers that embed text themselves (scenario 4)."""
@@ -137,6 +143,17 @@ def month_int(month: str) -> int:
 # -- the adapter -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class PeerOptions:
+    """How the run asks a peer to work where the benchmark chooses (only vecstore reads these:
+    the other systems are configured as their documentation recommends)."""
+
+    add_batch: int = ADD_BATCH
+    """Rows per insert call when building the store (0: all at once)."""
+    query_path: str = "user"
+    """vecstore: which call answers a query (:data:`bench.common.QUERY_PATHS`)."""
+
+
 class Peer(ABC):
     """A system under test, stored under ``path``.
 
@@ -156,9 +173,10 @@ class Peer(ABC):
     filter_note: ClassVar[str] = ""
     """How the peer filters (for the report)."""
 
-    def __init__(self, path: Path, threads: int = 1) -> None:
+    def __init__(self, path: Path, threads: int = 1, options: PeerOptions | None = None) -> None:
         self.path = Path(path)
         self.threads = threads
+        self.options = options or PeerOptions()
         self.knob: Knob = None
         self.notes: list[str] = []
 
@@ -226,19 +244,15 @@ def dir_bytes(path: Path) -> int:
     return total
 
 
-def proc_status_kib(field: str) -> int:
-    """A ``/proc/self/status`` field in KiB (``VmHWM``: peak RSS; ``VmRSS``: current RSS)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return -1
-
-
 def reset_dir(path: Path) -> None:
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True)
+
+
+def attr_columns(attrs: pa.Table) -> dict[str, pa.ChunkedArray]:
+    """The attribute columns every store keeps: ``name``, ``month``, ``download_rank``."""
+    return {name: attrs.column(name) for name in ("name", "month", "download_rank")}
 
 
 def as_rows(values: Any) -> I64:

@@ -18,7 +18,9 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
-from . import F32, I64, Filter, Knob, Peer, reset_dir
+from bench.common import arrow_rows
+
+from . import EF_GRID, EF_GRID_QUICK, F32, I64, Filter, Knob, Peer, attr_columns, reset_dir
 
 _DB = "bench.duckdb"
 
@@ -38,24 +40,15 @@ def _connect(path: Any, threads: int) -> Any:
 
 
 def _arrow(rows: I64, vectors: F32, attrs: pa.Table) -> pa.Table:
-    return pa.table(
-        {
-            "row": pa.array(rows, pa.int64()),
-            "name": attrs.column("name"),
-            "month": attrs.column("month"),
-            "download_rank": attrs.column("download_rank"),
-            "vec": pa.FixedSizeListArray.from_arrays(
-                pa.array(np.ascontiguousarray(vectors).reshape(-1)), vectors.shape[1]
-            ),
-        }
-    )
+    columns = {"row": pa.array(rows, pa.int64()), **attr_columns(attrs)}
+    return arrow_rows(columns, vectors, vector_name="vec")
 
 
 class DuckdbVssPeer(Peer):
     name = "duckdb-vss"
     knob_name = "hnsw_ef_search"
-    knob_grid: ClassVar[list[Knob]] = [16, 32, 64, 128, 256, 512]
-    knob_grid_quick: ClassVar[list[Knob] | None] = [16, 64, 256]
+    knob_grid: ClassVar[list[Knob]] = EF_GRID
+    knob_grid_quick: ClassVar[list[Knob] | None] = EF_GRID_QUICK
     config = (
         "`CREATE INDEX .. USING HNSW (vec) WITH (metric='cosine')` (M=16, ef_construction=128), persisted"
     )

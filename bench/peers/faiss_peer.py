@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.feather as feather
 
-from . import F32, I64, Filter, Knob, Peer, reset_dir
+from . import EF_GRID, EF_GRID_QUICK, F32, I64, Filter, Knob, Peer, reset_dir
 
 _INDEX = "hnsw.faiss"
 _ATTRS = "attrs.arrow"
@@ -26,8 +26,8 @@ _ATTRS = "attrs.arrow"
 class FaissHnswPeer(Peer):
     name = "faiss-hnsw"
     knob_name = "efSearch"
-    knob_grid: ClassVar[list[Knob]] = [16, 32, 64, 128, 256, 512]
-    knob_grid_quick: ClassVar[list[Knob] | None] = [16, 64, 256]
+    knob_grid: ClassVar[list[Knob]] = EF_GRID
+    knob_grid_quick: ClassVar[list[Knob] | None] = EF_GRID_QUICK
     config = (
         "`IndexHNSWFlat(d, 32, METRIC_INNER_PRODUCT)` (efConstruction 40, the default); attributes in Arrow"
     )

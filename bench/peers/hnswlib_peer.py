@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.feather as feather
 
-from . import F32, I64, Filter, Knob, Peer, reset_dir
+from . import EF_GRID, EF_GRID_QUICK, F32, I64, Filter, Knob, Peer, reset_dir
 
 _INDEX = "hnsw.bin"
 _ATTRS = "attrs.arrow"
@@ -24,8 +24,8 @@ _ATTRS = "attrs.arrow"
 class HnswlibPeer(Peer):
     name = "hnswlib"
     knob_name = "ef"
-    knob_grid: ClassVar[list[Knob]] = [16, 32, 64, 128, 256, 512]
-    knob_grid_quick: ClassVar[list[Knob] | None] = [16, 64, 256]
+    knob_grid: ClassVar[list[Knob]] = EF_GRID
+    knob_grid_quick: ClassVar[list[Knob] | None] = EF_GRID_QUICK
     config = '`Index(space="ip")`, M=16, ef_construction=200; attributes in an Arrow file beside it'
     filter_note = "`knn_query(filter=callback)`; allowed rows from `pyarrow.compute` over the attributes"
 

@@ -16,23 +16,15 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
-from . import F32, I64, Filter, Knob, Peer, as_rows, reset_dir
+from bench.common import arrow_rows
+
+from . import EF_GRID, EF_GRID_QUICK, F32, I64, Filter, Knob, Peer, as_rows, attr_columns, reset_dir
 
 _TABLE = "bench"
 
 
 def _arrow(rows: I64, vectors: F32, attrs: pa.Table) -> pa.Table:
-    return pa.table(
-        {
-            "id": pa.array(rows, pa.int64()),
-            "name": attrs.column("name"),
-            "month": attrs.column("month"),
-            "download_rank": attrs.column("download_rank"),
-            "vector": pa.FixedSizeListArray.from_arrays(
-                pa.array(np.ascontiguousarray(vectors).reshape(-1)), vectors.shape[1]
-            ),
-        }
-    )
+    return arrow_rows({"id": pa.array(rows, pa.int64()), **attr_columns(attrs)}, vectors)
 
 
 class LanceIvfPqPeer(Peer):
@@ -148,8 +140,8 @@ class LanceIvfPqPeer(Peer):
 class LanceHnswSqPeer(LanceIvfPqPeer):
     name = "lancedb-ivf-hnsw-sq"
     knob_name = "ef"
-    knob_grid: ClassVar[list[Knob]] = [16, 32, 64, 128, 256, 512]
-    knob_grid_quick: ClassVar[list[Knob] | None] = [16, 64, 256]
+    knob_grid: ClassVar[list[Knob]] = EF_GRID
+    knob_grid_quick: ClassVar[list[Knob] | None] = EF_GRID_QUICK
     index_type = "IVF_HNSW_SQ"
     config = '`create_index(metric="cosine", index_type="IVF_HNSW_SQ")` (m=20, ef_construction=300) + BTREE'
 

@@ -1,6 +1,10 @@
 """vecstore, four ways: no index (binary -> int8 -> float32 scan), an hnswlib graph, a FAISS HNSW
 graph over 4-bit codes, a FAISS binary HNSW graph over the sign codes. Filters are SQL with bound
-parameters."""
+parameters.
+
+Built as applications build tables, with ``tbl.add`` calls of ``options.add_batch`` rows, and
+asked as ``options.query_path`` says: by default ``tbl.search(q).where(...).limit(k).to_list()``
+(:data:`bench.common.QUERY_PATHS`)."""
 
 from __future__ import annotations
 
@@ -9,24 +13,17 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
-from . import F32, I64, Filter, Knob, Peer, as_rows, reset_dir
+from bench.common import add_in_batches, arrow_rows, search_ids
+
+from . import F32, I64, Filter, Knob, Peer, as_rows, attr_columns, reset_dir
 
 DEFAULT_OVERSAMPLE = 16
+HNSW_PARAMS: dict[str, Any] = {"m": 16, "ef_construction": 200}
 
 
 def _rows_table(rows: I64, vectors: F32, attrs: pa.Table) -> pa.Table:
-    dim = vectors.shape[1]
-    return pa.table(
-        {
-            "id": pa.array([str(int(r)) for r in rows], pa.string()),
-            "vector": pa.FixedSizeListArray.from_arrays(
-                pa.array(np.ascontiguousarray(vectors).reshape(-1)), dim
-            ),
-            "name": attrs.column("name"),
-            "month": attrs.column("month"),
-            "download_rank": attrs.column("download_rank"),
-        }
-    )
+    ids = pa.array([str(int(r)) for r in rows], pa.string())
+    return arrow_rows({"id": ids, **attr_columns(attrs)}, vectors)
 
 
 class VecstorePeer(Peer):
@@ -50,7 +47,7 @@ class VecstorePeer(Peer):
         reset_dir(self.path)
         t = time.perf_counter()
         self.tbl = vecstore.connect(self.path).create_table("bench", dim=vectors.shape[1])
-        self.tbl.add(_rows_table(np.arange(len(vectors)), vectors, attrs))
+        add_in_batches(self.tbl, _rows_table(np.arange(len(vectors)), vectors, attrs), self.options.add_batch)
         out = {"insert_s": time.perf_counter() - t}
         if self.index_kind is not None:
             t = time.perf_counter()
@@ -67,7 +64,7 @@ class VecstorePeer(Peer):
         self.knob = knob
 
     def _query(self, q: Any, k: int, flt: Filter | None) -> Any:
-        query = q.limit(k).select()
+        query = q.limit(k)
         if self.knob is not None:
             query = query.rescore(oversample=int(self.knob))
         if flt is not None:
@@ -76,13 +73,14 @@ class VecstorePeer(Peer):
         return query
 
     def search(self, query: F32, k: int, flt: Filter | None = None) -> I64:
-        return as_rows(self._query(self.tbl.search(query), k, flt).hits().ids)
+        ids, _ = search_ids(self._query(self.tbl.search(query), k, flt), self.options.query_path)
+        return as_rows(ids)
 
     def search_batch(self, queries: F32, k: int, threads: int) -> list[I64] | None:
-        if not hasattr(self.tbl, "search_batch"):
-            return None
-        hits = self._query(self.tbl.search_batch(queries, threads=threads), k, None).hits()
-        return [as_rows(h.ids) for h in hits]
+        batch = self._query(self.tbl.search_batch(queries, threads=threads), k, None)
+        if self.options.query_path == "user":
+            return [as_rows([row["id"] for row in rows]) for rows in batch.to_list()]
+        return [as_rows(h.ids) for h in batch.select().hits()]
 
     def upsert(self, rows: I64, vectors: F32, attrs: pa.Table) -> None:
         self.tbl.upsert(_rows_table(rows, vectors, attrs))
@@ -118,7 +116,7 @@ class VecstoreHnswPeer(VecstorePeer):
         "(no query-time knob), candidates rescored with float32"
     )
     index_kind = "hnsw"
-    index_params: ClassVar[dict[str, Any]] = {"m": 16, "ef_construction": 200}
+    index_params: ClassVar[dict[str, Any]] = HNSW_PARAMS
 
 
 class VecstoreHnswSqPeer(VecstorePeer):
@@ -131,7 +129,7 @@ class VecstoreHnswSqPeer(VecstorePeer):
         "rescored with float32"
     )
     index_kind = "hnsw-sq"
-    index_params: ClassVar[dict[str, Any]] = {"m": 16, "ef_construction": 200}
+    index_params: ClassVar[dict[str, Any]] = HNSW_PARAMS
 
 
 class VecstoreBinaryHnswPeer(VecstorePeer):

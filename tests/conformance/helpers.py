@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from vecstore import evaluation
 from vecstore.index import INDEX_KINDS
 
 ANN_KINDS = [k for k in INDEX_KINDS if k != "flat"]
@@ -67,18 +68,15 @@ def hamming_scores(queries: np.ndarray, base: np.ndarray) -> np.ndarray:
 def tie_aware_recall(
     truth: np.ndarray, labels: np.ndarray, k: int, allow: np.ndarray | None = None
 ) -> float:
-    """Mean recall@k: a returned label counts when its exact score is >= the exact k-th best
-    allowed score (relative tolerance 1e-5); the denominator is min(k, allowed)."""
-    scores = truth if allow is None else np.where(allow[None, :], truth, -np.inf)
-    allowed = scores.shape[1] if allow is None else int(allow.sum())
-    want = min(k, allowed)
+    """Mean recall@k of ``labels`` (-1: none) against the exact scores ``truth`` ``[q, n]``, by
+    :func:`vecstore.evaluation.tie_aware_recall`; a label outside ``allow`` is a miss and the
+    denominator is min(k, allowed)."""
+    want = min(k, truth.shape[1] if allow is None else int(allow.sum()))
     if want == 0:
         return 1.0
-    kth = -np.partition(-scores, want - 1, axis=1)[:, want - 1]
-    tol = 1e-5 * np.maximum(1.0, np.abs(kth))
-    got = np.take_along_axis(scores, np.maximum(labels, 0), axis=1)
-    good = (labels >= 0) & (got >= (kth - tol)[:, None])
-    return float(np.mean(np.minimum(good.sum(axis=1), want) / want))
+    scores = truth if allow is None else np.where(allow[None, :], truth, -np.inf)
+    found = np.where(labels >= 0, np.take_along_axis(scores, np.maximum(labels, 0), axis=1), -np.inf)
+    return evaluation.tie_aware_recall(found, evaluation.kth_best(truth, k, allow=allow), want)
 
 
 def random_allow(n: int, selectivity: float, seed: int) -> np.ndarray:

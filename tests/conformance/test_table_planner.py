@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import vecstore
+from vecstore.evaluation import tie_aware_recall
 from vecstore.index import INDEX_KINDS
 
 N, DIM, K = 3000, 64, 10
@@ -50,7 +51,8 @@ def build(tmp_path, kind, base, planner=None):
 
 
 def recall(tbl, queries, where=None):
-    total, found = 0, 0
+    """Tie-aware recall@K of the planner's results against ``.exact()`` of the same query."""
+    found, kth, want = [], [], []
     for q in queries:
         query = tbl.search(q).limit(K)
         if where:
@@ -60,11 +62,10 @@ def recall(tbl, queries, where=None):
         want_n = min(K, len(exact))
         assert len(got) >= want_n, (where, got.plan)
         assert len(set(got.ids)) == len(got)
-        if want_n:
-            kth = exact.scores[want_n - 1]
-            found += int(np.sum(got.scores[:want_n] >= kth - 1e-5))
-            total += want_n
-    return found / total if total else 1.0
+        found.append(got.scores[:want_n])
+        kth.append(exact.scores[want_n - 1] if want_n else -np.inf)
+        want.append(want_n)
+    return tie_aware_recall(found, kth, want)
 
 
 SELECTIVE = {"g < 500": 0.5, "g < 100": 0.1, "g < 10": 0.01, "g < 1": 0.001,
