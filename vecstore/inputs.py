@@ -14,7 +14,14 @@ import numpy.typing as npt
 
 from .config import TableConfig
 from .errors import InvalidArgumentError
-from .storage.batch import Batch, check_column_name, declared_schema, prepare_batch
+from .storage.batch import (
+    Batch,
+    check_column_name,
+    check_update_values,
+    declared_schema,
+    prepare_batch,
+    with_values,
+)
 from .vectors import check_finite_in_range, real_array
 
 F32 = npt.NDArray[np.float32]
@@ -58,5 +65,5 @@ def query_text(text: str) -> str:
     return text
 
 
-__all__ = ["Batch", "check_column_name", "declared_schema", "prepare_batch", "query_matrix",
-           "query_text", "query_vector"]
+__all__ = ["Batch", "check_column_name", "check_update_values", "declared_schema", "prepare_batch",
+           "query_matrix", "query_text", "query_vector", "with_values"]

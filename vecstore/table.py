@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from .config import Metric, PlannerSettings, TableConfig
 from .errors import InvalidArgumentError, ReadOnlyError
-from .inputs import prepare_batch, query_matrix, query_text, query_vector
+from .inputs import check_update_values, prepare_batch, query_matrix, query_text, query_vector, with_values
 from .query.builder import BatchQuery, Query
 from .query.executor import Executor
 from .query.results import Hits
@@ -237,7 +237,8 @@ class Table:
 
     def upsert(self, rows: Any) -> list[str]:
         """Add rows, replacing whole any live rows with the same ids (every column: attributes
-        missing from the new row become null). Returns the ids."""
+        missing from the new row become null, and the vector is the new row's). Returns the ids.
+        To change some attributes of rows and keep the rest, use :meth:`update`."""
         return self._write(rows, replace=True)
 
     def _write(self, rows: Any, replace: bool, replace_docs: Sequence[str] = ()) -> list[str]:
@@ -257,6 +258,51 @@ class Table:
         Returns how many rows were deleted. Deleted rows are tombstoned until :meth:`compact`."""
         if where is None and ids is None:
             raise InvalidArgumentError("delete() needs where= or ids=; to delete every row use where='true'")
+        snap, deleted = self._writer.delete_rows(self._writable(), self._selector(where, params, ids))
+        self._set(snap)
+        return deleted
+
+    def update(self, values: Mapping[str, Any], where: str | None = None, *params: Any,
+               ids: Sequence[str] | None = None) -> int:
+        """Set the attributes named in ``values`` on the rows matching ``where`` (with bound
+        ``params``) and/or with these ``ids``; every other column, the vector included, stays
+        exactly as it was. One commit; returns how many rows were updated.
+
+        >>> import vecstore, tempfile
+        >>> tbl = vecstore.connect(tempfile.mkdtemp()).create_table("t", dim=2)
+        >>> tbl.add([{"id": "a", "vector": [1, 0], "year": 2020, "tag": "x"}])
+        ['a']
+        >>> tbl.update({"year": 2021}, "tag = ?", "x"), tbl.get(["a"])
+        (1, [{'id': 'a', 'year': 2021, 'tag': 'x'}])
+
+        Values are checked against their columns like a row's (``year="2021"`` is refused from
+        an integer column). ``id`` and ``vector`` cannot be set, nor a column the table does not
+        have (a misspelt name would otherwise add a column), nor, in a table with an embedder,
+        ``text``, which its vector was made from: :meth:`upsert` replaces (and re-embeds) whole
+        rows. The rows are rewritten into a new segment (tombstoning the old ones), so an update
+        of many rows costs about what adding them did.
+        """
+        if where is None and ids is None:
+            raise InvalidArgumentError("update() needs where= or ids=; to update every row use where='true'")
+        base = self._writable()
+        if "text" in values and (self.config.embedder is not None or self._embedder is not None):
+            raise InvalidArgumentError(
+                "update() cannot change 'text' in a table with an embedder: the row's vector was "
+                "embedded from it; use upsert() (or add_documents) to replace and re-embed the row")
+        check_update_values(values, base.manifest.schema)  # clear errors before taking the lock
+        select = self._selector(where, params, ids)
+
+        def rewrite(snap: Snapshot, current: pa.Table, vectors: Any) -> Any:
+            new = with_values(current, check_update_values(values, snap.manifest.schema))
+            return prepare_batch(new, snap.manifest.config, snap.manifest.schema, vectors=vectors)
+
+        snap, updated = self._writer.update_rows(base, select, rewrite)
+        self._set(snap)
+        return updated
+
+    def _selector(self, where: str | None, params: Sequence[Any], ids: Sequence[str] | None) -> Any:
+        """The rows ``where`` and/or ``ids`` pick in a snapshot (the callback a write runs under
+        the lock)."""
         id_list = [ids] if isinstance(ids, str) else None if ids is None else [str(i) for i in ids]
 
         def select(snap: Snapshot) -> Any:
@@ -267,9 +313,7 @@ class Table:
                 parts.append(snap.rows_where_in("id", id_list))
             return np.concatenate(parts) if parts else np.empty(0, np.int64)
 
-        snap, deleted = self._writer.delete_rows(self._writable(), select)
-        self._set(snap)
-        return deleted
+        return select
 
     def compact(self, *, rebuild_index: bool = True) -> bool:
         """Rewrite the live rows into one segment, dropping tombstones and recalibrating the
