@@ -76,7 +76,7 @@ def _cli(args: list[str]) -> float:
 def sync_section(args: argparse.Namespace,
                  corpus: list[dict[str, Any]]) -> tuple[list[str], dict[str, Any]]:
     import vecstore
-    from vecstore.ingest import get_embedder, load_documents
+    from vecstore.ingest import SentenceTransformerEmbedder, load_documents
     from vecstore.ingest.pipeline import ChunkPlan, prepare_documents
     from vecstore.ingest.situated import model_inputs
 
@@ -86,7 +86,7 @@ def sync_section(args: argparse.Namespace,
     folder = work / "docs"
     _write_folder(folder, docs)
     t = time.perf_counter()
-    emb = get_embedder("default")
+    emb = SentenceTransformerEmbedder("default", cache_size=0)  # every run embeds everything
     load_s = time.perf_counter() - t
     log(f"model {emb.model_id} loaded in {load_s:.1f} s")
     loaded = load_documents(folder)
@@ -123,7 +123,7 @@ def sync_section(args: argparse.Namespace,
         db = vecstore.connect(work / "store")
 
         def again(**kw: Any) -> tuple[float, Any]:
-            tbl = db.open_table("t")  # a fresh table object: the model comes from the spec
+            tbl = db.open_table("t", embedder=emb)
             t = time.perf_counter()
             rep = tbl.add_documents(load_documents(folder).documents, chunking=args.chunking,
                                     progress=False, **kw)

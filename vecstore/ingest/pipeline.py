@@ -252,11 +252,15 @@ class _Metered:
         self.model_id, self.dim, self.max_tokens = inner.model_id, inner.dim, inner.max_tokens
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        parts = []
-        for k in range(0, len(texts), self.step):
-            parts.append(self.inner.embed_documents(texts[k:k + self.step]))
-            self.report(len(texts[k:k + self.step]))
-        return np.concatenate(parts) if parts else np.empty((0, self.dim), np.float32)
+        # longest first, as sentence-transformers orders one call's texts: slices then pad
+        # about as little as one call over all of them would
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = np.empty((len(texts), self.dim), np.float32)
+        for k in range(0, len(order), self.step):
+            part = order[k:k + self.step]
+            out[part] = self.inner.embed_documents([texts[i] for i in part])
+            self.report(len(part))
+        return out
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self.inner.embed_queries(texts)
