@@ -50,6 +50,7 @@ def configure(ap: ScenarioParser) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-quality", action="store_true", help="leave out SciFact nDCG@10")
     ap.add_argument("--skip-cli", action="store_true", help="leave out the CLI timings")
+    ap.add_argument("--skip-backends", action="store_true", help="leave out the backends part")
     ap.set_defaults(threads=os.cpu_count() or 1)
 
 
@@ -259,8 +260,9 @@ def run(args: argparse.Namespace) -> int:
     results: dict[str, Any] = {"command": args.command}
     part, results["sync"] = sync_section(args, corpus)
     lines += part
-    part, results["backends"] = backends_section(args, corpus)
-    lines += part
+    if not args.skip_backends:
+        part, results["backends"] = backends_section(args, corpus)
+        lines += part
     report = "\n".join(lines)
     print(report)
     results["markdown"] = report

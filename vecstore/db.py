@@ -47,13 +47,17 @@ class Database:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = DEFAULT_TIMEOUT_S,
-                 planner: PlannerSettings | None = None) -> None:
+                 planner: PlannerSettings | None = None, create: bool = True) -> None:
         if isinstance(path, str) and "\x00" in path:
             raise InvalidArgumentError("the store path contains a NUL character")
         self.path = Path(path).expanduser().absolute()
         if self.path.exists() and not self.path.is_dir():
-            raise InvalidArgumentError(f"{self.path} exists and is not a directory")
-        self.path.mkdir(parents=True, exist_ok=True)
+            raise InvalidArgumentError(f"{self.path} is not a vecstore store: it is a file, not a directory")
+        if not create and not self.path.is_dir():
+            raise NotFoundError(f"no store at {self.path}: the directory does not exist "
+                                f"(connect(path) creates one; read-only commands never do)")
+        if create:
+            self.path.mkdir(parents=True, exist_ok=True)
         self.lock_timeout = float(lock_timeout)
         if planner is not None and not isinstance(planner, PlannerSettings):
             raise InvalidArgumentError(f"planner must be a PlannerSettings, got {type(planner).__name__}")
@@ -153,7 +157,8 @@ class Database:
 
 
 def connect(path: str | os.PathLike[str], **kwargs: Any) -> Database:
-    """Open (or create) the store in directory ``path``.
+    """Open (or create) the store in directory ``path``. With ``create=False`` the directory
+    must exist already (a :class:`~vecstore.NotFoundError` otherwise) and nothing is created.
 
     >>> import vecstore, tempfile
     >>> tmp = tempfile.TemporaryDirectory()

@@ -19,7 +19,7 @@ plain_option = click.option("--plain", is_flag=True, help="Aligned text for peop
 @plain_option
 def tables(store: str, plain: bool) -> None:
     """List the tables in STORE with their row counts."""
-    db = connect(store)
+    db = connect(store, create=False)
     records = []
     for name in db.table_names():
         t = db.open_table(name)
@@ -33,18 +33,28 @@ def tables(store: str, plain: bool) -> None:
 @click.argument("table")
 @plain_option
 def info(store: str, table: str, plain: bool) -> None:
-    """Show a table's settings, columns and size."""
-    t = connect(store).open_table(table)
+    """Show a table's settings, columns and size, and how many documents it holds."""
+    t = connect(store, create=False).open_table(table)
     record = {
         "table": table, "rows": len(t), "dim": t.dim, "metric": t.metric.value,
         "embedder": t.config.embedder, "version": t.version,
         "columns": {f.name: str(f.type) for f in t.schema},
+        "documents": t.documents().num_rows,
     }
     if plain:
         for key, value in record.items():
             click.echo(f"{key:>9}: {value}")
     else:
         emit([record], plain=False)
+
+
+@cli.command()
+@click.argument("store", type=click.Path(file_okay=False))
+@click.argument("table")
+@plain_option
+def documents(store: str, table: str, plain: bool) -> None:
+    """List the documents of TABLE: id, source, chunks, content hash, when ingested."""
+    emit(connect(store, create=False).open_table(table).list_documents(), plain)
 
 
 @cli.command()
@@ -60,7 +70,7 @@ def info(store: str, table: str, plain: bool) -> None:
 def search(store: str, table: str, query: str, k: int, where: str | None, as_vector: bool,
            exact: bool, explain: bool, plain: bool) -> None:
     """Search TABLE for QUERY (a text, or a vector with --vector)."""
-    t = connect(store).open_table(table)
+    t = connect(store, create=False).open_table(table)
     q: object = query
     if as_vector:
         try:

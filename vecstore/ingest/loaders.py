@@ -545,9 +545,9 @@ def load_documents(
                 elif kind in PDF_SUFFIXES:
                     text, attrs = _pdf_quietly(data, source, notes)
                 else:
-                    if kind not in TEXT_SUFFIXES and _looks_binary(data):
+                    if encoding is None and _looks_binary(data):
                         raise _Skip(f"a binary file (NUL bytes; type {kind or '(none)'!r}); vecstore "
-                                    f"reads text")
+                                    f"reads text (UTF-16 text: pass --encoding utf-16)")
                     text, attrs = decode(data), {}
                 if not text.strip():
                     raise _Skip("empty file: no text")
