@@ -48,13 +48,29 @@ def doc_rows(doc: dict[str, Any]) -> tuple[tuple[str, tuple[float, ...], int], .
                  zip(t.column("id").to_pylist(), t.column("vector").to_pylist(), strict=True))
 
 
+Rows = tuple[tuple[str, tuple[float, ...], int], ...]
+
+
 @dataclass(frozen=True)
 class Op:
-    kind: str  # add | upsert | delete_ids | delete_where | compact | index | ingest
+    kind: str  # add | upsert | delete_ids | delete_where | compact | index | ingest | update | sync
     doc: tuple[str, str, int] = ("", "", 0)  # ingest: (doc id, text, year)
-    rows: tuple[tuple[str, tuple[float, ...], int], ...] = ()
+    rows: Rows = ()
     ids: tuple[str, ...] = ()
     cut: int = 0
+    value: int = 0  # update: the new year of the rows with year < cut
+    docs: tuple[tuple[str, str, int], ...] = ()  # sync: documents, in commit order
+    doc_rows: tuple[Rows, ...] = ()  # sync: each document's chunk rows
+
+    def partial_steps(self) -> list[Op]:
+        """A sync commits its documents in groups, in order: the ops that each prefix of its
+        documents amounts to (a kill may land between two of its commits)."""
+        return [Op("ingest", doc=d, rows=r) for d, r in zip(self.docs, self.doc_rows, strict=True)]
+
+
+GROUP_CHUNKS = 3
+"""The child's chunks per group (vecstore.documents.GROUP_CHUNKS): a sync of a few short
+documents commits several times."""
 
 
 def make_ops(seed: int, n: int) -> list[Op]:
@@ -89,10 +105,18 @@ def make_ops(seed: int, n: int) -> list[Op]:
             # the model decides which ids go; `live` is only a hint for picking ids
         elif r < 0.90:
             ops.append(Op("compact"))
-        elif r < 0.95:
+        elif r < 0.94:
             words = rng.choice(WORDS, size=int(rng.integers(5, 60)))
             doc = (f"doc{int(rng.integers(0, 6))}", " ".join(words), int(rng.integers(0, 100)))
             ops.append(Op("ingest", doc=doc, rows=doc_rows({"id": doc[0], "text": doc[1], "year": doc[2]})))
+        elif r < 0.965:
+            ops.append(Op("update", cut=int(rng.integers(0, 30)), value=int(rng.integers(0, 100))))
+        elif r < 0.985:  # an incremental ingest of several documents, committed group by group
+            picked = rng.choice(8, size=int(rng.integers(2, 6)), replace=False)
+            docs = tuple((f"sync{int(k)}", " ".join(rng.choice(WORDS, size=int(rng.integers(5, 40)))),
+                          int(rng.integers(0, 3))) for k in picked)
+            ops.append(Op("sync", docs=docs, doc_rows=tuple(
+                doc_rows({"id": d[0], "text": d[1], "year": d[2]}) for d in docs)))
         else:
             ops.append(Op("index"))  # build (or rebuild) an hnsw index: contents unchanged
     return ops
@@ -115,7 +139,24 @@ def apply(model: Model, op: Op) -> Model:
         m = {i: vy for i, vy in m.items() if not i.startswith(op.doc[0] + "#")}
         for i, v, y in op.rows:
             m[i] = (v, y)
+    elif op.kind == "update":
+        m = {i: (v, op.value if y < op.cut else y) for i, (v, y) in m.items()}
+    elif op.kind == "sync":
+        for step in op.partial_steps():
+            m = apply(m, step)
     return m
+
+
+def partial_models(model: Model, op: Op) -> list[Model]:
+    """The states a kill during ``op`` may leave besides before and after: for a sync, each
+    prefix of its documents applied (it commits them in groups, in order)."""
+    if op.kind != "sync":
+        return []
+    out, m = [], model
+    for step in op.partial_steps()[:-1]:
+        m = apply(m, step)
+        out.append(m)
+    return out
 
 
 def run(tbl: vecstore.Table, op: Op) -> None:
@@ -132,12 +173,20 @@ def run(tbl: vecstore.Table, op: Op) -> None:
     elif op.kind == "ingest":
         tbl.add_documents([{"id": op.doc[0], "text": op.doc[1], "year": op.doc[2]}], chunking="naive",
                           chunk_tokens=12, overlap=0, progress=False)
+    elif op.kind == "update":
+        tbl.update({"year": op.value}, "year < ?", op.cut)
+    elif op.kind == "sync":
+        tbl.add_documents([{"id": d, "text": t, "year": y} for d, t, y in op.docs], chunking="naive",
+                          chunk_tokens=12, overlap=0, progress=False, commit_every=0)
     elif op.kind == "index" and len(tbl) > 0:
         tbl.create_index("hnsw", m=8, ef_construction=40, progress=False)
 
 
 def child(store: str, ops: list[Op], start: int, done_file: str) -> None:
     """Apply ops[start:], appending each op's index to ``done_file`` (fsynced) once it returned."""
+    import vecstore.documents
+
+    vecstore.documents.GROUP_CHUNKS = GROUP_CHUNKS
     tbl = vecstore.connect(store).open_table("t", embedder=ToyEmbedder())
     fd = os.open(done_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     for i in range(start, len(ops)):
