@@ -8,6 +8,8 @@ calls them; a message says what was given, what was expected and how to fix it.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class VecstoreError(Exception):
     """Base class of every error vecstore raises on purpose."""
@@ -62,10 +64,11 @@ class IngestInterrupted(KeyboardInterrupt):
     same ingest again embeds only those. A ``KeyboardInterrupt`` and not a
     :class:`VecstoreError` on purpose: ``except Exception`` must not swallow a Ctrl-C."""
 
-    def __init__(self, report: object) -> None:
+    def __init__(self, report: Any) -> None:
         super().__init__(f"interrupted: {getattr(report, 'documents', 0)} documents committed, "
                          f"{getattr(report, 'remaining', 0)} left to embed")
-        self.report = report
+        self.report: Any = report
+        """The :class:`~vecstore.IngestReport` of what was committed."""
 
 
 def missing_extra(module: str, extra: str) -> MissingDependencyError:

@@ -192,9 +192,9 @@ def quiet_model_loading() -> Iterator[None]:
             enable_progress_bars,
         )
     except ImportError:  # pragma: no cover - huggingface_hub always comes with transformers
-        hub_disabled, enable_progress_bars = True, None
+        hub_disabled, restore_hub = True, None
     else:
-        hub_disabled = are_progress_bars_disabled()
+        hub_disabled, restore_hub = are_progress_bars_disabled(), enable_progress_bars
         disable_progress_bars()
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
@@ -204,8 +204,8 @@ def quiet_model_loading() -> Iterator[None]:
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
-        if not hub_disabled and enable_progress_bars is not None:
-            enable_progress_bars()
+        if not hub_disabled and restore_hub is not None:
+            restore_hub()
 
 
 class _LRU:
