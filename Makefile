@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # TORCH_SPEC="torch" on a machine with a GPU to let pip pick the CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test test-all lint typecheck bench bench-setup bench-quick clean
+.PHONY: setup browser demo test test-all lint typecheck bench bench-setup bench-quick clean
 
 setup: $(VENV)/.installed
 
@@ -17,13 +17,22 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
+# The search page's test drives Debian's chromium (tests/server/test_search_page.py). Installed
+# here when it is missing and apt-get is there (as root); otherwise that test skips, saying why.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing chromium (apt-get) for the browser test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+	    || echo "warning: could not install chromium: the browser test will skip"; \
+	fi
+
 demo: setup
 	$(VENV)/bin/vecstore demo
 
-test: setup
+test: setup browser
 	$(PY) -m pytest -q
 
-test-all: setup
+test-all: setup browser
 	$(PY) -m pytest -q -m "not gpu"
 
 lint: setup

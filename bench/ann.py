@@ -49,8 +49,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -495,23 +494,18 @@ def run_vecstore(tbl: Any, ids: dict[str, int], queries: F32, judge: Judge, w: W
                   done / max(t.spent - spent_filter, 1e-12), t.short, t.wrong, 0, notes)
 
 
-@contextmanager
-def forced(strategy: str | None) -> Iterator[None]:
-    """Force the planner's choice by moving its thresholds (restored afterwards)."""
-    # TODO(planner-settings): pass a PlannerSettings to the table instead of patching the module.
-    import vecstore.query.indexed as ix
+def forced(tbl: Any, strategy: str | None) -> Any:
+    """``tbl`` opened again with planner thresholds that force ``strategy`` (None: defaults)."""
+    import vecstore
 
-    saved = ix.SCAN_MAX_MATCHES, ix.POSTFILTER_MIN_SELECTIVITY
+    settings = vecstore.PlannerSettings()
     if strategy in ("scan", "scan x32"):
-        ix.SCAN_MAX_MATCHES = 1 << 62
+        settings = vecstore.PlannerSettings(scan_max_matches=1 << 62)
     elif strategy == "inside":
-        ix.SCAN_MAX_MATCHES, ix.POSTFILTER_MIN_SELECTIVITY = -1, 2.0
+        settings = vecstore.PlannerSettings(scan_max_matches=0, postfilter_min_selectivity=2.0)
     elif strategy == "post":
-        ix.SCAN_MAX_MATCHES, ix.POSTFILTER_MIN_SELECTIVITY = -1, 0.0
-    try:
-        yield
-    finally:
-        ix.SCAN_MAX_MATCHES, ix.POSTFILTER_MIN_SELECTIVITY = saved
+        settings = vecstore.PlannerSettings(scan_max_matches=0, postfilter_min_selectivity=0.0)
+    return vecstore.connect(tbl.path.parent, planner=settings).open_table(tbl.name)
 
 
 MEMORY_SCRIPT = r"""
@@ -726,10 +720,9 @@ def run(args: argparse.Namespace) -> int:
                         if strategy and w.target <= dropped.get((kind, strategy), 0.0):
                             row[strategy] = None  # under a more selective filter it only gets slower
                             continue
-                        with forced(strategy):
-                            row[strategy or "auto"] = r = run_vecstore(
-                                tbl, ids, queries, judge, w, k, min(nq, args.strategy_queries), path,
-                                args.strategy_seconds, 3, oversample=32 if strategy == "scan x32" else None)
+                        row[strategy or "auto"] = r = run_vecstore(
+                            forced(tbl, strategy), ids, queries, judge, w, k, min(nq, args.strategy_queries),
+                            path, args.strategy_seconds, 3, oversample=32 if strategy == "scan x32" else None)
                         behind = strategy in ("inside", "post") and r.qps_search * DROP_BELOW < (
                             row["scan"].qps_search)
                         if behind:

@@ -202,6 +202,7 @@ def build(kind: str, base: FloatArray, args: argparse.Namespace,
     seconds = time.perf_counter() - started
     rss = rss_bytes() - before
     if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)  # save() makes only the leaf directory
         index.save(cache)
         (cache / "build.json").write_text(json.dumps({"seconds": seconds, "what": what}))
     return index, seconds, rss

@@ -38,6 +38,9 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("ann", "bench.ann",
              "vecstore's filtered planner and ANN indexes vs hnswlib, FAISS, DuckDB + NumPy, one thread",
              "14 min; --quick 3.5 min"),
+    Scenario("hot-path", "bench.hot_path",
+             "the query path as users call it: fixed cost, unfiltered vs hnswlib/FAISS, many adds vs one, "
+             "batch, memory and cold open in fresh processes", "30 min; --quick 3 min"),
     Scenario("ann-backends", "bench.ann_backends",
              "each ANN index backend: build, memory, recall@10 and QPS against ef (--calibrate: effort_for)",
              "20-40 min (est.); --quick 2 min"),

@@ -824,10 +824,10 @@ def render(results: dict[str, Any], files: dict[str, str], img_rel: str) -> str:
         L.append("")
         L += fails
         L.append("")
-    # TODO(planner-settings): read the threshold from the PlannerSettings the run used.
-    from vecstore.query.indexed import SCAN_MAX_MATCHES
+    from vecstore import PlannerSettings
 
-    L += [line.replace("{scan_max:,}", f"{SCAN_MAX_MATCHES:,}") for line in NOTES]
+    scan_max = PlannerSettings().scan_max_matches  # the runs use the default planner
+    L += [line.replace("{scan_max:,}", f"{scan_max:,}") for line in NOTES]
     L.append("")
     return "\n".join(L)
 

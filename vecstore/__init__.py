@@ -13,8 +13,10 @@
 
 from .config import Metric, PlannerSettings, TableConfig
 from .db import Database, connect
+from .documents import IngestReport
 from .errors import (
     AlreadyExistsError,
+    AuthenticationError,
     ConcurrencyError,
     CorruptStoreError,
     DuplicateIdError,
@@ -23,17 +25,19 @@ from .errors import (
     MissingDependencyError,
     NotFoundError,
     ReadOnlyError,
+    RemoteError,
     SchemaError,
     VecstoreError,
 )
 from .query.builder import BatchQuery, Query
 from .query.results import Hits, Plan, Strategy
-from .table import IngestReport, Table
+from .table import Table
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AlreadyExistsError",
+    "AuthenticationError",
     "BatchQuery",
     "ConcurrencyError",
     "CorruptStoreError",
@@ -50,6 +54,7 @@ __all__ = [
     "PlannerSettings",
     "Query",
     "ReadOnlyError",
+    "RemoteError",
     "SchemaError",
     "Strategy",
     "Table",

@@ -36,6 +36,62 @@ class Metric(str, enum.Enum):
         raise InvalidArgumentError(f"unknown metric {value!r}; expected one of {allowed}")
 
 
+KEYWORD_LANGUAGES = (
+    "arabic", "armenian", "basque", "catalan", "czech", "danish", "dutch", "english", "esperanto",
+    "estonian", "finnish", "french", "german", "greek", "hindi", "hungarian", "indonesian", "irish",
+    "italian", "lithuanian", "nepali", "norwegian", "persian", "polish", "portuguese", "romanian",
+    "russian", "serbian", "spanish", "swedish", "tamil", "turkish", "yiddish",
+)
+"""Languages the keyword analyzer stems (Snowball, through PyStemmer); ``"none"`` stems nothing."""
+
+
+@dataclass(frozen=True)
+class KeywordConfig:
+    """What a table's keyword (BM25) index covers and how it splits text into terms.
+
+    Attributes:
+        columns: the string columns whose text is indexed, as one field (a row's terms are
+            those of each column in turn, so ``("title", "text")`` indexes the title and the
+            body together, as BEIR does). Columns the table does not hold yet are indexed when
+            rows bring them.
+        language: the Snowball stemmer and stopword list (``"english"``); ``"none"`` only
+            splits words and casefolds them.
+    """
+
+    columns: tuple[str, ...] = ("text",)
+    language: str = "english"
+
+    def __post_init__(self) -> None:
+        cols = self.columns
+        if isinstance(cols, str) or not isinstance(cols, (tuple, list)) or not cols \
+                or not all(isinstance(c, str) and c for c in cols):
+            raise InvalidArgumentError(
+                f"keyword_columns must be a non-empty list of column names, got {cols!r}")
+        if len(set(cols)) != len(cols):
+            raise InvalidArgumentError(f"keyword_columns names a column twice: {list(cols)!r}")
+        reserved = [c for c in cols if c in ("id", "vector", "score") or c.startswith("_")]
+        if reserved:
+            raise InvalidArgumentError(
+                f"keyword_columns must name attribute columns, not {reserved[0]!r}")
+        object.__setattr__(self, "columns", tuple(cols))
+        lang = self.language.strip().lower() if isinstance(self.language, str) else self.language
+        if lang not in (*KEYWORD_LANGUAGES, "none"):
+            raise InvalidArgumentError(
+                f"unknown keyword language {self.language!r}; expected one of "
+                f"{', '.join(repr(x) for x in (*KEYWORD_LANGUAGES, 'none'))}")
+        object.__setattr__(self, "language", lang)
+
+    def to_json(self) -> dict[str, object]:
+        return {"columns": list(self.columns), "language": self.language}
+
+    @classmethod
+    def from_json(cls, data: object) -> KeywordConfig:
+        if not isinstance(data, dict):
+            return cls()
+        return cls(columns=tuple(data.get("columns") or ("text",)),
+                   language=str(data.get("language") or "english"))
+
+
 DEFAULT_OVERSAMPLE = 16
 """Binary-stage candidates per requested hit (k x oversample); see :class:`PlannerSettings`."""
 
@@ -47,8 +103,11 @@ class TableConfig:
     dim: int
     metric: Metric = Metric.COSINE
     embedder: str | None = None
+    keyword: KeywordConfig = KeywordConfig()
 
     def __post_init__(self) -> None:
+        if not isinstance(self.keyword, KeywordConfig):
+            raise InvalidArgumentError(f"keyword must be a KeywordConfig, got {self.keyword!r}")
         if not isinstance(self.dim, int) or isinstance(self.dim, bool) or self.dim <= 0:
             raise InvalidArgumentError(f"dim must be a positive integer, got {self.dim!r}")
         if self.dim > 65536:
@@ -56,7 +115,8 @@ class TableConfig:
         object.__setattr__(self, "metric", Metric.parse(self.metric))
 
     def to_json(self) -> dict[str, object]:
-        return {"dim": self.dim, "metric": self.metric.value, "embedder": self.embedder}
+        return {"dim": self.dim, "metric": self.metric.value, "embedder": self.embedder,
+                "keyword": self.keyword.to_json()}
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> TableConfig:
@@ -64,6 +124,7 @@ class TableConfig:
             dim=int(data["dim"]),  # type: ignore[call-overload]
             metric=Metric.parse(str(data["metric"])),
             embedder=data.get("embedder"),  # type: ignore[arg-type]
+            keyword=KeywordConfig.from_json(data.get("keyword")),  # absent from older manifests: the default
         )
 
 

@@ -1,24 +1,36 @@
-"""A database: a directory of tables."""
+"""A database: a directory of tables.
+
+A table appears and disappears whole. ``create_table`` builds the table (its first version, with
+any initial rows) in a hidden ``.creating-*`` directory, holding that directory's write lock, and
+renames it into place: the rename
+succeeds for exactly one of several processes creating the same table, and a crash leaves either
+no table or the complete one. ``drop_table`` takes the table's write lock, renames the directory
+to a hidden ``.dropped-*`` name and then removes it. Hidden directories are never tables; ones
+that a crash left behind are removed at the next ``connect`` or ``drop_table``.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 import re
-import shutil
-import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from .config import Metric, PlannerSettings, TableConfig
-from .errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
+from .config import KeywordConfig, Metric, PlannerSettings, TableConfig
+from .errors import AlreadyExistsError, CorruptStoreError, InvalidArgumentError, NotFoundError
 from .inputs import declared_schema, prepare_batch
-from .storage.files import fsync_dir
+from .storage.files import ensure_dir
 from .storage.locks import DEFAULT_TIMEOUT_S
-from .storage.manifest import latest_version
-from .storage.writer import create_table_version
-from .table import Table
+from .storage.manifest import VERSIONS_DIR, latest_version
+from .storage.writer import create_table_dir, drop_table_dir, remove_leftovers
+from .table import Table, check_keyword_columns
+
+if TYPE_CHECKING:
+    from .remote import RemoteDatabase
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}$")
 
@@ -32,6 +44,31 @@ def check_table_name(name: object) -> str:
             f"with a letter, digit or '_', without '..'"
         )
     return name
+
+
+def check_lock_timeout(value: object) -> float:
+    """Seconds a writer waits for a table's lock: a finite number >= 0 (0: try once)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value < 0:
+        raise InvalidArgumentError(
+            f"lock_timeout must be a finite number of seconds >= 0, got {value!r}; "
+            f"e.g. lock_timeout=30 (the default is {DEFAULT_TIMEOUT_S:g})"
+        )
+    return float(value)
+
+
+def _settings_differ(tbl: Table, config: TableConfig, attributes: pa.Schema) -> list[str]:
+    """What an existing table has other than asked: settings and declared columns."""
+    have = tbl.config
+    out = [f"{k}={getattr(have, k)!r} (asked {getattr(config, k)!r})"
+           for k in ("dim", "metric", "embedder") if getattr(have, k) != getattr(config, k)]
+    schema = tbl.schema
+    for f in attributes:
+        if f.name not in schema.names:
+            out.append(f"no column {f.name!r}")
+        elif schema.field(f.name).type != f.type:
+            out.append(f"column {f.name!r} is {schema.field(f.name).type} (asked {f.type})")
+    return out
 
 
 class Database:
@@ -50,18 +87,19 @@ class Database:
                  planner: PlannerSettings | None = None, create: bool = True) -> None:
         if isinstance(path, str) and "\x00" in path:
             raise InvalidArgumentError("the store path contains a NUL character")
+        self.lock_timeout = check_lock_timeout(lock_timeout)
         self.path = Path(path).expanduser().absolute()
         if self.path.exists() and not self.path.is_dir():
             raise InvalidArgumentError(f"{self.path} is not a vecstore store: it is a file, not a directory")
         if not create and not self.path.is_dir():
             raise NotFoundError(f"no store at {self.path}: the directory does not exist "
                                 f"(connect(path) creates one; read-only commands never do)")
-        if create:
-            self.path.mkdir(parents=True, exist_ok=True)
-        self.lock_timeout = float(lock_timeout)
         if planner is not None and not isinstance(planner, PlannerSettings):
             raise InvalidArgumentError(f"planner must be a PlannerSettings, got {type(planner).__name__}")
         self.planner = planner or PlannerSettings()
+        if create:
+            ensure_dir(self.path)
+        remove_leftovers(self.path)
 
     def __repr__(self) -> str:
         return f"Database({str(self.path)!r})"
@@ -70,11 +108,19 @@ class Database:
         return self.path / check_table_name(name)
 
     def table_names(self) -> list[str]:
-        """Names of the tables in the store, sorted."""
+        """Names of the tables in the store, sorted. A damaged table is listed (opening it
+        says what is wrong); links and hidden directories are not tables."""
         names = []
         for entry in os.scandir(self.path):
-            if entry.is_dir() and _NAME.match(entry.name) and latest_version(Path(entry.path)) > 0:
+            if not entry.is_dir(follow_symlinks=False) or not _NAME.match(entry.name):
+                continue
+            try:
+                if latest_version(Path(entry.path)) > 0:
+                    names.append(entry.name)
+            except CorruptStoreError:
                 names.append(entry.name)
+            except FileNotFoundError:
+                pass  # dropped while we looked
         return sorted(names)
 
     def __contains__(self, name: object) -> bool:
@@ -82,14 +128,26 @@ class Database:
 
     def create_table(self, name: str, dim: int | None = None, *, metric: str | Metric = "cosine",
                      embedder: Any = None, schema: pa.Schema | None = None, exist_ok: bool = False,
-                     data: Any = None) -> Table:
-        """Create an empty table of ``dim``-dimensional vectors compared by ``metric``
-        (``"cosine"``, ``"dot"`` or ``"l2"``). ``schema`` declares attribute columns up front
-        (otherwise the first rows define them). With ``exist_ok=True`` an existing table of the
-        same settings is opened instead. ``data`` (rows) is added right away if given."""
+                     data: Any = None, keyword_columns: Sequence[str] | None = None,
+                     language: str | None = None) -> Table:
+        """Create a table of ``dim``-dimensional vectors compared by ``metric`` (``"cosine"``,
+        ``"dot"`` or ``"l2"``). ``schema`` declares attribute columns up front (otherwise the
+        first rows define them). ``data`` (rows, as for :meth:`Table.add`) is stored in the
+        table's first version: the table appears with its rows or not at all.
+
+        If the table exists, or another process creates it at the same moment, this raises
+        :class:`AlreadyExistsError`; with ``exist_ok=True`` the existing table is opened instead
+        if its dim, metric, embedder and declared columns are those asked (``data`` is then not
+        added), and AlreadyExistsError names the difference otherwise.
+
+        Keyword search (``tbl.search(text, mode="keyword")``) indexes the string columns
+        ``keyword_columns`` (default ``["text"]``) as one field, analyzed for ``language``
+        (default ``"english"``; ``"none"``: no stemming, no stopwords); the index is kept up to
+        date by every write. ``tbl.set_keyword_columns`` changes them later.
+        """
         path = self._table_dir(name)
+        emb = None
         embedder_id = None
-        emb: Any = None
         if embedder is not None:
             from .ingest.embedders import get_embedder
 
@@ -101,35 +159,61 @@ class Database:
                 raise InvalidArgumentError(f"dim={dim} but the embedder makes {emb.dim}-d vectors")
         if dim is None:
             raise InvalidArgumentError("create_table needs dim= (or an embedder that sets it)")
-        config = TableConfig(dim=dim, metric=Metric.parse(metric), embedder=embedder_id)
+        if isinstance(keyword_columns, str):
+            keyword_columns = [keyword_columns]
+        keyword = KeywordConfig(
+            columns=("text",) if keyword_columns is None else tuple(keyword_columns),
+            language="english" if language is None else language)
+        config = TableConfig(dim=dim, metric=Metric.parse(metric), embedder=embedder_id,
+                             keyword=keyword)
         attributes = declared_schema(schema)
-        if latest_version(path) > 0:
-            return self._existing(name, config, exist_ok, embedder)
+        check_keyword_columns(keyword, attributes)
+        custom = None if embedder is None or isinstance(embedder, str) else embedder
+        existing = self._existing(name, path, config, attributes, exist_ok, custom)
+        if existing is not None:
+            return existing
         batch = None
         if data is not None:
             if emb is not None:
                 from .ingest.rows import embed_missing
 
                 data = embed_missing(data, emb)
-            batch = prepare_batch(data, config, attributes)
-        try:
-            create_table_version(path, config, attributes, batch)
-        except FileExistsError:
-            return self._existing(name, config, exist_ok, embedder)
-        fsync_dir(self.path)
-        return self.open_table(name, embedder=None if embedder is None or isinstance(embedder, str)
-                               else embedder)
+            batch = prepare_batch(data, config, attributes)  # validated before anything is written
+        if not create_table_dir(self.path, path, config, attributes, batch, self.lock_timeout):
+            existing = self._existing(name, path, config, attributes, exist_ok, custom, raced=True)
+            assert existing is not None
+            return existing
+        return Table(self, name, path, lock_timeout=self.lock_timeout, embedder=custom,
+                     planner=self.planner)
 
-    def _existing(self, name: str, config: TableConfig, exist_ok: bool, embedder: Any) -> Table:
-        """The table ``name`` that exists already: opened when ``exist_ok`` and its settings are
-        those asked for, else an AlreadyExistsError."""
+    def _existing(self, name: str, path: Path, config: TableConfig, attributes: pa.Schema,
+                  exist_ok: bool, embedder: Any, raced: bool = False) -> Table | None:
+        """The table already at ``path`` if ``exist_ok`` and its settings match; None if there
+        is none; AlreadyExistsError otherwise."""
+        try:
+            present = latest_version(path) > 0
+        except CorruptStoreError:
+            if not exist_ok:
+                raise AlreadyExistsError(f"table {name!r} already exists in {self.path} "
+                                         f"(and is damaged: open_table says how)") from None
+            raise
+        if not present:
+            if raced or os.path.lexists(path):
+                raise AlreadyExistsError(
+                    f"{path} exists and is not a vecstore table (no {VERSIONS_DIR}/ with a "
+                    f"version); move it away or remove it, then create the table again")
+            return None
         if not exist_ok:
-            raise AlreadyExistsError(f"table {name!r} already exists in {self.path}")
-        tbl = self.open_table(name, embedder=None if embedder is None or isinstance(embedder, str)
-                              else embedder)
-        if tbl.config != config:
             raise AlreadyExistsError(
-                f"table {name!r} exists with different settings ({tbl.config}); asked for {config}")
+                f"table {name!r} already exists in {self.path}; open it with open_table(), or "
+                f"pass exist_ok=True to open it when its settings match")
+        tbl = Table(self, name, path, lock_timeout=self.lock_timeout, embedder=embedder,
+                    planner=self.planner)
+        differences = _settings_differ(tbl, config, attributes)
+        if differences:
+            raise AlreadyExistsError(
+                f"table {name!r} exists with other settings: {'; '.join(differences)}; open it "
+                f"with open_table(), or drop it first to create it anew")
         return tbl
 
     def open_table(self, name: str, *, version: int | None = None, embedder: Any = None) -> Table:
@@ -143,22 +227,32 @@ class Database:
                      embedder=embedder, planner=self.planner)
 
     def drop_table(self, name: str, *, missing_ok: bool = False) -> None:
-        """Delete a table and all its files. The table disappears atomically (a rename), then
-        its files are removed."""
+        """Delete a table and all its files. It waits for the table's write lock (so no commit
+        is cut in half), disappears atomically (a rename), then its files are removed. Writers
+        and readers still holding the table get NotFoundError on their next operation."""
         path = self._table_dir(name)
-        if latest_version(path) == 0:
-            if missing_ok:
-                return
-            raise NotFoundError(f"table {name!r} does not exist in {self.path}")
-        trash = self.path / f".dropped-{name}-{uuid.uuid4().hex}"
-        os.rename(path, trash)
-        fsync_dir(self.path)
-        shutil.rmtree(trash, ignore_errors=True)
+        try:
+            present = latest_version(path) > 0
+        except CorruptStoreError:
+            present = True  # a damaged table can still be dropped
+        try:
+            if not present:
+                raise NotFoundError(f"table {name!r} does not exist in {self.path}")
+            drop_table_dir(self.path, path, self.lock_timeout)
+        except NotFoundError:
+            if not missing_ok:
+                raise
+        remove_leftovers(self.path)
 
 
-def connect(path: str | os.PathLike[str], **kwargs: Any) -> Database:
-    """Open (or create) the store in directory ``path``. With ``create=False`` the directory
-    must exist already (a :class:`~vecstore.NotFoundError` otherwise) and nothing is created.
+def connect(path: str | os.PathLike[str], **kwargs: Any) -> Database | RemoteDatabase:
+    """Open (or create) the store in directory ``path``; or, when ``path`` is a URL
+    (``http://host:port``), connect to a ``vecstore serve`` server (keyword arguments
+    ``api_key``, by default ``$VECSTORE_API_KEY``, and ``timeout``; see :mod:`vecstore.remote`).
+    ``lock_timeout`` (seconds, default 30) bounds how long a writer waits for a table's write
+    lock; ``planner`` (a :class:`~vecstore.PlannerSettings`) changes the planner's thresholds.
+    With ``create=False`` the directory must exist already (a :class:`~vecstore.NotFoundError`
+    otherwise) and nothing is created.
 
     >>> import vecstore, tempfile
     >>> tmp = tempfile.TemporaryDirectory()
@@ -170,4 +264,8 @@ def connect(path: str | os.PathLike[str], **kwargs: Any) -> Database:
     'a'
     >>> tmp.cleanup()
     """
+    if isinstance(path, str) and path.lower().startswith(("http://", "https://")):
+        from .remote import RemoteDatabase
+
+        return RemoteDatabase(path, **kwargs)
     return Database(path, **kwargs)

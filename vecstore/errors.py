@@ -54,6 +54,15 @@ class ReadOnlyError(VecstoreError, PermissionError):
     """A write was attempted on a read-only view (a table checked out at an older version)."""
 
 
+class AuthenticationError(VecstoreError, PermissionError):
+    """A server refused the request's API key (missing or wrong): HTTP 401."""
+
+
+class RemoteError(VecstoreError, ConnectionError):
+    """A vecstore server could not be reached, or answered with something that is not vecstore's
+    protocol (a proxy's error page, a dropped connection)."""
+
+
 class MissingDependencyError(VecstoreError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 
@@ -81,6 +90,7 @@ def missing_extra(module: str, extra: str) -> MissingDependencyError:
 
 __all__ = [
     "AlreadyExistsError",
+    "AuthenticationError",
     "ConcurrencyError",
     "CorruptStoreError",
     "DuplicateIdError",
@@ -90,6 +100,7 @@ __all__ = [
     "MissingDependencyError",
     "NotFoundError",
     "ReadOnlyError",
+    "RemoteError",
     "SchemaError",
     "VecstoreError",
     "missing_extra",

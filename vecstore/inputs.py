@@ -22,7 +22,7 @@ from .storage.batch import (
     prepare_batch,
     with_values,
 )
-from .vectors import check_finite_in_range, real_array
+from .vectors import MAX_NORM, MIN_NORM, check_finite_in_range, real_array
 
 F32 = npt.NDArray[np.float32]
 
@@ -40,8 +40,13 @@ def query_vector(query: Any, config: TableConfig, label: str = "the query vector
 def _checked_query(vec: F32, config: TableConfig, label: str) -> F32:
     if vec.shape != (config.dim,):
         raise InvalidArgumentError(f"{label} has shape {vec.shape}, expected ({config.dim},)")
-    check_finite_in_range(vec[None, :], config.metric, lambda _: label)
-    return np.array(vec, dtype=np.float32, order="C")
+    out = np.array(vec, dtype=np.float32, order="C")
+    # the common case in two NumPy calls (a query is checked on every search); anything
+    # unusual goes through the full check, which says what is wrong
+    norm2 = float(np.dot(out.astype(np.float64), out.astype(np.float64)))
+    if not (MIN_NORM * MIN_NORM <= norm2 <= MAX_NORM * MAX_NORM):  # False for NaN too
+        check_finite_in_range(out[None, :], config.metric, lambda _: label)
+    return out
 
 
 def query_matrix(queries: Any, config: TableConfig) -> F32:
@@ -58,6 +63,16 @@ def query_matrix(queries: Any, config: TableConfig) -> F32:
     return np.stack(vectors) if vectors else np.empty((0, config.dim), dtype=np.float32)
 
 
+def check_version(version: object) -> int:
+    """A table version number as given by a user: a positive integer (not a bool, a string or a
+    float)."""
+    if isinstance(version, (bool, np.bool_)) or not isinstance(version, (int, np.integer)) \
+            or version < 1:
+        raise InvalidArgumentError(
+            f"version must be a positive integer (one of table.versions()), got {version!r}")
+    return int(version)
+
+
 def query_text(text: str) -> str:
     """A query text: not empty."""
     if not text.strip():
@@ -65,5 +80,5 @@ def query_text(text: str) -> str:
     return text
 
 
-__all__ = ["Batch", "check_column_name", "check_update_values", "declared_schema", "prepare_batch",
-           "query_matrix", "query_text", "query_vector", "with_values"]
+__all__ = ["Batch", "check_column_name", "check_update_values", "check_version", "declared_schema",
+           "prepare_batch", "query_matrix", "query_text", "query_vector", "with_values"]

@@ -7,6 +7,7 @@ table's :class:`~vecstore.storage.writer.TableWriter` and runs queries on its
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import uuid
@@ -17,22 +18,46 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from .config import Metric, PlannerSettings, TableConfig
+from .config import KeywordConfig, Metric, PlannerSettings, TableConfig
 from .documents import IngestReport
-from .errors import InvalidArgumentError, ReadOnlyError
-from .inputs import check_update_values, prepare_batch, query_matrix, query_text, query_vector, with_values
+from .errors import InvalidArgumentError, NotFoundError, ReadOnlyError, SchemaError
+from .inputs import (
+    check_update_values,
+    check_version,
+    prepare_batch,
+    query_matrix,
+    query_text,
+    query_vector,
+    with_values,
+)
 from .query.builder import BatchQuery, Query
 from .query.executor import Executor
 from .query.results import Hits
-from .query.spec import QuerySpec
-from .storage.files import ensure_dir
-from .storage.locks import DEFAULT_TIMEOUT_S
-from .storage.manifest import IndexEntry, list_versions
+from .query.spec import QuerySpec, SearchMode
+from .storage.files import make_subdir
+from .storage.locks import DEFAULT_TIMEOUT_S, directory_identity, dropped_error, high_water_mark
+from .storage.manifest import (
+    IndexEntry,
+    check_not_rolled_back,
+    latest_version,
+    list_versions,
+    read_manifest,
+)
 from .storage.snapshot import Snapshot
 from .storage.writer import TableWriter
 
 if TYPE_CHECKING:
     from .db import Database
+
+
+def check_keyword_columns(keyword: KeywordConfig, schema: pa.Schema) -> None:
+    """Refuse keyword columns the table holds with a type other than string."""
+    for name in keyword.columns:
+        if name in schema.names:
+            t = schema.field(name).type
+            if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)):
+                raise SchemaError(f"keyword column {name!r} holds {t} values; keyword search "
+                                  f"indexes string columns only")
 
 
 class _Source:
@@ -51,6 +76,10 @@ class _Source:
     def run(self, spec: QuerySpec) -> list[Hits]:
         t = self._table
         return t._executor.run(t._current(), spec)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        t = self._table
+        return query_vector(t._need_embedder().embed_queries([text])[0], t.config)
 
 
 class Table:
@@ -74,9 +103,13 @@ class Table:
         self.path = path
         self._pinned = version is not None
         self._guard = threading.Lock()
-        self._snap = Snapshot.open(path, version)
+        # the directory this object reads and writes: a table dropped and created again under
+        # the same name is another directory, and this object must not touch it
+        self._dir_id = directory_identity(path)
+        self._path_str = str(path)
+        self._snap = Snapshot(path, self._open_manifest(version))
         self._embedder: Any = embedder
-        self._writer = TableWriter(path, name, lock_timeout)
+        self._writer = TableWriter(path, name, lock_timeout, self._dir_id)
         self._executor = Executor(path, planner)
         self._source = _Source(self)
 
@@ -85,8 +118,38 @@ class Table:
         return (f"Table({self.name!r}, rows={m.rows}, dim={m.config.dim}, "
                 f"metric={m.config.metric.value!r}, version={m.version})")
 
+    def _open_manifest(self, version: int | None) -> Any:
+        path = self.path
+        if version is None:
+            mark = high_water_mark(path)  # before listing: see storage.locks.high_water_mark
+            v = latest_version(path)
+            if v == 0 or (mark > v and directory_identity(path) != self._dir_id):
+                raise dropped_error(path)  # (the mark may be the dropped table's)
+            check_not_rolled_back(path, v, mark)
+            return read_manifest(path, v)
+        v = check_version(version)
+        try:
+            return read_manifest(path, v)
+        except NotFoundError:
+            have = list_versions(path)
+            listed = f"{have[0]} to {have[-1]}" if have == list(range(have[0], have[-1] + 1)) \
+                else ", ".join(map(str, have)) if have else "none"
+            raise NotFoundError(f"table {self.name!r} has no version {v} (its versions on disk: "
+                                f"{listed})") from None
+
     # -- the version read now -----------------------------------------------------------------
+    def _check_present(self) -> None:
+        """NotFoundError if the table was dropped (its directory is gone, or is another
+        table's now): one ``stat`` per operation."""
+        try:
+            st = os.stat(self._path_str, follow_symlinks=False)
+        except FileNotFoundError:
+            raise dropped_error(self.path) from None
+        if (st.st_dev, st.st_ino) != self._dir_id:
+            raise dropped_error(self.path)
+
     def _current(self) -> Snapshot:
+        self._check_present()
         if self._pinned:
             return self._snap
         snap = self._snap.refreshed()
@@ -148,22 +211,32 @@ class Table:
 
     def versions(self) -> list[int]:
         """Every version of the table still on disk, oldest first."""
+        self._check_present()
         return list_versions(self.path)
 
     def checkout(self, version: int) -> Table:
-        """A read-only view of the table as it was at ``version``."""
+        """A read-only view of the table as it was at ``version`` (a positive integer, one of
+        :meth:`versions`)."""
+        version = check_version(version)
+        self._check_present()
         return Table(self._db, self.name, self.path, version=version,
                      planner=self._executor.settings)
 
     # -- reading rows ---------------------------------------------------------------------------
-    def to_arrow(self, columns: Sequence[str] | None = None, *, with_vectors: bool = False) -> pa.Table:
-        """Every live row (id, attributes, and the vectors when asked), in storage order."""
+    def to_arrow(self, columns: Sequence[str] | None = None, *, with_vectors: bool = False,
+                 where: str | None = None, params: Sequence[Any] = ()) -> pa.Table:
+        """Every live row (id, attributes, and the vectors when asked), in storage order; with
+        ``where``, only the rows for which that filter is true (``?`` bound to ``params``)."""
         snap = self._current()
         cols = list(columns) if columns is not None else snap.attribute_names()
         if with_vectors and "vector" not in cols:
             cols.append("vector")
         self._check_columns(cols)
-        return snap.take(snap.live_rows, cols)
+        if where is None:
+            if params:
+                raise InvalidArgumentError("to_arrow() got params= without where=")
+            return snap.take(snap.live_rows, cols)
+        return snap.take(self._executor.match_rows(snap, where, tuple(params)), cols)
 
     def to_pandas(self, **kwargs: Any) -> Any:
         return self.to_arrow(**kwargs).to_pandas()
@@ -193,13 +266,52 @@ class Table:
                 "create the table with embedder=\"default\"")
         return self.embedder
 
-    def search(self, query: Any) -> Query:
-        """Start a query for the rows nearest to ``query``: a vector of the table's dimension,
-        or a text when the table has an embedder."""
-        if isinstance(query, str):
-            query = self._need_embedder().embed_queries([query_text(query)])[0]
-        vec = query_vector(query, self.config)
-        return Query(self._source, QuerySpec(vectors=vec[None, :]))
+    def search(self, query: Any, *, mode: str | None = None, vector: Any = None) -> Query:
+        """Start a query: by ``query``, a vector of the table's dimension, or a text.
+
+        A text is searched in one of three modes:
+
+        - ``"vector"``: its embedding (the table's embedder) against the rows' vectors;
+        - ``"keyword"``: BM25 over the table's keyword columns (``text`` unless the table was
+          created with other ``keyword_columns``); needs no embedder and loads no model;
+        - ``"hybrid"``: both rankings fused (``.fusion(...)``; the default is measured in
+          docs/benchmarks.md, "Keyword and hybrid retrieval").
+
+        ``mode`` defaults to ``"vector"``. ``vector``: the query's vector, when you embed
+        queries yourself (vector and hybrid modes then need no embedder). The text is only
+        ever analyzed into terms or embedded, never run as SQL. Every mode takes
+        ``.where()``, ``.limit()``, ``.select()``, ``.group_by()``, ``.rerank()`` and
+        ``.explain()``; the filter applies before ranking.
+
+        >>> import vecstore, tempfile
+        >>> tbl = vecstore.connect(tempfile.mkdtemp()).create_table("t", dim=2)
+        >>> _ = tbl.add([{"id": "a", "vector": [1, 0], "text": "red apples"},
+        ...              {"id": "b", "vector": [0, 1], "text": "green pears"}])
+        >>> [h["id"] for h in tbl.search("apple", mode="keyword").to_list()]
+        ['a']
+        """
+        if not isinstance(query, str):
+            if mode is not None and SearchMode.parse(mode) is not SearchMode.VECTOR:
+                raise InvalidArgumentError(
+                    f"{SearchMode.parse(mode).value} search takes a text query, got a "
+                    f"{type(query).__name__}; pass the text, and its vector as vector=")
+            if vector is not None:
+                raise InvalidArgumentError("vector= goes with a text query; a vector query is the vector")
+            return Query(self._source, QuerySpec(vectors=query_vector(query, self.config)[None, :]))
+        text = query_text(query)
+        m = SearchMode.VECTOR if mode is None else SearchMode.parse(mode)
+        vec: np.ndarray | None = None
+        if vector is not None:
+            vec = query_vector(vector, self.config)
+        elif m is not SearchMode.KEYWORD:
+            if self.embedder is None:
+                raise InvalidArgumentError(
+                    f"{m.value} search embeds the query text, but this table has no embedder: search "
+                    f"with mode=\"keyword\" (BM25, no model), pass the query's vector as vector=, or "
+                    f"create the table with embedder=\"default\"")
+            vec = query_vector(self.embedder.embed_queries([text])[0], self.config)
+        return Query(self._source, QuerySpec(vectors=None if vec is None else vec[None, :], text=text,
+                                             mode=m))
 
     def search_batch(self, queries: Any, *, threads: int | None = None) -> BatchQuery:
         """Start a query for many vectors (a 2-D array) or texts at once, sharing one filter.
@@ -318,6 +430,28 @@ class Table:
             self.create_index(entry.kind, progress=False, **entry.build_params())
         return changed
 
+    # -- keyword index ----------------------------------------------------------------------------
+    @property
+    def keyword_config(self) -> KeywordConfig:
+        """What keyword search covers: the columns indexed and the analyzer's language."""
+        return self._current().manifest.config.keyword
+
+    def set_keyword_columns(self, columns: Sequence[str], *, language: str | None = None) -> bool:
+        """Index ``columns`` (string columns, as one field) for keyword search, analyzed for
+        ``language`` (default: the current one), replacing the current keyword settings. The
+        existing rows are indexed in the same commit that records the new settings, so every
+        version answers keyword queries with settings and postings that belong together.
+        Returns whether anything changed."""
+        base = self._writable()
+        if isinstance(columns, str):
+            columns = [columns]
+        keyword = KeywordConfig(columns=tuple(columns),
+                                language=language if language is not None else self.keyword_config.language)
+        check_keyword_columns(keyword, base.manifest.schema)
+        snap = self._writer.set_keyword(base, keyword)
+        self._set(snap)
+        return snap.version != base.version
+
     # -- indexes --------------------------------------------------------------------------------
     def list_indexes(self) -> list[dict[str, Any]]:
         """The table's vector index (at most one), as recorded in its manifest."""
@@ -343,7 +477,12 @@ class Table:
         vectors = np.concatenate(snap.vectors) if len(snap.vectors) > 1 else snap.vectors[0]
         index = build_index(kind, vectors, self.metric, progress=progress, threads=threads, **params)
         rel = f"indexes/{uuid.uuid4().hex}"
-        ensure_dir(self.path / rel)
+        try:  # never the table's own directory: if it is gone, the table was dropped
+            make_subdir(self.path, "indexes")
+            make_subdir(self.path, rel)
+        except FileNotFoundError:
+            self._check_present()
+            raise
         index.save(self.path / rel)
         entry = IndexEntry(kind=kind, params=index.params.to_json(), path=rel, count=len(index),
                            segments=tuple((e.data.path, e.rows) for e in snap.manifest.segments),

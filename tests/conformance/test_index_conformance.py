@@ -244,7 +244,8 @@ def test_k_above_n_or_allowed_is_padded(built: Built, kind: str) -> None:
 
 def test_effort_for_follows_the_backend_rules(built: Built) -> None:
     """Beam and IVF backends search wider as the filter tightens; hnswlib narrower (its filtered
-    search already walks until it holds ef allowed labels: see vecstore.index.hnswlib_index)."""
+    search already walks until it holds ef allowed labels: see vecstore.index.hnswlib_index; the
+    int8 graph searches the same way)."""
     for kind in ANN_KINDS:
         index = built(kind, "clustered")
         efforts = [index.effort_for(K, s) for s in (1.0, *SELECTIVITIES)]

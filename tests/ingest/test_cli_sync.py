@@ -100,7 +100,7 @@ def test_read_only_commands_create_nothing(tmp_path):
         r = run(*args, ok=(1,))
         assert "no store at" in r.stderr and not missing.exists() and not missing.parent.exists()
     (tmp_path / "file").write_text("x")
-    assert "is a file" in run("tables", tmp_path / "file", ok=(2,)).stderr  # click's own check
+    assert "not a vecstore store: it is a file" in run("tables", tmp_path / "file", ok=(1,)).stderr
     with pytest.raises(vecstore.InvalidArgumentError, match="not a vecstore store"):
         vecstore.connect(tmp_path / "file", create=False)
     with pytest.raises(vecstore.NotFoundError, match="no store at"):

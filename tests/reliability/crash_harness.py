@@ -1,19 +1,26 @@
 """A seeded sequence of writes, a Python model of what each prefix of it leaves in the table,
-and a child-process runner that records each write once it has returned."""
+and a child-process runner that records each write once it has returned.
+
+Rows carry a ``text`` and a ``tag`` so that every write also maintains the keyword index; the
+model holds the keyword columns in force under :data:`KEYWORD_KEY`, and :func:`check_keyword`
+compares keyword search with BM25 rebuilt from the model's rows."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bm25_oracle import bm25_scores, ranking_problems
 
 import vecstore
 
 DIM = 8
+KEYWORD_KEY = "\x00keyword columns"  # the model's entry for the table's keyword columns
 
 
 class ToyEmbedder:
@@ -37,27 +44,36 @@ class ToyEmbedder:
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
 
 
-def doc_rows(doc: dict[str, Any]) -> tuple[tuple[str, tuple[float, ...], int], ...]:
-    """The chunk rows add_documents stores for ``doc`` (id, rounded vector, year)."""
+Row = tuple[str, tuple[float, ...], int, "str | None", "str | None"]  # id, vector, year, text, tag
+
+
+def random_words(rng: np.random.Generator) -> str:
+    return " ".join(rng.choice(WORDS, size=int(rng.integers(1, 9))))
+
+
+def doc_rows(doc: dict[str, Any]) -> tuple[Row, ...]:
+    """The chunk rows add_documents stores for ``doc`` (id, rounded vector, year, text, tag)."""
     from vecstore.ingest import chunk_documents
 
     out = chunk_documents([doc], ToyEmbedder(), chunking="naive", chunk_tokens=12, overlap=0,
                           progress=False)
     t = out.table
-    return tuple((i, tuple(round(float(x), 3) for x in v), doc["year"]) for i, v in
-                 zip(t.column("id").to_pylist(), t.column("vector").to_pylist(), strict=True))
+    return tuple((i, tuple(round(float(x), 3) for x in v), doc["year"], text, None) for i, v, text in
+                 zip(t.column("id").to_pylist(), t.column("vector").to_pylist(),
+                     t.column("text").to_pylist(), strict=True))
 
 
-Rows = tuple[tuple[str, tuple[float, ...], int], ...]
+Rows = tuple[Row, ...]
 
 
 @dataclass(frozen=True)
 class Op:
-    kind: str  # add | upsert | delete_ids | delete_where | compact | index | ingest | update | sync
+    kind: str  # add upsert delete_ids delete_where compact index ingest keywords update sync
     doc: tuple[str, str, int] = ("", "", 0)  # ingest: (doc id, text, year)
     rows: Rows = ()
     ids: tuple[str, ...] = ()
     cut: int = 0
+    columns: tuple[str, ...] = ()  # keywords: the keyword columns set
     value: int = 0  # update: the new year of the rows with year < cut
     docs: tuple[tuple[str, str, int], ...] = ()  # sync: documents, in commit order
     doc_rows: tuple[Rows, ...] = ()  # sync: each document's chunk rows
@@ -84,15 +100,16 @@ def make_ops(seed: int, n: int) -> list[Op]:
             rows = []
             for _ in range(int(rng.integers(1, 40))):
                 rows.append((f"id{next_id}", tuple(rng.normal(size=DIM).round(3).tolist()),
-                             int(rng.integers(0, 100))))
+                             int(rng.integers(0, 100)), random_words(rng), str(rng.choice(WORDS))))
                 live.add(f"id{next_id}")
                 next_id += 1
             ops.append(Op("add", rows=tuple(rows)))
         elif r < 0.6:
             pick = rng.choice(sorted(live), size=min(len(live), int(rng.integers(1, 10))), replace=False)
-            rows = [(str(i), tuple(rng.normal(size=DIM).round(3).tolist()), int(rng.integers(0, 100)))
-                    for i in pick]
-            rows.append((f"id{next_id}", tuple(rng.normal(size=DIM).round(3).tolist()), 1))
+            rows = [(str(i), tuple(rng.normal(size=DIM).round(3).tolist()), int(rng.integers(0, 100)),
+                     random_words(rng), None) for i in pick]
+            rows.append((f"id{next_id}", tuple(rng.normal(size=DIM).round(3).tolist()), 1, None,
+                         str(rng.choice(WORDS))))
             live.add(f"id{next_id}")
             next_id += 1
             ops.append(Op("upsert", rows=tuple(rows)))
@@ -103,8 +120,10 @@ def make_ops(seed: int, n: int) -> list[Op]:
         elif r < 0.86:
             ops.append(Op("delete_where", cut=int(rng.integers(0, 12))))
             # the model decides which ids go; `live` is only a hint for picking ids
-        elif r < 0.90:
+        elif r < 0.88:
             ops.append(Op("compact"))
+        elif r < 0.90:
+            ops.append(Op("keywords", columns=(("text",), ("text", "tag"), ("tag",))[int(rng.integers(3))]))
         elif r < 0.94:
             words = rng.choice(WORDS, size=int(rng.integers(5, 60)))
             doc = (f"doc{int(rng.integers(0, 6))}", " ".join(words), int(rng.integers(0, 100)))
@@ -122,25 +141,32 @@ def make_ops(seed: int, n: int) -> list[Op]:
     return ops
 
 
-Model = dict[str, tuple[tuple[float, ...], int]]
+Model = dict[str, Any]  # id -> (vector, year, text, tag); KEYWORD_KEY -> keyword columns
+
+
+def new_model() -> Model:
+    return {KEYWORD_KEY: ("text",)}
 
 
 def apply(model: Model, op: Op) -> Model:
     m = dict(model)
     if op.kind in ("add", "upsert"):
-        for i, v, y in op.rows:
-            m[i] = (v, y)
+        for i, v, y, text, tag in op.rows:
+            m[i] = (v, y, text, tag)
     elif op.kind == "delete_ids":
         for i in op.ids:
             m.pop(i, None)
     elif op.kind == "delete_where":
-        m = {i: (v, y) for i, (v, y) in m.items() if not y < op.cut}
+        m = {i: r for i, r in m.items() if i == KEYWORD_KEY or not r[1] < op.cut}
     elif op.kind == "ingest":  # the document's old chunks go, its new ones come
-        m = {i: vy for i, vy in m.items() if not i.startswith(op.doc[0] + "#")}
-        for i, v, y in op.rows:
-            m[i] = (v, y)
+        m = {i: r for i, r in m.items() if not i.startswith(op.doc[0] + "#")}
+        for i, v, y, text, tag in op.rows:
+            m[i] = (v, y, text, tag)
+    elif op.kind == "keywords":
+        m[KEYWORD_KEY] = op.columns
     elif op.kind == "update":
-        m = {i: (v, op.value if y < op.cut else y) for i, (v, y) in m.items()}
+        m = {i: r if i == KEYWORD_KEY or not r[1] < op.cut else (r[0], op.value, *r[2:])
+             for i, r in m.items()}
     elif op.kind == "sync":
         for step in op.partial_steps():
             m = apply(m, step)
@@ -159,11 +185,15 @@ def partial_models(model: Model, op: Op) -> list[Model]:
     return out
 
 
+def model_rows(model: Model) -> list[dict[str, Any]]:
+    return [{"id": i, "year": r[1], "text": r[2], "tag": r[3]} for i, r in model.items() if i != KEYWORD_KEY]
+
+
 def run(tbl: vecstore.Table, op: Op) -> None:
     if op.kind == "add":
-        tbl.add([{"id": i, "vector": v, "year": y} for i, v, y in op.rows])
+        tbl.add([{"id": i, "vector": v, "year": y, "text": t, "tag": g} for i, v, y, t, g in op.rows])
     elif op.kind == "upsert":
-        tbl.upsert([{"id": i, "vector": v, "year": y} for i, v, y in op.rows])
+        tbl.upsert([{"id": i, "vector": v, "year": y, "text": t, "tag": g} for i, v, y, t, g in op.rows])
     elif op.kind == "delete_ids":
         tbl.delete(ids=list(op.ids))
     elif op.kind == "delete_where":
@@ -173,6 +203,8 @@ def run(tbl: vecstore.Table, op: Op) -> None:
     elif op.kind == "ingest":
         tbl.add_documents([{"id": op.doc[0], "text": op.doc[1], "year": op.doc[2]}], chunking="naive",
                           chunk_tokens=12, overlap=0, progress=False)
+    elif op.kind == "keywords":
+        tbl.set_keyword_columns(list(op.columns))
     elif op.kind == "update":
         tbl.update({"year": op.value}, "year < ?", op.cut)
     elif op.kind == "sync":
@@ -187,6 +219,13 @@ def child(store: str, ops: list[Op], start: int, done_file: str) -> None:
     import vecstore.documents
 
     vecstore.documents.GROUP_CHUNKS = GROUP_CHUNKS
+    # A forked child shares tqdm's multiprocessing lock (a semaphore) with the parent: killed
+    # while an index build held it (tqdm takes it even for a disabled bar), it left the parent's
+    # next tqdm call waiting for ever (seen: the full suite hung in a later create_index). A lock
+    # of the child's own cannot be left held in the parent.
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
     tbl = vecstore.connect(store).open_table("t", embedder=ToyEmbedder())
     fd = os.open(done_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     for i in range(start, len(ops)):
@@ -200,26 +239,48 @@ def child(store: str, ops: list[Op], start: int, done_file: str) -> None:
 def table_content(path: Path) -> Model:
     tbl = vecstore.connect(path).open_table("t")
     rows = tbl.to_arrow(with_vectors=True).to_pylist()
-    out: Model = {}
+    out: Model = {KEYWORD_KEY: tbl.keyword_config.columns}
     for r in rows:
         assert r["id"] not in out, f"duplicate id {r['id']}"
-        out[r["id"]] = (tuple(round(float(x), 3) for x in r["vector"]), r["year"])
+        out[r["id"]] = (tuple(round(float(x), 3) for x in r["vector"]), r["year"], r.get("text"),
+                        r.get("tag"))
     return out
 
 
 def same(a: Model, b: Model) -> bool:
-    if a.keys() != b.keys():
+    if a.keys() != b.keys() or a[KEYWORD_KEY] != b[KEYWORD_KEY]:
         return False
-    return all(a[k][1] == b[k][1] and np.allclose(a[k][0], b[k][0], atol=1e-3) for k in a)
+    return all(a[k][1:] == b[k][1:] and np.allclose(a[k][0], b[k][0], atol=1e-3)
+               for k in a if k != KEYWORD_KEY)
+
+
+def check_keyword(path: Path, model: Model, rng: np.random.Generator) -> None:
+    """Keyword search over the reopened store equals BM25 rebuilt from the model's rows, with
+    the keyword columns the model says are in force (with and without a filter)."""
+    tbl = vecstore.connect(path).open_table("t")
+    rows = model_rows(model)
+    columns = model[KEYWORD_KEY]
+    for _ in range(3):
+        q = " ".join(rng.choice(WORDS, size=int(rng.integers(1, 4))))
+        cut = int(rng.integers(0, 100))
+        for where in (None, "year >= ?") if "year" in tbl.schema.names else (None,):
+            query = tbl.search(q, mode="keyword").limit(5)
+            allowed = None
+            if where is not None:
+                query = query.where(where, cut)
+                allowed = [r["id"] for r in rows if r["year"] >= cut]
+            problems = ranking_problems(query.to_list(), bm25_scores(rows, columns, "english", q), 5,
+                                        allowed)
+            assert not problems, f"keyword search for {q!r} ({where}, {cut}): {problems}"
 
 
 def check_search(path: Path, model: Model, rng: np.random.Generator) -> None:
     tbl = vecstore.connect(path).open_table("t")
-    if not model:
+    if len(model) == 1:  # only the keyword columns: no row
         assert tbl.search(rng.normal(size=DIM)).limit(5).to_list() == []
         return
     q = rng.normal(size=DIM).astype(np.float32)
-    ids = list(model)
+    ids = [i for i in model if i != KEYWORD_KEY]
     x = np.array([model[i][0] for i in ids], dtype=np.float32)
     s = (x @ q) / (np.linalg.norm(x, axis=1) * np.linalg.norm(q))
     want = np.sort(s)[::-1][:5]

@@ -1,6 +1,7 @@
 """Concurrency: writers in several processes and threads never lose an update, readers in other
 processes and threads always see one consistent version, and a writer that cannot get the lock
-fails with a clear ConcurrencyError naming the holder, leaving the table unchanged.
+fails with a clear ConcurrencyError naming the holder, leaving the table unchanged. Readers also
+check that keyword search on each version they see equals BM25 rebuilt from its rows.
 
 Children are started from a "forkserver" (a clean process that imported vecstore once): they
 are as cheap as fork but inherit no DuckDB connection, Numba thread pool or lock of the pytest
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from bm25_oracle import bm25_scores, ranking_problems
 
 import vecstore
 from vecstore.query.filters import FilterEngine
@@ -30,6 +32,7 @@ DIM = 4
 SEEDS = 5  # rows added before the writers start, never touched again
 K = 7  # the readers' search limit
 READER_PAUSE = 0.01
+TEXT_WORDS = "amber basil cedar dune ember fern grove heath iris juniper kelp larch".split()
 
 
 @dataclass(frozen=True)
@@ -71,11 +74,18 @@ def batch_ids(load: Load, writer: int, batch: int) -> list[str]:
     return [f"w{writer}-{i}" for i in range(nd)] + [f"shared-{j}" for j in range(ns)]
 
 
+def text_of(h: int) -> str:
+    """A row's text, a function of its payload: 2-5 words, so keyword statistics change with
+    every batch."""
+    return " ".join(TEXT_WORDS[(h >> s) % len(TEXT_WORDS)] for s in range(0, 4 * (2 + h % 4), 4))
+
+
 def rows_of(ids: list[str], writer: int, batch: int) -> list[dict[str, Any]]:
     rows = []
     for rid in ids:
         vec, h = payload(rid, writer, batch)
-        rows.append({"id": rid, "vector": vec, "writer": writer, "batch": batch, "check": h})
+        rows.append({"id": rid, "vector": vec, "writer": writer, "batch": batch, "check": h,
+                     "text": text_of(h)})
     return rows
 
 
@@ -107,6 +117,8 @@ def row_problems(row: dict[str, Any], load: Load) -> list[str]:
         out.append(f"row {rid!r}: payload {row['check']} is not the one writer {w} wrote in batch {b}")
     if "vector" in row and list(row["vector"]) != vec:
         out.append(f"row {rid!r}: vector {row['vector']} is not the one writer {w} wrote in batch {b}")
+    if row.get("text") != text_of(h):
+        out.append(f"row {rid!r}: text {row.get('text')!r} is not the one writer {w} wrote in batch {b}")
     return out
 
 
@@ -144,6 +156,15 @@ def check_version(tbl: vecstore.Table, load: Load, rng: np.random.Generator) -> 
             bad.append(f"search returned {h['id']!r}, which is not live in this version")
         elif (h["writer"], h["batch"], h["check"]) != (live["writer"], live["batch"], live["check"]):
             bad.append(f"search returned {h['id']!r} with a payload other than its live row's")
+    # keyword search on this version equals BM25 rebuilt from its rows
+    text = " ".join(rng.choice(TEXT_WORDS, size=int(rng.integers(1, 3))))
+    kq = view.search(text, mode="keyword").limit(K).select("id")
+    allowed = None
+    if rng.random() < 0.5:
+        kq = kq.where("writer = ?", w)
+        allowed = [r["id"] for r in rows if r["writer"] == w]
+    problems = ranking_problems(kq.to_list(), bm25_scores(rows, ["text"], "english", text), K, allowed)
+    bad.extend(f"keyword search {text!r}: {p}" for p in problems)
     return v, [f"version {v}: {b}" for b in bad]
 
 

@@ -19,7 +19,18 @@ import pytest
 
 import vecstore
 
-from .crash_harness import DIM, apply, check_search, child, make_ops, partial_models, same, table_content
+from .crash_harness import (
+    DIM,
+    apply,
+    check_keyword,
+    check_search,
+    child,
+    make_ops,
+    new_model,
+    partial_models,
+    same,
+    table_content,
+)
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 
@@ -30,7 +41,7 @@ def crash_run(tmp_path, seed: int, kills: int, max_delay: float) -> dict[str, in
     store = tmp_path / "store"
     vecstore.connect(store).create_table("t", dim=DIM)
     done_file = str(tmp_path / "done")
-    models = [{}]
+    models = [new_model()]
     ctx = mp.get_context("fork")
     start = 0
     stats = {"kills": 0, "ops_committed": 0, "between_commit_and_record": 0,
@@ -71,6 +82,7 @@ def crash_run(tmp_path, seed: int, kills: int, max_delay: float) -> dict[str, in
                                  f"(last recorded op {last}; missing {sorted(lost)[:5]}, "
                                  f"unexpected {sorted(extra)[:5]})")
         check_search(store, now, rng)
+        check_keyword(store, now, rng)
         if start >= len(ops):
             break
     stats["ops_committed"] = start

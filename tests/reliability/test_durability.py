@@ -4,6 +4,8 @@ the manifest, the commit point, is published only once the data files it names a
 
 ``os.fsync``, ``os.replace``, ``os.rename``, ``os.link`` and ``os.mkdir`` are wrapped to record,
 in order, which path each call touched (an fsynced descriptor's path is read from /proc).
+A table is created in a hidden directory that is renamed into place: what happened inside it
+is recorded under its final path, and the rename is the event that creates the table directory.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Event:
 class Recorder:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.events: list[Event] = []
+        self.moves: list[tuple[int, str, str]] = []  # (event index, directory, moved to)
         fsync, replace, rename, link, mkdir = os.fsync, os.replace, os.rename, os.link, os.mkdir
 
         def rec_fsync(fd: int) -> None:
@@ -42,6 +45,9 @@ class Recorder:
             def wrapper(src, dst, *args, **kwargs):  # type: ignore[no-untyped-def]
                 real(src, dst, *args, **kwargs)
                 self.events.append(Event(op, os.path.realpath(dst), os.path.realpath(src)))
+                if os.path.isdir(dst) and op != "link":
+                    self.moves.append((len(self.events) - 1, os.path.realpath(src),
+                                       os.path.realpath(dst)))
             return wrapper
 
         def rec_mkdir(path, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -57,6 +63,24 @@ class Recorder:
     def index(self, op: str, path: str) -> list[int]:
         return [i for i, e in enumerate(self.events) if e.op == op and e.path == path]
 
+    def resolve_moves(self) -> None:
+        """Record what happened in a directory before it was renamed under its final path; the
+        rename (not the directory's mkdir under its temporary name) is what created it."""
+        def moved(path: str, src: str, dst: str) -> str:
+            return dst + path[len(src):] if path == src or path.startswith(src + os.sep) else path
+
+        for at, src, dst in self.moves:
+            events = []
+            for i, e in enumerate(self.events):
+                if i < at and e.op != "fsync" and e.path == src:
+                    # what made it under its temporary name; the placeholder keeps indexes valid
+                    e = Event("fsync", "")
+                elif i <= at:
+                    e = Event(e.op, moved(e.path, src, dst), moved(e.source, src, dst))
+                events.append(e)
+            self.events = events
+        self.moves = []
+
 
 def tree(root: Path) -> set[str]:
     """Every file and directory under root except the lock files (they hold no data)."""
@@ -67,6 +91,7 @@ def check_durable(rec: Recorder, new: set[str]) -> dict[str, int]:
     """Each new entry: a file was fsynced under its temporary name before being moved into
     place; every new entry's directory was fsynced after the entry appeared. Returns the index
     of the event that published each entry."""
+    rec.resolve_moves()
     published: dict[str, int] = {}
     problems = []
     for path in sorted(new):
@@ -146,18 +171,27 @@ def test_a_returned_write_is_on_disk(tmp_path, rng, monkeypatch, write):
         referenced |= mine
     assert referenced == set(data_files), "a data file no manifest names"
 
-def test_create_table_publishes_a_durable_manifest(tmp_path, monkeypatch):
+@pytest.mark.parametrize("data", [None, "rows"])
+def test_create_table_publishes_a_durable_table(tmp_path, monkeypatch, data):
     db = vecstore.connect(tmp_path / "store")
     rec = Recorder(monkeypatch)
-    db.create_table("t", dim=4)
+    db.create_table("t", dim=4, data=[{"id": "a", "vector": [1, 2, 3, 4]}] if data else None)
     monkeypatch.undo()
-    manifest = os.path.realpath(tmp_path / "store" / "t" / "_versions" / f"{1:020d}.json")
-    (made,) = [i for i, e in enumerate(rec.events) if e.path == manifest]
-    assert rec.events[made].op == "link"
-    assert min(rec.index("fsync", rec.events[made].source)) < made
-    assert max(rec.index("fsync", os.path.dirname(manifest))) > made
-    # the table's directory entry in the store
-    assert max(rec.index("fsync", os.path.realpath(tmp_path / "store"))) > made
+    store = os.path.realpath(tmp_path / "store")
+    table = os.path.join(store, "t")
+    # the table appears whole: its directory is renamed into place once everything in it
+    # (manifest, data files, their directories) is durable, then the store is fsynced
+    (appeared,) = [i for i, e in enumerate(rec.events) if e.path == table]
+    assert rec.events[appeared].op == "rename"
+    staging = rec.events[appeared].source
+    assert os.path.dirname(staging) == store and os.path.basename(staging).startswith(".creating-")
+    assert max(rec.index("fsync", store)) > appeared
+    assert any(i < appeared for i in rec.index("fsync", staging))
+    published = check_durable(rec, tree(tmp_path / "store"))
+    manifest = os.path.join(table, "_versions", f"{1:020d}.json")
+    assert rec.events[published[manifest]].op == "link"
+    assert all(i < appeared for p, i in published.items() if p != table)
+    assert vecstore.connect(tmp_path / "store").open_table("t").versions() == [1]
 
 
 @pytest.mark.parametrize("step", ["create_table", "first add"])

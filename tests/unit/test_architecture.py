@@ -19,6 +19,12 @@ FORBIDDEN = {
     "query": {"table", "db", "cli", "integrations", "server"},
     "inputs": {"query", "table", "db", "cli", "index", "ingest", "integrations", "server"},
     "evaluation": {"query", "table", "db", "storage", "index", "ingest", "cli", "server"},
+    # the server is a thin layer over the public API; the client never touches storage
+    "server": {"storage", "index", "ingest", "inputs", "query", "cli", "remote", "integrations"},
+    "remote": {"storage", "index", "ingest", "db", "cli", "server", "integrations"},
+    "wire": {"storage", "index", "ingest", "table", "db", "cli", "server", "remote"},
+    "text": {"query", "table", "db", "storage", "index", "ingest", "inputs", "cli", "integrations",
+             "server"},
 }
 
 

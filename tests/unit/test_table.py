@@ -1,4 +1,5 @@
-"""The core API end to end: tables, rows, filters, search, versions, bad input."""
+"""The core API end to end: tables, rows, filters, search, versions, bad input. Tests taking
+``any_db`` run on an embedded store and again through ``vecstore serve`` (the remote client)."""
 
 from __future__ import annotations
 
@@ -75,8 +76,8 @@ def test_create_add_search_reopen(tmp_db, rng, tmp_path):
 
 
 @pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
-def test_metrics_match_numpy(tmp_db, rng, metric):
-    tbl = tmp_db.create_table("t", dim=16, metric=metric)
+def test_metrics_match_numpy(any_db, rng, metric):
+    tbl = any_db.create_table("t", dim=16, metric=metric)
     vectors = rng.normal(size=(500, 16)).astype(np.float32)
     tbl.add([{"id": str(i), "vector": v} for i, v in enumerate(vectors)])
     for _ in range(5):
@@ -89,8 +90,8 @@ def test_metrics_match_numpy(tmp_db, rng, metric):
         assert_same_hits(approx, hits)
 
 
-def test_filters_on_every_type(tmp_db, rng):
-    tbl = tmp_db.create_table("t", dim=8)
+def test_filters_on_every_type(any_db, rng):
+    tbl = any_db.create_table("t", dim=8)
     rows = rows_for(rng, 200)
     tbl.add(rows)
     cases = {
@@ -112,8 +113,8 @@ def test_filters_on_every_type(tmp_db, rng):
         assert {h["id"] for h in got} == want, sql
 
 
-def test_bound_parameters_are_not_sql(tmp_db, rng):
-    tbl = tmp_db.create_table("t", dim=8)
+def test_bound_parameters_are_not_sql(any_db, rng):
+    tbl = any_db.create_table("t", dim=8)
     tbl.add(rows_for(rng, 50))
     assert tbl.count("lang = ? AND year >= ?", "en", 2000) == sum(
         1 for r in rows_for(np.random.default_rng(0), 50) if r["lang"] == "en" and r["year"] >= 2000)
@@ -143,8 +144,8 @@ def test_bound_parameters_are_not_sql(tmp_db, rng):
     "t.year > 1",
     "",
 ])
-def test_hostile_and_malformed_filters_are_refused(tmp_db, rng, bad):
-    tbl = tmp_db.create_table("t", dim=8)
+def test_hostile_and_malformed_filters_are_refused(any_db, rng, bad):
+    tbl = any_db.create_table("t", dim=8)
     tbl.add(rows_for(rng, 10))
     with pytest.raises(FilterError) as err:
         tbl.count(bad)
@@ -152,11 +153,11 @@ def test_hostile_and_malformed_filters_are_refused(tmp_db, rng, bad):
     if bad:
         assert repr(bad)[1:-1][:10] in str(err.value) or "comment" in bad
     with pytest.raises(FilterError):
-        tbl.search(rng.normal(size=8)).where(bad)
+        tbl.search(rng.normal(size=8)).where(bad).to_list()  # remote: checked when it runs
 
 
-def test_unknown_column_message_lists_columns(tmp_db, rng):
-    tbl = tmp_db.create_table("t", dim=8)
+def test_unknown_column_message_lists_columns(any_db, rng):
+    tbl = any_db.create_table("t", dim=8)
     tbl.add(rows_for(rng, 3))
     with pytest.raises(FilterError, match="unknown column 'yeer'.*year"):
         tbl.count("yeer > 3")
@@ -205,9 +206,9 @@ def test_types_widen_safely_and_new_columns_appear(tmp_db):
         tbl2.add([{"id": "b", "vector": [1, 0], "n": 1.5}])  # would lose the fraction
 
 
-def test_inputs_as_arrow_and_pandas(tmp_db, rng):
+def test_inputs_as_arrow_and_pandas(any_db, rng):
     pd = pytest.importorskip("pandas")
-    tbl = tmp_db.create_table("t", dim=3)
+    tbl = any_db.create_table("t", dim=3)
     vecs = rng.normal(size=(4, 3)).astype(np.float32)
     at = pa.table({"id": ["a", "b"], "vector": pa.array(vecs[:2].tolist(), pa.list_(pa.float32(), 3)),
                    "n": [1, 2]})
@@ -253,8 +254,8 @@ def test_upsert_delete_then_search(tmp_db, rng):
     assert not tbl.compact()  # nothing left to do
 
 
-def test_k_larger_than_matches_and_empty_table(tmp_db, rng):
-    tbl = tmp_db.create_table("t", dim=8)
+def test_k_larger_than_matches_and_empty_table(any_db, rng):
+    tbl = any_db.create_table("t", dim=8)
     q = rng.normal(size=8)
     assert tbl.search(q).limit(10).to_list() == []
     assert tbl.search(q).limit(10).to_arrow().column_names[:2] == ["id", "score"]
@@ -289,50 +290,51 @@ def test_two_handles_see_each_others_commits(tmp_path, rng):
     assert len(a) == 10
 
 
-def test_table_names_and_errors(tmp_db):
-    tmp_db.create_table("a", dim=2)
+def test_table_names_and_errors(any_db):
+    any_db.create_table("a", dim=2)
     with pytest.raises(AlreadyExistsError):
-        tmp_db.create_table("a", dim=2)
-    assert tmp_db.create_table("a", dim=2, exist_ok=True).dim == 2
+        any_db.create_table("a", dim=2)
+    assert any_db.create_table("a", dim=2, exist_ok=True).dim == 2
     with pytest.raises(NotFoundError) as err:
-        tmp_db.open_table("missing")
+        any_db.open_table("missing")
     assert isinstance(err.value, KeyError)
     for bad in ["../x", "/etc", "a/b", "..", ".", "", "a\x00b", ".hidden", "a..b", "x" * 300, 5]:
         with pytest.raises(InvalidArgumentError):
-            tmp_db.create_table(bad, dim=2)
-    tmp_db.drop_table("a")
-    assert tmp_db.table_names() == []
+            any_db.create_table(bad, dim=2)
+    any_db.drop_table("a")
+    assert any_db.table_names() == []
     with pytest.raises(NotFoundError):
-        tmp_db.drop_table("a")
-    tmp_db.drop_table("a", missing_ok=True)
-    assert not any(p.name != "a" for p in tmp_db.path.iterdir() if not p.name.startswith("."))
+        any_db.drop_table("a")
+    any_db.drop_table("a", missing_ok=True)
+    if isinstance(any_db, vecstore.Database):
+        assert not any(p.name != "a" for p in any_db.path.iterdir() if not p.name.startswith("."))
 
 
-def test_bad_arguments(tmp_db, rng):
+def test_bad_arguments(any_db, rng):
     with pytest.raises(InvalidArgumentError, match="metric"):
-        tmp_db.create_table("t", dim=2, metric="hamming")
+        any_db.create_table("t", dim=2, metric="hamming")
     with pytest.raises(InvalidArgumentError, match="dim"):
-        tmp_db.create_table("t", dim=0)
-    tbl = tmp_db.create_table("t", dim=4)
+        any_db.create_table("t", dim=0)
+    tbl = any_db.create_table("t", dim=4)
     tbl.add([{"id": "a", "vector": [1, 2, 3, 4]}])
     with pytest.raises(InvalidArgumentError, match="shape"):
         tbl.search([1, 2, 3])
     with pytest.raises(InvalidArgumentError, match="NaN"):
         tbl.search([1, 2, 3, float("nan")])
     with pytest.raises(InvalidArgumentError, match="embedder"):
-        tbl.search("a text")
+        tbl.search("a text").to_list()
     with pytest.raises(InvalidArgumentError):
         tbl.search([1, 2, 3, 4]).limit(-1)
     with pytest.raises(InvalidArgumentError):
         tbl.search([1, 2, 3, 4]).rescore(oversample=0)
     with pytest.raises(InvalidArgumentError, match="unknown column"):
-        tbl.search([1, 2, 3, 4]).select("nope")
+        tbl.search([1, 2, 3, 4]).select("nope").to_list()
     with pytest.raises(InvalidArgumentError):
         tbl.delete()
 
 
-def test_select_and_explain(tmp_db, rng):
-    tbl = tmp_db.create_table("t", dim=64)
+def test_select_and_explain(any_db, rng):
+    tbl = any_db.create_table("t", dim=64)
     tbl.add(rows_for(rng, 500, dim=64))
     q = rng.normal(size=64)
     hits = tbl.search(q).select("year", "vector").limit(3).to_list()
@@ -345,8 +347,8 @@ def test_select_and_explain(tmp_db, rng):
     assert tbl.search(q).limit(3).exact().explain().strategy == "exact-scan"
 
 
-def test_low_dimensional_tables_start_from_int8(tmp_db, rng):
-    tbl = tmp_db.create_table("t", dim=8)
+def test_low_dimensional_tables_start_from_int8(any_db, rng):
+    tbl = any_db.create_table("t", dim=8)
     rows = rows_for(rng, 2000)
     tbl.add(rows)
     q = rng.normal(size=8)
@@ -355,8 +357,8 @@ def test_low_dimensional_tables_start_from_int8(tmp_db, rng):
     assert_same_hits(tbl.search(q).limit(5).hits(), tbl.search(q).limit(5).exact().hits())
 
 
-def test_search_batch_equals_single_searches(tmp_db, rng):
-    tbl = tmp_db.create_table("t", dim=64)
+def test_search_batch_equals_single_searches(any_db, rng):
+    tbl = any_db.create_table("t", dim=64)
     tbl.add(rows_for(rng, 600, dim=64))
     queries = rng.normal(size=(12, 64)).astype(np.float32)
     for where in (None, "year >= 2000"):
@@ -372,3 +374,17 @@ def test_search_batch_equals_single_searches(tmp_db, rng):
     assert tbl.search_batch(np.empty((0, 64))).to_list() == []
     with pytest.raises(InvalidArgumentError):
         tbl.search_batch(queries[:, :5])
+
+
+def test_to_arrow_where_returns_the_matching_live_rows(tmp_db, rng):
+    tbl = tmp_db.create_table("t", dim=4)
+    tbl.add([{"id": f"r{i}", "vector": rng.normal(size=4), "n": i} for i in range(10)])
+    tbl.delete(ids=["r2"])
+    got = tbl.to_arrow(["id", "n"], where="n <= ? OR id = 'r9'", params=[3])
+    assert got.column("id").to_pylist() == ["r0", "r1", "r3", "r9"]
+    assert got.column_names == ["id", "n"]
+    assert tbl.to_arrow(where="n > 100").num_rows == 0
+    with pytest.raises(FilterError):
+        tbl.to_arrow(where="nope = 1")
+    with pytest.raises(InvalidArgumentError, match="without where"):
+        tbl.to_arrow(params=[1])

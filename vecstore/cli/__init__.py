@@ -78,4 +78,4 @@ def main() -> None:
     cli(prog_name="vecstore")
 
 
-from . import commands, ingest  # noqa: E402,F401  (registers the commands on `cli`)
+from . import commands, ingest, serve  # noqa: E402,F401  (registers the commands on `cli`)

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .. import connect
+from ..db import Database
 from ..errors import IngestInterrupted, InvalidArgumentError
 from . import cli, emit
 from .commands import plain_option
@@ -58,7 +58,7 @@ def _attrs(pairs: tuple[str, ...]) -> dict[str, Any]:
 def _open_or_create(store: str, table: str, model: str | None) -> Any:
     """The table to ingest into: opened when it exists, else created; when another process
     creates it at the same moment, one creates it and the other opens it."""
-    db = connect(store)
+    db = Database(store)  # a directory: ingest never writes to a server
     if table not in db.table_names():
         return db.create_table(table, embedder=model or "default", exist_ok=True)
     tbl = db.open_table(table)
@@ -189,10 +189,10 @@ def demo(store: str, chunking: str, k: int, as_json: bool) -> None:
         docs = load_documents([Path(path)]).documents
     target = Path(store)
     if target.exists():
-        db = connect(target)
+        db = Database(target)
         db.drop_table("meetings", missing_ok=True)
     else:
-        db = connect(target)
+        db = Database(target)
     click.echo(f"loading the default model and ingesting {len(docs)} transcripts into {target}/meetings ...",
                err=True)
     tbl = db.create_table("meetings", embedder="default")

@@ -47,45 +47,65 @@ measurement); ``_files`` (checksummed index files).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import numpy.typing as npt
 
 from ..config import Metric
 from ..errors import InvalidArgumentError
 from .base import IndexBase, IndexParams, VectorIndex
-from .faiss_binary import BinaryHnswIndex, BinaryIvfIndex, sign_codes
-from .faiss_hnsw import FaissHnswIndex, HnswSqIndex
-from .faiss_ivf import IvfFlatIndex, IvfPqIndex, IvfRabitqIndex
-from .flat import FlatIndex
-from .graph_int8 import GraphInt8Index
-from .hnswlib_index import HnswIndex
 
-INDEX_KINDS: dict[str, type[IndexBase]] = {
-    cls.kind: cls
-    for cls in (
-        FlatIndex,
-        HnswIndex,
-        GraphInt8Index,
-        FaissHnswIndex,
-        HnswSqIndex,
-        IvfFlatIndex,
-        IvfPqIndex,
-        IvfRabitqIndex,
-        BinaryHnswIndex,
-        BinaryIvfIndex,
-    )
-}
-"""Backend name -> class. Classes import their library (FAISS, hnswlib) only when used."""
+
+class _Registry(Mapping[str, type[IndexBase]]):
+    """Backend name -> class, each backend module imported the first time its class is asked
+    for (opening a table with one index kind loads that backend's module only)."""
+
+    def __init__(self, where: dict[str, str]) -> None:
+        self._where = where  # kind -> "module:Class"
+
+    def __getitem__(self, kind: str) -> type[IndexBase]:
+        module, name = self._where[kind].split(":")
+        return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+
+INDEX_KINDS: Mapping[str, type[IndexBase]] = _Registry({
+    "flat": "flat:FlatIndex",
+    "hnsw": "hnswlib_index:HnswIndex",
+    "hnsw-int8": "graph_int8:GraphInt8Index",
+    "faiss-hnsw": "faiss_hnsw:FaissHnswIndex",
+    "hnsw-sq": "faiss_hnsw:HnswSqIndex",
+    "ivf": "faiss_ivf:IvfFlatIndex",
+    "ivf-pq": "faiss_ivf:IvfPqIndex",
+    "ivf-rabitq": "faiss_ivf:IvfRabitqIndex",
+    "binary-hnsw": "faiss_binary:BinaryHnswIndex",
+    "binary-ivf": "faiss_binary:BinaryIvfIndex",
+})
+"""Backend name -> class. A backend's module is imported when its class is first asked for, and
+the module imports its library (FAISS, hnswlib) only when an index is built or loaded."""
+
+
+def sign_codes(vectors: npt.ArrayLike) -> npt.NDArray[np.uint8]:
+    """Sign codes of ``vectors`` as the binary backends compute them (see ``faiss_binary``)."""
+    from .faiss_binary import sign_codes as codes
+
+    return codes(np.asarray(vectors, dtype=np.float32))
 
 
 def index_class(kind: str) -> type[IndexBase]:
     """The class registered under ``kind``; an unknown name lists the known ones."""
     try:
         return INDEX_KINDS[kind]
-    except (KeyError, TypeError):
+    except (KeyError, TypeError, AttributeError):
         allowed = ", ".join(repr(k) for k in INDEX_KINDS)
         raise InvalidArgumentError(f"unknown index kind {kind!r}; expected one of {allowed}") from None
 
@@ -111,14 +131,16 @@ def build_index(
 
 
 def load_index(
-    kind: str, directory: Path, params: Mapping[str, Any] | IndexParams | None = None
+    kind: str, directory: Path, params: Mapping[str, Any] | IndexParams | None = None,
+    *, expect: Mapping[str, Any] | None = None,
 ) -> IndexBase:
     """Load a ``kind`` index saved into ``directory``, after verifying its files' checksums.
 
     ``params`` are those the caller recorded at build time (``index.params.to_json()``); they
-    must agree with the files. Damaged files raise :class:`~vecstore.errors.CorruptStoreError`.
+    must agree with the files, and so must ``expect`` (e.g. ``{"dim": 384, "metric":
+    "cosine", "count": n}``). Damaged files raise :class:`~vecstore.errors.CorruptStoreError`.
     """
-    return index_class(kind).load(Path(directory), params)
+    return index_class(kind).load(Path(directory), params, expect=expect)
 
 
 __all__ = [

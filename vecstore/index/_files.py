@@ -9,13 +9,23 @@ them (and the sidecar itself) before a reader is given a path. Any mismatch is a
 Writes go to a temporary name in the same directory, are fsynced and renamed into place; the
 sidecar is written last, so an interrupted save leaves either the previous complete index or a
 sidecar that does not match (and is reported as corrupt), never a half-written file that looks valid.
+
+:func:`verify` opens the directory, the sidecar and every file without following a link and
+accepts only regular files, so an index path cannot be bent to a file outside the store or to a
+device. The sidecar has no checksum of its own, so the caller passes what it knows from
+elsewhere (the table's dimension and metric, the manifest's row count) as ``expect``; a sidecar
+that disagrees is refused before any backend reads the files with that geometry.
+Known limit: the backends (NumPy, FAISS, hnswlib) then open the verified files again by name;
+someone who can write the store *while* it is being read can still swap a file in between.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
+import stat
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -28,6 +38,8 @@ FORMAT_VERSION = 1
 """Version of the sidecar layout; bumped when a backend's file layout changes incompatibly."""
 
 _CHUNK = 1 << 20
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_SIDECAR_LIMIT = 64 << 20
 
 
 def crc32_of(path: Path) -> tuple[int, int]:
@@ -82,10 +94,11 @@ def write_index_files(
 
     ``writers`` maps a file name (inside ``directory``) to a function writing that file at the
     path it is given. ``meta`` (kind, metric, dim, count, params) goes into the sidecar beside
-    the checksums.
+    the checksums. ``directory`` is created if missing; its parent must exist (so saving into
+    a dropped table's directory fails instead of bringing the directory back).
     """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(exist_ok=True)
     files: dict[str, dict[str, int]] = {}
     for name, write in writers.items():
         final = directory / name
@@ -106,24 +119,83 @@ def sidecar_name(kind: str) -> str:
     return f"{kind}.json"
 
 
-def verify(directory: Path, kind: str) -> dict[str, Any]:
+def _refused(path: Path, what: str, expected: str) -> CorruptStoreError:
+    return CorruptStoreError(
+        f"{path} is {what}, expected {expected}: vecstore does not follow links in an index "
+        "directory nor read special files; remove it and rebuild the index"
+    )
+
+
+def _open_plain(path: Path, dir_fd: int | None, *, directory: bool) -> int:
+    """Open ``path`` (its name relative to ``dir_fd``, or the whole path) without following a
+    link; it must be a directory or a regular file as asked."""
+    name = path.name if dir_fd is not None else str(path)
+    flags = os.O_RDONLY | os.O_NOFOLLOW | _CLOEXEC | (os.O_DIRECTORY if directory else os.O_NONBLOCK)
+    expected = "a directory" if directory else "a regular file"
+    try:
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.EMLINK, errno.ENOTDIR):
+            raise CorruptStoreError(f"index file {path} cannot be opened: {exc}") from exc
+        link = stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+        raise _refused(path, "a symbolic link" if link else "of another file type", expected) from None
+    mode = os.fstat(fd).st_mode
+    if not (stat.S_ISDIR(mode) if directory else stat.S_ISREG(mode)):
+        os.close(fd)
+        raise _refused(path, "of another file type", expected)
+    return fd
+
+
+def _crc_of_fd(fd: int) -> int:
+    crc = 0
+    offset = 0
+    while chunk := os.pread(fd, _CHUNK, offset):
+        crc = zlib.crc32(chunk, crc)
+        offset += len(chunk)
+    return crc
+
+
+def verify(directory: Path, kind: str, expect: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Read the sidecar of a ``kind`` index in ``directory`` and check every file it lists.
 
     Returns the sidecar's contents. Raises :class:`CorruptStoreError` naming the offending file
-    when the sidecar is missing or unreadable, was written for another kind or by a newer
-    vecstore, or when a data file is missing, has another length or another checksum.
+    when the directory, the sidecar or a file is a link or not of its type, when the sidecar is
+    missing or unreadable, was written for another kind or by a newer vecstore, disagrees with
+    ``expect`` (e.g. ``{"dim": 384, "metric": "cosine", "count": 1000}``, what the caller knows
+    from elsewhere), or when a data file is missing, has another length or another checksum.
     """
     directory = Path(directory)
     side = directory / sidecar_name(kind)
     try:
-        meta = json.loads(side.read_text())
+        dir_fd = _open_plain(directory, None, directory=True)
+    except FileNotFoundError:
+        raise CorruptStoreError(f"index directory {directory} is missing; rebuild the index") from None
+    try:
+        return _verify_in(dir_fd, directory, side, kind, expect)
+    finally:
+        os.close(dir_fd)
+
+
+def _verify_in(dir_fd: int, directory: Path, side: Path, kind: str,
+               expect: Mapping[str, Any] | None) -> dict[str, Any]:
+    try:
+        fd = _open_plain(side, dir_fd, directory=False)
     except FileNotFoundError:
         raise CorruptStoreError(
             f"index sidecar {side} is missing: the {kind!r} index in {directory} was not saved "
             "completely; rebuild it"
         ) from None
+    try:
+        size = os.fstat(fd).st_size
+        if size > _SIDECAR_LIMIT:
+            raise CorruptStoreError(f"index sidecar {side} is too large to be a sidecar; rebuild the index")
+        meta = json.loads(os.pread(fd, size, 0).decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CorruptStoreError(f"index sidecar {side} is unreadable ({exc}); rebuild the index") from exc
+    finally:
+        os.close(fd)
     if not isinstance(meta, dict) or not isinstance(meta.get("files"), dict):
         raise CorruptStoreError(f"index sidecar {side} has no 'files' table; rebuild the index")
     if meta.get("format") != FORMAT_VERSION:
@@ -135,25 +207,37 @@ def verify(directory: Path, kind: str) -> dict[str, Any]:
         raise CorruptStoreError(
             f"index sidecar {side} describes a {meta.get('kind')!r} index, expected {kind!r}"
         )
+    for key, wanted in (expect or {}).items():
+        if meta.get(key) != wanted:
+            raise CorruptStoreError(
+                f"index sidecar {side} says {key} = {meta.get(key)!r}, but the table records "
+                f"{wanted!r}: the sidecar was altered or belongs to another index; rebuild the index"
+            )
     for name, expected in meta["files"].items():
         path = directory / name
         if (
             not isinstance(expected, dict)
             or not isinstance(expected.get("bytes"), int)
             or not isinstance(expected.get("crc32"), int)
+            or not isinstance(name, str)
+            or name in ("", ".", "..")
             or Path(name).name != name
         ):
             raise CorruptStoreError(f"index sidecar {side} has a bad entry for {name!r}")
         try:
-            size = path.stat().st_size
+            fd = _open_plain(path, dir_fd, directory=False)
         except FileNotFoundError:
             raise CorruptStoreError(f"index file {path} is missing (listed in {side})") from None
-        if size != expected.get("bytes"):
-            raise CorruptStoreError(
-                f"index file {path} has {size} bytes, expected {expected.get('bytes')}: "
-                "it is truncated or was overwritten; rebuild the index"
-            )
-        _, crc = crc32_of(path)
+        try:
+            size = os.fstat(fd).st_size
+            if size != expected.get("bytes"):
+                raise CorruptStoreError(
+                    f"index file {path} has {size} bytes, expected {expected.get('bytes')}: "
+                    "it is truncated or was overwritten; rebuild the index"
+                )
+            crc = _crc_of_fd(fd)
+        finally:
+            os.close(fd)
         if crc != expected.get("crc32"):
             raise CorruptStoreError(
                 f"index file {path} fails its CRC-32 check (got {crc:#010x}, expected "

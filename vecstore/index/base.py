@@ -318,7 +318,8 @@ class IndexBase(ABC):
     # --- files ----------------------------------------------------------------------------
 
     def save(self, directory: Path) -> list[str]:
-        """Write the index into ``directory`` (atomically, with a checksum sidecar).
+        """Write the index into ``directory`` (atomically, with a checksum sidecar). The
+        directory is created if missing; its parent must exist.
 
         Returns the names of the files written, the sidecar ``<kind>.json`` last.
         """
@@ -333,16 +334,19 @@ class IndexBase(ABC):
 
     @classmethod
     def load(
-        cls: type[I], directory: Path, params: IndexParams | Mapping[str, Any] | None = None
+        cls: type[I], directory: Path, params: IndexParams | Mapping[str, Any] | None = None,
+        *, expect: Mapping[str, Any] | None = None,
     ) -> I:
         """Load an index saved by :meth:`save`, after checking every file's length and CRC.
 
         ``params``, when given (what the table's manifest recorded), must match the
-        parameters in the sidecar. Raises :class:`~vecstore.errors.CorruptStoreError` naming
-        the file when anything does not match or the backend cannot read it.
+        parameters in the sidecar; so must ``expect`` (sidecar fields such as ``dim``,
+        ``metric``, ``count`` that the caller knows from elsewhere), checked before the backend
+        reads a byte. Raises :class:`~vecstore.errors.CorruptStoreError` naming the file when
+        anything does not match or the backend cannot read it.
         """
         directory = Path(directory)
-        meta = _files.verify(directory, cls.kind)
+        meta = _files.verify(directory, cls.kind, expect)
         side = directory / _files.sidecar_name(cls.kind)
         try:
             stored = cls.params_type.from_json(meta.get("params") or {})
@@ -420,12 +424,31 @@ def normalized(x: FloatMatrix) -> FloatMatrix:
     return np.ascontiguousarray(x / norms, dtype=np.float32)
 
 
+class _NoBar:
+    """What :func:`progress_bar` returns when disabled: tqdm's interface, doing nothing."""
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: int = 1) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
 def progress_bar(total: int, desc: str, enabled: bool) -> Any:
-    """A tqdm bar on stderr (a no-op bar when disabled)."""
+    """A tqdm bar on stderr, or a bar that does nothing when disabled. A disabled tqdm still
+    takes tqdm's lock, a semaphore shared with forked processes: one killed while holding it
+    would block every bar in its parent, so none is made unless it is shown."""
+    if not enabled:
+        return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="vec", disable=not enabled, file=sys.stderr,
-                mininterval=0.5, leave=False)
+    return tqdm(total=total, desc=desc, unit="vec", file=sys.stderr, mininterval=0.5, leave=False)
 
 
 def chunks(n: int, size: int | None = None) -> list[tuple[int, int]]:

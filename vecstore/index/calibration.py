@@ -1,7 +1,7 @@
 """Search effort (HNSW ``ef``, IVF ``nprobe``): the rules, and the build-time measurements behind them.
 
 Rules turn ``k`` and a filter's selectivity into an effort; each docstring gives the measurements
-it was fitted to (``python -m bench.ann_backends --calibrate``):
+it was fitted to (``python -m bench ann-backends --calibrate``):
 
 - :func:`hnsw_effort` (hnswlib), :func:`beam_effort` (FAISS HNSW, float or binary),
   :func:`hnsw_sq_effort` (``hnsw-sq``), :func:`ivf_effort` (the IVF kinds, float or binary),
@@ -32,6 +32,7 @@ import numpy.typing as npt
 
 from ..config import Metric
 from ..errors import InvalidArgumentError
+from ..evaluation import tie_aware_recalls
 from .base import FloatMatrix, LabelMatrix
 from .flat import exact_scores
 
@@ -74,7 +75,7 @@ def graph_ef(k: int) -> int:
     """Unfiltered ``ef`` reaching recall@k >= 0.95 on an HNSW graph (m = 16): ``200 + 2 k``.
 
     Anchored on real embeddings, the hardest data measured: on the 200,000 MiniLM vectors of
-    PyPI summaries (``python -m bench.ann_backends --calibrate``, 300 queries), the smallest ef
+    PyPI summaries (``python -m bench ann-backends --calibrate``, 300 queries), the smallest ef
     on a 1.5x grid reaching recall 0.95 was 192 for k = 1, 10 and 50 with hnswlib (128 did not)
     and 192 / 128 / 192 with FAISS HNSW. Synthetic clustered vectors need far less (16-32 on
     50,000 96-d vectors), so this over-provisions easy data; the planner may pass its own.
@@ -89,7 +90,7 @@ def hnsw_effort(k: int, selectivity: float, n: int, unfiltered: int | None = Non
     hnswlib's filtered search keeps walking until its result heap holds ``ef`` *allowed*
     labels, so a selective filter already makes it explore more of the graph; a large ef
     under a tiny filter only forces it to walk the whole graph. Measured on the 200,000
-    MiniLM vectors (``python -m bench.ann_backends --calibrate``, 200 filtered queries,
+    MiniLM vectors (``python -m bench ann-backends --calibrate``, 200 filtered queries,
     uniform random filters), the smallest ef reaching recall@10 >= 0.95 *falls* as the filter
     tightens: 192 / 96 / 24 / 10 / 10 at selectivity 1 / 0.5 / 0.1 / 0.01 / 0.001 (k = 50:
     192 / 128 / 64 / 10 / 10); the rule gives 220 / 156 / 70 / 22 / 10 (k = 50: 300 / 213 /
@@ -111,7 +112,7 @@ def beam_effort(k: int, selectivity: float, n: int, per_result: float = 2.0) -> 
     ``per_result`` is 2 for ``faiss-hnsw`` and 4 for ``binary-hnsw``, whose Hamming ranks tie.
 
     Measured: the smallest ef on a 1.5x grid reaching recall >= 0.95 under uniform random
-    filters of selectivity 1 / 0.5 / 0.1 / 0.01 / 0.001 (``python -m bench.ann_backends
+    filters of selectivity 1 / 0.5 / 0.1 / 0.01 / 0.001 (``python -m bench ann-backends
     --calibrate``, 200 queries):
 
     - 200,000 MiniLM vectors, faiss-hnsw, k = 10: 128 / 128 / 192 / 1,024 / 8,192 (rule: 220 /
@@ -159,7 +160,7 @@ def ivf_effort(k: int, selectivity: float, n: int, nlist: int, nprobe10: int | N
     and which filters after the search.
 
     Measured: the smallest nprobe on a 1.5x grid reaching recall@10 >= 0.95 under uniform
-    random filters of selectivity 1 / 0.5 / 0.1 / 0.01 / 0.001 (``python -m bench.ann_backends
+    random filters of selectivity 1 / 0.5 / 0.1 / 0.01 / 0.001 (``python -m bench ann-backends
     --calibrate``, 200 queries):
 
     - 200,000 MiniLM vectors, 1,789 lists, measured nprobe10 = 192: ivf needed 128 / 192 /
@@ -196,6 +197,13 @@ def held_out_rows(n: int, seed: int = 0) -> npt.NDArray[np.int64]:
     if held == 0:
         return np.empty(0, dtype=np.int64)
     return np.sort(np.random.default_rng(seed).choice(n, held, replace=False)).astype(np.int64)
+
+
+def measured_hnsw_effort(k: int, selectivity: float, n: int, ef10: int | None, ef50: int | None) -> int:
+    """:func:`hnsw_effort` anchored on the ``ef`` measured at build time for k = 10 and 50
+    (:func:`graph_ef` when they were not measured: an index built before calibration existed)."""
+    measured = ef_for_k(k, ef10, ef50) if ef10 is not None and ef50 is not None else None
+    return hnsw_effort(k, selectivity, n, measured)
 
 
 def ef_for_k(k: int, ef10: int, ef50: int) -> int:
@@ -249,8 +257,7 @@ def _tie_aware_recall(truth: ExactTruth, labels: LabelMatrix, rescored: bool = F
     first ``k`` labels of each row after dropping misses and the query's own label; with
     ``rescored``, the ``k`` best of the row by exact score (the candidates rescored)."""
     k, scores = truth.k, truth.scores
-    tol = 1e-5 * np.maximum(1.0, np.abs(truth.kth))
-    hits = 0
+    found = []
     for i, row in enumerate(labels):
         keep = row >= 0
         if truth.own_labels is not None:
@@ -258,8 +265,8 @@ def _tie_aware_recall(truth: ExactTruth, labels: LabelMatrix, rescored: bool = F
         row = row[keep]
         if rescored:
             row = row[np.argsort(-scores[i, row], kind="stable")]
-        hits += int(np.count_nonzero(scores[i, row[:k]] >= truth.kth[i] - tol[i]))
-    return hits / (k * labels.shape[0])
+        found.append(scores[i, row[:k]])
+    return float(tie_aware_recalls(found, truth.kth, k).mean())
 
 
 def smallest_effort(search: SearchFn, queries: FloatMatrix, truth: ExactTruth,

@@ -37,23 +37,17 @@ from ..errors import CorruptStoreError, InvalidArgumentError
 from .base import (
     AllowBitmap,
     FloatMatrix,
-    GraphParams,
     IndexBase,
     LabelMatrix,
     check_int,
-    chunks,
-    import_backend,
-    progress_bar,
 )
 from .calibration import (
     CALIBRATION_MARGIN,
     EF_GRID,
     calibrate_rerank_ef,
-    check_recall,
-    ef_for_k,
-    held_out_rows,
-    hnsw_effort,
+    measured_hnsw_effort,
 )
+from .hnswlib_index import HnswParams, build_graph
 
 RERANKS = (1, 2, 4)
 _ARRAYS = ("codes", "labels", "counts0", "links0", "up_start", "up_counts", "up_links", "scale",
@@ -67,30 +61,19 @@ def graph_kernels(wait: bool = False) -> ModuleType:
 
 
 @dataclass(frozen=True)
-class GraphInt8Params(GraphParams):
-    """Build parameters of ``hnsw-int8``.
+class GraphInt8Params(HnswParams):
+    """Build parameters of ``hnsw-int8``: those of the hnswlib graph it is built from
+    (:class:`~vecstore.index.hnswlib_index.HnswParams`: ``m``, ``ef_construction``, ``seed``,
+    ``target_recall``, and ``ef``/``ef50`` measured at build time when None), and
 
     Attributes:
-        m, ef_construction: the hnswlib graph's links per node and build breadth.
-        seed: seed of hnswlib's level generator.
-        target_recall: the recall@k the search effort is calibrated for.
-        ef: unfiltered ``ef`` for k = 10; None: measured at build time on held-out rows.
-        ef50: the same for k = 50.
         rerank: candidates rescored exactly per wanted result; None: measured with ``ef``.
     """
 
-    seed: int = 100
-    target_recall: float = 0.95
-    ef: int | None = None
-    ef50: int | None = None
     rerank: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_int("seed", self.seed, 0)
-        check_recall(self.target_recall)
-        check_int("ef", self.ef, 1, 1 << 20, optional=True)
-        check_int("ef50", self.ef50, 1, 1 << 20, optional=True)
         check_int("rerank", self.rerank, 1, 64, optional=True)
 
 
@@ -114,7 +97,7 @@ class Graph:
     max_level: int
 
     def array(self, name: str) -> npt.NDArray[Any]:
-        return getattr(self, name)  # type: ignore[no-any-return]
+        return getattr(self, name)
 
     def fold(self, queries: FloatMatrix) -> tuple[FloatMatrix, npt.NDArray[np.float32]]:
         """Queries with the dequantisation folded in: ``q . x = folded . code + const``."""
@@ -179,9 +162,10 @@ def read_hnswlib_graph(raw: bytes, vectors: FloatMatrix, metric: Metric) -> Grap
     codes = (np.clip(np.rint((ordered - lo) / scale), 0, 255) - 128).astype(np.int8)
     sqnorms = np.einsum("ij,ij->i", ordered, ordered, dtype=np.float64).astype(np.float32) \
         if metric is Metric.L2 else np.empty(0, np.float32)
-    arrays = dict(codes=codes, labels=labels, counts0=counts0, links0=np.ascontiguousarray(links0),
-                  up_start=up_start, up_counts=up_counts, up_links=np.ascontiguousarray(up_links),
-                  scale=scale, offset=lo.astype(np.float32), sqnorms=sqnorms)
+    arrays: dict[str, Any] = {
+        "codes": codes, "labels": labels, "counts0": counts0, "links0": np.ascontiguousarray(links0),
+        "up_start": up_start, "up_counts": up_counts, "up_links": np.ascontiguousarray(up_links),
+        "scale": scale, "offset": lo.astype(np.float32), "sqnorms": sqnorms}
     for a in arrays.values():
         a.flags.writeable = False  # as when loaded (memory-mapped): one compiled variant
     return Graph(entry=int(entry), max_level=int(max_level), **arrays)
@@ -206,30 +190,15 @@ class GraphInt8Index(IndexBase):
     @classmethod
     def _build(cls, vectors: FloatMatrix, metric: Metric, params: GraphInt8Params,
                progress: bool, threads: int | None) -> GraphInt8Index:
-        hnswlib = import_backend("hnswlib")
-        n, d = vectors.shape
-        graph = hnswlib.Index(space=cls._space(metric), dim=d)
-        graph.init_index(max_elements=n, M=params.m, ef_construction=params.ef_construction,
-                         random_seed=params.seed)
+        def calibrate(graph: Any, rest: np.ndarray, held: np.ndarray) -> GraphInt8Params:
+            graph_kernels(wait=True)  # calibration runs hundreds of searches
+            partial = cls(_read(graph, vectors, metric), params, metric, vectors.shape[1])
+            return partial._calibrated(vectors, rest, vectors[held])
+
         measure = params.ef is None or params.ef50 is None or params.rerank is None
-        held = held_out_rows(n) if measure else np.empty(0, np.int64)
-        rest = np.setdiff1d(np.arange(n, dtype=np.int64), held, assume_unique=True)
-        with progress_bar(n, f"building {cls.kind}", progress) as bar:
-            for start, stop in chunks(rest.size):
-                rows = rest[start:stop]
-                graph.add_items(vectors[rows], rows, num_threads=threads or -1)
-                bar.update(stop - start)
-            if held.size:
-                graph_kernels(wait=True)  # calibration runs hundreds of searches
-                partial = cls(_read(graph, vectors, metric), params, metric, d)
-                params = partial._calibrated(vectors, rest, vectors[held])
-                graph.add_items(vectors[held], held, num_threads=threads or -1)
-                bar.update(held.size)
-        if params.ef is None or params.ef50 is None or params.rerank is None:
-            # too few rows to measure: an exhaustive beam costs nothing here
-            params = replace(params, ef=params.ef or max(n, 10), ef50=params.ef50 or max(n, 50),
-                             rerank=params.rerank or 1)
-        return cls(_read(graph, vectors, metric), params, metric, d)
+        graph, params = build_graph(cls.kind, vectors, metric, params, progress, threads,
+                                    measure=measure, calibrate=calibrate)
+        return cls(_read(graph, vectors, metric), params, metric, vectors.shape[1])
 
     def _calibrated(self, vectors: FloatMatrix, indexed_rows: npt.NDArray[np.int64],
                     queries: FloatMatrix) -> GraphInt8Params:
@@ -291,10 +260,7 @@ class GraphInt8Index(IndexBase):
         measured at build time for this k, scaled as hnswlib's filtered search needs
         (:func:`~vecstore.index.calibration.hnsw_effort`)."""
         check_int("k", k, 1)
-        measured = None
-        if self.params.ef is not None and self.params.ef50 is not None:
-            measured = ef_for_k(k, self.params.ef, self.params.ef50)
-        return hnsw_effort(k, selectivity, self._count, measured)
+        return measured_hnsw_effort(k, selectivity, self._count, self.params.ef, self.params.ef50)
 
     def candidates_for(self, k: int) -> int:
         """``k x rerank`` candidates, rescored exactly by the planner (rerank measured at build)."""

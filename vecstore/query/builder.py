@@ -4,19 +4,30 @@ filters and columns as they are given and runs the spec when results are asked f
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import pyarrow as pa
 
 from ..errors import InvalidArgumentError
+from .fusion import make_fusion
+from .rerank import DEFAULT_CANDIDATES, resolve_reranker
 from .results import Hits, Plan
-from .spec import QuerySpec
+from .spec import GroupBy, QuerySpec, Rerank, SearchMode
 
 MAX_K = 100_000
 MAX_OVERSAMPLE = 4096
 Self = TypeVar("Self", bound="_Chain")
+
+
+def _with(obj: Any, **changes: Any) -> Any:
+    """A copy of the frozen dataclass ``obj`` with ``changes`` (what ``dataclasses.replace``
+    does, without re-running ``__init__``: every query step pays it)."""
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__)
+    new.__dict__.update(changes)
+    return new
 
 
 class QuerySource(Protocol):
@@ -31,6 +42,10 @@ class QuerySource(Protocol):
     def run(self, spec: QuerySpec) -> list[Hits]:
         """One :class:`Hits` per query vector of ``spec``."""
 
+    def embed_query(self, text: str) -> np.ndarray | None:
+        """The query vector of ``text`` (raises when the table has no embedder); None when the
+        source embeds it itself where the query runs (a server)."""
+
 
 @dataclass(frozen=True, eq=False)
 class _Chain:
@@ -44,13 +59,14 @@ class _Chain:
         bound to ``params`` (never pasted into the SQL). Calling ``where`` again replaces the
         filter; combine conditions with AND inside one expression."""
         self._source.check_filter(sql)
-        return replace(self, _spec=replace(self._spec, where=sql, params=tuple(params)))
+        return _with(self, _spec=_with(self._spec, where=sql, params=tuple(params)))
 
     def limit(self: Self, k: int) -> Self:
         """Return at most ``k`` rows (default 10)."""
-        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 0 or k > MAX_K:
+        if type(k) is not int and (not isinstance(k, (int, np.integer)) or isinstance(k, bool)) \
+                or k < 0 or k > MAX_K:
             raise InvalidArgumentError(f"limit must be an integer in 0..{MAX_K}, got {k!r}")
-        return replace(self, _spec=replace(self._spec, k=int(k)))
+        return _with(self, _spec=_with(self._spec, k=int(k)))
 
     def rescore(self: Self, oversample: int = 16) -> Self:
         """Take ``k x oversample`` candidates from the binary codes (or ``oversample / 16`` times
@@ -59,18 +75,18 @@ class _Chain:
                 or not 1 <= oversample <= MAX_OVERSAMPLE):
             raise InvalidArgumentError(
                 f"oversample must be an integer in 1..{MAX_OVERSAMPLE}, got {oversample!r}")
-        return replace(self, _spec=replace(self._spec, oversample=int(oversample)))
+        return _with(self, _spec=_with(self._spec, oversample=int(oversample)))
 
     def exact(self: Self, exact: bool = True) -> Self:
         """Score every matching row with float32 vectors (slow, exact: the oracle)."""
-        return replace(self, _spec=replace(self._spec, exact=bool(exact)))
+        return _with(self, _spec=_with(self._spec, exact=bool(exact)))
 
     def select(self: Self, *columns: str) -> Self:
         """Return only these columns besides ``id`` and ``score`` (``"vector"`` adds the vector)."""
         if len(columns) == 1 and isinstance(columns[0], (list, tuple)):
             columns = tuple(columns[0])
         self._source.check_columns(tuple(columns))
-        return replace(self, _spec=replace(self._spec, columns=tuple(columns)))
+        return _with(self, _spec=_with(self._spec, columns=tuple(columns)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,7 +121,8 @@ class BatchQuery(_Chain):
 
 @dataclass(frozen=True, eq=False)
 class Query(_Chain):
-    """A vector query over a table. Every method returns a new Query; nothing runs until
+    """A query over a table: by vector, by keywords (BM25) or both (hybrid), see
+    :meth:`vecstore.Table.search`. Every method returns a new Query; nothing runs until
     ``to_list()``, ``to_arrow()``, ``to_pandas()``, ``hits()`` or ``explain()``.
 
     >>> import vecstore, tempfile
@@ -135,3 +152,50 @@ class Query(_Chain):
     def explain(self) -> Plan:
         """Run the query and return the plan it used (print it for a readable report)."""
         return self.hits().plan
+
+    def fusion(self, kind: str, *, k: int | None = None, alpha: float | None = None,
+               candidates: int | None = None) -> Query:
+        """How a hybrid query fuses its vector and keyword rankings: ``"rrf"`` (reciprocal
+        ranks, ``k=60``), ``"weighted"`` (min-max normalised scores, ``alpha`` the vector
+        ranker's weight) or ``"zscore"`` (standardised scores, the default); ``candidates``:
+        rows each ranker contributes (default ``max(100, 4 x limit)``). See
+        :mod:`vecstore.query.fusion`."""
+        if self._spec.mode is not SearchMode.HYBRID:
+            raise InvalidArgumentError(
+                f"fusion() merges the rankings of a hybrid search; this query's mode is "
+                f"{self._spec.mode.value!r} (use tbl.search(text, mode=\"hybrid\"))")
+        f = make_fusion(kind, k=k, alpha=alpha, candidates=candidates)
+        return _with(self, _spec=_with(self._spec, fusion=f))
+
+    def group_by(self, column: str, *, per_group: int = 1) -> Query:
+        """Return the best ``per_group`` rows of each of the best ``limit`` groups of rows that
+        share a value of ``column`` (e.g. ``"doc_id"``: one hit per document), best group
+        first. A row whose value is null is a group of its own."""
+        if not isinstance(column, str) or column == "vector":
+            raise InvalidArgumentError(f"group_by takes the name of an attribute column, got {column!r}")
+        self._source.check_columns((column,))
+        if not isinstance(per_group, (int, np.integer)) or isinstance(per_group, bool) \
+                or not 1 <= per_group <= MAX_K:
+            raise InvalidArgumentError(f"per_group must be an integer in 1..{MAX_K}, got {per_group!r}")
+        return _with(self, _spec=_with(self._spec, group_by=GroupBy(column, int(per_group))))
+
+    def rerank(self, reranker: Any, *, candidates: int = DEFAULT_CANDIDATES,
+               column: str | None = None) -> Query:
+        """Re-score the best ``candidates`` rows with ``reranker`` and return them in its order
+        (scores are the reranker's): a sentence-transformers ``CrossEncoder`` or the path of a
+        local CrossEncoder directory, any callable ``(query, texts) -> scores``, or
+        ``"feedback"`` (pseudo-relevance feedback with the table's vectors, no model). The
+        text read is the keyword columns, or ``column``. See :mod:`vecstore.query.rerank`."""
+        if (not isinstance(candidates, (int, np.integer)) or isinstance(candidates, bool)
+                or not 1 <= candidates <= MAX_K):
+            raise InvalidArgumentError(f"candidates must be an integer in 1..{MAX_K}, got {candidates!r}")
+        if column is not None:
+            self._source.check_columns((column,))
+        resolved = resolve_reranker(reranker)
+        spec = self._spec
+        if getattr(resolved, "needs_vector", False) and spec.vectors is None:
+            assert spec.text is not None
+            vector = self._source.embed_query(spec.text)
+            if vector is not None:
+                spec = _with(spec, vectors=vector[None, :])
+        return _with(self, _spec=_with(spec, rerank=Rerank(resolved, int(candidates), column)))

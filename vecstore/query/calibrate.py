@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..config import PlannerSettings
+from ..evaluation import tie_aware_recalls
 from ..storage.manifest import ScanCalibration
 from ..storage.snapshot import Snapshot
 from .planner import SearchRequest
@@ -37,17 +38,15 @@ K = 10
 
 
 def _recall(found: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], truth_rows: npt.NDArray[np.int64],
-            truth_scores: npt.NDArray[np.float32], own: int) -> tuple[int, int]:
-    """(hits, wanted) of one query: a found row counts when its exact score reaches the k-th
-    exact score (ties count), its own row excluded from both."""
-    t_keep = truth_rows != own
-    kth_scores = truth_scores[t_keep][:K]
-    if kth_scores.size == 0:
-        return 0, 0
-    kth = float(kth_scores[-1])
-    keep = found != own
-    got = scores[keep][:kth_scores.size]
-    return int(np.count_nonzero(got >= kth - 1e-5 * max(1.0, abs(kth)))), int(kth_scores.size)
+            truth_scores: npt.NDArray[np.float32], own: int) -> tuple[float, int]:
+    """(hits, wanted) of one query: tie-aware (:mod:`vecstore.evaluation`), its own row
+    excluded from both answers. The scan's scores are exact (its last stage is float32)."""
+    expected = truth_scores[truth_rows != own][:K]
+    if expected.size == 0:
+        return 0.0, 0
+    got = scores[found != own][:expected.size]
+    recall = tie_aware_recalls([got], [expected[-1]], expected.size)[0]
+    return float(recall) * expected.size, int(expected.size)
 
 
 def calibrate_scan(snap: Snapshot, settings: PlannerSettings, target: float = 0.95,
@@ -69,7 +68,7 @@ def calibrate_scan(snap: Snapshot, settings: PlannerSettings, target: float = 0.
         truth = [scan(snap, r, settings)[:2] for r in base]
         chosen = UNREACHED
         for oversample in OVERSAMPLE_GRID:
-            hits = wanted = 0
+            hits, wanted = 0.0, 0
             for i, r in enumerate(base):
                 found, scores, _ = scan(snap, replace(r, exact=False, oversample=oversample), settings)
                 h, w = _recall(found, scores, truth[i][0], truth[i][1], int(queries[i]))

@@ -22,14 +22,17 @@ import numpy as np
 import numpy.typing as npt
 
 from ..config import PlannerSettings
-from ..errors import InvalidArgumentError
+from ..errors import CorruptStoreError, InvalidArgumentError
+from ..storage.files import open_in_table
 from ..storage.manifest import IndexEntry, ScanCalibration
 from ..storage.snapshot import Snapshot
 from .calibrate import calibrate_scan
 from .filters import ROW_COLUMN, FilterEngine
-from .indexed import IndexView, Prefetched, search_index, search_index_batch
+from .indexed import IndexView, Prefetched, search_index, search_index_batch, search_index_quick
+from .keyword import KeywordView
 from .planner import SearchRequest, resolve_oversample
-from .results import Hits, Stage
+from .results import Hits, Plan, Stage
+from .retrieval import run_retrieval
 from .scan import batch_binary_candidates, scan
 from .spec import QuerySpec
 
@@ -47,6 +50,7 @@ class Executor:
         self._filters: tuple[int, FilterEngine] | None = None
         self._indexes: dict[str, Any] = {}  # index path -> loaded index
         self._views: tuple[int, IndexView | None] | None = None
+        self._keyword: tuple[int, KeywordView] | None = None
 
     # -- filters ------------------------------------------------------------------------------
     def filter_engine(self, snap: Snapshot) -> FilterEngine:
@@ -76,12 +80,24 @@ class Executor:
         with self._guard:
             self._indexes[entry.path] = index
 
-    def _load(self, entry: IndexEntry) -> Any:
+    def _load(self, snap: Snapshot, entry: IndexEntry) -> Any:
         index = self._indexes.get(entry.path)
         if index is None:
-            from ..index import load_index
+            from ..index import INDEX_KINDS, load_index
 
-            index = load_index(entry.kind, self.table_dir / entry.path, entry.params)
+            if entry.kind not in INDEX_KINDS:
+                raise CorruptStoreError(
+                    f"version {snap.version} of the table in {self.table_dir} names an index of "
+                    f"unknown kind {entry.kind!r}; rebuild it with create_index")
+            try:  # no link on the way to the index directory (load_index checks the rest)
+                os.close(open_in_table(self.table_dir, entry.path, directory=True))
+            except FileNotFoundError:
+                raise CorruptStoreError(
+                    f"index directory {self.table_dir / entry.path} is missing") from None
+            config = snap.manifest.config
+            # the sidecar has no checksum of its own: hold it to what the manifest says
+            expect = {"dim": config.dim, "metric": config.metric.value, "count": entry.count}
+            index = load_index(entry.kind, self.table_dir / entry.path, entry.params, expect=expect)
             self._indexes = {entry.path: index}  # only the current version's index stays loaded
         return index
 
@@ -94,7 +110,7 @@ class Executor:
             view = None
             if snap.manifest.indexes:
                 entry = snap.manifest.indexes[0]
-                view = IndexView.build(snap, self._load(entry), entry)
+                view = IndexView.build(snap, self._load(snap, entry), entry)
             self._views = (snap.version, view)
             return view
 
@@ -102,9 +118,46 @@ class Executor:
         """Measure the scan's oversample on ``snap`` (see :mod:`.calibrate`)."""
         return calibrate_scan(snap, self.settings, target)
 
+    def keyword_view(self, snap: Snapshot) -> KeywordView:
+        """``snap``'s keyword postings and live-row statistics (built once per version)."""
+        with self._guard:
+            cached = self._keyword
+            if cached is not None and cached[0] == snap.version:
+                return cached[1]
+        view = KeywordView(snap)  # outside the lock: may read postings files
+        with self._guard:
+            self._keyword = (snap.version, view)
+        return view
+
     # -- running ------------------------------------------------------------------------------
+    def search_vector(self, snap: Snapshot, query: F32, k: int, rows: I64 | None,
+                      stages: list[Stage], oversample: int | None, exact: bool
+                      ) -> tuple[I64, F32, Plan]:
+        """One vector query's best ``k`` among ``rows`` (every live row when None), by the
+        strategy the planner picks: the vector ranker of keyword-aware queries."""
+        req = SearchRequest(query=query, k=k,
+                            oversample=resolve_oversample(oversample, rows is not None, self.settings,
+                                                          snap.manifest.scan, snap.num_rows),
+                            oversample_set=oversample is not None, exact=exact, rows=rows)
+        view = self.index_view(snap)
+        if view is not None:
+            return search_index(snap, view, req, self.settings, stages)
+        return scan(snap, req, self.settings, stages)
+
     def run(self, snap: Snapshot, spec: QuerySpec) -> list[Hits]:
         """One :class:`Hits` per query vector of ``spec``, in order."""
+        if (spec.plain_vector and spec.where is None and spec.vectors is not None
+                and len(spec.vectors) == 1 and not spec.exact and spec.k > 0 and spec.columns is None):
+            view = self.index_view(snap)
+            if view is not None and view.whole:
+                # the common query, kept lean: one index search, no per-query objects but Hits
+                req = SearchRequest(query=spec.vectors[0], k=spec.k,
+                                    oversample=resolve_oversample(spec.oversample, False, self.settings,
+                                                                  snap.manifest.scan, snap.num_rows),
+                                    oversample_set=spec.oversample is not None, exact=False, rows=None)
+                quick = search_index_quick(snap, view, req, self.settings)
+                if quick is not None:
+                    return [Hits(quick[0], quick[1], quick[2], snap.default_columns, snap)]
         if spec.columns is not None:
             known = set(snap.attribute_names()) | {"vector"}
             unknown = [c for c in spec.columns if c not in known]
@@ -116,6 +169,11 @@ class Executor:
             t = time.perf_counter()
             rows = self.match_rows(snap, spec.where, spec.params)
             filter_stages = [Stage("filter", snap.num_rows, int(rows.size), time.perf_counter() - t)]
+        if not spec.plain_vector:  # keyword, hybrid, grouped or reranked: one query, the filter first
+            columns = list(dict.fromkeys(["id", *(spec.columns if spec.columns is not None
+                                                  else snap.manifest.schema.names)]))
+            return [run_retrieval(self, snap, spec, rows, filter_stages, columns)]
+        assert spec.vectors is not None
         oversample = resolve_oversample(spec.oversample, rows is not None, self.settings,
                                         snap.manifest.scan, snap.num_rows)
         reqs = [SearchRequest(query=v, k=spec.k, oversample=oversample,

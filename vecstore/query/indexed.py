@@ -11,8 +11,8 @@ row that matches. :mod:`.planner` decides which search to run.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -42,6 +42,13 @@ class IndexView:
     fresh: I64  # live global rows the index does not cover, sorted
     live_labels: int
     live_allow: npt.NDArray[np.bool_] | None  # labels still live; None when all are
+    attempts: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # unfiltered, by (k, ...)
+
+    @property
+    def whole(self) -> bool:
+        """Whether the index alone answers an unfiltered query: its scores are exact, every
+        label is live and no row was added since the build."""
+        return self.index.exact_scores and self.live_allow is None and self.fresh.size == 0
 
     @classmethod
     def build(cls, snap: Snapshot, index: Any, entry: IndexEntry) -> IndexView:
@@ -114,6 +121,37 @@ class BatchStart:
 
     answers: list[tuple[I64, F32, Plan] | None]
     prefetched: list[Prefetched | None]
+
+
+def search_index_quick(snap: Snapshot, view: IndexView, req: SearchRequest, settings: PlannerSettings,
+                       ) -> tuple[I64, F32, Callable[[], Plan]] | None:
+    """An unfiltered request answered by a :attr:`IndexView.whole` index alone: one search, its
+    labels mapped to rows, the plan described only when asked for. None when the index came
+    back short (the caller runs :func:`search_index`)."""
+    key = (req.k, req.oversample, req.oversample_set)
+    att = view.attempts.get(key)
+    count = len(view.label_rows)
+    if att is None:
+        att = view.attempts[key] = index_attempt(view.index, view.kind, req, view.live_labels, count,
+                                                 False, settings)
+    t = time.perf_counter()
+    scores, labels = view.index.search_prepared(index_queries(view.index, req.query), att.want, None,
+                                                count, att.effort)
+    seconds = time.perf_counter() - t
+    labels, scores = labels[0], scores[0]
+    if labels[-1] < 0:  # misses are padded at the end
+        keep = labels >= 0
+        labels, scores = labels[keep], scores[keep]
+    if labels.size < min(req.k, snap.num_rows):
+        return None
+    rows, scores = view.label_rows[labels[:req.k]], scores[:req.k]
+
+    def plan() -> Plan:
+        return Plan(strategy=att.strategy, reason=att.reason, table_rows=snap.num_rows, k=req.k,
+                    oversample=req.oversample, index=view.kind,
+                    stages=(Stage(f"{view.kind} ef={att.effort}", count, int(labels.size), seconds),))
+
+    return rows, scores, plan
 
 
 def search_index_batch(snap: Snapshot, view: IndexView, reqs: list[SearchRequest],

@@ -35,6 +35,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..storage.arrays import to_numpy
 from .sqltypes import (
     Comparison,
     Typed,
@@ -140,7 +141,7 @@ class Column:
             if self.data.null_count == 0:
                 self._valid = np.ones(self.n, dtype=bool)
             else:
-                self._valid = np.asarray(pc.is_valid(self.data).to_numpy(zero_copy_only=False), dtype=bool)
+                self._valid = to_numpy(pc.is_valid(self.data))
         return self._valid
 
     @property
@@ -154,13 +155,13 @@ class Column:
             fill: Any = False if self.kind == "bool" else 0
             if data.null_count:
                 data = pc.fill_null(data, fill)
-            self._values = np.asarray(data.to_numpy())
+            self._values = to_numpy(data)
         return self._values
 
     def sorted(self) -> _Sorted:
         if self._sorted is None:
             if self.kind == "string":
-                perm = pc.array_sort_indices(self.data, null_placement="at_end").to_numpy().astype(np.int64)
+                perm = to_numpy(pc.array_sort_indices(self.data, null_placement="at_end")).astype(np.int64)
                 perm = perm[: self.n - self.data.null_count]
                 keys = self.data.take(pa.array(perm)).combine_chunks()
                 if isinstance(keys, pa.ChunkedArray):
@@ -218,10 +219,10 @@ class Column:
             if self.data.num_chunks == 0:
                 arr = pa.array([], self.type)
             values = pc.list_flatten(arr)
-            parents = pc.list_parent_indices(arr).to_numpy().astype(np.int64)
-            keep = pc.is_valid(values).to_numpy(zero_copy_only=False)
+            parents = to_numpy(pc.list_parent_indices(arr)).astype(np.int64)
+            keep = to_numpy(pc.is_valid(values))
             if pa.types.is_integer(self.type.value_type):
-                vals: Any = pc.fill_null(values, 0).to_numpy()[keep]
+                vals: Any = to_numpy(pc.fill_null(values, 0))[keep]
             else:
                 vals = values.filter(pa.array(keep))
             self._flat = (vals, parents[keep])
@@ -500,7 +501,7 @@ class _ListContains(Node):
         else:
             if v.kind != "varchar" or not _is_utf8(v.value):
                 raise Unsupported("list element is not a string")
-            hit = pc.equal(vals, v.value).to_numpy(zero_copy_only=False)
+            hit = to_numpy(pc.equal(vals, v.value), fill=False)
         return _mask(self.col.n, parents[hit])
 
     def false(self, params: Sequence[Any]) -> Mask:

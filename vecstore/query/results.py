@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,6 +24,8 @@ class Strategy(str, enum.Enum):
       filtered afterwards (a filter keeping most rows).
     - ``index-filtered``: the filter passed into the index search (an allow bitmap).
     - ``fresh-rows``: no indexed row matches; only rows added since the index was built.
+    - ``keyword``: BM25 over the postings of the rows that match the filter (keyword mode).
+    - ``hybrid``: a vector ranking and a keyword ranking, fused (``Plan.rankers``).
     """
 
     EXACT_SCAN = "exact-scan"
@@ -33,6 +35,8 @@ class Strategy(str, enum.Enum):
     INDEX_THEN_FILTER = "index-then-filter"
     INDEX_FILTERED = "index-filtered"
     FRESH_ROWS = "fresh-rows"
+    KEYWORD = "keyword"
+    HYBRID = "hybrid"
 
     @property
     def uses_index(self) -> bool:
@@ -56,6 +60,22 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class RankerPlan:
+    """One ranking a keyword or hybrid query ran: how many candidates it gave and what it did
+    (the query terms with their document frequencies; the vector search's own plan)."""
+
+    name: str
+    candidates: int
+    seconds: float
+    detail: str
+    plan: Plan | None = None
+
+    def __str__(self) -> str:
+        return (f"{self.name}: {self.candidates:,} candidates in {self.seconds * 1e3:.3f} ms; "
+                f"{self.detail}")
+
+
+@dataclass(frozen=True)
 class Plan:
     """The strategy the planner chose for a query, why, and what each stage did.
 
@@ -75,6 +95,11 @@ class Plan:
     stages: tuple[Stage, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
     fallback_from: Strategy | None = None
+    mode: str = "vector"
+    rankers: tuple[RankerPlan, ...] = ()
+    fusion: str | None = None
+    group_by: str | None = None
+    rerank: str | None = None
 
     @property
     def selectivity(self) -> float:
@@ -101,7 +126,7 @@ class Plan:
         return 0
 
     def __str__(self) -> str:
-        lines = [f"strategy: {self.strategy.value} ({self.reason})"]
+        lines = [f"mode: {self.mode}", f"strategy: {self.strategy.value} ({self.reason})"]
         if self.fallback_from is not None:
             lines.append(f"fell back from: {self.fallback_from.value}")
         lines.append(f"table rows: {self.table_rows:,}")
@@ -113,6 +138,14 @@ class Plan:
         if self.index:
             lines.append(f"index: {self.index}")
         lines.append(f"k: {self.k}, oversample: {self.oversample}")
+        for r in self.rankers:
+            lines.append(f"ranker {r}")
+        if self.fusion is not None:
+            lines.append(f"fusion: {self.fusion}")
+        if self.group_by is not None:
+            lines.append(f"group by: {self.group_by}")
+        if self.rerank is not None:
+            lines.append(f"rerank: {self.rerank}")
         lines.append("stages:")
         lines.extend(f"  {s}" for s in self.stages)
         lines.append(f"total: {self.seconds * 1e3:.3f} ms")
@@ -136,14 +169,21 @@ class Hits:
     rows found.
     """
 
-    def __init__(self, rows: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], plan: Plan,
-                 columns: Sequence[str], source: RowSource) -> None:
+    def __init__(self, rows: npt.NDArray[np.int64], scores: npt.NDArray[np.float32],
+                 plan: Plan | Callable[[], Plan], columns: Sequence[str], source: RowSource) -> None:
         self._rows = rows
-        self._scores = np.asarray(scores, dtype=np.float32)
-        self._columns = list(columns)
+        self._scores = scores if scores.dtype == np.float32 else scores.astype(np.float32)
+        self._columns = columns
         self._source = source
         self._table: pa.Table | None = None
-        self.plan = plan
+        self._plan = plan
+
+    @property
+    def plan(self) -> Plan:
+        """The plan that found these rows (described only when asked for)."""
+        if not isinstance(self._plan, Plan):
+            self._plan = self._plan()
+        return self._plan
 
     def __len__(self) -> int:
         return int(self._rows.size)
@@ -166,7 +206,7 @@ class Hits:
 
     def to_arrow(self) -> pa.Table:
         if self._table is None:
-            table = self._source.take(self._rows, self._columns)
+            table = self._source.take(self._rows, list(self._columns))
             self._table = table.add_column(1, "score", pa.array(self._scores, type=pa.float32()))
         return self._table
 

@@ -2,18 +2,72 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import InvalidArgumentError
+
+
+class SearchMode(str, enum.Enum):
+    """What ranks the rows of a text query (``tbl.search(text, mode=...)``).
+
+    - ``vector``: similarity of the query's embedding to the rows' vectors;
+    - ``keyword``: BM25 over the table's keyword columns (no embedder, no model);
+    - ``hybrid``: both, fused (:class:`Fusion`).
+    """
+
+    VECTOR = "vector"
+    KEYWORD = "keyword"
+    HYBRID = "hybrid"
+
+    @classmethod
+    def parse(cls, value: str | SearchMode) -> SearchMode:
+        if isinstance(value, SearchMode):
+            return value
+        if isinstance(value, str):
+            for m in cls:
+                if m.value == value.strip().lower():
+                    return m
+        raise InvalidArgumentError(
+            f"unknown search mode {value!r}; expected one of {', '.join(repr(m.value) for m in cls)}")
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How hybrid search merges its two rankings (see :mod:`.fusion`)."""
+
+    kind: str = "zscore"
+    k: int = 60  # rrf: the rank constant
+    alpha: float = 0.5  # weighted: the vector ranker's weight (1 - alpha: the keyword ranker's)
+    candidates: int | None = None  # rows each ranker contributes; None: max(100, 4 x limit)
+
+
+@dataclass(frozen=True)
+class GroupBy:
+    """One hit (or ``per_group``) per distinct value of ``column``."""
+
+    column: str
+    per_group: int = 1
+
+
+@dataclass(frozen=True, eq=False)
+class Rerank:
+    """A second ranking of the best ``candidates`` rows (see :mod:`.rerank`)."""
+
+    reranker: Any  # a resolved reranker: .name and .score(query, rows, context) -> scores
+    candidates: int = 50
+    column: str | None = None  # the text the reranker reads; None: the keyword columns
+
 
 @dataclass(frozen=True, eq=False)
 class QuerySpec:
     """What to search for and how; built step by step by :class:`~vecstore.Query`."""
 
-    vectors: npt.NDArray[np.float32]  # (n, dim): one row per query, validated
+    vectors: npt.NDArray[np.float32] | None  # (n, dim): one row per query, validated; None: keyword
     where: str | None = None
     params: tuple[Any, ...] = ()
     k: int = 10
@@ -21,3 +75,13 @@ class QuerySpec:
     exact: bool = False
     columns: tuple[str, ...] | None = None  # None: every attribute
     threads: int | None = None  # batch queries: threads to finish them on (None: every core)
+    text: str | None = None  # the query text (keyword and hybrid modes; kept for reranking)
+    mode: SearchMode = SearchMode.VECTOR
+    fusion: Fusion | None = None  # hybrid: None is the default fusion
+    group_by: GroupBy | None = None
+    rerank: Rerank | None = None
+
+    @property
+    def plain_vector(self) -> bool:
+        """Whether the vector path alone answers it (no keywords, grouping or reranking)."""
+        return self.mode is SearchMode.VECTOR and self.group_by is None and self.rerank is None

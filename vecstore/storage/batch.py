@@ -149,11 +149,20 @@ def declared_schema(schema: pa.Schema | None) -> pa.Schema:
     return pa.schema(fields)
 
 
+def _check_unique_columns(table: pa.Table) -> pa.Table:
+    names = table.column_names
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise SchemaError(f"the rows have column {dup!r} {names.count(dup)} times; give each "
+                          f"column once (columns: {', '.join(map(repr, names))})")
+    return table
+
+
 def _to_table(rows: Any) -> tuple[pa.Table, list[dict[str, Any]] | None]:
     if isinstance(rows, pa.Table):
-        return rows, None
+        return _check_unique_columns(rows), None
     if isinstance(rows, pa.RecordBatch):
-        return pa.Table.from_batches([rows]), None
+        return _check_unique_columns(pa.Table.from_batches([rows])), None
     if type(rows).__name__ == "DataFrame" and hasattr(rows, "to_dict"):
         try:
             return pa.Table.from_pandas(rows, preserve_index=False), None

@@ -4,6 +4,12 @@ A table directory holds ``_versions/<version, 20 digits>.json``. A commit writes
 to a temporary name, fsyncs it and publishes it with ``link`` (which fails if another writer
 published that version first), then fsyncs the directory. A manifest that is not published does
 not exist for readers, so a crash mid-commit leaves the previous version in force.
+
+A manifest is read as untrusted input even when its checksum matches (anyone can recompute a
+CRC): every path it names must have the shape vecstore writes (``data/<32 hex>.arrow`` for
+segment and tombstone files, ``indexes/<32 hex>`` for an index directory), so it stays inside
+the table directory, and its counts must be consistent. Anything else is a
+:class:`~vecstore.errors.CorruptStoreError` naming the manifest and the value.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import pyarrow as pa
 
 from ..config import TableConfig
 from ..errors import CorruptStoreError, NotFoundError
-from .files import ensure_dir, write_bytes_atomic
+from .files import open_in_table, read_in_table, write_bytes_atomic
 
 FORMAT_VERSION = 1
 """Bumped whenever a change to the on-disk format means older readers cannot read new stores."""
@@ -30,6 +36,11 @@ FORMAT_VERSION = 1
 VERSIONS_DIR = "_versions"
 DATA_DIR = "data"
 _VERSION_RE = re.compile(r"^(\d{20})\.json$")
+SEGMENT_PATH = re.compile(r"data/[0-9a-f]{32}\.arrow")
+"""The only shape of a segment or tombstone path in a manifest (``fullmatch``)."""
+INDEX_PATH = re.compile(r"indexes/[0-9a-f]{32}")
+"""The only shape of an index directory path in a manifest (``fullmatch``)."""
+_MANIFEST_LIMIT = 256 << 20  # a manifest lists files; one this large is not one of ours
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,9 @@ class SegmentEntry:
     merged_from: tuple[tuple[str, int, int], ...] = ()
     """Segments this one was merged from whose rows it holds unchanged and in order, as
     ``(data path, rows, offset here)``: an index built over them still finds its rows."""
+    postings: FileRef | None = None
+    """The segment's keyword postings (:mod:`.postings`); None when it was written before
+    keyword search existed or holds none of the keyword columns."""
 
     @property
     def live_rows(self) -> int:
@@ -75,6 +89,8 @@ class SegmentEntry:
         }
         if self.merged_from:
             out["merged_from"] = [list(m) for m in self.merged_from]
+        if self.postings is not None:
+            out["postings"] = self.postings.to_json()
         return out
 
     @classmethod
@@ -86,6 +102,7 @@ class SegmentEntry:
             deletions=FileRef.from_json(d["deletions"]) if d.get("deletions") else None,
             deleted=int(d.get("deleted", 0)),
             merged_from=tuple((str(p), int(r), int(o)) for p, r, o in d.get("merged_from", ())),
+            postings=FileRef.from_json(d["postings"]) if d.get("postings") else None,
         )
 
 
@@ -114,12 +131,19 @@ class IndexEntry:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> IndexEntry:
+        if not (isinstance(d, dict) and isinstance(d.get("kind"), str)
+                and isinstance(d.get("params", {}), dict) and isinstance(d.get("path"), str)
+                and _is_int(d.get("count")) and isinstance(d.get("segments"), list)
+                and all(isinstance(s, list) and len(s) == 2 and isinstance(s[0], str)
+                        and _is_int(s[1]) for s in d["segments"])):
+            raise ValueError(f"index entry {d!r} is not a kind, params, path, count and "
+                             f"a list of [segment path, rows]")
         return cls(
-            kind=str(d["kind"]),
+            kind=d["kind"],
             params=dict(d.get("params") or {}),
-            path=str(d["path"]),
-            count=int(d["count"]),
-            segments=tuple((str(path), int(rows)) for path, rows in d["segments"]),
+            path=d["path"],
+            count=d["count"],
+            segments=tuple((path, rows) for path, rows in d["segments"]),
             built_at_version=int(d.get("built_at_version", 0)),
         )
 
@@ -149,6 +173,10 @@ class ScanCalibration:
         return cls(oversample=int(d["oversample"]), filtered_oversample=int(d["filtered_oversample"]),
                    target_recall=float(d["target_recall"]), rows=int(d["rows"]),
                    version=int(d["version"]))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def schema_to_b64(schema: pa.Schema) -> str:
@@ -224,10 +252,16 @@ def manifest_path(table_dir: Path, version: int) -> Path:
 
 
 def list_versions(table_dir: Path) -> list[int]:
+    """Published versions, oldest first; [] when there is no table at ``table_dir``. A table
+    directory or ``_versions`` that is a link or not a directory is a CorruptStoreError."""
     try:
-        names = os.listdir(table_dir / VERSIONS_DIR)
+        fd = open_in_table(table_dir, VERSIONS_DIR, directory=True)
     except FileNotFoundError:
         return []
+    try:
+        names = os.listdir(fd)
+    finally:
+        os.close(fd)
     return sorted(int(m.group(1)) for n in names if (m := _VERSION_RE.match(n)))
 
 
@@ -248,7 +282,7 @@ def latest_version(table_dir: Path, known: int = 0) -> int:
 def read_manifest(table_dir: Path, version: int) -> Manifest:
     path = manifest_path(table_dir, version)
     try:
-        raw = path.read_bytes()
+        raw = read_in_table(table_dir, f"{VERSIONS_DIR}/{path.name}", limit=_MANIFEST_LIMIT)
     except FileNotFoundError:
         raise NotFoundError(f"table version {version} does not exist ({path})") from None
     try:
@@ -268,12 +302,89 @@ def read_manifest(table_dir: Path, version: int) -> Manifest:
         raise CorruptStoreError(f"manifest {path} is unreadable: {exc}") from exc
     if manifest.version != version:
         raise CorruptStoreError(f"manifest {path} claims version {manifest.version}")
+    check_entries(manifest, path)
     return manifest
 
 
+def check_entries(manifest: Manifest, path: Path) -> None:
+    """Refuse a manifest whose files could lie outside the table or whose counts disagree.
+
+    Paths must have exactly the shape vecstore writes, which keeps them inside the table's
+    ``data/`` or ``indexes/`` directory (no ``..``, no absolute path, no other directory); the
+    reader then opens them without following links (see ``files.open_in_table``).
+    """
+    def bad(what: str, value: object, expected: str) -> CorruptStoreError:
+        return CorruptStoreError(
+            f"manifest {path} has {what} {value!r}, expected {expected}; the manifest was "
+            f"altered (its checksum was recomputed): older versions stay readable with "
+            f"open_table(name, version=...)"
+        )
+
+    def count(what: str, value: object, low: int = 0, high: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low \
+                or (high is not None and value > high):
+            raise bad(what, value, f"an integer in [{low}, {high if high is not None else 'inf'}]")
+        return value
+
+    rows_of: dict[str, int] = {}
+    for i, seg in enumerate(manifest.segments):
+        for ref in (seg.data, seg.deletions):
+            if ref is None:
+                continue
+            if not SEGMENT_PATH.fullmatch(ref.path):
+                raise bad(f"segment {i} file path", ref.path, "'data/<32 hex digits>.arrow'")
+            count(f"segment {i} byte count", ref.bytes)
+            count(f"segment {i} crc32", ref.crc32, 0, 0xFFFFFFFF)
+        rows = count(f"segment {i} row count", seg.rows)
+        count(f"segment {i} deleted count", seg.deleted, 0, rows)
+        rows_of[seg.data.path] = rows
+        for src, src_rows, at in seg.merged_from:  # where its sources' rows sit in it
+            if not SEGMENT_PATH.fullmatch(src):
+                raise bad(f"segment {i} merged-from path", src, "'data/<32 hex digits>.arrow'")
+            count(f"segment {i} merged-from offset", at, 0, rows - count(
+                f"segment {i} merged-from row count", src_rows, 0, rows))
+    for i, entry in enumerate(manifest.indexes):
+        if not INDEX_PATH.fullmatch(entry.path):
+            raise bad(f"index {i} path", entry.path, "'indexes/<32 hex digits>'")
+        total = count(f"index {i} count", entry.count)
+        seen = 0
+        for seg_path, rows in entry.segments:
+            if not SEGMENT_PATH.fullmatch(seg_path):
+                raise bad(f"index {i} segment", seg_path, "data/<32 hex digits>.arrow")
+            count(f"index {i} segment row count", rows)
+            if seg_path in rows_of and rows_of[seg_path] != rows:
+                raise bad(f"index {i} segment {seg_path} row count", rows,
+                          f"{rows_of[seg_path]} as the segment entry says")
+            seen += rows
+        if seen != total:
+            raise bad(f"index {i} count", total, f"{seen}, the sum of its segments' rows")
+
+
+def check_not_rolled_back(table_dir: Path, newest: int, mark: int) -> None:
+    """Refuse a table whose newest manifest is older than its high-water mark (see
+    ``locks.high_water_mark``): a version that was committed has had its manifest deleted, and
+    reading (or writing on top of) the older one would silently roll the table back and publish
+    that version number twice."""
+    if mark > newest:
+        raise CorruptStoreError(
+            f"table {table_dir.name!r} committed version {mark} (the high-water mark in "
+            f"{table_dir / '_lock'}), but its newest manifest on disk is version {newest}: "
+            f"{table_dir / VERSIONS_DIR}/{mark:020d}.json was deleted. Restore it from a backup; "
+            f"older versions stay readable read-only with open_table(name, version=...)")
+
+
 def write_manifest(table_dir: Path, manifest: Manifest) -> None:
-    """Publish ``manifest``; raises FileExistsError if that version was published already."""
-    ensure_dir(table_dir / VERSIONS_DIR)
+    """Publish ``manifest``; raises FileExistsError if that version was published already.
+
+    ``_versions`` must exist (table creation makes it): a commit never creates a table's
+    directories, so a writer of a dropped table cannot bring it back.
+    """
+    try:
+        os.close(open_in_table(table_dir, VERSIONS_DIR, directory=True))  # refuses a link
+    except FileNotFoundError:
+        raise NotFoundError(
+            f"table {table_dir.name!r} was dropped: {table_dir / VERSIONS_DIR} is gone"
+        ) from None
     body = manifest.to_json()
     body["checksum"] = _checksum(body)
     data = json.dumps(body, indent=1, sort_keys=True).encode("utf-8")

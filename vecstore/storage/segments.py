@@ -4,27 +4,41 @@ A segment holds, per row: ``id``, the attribute columns, ``vector`` (float32), `
 vector's L2 norm), ``_i8`` (int8 codes) and ``_bin`` (sign bits). Columns are contiguous in the
 file, so a scan of ``_bin`` touches only the pages of the codes; float32 vectors are read from the
 page cache only for the few candidates that reach the last rescoring stage.
+
+A segment is opened once, without following links (``files.open_in_table``), checked to be a
+regular file of the recorded size and CRC through that descriptor, and memory-mapped through the
+same descriptor (``/proc/self/fd``, on Linux): what is verified is what is read.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from ..config import Metric, TableConfig
 from ..errors import CorruptStoreError
 from ..vectors import row_norms
-from .codes import Quantizer, binary_bytes
-from .files import crc32_file, ensure_dir, write_atomic
-from .manifest import DATA_DIR, FileRef
+from .arrays import to_numpy
+from .codes import Quantizer, binary_bytes, normalize_rows
+from .files import crc32_fd, make_subdir, open_in_table, write_atomic
+from .manifest import DATA_DIR, FileRef, SegmentEntry
+
+if TYPE_CHECKING:
+    from .batch import Batch
 
 INTERNAL_COLUMNS = ("vector", "_norm", "_i8", "_bin")
+# where a process's open descriptors can be reopened by path (Linux); elsewhere the checked path
+# is mapped by name
+_FD_DIR = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else ""
 
 
 def vector_columns_schema(dim: int) -> list[pa.Field]:
@@ -41,8 +55,7 @@ def _fixed_list(flat: np.ndarray, width: int, value_type: pa.DataType) -> pa.Fix
 
 
 def _write_ipc(table_dir: Path, subdir: str, table: pa.Table) -> FileRef:
-    directory = table_dir / subdir
-    ensure_dir(directory)
+    directory = make_subdir(table_dir, subdir)
     name = f"{uuid.uuid4().hex}.arrow"
     crc = 0
 
@@ -86,6 +99,17 @@ def write_segment(
     return _write_ipc(table_dir, DATA_DIR, table)
 
 
+def build_segment(table_dir: Path, config: TableConfig, batch: Batch,
+                  previous_center: npt.NDArray[np.float32] | None) -> SegmentEntry:
+    """Write ``batch`` as a new segment of the table in ``table_dir``, its codes calibrated on
+    the batch (from ``previous_center``, the last segment's centre, when given), and return
+    its manifest entry."""
+    code_vectors = normalize_rows(batch.vectors) if config.metric is Metric.COSINE else batch.vectors
+    quantizer = Quantizer.fit(code_vectors, previous_center=previous_center)
+    ref = write_segment(table_dir, batch.ids, batch.attributes, batch.vectors, code_vectors, quantizer)
+    return SegmentEntry(data=ref, rows=len(batch), quantizer=quantizer.to_json())
+
+
 def write_deletions(table_dir: Path, offsets: npt.NDArray[np.int64]) -> FileRef:
     table = pa.table({"offset": pa.array(np.unique(offsets).astype(np.int64))})
     return _write_ipc(table_dir, DATA_DIR, table)
@@ -95,17 +119,18 @@ _verified: set[tuple[str, int, int, int]] = set()
 _verified_lock = threading.Lock()
 
 
-def verify_checksum(path: Path, ref: FileRef) -> None:
-    """Check a file's crc32 against the manifest, once per process per (file, size, mtime).
+def verify_checksum(fd: int, path: Path, ref: FileRef) -> None:
+    """Check an open file's crc32 against the manifest, once per process per (file, size,
+    mtime).
 
     The file is read with plain reads, not through the memory map, so verifying leaves the
     bytes in the page cache rather than in this process's resident memory.
     """
-    st = path.stat()
+    st = os.fstat(fd)
     key = (str(path), st.st_size, st.st_mtime_ns, ref.crc32)
     if key in _verified:
         return
-    crc = crc32_file(path)
+    crc = crc32_fd(fd)
     if crc != ref.crc32:
         raise CorruptStoreError(
             f"file {path} fails its checksum (crc32 {crc:#010x}, the manifest recorded "
@@ -118,23 +143,29 @@ def verify_checksum(path: Path, ref: FileRef) -> None:
 def _open_ipc(table_dir: Path, ref: FileRef, verify: bool) -> pa.Table:
     path = table_dir / ref.path
     try:
-        size = path.stat().st_size
+        fd = open_in_table(table_dir, ref.path)  # no links, a regular file
     except FileNotFoundError:
         raise CorruptStoreError(f"file {path} is missing (referenced by the manifest)") from None
-    if size != ref.bytes:
-        raise CorruptStoreError(
-            f"file {path} has {size} bytes, the manifest recorded {ref.bytes}: truncated or replaced"
-        )
-    if verify:
-        verify_checksum(path, ref)
     try:
-        source = pa.memory_map(str(path), "r")
-        table = pa.ipc.open_file(source).read_all()
-        table.validate(full=verify)
-    except CorruptStoreError:
-        raise
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise CorruptStoreError(f"file {path} is not a readable Arrow file: {exc}") from exc
+        size = os.fstat(fd).st_size
+        if size != ref.bytes:
+            raise CorruptStoreError(
+                f"file {path} has {size} bytes, the manifest recorded {ref.bytes}: truncated or replaced"
+            )
+        if verify:
+            verify_checksum(fd, path, ref)
+        try:
+            # Map the very file that was checked: /proc/self/fd/N reopens the open descriptor's
+            # file, whatever is at the path now. (Python's mmap would keep a descriptor per
+            # segment open; Arrow's map keeps none once the table is read: the mapped region
+            # lives as long as a column refers to it.)
+            source = pa.memory_map(f"{_FD_DIR}/{fd}" if _FD_DIR else str(path), "r")
+            table = pa.ipc.open_file(source).read_all()
+            table.validate(full=verify)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise CorruptStoreError(f"file {path} is not a readable Arrow file: {exc}") from exc
+    finally:
+        os.close(fd)
     return table
 
 
@@ -153,14 +184,14 @@ class Segment:
     def _flat(self, name: str, dtype: type, width: int) -> np.ndarray:
         col = self.table.column(name)
         arr = col.chunk(0) if col.num_chunks == 1 else pa.concat_arrays(col.chunks)
-        values = arr.flatten().to_numpy(zero_copy_only=False)
+        values = to_numpy(arr.flatten())
         return np.ascontiguousarray(values.astype(dtype, copy=False)).reshape(len(arr), width)
 
     def vectors(self) -> npt.NDArray[np.float32]:
         return self._flat("vector", np.float32, self.quantizer.dim)
 
     def norms(self) -> npt.NDArray[np.float32]:
-        return self.table.column("_norm").to_numpy()
+        return to_numpy(self.table.column("_norm"))
 
     def int8_codes(self) -> npt.NDArray[np.int8]:
         return self._flat("_i8", np.int8, self.quantizer.dim)
@@ -186,7 +217,7 @@ def open_segment(table_dir: Path, data: FileRef, deletions: FileRef | None,
         deleted = np.empty(0, dtype=np.int64)
     else:
         dt = _open_ipc(table_dir, deletions, verify)
-        deleted = dt.column("offset").to_numpy().astype(np.int64)
+        deleted = to_numpy(dt.column("offset")).astype(np.int64)
         if deleted.size and (deleted[0] < 0 or deleted[-1] >= rows):
             raise CorruptStoreError(f"file {table_dir / deletions.path} has offsets out of range")
     return Segment(table=table, quantizer=quantizer, deleted=deleted)

@@ -16,8 +16,10 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .arrays import to_numpy
 from .codes import Quantizer
 from .manifest import Manifest, latest_version, read_manifest
+from .postings import Postings, segment_postings
 from .segments import INTERNAL_COLUMNS, Segment, open_segment
 
 I64 = npt.NDArray[np.int64]
@@ -100,6 +102,13 @@ class Snapshot:
         return np.concatenate([s.live_mask() for s in self.segments]) if self.segments \
             else np.zeros(0, dtype=bool)
 
+    def postings(self, s: int) -> Postings:
+        """Segment ``s``'s keyword postings for the version's keyword settings (loaded once per
+        process and file; see :func:`~.postings.segment_postings`)."""
+        entry = self.manifest.segments[s]
+        return segment_postings(self.table_dir, entry.postings, entry.data.path,
+                                self.segments[s].table, self.manifest.config.keyword)
+
     @property
     def has_deletions(self) -> bool:
         return any(s.deleted.size for s in self.segments)
@@ -109,16 +118,22 @@ class Snapshot:
         return np.flatnonzero(self.live_mask).astype(np.int64)
 
     def split(self, rows: I64) -> list[tuple[int, I64]]:
-        """Group sorted-or-not global rows by segment: [(segment index, local offsets)]."""
+        """Group global rows by segment: ``[(segment index, local offsets)]``, each group in the
+        order of ``rows`` (sorted rows, the usual case, are cut at the segment boundaries with
+        one binary search each)."""
         if rows.size == 0:
             return []
         if len(self.segments) == 1:
             return [(0, rows)]
-        seg_of = np.searchsorted(self.bases, rows, side="right") - 1
+        if rows.size > 1 and not bool((rows[1:] >= rows[:-1]).all()):
+            seg_of = np.searchsorted(self.bases, rows, side="right") - 1
+            return [(int(s), rows[seg_of == s] - self.bases[s]) for s in np.unique(seg_of)]
+        cuts = np.searchsorted(rows, self.bases).tolist()
         out = []
-        for s in np.unique(seg_of):
-            sel = rows[seg_of == s]
-            out.append((int(s), (sel - self.bases[s]).astype(np.int64)))
+        for s in range(len(self.segments)):
+            a, b = cuts[s], cuts[s + 1]
+            if b > a:
+                out.append((s, rows[a:b] - self.bases[s]))
         return out
 
     def gather_vectors(self, rows: I64) -> npt.NDArray[np.float32]:
@@ -143,7 +158,7 @@ class Snapshot:
             if column not in seg.table.column_names:
                 continue
             hit = pc.is_in(seg.table.column(column), value_set=value_set)
-            local = np.flatnonzero(hit.to_numpy(zero_copy_only=False))
+            local = np.flatnonzero(to_numpy(hit, fill=False))
             if seg.deleted.size and local.size:
                 local = local[seg.live_mask()[local]]
             found.append(local.astype(np.int64) + self.bases[s])
@@ -177,6 +192,11 @@ class Snapshot:
                 arrays.append(pa.chunked_array([pa.nulls(seg.num_rows, type=target)]))
         return pa.Table.from_arrays(arrays, names=columns)
 
+    @functools.cached_property
+    def default_columns(self) -> tuple[str, ...]:
+        """What a query returns unless told otherwise: ``id`` and every attribute."""
+        return tuple(dict.fromkeys(["id", *self.manifest.schema.names]))
+
     def attribute_names(self) -> list[str]:
         return ["id", *self.manifest.schema.names]
 
@@ -205,7 +225,7 @@ class Snapshot:
             t = arr.type
             if arr.null_count == 0 and (pa.types.is_integer(t) or pa.types.is_floating(t)
                                         or pa.types.is_boolean(t)):
-                col = arr.to_numpy(zero_copy_only=False)
+                col = to_numpy(arr)
             elif pa.types.is_string(t) and arr.offset == 0:
                 col = _Strings(arr)
             else:
@@ -250,6 +270,15 @@ class Snapshot:
         if len(self.segments) == 1:
             return [(0, np.arange(rows.size), rows)]
         seg_of = np.searchsorted(self.bases, rows, side="right") - 1
+        if rows.size <= 64:  # a query's hits: grouped in Python, cheaper than NumPy passes
+            groups: dict[int, list[int]] = {}
+            for i, s in enumerate(seg_of.tolist()):
+                groups.setdefault(s, []).append(i)
+            out = []
+            for s, positions in groups.items():
+                where = np.array(positions, dtype=np.int64)
+                out.append((s, where, rows[where] - self.bases[s]))
+            return out
         out = []
         for s in np.unique(seg_of):
             where = np.flatnonzero(seg_of == s)
@@ -301,14 +330,14 @@ class _Strings:
         self.offsets = np.frombuffer(offsets, dtype=np.int32, count=n + 1)
         self.data = memoryview(data) if data is not None else memoryview(b"")
         self.valid = None if arr.null_count == 0 else \
-            np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+            to_numpy(arr.is_valid())
 
     def take(self, rows: I64) -> list[str | None]:
-        offsets, data, valid = self.offsets, self.data, self.valid
-        out: list[str | None] = []
-        for r in rows.tolist():
-            if valid is not None and not valid[r]:
-                out.append(None)
-            else:
-                out.append(str(data[offsets[r]:offsets[r + 1]], "utf-8"))
+        data = self.data
+        starts, ends = self.offsets[rows].tolist(), self.offsets[rows + 1].tolist()
+        out: list[str | None] = [str(data[a:b], "utf-8") for a, b in zip(starts, ends, strict=True)]
+        if self.valid is not None:
+            for i, ok in enumerate(self.valid[rows].tolist()):
+                if not ok:
+                    out[i] = None
         return out

@@ -15,22 +15,36 @@ storage layer needs nothing from the layers above it.
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
+import time
+import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from ..config import Metric, TableConfig
-from ..errors import ConcurrencyError, DuplicateIdError
+from ..config import KeywordConfig, TableConfig
+from ..errors import ConcurrencyError, CorruptStoreError, DuplicateIdError, NotFoundError
 from .batch import Batch
-from .codes import Quantizer, normalize_rows
-from .files import ensure_dir
+from .files import fsync_dir, make_subdir
 from .locks import write_lock
-from .manifest import IndexEntry, Manifest, ScanCalibration, SegmentEntry, write_manifest
-from .segments import write_deletions, write_segment
+from .manifest import (
+    VERSIONS_DIR,
+    FileRef,
+    IndexEntry,
+    Manifest,
+    ScanCalibration,
+    SegmentEntry,
+    check_not_rolled_back,
+    write_manifest,
+)
+from .postings import Postings, build_postings, keyword_texts, merge_postings, write_postings
+from .segments import build_segment, write_deletions
 from .snapshot import Snapshot
 
 I64 = npt.NDArray[np.int64]
@@ -65,50 +79,148 @@ class _Part:
 
 
 def new_segment(table_dir: Path, batch: Batch, config: TableConfig,
-                previous_center: npt.NDArray[np.float32] | None) -> SegmentEntry:
-    """Write ``batch`` as a new segment file, its codes calibrated on its own rows."""
-    code_vectors = normalize_rows(batch.vectors) if config.metric is Metric.COSINE else batch.vectors
-    quantizer = Quantizer.fit(code_vectors, previous_center=previous_center)
-    ref = write_segment(table_dir, batch.ids, batch.attributes, batch.vectors, code_vectors, quantizer)
-    return SegmentEntry(data=ref, rows=len(batch), quantizer=quantizer.to_json())
+                previous_center: npt.NDArray[np.float32] | None,
+                postings: Postings | None = None) -> SegmentEntry:
+    """Write ``batch`` as a new segment file, its codes calibrated on its own rows, and its
+    keyword postings beside it (``postings``: already made from the rows' segments, else
+    analyzed from the batch)."""
+    entry = build_segment(table_dir, config, batch, previous_center)
+    return replace(entry, postings=keyword_postings(table_dir, batch.attributes, config.keyword, postings))
 
 
-def create_table_version(table_dir: Path, config: TableConfig, schema: pa.Schema,
-                         batch: Batch | None = None) -> Manifest:
-    """Publish version 1 of a new table, holding ``batch`` when given (one commit, so a crash
-    never leaves a table that exists without its first rows). Only this function creates a
-    table's directory. Raises ``FileExistsError`` when another writer published version 1 first."""
-    ensure_dir(table_dir)
-    segments: tuple[SegmentEntry, ...] = ()
-    if batch is not None and len(batch):
-        segments = (new_segment(table_dir, batch, config, None),)
-        schema = batch.schema
-    manifest = Manifest(version=1, config=config, schema=schema, segments=segments,
-                        operation="create")
-    write_manifest(table_dir, manifest)
-    return manifest
+def keyword_postings(table_dir: Path, attributes: pa.Table, keyword: KeywordConfig,
+                     postings: Postings | None = None) -> FileRef | None:
+    """Write the keyword postings of a segment's ``attributes`` (None: it holds none of the
+    keyword columns, so it has no terms); ``postings`` when they are made already."""
+    if not keyword_texts(attributes, keyword):
+        return None
+    if postings is None:
+        postings = build_postings(attributes, keyword)
+    return write_postings(table_dir, postings)
+
+
+NEW_PREFIX = ".new-"  # a creation's directory before its creator holds its lock (microseconds)
+CREATING_PREFIX = ".creating-"  # a creation's directory while its creator holds its lock
+DROPPED_PREFIX = ".dropped-"
+STALE_NEW_S = 60.0
+"""A ``.new-*`` directory is locked microseconds after it is made: one this old whose lock is
+free was left by a crash (the age rule covers the instant between mkdir and taking the lock)."""
+
+
+def create_table_dir(store: Path, path: Path, config: TableConfig, schema: pa.Schema,
+                     batch: Batch | None, lock_timeout: float) -> bool:
+    """Create a table: version 1 (holding ``batch``'s rows, if any) is built in a hidden
+    directory under its own write lock and renamed to ``path``, so the table appears whole or
+    not at all, and of several processes creating it at once exactly one wins. Only this
+    function creates a table's directory; commits never do (a table whose directory is gone was
+    dropped). Returns False when ``path`` was taken first."""
+    key = uuid.uuid4().hex
+    new = store / f"{NEW_PREFIX}{key}"
+    staging = store / f"{CREATING_PREFIX}{path.name}-{key}"
+    os.mkdir(new)
+    published = False
+    try:
+        # the lock is held from before the directory is named .creating-* until it is renamed
+        # into place: a concurrent connect never takes a live creation for a leftover
+        with write_lock(new, lock_timeout) as lock:
+            os.rename(new, staging)
+            make_subdir(staging, VERSIONS_DIR)
+            segments: tuple[SegmentEntry, ...] = ()
+            if batch is not None and len(batch):
+                segments = (new_segment(staging, batch, config, None),)
+                schema = batch.schema
+            write_manifest(staging, Manifest(version=1, config=config, schema=schema,
+                                             segments=segments))
+            lock.record(1)
+            fsync_dir(staging)
+            try:
+                os.rename(staging, path)  # fails when a (non-empty) table is already there
+            except OSError as exc:
+                if isinstance(exc, (FileExistsError, NotADirectoryError, IsADirectoryError)) \
+                        or exc.errno == errno.ENOTEMPTY:
+                    return False
+                raise
+            published = True
+            fsync_dir(store)
+        return True
+    finally:
+        if not published:
+            for leftover in (new, staging):
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
+def drop_table_dir(store: Path, path: Path, lock_timeout: float) -> None:
+    """Drop a table: under its write lock (no commit is cut in half) the directory is renamed
+    away (the table disappears atomically), then removed. Writers and readers still holding it
+    get NotFoundError on their next operation (they check the directory's identity)."""
+    trash = None
+    try:
+        with write_lock(path, lock_timeout):
+            trash = store / f"{DROPPED_PREFIX}{path.name}-{uuid.uuid4().hex}"
+            os.rename(path, trash)
+            fsync_dir(store)
+    finally:
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+
+
+def remove_leftovers(store: Path) -> None:
+    """Remove what interrupted drops and creations left in ``store``: ``.dropped-*``
+    directories, ``.creating-*`` ones whose creator is gone (its lock is free: a live creator
+    holds it until the directory is renamed into place), ``.new-*`` ones a minute old whose
+    lock is free."""
+    for entry in os.scandir(store):
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        if entry.name.startswith(DROPPED_PREFIX):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        elif entry.name.startswith(CREATING_PREFIX):
+            _remove_abandoned_creation(store, Path(entry.path))
+        elif entry.name.startswith(NEW_PREFIX):
+            try:
+                age = time.time() - entry.stat(follow_symlinks=False).st_mtime
+            except FileNotFoundError:
+                continue
+            if age > STALE_NEW_S:
+                _remove_abandoned_creation(store, Path(entry.path))
+
+
+def _remove_abandoned_creation(store: Path, staging: Path) -> None:
+    try:
+        with write_lock(staging, timeout=0):
+            trash = store / f"{DROPPED_PREFIX}{uuid.uuid4().hex}"
+            os.rename(staging, trash)
+    except (NotFoundError, TimeoutError, CorruptStoreError, OSError):
+        return  # its creator is alive, it is already gone, or it is not ours to judge
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 class TableWriter:
     """Commits new versions of one table. Thread-safe and process-safe through the table's
     write lock; readers never take it."""
 
-    def __init__(self, table_dir: Path, name: str, lock_timeout: float) -> None:
+    def __init__(self, table_dir: Path, name: str, lock_timeout: float,
+                 identity: tuple[int, int]) -> None:
         self.table_dir = table_dir
         self.name = name
         self.lock_timeout = lock_timeout
+        self.identity = identity  # the directory this writer commits to (not a recreated one)
 
     # -- the commit ---------------------------------------------------------------------------
     def commit(self, base: Snapshot, change: Change) -> Snapshot:
         """Under the lock: bring ``base`` up to the newest version, let ``change`` build the
         next manifest from it (None: nothing to do), publish it. Returns the snapshot now in
         force (``base``'s newest version when nothing changed)."""
-        with write_lock(self.table_dir, self.lock_timeout):
+        with write_lock(self.table_dir, self.lock_timeout, identity=self.identity) as lock:
             snap = base.refreshed()
+            # a newest manifest deleted after it was published must not be built over: its
+            # version number would be published twice
+            check_not_rolled_back(self.table_dir, snap.version, lock.high_water_mark())
             manifest = change(snap)
             if manifest is None:
                 return snap
             write_manifest(self.table_dir, manifest)
+            lock.record(manifest.version)
             return Snapshot(self.table_dir, manifest, reuse=snap.segment_keys())
 
     # -- building blocks ------------------------------------------------------------------------
@@ -127,9 +239,7 @@ class TableWriter:
                 parts[s].deleted = np.arange(entry.rows, dtype=np.int64)
                 continue
             ref = write_deletions(self.table_dir, deleted)
-            parts[s] = _Part(SegmentEntry(data=entry.data, rows=entry.rows, quantizer=entry.quantizer,
-                                          deletions=ref, deleted=int(deleted.size),
-                                          merged_from=entry.merged_from), s, deleted)
+            parts[s] = _Part(replace(entry, deletions=ref, deleted=int(deleted.size)), s, deleted)
         return [p for p in parts if p.deleted.size < p.entry.rows]
 
     def _append(self, snap: Snapshot, parts: list[_Part], batch: Batch) -> tuple[SegmentEntry, ...]:
@@ -145,7 +255,13 @@ class TableWriter:
         # rows an index covers keep their place (and their tombstones), so its labels still
         # find them; otherwise deleted rows are dropped here
         preserve = bool(indexed & covered)
-        ids, attrs, vectors, deleted, merged_from = [], [], [], [], []
+        ids: list[pa.Array] = []
+        attrs: list[pa.Table] = []
+        vectors: list[npt.NDArray[np.float32]] = []
+        deleted: list[I64] = []
+        merged_from: list[tuple[str, int, int]] = []
+        keyword = snap.manifest.config.keyword
+        pieces: list[tuple[Postings, I64]] = []  # the merged rows' postings, reused
         offset = 0
         for p in sources:
             seg = snap.segments[p.index]
@@ -158,6 +274,7 @@ class TableWriter:
                     merged_from.append((p.entry.data.path, p.entry.rows, offset))
             else:
                 rows = np.setdiff1d(rows, p.deleted, assume_unique=True)
+            pieces.append((snap.postings(p.index), rows))
             idx = pa.array(rows)
             ids.append(seg.table.column("id").take(idx))
             attrs.append(_conform(seg.table, batch.schema, idx))
@@ -169,16 +286,16 @@ class TableWriter:
         merged = Batch(ids=pa.chunked_array(ids).combine_chunks(),
                        attributes=pa.concat_tables(attrs).combine_chunks(),
                        vectors=np.concatenate(vectors), schema=batch.schema)
+        pieces.append((build_postings(batch.attributes, keyword, rows=len(batch)),
+                       np.arange(len(batch), dtype=np.int64)))
         previous = snap.segments[keep[-1].index].quantizer.center if keep else None
-        entry = new_segment(self.table_dir, merged, snap.manifest.config, previous)
+        entry = new_segment(self.table_dir, merged, snap.manifest.config, previous,
+                            merge_postings(pieces))
         dead = np.concatenate(deleted) if deleted else np.empty(0, np.int64)
         if dead.size:
-            entry = SegmentEntry(data=entry.data, rows=entry.rows, quantizer=entry.quantizer,
-                                 deletions=write_deletions(self.table_dir, dead), deleted=int(dead.size))
+            entry = replace(entry, deletions=write_deletions(self.table_dir, dead), deleted=int(dead.size))
         if merged_from:
-            entry = SegmentEntry(data=entry.data, rows=entry.rows, quantizer=entry.quantizer,
-                                 deletions=entry.deletions, deleted=entry.deleted,
-                                 merged_from=tuple(merged_from))
+            entry = replace(entry, merged_from=tuple(merged_from))
         return (*(p.entry for p in keep), entry)
 
     # -- operations -----------------------------------------------------------------------------
@@ -265,7 +382,9 @@ class TableWriter:
             attrs = snap.take(live, snap.attribute_names())
             batch = Batch(ids=attrs.column("id").combine_chunks(), attributes=attrs.drop(["id"]),
                           vectors=snap.gather_vectors(live), schema=snap.manifest.schema)
-            entry = new_segment(self.table_dir, batch, snap.manifest.config, None)
+            pieces = [(snap.postings(s), local) for s, local in snap.split(live)]
+            entry = new_segment(self.table_dir, batch, snap.manifest.config, None,
+                                merge_postings(pieces) if pieces else None)
             return snap.manifest.next("compact", segments=(entry,), indexes=())
 
         return self.commit(base, change)
@@ -293,6 +412,22 @@ class TableWriter:
 
         def change(snap: Snapshot) -> Manifest | None:
             return snap.manifest.next("calibrate", scan=scan)
+
+        return self.commit(base, change)
+
+    def set_keyword(self, base: Snapshot, keyword: KeywordConfig) -> Snapshot:
+        """A new version whose keyword index covers ``keyword`` (columns, language): every
+        segment's postings are rewritten for it in this one commit (the data files stay)."""
+
+        def change(snap: Snapshot) -> Manifest | None:
+            if snap.manifest.config.keyword == keyword:
+                return None
+            entries = []
+            for entry, seg in zip(snap.manifest.segments, snap.segments, strict=True):
+                attrs = seg.table.select([c for c in keyword.columns if c in seg.table.column_names])
+                entries.append(replace(entry, postings=keyword_postings(self.table_dir, attrs, keyword)))
+            return snap.manifest.next("set_keyword", segments=tuple(entries),
+                                      config=replace(snap.manifest.config, keyword=keyword))
 
         return self.commit(base, change)
 
