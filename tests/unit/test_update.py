@@ -8,6 +8,7 @@ import datetime
 import numpy as np
 import pyarrow as pa
 import pytest
+from bm25_oracle import bm25_scores, ranking_problems
 
 import vecstore
 from vecstore.errors import InvalidArgumentError, SchemaError
@@ -120,3 +121,23 @@ def test_update_with_an_index_keeps_search_exact(tbl, rng):
     assert [h["id"] for h in got] == [h["id"] for h in want] and len(got) == 5
     assert all(h["year"] == 2003 for h in got)
     assert len(tbl.search(q).limit(200).to_list()) == len(tbl)  # nothing duplicated or lost
+
+
+def test_update_of_a_keyword_column_is_searched_with_its_new_terms(tmp_db, rng):
+    """update() writes its segment through the writer's segment path, keyword postings
+    included: keyword search afterwards equals BM25 rebuilt from the live rows."""
+    words = "alpha beta gamma delta epsilon zeta".split()
+    t = tmp_db.create_table("k", dim=4, keyword_columns=["text", "tag"])
+    rows = [{"id": f"r{i}", "vector": rng.normal(size=4).astype(np.float32),
+             "text": " ".join(rng.choice(words, size=5)), "tag": "old", "year": i % 4} for i in range(60)]
+    for k in range(0, 60, 20):
+        t.add(rows[k:k + 20])
+    assert t.update({"text": "omega omega alpha", "tag": "fresh"}, "year = ?", 1) == 15
+    live = t.to_arrow(["id", "text", "tag", "year"]).to_pylist()
+    for q in ("omega", "fresh", "old alpha", "beta gamma"):
+        got = t.search(q, mode="keyword").limit(10).to_list()
+        want = bm25_scores(live, ["text", "tag"], "english", q)
+        assert not ranking_problems(got, want, 10), (q, ranking_problems(got, want, 10))
+    assert {h["id"] for h in t.search("omega", mode="keyword").limit(100).to_list()} == \
+        {r["id"] for r in live if r["year"] == 1}
+    assert t.search("old", mode="keyword").where("year = 1").limit(5).to_list() == []
