@@ -51,6 +51,9 @@ def configure(ap: ScenarioParser) -> None:
     ap.add_argument("--skip-quality", action="store_true", help="leave out SciFact nDCG@10")
     ap.add_argument("--skip-cli", action="store_true", help="leave out the CLI timings")
     ap.add_argument("--skip-backends", action="store_true", help="leave out the backends part")
+    ap.add_sized("--adds", type=int, full=1200, quick=200,
+                 help="one-row adds timed in a row (do frequent commits slow the later ones?)")
+    ap.add_argument("--only-adds", action="store_true", help="only the series of one-row adds")
     ap.set_defaults(threads=os.cpu_count() or 1)
 
 
@@ -252,14 +255,47 @@ def backends_section(args: argparse.Namespace,
     return lines, out
 
 
+def adds_section(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
+    """``--adds`` one-row adds (384-d vector, text, year) into one table, each its own commit:
+    the median latency of each sixth of the series, so a cost growing with the versions shows."""
+    import vecstore
+
+    rng = np.random.default_rng(args.seed)
+    work = Path(tempfile.mkdtemp(prefix="vecstore-adds-"))
+    try:
+        tbl = vecstore.connect(work).create_table("t", dim=384)
+        ms: list[float] = []
+        for i in range(args.adds):
+            row = {"id": f"r{i}", "vector": rng.normal(size=384).astype(np.float32),
+                   "text": f"row {i}", "year": i}
+            t = time.perf_counter()
+            tbl.add([row])
+            ms.append(1000 * (time.perf_counter() - t))
+        versions, segments = len(tbl.versions()), len(tbl._current().manifest.segments)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    step = max(1, args.adds // 6)
+    rows = [[f"{a + 1}-{min(a + step, args.adds)}", f"{statistics.median(ms[a:a + step]):.1f}"]
+            for a in range(0, args.adds, step)]
+    lines = [f"{args.adds} one-row adds into one table, one commit each ({versions} versions, "
+             f"{segments} segments at the end: small segments are merged as they come):", "",
+             markdown_table(["adds", "median ms per add"], rows), ""]
+    return lines, {"ms": ms, "versions": versions, "segments": segments}
+
+
 def run(args: argparse.Namespace) -> int:
     pin_threads(args.threads)
     corpus = _abstracts(args.data)
     lines = ["### Sync: re-ingesting a folder, and the CPU backends", "",
              f"Command: `{args.command}`; {torch_line()}.", ""]
     results: dict[str, Any] = {"command": args.command}
-    part, results["sync"] = sync_section(args, corpus)
-    lines += part
+    if args.only_adds:
+        part, results["adds"] = adds_section(args)
+        lines += part
+        args.skip_backends = True
+    else:
+        part, results["sync"] = sync_section(args, corpus)
+        lines += part
     if not args.skip_backends:
         part, results["backends"] = backends_section(args, corpus)
         lines += part
