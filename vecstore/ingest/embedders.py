@@ -41,9 +41,10 @@ _DEFAULT_ALIASES = frozenset({"default", "all-minilm-l6-v2", "sentence-transform
 
 DEFAULT_CPU_BACKEND = "onnx-int8"
 """How ``"default"`` runs on a CPU: all-MiniLM-L6-v2 through ONNX Runtime with int8 weights
-(when onnxruntime is installed), measured faster than torch at the same SciFact nDCG@10
-(docs/benchmarks.md, "CPU backends"). Other models run on torch unless asked: their int8 quality
-is not measured here."""
+(when onnxruntime is installed): SciFact nDCG@10 within 0.33 points of torch's; its speed-up
+over torch was not confirmed by the one run on the loaded 2-core machine (0.94x; docs/benchmarks.md,
+"Sync"), so this choice awaits a quiet re-measure. Other models run on torch unless asked: their
+int8 quality is not measured here."""
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,10 @@ quantises the weights of its matrix multiplications to int8, per output channel
 Only the transformer (the module before Pooling) is replaced: tokenizing, pooling, Dense and
 Normalize modules, prompts, token embeddings for late chunking all stay sentence-transformers'
 own, so every embedding path of :class:`~vecstore.ingest.embedders.SentenceTransformerEmbedder`
-works unchanged. Measured on all-MiniLM-L6-v2 (docs/benchmarks.md, "CPU backends"): ``onnx``
-gives torch's vectors (cosine 1.00000) at about torch's speed; ``onnx-int8`` is faster with
-vectors at cosine ~0.994 from torch's.
+works unchanged. Measured on all-MiniLM-L6-v2 (docs/benchmarks.md, "Sync"): ``onnx`` gives
+torch's vectors (cosine 1.00000), ``onnx-int8`` vectors at cosine ~0.995 from torch's and SciFact
+nDCG@10 0.33 points below; on the loaded 2-core machine neither was faster than torch (0.72x,
+0.94x).
 """
 
 from __future__ import annotations
