@@ -67,6 +67,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("versions", "bench.versions",
              "one small add from the 10th to the 2,000th version; disk after cleanup vs a fresh table",
              "est. 3-6 min; --quick 1 min"),
+    Scenario("sync", "bench.sync",
+             "re-ingesting a folder (unchanged, one file changed, pruned) vs the first ingest and a bare "
+             "encode; torch vs ONNX vs ONNX int8 tokens/s and SciFact nDCG@10",
+             "est. 45-60 min (all of SciFact twice); --quick 10 min"),
     Scenario("data", "bench.data",
              "build or check the cached PyPI vectors the vector scenarios read",
              "2 s cached; 12-20 min to embed 201,000"),

@@ -13,6 +13,7 @@
 
 from .config import Metric, PlannerSettings, TableConfig
 from .db import Database, connect
+from .documents import IngestReport
 from .errors import (
     AlreadyExistsError,
     AuthenticationError,
@@ -30,7 +31,7 @@ from .errors import (
 )
 from .query.builder import BatchQuery, Query
 from .query.results import Hits, Plan, Strategy
-from .table import CleanupReport, IngestReport, Table
+from .table import CleanupReport, Table
 
 __version__ = "0.1.0"
 

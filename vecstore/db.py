@@ -85,17 +85,21 @@ class Database:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = DEFAULT_TIMEOUT_S,
-                 planner: PlannerSettings | None = None) -> None:
+                 planner: PlannerSettings | None = None, create: bool = True) -> None:
         if isinstance(path, str) and "\x00" in path:
             raise InvalidArgumentError("the store path contains a NUL character")
         self.lock_timeout = check_lock_timeout(lock_timeout)
         self.path = Path(path).expanduser().absolute()
         if self.path.exists() and not self.path.is_dir():
-            raise InvalidArgumentError(f"{self.path} exists and is not a directory")
+            raise InvalidArgumentError(f"{self.path} is not a vecstore store: it is a file, not a directory")
+        if not create and not self.path.is_dir():
+            raise NotFoundError(f"no store at {self.path}: the directory does not exist "
+                                f"(connect(path) creates one; read-only commands never do)")
         if planner is not None and not isinstance(planner, PlannerSettings):
             raise InvalidArgumentError(f"planner must be a PlannerSettings, got {type(planner).__name__}")
         self.planner = planner or PlannerSettings()
-        ensure_dir(self.path)
+        if create:
+            ensure_dir(self.path)
         remove_leftovers(self.path)
 
     def __repr__(self) -> str:
@@ -256,6 +260,8 @@ def connect(path: str | os.PathLike[str], **kwargs: Any) -> Database | RemoteDat
     ``api_key``, by default ``$VECSTORE_API_KEY``, and ``timeout``; see :mod:`vecstore.remote`).
     ``lock_timeout`` (seconds, default 30) bounds how long a writer waits for a table's write
     lock; ``planner`` (a :class:`~vecstore.PlannerSettings`) changes the planner's thresholds.
+    With ``create=False`` the directory must exist already (a :class:`~vecstore.NotFoundError`
+    otherwise) and nothing is created.
 
     >>> import vecstore, tempfile
     >>> tmp = tempfile.TemporaryDirectory()

@@ -8,6 +8,8 @@ calls them; a message says what was given, what was expected and how to fix it.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class VecstoreError(Exception):
     """Base class of every error vecstore raises on purpose."""
@@ -65,6 +67,19 @@ class MissingDependencyError(VecstoreError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 
 
+class IngestInterrupted(KeyboardInterrupt):
+    """An ingest stopped by an interrupt (Ctrl-C) after committing the documents it had
+    finished; :attr:`report` says what was committed and how many documents remain. Running the
+    same ingest again embeds only those. A ``KeyboardInterrupt`` and not a
+    :class:`VecstoreError` on purpose: ``except Exception`` must not swallow a Ctrl-C."""
+
+    def __init__(self, report: Any) -> None:
+        super().__init__(f"interrupted: {getattr(report, 'documents', 0)} documents committed, "
+                         f"{getattr(report, 'remaining', 0)} left to embed")
+        self.report: Any = report
+        """The :class:`~vecstore.IngestReport` of what was committed."""
+
+
 def missing_extra(module: str, extra: str) -> MissingDependencyError:
     """Build the error raised when an optional module is absent."""
     return MissingDependencyError(
@@ -80,6 +95,7 @@ __all__ = [
     "CorruptStoreError",
     "DuplicateIdError",
     "FilterError",
+    "IngestInterrupted",
     "InvalidArgumentError",
     "MissingDependencyError",
     "NotFoundError",

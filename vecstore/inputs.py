@@ -16,7 +16,14 @@ import numpy.typing as npt
 
 from .config import TableConfig
 from .errors import InvalidArgumentError
-from .storage.batch import Batch, check_column_name, declared_schema, prepare_batch
+from .storage.batch import (
+    Batch,
+    check_column_name,
+    check_update_values,
+    declared_schema,
+    prepare_batch,
+    with_values,
+)
 from .vectors import MAX_NORM, MIN_NORM, check_finite_in_range, real_array
 
 F32 = npt.NDArray[np.float32]
@@ -88,5 +95,6 @@ def retention_seconds(value: object, name: str = "older_than") -> float:
     return float(seconds)
 
 
-__all__ = ["Batch", "check_column_name", "check_version", "declared_schema", "prepare_batch", "query_matrix",
-           "query_text", "query_vector", "retention_seconds"]
+__all__ = ["Batch", "check_column_name", "check_update_values", "check_version", "declared_schema",
+           "prepare_batch", "query_matrix", "query_text", "query_vector", "retention_seconds",
+           "with_values"]

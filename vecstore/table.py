@@ -10,10 +10,8 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -22,14 +20,17 @@ import numpy as np
 import pyarrow as pa
 
 from .config import Combine, KeywordConfig, Metric, PlannerSettings, TableConfig
+from .documents import IngestReport
 from .errors import CorruptStoreError, InvalidArgumentError, NotFoundError, ReadOnlyError, SchemaError
 from .inputs import (
+    check_update_values,
     check_version,
     prepare_batch,
     query_matrix,
     query_text,
     query_vector,
     retention_seconds,
+    with_values,
 )
 from .query.builder import BatchQuery, Query
 from .query.executor import Executor
@@ -62,16 +63,6 @@ DEFAULT_RETENTION = timedelta(days=7)
 """How long :meth:`Table.cleanup` and :meth:`Table.optimize` keep versions after they were
 superseded, as LanceDB does: long enough for any read in progress and for ``checkout`` of last
 week's versions."""
-
-
-@dataclass(frozen=True)
-class IngestReport:
-    """What :meth:`Table.add_documents` did."""
-
-    documents: int
-    chunks: int
-    skipped: tuple[tuple[str, str], ...]  # (doc_id, reason) of documents with nothing to embed
-    seconds: float
 
 
 def check_keyword_columns(keyword: KeywordConfig, schema: pa.Schema) -> None:
@@ -420,7 +411,8 @@ class Table:
 
     def upsert(self, rows: Any) -> list[str]:
         """Add rows, replacing whole any live rows with the same ids (every column: attributes
-        missing from the new row become null). Returns the ids."""
+        missing from the new row become null, and the vector is the new row's). Returns the ids.
+        To change some attributes of rows and keep the rest, use :meth:`update`."""
         return self._write(rows, replace=True)
 
     def _write(self, rows: Any, replace: bool, replace_docs: Sequence[str] = ()) -> list[str]:
@@ -440,6 +432,51 @@ class Table:
         Returns how many rows were deleted. Deleted rows are tombstoned until :meth:`compact`."""
         if where is None and ids is None:
             raise InvalidArgumentError("delete() needs where= or ids=; to delete every row use where='true'")
+        snap, deleted = self._writer.delete_rows(self._writable(), self._selector(where, params, ids))
+        self._set(snap)
+        return deleted
+
+    def update(self, values: Mapping[str, Any], where: str | None = None, *params: Any,
+               ids: Sequence[str] | None = None) -> int:
+        """Set the attributes named in ``values`` on the rows matching ``where`` (with bound
+        ``params``) and/or with these ``ids``; every other column, the vector included, stays
+        exactly as it was. One commit; returns how many rows were updated.
+
+        >>> import vecstore, tempfile
+        >>> tbl = vecstore.connect(tempfile.mkdtemp()).create_table("t", dim=2)
+        >>> tbl.add([{"id": "a", "vector": [1, 0], "year": 2020, "tag": "x"}])
+        ['a']
+        >>> tbl.update({"year": 2021}, "tag = ?", "x"), tbl.get(["a"])
+        (1, [{'id': 'a', 'year': 2021, 'tag': 'x'}])
+
+        Values are checked against their columns like a row's (``year="2021"`` is refused from
+        an integer column). ``id`` and ``vector`` cannot be set, nor a column the table does not
+        have (a misspelt name would otherwise add a column), nor, in a table with an embedder,
+        ``text``, which its vector was made from: :meth:`upsert` replaces (and re-embeds) whole
+        rows. The rows are rewritten into a new segment (tombstoning the old ones), so an update
+        of many rows costs about what adding them did.
+        """
+        if where is None and ids is None:
+            raise InvalidArgumentError("update() needs where= or ids=; to update every row use where='true'")
+        base = self._writable()
+        if "text" in values and (self.config.embedder is not None or self._embedder is not None):
+            raise InvalidArgumentError(
+                "update() cannot change 'text' in a table with an embedder: the row's vector was "
+                "embedded from it; use upsert() (or add_documents) to replace and re-embed the row")
+        check_update_values(values, base.manifest.schema)  # clear errors before taking the lock
+        select = self._selector(where, params, ids)
+
+        def rewrite(snap: Snapshot, current: pa.Table, vectors: Any) -> Any:
+            new = with_values(current, check_update_values(values, snap.manifest.schema))
+            return prepare_batch(new, snap.manifest.config, snap.manifest.schema, vectors=vectors)
+
+        snap, updated = self._writer.update_rows(base, select, rewrite)
+        self._set(snap)
+        return updated
+
+    def _selector(self, where: str | None, params: Sequence[Any], ids: Sequence[str] | None) -> Any:
+        """The rows ``where`` and/or ``ids`` pick in a snapshot (the callback a write runs under
+        the lock)."""
         id_list = [ids] if isinstance(ids, str) else None if ids is None else [str(i) for i in ids]
 
         def select(snap: Snapshot) -> Any:
@@ -450,9 +487,7 @@ class Table:
                 parts.append(snap.rows_where_in("id", id_list))
             return np.concatenate(parts) if parts else np.empty(0, np.int64)
 
-        snap, deleted = self._writer.delete_rows(self._writable(), select)
-        self._set(snap)
-        return deleted
+        return select
 
     def compact(self, *, rebuild_index: bool = True) -> bool:
         """Rewrite the live rows into one segment, dropping tombstones and recalibrating the
@@ -632,53 +667,88 @@ class Table:
         return report
 
     # -- documents ------------------------------------------------------------------------------
+    def _model_id(self) -> str:
+        """The id of the model that embeds for this table, without loading it."""
+        if self._embedder is not None:
+            return str(self._embedder.model_id)
+        if self.config.embedder is None:
+            raise InvalidArgumentError(
+                "add_documents needs a table with an embedder: db.create_table(name, embedder=\"default\")")
+        return self.config.embedder
+
     def add_documents(self, docs: Any, *, chunking: str | None = None, chunker: str = "tokens",
                       chunk_tokens: int = 128, overlap: int = 16, window: Any = None,
-                      progress: bool | None = None) -> IngestReport:
-        """Split whole documents into chunks, embed each chunk, and store one row per chunk.
+                      progress: bool | None = None, prune: bool = False,
+                      keep: Collection[str] = (), commit_every: float = 5.0) -> IngestReport:
+        """Split whole documents into chunks, embed each chunk, and store one row per chunk;
+        incrementally: a document whose text, attributes and chunking options are those stored
+        is skipped (when all are, the model is not even loaded).
 
         ``docs`` are dicts (``id``, ``text``, attributes), a pyarrow.Table or a DataFrame. Each
         chunk row has ``id`` (``"<doc_id>#<n>"``), ``doc_id``, ``chunk_index``, ``char_start``
-        and ``char_end`` (its span in the document's text), ``text``, ``context`` and the
-        document's attributes. A document already in the table is replaced whole, in the same
-        commit. ``chunking`` is ``"naive"``, ``"context"``, ``"late"``, a mean such as
-        ``"late+naive"``, or several vectors per chunk such as ``"naive|late"`` (see
-        :mod:`vecstore.ingest.situated`); None: the default, ``"naive|late"`` (each chunk keeps
-        its own and its late-chunked vector, a hit scores the better; ``"naive"`` for an
-        embedder without token embeddings), chosen on QMSum meetings and COVID-QA papers
-        (docs/benchmarks.md). A mode with several vectors needs a table with those vector
-        columns (``vector``, ``vector_late``, ...): an empty table is given them; a table
-        holding rows of other columns is refused.
-        """
-        if self.embedder is None:
-            raise InvalidArgumentError(
-                "add_documents needs a table with an embedder: db.create_table(name, embedder=\"default\")")
-        from .ingest.pipeline import chunk_documents
+        and ``char_end`` (its span in the document's text), ``text``, ``context``, the
+        document's attributes, ``content_hash`` and ``ingested_at``. A changed document is
+        replaced whole, in the commit that adds its new chunks. ``chunking`` is ``"naive"``,
+        ``"context"``, ``"late"``, a mean such as ``"late+naive"``, or several vectors per chunk
+        such as ``"naive|late"`` (see :mod:`vecstore.ingest.situated`); None: the default,
+        ``"naive|late"`` (each chunk keeps its own and its late-chunked vector, a hit scores the
+        better; ``"naive"`` for an embedder without token embeddings), chosen on QMSum meetings
+        and COVID-QA papers (docs/benchmarks.md). A mode with several vectors needs a table with
+        those vector columns (``vector``, ``vector_late``, ...): an empty table is given them; a
+        table holding rows of other columns is refused.
 
+        Finished documents are committed at least every ``commit_every`` seconds, so a crash or
+        an interrupt keeps them and the same call run again resumes; Ctrl-C commits what is
+        finished and raises :class:`~vecstore.errors.IngestInterrupted` (its ``report`` says
+        what was committed). ``prune=True`` then deletes the table's documents that are not in
+        ``docs`` (a sync), except those whose id or ``source`` is in ``keep``. ``progress`` shows
+        the model loading and a bar over chunks (rate, ETA) on stderr; None: on a terminal.
+        """
+        from .documents import ingest
+
+        self._writable()
+        self._model_id()  # refuses a table without an embedder before anything else
         mode = self._documents_chunking(chunking)
-        t = time.perf_counter()
-        out = chunk_documents(docs, self.embedder, chunking=mode, chunker=chunker,
-                              chunk_tokens=chunk_tokens, overlap=overlap, window=window,
-                              progress=progress)
-        doc_ids = sorted(set(out.table.column("doc_id").to_pylist())) if out.table.num_rows else []
-        if out.table.num_rows:
-            self._write(out.table, replace=True, replace_docs=doc_ids)
-        return IngestReport(documents=out.n_documents, chunks=out.n_chunks,
-                            skipped=tuple((s.doc_id, s.reason) for s in out.skipped),
-                            seconds=time.perf_counter() - t)
+        return ingest(self, docs, chunking=mode, chunker=chunker, chunk_tokens=chunk_tokens,
+                      overlap=overlap, window=window, progress=progress, prune=prune, keep=keep,
+                      commit_every=commit_every)
+
+    def documents(self) -> pa.Table:
+        """One row per document in the table: ``doc_id``, ``source``, ``chunks`` (live chunk
+        rows), ``content_hash`` and ``ingested_at`` (UTC), sorted by ``doc_id``. Rows added
+        without a document (``add``) are not listed. :meth:`list_documents` gives dicts."""
+        from .documents import documents_table
+
+        return documents_table(self._current())
+
+    def list_documents(self) -> list[dict[str, Any]]:
+        """:meth:`documents` as a list of dicts."""
+        return self.documents().to_pylist()
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> int:
+        """Delete every chunk of these documents (by ``doc_id``) in one commit. Returns how many
+        of them the table held."""
+        from .documents import delete_documents
+
+        return delete_documents(self, doc_ids)
 
     def _documents_chunking(self, chunking: str | None) -> str:
         """The chunking mode documents are added with (None: the default for the table's
         embedder), after giving an empty table the vector columns it fills (refused when the
         table holds rows of other vector columns). Shared by add_documents and vecstore.ray."""
-        from .ingest.pipeline import default_chunking
+        from .ingest.pipeline import DEFAULT_CHUNKING, default_chunking
         from .ingest.situated import vector_columns
 
-        if self.embedder is None:
+        if self._embedder is None and self.config.embedder is None:
             raise InvalidArgumentError(
                 "adding documents needs a table with an embedder: "
                 "db.create_table(name, embedder=\"default\")")
-        mode = default_chunking(self.embedder) if chunking is None else chunking
+        if chunking is not None:
+            mode = chunking
+        elif self._embedder is not None:
+            mode = default_chunking(self._embedder)
+        else:  # a model the config names is a sentence-transformers model: it has token
+            mode = DEFAULT_CHUNKING  # embeddings, and is not loaded just to find that out
         needed = vector_columns(mode)
         base = self._writable()
         if base.vector_names != needed:

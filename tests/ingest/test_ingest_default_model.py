@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from vecstore.ingest import chunk_documents, get_embedder
 from vecstore.ingest.embedders import DEFAULT_MODEL, SentenceTransformerEmbedder
+from vecstore.ingest.onnx_backend import onnx_available
 
 TEXT = (
     "Project Manager: So we have to decide on the remote control's energy source today. "
@@ -15,11 +17,17 @@ TEXT = (
 ) * 8
 
 
-def test_default_model_late_pooling_matches_encode() -> None:
-    emb = get_embedder("default")
+@pytest.mark.parametrize("spec", ["default", "all-MiniLM-L6-v2"])
+def test_default_model_late_pooling_matches_encode(spec: str) -> None:
+    """"default" runs ONNX int8 on a CPU (when onnxruntime is there: the table then records
+    "@onnx-int8"); the model's plain name, which older tables store, runs torch. Late pooling
+    reproduces encode() through both."""
+    emb = get_embedder(spec)
     assert isinstance(emb, SentenceTransformerEmbedder)
-    assert (emb.model_id, emb.dim, emb.max_tokens, emb.normalized) == (DEFAULT_MODEL, 384, 256, True)
-    assert get_embedder("all-MiniLM-L6-v2") is emb
+    int8 = spec == "default" and onnx_available() and emb.device == "cpu"
+    want_id = DEFAULT_MODEL + ("@onnx-int8" if int8 else "")
+    assert (emb.model_id, emb.dim, emb.max_tokens, emb.normalized) == (want_id, 384, 256, True)
+    assert get_embedder(want_id) is emb and emb.backend == ("onnx-int8" if int8 else "torch")
 
     # A full 256-token window: pooling all its tokens then the modules after Pooling == encode()
     (tokens,) = emb.token_embeddings([TEXT])

@@ -60,7 +60,7 @@ def corpus(tmp_path: Path) -> Path:
 def test_text_markdown_html_and_errors(corpus: Path) -> None:
     result = load_documents([corpus], root=corpus)
     docs = {d["id"]: d for d in result.documents}
-    assert set(docs) == {"notes/a.txt", "notes/deep/b.md", "page.html"}
+    assert set(docs) == {"notes/a.txt", "notes/deep/b.md", "page.html", "latin1.txt"}
     assert docs["notes/a.txt"] == {
         "id": "notes/a.txt",
         "text": "Plain text about batteries.",
@@ -72,10 +72,13 @@ def test_text_markdown_html_and_errors(corpus: Path) -> None:
     assert "color" not in html["text"] and "var x" not in html["text"]
     assert html["text"] == "# Heading\n\nFirst bold para.\n\nSecond para.\n\none\n\ntwo"
     errors = {e.path: e.reason for e in result.errors}
-    assert set(errors) == {"latin1.txt", "empty.txt", "image.png"}
-    assert "not valid UTF-8" in errors["latin1.txt"] and "0xe9" in errors["latin1.txt"]
+    assert set(errors) == {"empty.txt", "image.png"}
     assert "empty" in errors["empty.txt"]
     assert "unsupported file type '.png'" in errors["image.png"]
+    # not UTF-8, no encoding given: read as Windows-1252, and a note says so
+    assert docs["latin1.txt"]["text"] == "café au lait"
+    assert [(n.path, "0xe9" in n.reason and "read as cp1252" in n.reason) for n in result.notes] == [
+        ("latin1.txt", True)]
 
 
 def test_globs_missing_paths_and_attributes(corpus: Path) -> None:
@@ -136,7 +139,8 @@ def test_pdf(tmp_path: Path) -> None:
 def test_unreadable_and_corrupt_files_are_reported(tmp_path: Path) -> None:
     (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
     (tmp_path / "bad.csv").write_bytes(b"text\n\xff\xfe\n")
-    result = load_documents(tmp_path, root=tmp_path)
+    result = load_documents(tmp_path, root=tmp_path, encoding="utf-8")  # strict: refused
     assert isinstance(result, LoadResult)
     assert result.documents == []
     assert sorted(e.path for e in result.errors) == ["bad.csv", "bad.parquet"]
+    assert "not valid utf-8 (byte 0xff at offset 5)" in result.errors[0].reason

@@ -163,4 +163,28 @@ def test_progress_goes_to_stderr_only_when_asked(
     assert capsys.readouterr() == ("", "")
     chunk_documents(docs, tiny_embedder, chunking="naive", progress=True)
     captured = capsys.readouterr()
-    assert captured.out == "" and "doc" in captured.err and "chunks_s" in captured.err
+    assert captured.out == "" and "embedding (naive)" in captured.err and "chunk/s" in captured.err
+
+
+def test_progress_moves_with_each_slice_of_model_inputs(tiny_embedder: SentenceTransformerEmbedder) -> None:
+    """The bar over chunks advances as each slice of ``batch_size`` inputs is embedded, not
+    once per group: the embedder is called slice by slice and every call is reported."""
+    from vecstore.ingest.pipeline import _Metered
+
+    calls: list[int] = []
+    reported: list[int] = []
+    inner = tiny_embedder
+
+    class Counting:
+        model_id, dim, max_tokens = inner.model_id, inner.dim, inner.max_tokens
+
+        def embed_documents(self, texts):
+            calls.append(len(texts))
+            return inner.embed_documents(texts)
+
+        embed_queries = embed_documents
+
+    metered = _Metered(Counting(), 8, reported.append)
+    out = metered.embed_documents([f"text {i}" for i in range(20)])
+    assert out.shape == (20, inner.dim) and calls == [8, 8, 4] and reported == [8, 8, 4]
+    np.testing.assert_array_equal(out, inner.embed_documents([f"text {i}" for i in range(20)]))

@@ -63,15 +63,31 @@ def doc_rows(doc: dict[str, Any]) -> tuple[Row, ...]:
                      t.column("text").to_pylist(), strict=True))
 
 
+Rows = tuple[Row, ...]
+
+
 @dataclass(frozen=True)
 class Op:
     kind: str  # add | upsert | delete_ids | delete_where | compact | index | ingest | keywords
-    #            | cleanup | optimize | drop_index
+    #            | update | sync | cleanup | optimize | drop_index
     doc: tuple[str, str, int] = ("", "", 0)  # ingest: (doc id, text, year)
-    rows: tuple[Row, ...] = ()
+    rows: Rows = ()
     ids: tuple[str, ...] = ()
     cut: int = 0
     columns: tuple[str, ...] = ()  # keywords: the keyword columns set
+    value: int = 0  # update: the new year of the rows with year < cut
+    docs: tuple[tuple[str, str, int], ...] = ()  # sync: documents, in commit order
+    doc_rows: tuple[Rows, ...] = ()  # sync: each document's chunk rows
+
+    def partial_steps(self) -> list[Op]:
+        """A sync commits its documents in groups, in order: the ops that each prefix of its
+        documents amounts to (a kill may land between two of its commits)."""
+        return [Op("ingest", doc=d, rows=r) for d, r in zip(self.docs, self.doc_rows, strict=True)]
+
+
+GROUP_CHUNKS = 3
+"""The child's chunks per group (vecstore.documents.GROUP_CHUNKS): a sync of a few short
+documents commits several times."""
 
 
 def make_ops(seed: int, n: int) -> list[Op]:
@@ -109,11 +125,19 @@ def make_ops(seed: int, n: int) -> list[Op]:
             ops.append(Op("compact"))
         elif r < 0.89:
             ops.append(Op("keywords", columns=(("text",), ("text", "tag"), ("tag",))[int(rng.integers(3))]))
-        elif r < 0.93:
+        elif r < 0.92:
             words = rng.choice(WORDS, size=int(rng.integers(5, 60)))
             doc = (f"doc{int(rng.integers(0, 6))}", " ".join(words), int(rng.integers(0, 100)))
             ops.append(Op("ingest", doc=doc, rows=doc_rows({"id": doc[0], "text": doc[1], "year": doc[2]})))
-        elif r < 0.95:
+        elif r < 0.935:
+            ops.append(Op("update", cut=int(rng.integers(0, 30)), value=int(rng.integers(0, 100))))
+        elif r < 0.95:  # an incremental ingest of several documents, committed group by group
+            picked = rng.choice(8, size=int(rng.integers(2, 6)), replace=False)
+            docs = tuple((f"sync{int(k)}", " ".join(rng.choice(WORDS, size=int(rng.integers(5, 40)))),
+                          int(rng.integers(0, 3))) for k in picked)
+            ops.append(Op("sync", docs=docs, doc_rows=tuple(
+                doc_rows({"id": d[0], "text": d[1], "year": d[2]}) for d in docs)))
+        elif r < 0.965:
             ops.append(Op("index"))  # build (or rebuild) an hnsw index: contents unchanged
         elif r < 0.98:
             ops.append(Op("cleanup"))  # remove every old version and unneeded file: contents unchanged
@@ -147,7 +171,25 @@ def apply(model: Model, op: Op) -> Model:
             m[i] = (v, y, text, tag)
     elif op.kind == "keywords":
         m[KEYWORD_KEY] = op.columns
+    elif op.kind == "update":
+        m = {i: r if i == KEYWORD_KEY or not r[1] < op.cut else (r[0], op.value, *r[2:])
+             for i, r in m.items()}
+    elif op.kind == "sync":
+        for step in op.partial_steps():
+            m = apply(m, step)
     return m
+
+
+def partial_models(model: Model, op: Op) -> list[Model]:
+    """The states a kill during ``op`` may leave besides before and after: for a sync, each
+    prefix of its documents applied (it commits them in groups, in order)."""
+    if op.kind != "sync":
+        return []
+    out, m = [], model
+    for step in op.partial_steps()[:-1]:
+        m = apply(m, step)
+        out.append(m)
+    return out
 
 
 def model_rows(model: Model) -> list[dict[str, Any]]:
@@ -176,6 +218,11 @@ def run(tbl: Any, op: Op) -> None:
                           chunk_tokens=12, overlap=0, progress=False)
     elif op.kind == "keywords":
         tbl.set_keyword_columns(list(op.columns))
+    elif op.kind == "update":
+        tbl.update({"year": op.value}, "year < ?", op.cut)
+    elif op.kind == "sync":
+        tbl.add_documents([{"id": d, "text": t, "year": y} for d, t, y in op.docs], chunking="naive",
+                          chunk_tokens=12, overlap=0, progress=False, commit_every=0)
     elif op.kind == "index" and len(tbl) > 0:
         tbl.create_index("hnsw", m=8, ef_construction=40, progress=False)
     elif op.kind == "cleanup":
@@ -213,6 +260,9 @@ def child(store: str, ops: list[Op], start: int, done_file: str, server: bool = 
     """Apply ops[start:], appending each op's index to ``done_file`` (fsynced) once it returned.
     With ``server``, the writes of :data:`REMOTE_KINDS` go through a server running in this
     process (killed with it). ``ready`` (an event) is set once the writes start."""
+    import vecstore.documents
+
+    vecstore.documents.GROUP_CHUNKS = GROUP_CHUNKS
     # A forked child shares tqdm's multiprocessing lock (a semaphore) with the parent: killed
     # while an index build held it (tqdm takes it even for a disabled bar), it left the parent's
     # next tqdm call waiting for ever (seen: the full suite hung in a later create_index). A lock

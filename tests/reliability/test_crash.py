@@ -34,6 +34,7 @@ from .crash_harness import (
     make_ops,
     new_model,
     orphans,
+    partial_models,
     same,
     table_content,
 )
@@ -53,8 +54,8 @@ def crash_run(tmp_path, seed: int, kills: int, max_delay: float, server: bool = 
     models = [new_model()]
     ctx = mp.get_context("fork")
     start = 0
-    stats = {"kills": 0, "ops_committed": 0, "between_commit_and_record": 0, "rows_lost": 0,
-             "cleanups_checked": 0}
+    stats = {"kills": 0, "ops_committed": 0, "between_commit_and_record": 0,
+             "between_commits_of_a_sync": 0, "rows_lost": 0, "cleanups_checked": 0}
     for _ in range(kills):
         ready = ctx.Event() if server else None
         p = ctx.Process(target=child, args=(str(store), ops, start, done_file, server, ready))
@@ -74,13 +75,21 @@ def crash_run(tmp_path, seed: int, kills: int, max_delay: float, server: bool = 
         while len(models) <= last + 2 and len(models) <= len(ops):
             models.append(apply(models[-1], ops[len(models) - 1]))
         content = table_content(store)
+        partial = [m for m in partial_models(models[last + 1], ops[last + 1]) if same(content, m)] \
+            if last + 1 < len(ops) else []
         if same(content, models[last + 1]):
             start = last + 1
+            now = models[start]
         elif last + 2 < len(models) and same(content, models[last + 2]):
             start = last + 2  # the commit landed, the child died before recording it
+            now = models[start]
             stats["between_commit_and_record"] += 1
             with open(done_file, "a") as fh:
                 fh.write(f"{last + 1}\n")
+        elif partial:  # killed between two commits of an incremental ingest: run it again
+            start = last + 1
+            now = partial[0]
+            stats["between_commits_of_a_sync"] += 1
         else:
             want = models[last + 1]
             lost = set(want) - set(content)
@@ -88,14 +97,14 @@ def crash_run(tmp_path, seed: int, kills: int, max_delay: float, server: bool = 
             raise AssertionError(f"after kill {stats['kills']}: store matches no committed state "
                                  f"(last recorded op {last}; missing {sorted(lost)[:5]}, "
                                  f"unexpected {sorted(extra)[:5]})")
-        check_search(store, models[start], rng)
-        check_keyword(store, models[start], rng)
+        check_search(store, now, rng)
+        check_keyword(store, now, rng)
         if stats["kills"] % CLEANUP_EVERY == 0:
-            check_cleanup(store, models[start])
+            check_cleanup(store, now)
             stats["cleanups_checked"] += 1
         if start >= len(ops):
             break
-    check_cleanup(store, models[start])
+    check_cleanup(store, now)
     stats["ops_committed"] = start
     return stats
 
@@ -109,9 +118,11 @@ def check_cleanup(store, model) -> None:
 
 
 def test_sigkill_during_writes_never_leaves_a_partial_state(tmp_path):
-    stats = crash_run(tmp_path, seed=7, kills=175, max_delay=0.2)
+    stats = crash_run(tmp_path, seed=7, kills=175, max_delay=0.3)
     assert stats["kills"] == 175 and stats["cleanups_checked"] == 7
     assert stats["ops_committed"] > 50  # the kills landed across many writes, not only at start
+    kinds = {op.kind for op in make_ops(7, 4000)[:stats["ops_committed"]]}
+    assert {"update", "sync", "ingest"} <= kinds  # the writes of issue 14 were among them
     print(stats)
 
 

@@ -67,10 +67,11 @@ def refinement(mode: str, fusion: str | None, rrf_k: int | None, alpha: float | 
 
 
 def _connect(store: str, api_key: str | None) -> Any:
-    """A local store, or a server when STORE is a URL."""
+    """A local store (which must exist: these commands only read, and never create a
+    directory), or a server when STORE is a URL."""
     if store.lower().startswith(("http://", "https://")):
         return connect(store, api_key=api_key)
-    return connect(store)
+    return connect(store, create=False)
 
 
 @cli.command()
@@ -94,18 +95,31 @@ def tables(store: str, api_key: str | None, plain: bool) -> None:
 @key_option
 @plain_option
 def info(store: str, table: str, api_key: str | None, plain: bool) -> None:
-    """Show a table's settings, columns and size."""
+    """Show a table's settings, columns and size, and (for a local store) how many documents
+    it holds."""
     t = _connect(store, api_key).open_table(table)
     columns = t.info()["columns"] if isinstance(t, RemoteTable) else {f.name: str(f.type) for f in t.schema}
     record = {
         "table": table, "rows": len(t), "dim": t.dim, "metric": t.metric.value,
         "embedder": t.config.embedder, "version": t.version, "columns": columns,
     }
+    if not isinstance(t, RemoteTable):  # the server has no documents route
+        record["documents"] = t.documents().num_rows
     if plain:
         for key, value in record.items():
             click.echo(f"{key:>9}: {value}")
     else:
         emit([record], plain=False)
+
+
+@cli.command()
+@store_argument
+@click.argument("table")
+@plain_option
+def documents(store: str, table: str, plain: bool) -> None:
+    """List the documents of TABLE in STORE (a directory): id, source, chunks, content hash,
+    when ingested."""
+    emit(Database(store, create=False).open_table(table).list_documents(), plain)
 
 
 @cli.command()

@@ -7,11 +7,12 @@ import shutil
 import sys
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import click
 
 from ..db import Database
-from ..errors import InvalidArgumentError
+from ..errors import IngestInterrupted, InvalidArgumentError
 from . import cli, emit
 from .commands import plain_option
 
@@ -49,39 +50,38 @@ class _SizeType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-def _attrs(pairs: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise InvalidArgumentError(f"--attr takes key=value, got {pair!r}")
-        out[key] = value
-    return out
+def _attrs(pairs: tuple[str, ...]) -> dict[str, Any]:
+    from ..ingest.attributes import parse_attribute
+
+    return dict(parse_attribute(pair) for pair in pairs)
 
 
-def _open_or_create(store: str, table: str, model: str | None):
-    db = Database(store)
-    if table in db.table_names():
-        tbl = db.open_table(table)
-        if tbl.config.embedder is None:
+def _open_or_create(store: str, table: str, model: str | None) -> Any:
+    """The table to ingest into: opened when it exists, else created; when another process
+    creates it at the same moment, one creates it and the other opens it."""
+    db = Database(store)  # a directory: ingest never writes to a server
+    if table not in db.table_names():
+        return db.create_table(table, embedder=model or "default", exist_ok=True)
+    tbl = db.open_table(table)
+    if tbl.config.embedder is None:
+        raise InvalidArgumentError(
+            f"table {table!r} has no embedder (it holds plain vectors); ingest into a new table")
+    if model is not None:
+        from ..ingest.embedders import resolve_spec
+
+        if resolve_spec(model).model_id != tbl.config.embedder:
             raise InvalidArgumentError(
-                f"table {table!r} has no embedder (it holds plain vectors); ingest into a new table")
-        if model is not None:
-            from ..ingest.embedders import get_embedder
-
-            if get_embedder(model).model_id != tbl.config.embedder:
-                raise InvalidArgumentError(
-                    f"table {table!r} was built with model {tbl.config.embedder!r}, not {model!r}")
-        return tbl
-    return db.create_table(table, embedder=model or "default")
+                f"table {table!r} was built with model {tbl.config.embedder!r}, not {model!r}")
+    return tbl
 
 
 @cli.command()
 @click.argument("store", type=click.Path(file_okay=False))
 @click.argument("table")
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--model", default=None, help="Embedding model: 'default' (all-MiniLM-L6-v2) or a "
-              "sentence-transformers model directory. Fixed when the table is created.")
+@click.option("--model", default=None, help="Embedding model: 'default' (all-MiniLM-L6-v2; ONNX int8 "
+              "on a CPU), a sentence-transformers model directory, optionally with @torch, @onnx or "
+              "@onnx-int8. Fixed when the table is created.")
 @click.option("--chunking", type=click.Choice(CHUNKINGS), default=None,
               help="How chunks are embedded: alone (naive), with their surrounding text (late, "
               "context), averaged (+) or kept side by side (|). Default: naive|late (naive for "
@@ -90,13 +90,25 @@ def _open_or_create(store: str, table: str, model: str | None):
               show_default=True, help="Where chunks are cut.")
 @click.option("--chunk-tokens", default=128, show_default=True, help="Chunk size in model tokens.")
 @click.option("--overlap", default=16, show_default=True, help="Tokens shared by neighbouring chunks.")
-@click.option("--attr", "attrs", multiple=True, metavar="KEY=VALUE",
-              help="An attribute added to every document (repeatable).")
+@click.option("--root", type=click.Path(file_okay=False), default=None,
+              help="Document ids are file paths relative to this directory (default: each PATH "
+              "that is a directory, or a file's own directory).")
+@click.option("--prune", is_flag=True, help="Delete the table's documents that PATHS no longer "
+              "hold (a sync). Files that could not be read this time are kept.")
+@click.option("--attr", "attrs", multiple=True, metavar="NAME[:TYPE]=VALUE",
+              help="An attribute added to every document (repeatable); 2021 is an int, 2021-03-04 "
+              "a date, true a bool; TYPE (str, int, float, bool, date, datetime) forces one.")
+@click.option("--attr-from-path", "attr_from_path", default=None, metavar="PATTERN",
+              help="Attributes from each file's path, e.g. '{team}/{year}/*' ({name:type} forces a type).")
+@click.option("--encoding", default=None, help="Encoding of the text files (default: UTF-8, and "
+              "Windows-1252 for files that are not UTF-8, with a note).")
 @click.option("--text-column", default="text", show_default=True, help="Text column of .jsonl/.csv/.parquet.")
 @click.option("--id-column", default="id", show_default=True, help="Id column of .jsonl/.csv/.parquet.")
 @click.option("--max-file-size", "max_file_bytes", type=_SizeType(), default="100M",
               show_default=True, help="Skip (and report) files larger than this: bytes, or with "
               "K, M, G (powers of 1,024) or KB, MB, GB (powers of 1,000).")
+@click.option("--commit-every", default=5.0, show_default=True,
+              help="Commit the finished documents at least this often (seconds).")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None,
               metavar="[ADDRESS]", help="Chunk and embed on Ray (the ray extra): on the cluster at "
@@ -105,41 +117,68 @@ def _open_or_create(store: str, table: str, model: str | None):
 @click.option("--ray-workers", default=2, show_default=True, help="Embedding actors with --ray.")
 @plain_option
 def ingest(store: str, table: str, paths: tuple[str, ...], model: str | None, chunking: str | None,
-           chunker: str, chunk_tokens: int, overlap: int, attrs: tuple[str, ...], text_column: str,
-           id_column: str, max_file_bytes: int, progress: bool | None, ray_address: str | None,
-           ray_workers: int, plain: bool) -> None:
+           chunker: str, chunk_tokens: int, overlap: int, root: str | None, prune: bool,
+           attrs: tuple[str, ...], attr_from_path: str | None, encoding: str | None, text_column: str,
+           id_column: str, max_file_bytes: int, commit_every: float, progress: bool | None,
+           ray_address: str | None, ray_workers: int, plain: bool) -> None:
     """Load PATHS (files, directories, globs), chunk and embed them into TABLE of STORE.
 
-    Reads .txt, .md, .html, .jsonl, .csv, .parquet and .pdf (with the pdf extra). A document
-    already in the table (same id) is replaced. Files that cannot be read (not UTF-8, empty, over
-    --max-file-size, or not regular files: FIFOs, devices, sockets) are reported on stderr and
-    counted; the exit status is 2 when some were skipped, 1 on an error.
+    Incremental: a document whose text, attributes and settings are those stored is skipped
+    (nothing changed: the model is not even loaded); a changed one is replaced. Finished
+    documents are committed every few seconds, so Ctrl-C (exit status 130) or a crash keeps them
+    and the same command resumes. Reads .txt, .md, .rst, .html, .jsonl, .csv, .parquet, .pdf
+    (with the pdf extra), any of them .gz/.bz2/.xz, and text files of any other name. Files that
+    cannot be read (binary, empty, over --max-file-size, not regular files: FIFOs, devices,
+    sockets) are reported on stderr and counted; the exit status is 2 when some were skipped, 1
+    on an error.
     """
     from ..ingest.loaders import load_documents
 
     extra = _attrs(attrs)
     if ray_address is not None:
+        if prune:
+            raise InvalidArgumentError("--prune is not supported with --ray (a Ray ingest writes its "
+                                       "documents in one commit); run the sync without --ray")
         _ingest_on_ray(ray_address, ray_workers, paths, store, table, model=model, chunking=chunking,
                        chunker=chunker, chunk_tokens=chunk_tokens, overlap=overlap,
                        attributes=extra or None, text_column=text_column, id_column=id_column,
-                       max_file_bytes=max_file_bytes, plain=plain)
+                       max_file_bytes=max_file_bytes, root=root, encoding=encoding,
+                       attributes_from_path=attr_from_path, plain=plain)
         return
-    loaded = load_documents(list(paths), text_column=text_column, id_column=id_column,
-                            attributes=extra or None, max_file_bytes=max_file_bytes)
-    for err in loaded.errors:
-        click.echo(f"skipped {err.path}: {err.reason}", err=True)
-    if not loaded.documents:
-        raise InvalidArgumentError(f"no documents to ingest from {' '.join(paths)} "
-                                   f"({len(loaded.errors)} files skipped)")
-    tbl = _open_or_create(store, table, model)
-    report = tbl.add_documents(loaded.documents, chunking=chunking, chunker=chunker,
-                               chunk_tokens=chunk_tokens, overlap=overlap, progress=progress)
+    try:
+        loaded = load_documents(list(paths), text_column=text_column, id_column=id_column,
+                                attributes=extra or None, root=root, max_file_bytes=max_file_bytes,
+                                encoding=encoding, attributes_from_path=attr_from_path)
+        for err in loaded.errors:
+            click.echo(f"skipped {err.path}: {err.reason}", err=True)
+        for note in loaded.notes:
+            click.echo(f"note: {note.path}: {note.reason}", err=True)
+        if not loaded.documents:
+            raise InvalidArgumentError(f"no documents to ingest from {' '.join(paths)} "
+                                       f"({len(loaded.errors)} files skipped)")
+        tbl = _open_or_create(store, table, model)
+        report = tbl.add_documents(loaded.documents, chunking=chunking, chunker=chunker,
+                                   chunk_tokens=chunk_tokens, overlap=overlap, progress=progress,
+                                   prune=prune, keep=[e.path for e in loaded.errors],
+                                   commit_every=commit_every)
+    except IngestInterrupted as stop:
+        done = stop.report
+        click.echo(f"interrupted: {done.documents} documents ({done.chunks} chunks) committed in "
+                   f"{done.commits} commits, {done.unchanged} were unchanged, {done.remaining} not "
+                   f"ingested; run the same command again to finish", err=True)
+        emit([{"table": table, "interrupted": True, "documents": done.documents, "chunks": done.chunks,
+               "unchanged": done.unchanged, "remaining": done.remaining}], plain)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("interrupted before anything was committed", err=True)
+        sys.exit(130)
     for doc_id, reason in report.skipped:
         click.echo(f"skipped document {doc_id}: {reason}", err=True)
-    record = {"table": table, "documents": report.documents, "chunks": report.chunks,
+    record = {"table": table, "documents": report.documents, "unchanged": report.unchanged,
+              "chunks": report.chunks, "pruned": report.pruned, "commits": report.commits,
               "files_skipped": len(loaded.errors), "documents_skipped": len(report.skipped),
               "rows": len(tbl), "seconds": round(report.seconds, 2),
-              "chunks_per_s": round(report.chunks / report.seconds, 1) if report.seconds else None}
+              "chunks_per_s": round(report.chunks / report.seconds, 1) if report.chunks else None}
     emit([record], plain)
     if loaded.errors or report.skipped:
         sys.exit(2)

