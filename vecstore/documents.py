@@ -169,14 +169,14 @@ def ingest(table: Table, docs: Any, *, chunking: str, chunker: str, chunk_tokens
     """What :meth:`Table.add_documents <vecstore.Table.add_documents>` does (see the module's
     docstring)."""
     from .ingest.pipeline import ChunkPlan, document_hash, prepare_documents
-    from .ingest.situated import parse_mode
+    from .ingest.situated import parse_chunking
 
     started = time.perf_counter()
     if not isinstance(commit_every, (int, float)) or isinstance(commit_every, bool) or not commit_every >= 0:
         raise InvalidArgumentError(f"commit_every must be a number of seconds >= 0, got {commit_every!r}")
     if isinstance(keep, str):
         keep = [keep]
-    parse_mode(chunking)
+    parse_chunking(chunking)
     model_id = table._model_id()
     prepared = prepare_documents(docs)
     settings = ingest_settings(model_id, chunking, chunker, chunk_tokens, overlap, window)

@@ -60,9 +60,15 @@ def test_add_documents_stores_both_and_scores_by_the_best(
            for h in [tbl.search(query).using(name).limit(len(tbl)).exact().hits()]}
     for rid, score in zip(best.ids, best.scores, strict=True):
         assert score == pytest.approx(max(per["vector"][rid], per["vector_late"][rid]), abs=1e-6)
-    # re-adding a document replaces its chunks, both vectors
+    # re-adding an unchanged document is skipped; a changed one replaces its chunks, both vectors
     again = tbl.add_documents(docs[:1], chunking="naive|late", chunk_tokens=24, overlap=4)
-    assert len(tbl) == report.chunks and again.chunks > 0
+    assert len(tbl) == report.chunks and again.chunks == 0 and again.unchanged == 1
+    doc_id = docs[0]["id"]
+    before = tbl.count("doc_id = ?", doc_id)
+    changed = dict(docs[0], text=docs[0]["text"] + " A last sentence about the battery.")
+    again = tbl.add_documents([changed], chunking="naive|late", chunk_tokens=24, overlap=4)
+    assert again.chunks > 0 and len(tbl) == report.chunks - before + again.chunks
+    assert tbl.count("doc_id = ?", doc_id) == again.chunks
     # a table of two vectors per chunk refuses a mode that makes one, and the reverse
     with pytest.raises(InvalidArgumentError, match="holds rows with \\['vector', 'vector_late'\\]"):
         tbl.add_documents(docs[:1], chunking="naive")

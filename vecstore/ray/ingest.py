@@ -9,6 +9,7 @@ the model once (on a GPU each when ``num_gpus`` is set), and the rows written by
 
 from __future__ import annotations
 
+import datetime
 import pickle
 import time
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import ray.data
 
@@ -53,6 +55,13 @@ class _ChunkEmbed:
         docs = [pickle.loads(b) for b in batch.column("doc").to_pylist()]
         out = chunk_documents(docs, self.embedder, progress=False, **self.options)
         return out.table
+
+
+def _stamp(batch: pa.Table, hashes: dict[str, str], now: np.datetime64) -> pa.Table:
+    """``batch`` of chunk rows with their document's ``content_hash`` and ``ingested_at``."""
+    doc_ids = batch.column("doc_id").to_pylist()
+    batch = batch.append_column("content_hash", pa.array([hashes[d] for d in doc_ids], pa.string()))
+    return batch.append_column("ingested_at", pa.array(np.full(len(doc_ids), now)))
 
 
 def _open_or_create(path: str | Path, table: str, model: str | None) -> Any:
@@ -117,6 +126,17 @@ def ingest(paths: str | Path | Sequence[str | Path], path: str | Path, table: st
     chunks = docs.map_batches(_ChunkEmbed, fn_constructor_args=(tbl.config.embedder, options),
                               batch_size=docs_per_batch, batch_format="pyarrow",
                               concurrency=concurrency, num_gpus=num_gpus or None)
+    # Each chunk carries its document's content hash, as `vecstore ingest` stores it, so that a
+    # later incremental ingest (Ray or not) skips the documents that did not change.
+    from ..documents import ingest_settings
+    from ..ingest.pipeline import document_hash, prepare_documents
+
+    prepared = prepare_documents(loaded.documents)
+    settings = ingest_settings(tbl._model_id(), chunking, chunker, chunk_tokens, overlap, None)
+    hashes = {prepared.ids[i]: document_hash(prepared.texts[i], prepared.attribute_dict(i), settings)
+              for i in prepared.keep}
+    now = np.datetime64(datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None), "us")
+    chunks = chunks.map_batches(_stamp, fn_args=(hashes, now), batch_format="pyarrow")  # type: ignore[arg-type]
     sink = VecstoreDatasink(path, table, mode="upsert", replace_docs=True,
                             rows_per_segment=rows_per_segment)
     version = _run(chunks, sink, None)

@@ -379,8 +379,11 @@ def check_entries(manifest: Manifest, path: Path) -> None:
                 raise bad(f"index {i} segment {seg_path} row count", rows,
                           f"{rows_of[seg_path]} as the segment entry says")
             seen += rows
-        if seen != total:
-            raise bad(f"index {i} count", total, f"{seen}, the sum of its segments' rows")
+        per_row = len(entry.vectors)  # a multi-vector table's index holds each row's every vector
+        if seen * per_row != total:
+            raise bad(f"index {i} count", total,
+                      f"{seen * per_row}, the sum of its segments' rows" + (
+                          f" x {per_row} vectors" if per_row > 1 else ""))
 
 
 def check_not_rolled_back(table_dir: Path, newest: int, mark: int) -> None:
