@@ -99,7 +99,10 @@ def test_verify_rereads_files_checked_before(store):
         tbl.verify()
 
 
-def test_damaged_index_file_is_refused_before_use(store, rng):
+def test_damaged_index_file_is_never_used_and_is_rebuilt(store, rng):
+    """The index is derived data: a damaged index file is never searched (its checksum fails
+    before use); queries scan instead, with a warning naming the file; verify() fails on it;
+    optimize() rebuilds it."""
     tbl = reopen(store)
     tbl.create_index("hnsw")
     data = json.loads(latest_manifest(store).read_text())
@@ -107,10 +110,17 @@ def test_damaged_index_file_is_refused_before_use(store, rng):
     path = next(p for p in index_dir.iterdir() if not p.name.endswith(".json"))
     flip(path, 0.5, 0x20)
     fresh = reopen(store)
-    with pytest.raises(CorruptStoreError, match=path.name):
-        fresh.search(rng.normal(size=16)).limit(5).to_list()
+    q = rng.normal(size=16)
+    want = fresh.search(q).limit(5).exact().hits().ids  # exact search never loads the index
+    with pytest.warns(RuntimeWarning, match=path.name):
+        got = fresh.search(q).limit(5).to_list()
+    assert [h["id"] for h in got] == list(want)
+    assert [h["id"] for h in fresh.search(q).limit(5).where("n >= ?", 0).to_list()] == list(want)
     with pytest.raises(CorruptStoreError, match=path.name):
         fresh.verify()
+    assert fresh.optimize()  # rebuilds the index from the rows
+    assert fresh.verify()["files"] >= 2  # a segment and the new index file, all checked
+    assert fresh.list_indexes()[0]["path"] != data["indexes"][0]["path"]
 
 
 @pytest.mark.parametrize("keep", [0, 8, 100, -1])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -51,6 +52,7 @@ class Executor:
         self._filters: tuple[int, FilterEngine] | None = None
         self._indexes: dict[str, Any] = {}  # index path -> loaded index
         self._views: tuple[int, IndexView | None] | None = None
+        self._broken: set[str] = set()  # index paths found damaged in this process
         self._keyword: tuple[int, KeywordView] | None = None
 
     # -- filters ------------------------------------------------------------------------------
@@ -111,9 +113,26 @@ class Executor:
             view = None
             if snap.manifest.indexes:
                 entry = snap.manifest.indexes[0]
-                view = IndexView.build(snap, self._load(snap, entry), entry)
+                index = self._load_or_report(snap, entry)
+                view = None if index is None else IndexView.build(snap, index, entry)
             self._views = (snap.version, view)
             return view
+
+    def _load_or_report(self, snap: Snapshot, entry: IndexEntry) -> Any:
+        """The version's index, or None when its files are damaged, missing or links. The index
+        is derived data: queries then scan (the answers the index would approximate, at the
+        scan's cost), a warning names the damage once per index and process, ``optimize()``
+        rebuilds it, and ``tbl.verify()`` / ``vecstore check`` still fail on it. Damaged
+        segments are never skipped like this: they hold the data."""
+        if entry.path in self._broken:
+            return None
+        try:
+            return self._load(snap, entry)
+        except CorruptStoreError as exc:
+            self._broken.add(entry.path)
+            warnings.warn(f"{exc}. Searching without the index until it is rebuilt: tbl.optimize() "
+                          "or tbl.create_index()", RuntimeWarning, stacklevel=2)
+            return None
 
     def calibrate(self, snap: Snapshot, target: float = 0.95) -> ScanCalibration | None:
         """Measure the scan's oversample on ``snap`` (see :mod:`.calibrate`)."""
@@ -186,7 +205,7 @@ class Executor:
                               filter_seconds=filter_stages[0].seconds if filter_stages else 0.0,
                               combine=spec.combine)
                 for v in spec.vectors]
-        view = self.index_view(snap)
+        view = None if spec.exact else self.index_view(snap)  # exact search never needs the index
         prefetched: list[Prefetched | None] = [None] * len(reqs)
         answers: list[Any] = [None] * len(reqs)
         if len(reqs) > 1:
