@@ -405,7 +405,9 @@ def test_a_held_lock_times_out_naming_the_holder_and_changes_nothing(tmp_path):
             waited = time.perf_counter() - started
             assert isinstance(err.value, TimeoutError)
             assert f"pid {holder.pid}" in str(err.value) and "0.5s" in str(err.value)
-            assert 0.45 <= waited < 10
+            # it waited out its timeout rather than failing at once (a lower bound only:
+            # how much longer a loaded machine takes says nothing about vecstore)
+            assert waited >= 0.45
         after = (impatient.version, len(impatient), sorted(p.name for p in tbl.path.rglob("*")))
         assert after == before
         # readers never take the lock: they go on while it is held
