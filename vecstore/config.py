@@ -296,3 +296,15 @@ class PlannerSettings:
             if not ok:
                 want = "a number" if f.name == "postfilter_min_selectivity" else "a non-negative integer"
                 raise InvalidArgumentError(f"PlannerSettings.{f.name} must be {want}, got {value!r}")
+
+
+def check_timeout(value: object, name: str = "timeout") -> float | None:
+    """``value`` as seconds (a positive finite number), or None for no limit."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value <= 0:
+        raise InvalidArgumentError(
+            f"{name} must be a positive number of seconds or None (no limit), got {value!r}; "
+            f"e.g. {name}=5")
+    return float(value)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from .config import KeywordConfig, Metric, PlannerSettings, TableConfig
+from .config import KeywordConfig, Metric, PlannerSettings, TableConfig, check_timeout
 from .errors import AlreadyExistsError, CorruptStoreError, InvalidArgumentError, NotFoundError
 from .inputs import declared_schema, prepare_batch
 from .storage.files import ensure_dir
@@ -85,10 +85,14 @@ class Database:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = DEFAULT_TIMEOUT_S,
-                 planner: PlannerSettings | None = None, create: bool = True) -> None:
+                 planner: PlannerSettings | None = None, create: bool = True,
+                 query_timeout: float | None = None) -> None:
         if isinstance(path, str) and "\x00" in path:
             raise InvalidArgumentError("the store path contains a NUL character")
         self.lock_timeout = check_lock_timeout(lock_timeout)
+        self.query_timeout = check_timeout(query_timeout, "query_timeout")
+        """Seconds a query (``search``, ``search_batch``, ``count``) may run unless it says
+        otherwise with ``Query.timeout``; None: no limit."""
         self.path = Path(path).expanduser().absolute()
         if self.path.exists() and not self.path.is_dir():
             raise InvalidArgumentError(f"{self.path} is not a vecstore store: it is a file, not a directory")
@@ -259,7 +263,9 @@ def connect(path: str | os.PathLike[str], **kwargs: Any) -> Database | RemoteDat
     (``http://host:port``), connect to a ``vecstore serve`` server (keyword arguments
     ``api_key``, by default ``$VECSTORE_API_KEY``, and ``timeout``; see :mod:`vecstore.remote`).
     ``lock_timeout`` (seconds, default 30) bounds how long a writer waits for a table's write
-    lock; ``planner`` (a :class:`~vecstore.PlannerSettings`) changes the planner's thresholds.
+    lock; ``planner`` (a :class:`~vecstore.PlannerSettings`) changes the planner's thresholds;
+    ``query_timeout`` (seconds, default None: no limit) stops a query that runs longer with a
+    :class:`~vecstore.QueryTimeoutError` (``Query.timeout`` overrides it per query).
     With ``create=False`` the directory must exist already (a :class:`~vecstore.NotFoundError`
     otherwise) and nothing is created.
 

@@ -50,6 +50,11 @@ class ConcurrencyError(VecstoreError, TimeoutError):
     """A writer could not take the table's lock in time, or lost a race it could not retry."""
 
 
+class QueryTimeoutError(VecstoreError, TimeoutError):
+    """A query ran past its timeout (``Query.timeout``, ``connect(query_timeout=)`` or the
+    server's ``--query-timeout``) and was stopped; it returned nothing and changed nothing."""
+
+
 class ReadOnlyError(VecstoreError, PermissionError):
     """A write was attempted on a read-only view (a table checked out at an older version)."""
 
@@ -99,6 +104,7 @@ __all__ = [
     "InvalidArgumentError",
     "MissingDependencyError",
     "NotFoundError",
+    "QueryTimeoutError",
     "ReadOnlyError",
     "RemoteError",
     "SchemaError",

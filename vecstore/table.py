@@ -33,6 +33,7 @@ from .inputs import (
     with_values,
 )
 from .query.builder import BatchQuery, Query
+from .query.deadline import deadline
 from .query.executor import Executor
 from .query.rerank import resolve_reranker
 from .query.results import Hits
@@ -97,7 +98,9 @@ class _Source:
 
     def run(self, spec: QuerySpec) -> list[Hits]:
         t = self._table
-        return t._read(lambda snap: t._executor.run(snap, spec))
+        seconds = t._db.query_timeout if spec.timeout is None else spec.timeout
+        with deadline(seconds):
+            return t._read(lambda snap: t._executor.run(snap, spec))
 
     def embed_query(self, text: str) -> np.ndarray:
         t = self._table
@@ -260,7 +263,8 @@ class Table:
         """Number of rows, or of rows for which ``where`` is true."""
         if where is None:
             return self._current().num_rows
-        return self._read(lambda snap: int(self._executor.match_rows(snap, where, params).size))
+        with deadline(self._db.query_timeout):
+            return self._read(lambda snap: int(self._executor.match_rows(snap, where, params).size))
 
     def versions(self) -> list[int]:
         """Every version of the table still on disk, oldest first."""

@@ -233,6 +233,34 @@ def run(tbl: Any, op: Op) -> None:
         tbl.drop_index()
 
 
+RAY_KINDS = frozenset({"add", "upsert"})
+"""The writes a child in Ray mode makes through the Ray sink's stage-and-publish path."""
+
+
+def run_ray(tbl: Any, op: Op) -> None:
+    """``op`` written as ``vecstore.ray.write_table`` writes it, without starting Ray: the sink is
+    made on the driver (it opens the stage), each of up to three blocks is staged by the sink's
+    ``write`` (a worker's task: one segment each), ``on_write_complete`` publishes them all in
+    one commit, and the stage is removed as ``write_table`` does. A SIGKILL lands anywhere in
+    that; starting a Ray session per kill would cost seconds each on two cores."""
+    import pyarrow as pa
+    from ray.data.datasource.datasink import WriteResult
+
+    from vecstore.ray.sink import VecstoreDatasink
+    from vecstore.storage.writer import remove_stage
+
+    sink = VecstoreDatasink(tbl.path.parent, tbl.name, mode="append" if op.kind == "add" else "upsert")
+    rows = pa.Table.from_pylist([{"id": i, "vector": list(v), "year": y, "text": t, "tag": g}
+                                 for i, v, y, t, g in op.rows])
+    step = -(-rows.num_rows // 3)
+    returns = [sink.write([rows.slice(at, step)], None) for at in range(0, rows.num_rows, step)]
+    try:
+        sink.on_write_complete(WriteResult(num_rows=rows.num_rows, size_bytes=int(rows.nbytes),
+                                           write_returns=returns))
+    finally:
+        remove_stage(sink.table_dir, sink.stage)
+
+
 def serve_in_thread(store: str) -> Any:
     """Serve ``store`` with uvicorn in a daemon thread of this process; a RemoteTable of ``t``."""
     import socket
@@ -256,10 +284,11 @@ def serve_in_thread(store: str) -> Any:
 
 
 def child(store: str, ops: list[Op], start: int, done_file: str, server: bool = False,
-          ready: Any = None) -> None:
+          ready: Any = None, ray: bool = False) -> None:
     """Apply ops[start:], appending each op's index to ``done_file`` (fsynced) once it returned.
     With ``server``, the writes of :data:`REMOTE_KINDS` go through a server running in this
-    process (killed with it). ``ready`` (an event) is set once the writes start."""
+    process (killed with it). ``ready`` (an event) is set once the writes start. With ``ray``,
+    the writes of :data:`RAY_KINDS` go through the Ray sink (:func:`run_ray`)."""
     import vecstore.documents
 
     vecstore.documents.GROUP_CHUNKS = GROUP_CHUNKS
@@ -276,6 +305,11 @@ def child(store: str, ops: list[Op], start: int, done_file: str, server: bool = 
     if ready is not None:
         ready.set()
     for i in range(start, len(ops)):
+        if ray and ops[i].kind in RAY_KINDS:
+            run_ray(tbl, ops[i])
+            os.write(fd, f"{i}\n".encode())
+            os.fsync(fd)
+            continue
         run(remote if remote is not None and ops[i].kind in REMOTE_KINDS else tbl, ops[i])
         os.write(fd, f"{i}\n".encode())
         os.fsync(fd)
@@ -343,7 +377,8 @@ def check_search(path: Path, model: Model, rng: np.random.Generator) -> None:
 
 def orphans(table_dir: Path) -> list[str]:
     """Entries of data/, indexes/ and _versions/ that no version on disk names (temporary
-    files included), and leases left by dead processes: what cleanup must leave none of."""
+    files included), leases left by dead processes and stages of Ray writes (``_staging/``,
+    never needed once their writer is gone): what cleanup must leave none of."""
     from vecstore.storage.cleanup import manifest_files
     from vecstore.storage.manifest import list_versions, read_manifest
 
@@ -357,7 +392,7 @@ def orphans(table_dir: Path) -> list[str]:
             out += [f"{sub}/{n}" for n in os.listdir(d) if f"{sub}/{n}" not in needed]
     out += [f"_versions/{n}" for n in os.listdir(table_dir / "_versions") if not n.endswith(".json")
             or n.startswith(".")]
-    leases = table_dir / "_leases"
-    if leases.is_dir():
-        out += [f"_leases/{n}" for n in os.listdir(leases)]
+    for sub in ("_leases", "_staging"):
+        if (table_dir / sub).is_dir():
+            out += [f"{sub}/{n}" for n in os.listdir(table_dir / sub)]
     return sorted(out)

@@ -377,3 +377,21 @@ def test_cleanup_through_the_api_embedded_and_remote(any_db):
     assert len(tbl) == 8
     with pytest.raises(InvalidArgumentError):
         tbl.cleanup(keep_last=0)
+
+
+def test_a_stage_in_use_is_kept_and_a_dead_writers_stage_removed(tmp_db):
+    """A staged write (the Ray sink's) leases its stage: cleanup keeps it while the writer
+    lives, and removes it once no live process holds it (the kill test in test_crash.py kills
+    the writer itself)."""
+    from vecstore.storage import writer
+
+    tbl = tmp_db.create_table("t", dim=2)
+    tbl.add([{"id": "a", "vector": [1, 0]}])
+    stage = writer.open_stage(tbl.path)
+    (writer.stage_dir(tbl.path, stage) / "data").mkdir()
+    tbl.cleanup(older_than=0)
+    assert writer.stage_dir(tbl.path, stage).is_dir()
+    writer._STAGE_LEASES.pop((str(tbl.path), stage)).release()  # as if its process had died
+    report = tbl.cleanup(older_than=0)
+    assert not writer.stage_dir(tbl.path, stage).exists() and report.files_removed >= 1
+    assert len(tbl) == 1

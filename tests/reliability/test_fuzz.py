@@ -501,6 +501,17 @@ def hostile(sentinel: Path) -> list[str]:
         "[" * 5000 + "1" + "]" * 5000 + " IS NOT NULL",
         " OR ".join(["n = 1"] * 20_000),
         " OR ".join(["n = 1"] * 9_000),
+        # bounded per row (vecstore/query/bounds.py): quadratic functions on long operands,
+        # values built from constants or many copies, thousands of arguments
+        f"levenshtein(s, '{'x' * 50_000}') > 0",
+        f"damerau_levenshtein('{'x' * 20_000}', s || s) > 0",
+        f"jaro_winkler_similarity(s, '{'y' * 40_000}') > 0",
+        f"length(s || '{'z' * 70_000}') > 0",
+        f"len(list_value({', '.join(['s'] * 10_000)})) > 0",
+        f"length(concat({', '.join(['s'] * 5_000)})) > 0",
+        "greatest(" + ", ".join(["n"] * 1_000) + ") > 0",
+        "CASE " + " ".join(f"WHEN n = {i} THEN {i}" for i in range(1_000)) + " END > 0",
+        f"'{'q' * 60_000}' LIKE '%_%_b'",
     ]
 
 

@@ -30,6 +30,9 @@ def _is_loopback(host: str) -> bool:
               help="Larger request bodies are refused with 413.")
 @click.option("--max-rows", default=10_000, show_default=True, type=click.IntRange(1),
               help="The most rows, ids, documents or queries in one request (413 beyond).")
+@click.option("--query-timeout", default=30.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds a search or count may run before it is stopped and answered 504 "
+              "(0: no limit).")
 @click.option("--model", "models", multiple=True, type=click.Path(file_okay=False, exists=True),
               help="A model directory clients may name as a new table's embedder, besides "
               "'default' (repeatable).")
@@ -41,8 +44,8 @@ def _is_loopback(host: str) -> bool:
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 def serve(store: str, host: str, port: int, api_key: str | None, read_only_key: str | None,
-          max_body_mb: int, max_rows: int, models: tuple[str, ...], rerankers: tuple[str, ...], warm: bool,
-          log_level: str) -> None:
+          max_body_mb: int, max_rows: int, query_timeout: float, models: tuple[str, ...],
+          rerankers: tuple[str, ...], warm: bool, log_level: str) -> None:
     """Serve STORE over HTTP: the JSON API (OpenAPI at /docs), a search page at /, and the
     embedding model kept warm. Needs the server extra: pip install 'vecstore[server]'."""
     from ..server import ServerSettings
@@ -50,7 +53,8 @@ def serve(store: str, host: str, port: int, api_key: str | None, read_only_key: 
 
     settings = ServerSettings(api_key=api_key or None, read_only_key=read_only_key or None,
                               max_body_bytes=max_body_mb * 1024 * 1024, max_rows=max_rows,
-                              warm=warm, models=models, rerankers=rerankers)
+                              warm=warm, models=models, rerankers=rerankers,
+                              query_timeout=query_timeout or None)
     if settings.api_key is None and not _is_loopback(host):
         click.echo(f"warning: serving {host} without an API key: anyone who can reach it may read "
                    f"and write the store (set VECSTORE_API_KEY)", err=True)

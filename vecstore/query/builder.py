@@ -4,12 +4,14 @@ filters and columns as they are given and runs the spec when results are asked f
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import pyarrow as pa
 
+from ..config import check_timeout
 from ..errors import InvalidArgumentError
 from .fusion import make_fusion
 from .rerank import DEFAULT_CANDIDATES
@@ -107,6 +109,13 @@ class _Chain:
         if parse is None:
             raise InvalidArgumentError("using()/combine() are not available on this table (a remote one)")
         return _with(self, _spec=_with(self._spec, combine=parse(how)))
+
+    def timeout(self: Self, seconds: float | None) -> Self:
+        """Stop the query with :class:`~vecstore.QueryTimeoutError` if it runs longer than
+        ``seconds`` (None: no limit, whatever ``connect(..., query_timeout=)`` says). A filter
+        running on DuckDB is interrupted; vecstore's own stages stop between them."""
+        value = check_timeout(seconds)
+        return _with(self, _spec=_with(self._spec, timeout=math.inf if value is None else value))
 
     def select(self: Self, *columns: str) -> Self:
         """Return only these columns besides ``id`` and ``score`` (``"vector"`` adds the vector)."""

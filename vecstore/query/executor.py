@@ -27,6 +27,7 @@ from ..errors import CorruptStoreError, InvalidArgumentError
 from ..storage.files import open_in_table
 from ..storage.manifest import IndexEntry, ScanCalibration
 from ..storage.snapshot import Snapshot
+from . import deadline
 from .calibrate import calibrate_scan
 from .filters import ROW_COLUMN, FilterEngine
 from .indexed import IndexView, Prefetched, search_index, search_index_batch, search_index_quick
@@ -75,6 +76,7 @@ class Executor:
     def match_rows(self, snap: Snapshot, where: str, params: Sequence[Any]) -> I64:
         """Sorted global live rows for which ``where`` is true."""
         rows = self.filter_engine(snap).rows(where, params)
+        deadline.check("the filter")  # a query's (a write has none)
         return rows[snap.live_mask[rows]] if snap.has_deletions else rows
 
     # -- indexes ------------------------------------------------------------------------------
@@ -226,7 +228,11 @@ class Executor:
         columns = list(dict.fromkeys(["id", *(spec.columns if spec.columns is not None
                                               else snap.manifest.schema.names)]))
 
+        limit = deadline.current()  # the pool's threads do not inherit it
+
         def one(i: int) -> Hits:
+            if limit is not None:
+                limit.check(f"query {i + 1} of {len(reqs)}")
             if answers[i] is not None:
                 found, scores, plan = answers[i]
             elif view is not None:

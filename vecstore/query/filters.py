@@ -34,6 +34,8 @@ import pyarrow as pa
 
 from ..errors import FilterError
 from ..storage.batch import column_key
+from . import deadline as _deadline
+from .bounds import SizeChecker
 from .predicates import Node, Predicates
 from .sqltypes import bind_parameters
 
@@ -62,7 +64,9 @@ ALLOWED_FUNCTIONS = frozenset({
     "substring", "substr", "left", "right", "concat", "concat_ws", "strpos",
     "instr", "position", "regexp_matches", "regexp_full_match", "like_escape", "ilike_escape",
     "reverse", "string_split", "split_part", "nfc_normalize",
-    "strip_accents", "levenshtein", "jaccard", "md5", "hash", "ascii", "chr",
+    "strip_accents", "jaccard", "md5", "hash", "ascii", "chr", "hamming", "mismatches",
+    # (quadratic per row: allowed on values whose sizes bound the cost, see bounds.py)
+    "levenshtein", "editdist3", "damerau_levenshtein", "jaro_similarity", "jaro_winkler_similarity",
     # numbers
     "abs", "round", "floor", "ceil", "ceiling", "sign", "sqrt", "pow", "power", "exp", "ln",
     "log", "log2", "log10", "greatest", "least", "mod", "isnan", "isinf", "isfinite",
@@ -94,9 +98,20 @@ _OPERATOR_TYPES = frozenset({
 })
 
 
-def connect_sandboxed() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection that can read no file, reach no network and load no
-    extension, with its configuration locked so a query cannot turn that back on."""
+MEMORY_LIMIT_BYTES = 1024 ** 3
+"""DuckDB's memory limit for one table version's filters (its operators and results; what an
+expression builds per row is bounded by :mod:`.bounds` instead), raised by
+:data:`MEMORY_PER_ROW_BYTES` for each row so that a filter matching every row of a large table
+still fits its result. Nothing spills to disk: a filter over the limit fails with a FilterError."""
+MEMORY_PER_ROW_BYTES = 32
+
+
+def connect_sandboxed(rows: int = 0) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection that can read no file, reach no network, load no
+    extension, write no temporary file and use at most :data:`MEMORY_LIMIT_BYTES` (plus
+    :data:`MEMORY_PER_ROW_BYTES` per row of the ``rows`` it filters), with its configuration
+    locked so a query cannot change any of that."""
+    limit = MEMORY_LIMIT_BYTES + MEMORY_PER_ROW_BYTES * max(int(rows), 0)
     con = duckdb.connect(
         ":memory:",
         config={
@@ -104,8 +119,11 @@ def connect_sandboxed() -> duckdb.DuckDBPyConnection:
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
             "threads": 1,
+            "memory_limit": f"{limit // 2 ** 20}MiB",
+            "temp_directory": "",  # no spilling: a filter never writes a file
         },
     )
+    con.execute("SET enable_progress_bar = false")  # DuckDB would draw one on stdout after 2 s
     con.execute("SET lock_configuration = true")
     return con
 
@@ -138,6 +156,17 @@ def check_pattern(pattern: object, function: str, where: str) -> None:
             f"wildcards, which DuckDB matches in exponential time; use at most {MAX_PATTERN_RUNS}, "
             f"or regexp_matches(column, '...')"
         )
+
+
+def backtracks(pattern: object, function: str) -> bool:
+    """Whether DuckDB matches ``pattern`` by backtracking in time quadratic in the value's length
+    (a single-character wildcard with two runs: ``'%_%_b'``); :mod:`.bounds` then bounds the
+    values' length. One run, or none, is matched in linear time."""
+    if function not in _PATTERN_FUNCTIONS or not isinstance(pattern, str):
+        return False
+    many, one = _PATTERN_FUNCTIONS[function]
+    runs = sum(1 for i, c in enumerate(pattern) if c == many and (i == 0 or pattern[i - 1] != many))
+    return one in pattern and runs >= 2
 
 
 class _Checker:
@@ -307,6 +336,7 @@ class _Parsed:
     pattern_params: dict[int, str]  # ? position (1-based) -> LIKE/GLOB function it feeds
     where: dict[str, Any]  # the checked parse tree of the expression
     n_params: int
+    sized: bool  # whether parameter values can change what the filter builds or compares (bounds.py)
 
     @property
     def volatile(self) -> bool:
@@ -401,7 +431,17 @@ def _parse(text: str, columns: Iterable[str], con: duckdb.DuckDBPyConnection,
     checker.walk(where)
     if checker.renames:
         sql = _rename(sql, checker.renames, checker)
-    return _Parsed(sql, checker.pattern_params, where, _count_params(where))
+    n_params = _count_params(where)
+    sized = n_params > 0 and _has_class(where, frozenset({"FUNCTION", "CAST"}))
+    return _Parsed(sql, checker.pattern_params, where, n_params, sized)
+
+
+def _has_class(node: Any, classes: frozenset[str]) -> bool:
+    if isinstance(node, list):
+        return any(_has_class(c, classes) for c in node)
+    if not isinstance(node, dict):
+        return False
+    return node.get("class") in classes or any(_has_class(v, classes) for v in node.values())
 
 
 class FilterEngine:
@@ -425,16 +465,33 @@ class FilterEngine:
             [self._aliases.get(c, c) for c in attributes.column_names]) if self._aliases else attributes
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
+        # the DuckDB statement running now, and the lock a timeout's timer takes to interrupt it
+        # (never a later statement: the timer checks that its own is still the one running)
+        self._running: object | None = None
+        self._interrupt_lock = threading.Lock()
         self._checked: dict[str, tuple[_Parsed, Node | None]] = {}
         self._results: OrderedDict[tuple[Any, ...], npt.NDArray[np.int64]] = OrderedDict()
         self._cached_rows = 0
         self._predicates = Predicates(attributes, self._columns)
+        self._variable = frozenset(
+            f.name for f in attributes.schema if f.name != ROW_COLUMN and not _fixed_width(f.type))
+        self._longest: dict[str, int] = {}
+
+    def _longest_value(self, column: str) -> int:
+        """The size in bytes of ``column``'s longest value in this version (measured once)."""
+        size = self._longest.get(column)
+        if size is None:
+            size = self._longest[column] = longest_value(self._attributes.column(column))
+        return size
+
+    def _check_sizes(self, text: str, parsed: _Parsed, params: Sequence[Any] | None) -> None:
+        SizeChecker(text, self._variable, self._longest_value, params, backtracks).check(parsed.where)
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         # Opened on first use, and again after close(): a reader thread may still hold this
         # engine when another thread, seeing a newer version, closes it.
         if self._con is None:
-            con = connect_sandboxed()
+            con = connect_sandboxed(self._attributes.num_rows)
             con.register(VIEW, self._view)
             self._con = con
         return self._con
@@ -445,6 +502,7 @@ class FilterEngine:
         entry = self._checked.get(text)
         if entry is None:
             parsed = _parse(text, self._columns, self._connection(), self._aliases)
+            self._check_sizes(text, parsed, None)  # parameters, unknown yet, count as empty
             entry = (parsed, self._predicates.compile(parsed.where))
             if len(self._checked) > 1024:
                 self._checked.clear()
@@ -471,6 +529,8 @@ class FilterEngine:
             for position, function in parsed.pattern_params.items():
                 if 0 < position <= len(bound):
                     check_pattern(bound[position - 1], function, text)
+            if parsed.sized:
+                self._check_sizes(text, parsed, bound)
         return parsed, node, bound
 
     def fast_rows(self, text: str, params: Sequence[Any]) -> npt.NDArray[np.int64] | None:
@@ -520,17 +580,55 @@ class FilterEngine:
 
     def _duckdb(self, parsed: _Parsed, text: str, bound: list[Any], params: Sequence[Any]
                 ) -> npt.NDArray[np.int64]:
+        limit = _deadline.current()
         with self._lock:
+            con = self._connection()
+            timer = self._arm(con, limit, text)
             try:
-                result = self._connection().execute(parsed.sql, bound).fetchnumpy()
+                result = con.execute(parsed.sql, bound).fetchnumpy()
+            except duckdb.InterruptException:
+                if limit is None:
+                    raise
+                raise limit.error(f"the filter {text!r}, interrupted in DuckDB") from None
+            except duckdb.OutOfMemoryException as exc:
+                raise FilterError(
+                    f"filter {text!r} needs more memory than filters may use "
+                    f"({MEMORY_LIMIT_BYTES // 1024 ** 2:,} MiB + {MEMORY_PER_ROW_BYTES} bytes per row): "
+                    f"{self._message(exc)}") from None
             except duckdb.Error as exc:
                 raise FilterError(f"filter {text!r} failed: {self._message(exc)}") from None
             except (TypeError, ValueError, RuntimeError) as exc:  # RuntimeError: e.g. a lone surrogate
                 raise FilterError(
                     f"filter {text!r}: cannot bind parameters {list(params)!r}: {exc}") from None
+            finally:
+                if timer is not None:
+                    with self._interrupt_lock:
+                        self._running = None
+                    timer.cancel()
         rows = np.asarray(result[ROW_COLUMN], dtype=np.int64)
         rows.sort()
         return rows
+
+    def _arm(self, con: duckdb.DuckDBPyConnection, limit: _deadline.Deadline | None, text: str
+             ) -> threading.Timer | None:
+        """Start a timer that interrupts the statement about to run when ``limit`` passes
+        (called with ``self._lock`` held; None when there is no limit)."""
+        if limit is None:
+            return None
+        limit.check(f"the filter {text!r}, before it ran")
+        token = object()
+
+        def interrupt() -> None:
+            with self._interrupt_lock:
+                if self._running is token:
+                    con.interrupt()
+
+        with self._interrupt_lock:
+            self._running = token
+        timer = threading.Timer(max(limit.remaining(), 0.0), interrupt)
+        timer.daemon = True
+        timer.start()
+        return timer
 
     def _message(self, exc: Exception) -> str:
         """DuckDB's message in the table's own names."""
@@ -546,3 +644,29 @@ class FilterEngine:
             if self._con is not None:
                 self._con.close()
                 self._con = None
+
+
+def _fixed_width(t: pa.DataType) -> bool:
+    return (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+            or pa.types.is_temporal(t) or pa.types.is_decimal(t) or pa.types.is_null(t))
+
+
+def longest_value(column: pa.ChunkedArray) -> int:
+    """An upper bound on the bytes of ``column``'s longest value: the longest string or binary
+    value; for a list, its most elements times (its longest element + a 16-byte header); for
+    other nested types, the whole column's buffers."""
+    import pyarrow.compute as pc
+
+    t = column.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) \
+            or pa.types.is_large_binary(t):
+        if len(column) == 0:
+            return 0
+        longest = pc.max(pc.binary_length(column)).as_py()
+        return int(longest or 0)
+    if (pa.types.is_list(t) or pa.types.is_large_list(t)) and len(column):
+        most = int(pc.max(pc.list_value_length(column)).as_py() or 0)
+        values = pa.chunked_array([c.flatten() for c in column.chunks], t.value_type)
+        element = 16 if _fixed_width(t.value_type) else longest_value(values) + 16
+        return most * element
+    return int(column.nbytes) if len(column) else 0

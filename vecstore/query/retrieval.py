@@ -31,6 +31,7 @@ import numpy.typing as npt
 from ..config import Combine
 from ..errors import InvalidArgumentError
 from ..storage.snapshot import Snapshot
+from . import deadline
 from .fusion import DEFAULT_FUSION, Ranking, candidates_for, describe, fuse
 from .keyword import KeywordView
 from .multivector import make_scorer
@@ -100,6 +101,7 @@ def run_retrieval(ex: Runner, snap: Snapshot, spec: QuerySpec, rows: I64 | None,
     groups_wanted = max(k, math.ceil(pool / per_group)) if group else 0
     depth = _first_depth(spec, pool, per_group)
     while True:
+        deadline.check("ranking")
         ranked = _rank(ex, snap, spec, rows, depth)
         if group is None or k == 0:
             break
@@ -118,6 +120,7 @@ def run_retrieval(ex: Runner, snap: Snapshot, spec: QuerySpec, rows: I64 | None,
     elif rr is not None:
         out_rows, out_scores = out_rows[:pool], out_scores[:pool]
     if rr is not None and k > 0:
+        deadline.check("reranking")
         out_rows, out_scores = _reranked(snap, spec, out_rows, out_scores, ranked.stages)
         if group is not None:
             keys = group_keys(snap, out_rows, group.column)

@@ -103,6 +103,7 @@ class QuerySpec:
     fusion: Fusion | None = None  # hybrid: None is the default fusion
     group_by: GroupBy | None = None
     rerank: Rerank | None = None
+    timeout: float | None = None  # seconds (inf: no limit); None: the database's query_timeout
 
     @property
     def plain_vector(self) -> bool:

@@ -13,6 +13,7 @@ one keep-alive connection per thread).
 
 from __future__ import annotations
 
+import math
 import os
 import urllib.parse
 from collections.abc import Sequence
@@ -296,6 +297,8 @@ def spec_fields(spec: QuerySpec) -> dict[str, Any]:
         out["group_by"], out["per_group"] = g.column, g.per_group
     if (r := spec.rerank) is not None:
         out["rerank"] = {"reranker": r.reranker.name, "candidates": r.candidates, "column": r.column}
+    if spec.timeout is not None and math.isfinite(spec.timeout):
+        out["timeout"] = spec.timeout
     return out
 
 

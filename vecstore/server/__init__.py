@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import check_timeout
 from ..errors import InvalidArgumentError, missing_extra
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_ROWS = 10_000
+DEFAULT_QUERY_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class ServerSettings:
       a request never names a path.
     - ``read_threads`` / ``write_threads``: threads that run reads and writes (writers beyond
       ``write_threads`` wait without holding a thread, so reads always find one).
+    - ``query_timeout``: seconds a search or count may run (None: no limit); a query past it is
+      stopped and answered 504 (``QueryTimeoutError``). A request may ask for less, never more.
     """
 
     api_key: str | None = None
@@ -53,6 +57,7 @@ class ServerSettings:
     rerankers: tuple[str, ...] = field(default_factory=tuple)
     read_threads: int = 32
     write_threads: int = 8
+    query_timeout: float | None = DEFAULT_QUERY_TIMEOUT_S
 
     def __post_init__(self) -> None:
         for name in ("api_key", "read_only_key"):
@@ -67,6 +72,7 @@ class ServerSettings:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
+        object.__setattr__(self, "query_timeout", check_timeout(self.query_timeout, "query_timeout"))
         object.__setattr__(self, "models", tuple(str(m) for m in self.models))
         object.__setattr__(self, "rerankers", tuple(str(m) for m in self.rerankers))
         names = [Path(m).name for m in self.rerankers]
@@ -100,4 +106,5 @@ def serve(store: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int =
                 server_header=False)
 
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_ROWS", "ServerSettings", "create_app", "serve"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_ROWS", "DEFAULT_QUERY_TIMEOUT_S", "ServerSettings",
+           "create_app", "serve"]

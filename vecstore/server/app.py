@@ -242,7 +242,7 @@ def _openapi_extra(route: Route) -> dict[str, Any]:
 
 
 def build_app(store_path: str | os.PathLike[str], settings: ServerSettings) -> FastAPI:
-    store = Store(store_path, settings.models, settings.rerankers)
+    store = Store(store_path, settings.models, settings.rerankers, settings.query_timeout)
     state = _State(store, settings)
 
     @contextlib.asynccontextmanager

@@ -19,6 +19,7 @@ STATUSES: dict[type[E.VecstoreError], int] = {
     E.ReadOnlyError: 403,  # a write with the read-only key, or on a checked-out version
     E.NotFoundError: 404,  # a missing table (or route)
     E.ConcurrencyError: 503,  # the table's write lock timed out: retry later (Retry-After)
+    E.QueryTimeoutError: 504,  # a query ran past its timeout (the server's, or the request's)
     E.MissingDependencyError: 501,  # the server lacks an optional module (named in the message)
     E.CorruptStoreError: 500,  # a file of the store is damaged: the operator must look
     E.VecstoreError: 500,

@@ -86,6 +86,7 @@ class _QueryOptions(Filter):
     oversample: int | None = None
     exact: bool = False
     select: list[str] | None = None
+    timeout: float | None = None  # seconds; the server's --query-timeout still applies if sooner
 
 
 class FusionOptions(Body):
@@ -145,8 +146,12 @@ def table_info(tbl: Table) -> dict[str, Any]:
             "columns": {f.name: str(f.type) for f in tbl.schema}, "indexes": tbl.list_indexes()}
 
 
-def _refine(q: Any, r: _QueryOptions) -> Any:
-    """The query chain of the Python API, one step per request field."""
+def _refine(q: Any, r: _QueryOptions, c: Context) -> Any:
+    """The query chain of the Python API, one step per request field. A request's ``timeout``
+    only shortens the server's (``--query-timeout``, the store's default)."""
+    if r.timeout is not None:
+        most = c.store.db.query_timeout
+        q = q.timeout(r.timeout if most is None or not r.timeout > most else most)
     if r.where is not None:
         q = q.where(r.where, *r.params)
     q = q.limit(r.k)
@@ -169,7 +174,8 @@ def _hits(hits: Any) -> dict[str, Any]:
 def healthz(c: Context, name: None, r: None) -> Any:
     return {"status": "ok", "version": __version__, "models": c.store.warm_state,
             "search_modes": list(SEARCH_MODES), "rerankers": c.store.reranker_names,
-            "limits": {"max_body_bytes": c.max_body_bytes, "max_rows": c.max_rows}}
+            "limits": {"max_body_bytes": c.max_body_bytes, "max_rows": c.max_rows,
+                       "query_timeout": c.store.db.query_timeout}}
 
 
 def list_tables(c: Context, name: None, r: None) -> Any:
@@ -248,7 +254,7 @@ def search(c: Context, name: str, r: Search) -> Any:
         q = q.group_by(r.group_by, per_group=1 if r.per_group is None else r.per_group)
     elif r.per_group is not None:
         raise InvalidArgumentError("per_group goes with group_by (the best rows of each group)")
-    q = _refine(q, r)
+    q = _refine(q, r, c)
     if r.rerank is not None:
         q = q.rerank(c.store.reranker(r.rerank.reranker), candidates=r.rerank.candidates,
                      column=r.rerank.column)
@@ -290,7 +296,7 @@ def search_batch(c: Context, name: str, r: SearchBatch) -> Any:
     tbl = c.store.table(name)
     if not queries:
         return {"results": []}
-    return {"results": [_hits(h) for h in _refine(tbl.search_batch(queries), r).hits()]}
+    return {"results": [_hits(h) for h in _refine(tbl.search_batch(queries), r, c).hits()]}
 
 
 # -- the table ----------------------------------------------------------------------------------

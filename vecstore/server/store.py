@@ -24,8 +24,8 @@ class Store:
     that a client may name when it creates a table."""
 
     def __init__(self, path: str | os.PathLike[str], models: tuple[str, ...] = (),
-                 rerankers: tuple[str, ...] = ()) -> None:
-        self.db = Database(path)
+                 rerankers: tuple[str, ...] = (), query_timeout: float | None = None) -> None:
+        self.db = Database(path, query_timeout=query_timeout)
         self._tables: dict[str, Table] = {}
         self._lock = threading.Lock()
         self._models = {str(Path(m).expanduser().resolve()) for m in models}

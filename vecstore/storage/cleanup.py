@@ -43,6 +43,7 @@ from .leases import held_paths
 from .locks import write_lock
 from .manifest import (
     DATA_DIR,
+    STAGING_DIR,
     VERSIONS_DIR,
     Manifest,
     check_not_rolled_back,
@@ -165,7 +166,9 @@ def _entries(table_dir: Path, sub: str) -> list[tuple[str, os.stat_result]]:
 def _unneeded(table_dir: Path, needed: set[str]) -> list[tuple[str, float]]:
     """Table paths (relative) that no kept version names, with their modification times:
     files and temporary files in ``data/``, index directories, temporary files left inside
-    kept index directories. Names vecstore never writes are left alone."""
+    kept index directories, stages of staged writes (``_staging/<stage>``: a live writer leases
+    its stage; one no lease holds was left by a killed writer). Names vecstore never writes are
+    left alone."""
     out = []
     for n, st in _entries(table_dir, DATA_DIR):
         rel = f"{DATA_DIR}/{n}"
@@ -180,6 +183,9 @@ def _unneeded(table_dir: Path, needed: set[str]) -> list[tuple[str, float]]:
         elif stat.S_ISDIR(st.st_mode):
             out.extend((f"{rel}/{f}", s.st_mtime) for f, s in _entries(table_dir, rel)
                        if _INDEX_TMP.fullmatch(f))
+    for n, st in _entries(table_dir, STAGING_DIR):
+        if _INDEX_DIR.fullmatch(n):  # a stage's name: 32 hex digits, like an index's
+            out.append((f"{STAGING_DIR}/{n}", st.st_mtime))
     return out
 
 

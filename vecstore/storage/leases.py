@@ -37,7 +37,7 @@ from pathlib import Path
 
 from ..errors import CorruptStoreError
 from .files import make_subdir, open_in_table
-from .manifest import INDEX_PATH, SEGMENT_PATH
+from .manifest import INDEX_PATH, SEGMENT_PATH, STAGE_PATH
 
 LEASES_DIR = "_leases"
 SUFFIX = ".lease"
@@ -184,6 +184,6 @@ def _parse(raw: bytes, path: Path) -> list[str]:
         raise CorruptStoreError(f"lease {path} is unreadable ({exc}); a live process holds it, so "
                                 f"cleanup cannot tell which files it needs") from None
     for p in paths:
-        if not (SEGMENT_PATH.fullmatch(p) or INDEX_PATH.fullmatch(p)):
+        if not (SEGMENT_PATH.fullmatch(p) or INDEX_PATH.fullmatch(p) or STAGE_PATH.fullmatch(p)):
             raise CorruptStoreError(f"lease {path} names {p!r}, not a file vecstore writes")
     return paths

@@ -44,6 +44,10 @@ _VERSION_RE = re.compile(r"^(\d{20})\.json$")
 SEGMENT_PATH = re.compile(r"data/[0-9a-f]{32}\.arrow")
 """The only shape of a segment or tombstone path in a manifest (``fullmatch``)."""
 INDEX_PATH = re.compile(r"indexes/[0-9a-f]{32}")
+STAGING_DIR = "_staging"
+"""Where segments written for a later commit wait (``_staging/<stage>/data/...``), inside the
+table's directory so that publishing them is a rename on the same file system."""
+STAGE_PATH = re.compile(r"_staging/[0-9a-f]{32}")
 """The only shape of an index directory path in a manifest (``fullmatch``)."""
 _MANIFEST_LIMIT = 256 << 20  # a manifest lists files; one this large is not one of ours
 

@@ -39,9 +39,11 @@ from ..errors import (
 )
 from .batch import Batch, check_new_names
 from .files import fsync_dir, make_subdir, open_in_table
+from .leases import Lease, take_lease
 from .locks import write_lock
 from .manifest import (
     DATA_DIR,
+    STAGING_DIR,
     VERSIONS_DIR,
     FileRef,
     IndexEntry,
@@ -121,9 +123,8 @@ def keyword_postings(table_dir: Path, attributes: pa.Table, keyword: KeywordConf
     return write_postings(table_dir, postings)
 
 
-STAGING_DIR = "_staging"
-"""Where segments written for a later commit wait (``_staging/<stage>/data/...``), inside the
-table's directory so that publishing them is a rename on the same file system."""
+_STAGE_LEASES: dict[tuple[str, str], Lease] = {}
+"""The leases on the stages this process opened: a cleanup never removes a stage in use."""
 
 
 @dataclass(frozen=True)
@@ -147,8 +148,14 @@ def stage_dir(table_dir: Path, stage: str) -> Path:
 
 
 def open_stage(table_dir: Path) -> str:
-    """Create an empty stage in ``table_dir`` (which must exist) and return its name."""
+    """Create an empty stage in ``table_dir`` (which must exist) and return its name. The stage
+    is leased (:mod:`.leases`) until :func:`remove_stage`, before its directory exists, so a
+    cleanup never takes it for the leftover of a killed write (which it removes: the lease of a
+    dead process is free)."""
     stage = uuid.uuid4().hex
+    lease = take_lease(table_dir, [f"{STAGING_DIR}/{stage}"], "staged write")
+    if lease is not None:
+        _STAGE_LEASES[(str(table_dir), stage)] = lease
     make_subdir(table_dir, STAGING_DIR)
     make_subdir(table_dir, f"{STAGING_DIR}/{stage}")
     return stage
@@ -174,8 +181,12 @@ def stage_segment(table_dir: Path, stage: str, batch: Batch, config: TableConfig
 
 
 def remove_stage(table_dir: Path, stage: str) -> None:
-    """Remove a stage and whatever is left in it (published files were moved out)."""
+    """Remove a stage and whatever is left in it (published files were moved out), and give
+    up its lease when this process holds it."""
     shutil.rmtree(stage_dir(table_dir, stage), ignore_errors=True)
+    lease = _STAGE_LEASES.pop((str(table_dir), stage), None)
+    if lease is not None:
+        lease.release()
 
 
 NEW_PREFIX = ".new-"  # a creation's directory before its creator holds its lock (microseconds)
