@@ -19,12 +19,14 @@ committed, UTC). An ingest:
    those named in ``keep`` (e.g. files that could not be read this time).
 
 This module coordinates the table and the ingest layer, as ``table.py`` does; it is imported
-by the table only.
+by the table, and by the two ingest commands (``vecstore ingest`` and :mod:`vecstore.ray`) for
+:func:`open_or_create_table`.
 """
 
 from __future__ import annotations
 
 import datetime
+import os
 import sys
 import time
 from collections.abc import Collection, Iterable, Sequence
@@ -126,6 +128,31 @@ def _stored(snap: Snapshot) -> tuple[dict[str, str | None], dict[str, str | None
 
 
 # --------------------------------------------------------------------------- writing
+
+
+def open_or_create_table(store: str | os.PathLike[str], table: str, model: str | None) -> Table:
+    """The table of the store directory ``store`` that an ingest writes documents into: opened
+    when it exists (refused when it has no embedder, or was built with another model than
+    ``model``), else created with ``model``'s embedder (``"default"`` when None). When another
+    process creates it at the same moment, one creates it and the other opens it. The model is
+    not loaded (its id is resolved from the name)."""
+    from .db import Database  # db imports table, which imports this module lazily
+
+    db = Database(store)  # a directory: an ingest never writes to a server
+    if table not in db.table_names():
+        return db.create_table(table, embedder=model or "default", exist_ok=True)
+    tbl = db.open_table(table)
+    if tbl.config.embedder is None:
+        raise InvalidArgumentError(
+            f"table {table!r} has no embedder (it holds plain vectors); ingest into a new table")
+    if model is not None:
+        from .ingest.embedders import resolve_spec
+
+        if resolve_spec(model).model_id != tbl.config.embedder:
+            raise InvalidArgumentError(
+                f"table {table!r} was built with model {tbl.config.embedder!r}, not {model!r}; "
+                f"leave out the model to use the table's, or ingest into a new table")
+    return tbl
 
 
 def delete_documents(table: Table, doc_ids: Iterable[str]) -> int:
@@ -263,4 +290,4 @@ def _embed_and_commit(table: Table, prepared: Any, todo: list[int], hashes: dict
 
 
 __all__ = ["DOCUMENT_SCHEMA", "IngestReport", "delete_documents", "documents_table", "ingest",
-           "ingest_settings"]
+           "ingest_settings", "open_or_create_table"]
