@@ -29,7 +29,7 @@ import datetime
 import os
 import sys
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -190,8 +190,26 @@ def _announce(show: bool, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+def window_options(window: Any) -> WindowOptions | None:
+    """``window`` as :class:`~vecstore.ingest.situated.WindowOptions`: None, the options
+    themselves, or a mapping of their fields (what a server request carries)."""
+    from .ingest.situated import WindowOptions
+
+    if window is None or isinstance(window, WindowOptions):
+        return window
+    if isinstance(window, Mapping):
+        fields = set(WindowOptions.__dataclass_fields__)
+        unknown = sorted(set(map(str, window)) - fields)
+        if unknown:
+            raise InvalidArgumentError(f"unknown window option(s) {unknown}; the options are "
+                                       f"{sorted(fields)}")
+        return WindowOptions(**{str(k): v for k, v in window.items()})
+    raise InvalidArgumentError(f"window must be a WindowOptions or a dict of its fields, got "
+                               f"{type(window).__name__}")
+
+
 def ingest(table: Table, docs: Any, *, chunking: str, chunker: str, chunk_tokens: int, overlap: int,
-           window: WindowOptions | None, progress: bool | None, prune: bool,
+           window: WindowOptions | Mapping[str, Any] | None, progress: bool | None, prune: bool,
            keep: Collection[str], commit_every: float, batch_chunks: int | None = None) -> IngestReport:
     """What :meth:`Table.add_documents <vecstore.Table.add_documents>` does (see the module's
     docstring)."""
@@ -204,6 +222,7 @@ def ingest(table: Table, docs: Any, *, chunking: str, chunker: str, chunk_tokens
     if isinstance(keep, str):
         keep = [keep]
     parse_chunking(chunking)
+    window = window_options(window)
     model_id = table._model_id()
     prepared = prepare_documents(docs)
     settings = ingest_settings(model_id, chunking, chunker, chunk_tokens, overlap, window)
