@@ -48,8 +48,9 @@ GROUP_CHUNKS = 512
 """About how many chunks are embedded between two chances to commit (documents are never split
 between groups). The inputs of a group are embedded longest first, so the larger the group the
 less padding: 200 SciFact abstracts in `context` mode pad to 8.7% more tokens than one sorted
-encode of all inputs in groups of 128 chunks, 3.7% in groups of 256 (bench/sync.py). An
-interrupt loses at most the group being embedded; the progress bar moves within a group."""
+encode of all inputs in groups of 128 chunks, 3.7% in groups of 256 (bench/sync.py). A
+remainder under half a group joins the last group (ChunkPlan.embed). An interrupt loses at most
+the group being embedded; the progress bar moves within a group."""
 
 DOCUMENT_SCHEMA = pa.schema([
     pa.field("doc_id", pa.string()),
