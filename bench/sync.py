@@ -11,8 +11,8 @@ folder again, unchanged (nothing embedded: the model is not loaded); with one fi
 with one file deleted and ``prune=True``. Each is timed in-process and through the CLI (a fresh
 ``vecstore ingest`` process: Python start and imports included). The first ingest is compared
 with a bare ``model.encode`` of the texts the chunking mode hands the model
-(:func:`vecstore.ingest.situated.model_inputs`: for ``context``, each chunk's window), in
-alternating rounds.
+(:func:`vecstore.ingest.situated.model_inputs`: for ``context``, each chunk's window), for the
+default backend and torch (``--ingest-backends``), in interleaved rounds.
 
 **Backends.** Tokens per second of all-MiniLM-L6-v2 through torch, ONNX Runtime (float32) and
 ONNX Runtime with int8 weights, on the same abstracts, in alternating rounds; the cosine between
@@ -47,6 +47,9 @@ def configure(ap: ScenarioParser) -> None:
     ap.add_sized("--scifact", type=int, full=0, quick=300,
                  help="abstracts in the SciFact nDCG corpus (0: all 5,183)")
     ap.add_argument("--chunking", default="context")
+    ap.add_argument("--ingest-backends", default="default,torch",
+                    help="comma-separated backends of the default model whose first ingest is timed "
+                    "against their bare encode: default (onnx-int8 on a CPU), torch, onnx, onnx-int8")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-quality", action="store_true", help="leave out SciFact nDCG@10")
     ap.add_argument("--skip-cli", action="store_true", help="leave out the CLI timings")
@@ -89,40 +92,55 @@ def sync_section(args: argparse.Namespace,
     work = Path(tempfile.mkdtemp(prefix="vecstore-sync-"))
     folder = work / "docs"
     _write_folder(folder, docs)
-    t = time.perf_counter()
-    emb = SentenceTransformerEmbedder("default", cache_size=0)  # every run embeds everything
-    load_s = time.perf_counter() - t
-    log(f"model {emb.model_id} loaded in {load_s:.1f} s")
+    backends = [b.strip() for b in args.ingest_backends.split(",") if b.strip()]
+    embs: dict[str, Any] = {}
+    load_s: dict[str, float] = {}
+    for b in backends:
+        t = time.perf_counter()
+        # every run embeds everything: no content-hash cache
+        embs[b] = SentenceTransformerEmbedder("default" if b == "default" else f"default@{b}", cache_size=0)
+        load_s[b] = time.perf_counter() - t
+        log(f"{b}: model {embs[b].model_id} loaded in {load_s[b]:.1f} s")
+    emb = embs[backends[0]]  # the re-ingests run with the first backend
     loaded = load_documents(folder)
     prepared = prepare_documents(loaded.documents)
     plan = ChunkPlan(prepared, emb, chunking=args.chunking, progress=False)
     inputs = model_inputs(emb, [cd for _, cd in plan.docs], args.chunking)
-    model = emb.model
-    model.encode(inputs[:32], batch_size=32, show_progress_bar=False)  # warm-up
-    first: list[float] = []
-    bare: list[float] = []
-    out: dict[str, Any] = {"model": emb.model_id, "model_load_s": load_s, "chunks": plan.total_chunks,
-                           "model_inputs": len(inputs)}
+    for b in backends:
+        embs[b].model.encode(inputs[:32], batch_size=32, show_progress_bar=False)  # warm-up
+    first: dict[str, list[float]] = {b: [] for b in backends}
+    bare: dict[str, list[float]] = {b: [] for b in backends}
+    out: dict[str, Any] = {"model": {b: embs[b].model_id for b in backends}, "model_load_s": load_s,
+                           "chunks": plan.total_chunks, "model_inputs": len(inputs)}
+
+    def ingest_first(b: str) -> float:
+        store = work / f"store-{b}"
+        shutil.rmtree(store, ignore_errors=True)
+        tbl = vecstore.connect(store).create_table("t", embedder=embs[b])
+        t = time.perf_counter()
+        tbl.add_documents(load_documents(folder).documents, chunking=args.chunking, progress=False)
+        return time.perf_counter() - t
+
+    def encode(b: str) -> float:
+        t = time.perf_counter()
+        embs[b].model.encode(inputs, batch_size=32, show_progress_bar=False)
+        return time.perf_counter() - t
+
     try:
+        # interleaved: the backends take turns, and within each turn the encode and the ingest
+        # swap places, so both see the same load on this shared machine
         for r in range(args.rounds):
-            def ingest_first() -> float:
-                shutil.rmtree(work / "store", ignore_errors=True)
-                tbl = vecstore.connect(work / "store").create_table("t", embedder=emb)
-                t = time.perf_counter()
-                tbl.add_documents(load_documents(folder).documents, chunking=args.chunking, progress=False)
-                return time.perf_counter() - t
-
-            def encode() -> float:
-                t = time.perf_counter()
-                model.encode(inputs, batch_size=32, show_progress_bar=False)
-                return time.perf_counter() - t
-
-            pair = (encode, ingest_first) if r % 2 == 0 else (ingest_first, encode)
-            a, b = pair[0](), pair[1]()
-            e, f = (a, b) if r % 2 == 0 else (b, a)
-            bare.append(e)
-            first.append(f)
-            log(f"round {r + 1}: first ingest {f:.1f} s, bare encode {e:.1f} s ({f / e:.3f}x)")
+            for j, b in enumerate(backends if r % 2 == 0 else backends[::-1]):
+                if (r + j) % 2 == 0:
+                    e = encode(b)
+                    f = ingest_first(b)
+                else:
+                    f = ingest_first(b)
+                    e = encode(b)
+                bare[b].append(e)
+                first[b].append(f)
+                log(f"round {r + 1}, {b}: first ingest {f:.1f} s, bare encode {e:.1f} s ({f / e:.3f}x)")
+        shutil.move(str(work / f"store-{backends[0]}"), str(work / "store"))
 
         db = vecstore.connect(work / "store")
 
@@ -152,24 +170,33 @@ def sync_section(args: argparse.Namespace,
             out["cli_changed_s"] = _cli(cli)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    f, e = statistics.median(first), statistics.median(bare)
-    ratio = statistics.median(a / b for a, b in zip(first, bare, strict=True))
     def row(label: str, s: float, of: float, note: str) -> list[str]:
         return [label, f"{s:.3f}", f"{s / of:.4f}", note]
 
-    rows = [row("first ingest (in-process)", f, f, f"{ratio:.3f} x bare encode ({e:.2f} s)"),
-            row("again, unchanged", out["unchanged_s"], f, "target < 0.05"),
-            row("again, one file changed", out["changed_s"], f, "target < 0.10"),
-            row("again, one file deleted, prune", out["pruned_s"], f, "")]
+    rows = []
+    for b in backends:
+        fb, eb = statistics.median(first[b]), statistics.median(bare[b])
+        ratios = [x / y for x, y in zip(first[b], bare[b], strict=True)]
+        out.setdefault("ratio", {})[b] = statistics.median(ratios)
+        rows.append(row(f"first ingest (in-process), {b}", fb, fb,
+                        f"{statistics.median(ratios):.3f} x bare encode ({eb:.2f} s); rounds: "
+                        + ", ".join(f"{x:.3f}" for x in ratios)))
+    f = statistics.median(first[backends[0]])
+    rows += [row("again, unchanged", out["unchanged_s"], f, "target < 0.05"),
+             row("again, one file changed", out["changed_s"], f, "target < 0.10"),
+             row("again, one file deleted, prune", out["pruned_s"], f, "")]
     if "cli_first_s" in out:
         c = out["cli_first_s"]
         rows += [row("CLI first ingest (new process, model load)", c, c, ""),
                  row("CLI again, unchanged", out["cli_unchanged_s"], c, "Python start + imports"),
                  row("CLI again, one file changed", out["cli_changed_s"], c, "+ model load")]
+    models = ", ".join(f"{b}: `{embs[b].model_id}` (loaded in {load_s[b]:.1f} s)" for b in backends)
     lines = [
         f"{args.docs} SciFact abstracts as .txt files (seed {args.seed}), {plan.total_chunks} chunks, "
-        f"`{args.chunking}` chunking ({len(inputs)} model inputs), model `{emb.model_id}` (loaded in "
-        f"{load_s:.1f} s, before the timings); medians of {args.rounds} round(s) for the first ingest.",
+        f"`{args.chunking}` chunking ({len(inputs)} model inputs); models {models}, before the "
+        f"timings; first ingest and bare encode of each backend in {args.rounds} interleaved round(s) "
+        f"(the backends take turns, encode and ingest swap places each turn), medians; the re-ingests "
+        f"with `{emb.model_id}`, relative to its first ingest.",
         "",
         markdown_table(["run", "seconds", "of first ingest", "note"], rows),
         "",

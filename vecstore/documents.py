@@ -19,15 +19,17 @@ committed, UTC). An ingest:
    those named in ``keep`` (e.g. files that could not be read this time).
 
 This module coordinates the table and the ingest layer, as ``table.py`` does; it is imported
-by the table only.
+by the table, and by the two ingest commands (``vecstore ingest`` and :mod:`vecstore.ray`) for
+:func:`open_or_create_table`.
 """
 
 from __future__ import annotations
 
 import datetime
+import os
 import sys
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -46,8 +48,9 @@ GROUP_CHUNKS = 512
 """About how many chunks are embedded between two chances to commit (documents are never split
 between groups). The inputs of a group are embedded longest first, so the larger the group the
 less padding: 200 SciFact abstracts in `context` mode pad to 8.7% more tokens than one sorted
-encode of all inputs in groups of 128 chunks, 3.7% in groups of 256 (bench/sync.py). An
-interrupt loses at most the group being embedded; the progress bar moves within a group."""
+encode of all inputs in groups of 128 chunks, 3.7% in groups of 256 (bench/sync.py). A
+remainder under half a group joins the last group (ChunkPlan.embed). An interrupt loses at most
+the group being embedded; the progress bar moves within a group."""
 
 DOCUMENT_SCHEMA = pa.schema([
     pa.field("doc_id", pa.string()),
@@ -128,6 +131,31 @@ def _stored(snap: Snapshot) -> tuple[dict[str, str | None], dict[str, str | None
 # --------------------------------------------------------------------------- writing
 
 
+def open_or_create_table(store: str | os.PathLike[str], table: str, model: str | None) -> Table:
+    """The table of the store directory ``store`` that an ingest writes documents into: opened
+    when it exists (refused when it has no embedder, or was built with another model than
+    ``model``), else created with ``model``'s embedder (``"default"`` when None). When another
+    process creates it at the same moment, one creates it and the other opens it. The model is
+    not loaded (its id is resolved from the name)."""
+    from .db import Database  # db imports table, which imports this module lazily
+
+    db = Database(store)  # a directory: an ingest never writes to a server
+    if table not in db.table_names():
+        return db.create_table(table, embedder=model or "default", exist_ok=True)
+    tbl = db.open_table(table)
+    if tbl.config.embedder is None:
+        raise InvalidArgumentError(
+            f"table {table!r} has no embedder (it holds plain vectors); ingest into a new table")
+    if model is not None:
+        from .ingest.embedders import resolve_spec
+
+        if resolve_spec(model).model_id != tbl.config.embedder:
+            raise InvalidArgumentError(
+                f"table {table!r} was built with model {tbl.config.embedder!r}, not {model!r}; "
+                f"leave out the model to use the table's, or ingest into a new table")
+    return tbl
+
+
 def delete_documents(table: Table, doc_ids: Iterable[str]) -> int:
     """Delete every chunk of the documents ``doc_ids`` in one commit; returns how many of
     those documents the table held."""
@@ -163,8 +191,26 @@ def _announce(show: bool, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+def window_options(window: Any) -> WindowOptions | None:
+    """``window`` as :class:`~vecstore.ingest.situated.WindowOptions`: None, the options
+    themselves, or a mapping of their fields (what a server request carries)."""
+    from .ingest.situated import WindowOptions
+
+    if window is None or isinstance(window, WindowOptions):
+        return window
+    if isinstance(window, Mapping):
+        fields = set(WindowOptions.__dataclass_fields__)
+        unknown = sorted(set(map(str, window)) - fields)
+        if unknown:
+            raise InvalidArgumentError(f"unknown window option(s) {unknown}; the options are "
+                                       f"{sorted(fields)}")
+        return WindowOptions(**{str(k): v for k, v in window.items()})
+    raise InvalidArgumentError(f"window must be a WindowOptions or a dict of its fields, got "
+                               f"{type(window).__name__}")
+
+
 def ingest(table: Table, docs: Any, *, chunking: str, chunker: str, chunk_tokens: int, overlap: int,
-           window: WindowOptions | None, progress: bool | None, prune: bool,
+           window: WindowOptions | Mapping[str, Any] | None, progress: bool | None, prune: bool,
            keep: Collection[str], commit_every: float, batch_chunks: int | None = None) -> IngestReport:
     """What :meth:`Table.add_documents <vecstore.Table.add_documents>` does (see the module's
     docstring)."""
@@ -177,6 +223,7 @@ def ingest(table: Table, docs: Any, *, chunking: str, chunker: str, chunk_tokens
     if isinstance(keep, str):
         keep = [keep]
     parse_chunking(chunking)
+    window = window_options(window)
     model_id = table._model_id()
     prepared = prepare_documents(docs)
     settings = ingest_settings(model_id, chunking, chunker, chunk_tokens, overlap, window)
@@ -263,4 +310,4 @@ def _embed_and_commit(table: Table, prepared: Any, todo: list[int], hashes: dict
 
 
 __all__ = ["DOCUMENT_SCHEMA", "IngestReport", "delete_documents", "documents_table", "ingest",
-           "ingest_settings"]
+           "ingest_settings", "open_or_create_table"]

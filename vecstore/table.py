@@ -699,7 +699,9 @@ class Table:
         better; ``"naive"`` for an embedder without token embeddings), chosen on QMSum meetings
         and COVID-QA papers (docs/benchmarks.md). A mode with several vectors needs a table with
         those vector columns (``vector``, ``vector_late``, ...): an empty table is given them; a
-        table holding rows of other columns is refused.
+        table holding rows of other columns is refused. ``window`` chooses the text around a
+        chunk in those modes: :class:`~vecstore.ingest.situated.WindowOptions` or a dict of its
+        fields.
 
         Finished documents are committed at least every ``commit_every`` seconds, so a crash or
         an interrupt keeps them and the same call run again resumes; Ctrl-C commits what is

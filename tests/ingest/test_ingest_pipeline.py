@@ -188,3 +188,26 @@ def test_progress_moves_with_each_slice_of_model_inputs(tiny_embedder: SentenceT
     out = metered.embed_documents([f"text {i}" for i in range(20)])
     assert out.shape == (20, inner.dim) and calls == [8, 8, 4] and reported == [8, 8, 4]
     np.testing.assert_array_equal(out, inner.embed_documents([f"text {i}" for i in range(20)]))
+
+
+def test_groups_leave_no_small_remainder(tiny_embedder: SentenceTransformerEmbedder, make_text,
+                                         seeded: np.random.Generator) -> None:
+    """Each group is embedded (and padded) on its own, so a remainder of less than half a group
+    joins the group before it; every other group has at least ``batch_chunks`` chunks."""
+    from vecstore.ingest.pipeline import ChunkPlan, prepare_documents
+
+    docs = [{"id": f"d{i}", "text": make_text(seeded, 50 + 10 * i)} for i in range(10)]
+    plan = ChunkPlan(prepare_documents(docs), tiny_embedder, chunking="naive", chunk_tokens=24,
+                     overlap=4, progress=False)
+    counts = [len(cd.chunks) for _, cd in plan.docs]
+    assert len(counts) == 10 and min(counts) >= 2
+    first_nine = sum(counts[:9])  # the last document alone would be a group of < half this
+    groups = list(plan.embed(batch_chunks=first_nine, progress=False))
+    assert [(g.n_documents, g.table.num_rows) for g in groups] == [(10, sum(counts))]
+    total = sum(counts)
+    for size in (1, 3, counts[0] + 1, total // 3, total // 2, total - 1, total + 1):
+        groups = list(plan.embed(batch_chunks=size, progress=False))
+        sizes = [g.table.num_rows for g in groups]
+        assert sum(g.n_documents for g in groups) == 10 and sum(sizes) == sum(counts)
+        assert all(n >= size for n in sizes[:-1])
+        assert len(sizes) == 1 or 2 * sizes[-1] >= size, (size, sizes)

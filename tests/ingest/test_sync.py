@@ -165,3 +165,31 @@ def test_documents_and_delete_documents(tmp_path, tiny_embedder, corpus):
     assert tbl.count("doc_id = 'doc01'") == 0 and tbl.get(["loose"])
     assert tbl.delete(ids=["doc00"]) == 0  # chunk ids are doc#n: delete_documents is the way
 
+
+
+def test_the_ingest_target_is_opened_or_created_once_without_loading_the_model(
+        tmp_path, tiny_model_dir, short_model_dir, monkeypatch):
+    """`vecstore ingest` and vecstore.ray open their table with one helper: created when missing
+    (by one of several processes at once), opened when it exists, refused when it holds plain
+    vectors or was built with another model; opening never loads the model (creating does: it
+    gives the table its dimension)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vecstore.documents import open_or_create_table
+
+    def no_model(spec):
+        raise AssertionError(f"the model was loaded ({spec!r})")
+
+    store = tmp_path / "s"
+    with ThreadPoolExecutor(4) as pool:  # four ingests creating the same new table at once
+        made = list(pool.map(lambda _: open_or_create_table(store, "t", str(tiny_model_dir)), range(4)))
+    assert {t.name for t in made} == {"t"} and vecstore.connect(store).table_names() == ["t"]
+    assert len({t.version for t in made}) == 1
+    monkeypatch.setattr(embedders, "get_embedder", no_model)
+    assert open_or_create_table(store, "t", None).config.embedder == made[0].config.embedder
+    assert open_or_create_table(store, "t", str(tiny_model_dir)).version == made[0].version
+    with pytest.raises(vecstore.InvalidArgumentError, match="was built with model .* not"):
+        open_or_create_table(store, "t", str(short_model_dir))
+    vecstore.connect(store).create_table("plain", dim=2)
+    with pytest.raises(vecstore.InvalidArgumentError, match="'plain' has no embedder"):
+        open_or_create_table(store, "plain", None)

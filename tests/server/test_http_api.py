@@ -96,6 +96,8 @@ def test_refused_writes_write_nothing(srv, table):
         ("POST", f"/tables/{table}/add", row),
         ("POST", f"/tables/{table}/upsert", row),
         ("POST", f"/tables/{table}/delete", {"ids": ["a"]}),
+        ("POST", f"/tables/{table}/update", {"values": {"year": 1}, "ids": ["a"]}),
+        ("POST", f"/tables/{table}/delete_documents", {"doc_ids": ["a"]}),
         ("DELETE", f"/tables/{table}", None),
         ("POST", "/tables", {"name": table + "_new", "dim": 2}),
     ]:
@@ -148,6 +150,14 @@ def test_round_trip_of_every_route(srv, table):
     assert call(srv, "POST", f"{t}/delete", {"where": "lang = ?", "params": ["de"], "ids": ["c"]}) == {
         "deleted": 2
     }
+    assert call(srv, "GET", f"{t}/count") == {"count": 1}
+    when = {"$datetime": "2024-02-29T06:00:00"}
+    assert call(srv, "POST", f"{t}/update", {"values": {"lang": "fr", "when": when}, "where": "year < ?",
+                                              "params": [2021]}) == {"updated": 1}
+    assert call(srv, "POST", f"{t}/rows", {"ids": ["a"], "with_vectors": True})["rows"] == [
+        {"id": "a", "vector": [1, 2, 3, 4], "year": 2020, "lang": "fr", "when": when}]
+    assert call(srv, "GET", f"{t}/documents") == {"documents": []}  # rows of add() are no documents
+    assert call(srv, "POST", f"{t}/delete_documents", {"doc_ids": ["a"]}) == {"deleted": 0}
     assert call(srv, "GET", f"{t}/count") == {"count": 1}
     assert call(srv, "DELETE", t) == {"dropped": table}
     assert_error(srv, "GET", t, None, 404, "NotFoundError", "does not exist")
@@ -258,6 +268,25 @@ BAD_REQUESTS = [
     ),
     ("rows", {"ids": "a"}, 400, "InvalidArgumentError", "ids"),
     ("documents", {"documents": [{"id": "d", "text": "x"}]}, 400, "InvalidArgumentError", "embedder"),
+    ("documents", {"documents": [], "prune": "yes"}, 400, "InvalidArgumentError", "prune"),
+    ("documents", {"documents": [], "window": [48]}, 400, "InvalidArgumentError", "window"),
+    ("documents", {"documents": [], "keep": "a"}, 400, "InvalidArgumentError", "keep"),
+    ("update", {}, 400, "InvalidArgumentError", "values: field required"),
+    ("update", {"values": {"year": 2030}}, 400, "InvalidArgumentError", "needs where= or ids="),
+    ("update", {"values": {"yeer": 1}, "where": "true"}, 400, "SchemaError", "no column 'yeer'"),
+    ("update", {"values": {"year": "soon"}, "ids": ["a"]}, 400, "SchemaError", "'soon'"),
+    ("update", {"values": {"year": {"$date": "2020-01-01"}}, "ids": ["a"]}, 400, "SchemaError", "year"),
+    ("update", {"values": [1], "ids": ["a"]}, 400, "InvalidArgumentError", "dict of column"),
+    ("update", {"values": {}, "ids": ["a"]}, 400, "InvalidArgumentError", "non-empty dict"),
+    ("update", {"values": {"vector": [1, 2, 3, 4]}, "ids": ["a"]}, 400, "InvalidArgumentError",
+     "cannot change 'vector'"),
+    ("update", {"values": {"id": "b"}, "ids": ["a"]}, 400, "InvalidArgumentError", "cannot change 'id'"),
+    ("update", {"values": {"year": 1}, "where": "yeer = 1"}, 400, "FilterError", "unknown column"),
+    ("update", {"values": {"year": 1}, "ids": "a"}, 400, "InvalidArgumentError", "ids"),
+    ("update", {"values": {"year": 1}, "ids": ["a"], "extra": 1}, 400, "InvalidArgumentError", "extra"),
+    ("delete_documents", {}, 400, "InvalidArgumentError", "doc_ids: field required"),
+    ("delete_documents", {"doc_ids": "a"}, 400, "InvalidArgumentError", "doc_ids"),
+    ("delete_documents", {"doc_ids": [1]}, 400, "InvalidArgumentError", "doc_ids.0"),
 ]
 
 
@@ -410,7 +439,11 @@ def _read_response(s: socket.socket) -> bytes:
 def test_openapi_and_docs_are_served_locally(srv):
     status, _, spec = request(srv.url, "GET", "/openapi.json")
     assert status == 200 and spec["openapi"].startswith("3.0")
-    assert {"/tables", "/tables/{name}/search", "/tables/{name}/add", "/healthz"} <= set(spec["paths"])
+    assert {"/tables", "/tables/{name}/search", "/tables/{name}/add", "/healthz", "/tables/{name}/update",
+            "/tables/{name}/documents", "/tables/{name}/delete_documents"} <= set(spec["paths"])
+    assert set(spec["paths"]["/tables/{name}/documents"]) == {"get", "post"}
+    update = spec["paths"]["/tables/{name}/update"]["post"]["requestBody"]["content"]["application/json"]
+    assert {"values", "where", "params", "ids"} <= set(update["schema"]["properties"])
     search = spec["paths"]["/tables/{name}/search"]["post"]
     assert "vector" in search["requestBody"]["content"]["application/json"]["schema"]["properties"]
     assert search["security"] == [{"bearer": []}]
@@ -457,13 +490,19 @@ FIELDS = [
     "$float",
     "older_than",
     "keep_last",
+    "values",
+    "doc_ids",
+    "window",
+    "prune",
+    "keep",
 ]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     route=st.sampled_from(
-        ["add", "upsert", "delete", "search", "search_batch", "count", "rows", "documents", "cleanup"]
+        ["add", "upsert", "delete", "search", "search_batch", "count", "rows", "documents", "cleanup",
+         "update", "delete_documents"]
     ),
     body=st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=4) | JSON,
 )

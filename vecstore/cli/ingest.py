@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from ..db import Database
+from ..documents import open_or_create_table
 from ..errors import IngestInterrupted, InvalidArgumentError
 from . import cli, emit
 from .commands import plain_option
@@ -54,25 +55,6 @@ def _attrs(pairs: tuple[str, ...]) -> dict[str, Any]:
     from ..ingest.attributes import parse_attribute
 
     return dict(parse_attribute(pair) for pair in pairs)
-
-
-def _open_or_create(store: str, table: str, model: str | None) -> Any:
-    """The table to ingest into: opened when it exists, else created; when another process
-    creates it at the same moment, one creates it and the other opens it."""
-    db = Database(store)  # a directory: ingest never writes to a server
-    if table not in db.table_names():
-        return db.create_table(table, embedder=model or "default", exist_ok=True)
-    tbl = db.open_table(table)
-    if tbl.config.embedder is None:
-        raise InvalidArgumentError(
-            f"table {table!r} has no embedder (it holds plain vectors); ingest into a new table")
-    if model is not None:
-        from ..ingest.embedders import resolve_spec
-
-        if resolve_spec(model).model_id != tbl.config.embedder:
-            raise InvalidArgumentError(
-                f"table {table!r} was built with model {tbl.config.embedder!r}, not {model!r}")
-    return tbl
 
 
 @cli.command()
@@ -156,7 +138,7 @@ def ingest(store: str, table: str, paths: tuple[str, ...], model: str | None, ch
         if not loaded.documents:
             raise InvalidArgumentError(f"no documents to ingest from {' '.join(paths)} "
                                        f"({len(loaded.errors)} files skipped)")
-        tbl = _open_or_create(store, table, model)
+        tbl = open_or_create_table(store, table, model)
         report = tbl.add_documents(loaded.documents, chunking=chunking, chunker=chunker,
                                    chunk_tokens=chunk_tokens, overlap=overlap, progress=progress,
                                    prune=prune, keep=[e.path for e in loaded.errors],

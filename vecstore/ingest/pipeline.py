@@ -359,7 +359,11 @@ class ChunkPlan:
 
     def embed(self, *, batch_chunks: int = 128, progress: bool | None = None) -> Iterator[ChunkedDocuments]:
         """Embed the chunks, about ``batch_chunks`` at a time (a document is never split between
-        groups): one :class:`ChunkedDocuments` per group, its documents complete."""
+        groups): one :class:`ChunkedDocuments` per group, its documents complete. A remainder of
+        less than half a group joins the group before it: each group's inputs are padded
+        together, so a small last group would cost extra padding for no gain (200 SciFact
+        abstracts in `context` mode, 694 chunks: 2.4% more padded tokens in groups of 512 and
+        182 than in one group; bench/sync.py)."""
         if not isinstance(batch_chunks, int) or batch_chunks < 1:
             raise InvalidArgumentError(f"batch_chunks must be a positive integer, got {batch_chunks!r}")
         bar = _ChunkBar(self.total_chunks, f"embedding ({self.chunking})", progress)
@@ -368,12 +372,15 @@ class ChunkPlan:
         inputs_done = [0]
         metered = (_MeteredTokens if isinstance(model, TokenEmbedder) else _Metered)(
             model, step, lambda n: inputs_done.__setitem__(0, inputs_done[0] + n))
+        # chunks from each document to the end, to see whether the rest would be a small group
+        after = np.cumsum([len(cd.chunks) for _, cd in self.docs][::-1])[::-1].tolist() + [0]
         try:
             group: list[tuple[int, ChunkedText]] = []
             for k, item in enumerate(self.docs):
                 group.append(item)
                 n = sum(len(cd.chunks) for _, cd in group)
-                if n >= batch_chunks or k == len(self.docs) - 1:
+                rest = after[k + 1]
+                if (n >= batch_chunks and 2 * rest >= batch_chunks) or k == len(self.docs) - 1:
                     started = time.perf_counter()
                     inputs_done[0] = 0
                     bar.begin_group(n, self._inputs(group), inputs_done)

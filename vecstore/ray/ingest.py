@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import ray.data
 
-from ..db import Database
+from ..documents import open_or_create_table
 from ..errors import InvalidArgumentError
 from ..ingest.loaders import DEFAULT_MAX_FILE_BYTES, load_documents
 from .sink import DEFAULT_ROWS_PER_SEGMENT, VecstoreDatasink, _run
@@ -64,23 +64,6 @@ def _stamp(batch: pa.Table, hashes: dict[str, str], now: np.datetime64) -> pa.Ta
     return batch.append_column("ingested_at", pa.array(np.full(len(doc_ids), now)))
 
 
-def _open_or_create(path: str | Path, table: str, model: str | None) -> Any:
-    db = Database(path)
-    if table in db.table_names():
-        tbl = db.open_table(table)
-        if tbl.config.embedder is None:
-            raise InvalidArgumentError(
-                f"table {table!r} has no embedder (it holds plain vectors); ingest into a new table")
-        if model is not None:
-            from ..ingest.embedders import get_embedder
-
-            if get_embedder(model).model_id != tbl.config.embedder:
-                raise InvalidArgumentError(
-                    f"table {table!r} was built with model {tbl.config.embedder!r}, not {model!r}")
-        return tbl
-    return db.create_table(table, embedder=model or "default")
-
-
 def ingest(paths: str | Path | Sequence[str | Path], path: str | Path, table: str, *,
            model: str | None = None, chunking: str | None = None, chunker: str = "tokens",
            chunk_tokens: int = 128, overlap: int = 16, attributes: dict[str, Any] | None = None,
@@ -118,7 +101,7 @@ def ingest(paths: str | Path | Sequence[str | Path], path: str | Path, table: st
     check_sizes(chunk_tokens, overlap)
     if chunking is not None:
         parse_mode(chunking)  # bad options fail here, before any table is made or actor starts
-    tbl = _open_or_create(path, table, model)
+    tbl = open_or_create_table(path, table, model)
     chunking = tbl._documents_chunking(chunking)  # the library's default; the table's columns
     options = {"chunking": chunking, "chunker": chunker, "chunk_tokens": chunk_tokens, "overlap": overlap}
     docs = ray.data.from_items([{"doc": pickle.dumps(d)} for d in loaded.documents],

@@ -1,6 +1,7 @@
 """The remote client: ``vecstore.connect("http://host:port", api_key=...)`` returns a
 :class:`RemoteDatabase` whose tables add, upsert, delete, get, count and search like local
-ones, through a ``vecstore serve`` server, and raise the same exception classes.
+ones (and update, add, list and delete documents), through a ``vecstore serve`` server, and
+raise the same exception classes.
 
 Searches return the same :class:`~vecstore.Query` (chained, immutable) and
 :class:`~vecstore.Hits` / :class:`~vecstore.Plan` types as local tables. The query vector is
@@ -13,10 +14,11 @@ one keep-alive connection per thread).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..config import Metric, TableConfig
+from ..documents import DOCUMENT_SCHEMA
 from ..errors import InvalidArgumentError, NotFoundError, RemoteError
 from ..inputs import query_matrix, query_text
 from ..query.builder import BatchQuery, Query
@@ -186,15 +189,54 @@ class RemoteTable:
             return list(self._call("GET", "rows", query=query)["rows"])
         return list(self._call("POST", "rows", {"ids": id_list, "with_vectors": with_vectors})["rows"])
 
+    def update(self, values: Mapping[str, Any], where: str | None = None, *params: Any,
+               ids: Sequence[str] | None = None) -> int:
+        """Set the attributes in ``values`` on the rows matching ``where`` and/or ``ids``, every
+        other column untouched, in one commit (see :meth:`vecstore.Table.update`). Returns how
+        many rows were updated."""
+        if isinstance(ids, str):
+            ids = [ids]
+        # the server checks the values (Table.update), so its messages are the embedded API's
+        body = {"values": dict(values) if isinstance(values, Mapping) else values, "where": where,
+                "params": list(params), "ids": None if ids is None else [str(i) for i in ids]}
+        return int(self._call("POST", "update", body)["updated"])
+
     def add_documents(self, docs: Any, *, chunking: str | None = None, chunker: str = "tokens",
-                      chunk_tokens: int = 128, overlap: int = 16) -> IngestReport:
+                      chunk_tokens: int = 128, overlap: int = 16, window: Any = None,
+                      progress: bool | None = None, prune: bool = False,
+                      keep: Collection[str] = (), commit_every: float = 5.0) -> IngestReport:
+        """Chunk, embed and store documents on the server, incrementally (see
+        :meth:`vecstore.Table.add_documents`). ``window`` is a ``WindowOptions`` or a dict of its
+        fields. ``progress`` is accepted for the same signature: the server shows no bar."""
+        if isinstance(keep, str):
+            keep = [keep]
+        if dataclasses.is_dataclass(window) and not isinstance(window, type):
+            window = dataclasses.asdict(window)
         body = {"documents": _rows(docs), "chunking": chunking, "chunker": chunker,
-                "chunk_tokens": chunk_tokens, "overlap": overlap}
+                "chunk_tokens": chunk_tokens, "overlap": overlap, "window": window, "prune": prune,
+                "keep": [str(k) for k in keep], "commit_every": commit_every}
         r = self._call("POST", "documents", body)
-        return IngestReport(documents=r["documents"], chunks=r["chunks"],
+        return IngestReport(documents=int(r["documents"]), chunks=int(r["chunks"]),
                             skipped=tuple((str(d), str(why)) for d, why in r["skipped"]),
-                            seconds=float(r["seconds"]), unchanged=int(r.get("unchanged", 0)),
-                            commits=int(r.get("commits", 0)))
+                            seconds=float(r["seconds"]), unchanged=int(r["unchanged"]),
+                            pruned=int(r["pruned"]), commits=int(r["commits"]),
+                            remaining=int(r["remaining"]))
+
+    def documents(self) -> pa.Table:
+        """One row per document (see :meth:`vecstore.Table.documents`): ``doc_id``, ``source``,
+        ``chunks``, ``content_hash`` and ``ingested_at`` (UTC), sorted by ``doc_id``."""
+        return pa.Table.from_pylist(self.list_documents(), schema=DOCUMENT_SCHEMA)
+
+    def list_documents(self) -> list[dict[str, Any]]:
+        """:meth:`documents` as a list of dicts."""
+        return list(self._call("GET", "documents")["documents"])
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> int:
+        """Delete every chunk of these documents in one commit. Returns how many of them the
+        table held."""
+        if isinstance(doc_ids, str):
+            doc_ids = [doc_ids]
+        return int(self._call("POST", "delete_documents", {"doc_ids": [str(d) for d in doc_ids]})["deleted"])
 
     def search(self, query: Any, *, mode: str | None = None, vector: Any = None) -> Query:
         """A query by ``query`` (a vector, or a text the server embeds or analyzes), as

@@ -79,6 +79,20 @@ class Documents(Body):
     chunker: str = "tokens"
     chunk_tokens: int = 128
     overlap: int = 16
+    # WindowOptions' fields (window_tokens, stride, centred, titles), checked by add_documents
+    window: dict[str, Any] | None = None
+    prune: bool = False
+    keep: list[str] = []
+    commit_every: float = 5.0
+
+
+class Update(Filter):
+    values: Any  # checked by Table.update, with its messages (column, value)
+    ids: list[str] | None = None
+
+
+class DocumentIds(Body):
+    doc_ids: list[str]
 
 
 class _QueryOptions(Filter):
@@ -231,12 +245,28 @@ def get_rows(c: Context, name: str, r: GetRows) -> Any:
     return {"rows": c.store.table(name).get(r.ids, with_vectors=r.with_vectors)}
 
 
+def update(c: Context, name: str, r: Update) -> Any:
+    c.check_count(r.ids, "ids")
+    return {"updated": c.store.table(name).update(r.values, r.where, *r.params, ids=r.ids)}
+
+
 def add_documents(c: Context, name: str, r: Documents) -> Any:
     c.check_count(r.documents, "documents")
+    c.check_count(r.keep, "keep entries")
     report = c.store.table(name).add_documents(r.documents, chunking=r.chunking, chunker=r.chunker,
                                                chunk_tokens=r.chunk_tokens, overlap=r.overlap,
-                                               progress=False)
+                                               window=r.window, progress=False, prune=r.prune,
+                                               keep=r.keep, commit_every=r.commit_every)
     return dataclasses.asdict(report)
+
+
+def list_documents(c: Context, name: str, r: None) -> Any:
+    return {"documents": c.store.table(name).list_documents()}
+
+
+def delete_documents(c: Context, name: str, r: DocumentIds) -> Any:
+    c.check_count(r.doc_ids, "doc_ids")
+    return {"deleted": c.store.table(name).delete_documents(r.doc_ids)}
 
 
 def search(c: Context, name: str, r: Search) -> Any:
@@ -329,8 +359,13 @@ ROUTES: tuple[Route, ...] = (
           write=True),
     Route("GET", f"{T}/rows", get_rows, "Table.get(ids, with_vectors=)", GetRows, from_query=True),
     Route("POST", f"{T}/rows", get_rows, "Table.get(ids, with_vectors=)", GetRows),
+    Route("POST", f"{T}/update", update, "Table.update(values, where, *params, ids=)", Update,
+          write=True),
+    Route("GET", f"{T}/documents", list_documents, "Table.list_documents()"),
     Route("POST", f"{T}/documents", add_documents, "Table.add_documents(documents, ...)", Documents,
           write=True),
+    Route("POST", f"{T}/delete_documents", delete_documents, "Table.delete_documents(doc_ids)",
+          DocumentIds, write=True),
     Route("POST", f"{T}/search", search,
           "Table.search(text or vector, mode=, vector=).fusion().group_by().where().limit(k)"
           ".rescore().exact().select().rerank().hits()", Search),
