@@ -44,7 +44,7 @@ import numpy.typing as npt
 
 from .._native import loader
 from ..config import Metric
-from ..errors import CorruptStoreError
+from ..errors import CorruptStoreError, InvalidArgumentError
 from ..evaluation import tie_aware_recall
 from .base import (
     AllowBitmap,
@@ -52,8 +52,11 @@ from .base import (
     IndexBase,
     IndexParams,
     LabelMatrix,
+    VectorBlocks,
+    as_matrix,
     check_int,
     chunks,
+    normalized,
     params_error,
     progress_bar,
 )
@@ -137,6 +140,53 @@ def centred_codes(vectors: FloatMatrix, center: npt.NDArray[np.float32]) -> Code
     return np.ascontiguousarray(bits).view(np.uint64)
 
 
+class _Rows:
+    """The vectors an index is built over, as one matrix or as blocks (a table's segments,
+    memory-mapped), read a chunk at a time, validated (finite, in range) and made unit length
+    for cosine as they are read: a 10M-row build never holds a second copy of its 15 GB of
+    float32 vectors."""
+
+    def __init__(self, blocks: list[npt.NDArray[Any]], unit: bool) -> None:
+        dims = {b.shape[1] if b.ndim == 2 else -1 for b in blocks}
+        if len(dims) != 1 or -1 in dims or 0 in dims or not blocks:
+            shapes = ", ".join(str(b.shape) for b in blocks)
+            raise InvalidArgumentError(f"vectors must be 2-D blocks [n, d] of one dimension d >= 1, "
+                                       f"got {shapes or 'none'}")
+        self.blocks = blocks
+        self.unit = unit
+        self.starts = np.zeros(len(blocks) + 1, dtype=np.int64)
+        np.cumsum([b.shape[0] for b in blocks], out=self.starts[1:])
+        self.n, self.dim = int(self.starts[-1]), dims.pop()
+
+    def _finish(self, x: npt.NDArray[Any], where: int) -> FloatMatrix:
+        x = as_matrix(x, f"vectors (from row {where})")
+        return normalized(x) if self.unit else x
+
+    def rows(self, start: int, stop: int) -> FloatMatrix:
+        """Rows ``start..stop``, validated (and unit length for cosine)."""
+        parts = []
+        for b, block in enumerate(self.blocks):
+            lo, hi = max(start, int(self.starts[b])), min(stop, int(self.starts[b + 1]))
+            if lo < hi:
+                parts.append(block[lo - self.starts[b]:hi - self.starts[b]])
+        return self._finish(parts[0] if len(parts) == 1 else np.concatenate(parts), start)
+
+    def take(self, rows: npt.NDArray[np.int64]) -> FloatMatrix:
+        """The given rows, in that order (validated, unit length for cosine)."""
+        out = np.empty((rows.size, self.dim), dtype=np.float32)
+        which = np.searchsorted(self.starts, rows, side="right") - 1
+        for b in np.unique(which):
+            at = np.flatnonzero(which == b)
+            out[at] = self.blocks[b][rows[at] - self.starts[b]]
+        return self._finish(out, 0)
+
+    def mean(self) -> npt.NDArray[np.float32]:
+        total = np.zeros(self.dim, dtype=np.float64)
+        for start, stop in chunks(self.n, 262_144):
+            total += self.rows(start, stop).sum(axis=0, dtype=np.float64)
+        return (total / max(self.n, 1)).astype(np.float32)
+
+
 class IvfBinaryIndex(IndexBase):
     """Coarse lists over sign codes held in list order; see the module docstring."""
 
@@ -146,6 +196,7 @@ class IvfBinaryIndex(IndexBase):
     params_type = IvfBinaryParams
     params: IvfBinaryParams
     exact_count = False
+    builds_from_blocks = True
 
     def __init__(self, codes: CodeMatrix, labels: npt.NDArray[np.integer], offsets: npt.NDArray[np.int64],
                  centroids: FloatMatrix, center: npt.NDArray[np.float32], params: IvfBinaryParams,
@@ -167,29 +218,55 @@ class IvfBinaryIndex(IndexBase):
     # --- building ---------------------------------------------------------------------------
 
     @classmethod
+    def build(cls, vectors: npt.ArrayLike | VectorBlocks, metric: Metric | str = Metric.COSINE, *,
+              progress: bool = False, threads: int | None = None, **params: Any) -> IvfBinaryIndex:
+        """:meth:`IndexBase.build`, also from :class:`~vecstore.index.base.VectorBlocks`; the
+        vectors are validated and normalised a chunk at a time, never copied whole."""
+        metric = Metric.parse(metric)
+        check_int("threads", threads, 1, optional=True)
+        parsed = cls.params_type.from_json(params)
+        raw = list(vectors.blocks) if isinstance(vectors, VectorBlocks) else [vectors]
+        try:
+            blocks = [np.asarray(b) for b in raw]
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgumentError(f"vectors must be a 2-D array of numbers ({exc})") from exc
+        rows = _Rows(blocks, metric is Metric.COSINE)
+        if rows.n < cls.min_rows():
+            raise InvalidArgumentError(f"a {cls.kind!r} index needs at least {cls.min_rows()} "
+                                       f"vectors, got {rows.n}")
+        return cls._build_rows(rows, metric, parsed, progress, threads)
+
+    @classmethod
     def _build(cls, vectors: FloatMatrix, metric: Metric, params: IvfBinaryParams,
                progress: bool, threads: int | None) -> IvfBinaryIndex:
-        n, d = vectors.shape
+        return cls._build_rows(_Rows([vectors], False), metric, params, progress, threads)
+
+    @classmethod
+    def _build_rows(cls, vectors: _Rows, metric: Metric, params: IvfBinaryParams,
+                    progress: bool, threads: int | None) -> IvfBinaryIndex:
+        n, d = vectors.n, vectors.dim
         nlist = params.nlist or auto_nlist(n)
         if nlist > n:
             raise params_error(cls.kind, "nlist", nlist, f"at most the number of vectors, {n}")
-        center = vectors.mean(axis=0, dtype=np.float64).astype(np.float32)
+        center = vectors.mean()
         centroids = _kmeans(vectors, nlist, metric, params, progress, threads)
         probe = cls._probe_scores_for(metric, centroids)
         assign = np.empty(n, dtype=np.int64)
         codes = np.empty((n, code_words(d)), dtype=np.uint64)
         with progress_bar(n, f"{cls.kind} assign", progress) as bar:
             for start, stop in chunks(n, 65_536):
-                block = vectors[start:stop]
+                block = vectors.rows(start, stop)
                 assign[start:stop] = np.argmax(probe(block), axis=1)
                 codes[start:stop] = centred_codes(block, center)
                 bar.update(stop - start)
-        order = np.argsort(assign, kind="stable")
         offsets = np.zeros(nlist + 1, dtype=np.int64)
         np.cumsum(np.bincount(assign, minlength=nlist), out=offsets[1:])
-        label_type = np.int32 if n < 2**31 else np.int64
-        index = cls(codes[order], order.astype(label_type), offsets, centroids, center,
-                    replace(params, nlist=nlist), metric)
+        order = np.argsort(assign, kind="stable")
+        del assign
+        labels: npt.NDArray[np.integer] = order.astype(np.int32 if n < 2**31 else np.int64)
+        del order
+        codes = codes[labels]  # list order: a probed list is one run of codes
+        index = cls(codes, labels, offsets, centroids, center, replace(params, nlist=nlist), metric)
         if params.nprobe is None or params.rerank is None:
             index.params = index._calibrated(vectors)
         return index
@@ -202,7 +279,7 @@ class IvfBinaryIndex(IndexBase):
             return lambda x: x @ centroids.T + half_sq  # -|x - c|^2 / 2 + const(x)
         return lambda x: x @ centroids.T
 
-    def _calibrated(self, vectors: FloatMatrix) -> IvfBinaryParams:
+    def _calibrated(self, vectors: _Rows) -> IvfBinaryParams:
         """``nprobe`` and ``rerank`` (those left None) measured on held-out rows (see module)."""
         n = self._count
         held = held_out_rows(n, self.params.seed)
@@ -211,24 +288,25 @@ class IvfBinaryIndex(IndexBase):
                            rerank=self.params.rerank or 4)
         loader.get("kernels", wait=True)  # calibration runs hundreds of searches
         k = 10
-        queries = np.ascontiguousarray(vectors[held])
+        queries = vectors.take(held)
         allow = np.ones(n, dtype=bool)
         allow[held] = False
         kth = _kth_best(self.metric, queries, vectors, allow, k)
         target = min(1.0, self.params.target_recall + CALIBRATION_MARGIN)
-        sq = np.einsum("ij,ij->i", queries, queries) if self.metric is Metric.L2 else None
+        q_sq = np.einsum("ij,ij->i", queries, queries)
         per_list = n / self.nlist
 
         def recall(nprobe: int, rerank: int) -> float:
             _, cand = self._search(queries, min(n, rerank * k), allow, nprobe)
-            found = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
-            for i, row in enumerate(cand):
-                row = row[row >= 0]
-                s = queries[i] @ vectors[row].T
-                if sq is not None:
-                    s = 2 * s - sq[i] - np.einsum("ij,ij->i", vectors[row], vectors[row])
-                top = np.sort(s)[::-1][:k]
-                found[i, :top.size] = top
+            # every candidate's vector read once, in row order (from the segments' pages)
+            unique, where = np.unique(np.maximum(cand, 0), return_inverse=True)
+            x = vectors.take(unique)
+            s = np.einsum("qcd,qd->qc", x[where.reshape(cand.shape)], queries)
+            if self.metric is Metric.L2:
+                x_sq = np.einsum("ij,ij->i", x, x)[where.reshape(cand.shape)]
+                s = 2 * s - q_sq[:, None] - x_sq
+            s[cand < 0] = -np.inf
+            found = -np.sort(-s, axis=1)[:, :k]
             return tie_aware_recall(found, kth, k)
 
         nprobes = nprobe_grid(self.nlist) if self.params.nprobe is None else [self.params.nprobe]
@@ -352,37 +430,37 @@ class IvfBinaryIndex(IndexBase):
         return cls(codes, labels, offsets, centroids, center, params, metric)
 
 
-def _kmeans(vectors: FloatMatrix, nlist: int, metric: Metric, params: IvfBinaryParams,
+def _kmeans(vectors: _Rows, nlist: int, metric: Metric, params: IvfBinaryParams,
             progress: bool, threads: int | None) -> FloatMatrix:
     """``[nlist, d]`` coarse centroids: FAISS k-means on a seeded sample of the vectors."""
-    n, d = vectors.shape
+    n, d = vectors.n, vectors.dim
     if nlist == 1:
-        return vectors.mean(axis=0, dtype=np.float64).astype(np.float32)[None, :]
+        return vectors.mean()[None, :]
     from ._faiss import faiss_module, omp_threads
 
     faiss = faiss_module()
     rng = np.random.default_rng(params.seed)
     take = min(n, KMEANS_POINTS_PER_LIST * nlist)
-    sample = vectors if take == n else vectors[np.sort(rng.choice(n, take, replace=False))]
+    sample = vectors.take(np.sort(rng.choice(n, take, replace=False)) if take < n
+                          else np.arange(n, dtype=np.int64))
     km = faiss.Kmeans(d, nlist, niter=params.niter, seed=params.seed, verbose=progress,
                       spherical=metric is Metric.COSINE, max_points_per_centroid=KMEANS_POINTS_PER_LIST,
                       min_points_per_centroid=1)
     with omp_threads(threads):
-        km.train(np.ascontiguousarray(sample, dtype=np.float32))
+        km.train(sample)
     return np.ascontiguousarray(km.centroids, dtype=np.float32)
 
 
-def _kth_best(metric: Metric, queries: FloatMatrix, vectors: FloatMatrix, allow: AllowBitmap,
+def _kth_best(metric: Metric, queries: FloatMatrix, vectors: _Rows, allow: AllowBitmap,
               k: int) -> npt.NDArray[np.float32]:
     """Each query's exact ``k``-th best score among the allowed rows, in chunks of rows (the
     full ``[q, n]`` score matrix would take 8 GB at 10M rows)."""
     best = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
-    for start, stop in chunks(vectors.shape[0], 262_144):
-        block = vectors[start:stop]
+    for start, stop in chunks(vectors.n, 262_144):
+        block = vectors.rows(start, stop)
         sq = np.einsum("ij,ij->i", block, block) if metric is Metric.L2 else None
         s = exact_scores(metric, queries, block, sq)
         s[:, ~allow[start:stop]] = -np.inf
         merged = np.concatenate([best, s], axis=1)
-        kk = min(k, merged.shape[1])
-        best = -np.partition(-merged, kk - 1, axis=1)[:, :k]
-    return np.sort(best, axis=1)[:, 0] if best.shape[1] == k else best.min(axis=1)
+        best = -np.partition(-merged, k - 1, axis=1)[:, :k]
+    return best.min(axis=1)
