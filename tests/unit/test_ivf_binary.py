@@ -98,7 +98,7 @@ def test_table_search_filters_fresh_rows_and_optimize(tmp_path, rng: np.random.G
         assert len(rows) == 10 and all(r["g"] == 3 for r in rows)
     assert hits / (10 * len(q)) >= 0.9
     plan = str(tbl.search(q[0]).limit(10).explain())
-    assert "ivf-binary" in plan
+    assert "ivf-binary" in plan and "int8 rescore" in plan
     # a row added after the build is found (scanned beside the index) until optimize folds it in
     tbl.add([{"id": "new", "vector": q[0] * 10, "g": 3}])
     assert tbl.search(q[0]).limit(1).hits().ids == ["new"]

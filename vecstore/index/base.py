@@ -162,6 +162,10 @@ class IndexBase(ABC):
     exact_count: ClassVar[bool] = False
     # Whether build() accepts VectorBlocks (reading them a chunk at a time) besides a matrix.
     builds_from_blocks: ClassVar[bool] = False
+    # Whether the planner ranks this index's candidates by their int8 codes before reading the
+    # float32 vectors of the best quarter: for indexes that propose hundreds of coarse (Hamming)
+    # candidates per result, whose float32 rows would otherwise all be read.
+    int8_first: ClassVar[bool] = False
 
     def __init__(self, params: IndexParams, metric: Metric, dim: int, count: int) -> None:
         self.params = params

@@ -16,8 +16,9 @@ only what picks candidates:
 A search ranks the centroids for the query, takes the ``nprobe`` best lists, and scans their
 codes in one compiled Hamming top-k kernel (``vecstore._native.kernels.hamming_topk_rows``,
 nogil; the ``allow`` bitmap drops labels before the scan). It returns *candidates* scored
-``-hamming``; the planner rescores ``candidates_for(k)`` of them exactly with the table's float32
-vectors, read from the memory-mapped segments (so the float vectors never enter RAM whole).
+``-hamming``; the planner takes ``candidates_for(k)`` of them, ranks them by the table's int8
+codes (``int8_first``) and rescores the best quarter exactly with the float32 vectors, both read
+from the memory-mapped segments (so neither enters RAM whole).
 
 Calibration (at build time, on the table's own vectors): a seeded random 200 rows are held out
 (:func:`~vecstore.index.calibration.held_out_rows`; they stay in the index but are masked out of
@@ -197,6 +198,7 @@ class IvfBinaryIndex(IndexBase):
     params: IvfBinaryParams
     exact_count = False
     builds_from_blocks = True
+    int8_first = True  # hundreds of Hamming candidates per result: int8 codes rank them first
 
     def __init__(self, codes: CodeMatrix, labels: npt.NDArray[np.integer], offsets: npt.NDArray[np.int64],
                  centroids: FloatMatrix, center: npt.NDArray[np.float32], params: IvfBinaryParams,
