@@ -9,13 +9,17 @@ Two measurements (docs/scale.md reads them):
    spread around it (cosine about ``1 / sqrt(1 + noise^2)`` to their source) and the corpus keeps
    MiniLM's geometry. Each row has ``category``, uniform in 0..9. The queries are the sample's
    held-out real queries (not derived). Rows are added ``--batch`` at a time through
-   ``Table.add`` (timed: the build), the store's size is read from disk, and then a fresh process
-   pinned to one thread opens the table and runs every query one at a time, unfiltered and with
-   ``category = 3`` (10% of rows), through the default query path (binary codes in RAM, int8
-   then float32 rescoring from the memory-mapped segments; no ANN index is built: see
-   docs/scale.md). Recall@10 is against the exact float32 top 10 computed while building.
-   RSS is that process's peak (VmHWM) and its resident memory at the end, split into anonymous
-   and file-backed pages.
+   ``Table.add`` (timed: the build), each batch followed by ``Table.cleanup(older_than=0)`` so
+   the writer's merges leave no superseded segments; the build resumes where an interrupted run
+   in the same ``--store`` stopped (``--build-only`` stops after the rows: for a long build in
+   the background). Then the ``--index`` (default ``ivf-binary``; ``none``: the scan only) is
+   built (timed) and fresh processes pinned to one thread, alternating between the version
+   before the index (the scan path: binary codes of every row, int8 then float32 rescoring from
+   the memory-mapped segments) and the one with it, ``--rounds`` of each, open the table and run
+   every query one at a time, unfiltered and with ``category = 3`` (10% of rows). Recall@10 is
+   against the exact float32 top 10 computed while building. RSS is each query process's peak
+   (VmHWM) and its resident memory at the end, split into anonymous and file-backed pages;
+   figures are medians over the rounds.
 2. **Ray ingestion.** ``--meetings`` QMSum transcripts written as a folder of .txt files, ingested
    with the default model by ``python -m vecstore ingest`` and by ``python -m vecstore ingest
    --ray --ray-workers 2`` (a local Ray started by the command), each in a fresh process, timed
