@@ -59,6 +59,7 @@ from vecstore._native import loader
 for name in ("kernels", "graph"):  # timed queries never run the NumPy twins
     loader.get(name, wait=True)
 store, table, queries_path, version = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+oversample = int(sys.argv[5])  # 0: the planner's choice
 queries = np.load(queries_path)
 t = time.perf_counter()
 tbl = vecstore.connect(store).open_table(table)
@@ -72,6 +73,8 @@ for name, where in (("unfiltered", None), ("filtered", ("category = ?", 3))):
     for q in queries:
         s = time.perf_counter()
         query = tbl.search(q).limit(10)
+        if oversample:
+            query = query.rescore(oversample)
         if where:
             query = query.where(*where)
         ids.append(query.hits().ids)
@@ -94,6 +97,11 @@ def configure(ap: ScenarioParser) -> None:
     ap.add_argument("--index-params", type=json.loads, default={},
                     help='the index\'s build parameters as JSON, e.g. \'{"nprobe": 256, "rerank": 64}\' '
                          "(default: measured at build time)")
+    ap.add_argument("--oversample", type=int, default=0,
+                    help="every query's .rescore(N), on both paths (default: the planner's choice)")
+    ap.add_argument("--sweep", action="store_true",
+                    help="after the index build, its recall over a grid of nprobe x rerank on the "
+                         "*next* --queries real queries (disjoint from those evaluated), exact rescoring")
     ap.add_argument("--rounds", type=int, default=2,
                     help="query processes per variant (scan, index), alternated")
     ap.add_argument("--build-only", action="store_true",
@@ -202,10 +210,58 @@ def build_rows(args: argparse.Namespace, root: Path, source: np.ndarray,
     return state
 
 
-def _query_child(root: Path, qpath: Path, version: int) -> dict[str, Any]:
+SWEEP_RERANKS = (16, 32, 64, 128)
+SWEEP_NPROBES = (32, 64, 128, 256, 512)
+
+
+def sweep(args: argparse.Namespace, root: Path) -> list[dict[str, Any]]:
+    """Recall@10 of the table's built ``ivf-binary`` over :data:`SWEEP_NPROBES` x
+    :data:`SWEEP_RERANKS`, its ``k x rerank`` candidates rescored exactly, on the sample's real
+    queries ``queries..2 queries`` (tuning queries: the evaluated ones are the first
+    ``queries``), to choose ``--index-params`` without looking at the evaluated queries."""
+    import vecstore
+    from bench.data import load_vectors
+    from vecstore.index import load_index
+
+    sample = load_vectors(args.data, SOURCE_ROWS, 2 * args.queries, attrs=False, seed=args.seed)
+    tune = np.ascontiguousarray(sample.queries[args.queries:], dtype=np.float32)
+    tune /= np.linalg.norm(tune, axis=1, keepdims=True)
+    tbl = vecstore.connect(root / "one_box").open_table("t")
+    snap = tbl._current()
+    entry = tbl.list_indexes()[0]
+    index = load_index(entry["kind"], root / "one_box" / "t" / entry["path"])
+    blocks = snap.vectors
+    starts = np.cumsum([0, *(len(b) for b in blocks)])
+    best = np.full((len(tune), 10), -np.inf, dtype=np.float32)
+    for block in blocks:  # rows are unit length (cosine table)
+        for s0 in range(0, len(block), 262_144):
+            scores = tune @ np.asarray(block[s0:s0 + 262_144]).T
+            best = -np.partition(-np.concatenate([best, scores], axis=1), 9, axis=1)[:, :10]
+    kth = best.min(axis=1)
+
+    def rows(labels: np.ndarray) -> np.ndarray:
+        which = np.searchsorted(starts, labels, side="right") - 1
+        out = np.empty((labels.size, DIM), dtype=np.float32)
+        for b in np.unique(which):
+            at = np.flatnonzero(which == b)
+            out[at] = blocks[b][labels[at] - starts[b]]
+        return out
+
+    out = []
+    for rerank in SWEEP_RERANKS:
+        for nprobe in SWEEP_NPROBES:
+            _, cand = index.search(tune, 10 * rerank, effort=nprobe)
+            found = [np.sort(rows(np.sort(c[c >= 0])) @ tune[i])[::-1][:10] for i, c in enumerate(cand)]
+            recall = float(np.mean([np.sum(f >= kth[i] - 1e-5) / 10 for i, f in enumerate(found)]))
+            out.append({"rerank": rerank, "nprobe": nprobe, "recall_at_10": recall})
+            log(f"  sweep rerank {rerank} nprobe {nprobe}: recall {recall:.3f}")
+    return out
+
+
+def _query_child(root: Path, qpath: Path, version: int, oversample: int) -> dict[str, Any]:
     child = subprocess.run([sys.executable, "-c", _QUERY_CHILD, str(root / "one_box"), "t", str(qpath),
-                            str(version)], env=thread_env(1), cwd=REPO_ROOT, capture_output=True,
-                           text=True)
+                            str(version), str(oversample)], env=thread_env(1), cwd=REPO_ROOT,
+                           capture_output=True, text=True)
     if child.returncode != 0:
         raise RuntimeError(f"query process failed ({child.returncode}): {child.stderr[-3000:]}")
     return json.loads(child.stdout.strip().splitlines()[-1])
@@ -252,13 +308,15 @@ def one_box(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         result["index_bytes"] = _disk(root / "one_box" / "t" / "indexes") if (
             root / "one_box" / "t" / "indexes").exists() else None
         variants = [("scan", scan_version), ("index", -1)]
+        if args.sweep:
+            result["sweep"] = sweep(args, root)
     qpath = root / "queries.npy"
     np.save(qpath, queries)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in variants}
     for r in range(args.rounds):
         for name, version in variants:  # alternated: the machine's load hits both alike
             t = time.perf_counter()
-            out = _query_child(root, qpath, version)
+            out = _query_child(root, qpath, version, args.oversample)
             log(f"  round {r + 1} {name}: {time.perf_counter() - t:.0f} s, "
                 f"{out['unfiltered']['qps']:.1f} / {out['filtered']['qps']:.1f} q/s")
             for where, top in (("unfiltered", truth), ("filtered", truth_f)):
@@ -268,6 +326,8 @@ def one_box(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                     [len(set(f) & w) / len(w) for f, w in zip(found, want, strict=True)]))
             runs[name].append(out)
     for name, outs in runs.items():
+        if not outs:  # --rounds 0: the build (and --sweep) only
+            continue
         summary: dict[str, Any] = {"runs": outs, "plan": outs[-1]["plan"],
                                    "plan_filtered": outs[-1]["plan_filtered"]}
         for where in ("unfiltered", "filtered"):
