@@ -224,7 +224,7 @@ def sweep(args: argparse.Namespace, root: Path) -> list[dict[str, Any]]:
     from vecstore.index import load_index
 
     sample = load_vectors(args.data, SOURCE_ROWS, 2 * args.queries, attrs=False, seed=args.seed)
-    tune = np.ascontiguousarray(sample.queries[args.queries:], dtype=np.float32)
+    tune = np.array(sample.queries[args.queries:], dtype=np.float32)  # a copy: normalised in place
     tune /= np.linalg.norm(tune, axis=1, keepdims=True)
     tbl = vecstore.connect(root / "one_box").open_table("t")
     snap = tbl._current()

@@ -86,7 +86,10 @@ def test_table_search_filters_fresh_rows_and_optimize(tmp_path, rng: np.random.G
     both = _clustered(rng, 2515)
     x, q = both[:2500], both[2500:]
     tbl = vecstore.connect(tmp_path / "s").create_table("t", dim=DIM)
-    tbl.add([{"id": str(i), "vector": v, "g": i % 10} for i, v in enumerate(x)])
+    rows = [{"id": str(i), "vector": v, "g": i % 10} for i, v in enumerate(x)]
+    tbl.add(rows[:2000])
+    tbl.add(rows[2000:])
+    assert len(tbl._current().manifest.segments) == 2  # the index reads them as VectorBlocks
     tbl.create_index("ivf-binary", progress=False)
     hits = 0
     for v in q:
