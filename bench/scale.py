@@ -9,13 +9,17 @@ Two measurements (docs/scale.md reads them):
    spread around it (cosine about ``1 / sqrt(1 + noise^2)`` to their source) and the corpus keeps
    MiniLM's geometry. Each row has ``category``, uniform in 0..9. The queries are the sample's
    held-out real queries (not derived). Rows are added ``--batch`` at a time through
-   ``Table.add`` (timed: the build), the store's size is read from disk, and then a fresh process
-   pinned to one thread opens the table and runs every query one at a time, unfiltered and with
-   ``category = 3`` (10% of rows), through the default query path (binary codes in RAM, int8
-   then float32 rescoring from the memory-mapped segments; no ANN index is built: see
-   docs/scale.md). Recall@10 is against the exact float32 top 10 computed while building.
-   RSS is that process's peak (VmHWM) and its resident memory at the end, split into anonymous
-   and file-backed pages.
+   ``Table.add`` (timed: the build), each batch followed by ``Table.cleanup(older_than=0)`` so
+   the writer's merges leave no superseded segments; the build resumes where an interrupted run
+   in the same ``--store`` stopped (``--build-only`` stops after the rows: for a long build in
+   the background). Then the ``--index`` (default ``ivf-binary``; ``none``: the scan only) is
+   built (timed) and fresh processes pinned to one thread, alternating between the version
+   before the index (the scan path: binary codes of every row, int8 then float32 rescoring from
+   the memory-mapped segments) and the one with it, ``--rounds`` of each, open the table and run
+   every query one at a time, unfiltered and with ``category = 3`` (10% of rows). Recall@10 is
+   against the exact float32 top 10 computed while building. RSS is each query process's peak
+   (VmHWM) and its resident memory at the end, split into anonymous and file-backed pages;
+   figures are medians over the rounds.
 2. **Ray ingestion.** ``--meetings`` QMSum transcripts written as a folder of .txt files, ingested
    with the default model by ``python -m vecstore ingest`` and by ``python -m vecstore ingest
    --ray --ray-workers 2`` (a local Ray started by the command), each in a fresh process, timed
@@ -51,10 +55,16 @@ import numpy as np
 from bench.common import pin_threads, proc_status_kib, latency_stats
 pin_threads(1)
 import vecstore
-store, table, queries_path = sys.argv[1], sys.argv[2], sys.argv[3]
+from vecstore._native import loader
+for name in ("kernels", "graph"):  # timed queries never run the NumPy twins
+    loader.get(name, wait=True)
+store, table, queries_path, version = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+oversample = int(sys.argv[5])  # 0: the planner's choice
 queries = np.load(queries_path)
 t = time.perf_counter()
 tbl = vecstore.connect(store).open_table(table)
+if version >= 0:  # an older version: the one without the index (the scan path)
+    tbl = tbl.checkout(version)
 open_s = time.perf_counter() - t
 tbl.search(queries[0]).limit(10).to_list()  # first query: compiles kernels, maps segments
 out = {"open_s": open_s}
@@ -63,12 +73,15 @@ for name, where in (("unfiltered", None), ("filtered", ("category = ?", 3))):
     for q in queries:
         s = time.perf_counter()
         query = tbl.search(q).limit(10)
+        if oversample:
+            query = query.rescore(oversample)
         if where:
             query = query.where(*where)
         ids.append(query.hits().ids)
         lat.append(time.perf_counter() - s)
     out[name] = {"ids": ids, **latency_stats(lat)}
 out["plan"] = str(tbl.search(queries[0]).limit(10).explain())
+out["plan_filtered"] = str(tbl.search(queries[0]).limit(10).where("category = ?", 3).explain())
 out["rss"] = {k: proc_status_kib(k) * 1024 for k in ("VmHWM", "VmRSS", "RssAnon", "RssFile")}
 print(json.dumps(out))
 """
@@ -79,6 +92,20 @@ def configure(ap: ScenarioParser) -> None:
     ap.add_sized("--queries", type=int, full=200, quick=50, help="held-out real queries")
     ap.add_argument("--noise", type=float, default=0.3, help="norm of the noise added to a source vector")
     ap.add_argument("--batch", type=int, default=100_000, help="rows per Table.add")
+    ap.add_argument("--index", default="ivf-binary",
+                    help="index built after the rows ('none': the scan path only)")
+    ap.add_argument("--index-params", type=json.loads, default={},
+                    help='the index\'s build parameters as JSON, e.g. \'{"nprobe": 256, "rerank": 64}\' '
+                         "(default: measured at build time)")
+    ap.add_argument("--oversample", type=int, default=0,
+                    help="every query's .rescore(N), on both paths (default: the planner's choice)")
+    ap.add_argument("--sweep", action="store_true",
+                    help="after the index build, its recall over a grid of nprobe x rerank on the "
+                         "*next* --queries real queries (disjoint from those evaluated), exact rescoring")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="query processes per variant (scan, index), alternated")
+    ap.add_argument("--build-only", action="store_true",
+                    help="add the rows (resuming a --store) and stop: for a long build in the background")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--store", type=Path, default=None,
                     help="where the stores are built (default: a temporary directory, removed)")
@@ -115,53 +142,202 @@ class TopK:
         self.rows = np.take_along_axis(cand_r, best, 1)
 
 
-def one_box(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+def _disk(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def build_rows(args: argparse.Namespace, root: Path, source: np.ndarray,
+               queries: np.ndarray) -> dict[str, Any]:
+    """Add the derived rows batch by batch, resuming where a previous run in ``root`` stopped.
+
+    Batch ``b`` is drawn from a generator seeded with ``(seed, b)``, so a resumed build adds
+    the same rows. After each batch the running exact top 10 (unfiltered and filtered) and the
+    progress are saved beside the store, and versions older than the newest are removed
+    (``Table.cleanup(older_than=0)``): the writer's merges would otherwise keep every
+    superseded segment on disk (4.6 kB/row at 1M instead of ~2 kB).
+    """
     import pyarrow as pa
 
     import vecstore
     from bench.common import vector_column
-    from bench.data import load_vectors
 
-    sample = load_vectors(args.data, SOURCE_ROWS, args.queries, attrs=False, seed=args.seed)
-    source, queries = np.asarray(sample.base), np.ascontiguousarray(sample.queries, dtype=np.float32)
-    rng = np.random.default_rng(args.seed)
+    state_path = root / "build_state.json"
+    truth_path = root / "truth.npz"
+    db = vecstore.connect(root / "one_box")
+    state: dict[str, Any] = {"rows": 0, "build_s": 0.0, "cleanup_s": 0.0, "truth_s": 0.0}
     truth, truth_f = TopK(len(queries), 10), TopK(len(queries), 10)
-    tbl = vecstore.connect(root / "one_box").create_table("t", dim=DIM)
-    build = truth_s = 0.0
-    for start in range(0, args.n, args.batch):
+    if state_path.exists():
+        state = json.loads(state_path.read_text())
+        saved = np.load(truth_path)
+        truth.scores, truth.rows = saved["scores"], saved["rows"]
+        truth_f.scores, truth_f.rows = saved["scores_f"], saved["rows_f"]
+        tbl = db.open_table("t")
+        if len(tbl) != state["rows"]:
+            raise RuntimeError(f"{root}: the table holds {len(tbl):,} rows, the saved state "
+                               f"{state['rows']:,}; remove the store to start again")
+        log(f"  resuming at {state['rows']:,} rows")
+    else:
+        tbl = db.create_table("t", dim=DIM)
+    for start in range(state["rows"], args.n, args.batch):
         stop = min(args.n, start + args.batch)
+        rng = np.random.default_rng([args.seed, start // args.batch])
         x = derived_batch(source, start, stop, args.noise, rng)
         category = rng.integers(0, 10, stop - start)
         rows = pa.table({"id": pa.array([f"v{i}" for i in range(start, stop)]),
                          "category": pa.array(category, pa.int64()), "vector": vector_column(x)})
         t = time.perf_counter()
         tbl.add(rows)
-        build += time.perf_counter() - t
+        state["build_s"] += time.perf_counter() - t
+        t = time.perf_counter()
+        tbl.cleanup(older_than=0)
+        state["cleanup_s"] += time.perf_counter() - t
         t = time.perf_counter()
         scores = queries @ x.T
         truth.update(scores, np.arange(start, stop))
         keep = np.flatnonzero(category == FILTER[1])
         truth_f.update(scores[:, keep], keep + start)
-        truth_s += time.perf_counter() - t
-        log(f"  {stop:,} rows: build {build:.0f} s")
-    segments = len(tbl._current().manifest.segments)
-    disk = sum(p.stat().st_size for p in (root / "one_box").rglob("*") if p.is_file())
+        state["truth_s"] += time.perf_counter() - t
+        state["rows"] = stop
+        np.savez(truth_path, scores=truth.scores, rows=truth.rows, scores_f=truth_f.scores,
+                 rows_f=truth_f.rows)
+        state_path.write_text(json.dumps(state))
+        del rows, x, scores
+        log(f"  {stop:,} rows: add {state['build_s']:.0f} s, cleanup {state['cleanup_s']:.0f} s, "
+            f"disk {_disk(root / 'one_box') / 2**30:.1f} GiB")
+    state["truth"] = truth
+    state["truth_f"] = truth_f
+    state["table"] = tbl
+    return state
+
+
+SWEEP_RERANKS = (16, 32, 64, 128)
+SWEEP_NPROBES = (32, 64, 128, 256, 512)
+
+
+def sweep(args: argparse.Namespace, root: Path) -> list[dict[str, Any]]:
+    """Recall@10 of the table's built ``ivf-binary`` over :data:`SWEEP_NPROBES` x
+    :data:`SWEEP_RERANKS`, its ``k x rerank`` candidates rescored exactly, on the sample's real
+    queries ``queries..2 queries`` (tuning queries: the evaluated ones are the first
+    ``queries``), to choose ``--index-params`` without looking at the evaluated queries."""
+    import vecstore
+    from bench.data import load_vectors
+    from vecstore.index import load_index
+
+    sample = load_vectors(args.data, SOURCE_ROWS, 2 * args.queries, attrs=False, seed=args.seed)
+    tune = np.array(sample.queries[args.queries:], dtype=np.float32)  # a copy: normalised in place
+    tune /= np.linalg.norm(tune, axis=1, keepdims=True)
+    tbl = vecstore.connect(root / "one_box").open_table("t")
+    snap = tbl._current()
+    entry = tbl.list_indexes()[0]
+    index = load_index(entry["kind"], root / "one_box" / "t" / entry["path"])
+    blocks = snap.vectors
+    starts = np.cumsum([0, *(len(b) for b in blocks)])
+    best = np.full((len(tune), 10), -np.inf, dtype=np.float32)
+    for block in blocks:  # rows are unit length (cosine table)
+        for s0 in range(0, len(block), 262_144):
+            scores = tune @ np.asarray(block[s0:s0 + 262_144]).T
+            best = -np.partition(-np.concatenate([best, scores], axis=1), 9, axis=1)[:, :10]
+    kth = best.min(axis=1)
+
+    def rows(labels: np.ndarray) -> np.ndarray:
+        which = np.searchsorted(starts, labels, side="right") - 1
+        out = np.empty((labels.size, DIM), dtype=np.float32)
+        for b in np.unique(which):
+            at = np.flatnonzero(which == b)
+            out[at] = blocks[b][labels[at] - starts[b]]
+        return out
+
+    out = []
+    for rerank in SWEEP_RERANKS:
+        for nprobe in SWEEP_NPROBES:
+            _, cand = index.search(tune, 10 * rerank, effort=nprobe)
+            found = [np.sort(rows(np.sort(c[c >= 0])) @ tune[i])[::-1][:10] for i, c in enumerate(cand)]
+            recall = float(np.mean([np.sum(f >= kth[i] - 1e-5) / 10 for i, f in enumerate(found)]))
+            out.append({"rerank": rerank, "nprobe": nprobe, "recall_at_10": recall})
+            log(f"  sweep rerank {rerank} nprobe {nprobe}: recall {recall:.3f}")
+    return out
+
+
+def _query_child(root: Path, qpath: Path, version: int, oversample: int) -> dict[str, Any]:
+    child = subprocess.run([sys.executable, "-c", _QUERY_CHILD, str(root / "one_box"), "t", str(qpath),
+                            str(version), str(oversample)], env=thread_env(1), cwd=REPO_ROOT,
+                           capture_output=True, text=True)
+    if child.returncode != 0:
+        raise RuntimeError(f"query process failed ({child.returncode}): {child.stderr[-3000:]}")
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
+def one_box(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    from bench.data import load_vectors
+
+    sample = load_vectors(args.data, SOURCE_ROWS, args.queries, attrs=False, seed=args.seed)
+    source, queries = np.asarray(sample.base), np.ascontiguousarray(sample.queries, dtype=np.float32)
+    state = build_rows(args, root, source, queries)
+    result: dict[str, Any] = {"n": args.n, "noise": args.noise, "source": sample.source,
+                              "build_s": state["build_s"], "cleanup_s": state["cleanup_s"],
+                              "rows_per_s": args.n / state["build_s"], "truth_s": state["truth_s"]}
+    if args.build_only:
+        return result
+    tbl, truth, truth_f = state["table"], state["truth"], state["truth_f"]
+    existing = tbl.list_indexes()
+    if not existing:  # (with an index, the version before it is the scan path's: kept)
+        tbl.cleanup(older_than=0)
+    result["segments"] = len(tbl._current().manifest.segments)
+    result["disk_bytes"] = _disk(root / "one_box")
+    result["bytes_per_row"] = result["disk_bytes"] / args.n
+    scan_version = tbl.version
+    variants: list[tuple[str, int]] = [("scan", scan_version)]
+    if args.index != "none":
+        if existing and existing[0]["kind"] == args.index:
+            log(f"  {args.index} index already built")
+            result["index_entry"] = existing[0]
+            saved = json.loads((root / "build_state.json").read_text())
+            scan_version = int(saved.get("scan_version", scan_version))
+            if "index_build_s" in saved:
+                result["index_build_s"] = saved["index_build_s"]
+        else:
+            t = time.perf_counter()
+            entry = tbl.create_index(args.index, progress=False, **args.index_params)
+            result["index_build_s"] = time.perf_counter() - t
+            result["index_entry"] = entry
+            state_file = root / "build_state.json"
+            saved = json.loads(state_file.read_text())
+            saved.update(scan_version=scan_version, index_build_s=result["index_build_s"])
+            state_file.write_text(json.dumps(saved))
+            log(f"  {args.index} built in {result['index_build_s']:.0f} s: {entry['params']}")
+        result["index_bytes"] = _disk(root / "one_box" / "t" / "indexes") if (
+            root / "one_box" / "t" / "indexes").exists() else None
+        variants = [("scan", scan_version), ("index", -1)]
+        if args.sweep:
+            result["sweep"] = sweep(args, root)
     qpath = root / "queries.npy"
     np.save(qpath, queries)
-    env = thread_env(1)
-    t = time.perf_counter()
-    child = subprocess.run([sys.executable, "-c", _QUERY_CHILD, str(root / "one_box"), "t", str(qpath)],
-                           env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=True)
-    log(f"  queries in a fresh process: {time.perf_counter() - t:.0f} s")
-    out = json.loads(child.stdout.strip().splitlines()[-1])
-    for name, top in (("unfiltered", truth), ("filtered", truth_f)):
-        found = out[name].pop("ids")
-        want = [{f"v{r}" for r in row if r >= 0} for row in top.rows]
-        recalls = [len(set(f) & w) / len(w) for f, w in zip(found, want, strict=True)]
-        out[name]["recall_at_10"] = float(np.mean(recalls))
-    return {"n": args.n, "noise": args.noise, "source": sample.source, "build_s": build,
-            "rows_per_s": args.n / build, "segments": segments, "disk_bytes": disk,
-            "bytes_per_row": disk / args.n, "truth_s": truth_s, **out}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in variants}
+    for r in range(args.rounds):
+        for name, version in variants:  # alternated: the machine's load hits both alike
+            t = time.perf_counter()
+            out = _query_child(root, qpath, version, args.oversample)
+            log(f"  round {r + 1} {name}: {time.perf_counter() - t:.0f} s, "
+                f"{out['unfiltered']['qps']:.1f} / {out['filtered']['qps']:.1f} q/s")
+            for where, top in (("unfiltered", truth), ("filtered", truth_f)):
+                found = out[where].pop("ids")
+                want = [{f"v{row}" for row in rows if row >= 0} for rows in top.rows]
+                out[where]["recall_at_10"] = float(np.mean(
+                    [len(set(f) & w) / len(w) for f, w in zip(found, want, strict=True)]))
+            runs[name].append(out)
+    for name, outs in runs.items():
+        if not outs:  # --rounds 0: the build (and --sweep) only
+            continue
+        summary: dict[str, Any] = {"runs": outs, "plan": outs[-1]["plan"],
+                                   "plan_filtered": outs[-1]["plan_filtered"]}
+        for where in ("unfiltered", "filtered"):
+            summary[where] = {key: float(np.median([o[where][key] for o in outs]))
+                              for key in ("qps", "p50_ms", "p95_ms", "recall_at_10")}
+        summary["rss"] = {key: float(np.median([o["rss"][key] for o in outs]))
+                          for key in outs[0]["rss"]}
+        summary["open_s"] = float(np.median([o["open_s"] for o in outs]))
+        result[name] = summary
+    return result
 
 
 def ray_ingest(args: argparse.Namespace, root: Path) -> dict[str, Any]:
@@ -205,20 +381,31 @@ def run(args: argparse.Namespace) -> int:
         if args.store is None:
             shutil.rmtree(root, ignore_errors=True)
     print(f"## Scale\n\nCommand: `{args.command}`; {result['machine']}.\n")
-    if "one_box" in result:
+    if "one_box" in result and "scan" in result["one_box"]:
         b = result["one_box"]
-        print(f"{b['n']:,} rows ({b['source']}; noise {b['noise']}); build {b['build_s']:.0f} s "
-              f"({b['rows_per_s']:,.0f} rows/s, {b['segments']} segments); "
-              f"disk {b['disk_bytes'] / 2**20:,.0f} MiB "
-              f"({b['bytes_per_row']:,.0f} B/row); open {b['open_s']:.2f} s.\n")
-        print(markdown_table(["query (1 thread)", "q/s (1/median)", "p50 ms", "p95 ms", "recall@10"],
-                             [[name, f"{b[name]['qps']:.1f}", f"{b[name]['p50_ms']:.1f}",
-                               f"{b[name]['p95_ms']:.1f}", f"{b[name]['recall_at_10']:.3f}"]
-                              for name in ("unfiltered", "filtered")]))
-        r = b["rss"]
-        print(f"\nRSS of the query process: peak {r['VmHWM'] / 2**20:,.0f} MiB; at the end "
-              f"{r['VmRSS'] / 2**20:,.0f} MiB ({r['RssAnon'] / 2**20:,.0f} MiB anonymous, "
-              f"{r['RssFile'] / 2**20:,.0f} MiB file pages).\n\nPlan: {b['plan']}\n")
+        print(f"{b['n']:,} rows ({b['source']}; noise {b['noise']}); add {b['build_s']:.0f} s "
+              f"({b['rows_per_s']:,.0f} rows/s) + cleanup {b['cleanup_s']:.0f} s, {b['segments']} "
+              f"segments; disk {b['disk_bytes'] / 2**20:,.0f} MiB ({b['bytes_per_row']:,.0f} B/row)"
+              + (f"; {b['index_entry']['kind']} built in {b.get('index_build_s', float('nan')):.0f} s, "
+                 f"{b['index_bytes'] / 2**20:,.0f} MiB on disk, params {b['index_entry']['params']}"
+                 if "index_entry" in b else "") + ".\n")
+        names = [n for n in ("scan", "index") if n in b]
+        rows = []
+        for name in names:
+            for where in ("unfiltered", "filtered"):
+                v = b[name][where]
+                rows.append([name, where, f"{v['qps']:.1f}", f"{v['p50_ms']:.1f}", f"{v['p95_ms']:.1f}",
+                             f"{v['recall_at_10']:.3f}"])
+        print(markdown_table(["path", "query (1 thread)", "q/s (1/median)", "p50 ms", "p95 ms",
+                              "recall@10"], rows))
+        print(f"\nMedians over {len(b[names[0]]['runs'])} query processes per path, alternated.\n")
+        for name in names:
+            r = b[name]["rss"]
+            print(f"- {name}: RSS peak {r['VmHWM'] / 2**20:,.0f} MiB; at the end {r['VmRSS'] / 2**20:,.0f} "
+                  f"MiB ({r['RssAnon'] / 2**20:,.0f} MiB anonymous, {r['RssFile'] / 2**20:,.0f} MiB "
+                  f"file pages); open {b[name]['open_s']:.2f} s.\n  Plan: {b[name]['plan']}\n"
+                  f"  Filtered plan: {b[name]['plan_filtered']}")
+        print()
     if "ray_ingest" in result:
         g = result["ray_ingest"]
         print(f"Ray ingestion: {g['documents']} QMSum meetings ({g['characters']:,} characters), "

@@ -582,12 +582,16 @@ class Table:
                      params: dict[str, Any]) -> tuple[IndexEntry, Any, Lease | None]:
         """Build an index over ``snap``'s rows and save it in a new ``indexes/<uuid>``, leased
         (see storage/leases.py) so that a cleanup does not take it for a crash's leftover."""
-        from .index import build_index
+        from .index import build_index, index_class
+        from .index.base import VectorBlocks
 
         # a multi-vector table's index holds every vector of every row: one block of labels per
         # vector column, each in row order (labels map many-to-one to rows)
         blocks = [v for name in snap.vector_names for v in snap.column(name).vectors]
-        vectors = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
+        vectors: Any = blocks[0]
+        if len(blocks) > 1:  # a backend that reads blocks a chunk at a time needs no copy of them
+            vectors = VectorBlocks(tuple(blocks)) if index_class(kind).builds_from_blocks \
+                else np.concatenate(blocks)
         index = build_index(kind, vectors, self.metric, progress=progress, threads=threads, **params)
         rel = f"indexes/{uuid.uuid4().hex}"
         try:  # never the table's own directory: if it is gone, the table was dropped

@@ -13,9 +13,12 @@ from vecstore.index import INDEX_KINDS
 ANN_KINDS = [k for k in INDEX_KINDS if k != "flat"]
 FLOAT_KINDS = [k for k in ANN_KINDS if not k.startswith("binary")]
 BINARY_KINDS = [k for k in ANN_KINDS if k.startswith("binary")]
-RESCORED_KINDS = ["hnsw-sq", "hnsw-int8"]
+RESCORED_KINDS = ["hnsw-sq", "hnsw-int8", "ivf-binary"]
 """Float indexes whose scores are quantized estimates: the planner takes ``candidates_for(k)``
 of their candidates and rescores them exactly, and so are they judged."""
+HAMMING_SCORED_KINDS = ["ivf-binary"]
+"""Rescored kinds whose own scores are ``-hamming`` between their (centred) sign codes, not
+estimates of the metric's values."""
 K = 10
 
 

@@ -32,6 +32,7 @@ from .helpers import (
     BINARY_KINDS,
     DATA,
     FLOAT_KINDS,
+    HAMMING_SCORED_KINDS,
     RESCORED_KINDS,
     K,
     exact_scores,
@@ -55,6 +56,7 @@ FILTERED_RECALL_FLOOR = {
     "ivf-rabitq": 0.9,
     "binary-hnsw": 0.9,
     "binary-ivf": 0.9,
+    "ivf-binary": 0.9,
 }
 
 
@@ -96,7 +98,7 @@ def _check_well_formed(scores: np.ndarray, labels: np.ndarray, n: int, k: int) -
 
 def test_registry_lists_every_backend() -> None:
     assert set(INDEX_KINDS) == {"flat", "hnsw", "hnsw-int8", "faiss-hnsw", "hnsw-sq", "ivf", "ivf-pq",
-                                "ivf-rabitq", "binary-hnsw", "binary-ivf"}
+                                "ivf-rabitq", "binary-hnsw", "binary-ivf", "ivf-binary"}
     for kind, cls in INDEX_KINDS.items():
         assert cls.kind == kind
 
@@ -167,7 +169,13 @@ def test_scores_follow_the_metric(built: Built, kind: str, metric: str) -> None:
     scores, labels = _search(index, kind, "clustered", K, metric)
     truth = exact_scores(metric, d.queries, d.base)
     assert tie_aware_recall(truth, labels, K) >= 0.9
-    if kind in RESCORED_KINDS or (
+    if kind in HAMMING_SCORED_KINDS:
+        # candidates ranked by -hamming: whole numbers in [-bits, 0], sorted (the recall of
+        # their rescored top k is judged above)
+        scores, labels = index.search(d.queries, K)
+        assert np.all(scores <= 0) and np.all(scores == np.round(scores))
+        assert np.all(scores >= -64 * -(-index.dim // 64))
+    elif kind in RESCORED_KINDS or (
             kind in ("ivf-pq", "ivf-rabitq") and not index.params.refine):  # type: ignore[attr-defined]
         # Quantized estimates (and the scores of a rescored kind above are the oracle's, taken
         # when rescoring): judge the index's own scores as estimates of the metric's values.
@@ -306,7 +314,7 @@ def test_truncated_file_raises_corrupt_store_error(built: Built, kind: str, tmp_
         load_index(kind, tmp_path)
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "faiss-hnsw", "binary-ivf"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "faiss-hnsw", "binary-ivf", "ivf-binary"])
 def test_altered_byte_raises_corrupt_store_error(built: Built, kind: str, tmp_path: Path) -> None:
     index = built(kind, "random") if kind != "flat" else build_index("flat", DATA["random"].base, "cosine")
     index.save(tmp_path)
@@ -365,6 +373,9 @@ def test_unknown_kind_lists_the_known_ones() -> None:
         ("ivf-pq", {"refine": "yes"}, "True or False"),
         ("ivf-rabitq", {"bits": 0}, "bits"),
         ("binary-hnsw", {"m": True}, "m must be"),
+        ("ivf-binary", {"nlist": 10_000}, "at most the number of vectors"),
+        ("ivf-binary", {"nlist": 8, "nprobe": 9}, "at most nlist"),
+        ("ivf-binary", {"rerank": 0}, "rerank must be"),
         ("flat", {"m": 16}, "expected none"),
     ],
 )

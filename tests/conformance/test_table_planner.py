@@ -22,6 +22,7 @@ SMALL_PARAMS = {
     "ivf-pq": {"nlist": 32},
     "ivf-rabitq": {"nlist": 32},
     "binary-ivf": {"nlist": 32},
+    "ivf-binary": {"nlist": 32},
 }
 KINDS = sorted(INDEX_KINDS)
 

@@ -27,6 +27,8 @@ ivf-pq         FAISS IndexIVFPQ (+ exact refine by default)  IDSelectorBitmap   
 ivf-rabitq     FAISS IndexIVFRaBitQ (+ exact refine)         IDSelectorBitmap      no [3]
 binary-hnsw    FAISS IndexBinaryHNSW on sign codes           IDSelectorBitmap      no [2]
 binary-ivf     FAISS IndexBinaryIVF on sign codes            over-fetch + filter   no [3]
+ivf-binary     k-means lists of centred sign codes, own      compiled, in-scan     no [3]
+               Numba scan; candidates rescored (large tables)
 ============== ============================================= ===================== ==============
 
 [1] hnswlib walks until it holds ``ef`` allowed labels, so it comes back short only when the
@@ -40,7 +42,8 @@ measurements behind them are in :mod:`vecstore.index.calibration` and ``bench/an
 
 Modules: ``base`` (the protocol, :class:`IndexBase`, shared checks), ``flat`` (exact, NumPy),
 ``hnswlib_index`` (``hnsw``), ``faiss_hnsw`` (``faiss-hnsw``, ``hnsw-sq``), ``faiss_ivf``
-(``ivf``, ``ivf-pq``, ``ivf-rabitq``), ``faiss_binary`` (``binary-hnsw``, ``binary-ivf``), on
+(``ivf``, ``ivf-pq``, ``ivf-rabitq``), ``faiss_binary`` (``binary-hnsw``, ``binary-ivf``),
+``ivf_binary`` (``ivf-binary``: the one-box path for 10M-row tables, docs/scale.md), on
 ``_faiss`` (the FAISS plumbing they share); ``calibration`` (effort rules and build-time
 measurement); ``_files`` (checksummed index files).
 """
@@ -89,6 +92,7 @@ INDEX_KINDS: Mapping[str, type[IndexBase]] = _Registry({
     "ivf-rabitq": "faiss_ivf:IvfRabitqIndex",
     "binary-hnsw": "faiss_binary:BinaryHnswIndex",
     "binary-ivf": "faiss_binary:BinaryIvfIndex",
+    "ivf-binary": "ivf_binary:IvfBinaryIndex",
 })
 """Backend name -> class. A backend's module is imported when its class is first asked for, and
 the module imports its library (FAISS, hnswlib) only when an index is built or loaded."""

@@ -107,6 +107,15 @@ class GraphParams(IndexParams):
         check_int("ef_construction", self.ef_construction, 1, 1 << 16)
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class VectorBlocks:
+    """Blocks of rows (a table's segments, memory-mapped) that together are the vectors to
+    index, in order: what the table hands a backend whose ``builds_from_blocks`` is true, so
+    that a 10M-row build does not first copy 15 GB of float32 vectors into one array."""
+
+    blocks: tuple[npt.NDArray[np.float32], ...]
+
+
 @runtime_checkable
 class VectorIndex(Protocol):
     """What the planner and the table may rely on, whatever the backend."""
@@ -151,6 +160,12 @@ class IndexBase(ABC):
     kind: ClassVar[str]
     params_type: ClassVar[type[IndexParams]]
     exact_count: ClassVar[bool] = False
+    # Whether build() accepts VectorBlocks (reading them a chunk at a time) besides a matrix.
+    builds_from_blocks: ClassVar[bool] = False
+    # Whether the planner ranks this index's candidates by their int8 codes before reading the
+    # float32 vectors of the best quarter: for indexes that propose hundreds of coarse (Hamming)
+    # candidates per result, whose float32 rows would otherwise all be read.
+    int8_first: ClassVar[bool] = False
 
     def __init__(self, params: IndexParams, metric: Metric, dim: int, count: int) -> None:
         self.params = params

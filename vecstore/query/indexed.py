@@ -272,7 +272,7 @@ def search_index(snap: Snapshot, view: IndexView, req: SearchRequest, settings: 
         found, scores = cand[order], cand_scores[order]
     else:
         found, scores = _rescore(make_scorer(snap, req.query, req.combine), cand, k,
-                                 view.kind in BINARY_KINDS, stages)
+                                 view.kind in BINARY_KINDS or view.index.int8_first, stages)
     if fresh.size:
         fresh_req = SearchRequest(query=req.query, k=k, oversample=req.oversample,
                                   oversample_set=req.oversample_set, exact=False, rows=fresh,
