@@ -22,6 +22,15 @@ Measures, in one run (``python -m bench hot-path``; ``--quick`` for a small smok
 6. **Cold open**: a fresh process (imports done) opens the table and answers one query, against
    hnswlib's ``load_index`` + one query (median of 5 runs, files in the page cache).
 
+7. **Calibration at other targets**: ``create_index(target_recall=t)`` for t = 0.9, 0.95, 0.99 on
+   the many-adds table: the ef it measured, the recall it gets on the held-out queries and its
+   q/s, beside hnswlib at the first ef of the grid reaching t on these very queries.
+8. **Filters of the data set**: ``.where(...)`` on the ``create_index()`` table (dates or months
+   keeping ~50%, ~10%, ~1%; Reuters topics with ``list_contains``; a conjunction): recall and
+   q/s, beside hnswlib's filter callback and NumPy exact, both handed the match set.
+
+``--dataset reuters`` runs all of it on Reuters-21578 (:mod:`bench.reuters`: 21,577 news
+stories, 500 held out as queries) instead of the PyPI sample.
 Filtered search against the peers with the match set handed to them is ``python -m bench ann``.
 Recall is tie-aware (:mod:`vecstore.evaluation`) against the exact top 10 of the same vectors.
 """
@@ -70,6 +79,10 @@ def configure(ap: ScenarioParser) -> None:
     ap.add_argument("--kinds", default=",".join(GRAPH_KINDS),
                     help="index kinds measured by name beside create_index()'s default")
     ap.add_argument("--work", type=Path, default=None, help="directory for the stores (default: a temp dir)")
+    ap.add_argument("--dataset", choices=("pypi", "reuters"), default="pypi",
+                    help="PyPI summaries (default) or Reuters-21578 stories (bench/reuters.py)")
+    ap.add_argument("--targets", default="0.9,0.95,0.99",
+                    help="target recalls create_index(target_recall=...) is checked at")
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -150,8 +163,9 @@ def _table(db: Any, name: str, base: F32, attrs: Any, batch: int) -> Any:
     tbl = db.create_table(name, dim=base.shape[1])
     cols = {"id": pa.array([str(i) for i in range(len(base))]),
             "bucket": pa.array(np.arange(len(base)) % 1000, pa.int32())}
-    if attrs is not None:
-        cols["month"] = attrs.column("month")
+    for name in ("month", "date", "topics"):
+        if attrs is not None and name in attrs.column_names:
+            cols[name] = attrs.column(name)
     rows = arrow_rows(cols, base)
     step = batch if batch > 0 else len(base)
     for start in range(0, len(base), step):
@@ -168,6 +182,21 @@ def _hnswlib(base: F32, threads: int = 2) -> Any:
     return index
 
 
+def _hn_filtered(hn: Any, query: F32, allow: Any) -> I64:
+    """hnswlib's filtered search; it refuses a query whose reachable graph holds fewer than k
+    allowed labels: then no result (counted as misses)."""
+    try:
+        return hn.knn_query(query, k=K, num_threads=1, filter=allow)[0][0]
+    except RuntimeError:
+        return np.empty(0, dtype=np.int64)
+
+
+def _index_mib(tbl: Any) -> float:
+    """Size of the table's index files on disk (what serving maps or loads), in MiB."""
+    root = Path(tbl.path) / "indexes"
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 2**20
+
+
 def _first_ef(search: Any, scores: F32, kth: F32, n: int) -> tuple[int, float]:
     """The first ef of the grid reaching the target on these queries (an oracle), its recall."""
     for ef in EF_GRID:
@@ -175,6 +204,39 @@ def _first_ef(search: Any, scores: F32, kth: F32, n: int) -> tuple[int, float]:
         if r >= TARGET:
             return ef, r
     return EF_GRID[-1], r
+
+
+def _dataset_filters(dataset: str, attrs: Any) -> dict[str, tuple[str, npt.NDArray[np.bool_]]]:
+    """The data set's filters: label -> (SQL for ``.where``, the mask of base rows it keeps).
+    Date (Reuters) or month (PyPI) ranges ending at the latest row and keeping about 50%, 10%
+    and 1%; on Reuters a topic (``list_contains``) and topic AND date."""
+    if attrs is None:
+        return {}
+    out: dict[str, tuple[str, npt.NDArray[np.bool_]]] = {}
+    if dataset == "reuters":
+        dates = np.asarray(attrs.column("date").to_numpy(zero_copy_only=False), dtype="datetime64[s]")
+        for share in (0.5, 0.1, 0.01):
+            cut = np.sort(dates)[int(len(dates) * (1 - share))]
+            text = str(cut).replace("T", " ")
+            out[f"date ~{share:.0%}"] = (f"date >= TIMESTAMP '{text}'", dates >= cut)
+        topics = attrs.column("topics").to_pylist()
+        has = np.array(["crude" in (t or []) for t in topics])
+        out["topic 'crude'"] = ("list_contains(topics, 'crude')", has)
+        cut = np.sort(dates)[len(dates) // 2]
+        text = str(cut).replace("T", " ")
+        out["topic 'earn' AND date ~50%"] = (
+            f"list_contains(topics, 'earn') AND date >= TIMESTAMP '{text}'",
+            np.array(["earn" in (t or []) for t in topics]) & (dates >= cut))
+        return out
+    months = np.asarray(attrs.column("month").to_pylist(), dtype=object)
+    order = np.sort(months.astype(str))
+    for share in (0.5, 0.1, 0.01):
+        cut = order[int(len(order) * (1 - share))]
+        out[f"month ~{share:.0%}"] = (f"month >= '{cut}'", months.astype(str) >= cut)
+    cut = order[len(order) // 2]
+    out["month ~50% AND bucket < 200"] = (f"month >= '{cut}' AND bucket < 200",
+                                         (months.astype(str) >= cut) & (np.arange(len(months)) % 1000 < 200))
+    return out
 
 
 # --- children (memory, cold open) -------------------------------------------------------------
@@ -225,14 +287,19 @@ def run(args: argparse.Namespace) -> int:
     import vecstore
 
     pin_threads(1)
-    sample = load_vectors(args.data, args.n, args.queries, synthetic=args.synthetic)
+    if args.dataset == "reuters":
+        from bench.reuters import load_reuters
+
+        sample = load_reuters(args.data, None if args.n >= 21_077 else args.n, args.queries)
+    else:
+        sample = load_vectors(args.data, args.n, args.queries, synthetic=args.synthetic)
     base = np.ascontiguousarray(sample.base, dtype=np.float32)
     queries = np.ascontiguousarray(sample.queries, dtype=np.float32)
     nq = len(queries)
     work = Path(args.work or tempfile.mkdtemp(prefix="vecstore-hot-"))
     log(f"{len(base):,} x {base.shape[1]} ({sample.source}); {nq} queries; stores in {work}")
     kinds = [k for k in args.kinds.split(",") if k]
-    R: dict[str, Any] = {"n": len(base), "queries": nq, "source": sample.source,
+    R: dict[str, Any] = {"n": len(base), "queries": nq, "source": sample.source, "dataset": args.dataset,
                          "machine": machine_line(), "command": args.command}
     scores, kth = _truth(base, queries)
     # warm the compiled kernels once, so that no measurement pays their load
@@ -267,7 +334,8 @@ def run(args: argparse.Namespace) -> int:
         entry = tbl.create_index() if kind == "default" else tbl.create_index(kind)
         build_s = time.perf_counter() - t0
         label = entry["kind"] + (" (create_index())" if kind == "default" else "")
-        results[label] = {"build_s": build_s, "add_s": add_s, "params": entry["params"]}
+        results[label] = {"build_s": build_s, "add_s": add_s, "params": entry["params"],
+                          "index_mib": _index_mib(tbl)}
         systems[label] = lambda i, tbl=tbl: _ids_to_rows(tbl.search(queries[i]).limit(K).to_list())
         tables[kind] = tbl
         log(f"{kind}: built in {build_s:.0f} s")
@@ -303,6 +371,60 @@ def run(args: argparse.Namespace) -> int:
         results[label].update(qps=qps, recall=_recall(scores, kth, found))
         log(f"{label}: {qps:,.0f} q/s recall {results[label]['recall']:.3f}")
     R["unfiltered"] = results
+
+    # 7. calibration at other targets: a table of its own, built by many adds; hnswlib gets the
+    # first ef reaching each target on these very queries (an oracle)
+    cal_tbl = _table(db, "t_targets", base, sample.attrs, args.add_batch)
+    hn_search = lambda i, ef: (hn.set_ef(ef), hn.knn_query(queries[i], k=K)[0][0])[1]  # noqa: E731
+    targets: dict[str, Any] = {}
+    for target in [float(t) for t in args.targets.split(",") if t]:
+        t0 = time.perf_counter()
+        entry = cal_tbl.create_index(target_recall=target)
+        build_s = time.perf_counter() - t0
+        h_ef = EF_GRID[-1]
+        for grid_ef in EF_GRID:
+            if _recall(scores, kth, [hn_search(i, grid_ef) for i in range(nq)]) >= target:
+                h_ef = grid_ef
+                break
+        pair = _round_robin({
+            "vecstore": lambda i: _ids_to_rows(cal_tbl.search(queries[i]).limit(K).to_list()),
+            "hnswlib": lambda i, h_ef=h_ef: (hn.set_ef(h_ef),
+                                             hn.knn_query(queries[i], k=K, num_threads=1)[0][0])[1],
+        }, nq, budget_s=30.0)
+        targets[f"{target:g}"] = {
+            "ef": entry["params"]["ef"], "measured_on": entry["params"].get("measured_on"),
+            "build_s": build_s,
+            "recall": _recall(scores, kth, pair["vecstore"][0]), "qps": pair["vecstore"][1],
+            "hnswlib_ef": h_ef, "hnswlib_recall": _recall(scores, kth, pair["hnswlib"][0]),
+            "hnswlib_qps": pair["hnswlib"][1]}
+        log(f"target {target}: {targets[f'{target:g}']}")
+    hn.set_ef(hn_ef)
+    R["targets"] = targets
+
+    # 8. the data set's filters on the create_index() table, against hnswlib's filter callback
+    # and NumPy exact, both handed the match set
+    filt: dict[str, Any] = {}
+    dtbl = tables["default"]
+    for fname, (sql, mask) in _dataset_filters(args.dataset, sample.attrs).items():
+        rows = np.flatnonzero(mask)
+        if rows.size < K:
+            continue
+        _, fkth = scores, kth_best(scores[:, rows], K)
+        allow = mask.tobytes().__getitem__
+        sub = base[rows]
+        systems_f = {
+            "vecstore": lambda i, sql=sql: _ids_to_rows(
+                dtbl.search(queries[i]).where(sql).limit(K).to_list()),
+            "hnswlib": lambda i, allow=allow: _hn_filtered(hn, queries[i], allow),
+            "numpy": lambda i, sub=sub, rows=rows: rows[
+                np.argpartition(-(sub @ queries[i]), K - 1)[:K]],
+        }
+        res = _round_robin(systems_f, nq, budget_s=20.0)
+        filt[fname] = {"sql": sql, "selectivity": float(mask.mean()),
+                       **{f"{x}_qps": res[x][1] for x in res},
+                       **{f"{x}_recall": _recall(scores, fkth, res[x][0]) for x in res}}
+        log(f"filter {fname}: {filt[fname]}")
+    R["filtered"] = filt
 
     # 3. many writes against one: the two tables answer the same query back to back, in
     # alternating order, so that a slow spell of this shared machine hits both alike
@@ -388,10 +510,35 @@ def report(R: dict[str, Any], default_kind: str) -> str:
     rows = []
     hn = next(v for k, v in R["unfiltered"].items() if k.startswith("hnswlib"))
     for name, r in R["unfiltered"].items():
-        rows.append([name, f"{r['qps']:,.0f}", f"{r['recall']:.3f}", f"{r['qps'] / hn['qps']:.2f}x",
-                     f"{r.get('build_s', float('nan')):.0f}"])
-    L.append(markdown_table(["unfiltered, k=10", "q/s", "recall@10", "vs hnswlib", "build s"], rows))
+        p = r.get("params") or {}
+        rows.append([name, str(p.get("ef", "")), f"{r['qps']:,.0f}", f"{r['recall']:.3f}",
+                     f"{r['qps'] / hn['qps']:.2f}x", f"{r['build_s']:.0f}" if "build_s" in r else "",
+                     f"{r['index_mib']:.0f}" if "index_mib" in r else ""])
+    L.append(markdown_table(["unfiltered, k=10", "ef", "q/s", "recall@10", "vs hnswlib", "build s",
+                             "index MiB"], rows))
     L.append("")
+    if R.get("targets"):
+        L.append("**Calibration at other targets** (`create_index(target_recall=t)`, many-adds table; "
+                 "hnswlib at the first ef reaching t on these queries):")
+        L.append("")
+        L.append(markdown_table(
+            ["target", "ef (measured on)", "recall@10", "q/s", "hnswlib ef", "hnswlib recall", "hnswlib q/s",
+             "vs hnswlib"],
+            [[t, f"{v['ef']} ({v['measured_on']})", f"{v['recall']:.3f}", f"{v['qps']:,.0f}",
+              str(v["hnswlib_ef"]), f"{v['hnswlib_recall']:.3f}", f"{v['hnswlib_qps']:,.0f}",
+              f"{v['qps'] / v['hnswlib_qps']:.2f}x"] for t, v in R["targets"].items()]))
+        L.append("")
+    if R.get("filtered"):
+        L.append("**Filters** (`create_index()` table, `.where(sql).limit(10).to_list()`; hnswlib "
+                 f"(ef={next(iter(k for k in R['unfiltered'] if k.startswith('hnswlib'))).split('=')[1]}, "
+                 "filter callback) and NumPy exact handed the match set):")
+        L.append("")
+        L.append(markdown_table(
+            ["filter", "keeps", "vecstore q/s", "recall", "hnswlib q/s", "recall", "NumPy exact q/s"],
+            [[f"{k} (`{v['sql']}`)", f"{v['selectivity']:.1%}", f"{v['vecstore_qps']:,.0f}",
+              f"{v['vecstore_recall']:.3f}", f"{v['hnswlib_qps']:,.0f}", f"{v['hnswlib_recall']:.3f}",
+              f"{v['numpy_qps']:,.0f}"] for k, v in R["filtered"].items()]))
+        L.append("")
     seg = R["segments"]
     L.append(f"**Many writes vs one** ({seg['segments_many']} segments after the adds):")
     L.append("")

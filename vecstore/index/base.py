@@ -318,6 +318,12 @@ class IndexBase(ABC):
         ``selectivity`` is the fraction of labels the ``allow`` bitmap keeps, in ``(0, 1]``.
         """
 
+    def effort_source(self, k: int, selectivity: float = 1.0) -> str:
+        """Where :meth:`effort_for`'s effort comes from, for ``explain()``: backends that
+        measure it at build time say so; the others follow their rule."""
+        return (f"{self.kind} effort={self.effort_for(k, selectivity)}: the backend's rule for "
+                f"k={k} and selectivity {selectivity:.1%} (vecstore.index.calibration)")
+
     @property
     def exact_scores(self) -> bool:
         """Whether the scores :meth:`search` returns are the exact metric scores (float

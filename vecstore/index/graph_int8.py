@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -47,7 +47,7 @@ from .calibration import (
     calibrate_rerank_ef,
     measured_hnsw_effort,
 )
-from .hnswlib_index import HnswParams, build_graph
+from .hnswlib_index import HnswParams, build_graph, describe_effort
 
 RERANKS = (1, 2, 4)
 _ARRAYS = ("codes", "labels", "counts0", "links0", "up_start", "up_counts", "up_links", "scale",
@@ -71,6 +71,8 @@ class GraphInt8Params(HnswParams):
     """
 
     rerank: int | None = None
+
+    _MEASURED: ClassVar[tuple[str, ...]] = ("ef", "ef50", "rerank")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -192,6 +194,8 @@ class GraphInt8Index(IndexBase):
     @classmethod
     def _build(cls, vectors: FloatMatrix, metric: Metric, params: GraphInt8Params,
                progress: bool, threads: int | None) -> GraphInt8Index:
+        params = params.to_measure()
+
         def calibrate(graph: Any, rest: np.ndarray, held: np.ndarray) -> GraphInt8Params:
             graph_kernels(wait=True)  # calibration runs hundreds of searches
             partial = cls(_read(graph, vectors, metric), params, metric, vectors.shape[1])
@@ -224,6 +228,8 @@ class GraphInt8Index(IndexBase):
             grid50 = [ef for ef in EF_GRID if ef >= 50 * rerank] or [EF_GRID[-1]]
             found["ef50"], _ = calibrate_rerank_ef(search, queries, indexed, self.metric, (rerank,),
                                                    grid50, k=50, target=target)
+        if found:
+            found["measured_on"] = queries.shape[0]
         return replace(self.params, **found)
 
     # --- searching --------------------------------------------------------------------------
@@ -263,6 +269,10 @@ class GraphInt8Index(IndexBase):
         (:func:`~vecstore.index.calibration.hnsw_effort`)."""
         check_int("k", k, 1)
         return measured_hnsw_effort(k, selectivity, self._count, self.params.ef, self.params.ef50)
+
+    def effort_source(self, k: int, selectivity: float = 1.0) -> str:
+        """Where :meth:`effort_for`'s ``ef`` comes from (``explain()`` shows it)."""
+        return describe_effort(self.kind, self.params, k, selectivity, self.effort_for(k, selectivity))
 
     def candidates_for(self, k: int) -> int:
         """``k x rerank`` candidates, rescored exactly by the planner (rerank measured at build)."""

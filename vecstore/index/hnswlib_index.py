@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -43,12 +43,12 @@ from .base import (
     progress_bar,
 )
 from .calibration import (
-    CALIBRATION_MARGIN,
     EF_GRID,
     ExactTruth,
     check_recall,
     held_out_rows,
     measured_hnsw_effort,
+    near_duplicates,
     smallest_effort,
 )
 
@@ -73,12 +73,20 @@ class HnswParams(GraphParams):
             on held-out rows of the table (:func:`~vecstore.index.calibration.held_out_rows`),
             searched before they are added to the graph.
         ef50: the same at k = 50 (the planner interpolates between the two for other k).
+        measured_on: how many held-out rows ``ef`` and ``ef50`` were measured on at build time
+            (0: the table was too small to measure, the search is exhaustive); None when the
+            caller gave them. A rebuild (``optimize()``) measures the efforts again on the new
+            rows, unless given.
     """
 
     seed: int = 100
     target_recall: float = 0.95
     ef: int | None = None
     ef50: int | None = None
+    measured_on: int | None = None
+
+    # the efforts a build measures; a rebuild of a measured index measures them afresh
+    _MEASURED: ClassVar[tuple[str, ...]] = ("ef", "ef50")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -86,6 +94,36 @@ class HnswParams(GraphParams):
         check_recall(self.target_recall)
         check_int("ef", self.ef, 1, 1 << 20, optional=True)
         check_int("ef50", self.ef50, 1, 1 << 20, optional=True)
+        check_int("measured_on", self.measured_on, 0, optional=True)
+
+    def to_measure(self: P) -> P:
+        """These parameters with the efforts an earlier build measured cleared, so that a
+        rebuild over other rows measures them again (efforts the caller gave are kept)."""
+        if self.measured_on is None:
+            return self
+        cleared: dict[str, Any] = dict.fromkeys(self._MEASURED)
+        return replace(self, measured_on=None, **cleared)
+
+
+def describe_effort(kind: str, params: HnswParams, k: int, selectivity: float, effort: int) -> str:
+    """Where an HNSW search's ``ef`` comes from, for ``explain()``: measured at build time (on
+    how many held-out rows, for which target), or given at ``create_index()``; then how it was
+    scaled for ``k`` and the filter's selectivity."""
+    if params.measured_on == 0:
+        source = f"exhaustive (ef={params.ef}): the table had too few rows to measure at build time"
+    elif params.measured_on is not None:
+        source = (f"calibrated when the index was built (create_index / optimize): ef={params.ef} "
+                  f"for k=10, {params.ef50} for k=50 reached recall {params.target_recall:g} "
+                  f"(95% lower bound) on {params.measured_on:,} held-out rows")
+    else:
+        source = f"ef={params.ef} for k=10, {params.ef50} for k=50 set at create_index()"
+    scaled = []
+    if k != 10:
+        scaled.append(f"k={k}")
+    if selectivity < 1:
+        scaled.append(f"selectivity {selectivity:.1%}")
+    how = f"; scaled for {' and '.join(scaled)}" if scaled else ""
+    return f"{kind} ef={effort}: {source}{how}"
 
 
 P = TypeVar("P", bound="HnswParams")
@@ -96,18 +134,22 @@ def build_graph(kind: str, vectors: FloatMatrix, metric: Metric, params: P, prog
                 calibrate: Callable[[Any, np.ndarray, np.ndarray], P]) -> tuple[Any, P]:
     """An hnswlib graph over ``vectors`` (labels = row positions) and its parameters.
 
-    With ``measure``, a random tenth of the rows (at most 200, :func:`held_out_rows`) is held
-    out: the graph is built over the rest, ``calibrate(graph, rest, held)`` measures the search
-    effort with the held-out rows as queries (a row already in the graph would find its own
-    neighbour list, far easier than a new query) and returns the parameters, then the held-out
-    rows join the graph. Effort left unmeasured (too few rows) becomes exhaustive: ``ef = n``.
+    With ``measure``, a random tenth of the rows (at most 1,000, :func:`held_out_rows`) is held
+    out, with their near-duplicates (:func:`near_duplicates`): the graph is built over the rest,
+    ``calibrate(graph, rest, held)`` measures the search effort with the held-out rows as queries
+    (a row already in the graph, or its twin, would find its own neighbour list, far easier than
+    a new query) and returns the parameters, then the rows held out join the graph. Effort left
+    unmeasured (too few rows) becomes exhaustive: ``ef = n``, ``measured_on = 0``.
     """
     n, d = vectors.shape
     graph = _hnswlib().Index(space="l2" if metric is Metric.L2 else "ip", dim=d)
     graph.init_index(max_elements=n, M=params.m, ef_construction=params.ef_construction,
                      random_seed=params.seed)
     held = held_out_rows(n) if measure else np.empty(0, np.int64)
-    rest = np.setdiff1d(np.arange(n, dtype=np.int64), held, assume_unique=True)
+    # the held-out rows' near-duplicates wait too (added last): calibration queries must not
+    # find a twin in the graph, which a user's query rarely has
+    late = np.union1d(held, near_duplicates(metric, vectors, held))
+    rest = np.setdiff1d(np.arange(n, dtype=np.int64), late, assume_unique=True)
     with progress_bar(n, f"building {kind}", progress) as bar:
         for start, stop in chunks(rest.size):
             rows = rest[start:stop]
@@ -115,11 +157,13 @@ def build_graph(kind: str, vectors: FloatMatrix, metric: Metric, params: P, prog
             bar.update(stop - start)
         if held.size:
             params = calibrate(graph, rest, held)
-            graph.add_items(vectors[held], held, num_threads=threads or -1)
-            bar.update(held.size)
+            graph.add_items(vectors[late], late, num_threads=threads or -1)
+            bar.update(late.size)
     exhaustive = {"ef": max(n, 10), "ef50": max(n, 50), "rerank": 1}
     missing = {name: value for name, value in exhaustive.items()
                if hasattr(params, name) and getattr(params, name) is None}
+    if missing and params.measured_on is None:
+        missing["measured_on"] = 0  # not given: a rebuild over more rows measures them
     return graph, replace(params, **missing)
 
 
@@ -172,6 +216,8 @@ class HnswIndex(IndexBase):
     @classmethod
     def _build(cls, vectors: FloatMatrix, metric: Metric, params: HnswParams,
                progress: bool, threads: int | None) -> HnswIndex:
+        params = params.to_measure()
+
         def calibrate(graph: Any, rest: np.ndarray, held: np.ndarray) -> HnswParams:
             index = cls(graph, params, metric, vectors.shape[1], rest.size, threads)
             index._calibrate(vectors[rest], rest, vectors[held])
@@ -182,10 +228,11 @@ class HnswIndex(IndexBase):
         return cls(graph, params, metric, vectors.shape[1], vectors.shape[0], threads)
 
     def _calibrate(self, indexed: FloatMatrix, labels: np.ndarray, queries: FloatMatrix) -> None:
-        """Fill ``ef`` and ``ef50`` (those left None) with the smallest ef on a 1.5x grid whose
-        candidates for k = 10 (and 50), rescored exactly, reach ``target_recall`` (plus
-        :data:`~vecstore.index.calibration.CALIBRATION_MARGIN`) on the held-out ``queries``."""
-        target = min(1.0, self.params.target_recall + CALIBRATION_MARGIN)
+        """Fill ``ef`` and ``ef50`` (those left None) with the smallest ef (a 1.5x grid, refined
+        between its last two steps) whose candidates for k = 10 (and 50), rescored exactly,
+        reach ``target_recall`` with confidence on the held-out ``queries``, their
+        near-duplicates left out (:func:`~vecstore.index.calibration.smallest_effort`)."""
+        target = self.params.target_recall
         found = {}
         for k, name in ((10, "ef"), (50, "ef50")):
             if getattr(self.params, name) is not None:
@@ -193,14 +240,19 @@ class HnswIndex(IndexBase):
             truth = ExactTruth(self.metric, queries, indexed, k)
             fetch = min(self.candidates_for(truth.k), indexed.shape[0])
 
-            def search(q: FloatMatrix, _k: int, ef: int, fetch: int = fetch) -> LabelMatrix:
-                labels_found = self._search(q, fetch, None, max(ef, fetch))[1]
+            def search(q: FloatMatrix, k_asked: int, ef: int, truth: ExactTruth = truth) -> LabelMatrix:
+                # the candidates a query for k gets, plus room for the labels judged out
+                want = min(self.candidates_for(truth.k) + k_asked - truth.k, indexed.shape[0])
+                labels_found = self._search(q, want, None, max(ef, want))[1]
                 # the graph's labels are table rows; the truth is over the indexed rows only
                 return np.where(labels_found >= 0, np.searchsorted(labels, labels_found), -1)
 
             grid = [ef for ef in EF_GRID if ef >= fetch] or [EF_GRID[-1]]
-            found[name] = smallest_effort(search, queries, truth, grid, target, rescored=True) \
+            found[name] = smallest_effort(search, queries, truth, grid, target, rescored=True,
+                                          refine=True) \
                 or max(grid[-1], indexed.shape[0] // 4)
+        if found:
+            found["measured_on"] = queries.shape[0]
         self.params = replace(self.params, **found)
 
     def _to_scores(self, dist: np.ndarray) -> FloatMatrix:
@@ -256,6 +308,10 @@ class HnswIndex(IndexBase):
         scaled by :func:`~vecstore.index.calibration.hnsw_effort`."""
         check_int("k", k, 1)
         return measured_hnsw_effort(k, selectivity, self._count, self.params.ef, self.params.ef50)
+
+    def effort_source(self, k: int, selectivity: float = 1.0) -> str:
+        """Where :meth:`effort_for`'s ``ef`` comes from (``explain()`` shows it)."""
+        return describe_effort(self.kind, self.params, k, selectivity, self.effort_for(k, selectivity))
 
     @property
     def memory_bytes(self) -> int:

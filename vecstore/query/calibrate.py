@@ -5,7 +5,9 @@ rescores them. How many are needed for a given recall depends on the data (how w
 centred coordinates rank its neighbours) and on the table's size, so a fixed oversample is right
 for one table and wrong for the next. :func:`calibrate_scan` measures it: sample rows of the
 table serve as queries (their own row excluded from both answers), the exact top 10 is the
-truth, and the smallest oversample on a ~1.5x grid whose recall@10 reaches the target is kept,
+truth, and the smallest oversample on a ~1.5x grid whose recall@10 reaches the target with
+confidence (the lower bound of the per-query recalls,
+:func:`~vecstore.index.calibration.recall_lower_bound`: the margin follows the sample) is kept,
 unfiltered and inside a random filter keeping a tenth of the rows (a filtered scan ranks fewer,
 weaker neighbours). ``create_index`` and ``optimize`` record the result in the table's version.
 """
@@ -19,6 +21,7 @@ import numpy.typing as npt
 
 from ..config import PlannerSettings
 from ..evaluation import tie_aware_recalls
+from ..index.calibration import recall_lower_bound
 from ..storage.manifest import ScanCalibration
 from ..storage.snapshot import Snapshot
 from .planner import SearchRequest
@@ -28,12 +31,12 @@ OVERSAMPLE_GRID = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 UNREACHED = 4096
 """Recorded when no oversample on the grid reaches the target (sign codes rank this data
 poorly): ``k x 4096`` candidates, which scans tables of up to 40,960 rows exactly."""
-CALIBRATION_QUERIES = 100
+CALIBRATION_QUERIES = 200
 MIN_ROWS = 5_000
 """Below this many rows a scan costs microseconds whatever its width; nothing is measured."""
-MARGIN = 0.01
-"""Added to the target: one standard error of recall@10 near 0.95 measured on 100 queries is
-about 0.007."""
+MARGIN = 0.0
+"""Kept for callers that add it to a target: the margin is statistical now (the lower
+confidence bound of the measured recall must reach the target), so this is 0."""
 K = 10
 
 
@@ -68,12 +71,13 @@ def calibrate_scan(snap: Snapshot, settings: PlannerSettings, target: float = 0.
         truth = [scan(snap, r, settings)[:2] for r in base]
         chosen = UNREACHED
         for oversample in OVERSAMPLE_GRID:
-            hits, wanted = 0.0, 0
+            recalls = []
             for i, r in enumerate(base):
                 found, scores, _ = scan(snap, replace(r, exact=False, oversample=oversample), settings)
                 h, w = _recall(found, scores, truth[i][0], truth[i][1], int(queries[i]))
-                hits, wanted = hits + h, wanted + w
-            if wanted and hits / wanted >= min(1.0, target + MARGIN):
+                if w:
+                    recalls.append(h / w)
+            if recalls and recall_lower_bound(recalls) >= min(1.0, target + MARGIN):
                 chosen = oversample
                 break
         results.append(chosen)

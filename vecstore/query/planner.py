@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -112,11 +112,21 @@ class IndexAttempt:
     """The first index search for a request: what to ask the index for."""
 
     strategy: Strategy
-    reason: str
+    why: str
     n_cand: int  # candidates wanted after filtering
     want: int  # labels asked of the index
     effort: int
     filter_inside: bool  # the allow bitmap is passed into the search
+    index: Any = None  # described in the reason: where its effort came from
+    selectivity: float = 1.0  # the one the effort was scaled for
+
+    @property
+    def reason(self) -> str:
+        """Why this strategy, and where the effort came from (the index's ``effort_source``)."""
+        source = getattr(self.index, "effort_source", None)
+        if source is None:
+            return self.why
+        return f"{self.why}; {source(self.want if self.selectivity >= 1 else self.n_cand, self.selectivity)}"
 
 
 def index_attempt(index: _Index, kind: str, req: SearchRequest, covered_matches: int,
@@ -136,7 +146,7 @@ def index_attempt(index: _Index, kind: str, req: SearchRequest, covered_matches:
     n_cand = max(1, min(n_cand, covered_matches))
     if not masked:
         return IndexAttempt(Strategy.INDEX, "no filter", n_cand, n_cand,
-                            index.effort_for(n_cand, 1.0), False)
+                            index.effort_for(n_cand, 1.0), False, index)
     if selectivity >= settings.postfilter_min_selectivity:
         want = min(indexed, math.ceil(n_cand / selectivity * 1.2) + k)
         strategy = Strategy.INDEX_THEN_FILTER if req.filtered else Strategy.INDEX
@@ -144,9 +154,9 @@ def index_attempt(index: _Index, kind: str, req: SearchRequest, covered_matches:
         return IndexAttempt(
             strategy, f"{what} {selectivity:.1%} of the indexed rows >= postfilter_min_selectivity "
                       f"{settings.postfilter_min_selectivity:.0%}: filtered after the search",
-            n_cand, want, index.effort_for(want, 1.0), False)
+            n_cand, want, index.effort_for(want, 1.0), False, index)
     return IndexAttempt(
         Strategy.INDEX_FILTERED,
         f"the filter keeps {selectivity:.1%} of the indexed rows < postfilter_min_selectivity "
         f"{settings.postfilter_min_selectivity:.0%}: passed into the search",
-        n_cand, n_cand, index.effort_for(n_cand, selectivity), True)
+        n_cand, n_cand, index.effort_for(n_cand, selectivity), True, index, selectivity)
