@@ -20,6 +20,7 @@ column's alias, and a reference that matches the pair only ignoring case is refu
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections import OrderedDict
@@ -308,7 +309,7 @@ class _Parsed:
     where: dict[str, Any]  # the checked parse tree of the expression
     n_params: int
 
-    @property
+    @functools.cached_property
     def volatile(self) -> bool:
         """Whether the filter's answer can change while the data does not (it reads the clock)."""
         return _calls_any(self.where, VOLATILE_FUNCTIONS)

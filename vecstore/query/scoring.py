@@ -151,11 +151,19 @@ def segment_parts(snap: Snapshot, rows: I64 | None) -> Parts:
 def exact_top(scorer: Any, parts: Parts, k: int) -> tuple[I64, F32, int]:
     """The ``k`` best of ``parts`` by exact score: (global rows, scores, rows scored)."""
     snap = scorer.snap
-    if len(parts) == 1 and parts[0][1] is not None:  # rescoring candidates: one gather, one top-k
-        s, local = parts[0]
-        sc = scorer.exact(s, local)
-        order = top_k(sc, k)
-        return local[order] + snap.bases[s], sc[order], int(local.size)
+    chosen = [(s, cand) for s, cand in parts if cand is not None]
+    if chosen and len(chosen) == len(parts):
+        # rescoring candidates (few rows): every segment's scores into one array, one top-k
+        total = sum(cand.size for _, cand in chosen)
+        rows = np.empty(total, dtype=np.int64)
+        scores = np.empty(total, dtype=np.float32)
+        at = 0
+        for s, cand in chosen:
+            scores[at:at + cand.size] = scorer.exact(s, cand)
+            rows[at:at + cand.size] = cand + snap.bases[s]
+            at += cand.size
+        order = top_k(scores, k)
+        return rows[order], scores[order], total
     all_rows, all_scores = [], []
     scanned = 0
     for s, local in parts:
