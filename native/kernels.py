@@ -38,7 +38,9 @@ __all__ = [
     "hamming_distances_rows",
     "hamming_topk",
     "hamming_topk_batch",
+    "hamming_topk_ranges",
     "hamming_topk_rows",
+    "hamming_topk_rows_ranges",
     "int8_scores_rows",
     "topk_scores",
 ]
@@ -359,6 +361,92 @@ def hamming_topk_rows(
     return ids, dist
 
 
+@njit(cache=True, nogil=True)
+def _topk_ranges(
+    codes: npt.NDArray[np.uint64],
+    rows: npt.NDArray[np.int64] | None,
+    cuts: npt.NDArray[np.int64],
+    queries: npt.NDArray[np.uint64],
+    out_ids: npt.NDArray[np.int64],
+    out_dist: npt.NDArray[np.int32],
+) -> None:
+    """``_topk_one`` over consecutive ranges ``cuts[s]:cuts[s + 1]`` (of ``codes``, or of
+    ``rows``; they cover it), each scored against its own ``queries[s]``, in one pass: the
+    admission bound found in one range carries into the next."""
+    kk = out_ids.shape[0]
+    count = codes.shape[0] if rows is None else rows.shape[0]
+    in_id_order = rows is None or _is_non_decreasing(rows)
+    capacity = min(count, 2 * kk) if in_id_order else count
+    max_distance = 64 * codes.shape[1]
+    hist = np.zeros(max_distance + 2, dtype=np.int64)
+    cand_ids = np.empty(capacity, dtype=np.int64)
+    cand_dist = np.empty(capacity, dtype=np.int32)
+    state = _new_state(max_distance)
+    for s in range(queries.shape[0]):
+        if cuts[s + 1] > cuts[s]:
+            _scan_range(codes, rows, cuts[s], cuts[s + 1], queries[s], kk, in_id_order, hist,
+                        cand_ids, cand_dist, state)
+    _emit(cand_ids, cand_dist, hist, state, in_id_order, out_ids, out_dist)
+
+
+@njit(cache=True, nogil=True)
+def _check_ranges(count: int, cuts: npt.NDArray[np.int64], codes: npt.NDArray[np.uint64],
+                  queries: npt.NDArray[np.uint64]) -> None:
+    if queries.shape[1] != codes.shape[1]:
+        raise ValueError("query length must equal the number of columns of codes")
+    ok = cuts.shape[0] == queries.shape[0] + 1 and cuts[0] == 0 and cuts[-1] == count
+    for s in range(1, cuts.shape[0]):
+        ok = ok and cuts[s] >= cuts[s - 1]
+    if not ok:
+        raise ValueError("cuts must be non-decreasing, one more than queries, from 0 to the count")
+
+
+@njit(cache=True, nogil=True)
+def hamming_topk_ranges(
+    codes: npt.NDArray[np.uint64], cuts: npt.NDArray[np.int64], queries: npt.NDArray[np.uint64],
+    k: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+    """The ``min(k, n)`` rows of ``codes`` nearest in Hamming distance, rows
+    ``cuts[s]:cuts[s + 1]`` measured against ``queries[s]`` (``uint64[s, w]``: the segments of
+    a table version, each with its own sign calibration).
+
+    Returns ``(positions int64[k'], distances int32[k'])`` sorted by (distance, position).
+    """
+    if k < 0:
+        raise ValueError("k must be >= 0")
+    _check_ranges(codes.shape[0], cuts, codes, queries)
+    kk = min(k, codes.shape[0])
+    ids = np.empty(kk, dtype=np.int64)
+    dist = np.empty(kk, dtype=np.int32)
+    if kk > 0:
+        _topk_ranges(codes, None, cuts, queries, ids, dist)
+    return ids, dist
+
+
+@njit(cache=True, nogil=True)
+def hamming_topk_rows_ranges(
+    codes: npt.NDArray[np.uint64],
+    rows: npt.NDArray[np.int64],
+    cuts: npt.NDArray[np.int64],
+    queries: npt.NDArray[np.uint64],
+    k: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+    """``hamming_topk_rows`` where entries ``cuts[s]:cuts[s + 1]`` of ``rows`` are measured
+    against ``queries[s]``.
+
+    Returns ``(row values int64[k'], distances int32[k'])`` sorted by (distance, row value).
+    """
+    if k < 0:
+        raise ValueError("k must be >= 0")
+    _check_ranges(rows.shape[0], cuts, codes, queries)
+    kk = min(k, rows.shape[0])
+    ids = np.empty(kk, dtype=np.int64)
+    dist = np.empty(kk, dtype=np.int32)
+    if kk > 0:
+        _topk_ranges(codes, rows, cuts, queries, ids, dist)
+    return ids, dist
+
+
 @njit(cache=True, parallel=True)
 def hamming_topk_batch(
     codes: npt.NDArray[np.uint64], queries: npt.NDArray[np.uint64], k: int
@@ -539,8 +627,11 @@ def warm_up() -> None:
         rows = np.arange(2, dtype=np.int64)
         rows.flags.writeable = writeable
         hamming_topk_rows(codes, rows, query, 1)
+        hamming_topk_rows_ranges(codes, rows, np.array([0, 1, 2], dtype=np.int64),
+                                 np.zeros((2, 6), dtype=np.uint64), 1)
         int8_scores_rows(int8, rows, q)
         float_scores_rows(vectors, rows, q)
     hamming_topk(codes, query, 1)
+    hamming_topk_ranges(codes, np.array([0, 2, 4], dtype=np.int64), np.zeros((2, 6), dtype=np.uint64), 1)
     hamming_topk_batch(codes, np.zeros((2, 6), dtype=np.uint64), 1)
     topk_scores(np.zeros(4, dtype=np.float32), 1)

@@ -52,12 +52,12 @@ def start() -> None:
 
 def get(name: str, wait: bool = False) -> ModuleType:
     """The ``name`` kernel module: compiled when loaded (or when ``wait``), else its twin."""
+    module = _compiled.get(name)
+    if module is not None:  # every query asks: answered without reading the environment
+        return module  # (loaded only when VECSTORE_KERNELS was not "numpy" at the first get)
     twin = TWINS[name]
     if os.environ.get("VECSTORE_KERNELS", "").lower() == "numpy":
         return importlib.import_module(f"{PACKAGE}.{twin}")
-    module = _compiled.get(name)
-    if module is not None:
-        return module
     start()
     if wait and _loading is not None:
         _loading.join()

@@ -26,7 +26,9 @@ __all__ = [
     "hamming_distances_rows",
     "hamming_topk",
     "hamming_topk_batch",
+    "hamming_topk_ranges",
     "hamming_topk_rows",
+    "hamming_topk_rows_ranges",
     "int8_scores_rows",
     "topk_scores",
 ]
@@ -99,6 +101,62 @@ def hamming_topk_rows(
     """
     _check_k(k)
     distances = hamming_distances_rows(codes, rows, query)
+    order = np.lexsort((rows, distances))[:k]
+    return rows[order].astype(np.int64), distances[order]
+
+
+def _check_ranges(count: int, cuts: npt.NDArray[np.int64], codes: npt.NDArray[np.uint64],
+                  queries: npt.NDArray[np.uint64]) -> None:
+    if queries.shape[1] != codes.shape[1]:
+        raise ValueError("query length must equal the number of columns of codes")
+    if (cuts.shape[0] != queries.shape[0] + 1 or cuts[0] != 0 or cuts[-1] != count
+            or np.any(np.diff(cuts) < 0)):
+        raise ValueError("cuts must be non-decreasing, one more than queries, from 0 to the count")
+
+
+def _range_distances(codes: npt.NDArray[np.uint64], rows: npt.NDArray[np.int64] | None,
+                     cuts: npt.NDArray[np.int64], queries: npt.NDArray[np.uint64]) -> npt.NDArray[np.int32]:
+    count = codes.shape[0] if rows is None else rows.shape[0]
+    distances = np.empty(count, dtype=np.int32)
+    for s in range(queries.shape[0]):
+        a, b = int(cuts[s]), int(cuts[s + 1])
+        part = codes[a:b] if rows is None else codes[rows[a:b]]
+        distances[a:b] = _popcount_rows(part ^ queries[s])
+    return distances
+
+
+def hamming_topk_ranges(
+    codes: npt.NDArray[np.uint64], cuts: npt.NDArray[np.int64], queries: npt.NDArray[np.uint64],
+    k: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+    """The ``min(k, n)`` rows of ``codes`` nearest in Hamming distance, rows
+    ``cuts[s]:cuts[s + 1]`` measured against ``queries[s]`` (``uint64[s, w]``: the segments of
+    a table version, each with its own sign calibration; ``cuts`` runs from 0 to ``n``).
+
+    Returns ``(positions int64[k'], distances int32[k'])`` sorted by (distance, position).
+    """
+    _check_k(k)
+    _check_ranges(codes.shape[0], cuts, codes, queries)
+    distances = _range_distances(codes, None, cuts, queries)
+    order = np.argsort(distances, kind="stable")[:k].astype(np.int64)
+    return order, distances[order]
+
+
+def hamming_topk_rows_ranges(
+    codes: npt.NDArray[np.uint64],
+    rows: npt.NDArray[np.int64],
+    cuts: npt.NDArray[np.int64],
+    queries: npt.NDArray[np.uint64],
+    k: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+    """``hamming_topk_rows`` where entries ``cuts[s]:cuts[s + 1]`` of ``rows`` are measured
+    against ``queries[s]`` (``cuts`` runs from 0 to ``len(rows)``).
+
+    Returns ``(row values int64[k'], distances int32[k'])`` sorted by (distance, row value).
+    """
+    _check_k(k)
+    _check_ranges(rows.shape[0], cuts, codes, queries)
+    distances = _range_distances(codes, rows, cuts, queries)
     order = np.lexsort((rows, distances))[:k]
     return rows[order].astype(np.int64), distances[order]
 

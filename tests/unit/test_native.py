@@ -174,6 +174,56 @@ def test_hamming_topk_batch_agrees(n: int, words: int, n_queries: int, k: int) -
         assert_same((got[0][qi], got[1][qi]), kernels.hamming_topk(codes, queries[qi], k))
 
 
+def random_cuts(seed: int, count: int, parts: int) -> npt.NDArray[np.int64]:
+    """``parts + 1`` non-decreasing cuts from 0 to ``count`` (some ranges empty)."""
+    inner = np.sort(np.random.default_rng(seed).integers(0, count + 1, size=max(parts - 1, 0)))
+    return np.concatenate([[0], inner, [count]]).astype(np.int64)
+
+
+@pytest.mark.parametrize("n, words", CODE_SHAPES)
+@pytest.mark.parametrize("k", KS)
+@pytest.mark.parametrize("parts", [1, 3])
+@pytest.mark.parametrize("tie_heavy", [False, True])
+def test_hamming_topk_ranges_agree(n: int, words: int, k: int, parts: int, tie_heavy: bool) -> None:
+    codes = random_codes(40, n, words, tie_heavy=tie_heavy)
+    queries = random_codes(41, parts, words, tie_heavy=tie_heavy)
+    cuts = random_cuts(42, n, parts)
+    got = kernels.hamming_topk_ranges(codes, cuts, queries, k)
+    assert_same(got, reference.hamming_topk_ranges(codes, cuts, queries, k))
+    assert got[0].shape == (min(k, n),)
+    # each range against its own query, merged by (distance, position): the same rows
+    if n:
+        seg_of = np.searchsorted(cuts, np.arange(n), side="right") - 1
+        distances = np.array([reference.hamming_distances(codes[i:i + 1], queries[seg_of[i]])[0]
+                              for i in range(n)], dtype=np.int32)
+        want = np.lexsort((np.arange(n), distances))[:k]
+        np.testing.assert_array_equal(got[0], want)
+
+
+@pytest.mark.parametrize("n, words", CODE_SHAPES)
+@pytest.mark.parametrize("k", KS)
+@pytest.mark.parametrize("sort", [True, False])
+@pytest.mark.parametrize("tie_heavy", [False, True])
+def test_hamming_topk_rows_ranges_agree(n: int, words: int, k: int, sort: bool, tie_heavy: bool) -> None:
+    codes = random_codes(43, n, words, tie_heavy=tie_heavy)
+    queries = random_codes(44, 3, words, tie_heavy=tie_heavy)
+    rows = random_rows(45, n, n // 2 + 3, sort=sort)
+    cuts = random_cuts(46, rows.size, 3)
+    got = kernels.hamming_topk_rows_ranges(codes, rows, cuts, queries, k)
+    assert_same(got, reference.hamming_topk_rows_ranges(codes, rows, cuts, queries, k))
+    assert got[0].shape == (min(k, rows.shape[0]),)
+
+
+def test_hamming_topk_ranges_refuse_cuts_that_do_not_cover() -> None:
+    codes = random_codes(47, 10, 2)
+    queries = random_codes(48, 2, 2)
+    for module in (kernels, reference):
+        with pytest.raises(ValueError, match="cuts"):
+            module.hamming_topk_ranges(codes, np.array([0, 4, 9], dtype=np.int64), queries, 3)
+        with pytest.raises(ValueError, match="cuts"):
+            module.hamming_topk_ranges(codes, np.array([0, 10], dtype=np.int64), queries, 3)
+
+
 @pytest.mark.parametrize("words", [4, 6, 12])  # the two widths with their own build, and one without
 @pytest.mark.parametrize("k", [1, 160, 7000])
 @pytest.mark.parametrize("tie_heavy", [False, True])

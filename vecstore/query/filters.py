@@ -20,6 +20,7 @@ column's alias, and a reference that matches the pair only ignoring case is refu
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections import OrderedDict
@@ -338,7 +339,7 @@ class _Parsed:
     n_params: int
     sized: bool  # whether parameter values can change what the filter builds or compares (bounds.py)
 
-    @property
+    @functools.cached_property
     def volatile(self) -> bool:
         """Whether the filter's answer can change while the data does not (it reads the clock)."""
         return _calls_any(self.where, VOLATILE_FUNCTIONS)

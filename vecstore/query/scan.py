@@ -1,7 +1,8 @@
 """Scanning a table version's matching rows for one query.
 
 1. **binary**: Hamming distance between the query's sign bits and every match's code picks
-   the best ``k x oversample`` candidates (per segment, then merged);
+   the best ``k x oversample`` candidates (every segment in one kernel call, each against the
+   query's bits under its own calibration);
 2. **int8**: those are rescored with the int8 codes (the calibration folded into the query), and
    the best ``max(4k, k x oversample / 4)`` kept;
 3. **float32**: the survivors are rescored exactly and the best ``k`` returned.
@@ -89,9 +90,16 @@ def scan(snap: Snapshot, req: SearchRequest, settings: PlannerSettings,
                             time.perf_counter() - t))
         return _int8_stage(scorer, rows1, k, n1, stages, plan_args)
 
-    # Stage 1: binary codes, per segment, merged by (distance, row).
     t = time.perf_counter()
     kern = kernels()
+    if scorer.col is None and len(snap.segments) > 1:
+        # Stage 1 over every segment in one kernel call, each segment's rows against the
+        # query's bits under its own calibration: no per-segment restart, no merge
+        rows1 = np.sort(_binary_all_segments(snap, scorer, req.rows, n1, kern))
+        stages.append(Stage("binary (hamming)", n_match, rows1.size, time.perf_counter() - t))
+        return _int8_stage(scorer, rows1, k, n1, stages, plan_args)
+
+    # Stage 1: binary codes, per segment, merged by (distance, row).
     cand_rows, cand_dist = [], []
     for s, seg_rows in parts:
         codes = scorer.binary(s)
@@ -101,13 +109,31 @@ def scan(snap: Snapshot, req: SearchRequest, settings: PlannerSettings,
             idx, dist = kern.hamming_topk_rows(codes, seg_rows, scorer.bits(s), n1)
         cand_rows.append(idx + snap.bases[s])
         cand_dist.append(dist)
-    rows1 = np.concatenate(cand_rows)
-    dist1 = np.concatenate(cand_dist)
-    if rows1.size > n1:
-        rows1 = rows1[np.lexsort((rows1, dist1))[:n1]]
-    rows1 = np.sort(rows1)
+    if len(cand_rows) == 1:  # one segment: its candidates are the answer
+        rows1 = np.sort(cand_rows[0])
+    else:
+        rows1 = np.concatenate(cand_rows)
+        dist1 = np.concatenate(cand_dist)
+        if rows1.size > n1:
+            rows1 = rows1[np.lexsort((rows1, dist1))[:n1]]
+        rows1 = np.sort(rows1)
     stages.append(Stage("binary (hamming)", n_match, rows1.size, time.perf_counter() - t))
     return _int8_stage(scorer, rows1, k, n1, stages, plan_args)
+
+
+def _binary_all_segments(snap: Snapshot, scorer: Scorer, rows: I64 | None, n1: int,
+                         kern: Any) -> I64:
+    """The best ``n1`` of ``rows`` (every live row when None) by Hamming distance, over all
+    segments at once: global rows in (distance, row) order."""
+    if rows is None and snap.has_deletions:
+        rows = snap.live_rows
+    bits = scorer.all_bits()
+    if rows is None:
+        idx, _ = kern.hamming_topk_ranges(snap.binary_all, snap.bases, bits, n1)
+    else:
+        cuts = np.searchsorted(rows, snap.bases)
+        idx, _ = kern.hamming_topk_rows_ranges(snap.binary_all, rows, cuts, bits, n1)
+    return idx
 
 
 def _int8_stage(scorer: Scorer | MultiScorer, rows1: I64, k: int, n1: int, stages: list[Stage],

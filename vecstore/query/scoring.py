@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from .._native import loader
 from ..config import Metric
+from ..storage.codes import binary_bytes
 from ..storage.snapshot import Snapshot
 from ..vectors import MIN_NORM
 
@@ -57,6 +58,17 @@ class Scorer:
             self._bits[s] = qz.encode_binary(self.q_codes[None, :])[0].view(np.uint64)
         return self._bits[s]
 
+    def all_bits(self) -> npt.NDArray[np.uint64]:
+        """The query's sign code under each segment's calibration, ``uint64[segments, words]``
+        (the primary vector column), in one pass: what :attr:`Snapshot.binary_all` is scanned
+        with."""
+        snap = self.snap
+        bits = np.packbits(self.q_codes[None, :] > snap.centers, axis=1, bitorder="little")
+        width = binary_bytes(snap.manifest.config.dim)
+        if bits.shape[1] < width:
+            bits = np.pad(bits, ((0, 0), (0, width - bits.shape[1])))
+        return np.ascontiguousarray(bits).view(np.uint64)
+
     def binary(self, s: int) -> npt.NDArray[np.uint64]:
         """Segment ``s``'s sign codes of the scored vector column."""
         return self.snap.binary[s] if self.col is None else self.col.binary[s]
@@ -78,6 +90,8 @@ class Scorer:
 
     def int8_rows(self, rows: I64) -> F32:
         """int8 scores of global ``rows`` (sorted by segment), in that order."""
+        if len(self.snap.segments) == 1:
+            return self.int8(0, rows)
         scores = np.empty(rows.size, dtype=np.float32)
         offset = 0
         for s, local in self.snap.split(rows):
@@ -137,6 +151,19 @@ def segment_parts(snap: Snapshot, rows: I64 | None) -> Parts:
 def exact_top(scorer: Any, parts: Parts, k: int) -> tuple[I64, F32, int]:
     """The ``k`` best of ``parts`` by exact score: (global rows, scores, rows scored)."""
     snap = scorer.snap
+    chosen = [(s, cand) for s, cand in parts if cand is not None]
+    if chosen and len(chosen) == len(parts):
+        # rescoring candidates (few rows): every segment's scores into one array, one top-k
+        total = sum(cand.size for _, cand in chosen)
+        rows = np.empty(total, dtype=np.int64)
+        scores = np.empty(total, dtype=np.float32)
+        at = 0
+        for s, cand in chosen:
+            scores[at:at + cand.size] = scorer.exact(s, cand)
+            rows[at:at + cand.size] = cand + snap.bases[s]
+            at += cand.size
+        order = top_k(scores, k)
+        return rows[order], scores[order], total
     all_rows, all_scores = [], []
     scanned = 0
     for s, local in parts:

@@ -10,6 +10,7 @@ kernels can read them as ``uint64``.
 from __future__ import annotations
 
 import base64
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,8 +99,13 @@ class Quantizer:
     def query_int8(self, q: F32) -> tuple[F32, float]:
         """Fold the calibration into the query: ``q . decode(c) == qscaled . c + const``."""
         qscaled = (q * self.scale).astype(np.float32)
-        const = float(np.dot(q.astype(np.float64), (128.0 * self.scale + self.offset).astype(np.float64)))
+        const = float(np.dot(q.astype(np.float64), self._code_origin))
         return qscaled, const
+
+    @functools.cached_property
+    def _code_origin(self) -> npt.NDArray[np.float64]:
+        # what code 0 decodes to, in float64: computed once per segment, not per query
+        return (128.0 * self.scale + self.offset).astype(np.float64)
 
     def to_json(self) -> dict[str, str]:
         return {
