@@ -67,18 +67,9 @@ class Quantizer:
         """Calibrate on ``x`` (rows already normalised for cosine tables)."""
         if x.ndim != 2 or x.shape[0] == 0:
             raise ValueError("cannot calibrate on an empty batch")
-        lo = x.min(axis=0).astype(np.float32)
-        hi = x.max(axis=0).astype(np.float32)
-        scale = ((hi - lo) / np.float32(255.0)).astype(np.float32)
-        # A constant dimension: any positive scale decodes it exactly (code 0 -> offset).
-        scale[scale <= 0] = np.float32(1.0)
-        if x.shape[0] >= MIN_ROWS_FOR_CENTER:
-            center = x.mean(axis=0, dtype=np.float64).astype(np.float32)
-        elif previous_center is not None:
-            center = previous_center.astype(np.float32)
-        else:
-            center = np.zeros(x.shape[1], dtype=np.float32)
-        return cls(offset=lo, scale=scale, center=center)
+        fit = QuantizerFit(x.shape[1])
+        fit.update(x)
+        return fit.result(previous_center)
 
     def encode_int8(self, x: F32) -> npt.NDArray[np.int8]:
         q = np.rint((x - self.offset) / self.scale)
@@ -121,3 +112,42 @@ class Quantizer:
             scale=_b64_to_f32(data["scale"], dim),
             center=_b64_to_f32(data["center"], dim),
         )
+
+
+class QuantizerFit:
+    """:meth:`Quantizer.fit` over rows given a block at a time, so that a merge calibrates a
+    segment larger than memory: the range of every dimension and the float64 sum for the
+    centre are all it keeps. Blocks summed one after another give the centre of one
+    ``fit`` up to float64 rounding (the sum is associated differently)."""
+
+    def __init__(self, dim: int) -> None:
+        self.lo = np.full(dim, np.inf, dtype=np.float32)
+        self.hi = np.full(dim, -np.inf, dtype=np.float32)
+        self.total = np.zeros(dim, dtype=np.float64)
+        self.rows = 0
+
+    def update(self, x: F32) -> None:
+        """Take in the rows ``x`` (``(n, dim)``, normalised for cosine tables)."""
+        if x.shape[0] == 0:
+            return
+        np.minimum(self.lo, x.min(axis=0), out=self.lo)
+        np.maximum(self.hi, x.max(axis=0), out=self.hi)
+        self.total += x.sum(axis=0, dtype=np.float64)
+        self.rows += x.shape[0]
+
+    def result(self, previous_center: F32 | None = None) -> Quantizer:
+        """The calibration of every row taken in; ``previous_center`` centres the sign codes
+        when fewer than :data:`MIN_ROWS_FOR_CENTER` rows were."""
+        if self.rows == 0:
+            raise ValueError("cannot calibrate on an empty batch")
+        lo = self.lo.copy()
+        scale = ((self.hi - lo) / np.float32(255.0)).astype(np.float32)
+        # A constant dimension: any positive scale decodes it exactly (code 0 -> offset).
+        scale[scale <= 0] = np.float32(1.0)
+        if self.rows >= MIN_ROWS_FOR_CENTER:
+            center = (self.total / self.rows).astype(np.float32)
+        elif previous_center is not None:
+            center = previous_center.astype(np.float32)
+        else:
+            center = np.zeros(self.lo.shape[0], dtype=np.float32)
+        return Quantizer(offset=lo, scale=scale, center=center)

@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -80,19 +80,47 @@ _verified: set[tuple[str, int, int, int]] = set()
 _verified_lock = threading.Lock()
 
 
+class _CrcSink:
+    """A write-only file for Arrow's IPC writer that passes the bytes on to ``fh`` and keeps
+    their CRC-32 and count."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+        self.crc = 0
+        self.written = 0
+        self.closed = False
+
+    def write(self, data: bytes | memoryview | pa.Buffer) -> int:
+        view = memoryview(data)
+        self.crc = zlib.crc32(view, self.crc)
+        self.fh.write(view)
+        self.written += view.nbytes
+        return view.nbytes
+
+    def tell(self) -> int:
+        return self.written
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+    def close(self) -> None:  # the file is the caller's to close (and fsync)
+        self.closed = True
+
+
 def _write_ipc(table_dir: Path, subdir: str, table: pa.Table) -> FileRef:
     directory = make_subdir(table_dir, subdir)
     name = f"{uuid.uuid4().hex}.arrow"
     crc = 0
 
-    def write(fh: object) -> None:
+    def write(fh: BinaryIO) -> None:
         nonlocal crc
-        sink = pa.BufferOutputStream()
+        # Straight to the file, checksummed on the way: the writer hands over the column
+        # buffers themselves (no copy), so writing a segment never holds a second copy of it
+        # in memory (a merge's columns are memory-mapped: see .merge)
+        sink = _CrcSink(fh)
         with pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table, max_chunksize=max(table.num_rows, 1))
-        buf = sink.getvalue()
-        crc = zlib.crc32(memoryview(buf))
-        fh.write(buf)  # type: ignore[attr-defined]
+        crc = sink.crc
 
     final = directory / name
     write_atomic(final, write)

@@ -38,6 +38,7 @@ from ..errors import (
     SchemaError,
 )
 from .batch import Batch, check_new_names
+from .codes import binary_bytes
 from .files import fsync_dir, make_subdir, open_in_table
 from .leases import Lease, take_lease
 from .locks import write_lock
@@ -53,6 +54,7 @@ from .manifest import (
     check_not_rolled_back,
     write_manifest,
 )
+from .merge import MergeSource, write_merged_segment
 from .postings import Postings, build_postings, keyword_texts, merge_postings, write_postings
 from .segments import Segment, build_segment, write_deletions
 from .snapshot import Snapshot
@@ -66,18 +68,40 @@ class IndexOutdatedError(ConcurrencyError):
     """An index built without the lock covers no live row any more (see ``set_index``)."""
 
 
-def merge_count(sizes: Sequence[int]) -> int:
+MAX_MERGED_SEGMENT_BYTES = 2 << 30
+"""The most a merge writes: segments are merged only while the result stays under this many
+bytes (about 1.05M rows of 384-d vectors), so no add rewrites more than this, however large
+the table: past it a table grows by segments of about this size, left alone by later adds."""
+
+
+def segment_row_bytes(config: TableConfig) -> int:
+    """About how many bytes a row takes in a segment: each vector column's float32 values,
+    norm, int8 and sign codes, and ~64 bytes for the id and attributes (a guess: they vary)."""
+    dim = config.dim
+    return len(config.vectors) * (4 * dim + 4 + dim + binary_bytes(dim)) + 64
+
+
+def merge_limit_rows(config: TableConfig) -> int:
+    """The most rows a merge writes into one segment (:data:`MAX_MERGED_SEGMENT_BYTES`)."""
+    return max(1, MAX_MERGED_SEGMENT_BYTES // segment_row_bytes(config))
+
+
+def merge_count(sizes: Sequence[int], limit: int | None = None) -> int:
     """How many trailing segments (the newest included) a write merges into one: the newest
-    absorbs the one before it while that one holds no more rows than the run so far.
+    absorbs the one before it while that one holds no more rows than the run so far and the
+    run stays within ``limit`` rows (None: no limit).
 
     Segment sizes then fall at least by half from oldest to newest (a binary counter), so a
     table built by many small writes keeps ``log2(rows / write)`` segments and each row is
     rewritten about that many times; a small write never rewrites a large segment. 13 writes of
     5,000 rows leave segments of 40,000, 20,000 and 5,000 rows. Scans, filters and index views
     then cost about what they cost on one segment (docs/benchmarks.md, "Rows arrived in many
-    writes")."""
+    writes"). With a ``limit`` the counter stops there: segments of about ``limit`` rows are
+    never rewritten by an add, a row is rewritten at most ``log2(limit / write)`` times, and
+    no single add rewrites more than ``limit`` rows (its latency does not grow with the table);
+    the table keeps ``rows / limit`` such segments plus the counter's ``log2``."""
     n, run = 1, sizes[-1] if sizes else 0
-    while n < len(sizes) and sizes[-n - 1] <= run:
+    while n < len(sizes) and sizes[-n - 1] <= run and (limit is None or run + sizes[-n - 1] <= limit):
         run += sizes[-n - 1]
         n += 1
     return n
@@ -335,7 +359,8 @@ class TableWriter:
     def _append(self, snap: Snapshot, parts: list[_Part], batch: Batch) -> tuple[SegmentEntry, ...]:
         """``parts`` followed by ``batch`` as a new segment, merged with the trailing segments
         :func:`merge_count` picks (in the same commit)."""
-        n = merge_count([p.entry.rows for p in parts] + [len(batch)]) - 1
+        n = merge_count([p.entry.rows for p in parts] + [len(batch)],
+                        merge_limit_rows(snap.manifest.config)) - 1
         if n == 0:
             return (*(p.entry for p in parts), self._segment(snap, batch))
         keep, sources = parts[:-n], parts[-n:]
@@ -345,17 +370,13 @@ class TableWriter:
         # rows an index covers keep their place (and their tombstones), so its labels still
         # find them; otherwise deleted rows are dropped here
         preserve = bool(indexed & covered)
-        ids: list[pa.Array] = []
-        attrs: list[pa.Table] = []
-        vectors: list[npt.NDArray[np.float32]] = []
-        extra: dict[str, list[npt.NDArray[np.float32]]] = {name: [] for name in snap.vector_names[1:]}
         deleted: list[I64] = []
         merged_from: list[tuple[str, int, int]] = []
         keyword = snap.manifest.config.keyword
         pieces: list[tuple[Postings, I64]] = []  # the merged rows' postings, reused
+        merging: list[MergeSource] = []
         offset = 0
         for p in sources:
-            seg = snap.segments[p.index]
             rows = np.arange(p.entry.rows, dtype=np.int64)
             if preserve:
                 deleted.append(p.deleted + offset)
@@ -366,33 +387,30 @@ class TableWriter:
             else:
                 rows = np.setdiff1d(rows, p.deleted, assume_unique=True)
             pieces.append((snap.postings(p.index), rows))
-            idx = pa.array(rows)
-            ids.append(seg.table.column("id").take(idx))
-            attrs.append(_conform(seg.table, batch.schema, idx))
-            vectors.append(snap.vectors[p.index][rows])
-            for name, parts_of in extra.items():
-                parts_of.append(snap.column(name).vectors[p.index][rows])
+            merging.append(MergeSource(snap.segments[p.index], rows))
             offset += rows.size
-        ids.append(batch.ids)
-        attrs.append(batch.attributes)
-        vectors.append(batch.vectors)
-        for name, parts_of in extra.items():  # a multi-vector table's further vectors move too
-            parts_of.append(batch.extra_vectors[name])
-        merged = Batch(ids=pa.chunked_array(ids).combine_chunks(),
-                       attributes=pa.concat_tables(attrs).combine_chunks(),
-                       vectors=np.concatenate(vectors), schema=batch.schema,
-                       extra_vectors={name: np.concatenate(v) for name, v in extra.items()})
         pieces.append((build_postings(batch.attributes, keyword, rows=len(batch)),
                        np.arange(len(batch), dtype=np.int64)))
-        entry = new_segment(self.table_dir, merged, snap.manifest.config,
-                            *_centers(snap.segments[keep[-1].index] if keep else None),
-                            postings=merge_postings(pieces))
+        entry = self._merged(snap, merging, batch, batch.schema, pieces,
+                             *_centers(snap.segments[keep[-1].index] if keep else None))
         dead = np.concatenate(deleted) if deleted else np.empty(0, np.int64)
         if dead.size:
             entry = replace(entry, deletions=write_deletions(self.table_dir, dead), deleted=int(dead.size))
         if merged_from:
             entry = replace(entry, merged_from=tuple(merged_from))
         return (*(p.entry for p in keep), entry)
+
+    def _merged(self, snap: Snapshot, sources: Sequence[MergeSource], batch: Batch | None,
+                schema: pa.Schema, pieces: Sequence[tuple[Postings, I64]],
+                previous_center: F32 | None = None,
+                previous_extra: Mapping[str, F32] | None = None) -> SegmentEntry:
+        """One new segment of the ``sources``' rows then ``batch``'s, written a block at a time
+        (:mod:`.merge`), with the keyword postings merged from ``pieces`` (theirs, reused)."""
+        entry, attributes = write_merged_segment(self.table_dir, snap.manifest.config, sources,
+                                                 batch, schema, previous_center, previous_extra)
+        postings = merge_postings(pieces) if pieces else None
+        return replace(entry, postings=keyword_postings(
+            self.table_dir, attributes, snap.manifest.config.keyword, postings))
 
     # -- operations -----------------------------------------------------------------------------
     def write_rows(self, base: Snapshot, prepare: Callable[[Snapshot], Batch], *, replace: bool,
@@ -532,14 +550,14 @@ class TableWriter:
                 return None
             if snap.num_rows == 0:
                 return snap.manifest.next("compact", segments=(), indexes=())
-            live = snap.live_rows
-            attrs = snap.take(live, snap.attribute_names())
-            batch = Batch(ids=attrs.column("id").combine_chunks(), attributes=attrs.drop(["id"]),
-                          vectors=snap.gather_vectors(live), schema=snap.manifest.schema,
-                          extra_vectors={n: snap.gather_vectors(live, n) for n in snap.vector_names[1:]})
-            pieces = [(snap.postings(s), local) for s, local in snap.split(live)]
-            entry = new_segment(self.table_dir, batch, snap.manifest.config, None,
-                                postings=merge_postings(pieces) if pieces else None)
+            # a block at a time from the memory-mapped segments, like a merge
+            sources, pieces = [], []
+            for s, seg in enumerate(snap.segments):
+                live = np.flatnonzero(seg.live_mask()).astype(np.int64)
+                if live.size:
+                    sources.append(MergeSource(seg, live))
+                    pieces.append((snap.postings(s), live))
+            entry = self._merged(snap, sources, None, snap.manifest.schema, pieces)
             return snap.manifest.next("compact", segments=(entry,), indexes=())
 
         return self.commit(base, change)
@@ -650,16 +668,3 @@ def _merge_schemas(base: pa.Schema, schemas: Sequence[pa.Schema], name: str) -> 
                 raise SchemaError(f"column {f.name!r} of table {name!r} holds {have.type}, but some "
                                   f"rows written give it {f.type}; cast the column to one type")
     return pa.schema(list(fields.values()))
-
-
-def _conform(table: pa.Table, schema: pa.Schema, rows: pa.Array) -> pa.Table:
-    """``rows`` of a segment's attributes in the layout of ``schema`` (a newer schema: columns
-    added since are null, columns that were all null take their type)."""
-    columns = []
-    for f in schema:
-        if f.name in table.column_names:
-            col = table.column(f.name).take(rows)
-            columns.append(col if col.type == f.type else col.cast(f.type))
-        else:
-            columns.append(pa.nulls(len(rows), type=f.type))
-    return pa.Table.from_arrays(columns, schema=schema)
