@@ -31,6 +31,7 @@ from __future__ import annotations
 import mmap
 import os
 import tempfile
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,7 +166,10 @@ def write_merged_segment(table_dir: Path, config: TableConfig, sources: Sequence
         for name in config.vectors:
             previous = previous_center if name == "vector" else (previous_extra or {}).get(name)
             q = quantizers[name] = calibrate(sources, batch, name, config.metric, dim, previous)
-            files = [tempfile.TemporaryFile(dir=data_dir) for _ in range(4)]
+            # unnamed (O_TMPFILE) where the system allows; elsewhere named as write_atomic names
+            # its temporary files, which cleanup removes should a crash leave one behind
+            files = [tempfile.TemporaryFile(dir=data_dir, prefix=f".tmp-{uuid.uuid4().hex}-",
+                                            suffix=".merge") for _ in range(4)]
             temps.extend(files)
             f_vec, f_norm, f_i8, f_bin = files
             for x, norms in _blocks(sources, batch, name):
