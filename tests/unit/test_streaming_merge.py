@@ -13,6 +13,7 @@ import pytest
 
 from vecstore.storage import merge, writer
 from vecstore.storage.codes import Quantizer, normalize_rows
+from vecstore.storage.segments import write_segment
 from vecstore.storage.writer import merge_count
 
 WORDS = ("apple", "kiwi", "mango", "pear", "plum", "fig", "lime", "date")
@@ -156,3 +157,21 @@ def test_a_merge_holds_a_block_not_the_merged_vectors(tmp_db, rng, monkeypatch):
     assert len(_segments(tbl)[0]) == 1 and len(tbl) == sum(sizes)
     merged_bytes = sum(sizes) * dim * 4
     assert peak < merged_bytes / 2, f"peak {peak:,} B for {merged_bytes:,} B of merged vectors"
+
+
+def test_a_merged_file_is_the_file_one_write_makes_with_its_calibration(tmp_db, rng, monkeypatch):
+    # the columns come from memory-mapped temporary files, written block by block; the bytes
+    # are those of the in-memory writer given the same rows and calibration
+    monkeypatch.setattr(merge, "BLOCK_ROWS", 100)
+    x = rng.standard_normal((700, 16)).astype(np.float32)
+    tbl = tmp_db.create_table("t", dim=16)
+    rows = [{"id": f"r{j}", "vector": x[j], "n": j, "text": "a b" if j % 3 else None}
+            for j in range(700)]
+    tbl.add(rows[:350])
+    tbl.add(rows[350:])
+    (entry,), (seg,) = _segments(tbl)
+    table_dir = tbl._current().table_dir
+    ref = write_segment(table_dir, seg.table.column("id").combine_chunks(),
+                        seg.table.select(["n", "text"]), seg.vectors().copy(),
+                        normalize_rows(seg.vectors()), seg.quantizer)
+    assert (table_dir / entry.data.path).read_bytes() == (table_dir / ref.path).read_bytes()
