@@ -25,9 +25,10 @@ Measures, in one run (``python -m bench hot-path``; ``--quick`` for a small smok
 7. **Calibration at other targets**: ``create_index(target_recall=t)`` for t = 0.9, 0.95, 0.99 on
    the many-adds table: the ef it measured, the recall it gets on the held-out queries and its
    q/s, beside hnswlib at the first ef of the grid reaching t on these very queries.
-8. **Filters of the data set**: ``.where(...)`` on the ``create_index()`` table (dates or months
-   keeping ~50%, ~10%, ~1%; Reuters topics with ``list_contains``; a conjunction): recall and
-   q/s, beside hnswlib's filter callback and NumPy exact, both handed the match set.
+8. **Filters of the data set**: ``.where(...)`` on the ``create_index()`` table (ranges chosen
+   from the data's quantiles keeping ~50%, ~10%, ~1% and ~0.1%, each labelled with the share it
+   really keeps; Reuters topics with ``list_contains``; a conjunction): recall and q/s, beside
+   hnswlib's filter callback and NumPy exact, both handed the match set.
 
 ``--dataset reuters`` runs all of it on Reuters-21578 (:mod:`bench.reuters`: 21,577 news
 stories, 500 held out as queries) instead of the PyPI sample.
@@ -206,36 +207,70 @@ def _first_ef(search: Any, scores: F32, kth: F32, n: int) -> tuple[int, float]:
     return EF_GRID[-1], r
 
 
+SHARES = (0.5, 0.1, 0.01, 0.001)
+"""The selectivities section 8 asks for; each filter is labelled with the share it really keeps."""
+
+
+def _cut(values: npt.NDArray[Any], share: float) -> Any:
+    """The value ``v`` for which ``values >= v`` keeps about ``share`` of the rows (a quantile of
+    the data itself, so the selectivity is right on any data set up to ties)."""
+    order = np.sort(values)
+    return order[min(len(order) - 1, int(len(order) * (1 - share)))]
+
+
+def _closest(candidates: list[tuple[str, npt.NDArray[np.bool_]]], share: float
+             ) -> tuple[str, npt.NDArray[np.bool_]]:
+    """The first candidate filter keeping within 1.5x of ``share``, else the nearest (by ratio):
+    a column of few distinct values (months) cannot cut at every share, so the next stands in."""
+    def off(c: tuple[str, npt.NDArray[np.bool_]]) -> float:
+        return float(abs(np.log(max(float(c[1].mean()), 1e-9) / share)))
+
+    return next((c for c in candidates if off(c) <= np.log(1.5)), min(candidates, key=off))
+
+
 def _dataset_filters(dataset: str, attrs: Any) -> dict[str, tuple[str, npt.NDArray[np.bool_]]]:
     """The data set's filters: label -> (SQL for ``.where``, the mask of base rows it keeps).
-    Date (Reuters) or month (PyPI) ranges ending at the latest row and keeping about 50%, 10%
-    and 1%; on Reuters a topic (``list_contains``) and topic AND date."""
+
+    For each share of :data:`SHARES`, a range chosen from the data's own quantiles: on Reuters
+    the date (ending at the latest story); on PyPI the month, or, where the months' ties put
+    every month range more than 1.5x from the share (the last full month alone keeps 8.8% of
+    the sample), ``bucket < b`` (``bucket`` is the row number mod 1,000: exact on any data set;
+    ``download_rank`` is null on 98% of the rows). Then a conjunction (the ~50% range AND
+    ``bucket < 200``) and on Reuters a topic (``list_contains``) and topic AND date. Each label
+    carries the selectivity the filter really has on these rows."""
     if attrs is None:
         return {}
     out: dict[str, tuple[str, npt.NDArray[np.bool_]]] = {}
+    n = attrs.num_rows
+    bucket = np.arange(n) % 1000
+
+    def add(what: str, sql: str, mask: npt.NDArray[np.bool_]) -> None:
+        out[f"{what} keeps {mask.mean():.2%}"] = (sql, mask)
+
     if dataset == "reuters":
         dates = np.asarray(attrs.column("date").to_numpy(zero_copy_only=False), dtype="datetime64[s]")
-        for share in (0.5, 0.1, 0.01):
-            cut = np.sort(dates)[int(len(dates) * (1 - share))]
+        for share in SHARES:
+            cut = _cut(dates, share)
             text = str(cut).replace("T", " ")
-            out[f"date ~{share:.0%}"] = (f"date >= TIMESTAMP '{text}'", dates >= cut)
+            add(f"date ~{share:.1%}", f"date >= TIMESTAMP '{text}'", dates >= cut)
         topics = attrs.column("topics").to_pylist()
         has = np.array(["crude" in (t or []) for t in topics])
-        out["topic 'crude'"] = ("list_contains(topics, 'crude')", has)
-        cut = np.sort(dates)[len(dates) // 2]
+        add("topic 'crude'", "list_contains(topics, 'crude')", has)
+        cut = _cut(dates, 0.5)
         text = str(cut).replace("T", " ")
-        out["topic 'earn' AND date ~50%"] = (
+        add("topic 'earn' AND date ~50%",
             f"list_contains(topics, 'earn') AND date >= TIMESTAMP '{text}'",
             np.array(["earn" in (t or []) for t in topics]) & (dates >= cut))
         return out
-    months = np.asarray(attrs.column("month").to_pylist(), dtype=object)
-    order = np.sort(months.astype(str))
-    for share in (0.5, 0.1, 0.01):
-        cut = order[int(len(order) * (1 - share))]
-        out[f"month ~{share:.0%}"] = (f"month >= '{cut}'", months.astype(str) >= cut)
-    cut = order[len(order) // 2]
-    out["month ~50% AND bucket < 200"] = (f"month >= '{cut}' AND bucket < 200",
-                                         (months.astype(str) >= cut) & (np.arange(len(months)) % 1000 < 200))
+    months = np.asarray(attrs.column("month").to_pylist(), dtype=object).astype(str)
+    for share in SHARES:
+        cut = _cut(months, share)
+        candidates = [(f"month >= '{cut}'", months >= cut)]
+        candidates.append((f"bucket < {max(1, round(share * 1000))}", bucket < max(1, round(share * 1000))))
+        sql, mask = _closest(candidates, share)
+        add(f"~{share:.1%}", sql, mask)
+    cut = _cut(months, 0.5)
+    add("~50% AND bucket < 200", f"month >= '{cut}' AND bucket < 200", (months >= cut) & (bucket < 200))
     return out
 
 
