@@ -73,3 +73,23 @@ def test_explain_names_the_filtered_effort_source(table) -> None:
     assert (f"filtered ef for selectivity 20.0% interpolated between 50% (ef={fifty}) and 10% "
             f"(ef={ten})") in reason, reason
     assert "measured at build time under random filters passed into the search" in reason
+
+
+def test_a_broad_filter_filters_an_index_search_instead_of_scanning(tmp_path, rng) -> None:
+    vectors = _unit(rng.standard_normal((2_000, 16)))
+    tbl = vecstore.connect(tmp_path).create_table("t", dim=16)
+    tbl.add(pa.table({"id": pa.array([str(i) for i in range(2_000)]),
+                      "n": pa.array(np.arange(2_000), pa.int32()),
+                      "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), 16)}))
+    tbl.create_index()
+
+    def strategy(where: str, **settings: int) -> str:
+        t = vecstore.connect(tmp_path, planner=PlannerSettings(**settings)).open_table("t")
+        return t.search(vectors[0]).where(where).limit(10).explain().strategy.value
+
+    # 1,200 matches (60%): more than postfilter_scan_max_matches, a share the index post-filters
+    assert strategy("n < 1200", postfilter_scan_max_matches=1_000) == "index-then-filter"
+    assert strategy("n < 1200", postfilter_scan_max_matches=1_500) in ("two-stage-scan", "int8-scan")
+    # 800 matches (40%) would be passed into the search: scan_max_matches still decides (16
+    # dimensions: the scan starts from the int8 codes)
+    assert strategy("n < 800", postfilter_scan_max_matches=100) in ("two-stage-scan", "int8-scan")

@@ -226,7 +226,8 @@ def search_index_batch(snap: Snapshot, view: IndexView, reqs: list[SearchRequest
         return BatchStart([], [])
     req = reqs[0]
     n_match = snap.num_rows if req.rows is None else int(req.rows.size)
-    if (view.live_labels == 0 or scan_instead_of_index(view.kind, req, n_match, settings)
+    if (view.live_labels == 0 or scan_instead_of_index(view.kind, req, n_match, settings,
+                                                        snap.num_rows)
             or any(r.oversample != req.oversample or r.k != req.k for r in reqs)
             or view.per_row > 1 or req.combine is not None):
         return BatchStart(none, list(none))
@@ -281,7 +282,7 @@ def search_index(snap: Snapshot, view: IndexView, req: SearchRequest, settings: 
     planner says so); ``stages`` already done (the filter) are kept in front."""
     k = req.k
     n_match = snap.num_rows if req.rows is None else int(req.rows.size)
-    why = scan_instead_of_index(view.kind, req, n_match, settings)
+    why = scan_instead_of_index(view.kind, req, n_match, settings, snap.num_rows)
     if why is None and view.live_labels == 0:
         why = "no live row in the index"
     if why is None and req.combine is not None and set(req.combine.columns) != set(view.vectors):
