@@ -25,9 +25,10 @@ Measures, in one run (``python -m bench hot-path``; ``--quick`` for a small smok
 7. **Calibration at other targets**: ``create_index(target_recall=t)`` for t = 0.9, 0.95, 0.99 on
    the many-adds table: the ef it measured, the recall it gets on the held-out queries and its
    q/s, beside hnswlib at the first ef of the grid reaching t on these very queries.
-8. **Filters of the data set**: ``.where(...)`` on the ``create_index()`` table (dates or months
-   keeping ~50%, ~10%, ~1%; Reuters topics with ``list_contains``; a conjunction): recall and
-   q/s, beside hnswlib's filter callback and NumPy exact, both handed the match set.
+8. **Filters of the data set**: ``.where(...)`` on the ``create_index()`` table (ranges chosen
+   from the data's quantiles keeping ~50%, ~10%, ~1% and ~0.1%, each labelled with the share it
+   really keeps; Reuters topics with ``list_contains``; a conjunction): recall and q/s, beside
+   hnswlib's filter callback and NumPy exact, both handed the match set.
 
 ``--dataset reuters`` runs all of it on Reuters-21578 (:mod:`bench.reuters`: 21,577 news
 stories, 500 held out as queries) instead of the PyPI sample.
@@ -70,6 +71,7 @@ K = 10
 TARGET = 0.95
 EF_GRID = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]
 GRAPH_KINDS = ("hnsw-int8", "hnsw", "hnsw-sq")
+SECTIONS = ("fixed", "unfiltered", "targets", "filters", "writes", "batch", "memory")
 
 
 def configure(ap: ScenarioParser) -> None:
@@ -83,6 +85,9 @@ def configure(ap: ScenarioParser) -> None:
                     help="PyPI summaries (default) or Reuters-21578 stories (bench/reuters.py)")
     ap.add_argument("--targets", default="0.9,0.95,0.99",
                     help="target recalls create_index(target_recall=...) is checked at")
+    ap.add_argument("--sections", default=",".join(SECTIONS),
+                    help="the sections to run, comma-separated (default: all): " + ", ".join(SECTIONS)
+                    + "; the tables and hnswlib of section 2 are built whatever is chosen")
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -206,36 +211,70 @@ def _first_ef(search: Any, scores: F32, kth: F32, n: int) -> tuple[int, float]:
     return EF_GRID[-1], r
 
 
+SHARES = (0.5, 0.1, 0.01, 0.001)
+"""The selectivities section 8 asks for; each filter is labelled with the share it really keeps."""
+
+
+def _cut(values: npt.NDArray[Any], share: float) -> Any:
+    """The value ``v`` for which ``values >= v`` keeps about ``share`` of the rows (a quantile of
+    the data itself, so the selectivity is right on any data set up to ties)."""
+    order = np.sort(values)
+    return order[min(len(order) - 1, int(len(order) * (1 - share)))]
+
+
+def _closest(candidates: list[tuple[str, npt.NDArray[np.bool_]]], share: float
+             ) -> tuple[str, npt.NDArray[np.bool_]]:
+    """The first candidate filter keeping within 1.5x of ``share``, else the nearest (by ratio):
+    a column of few distinct values (months) cannot cut at every share, so the next stands in."""
+    def off(c: tuple[str, npt.NDArray[np.bool_]]) -> float:
+        return float(abs(np.log(max(float(c[1].mean()), 1e-9) / share)))
+
+    return next((c for c in candidates if off(c) <= np.log(1.5)), min(candidates, key=off))
+
+
 def _dataset_filters(dataset: str, attrs: Any) -> dict[str, tuple[str, npt.NDArray[np.bool_]]]:
     """The data set's filters: label -> (SQL for ``.where``, the mask of base rows it keeps).
-    Date (Reuters) or month (PyPI) ranges ending at the latest row and keeping about 50%, 10%
-    and 1%; on Reuters a topic (``list_contains``) and topic AND date."""
+
+    For each share of :data:`SHARES`, a range chosen from the data's own quantiles: on Reuters
+    the date (ending at the latest story); on PyPI the month, or, where the months' ties put
+    every month range more than 1.5x from the share (the last full month alone keeps 8.8% of
+    the sample), ``bucket < b`` (``bucket`` is the row number mod 1,000: exact on any data set;
+    ``download_rank`` is null on 98% of the rows). Then a conjunction (the ~50% range AND
+    ``bucket < 200``) and on Reuters a topic (``list_contains``) and topic AND date. Each label
+    carries the selectivity the filter really has on these rows."""
     if attrs is None:
         return {}
     out: dict[str, tuple[str, npt.NDArray[np.bool_]]] = {}
+    n = attrs.num_rows
+    bucket = np.arange(n) % 1000
+
+    def add(what: str, sql: str, mask: npt.NDArray[np.bool_]) -> None:
+        out[f"{what} keeps {mask.mean():.2%}"] = (sql, mask)
+
     if dataset == "reuters":
         dates = np.asarray(attrs.column("date").to_numpy(zero_copy_only=False), dtype="datetime64[s]")
-        for share in (0.5, 0.1, 0.01):
-            cut = np.sort(dates)[int(len(dates) * (1 - share))]
+        for share in SHARES:
+            cut = _cut(dates, share)
             text = str(cut).replace("T", " ")
-            out[f"date ~{share:.0%}"] = (f"date >= TIMESTAMP '{text}'", dates >= cut)
+            add(f"date ~{share:.1%}", f"date >= TIMESTAMP '{text}'", dates >= cut)
         topics = attrs.column("topics").to_pylist()
         has = np.array(["crude" in (t or []) for t in topics])
-        out["topic 'crude'"] = ("list_contains(topics, 'crude')", has)
-        cut = np.sort(dates)[len(dates) // 2]
+        add("topic 'crude'", "list_contains(topics, 'crude')", has)
+        cut = _cut(dates, 0.5)
         text = str(cut).replace("T", " ")
-        out["topic 'earn' AND date ~50%"] = (
+        add("topic 'earn' AND date ~50%",
             f"list_contains(topics, 'earn') AND date >= TIMESTAMP '{text}'",
             np.array(["earn" in (t or []) for t in topics]) & (dates >= cut))
         return out
-    months = np.asarray(attrs.column("month").to_pylist(), dtype=object)
-    order = np.sort(months.astype(str))
-    for share in (0.5, 0.1, 0.01):
-        cut = order[int(len(order) * (1 - share))]
-        out[f"month ~{share:.0%}"] = (f"month >= '{cut}'", months.astype(str) >= cut)
-    cut = order[len(order) // 2]
-    out["month ~50% AND bucket < 200"] = (f"month >= '{cut}' AND bucket < 200",
-                                         (months.astype(str) >= cut) & (np.arange(len(months)) % 1000 < 200))
+    months = np.asarray(attrs.column("month").to_pylist(), dtype=object).astype(str)
+    for share in SHARES:
+        cut = _cut(months, share)
+        candidates = [(f"month >= '{cut}'", months >= cut)]
+        candidates.append((f"bucket < {max(1, round(share * 1000))}", bucket < max(1, round(share * 1000))))
+        sql, mask = _closest(candidates, share)
+        add(f"~{share:.1%}", sql, mask)
+    cut = _cut(months, 0.5)
+    add("~50% AND bucket < 200", f"month >= '{cut}' AND bucket < 200", (months >= cut) & (bucket < 200))
     return out
 
 
@@ -299,6 +338,10 @@ def run(args: argparse.Namespace) -> int:
     work = Path(args.work or tempfile.mkdtemp(prefix="vecstore-hot-"))
     log(f"{len(base):,} x {base.shape[1]} ({sample.source}); {nq} queries; stores in {work}")
     kinds = [k for k in args.kinds.split(",") if k]
+    sections = {x for x in args.sections.split(",") if x}
+    if sections - set(SECTIONS):
+        raise SystemExit(f"unknown --sections {', '.join(sorted(sections - set(SECTIONS)))}; "
+                         f"expected some of {', '.join(SECTIONS)}")
     R: dict[str, Any] = {"n": len(base), "queries": nq, "source": sample.source, "dataset": args.dataset,
                          "machine": machine_line(), "command": args.command}
     scores, kth = _truth(base, queries)
@@ -307,17 +350,18 @@ def run(args: argparse.Namespace) -> int:
 
     loader.get("kernels", wait=True), loader.get("graph", wait=True)
 
-    # 1. fixed cost on a tiny table
-    db = vecstore.connect(work / "tiny")
-    tiny = _table(db, "tiny", base[:1000], None, 0)
-    fixed = {}
-    _, q = _per_query(lambda i: tiny.search(queries[i % nq]).limit(K).to_list(), 2000, 5.0)
-    fixed["scan"] = 1e6 / q
-    tiny.create_index()
-    _, q = _per_query(lambda i: tiny.search(queries[i % nq]).limit(K).to_list(), 2000, 5.0)
-    fixed["create_index()"] = 1e6 / q
-    R["fixed_us"] = fixed
-    log(f"fixed cost on 1,000 rows: {fixed}")
+    if "fixed" in sections:
+        # 1. fixed cost on a tiny table
+        db = vecstore.connect(work / "tiny")
+        tiny = _table(db, "tiny", base[:1000], None, 0)
+        fixed = {}
+        _, q = _per_query(lambda i: tiny.search(queries[i % nq]).limit(K).to_list(), 2000, 5.0)
+        fixed["scan"] = 1e6 / q
+        tiny.create_index()
+        _, q = _per_query(lambda i: tiny.search(queries[i % nq]).limit(K).to_list(), 2000, 5.0)
+        fixed["create_index()"] = 1e6 / q
+        R["fixed_us"] = fixed
+        log(f"fixed cost on 1,000 rows: {fixed}")
 
     # 2. unfiltered at recall >= 0.95 (tables built by many adds, the way users build them).
     # Everything is built first, then every system answers each query in turn (rotating order),
@@ -367,132 +411,138 @@ def run(args: argparse.Namespace) -> int:
         systems[f"FAISS HNSW ef={f_ef}"] = lambda i: fsearch(i, f_ef)
     except ImportError:
         log("FAISS is not installed: skipped")
-    for label, (found, qps) in _round_robin(systems, nq).items():
-        results[label].update(qps=qps, recall=_recall(scores, kth, found))
-        log(f"{label}: {qps:,.0f} q/s recall {results[label]['recall']:.3f}")
+    if "unfiltered" in sections:
+        for label, (found, qps) in _round_robin(systems, nq).items():
+            results[label].update(qps=qps, recall=_recall(scores, kth, found))
+            log(f"{label}: {qps:,.0f} q/s recall {results[label]['recall']:.3f}")
     R["unfiltered"] = results
 
-    # 7. calibration at other targets: a table of its own, built by many adds; hnswlib gets the
-    # first ef reaching each target on these very queries (an oracle)
-    cal_tbl = _table(db, "t_targets", base, sample.attrs, args.add_batch)
-    hn_search = lambda i, ef: (hn.set_ef(ef), hn.knn_query(queries[i], k=K)[0][0])[1]  # noqa: E731
-    targets: dict[str, Any] = {}
-    for target in [float(t) for t in args.targets.split(",") if t]:
-        t0 = time.perf_counter()
-        entry = cal_tbl.create_index(target_recall=target)
-        build_s = time.perf_counter() - t0
-        h_ef = EF_GRID[-1]
-        for grid_ef in EF_GRID:
-            if _recall(scores, kth, [hn_search(i, grid_ef) for i in range(nq)]) >= target:
-                h_ef = grid_ef
-                break
-        pair = _round_robin({
-            "vecstore": lambda i: _ids_to_rows(cal_tbl.search(queries[i]).limit(K).to_list()),
-            "hnswlib": lambda i, h_ef=h_ef: (hn.set_ef(h_ef),
-                                             hn.knn_query(queries[i], k=K, num_threads=1)[0][0])[1],
-        }, nq, budget_s=30.0)
-        targets[f"{target:g}"] = {
-            "ef": entry["params"]["ef"], "measured_on": entry["params"].get("measured_on"),
-            "build_s": build_s,
-            "recall": _recall(scores, kth, pair["vecstore"][0]), "qps": pair["vecstore"][1],
-            "hnswlib_ef": h_ef, "hnswlib_recall": _recall(scores, kth, pair["hnswlib"][0]),
-            "hnswlib_qps": pair["hnswlib"][1]}
-        log(f"target {target}: {targets[f'{target:g}']}")
-    hn.set_ef(hn_ef)
-    R["targets"] = targets
+    if "targets" in sections:
+        # 7. calibration at other targets: a table of its own, built by many adds; hnswlib gets the
+        # first ef reaching each target on these very queries (an oracle)
+        cal_tbl = _table(db, "t_targets", base, sample.attrs, args.add_batch)
+        hn_search = lambda i, ef: (hn.set_ef(ef), hn.knn_query(queries[i], k=K)[0][0])[1]  # noqa: E731
+        targets: dict[str, Any] = {}
+        for target in [float(t) for t in args.targets.split(",") if t]:
+            t0 = time.perf_counter()
+            entry = cal_tbl.create_index(target_recall=target)
+            build_s = time.perf_counter() - t0
+            h_ef = EF_GRID[-1]
+            for grid_ef in EF_GRID:
+                if _recall(scores, kth, [hn_search(i, grid_ef) for i in range(nq)]) >= target:
+                    h_ef = grid_ef
+                    break
+            pair = _round_robin({
+                "vecstore": lambda i: _ids_to_rows(cal_tbl.search(queries[i]).limit(K).to_list()),
+                "hnswlib": lambda i, h_ef=h_ef: (hn.set_ef(h_ef),
+                                                 hn.knn_query(queries[i], k=K, num_threads=1)[0][0])[1],
+            }, nq, budget_s=30.0)
+            targets[f"{target:g}"] = {
+                "ef": entry["params"]["ef"], "measured_on": entry["params"].get("measured_on"),
+                "build_s": build_s,
+                "recall": _recall(scores, kth, pair["vecstore"][0]), "qps": pair["vecstore"][1],
+                "hnswlib_ef": h_ef, "hnswlib_recall": _recall(scores, kth, pair["hnswlib"][0]),
+                "hnswlib_qps": pair["hnswlib"][1]}
+            log(f"target {target}: {targets[f'{target:g}']}")
+        hn.set_ef(hn_ef)
+        R["targets"] = targets
 
-    # 8. the data set's filters on the create_index() table, against hnswlib's filter callback
-    # and NumPy exact, both handed the match set
-    filt: dict[str, Any] = {}
-    dtbl = tables["default"]
-    for fname, (sql, mask) in _dataset_filters(args.dataset, sample.attrs).items():
-        rows = np.flatnonzero(mask)
-        if rows.size < K:
-            continue
-        _, fkth = scores, kth_best(scores[:, rows], K)
-        allow = mask.tobytes().__getitem__
-        sub = base[rows]
-        systems_f = {
-            "vecstore": lambda i, sql=sql: _ids_to_rows(
-                dtbl.search(queries[i]).where(sql).limit(K).to_list()),
-            "hnswlib": lambda i, allow=allow: _hn_filtered(hn, queries[i], allow),
-            "numpy": lambda i, sub=sub, rows=rows: rows[
-                np.argpartition(-(sub @ queries[i]), K - 1)[:K]],
-        }
-        res = _round_robin(systems_f, nq, budget_s=20.0)
-        filt[fname] = {"sql": sql, "selectivity": float(mask.mean()),
-                       **{f"{x}_qps": res[x][1] for x in res},
-                       **{f"{x}_recall": _recall(scores, fkth, res[x][0]) for x in res}}
-        log(f"filter {fname}: {filt[fname]}")
-    R["filtered"] = filt
+    if "filters" in sections:
+        # 8. the data set's filters on the create_index() table, against hnswlib's filter callback
+        # and NumPy exact, both handed the match set
+        filt: dict[str, Any] = {}
+        dtbl = tables["default"]
+        for fname, (sql, mask) in _dataset_filters(args.dataset, sample.attrs).items():
+            rows = np.flatnonzero(mask)
+            if rows.size < K:
+                continue
+            _, fkth = scores, kth_best(scores[:, rows], K)
+            allow = mask.tobytes().__getitem__
+            sub = base[rows]
+            systems_f = {
+                "vecstore": lambda i, sql=sql: _ids_to_rows(
+                    dtbl.search(queries[i]).where(sql).limit(K).to_list()),
+                "hnswlib": lambda i, allow=allow: _hn_filtered(hn, queries[i], allow),
+                "numpy": lambda i, sub=sub, rows=rows: rows[
+                    np.argpartition(-(sub @ queries[i]), K - 1)[:K]],
+            }
+            res = _round_robin(systems_f, nq, budget_s=20.0)
+            filt[fname] = {"sql": sql, "selectivity": float(mask.mean()),
+                           **{f"{x}_qps": res[x][1] for x in res},
+                           **{f"{x}_recall": _recall(scores, fkth, res[x][0]) for x in res}}
+            log(f"filter {fname}: {filt[fname]}")
+        R["filtered"] = filt
 
-    # 3. many writes against one: the two tables answer the same query back to back, in
-    # alternating order, so that a slow spell of this shared machine hits both alike
-    one = _table(db, "one", base, sample.attrs, 0)
-    many = tables["default"]
-    many_plain = _table(db, "many_plain", base, sample.attrs, args.add_batch)
-    filters = {"none": None, "~10%": ("bucket < ?", 100), "~1%": ("bucket < ?", 10)}
-    seg: dict[str, Any] = {"segments_many": len(many._current().manifest.segments)}
+    if "writes" in sections:
+        # 3. many writes against one: the two tables answer the same query back to back, in
+        # alternating order, so that a slow spell of this shared machine hits both alike
+        one = _table(db, "one", base, sample.attrs, 0)
+        many = tables["default"]
+        many_plain = _table(db, "many_plain", base, sample.attrs, args.add_batch)
+        filters = {"none": None, "~10%": ("bucket < ?", 100), "~1%": ("bucket < ?", 10)}
+        seg: dict[str, Any] = {"segments_many": len(many._current().manifest.segments)}
 
-    def compare(label: str, pair: tuple[Any, Any]) -> None:
-        for fname, flt in filters.items():
-            qps_pair = _interleaved(pair, flt, queries)
-            seg[f"{label}, filter {fname}"] = {"one_add_qps": qps_pair[0], "many_adds_qps": qps_pair[1],
-                                               "ratio": qps_pair[1] / qps_pair[0]}
+        def compare(label: str, pair: tuple[Any, Any]) -> None:
+            for fname, flt in filters.items():
+                qps_pair = _interleaved(pair, flt, queries)
+                seg[f"{label}, filter {fname}"] = {"one_add_qps": qps_pair[0], "many_adds_qps": qps_pair[1],
+                                                   "ratio": qps_pair[1] / qps_pair[0]}
 
-    compare("no index", (one, many_plain))
-    one.create_index()
-    compare("create_index()", (one, many))
-    one_plain = _table(db, "one_plain", base, sample.attrs, 0)
-    for tbl in (one, many, one_plain, many_plain):
-        tbl.optimize()
-    compare("no index, after optimize()", (one_plain, many_plain))
-    compare("create_index(), after optimize()", (one, many))
-    R["segments"] = seg
-    log(f"many adds vs one: {seg}")
+        compare("no index", (one, many_plain))
+        one.create_index()
+        compare("create_index()", (one, many))
+        one_plain = _table(db, "one_plain", base, sample.attrs, 0)
+        for tbl in (one, many, one_plain, many_plain):
+            tbl.optimize()
+        compare("no index, after optimize()", (one_plain, many_plain))
+        compare("create_index(), after optimize()", (one, many))
+        R["segments"] = seg
+        log(f"many adds vs one: {seg}")
 
-    # 4. batch, 2 threads
-    pin_threads(2)
-    batch = np.concatenate([queries] * (-(-1000 // nq)))[:1000]
-    bq = many.search_batch(batch, threads=2).limit(K)
-    bq.hits()
-    t0 = time.perf_counter()
-    for _ in range(3):
+    if "batch" in sections:
+        # 4. batch, 2 threads
+        pin_threads(2)
+        batch = np.concatenate([queries] * (-(-1000 // nq)))[:1000]
+        bq = many.search_batch(batch, threads=2).limit(K)
         bq.hits()
-    v_batch = 3000 / (time.perf_counter() - t0)
-    hn.set_ef(hn_ef)
-    hn.knn_query(batch, k=K, num_threads=2)
-    t0 = time.perf_counter()
-    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(3):
+            bq.hits()
+        v_batch = 3000 / (time.perf_counter() - t0)
+        hn.set_ef(hn_ef)
         hn.knn_query(batch, k=K, num_threads=2)
-    h_batch = 3000 / (time.perf_counter() - t0)
-    R["batch"] = {"vecstore_qps": v_batch, "hnswlib_qps": h_batch, "ratio": v_batch / h_batch}
-    pin_threads(1)
-    log(f"batch: {R['batch']}")
+        t0 = time.perf_counter()
+        for _ in range(3):
+            hn.knn_query(batch, k=K, num_threads=2)
+        h_batch = 3000 / (time.perf_counter() - t0)
+        R["batch"] = {"vecstore_qps": v_batch, "hnswlib_qps": h_batch, "ratio": v_batch / h_batch}
+        pin_threads(1)
+        log(f"batch: {R['batch']}")
 
-    # 5, 6. memory and cold open in fresh processes
-    qpath = str(work / "queries.npy")
-    np.save(qpath, queries)
-    hpath = str(work / "hnswlib.bin")
-    hn.save_index(hpath)
-    Path(hpath + ".json").write_text(json.dumps({"n": len(base), "ef": hn_ef}))
-    store = str(work / "main")
-    name = many.name
-    for path in Path(store).rglob("*"):  # into the page cache
-        if path.is_file():
-            path.read_bytes()
-    Path(hpath).read_bytes()
-    runs: dict[str, list[dict[str, Any]]] = {"vecstore": [], "hnswlib": []}
-    for _ in range(5):
-        runs["vecstore"].append(_child("vecstore", store, name, qpath, min(300, nq)))
-        runs["hnswlib"].append(_child("hnswlib", hpath, "", qpath, min(300, nq)))
-    mem = {}
-    for mode, rs in runs.items():
-        growth = {key: statistics.median(r["after"][key] - r["before"][key] for r in rs)
-                  for key in ("VmRSS", "RssAnon", "RssFile")}
-        mem[mode] = {"cold_ms": statistics.median(r["cold_s"] for r in rs) * 1e3, **growth}
-    R["memory"] = mem
-    log(f"memory and cold open: {mem}")
+    if "memory" in sections:
+        # 5, 6. memory and cold open in fresh processes
+        qpath = str(work / "queries.npy")
+        np.save(qpath, queries)
+        hpath = str(work / "hnswlib.bin")
+        hn.save_index(hpath)
+        Path(hpath + ".json").write_text(json.dumps({"n": len(base), "ef": hn_ef}))
+        store = str(work / "main")
+        name = many.name
+        for path in Path(store).rglob("*"):  # into the page cache
+            if path.is_file():
+                path.read_bytes()
+        Path(hpath).read_bytes()
+        runs: dict[str, list[dict[str, Any]]] = {"vecstore": [], "hnswlib": []}
+        for _ in range(5):
+            runs["vecstore"].append(_child("vecstore", store, name, qpath, min(300, nq)))
+            runs["hnswlib"].append(_child("hnswlib", hpath, "", qpath, min(300, nq)))
+        mem = {}
+        for mode, rs in runs.items():
+            growth = {key: statistics.median(r["after"][key] - r["before"][key] for r in rs)
+                      for key in ("VmRSS", "RssAnon", "RssFile")}
+            mem[mode] = {"cold_ms": statistics.median(r["cold_s"] for r in rs) * 1e3, **growth}
+        R["memory"] = mem
+        log(f"memory and cold open: {mem}")
 
     print(report(R, default_kind))
     write_json(args.json, R)
@@ -504,19 +554,23 @@ def report(R: dict[str, Any], default_kind: str) -> str:
     L = [f"### Hot path ({n:,} vectors, {R['queries']} queries; {R['source']}; {R['machine']})", "",
          f"`{R['command']}`; one thread unless stated; vecstore tables built by `add` calls of a few "
          f"thousand rows and queried with `.to_list()`; `create_index()` builds `{default_kind}`.", ""]
-    L.append("**Fixed cost per query** on 1,000 rows, `search(q).limit(10).to_list()`: "
-             + ", ".join(f"{k} {v:.0f} µs" for k, v in R["fixed_us"].items()) + ".")
-    L.append("")
+    if "fixed_us" in R:
+        L.append("**Fixed cost per query** on 1,000 rows, `search(q).limit(10).to_list()`: "
+                 + ", ".join(f"{k} {v:.0f} µs" for k, v in R["fixed_us"].items()) + ".")
+        L.append("")
     rows = []
     hn = next(v for k, v in R["unfiltered"].items() if k.startswith("hnswlib"))
     for name, r in R["unfiltered"].items():
+        if "qps" not in r:  # the section was not run
+            continue
         p = r.get("params") or {}
         rows.append([name, str(p.get("ef", "")), f"{r['qps']:,.0f}", f"{r['recall']:.3f}",
                      f"{r['qps'] / hn['qps']:.2f}x", f"{r['build_s']:.0f}" if "build_s" in r else "",
                      f"{r['index_mib']:.0f}" if "index_mib" in r else ""])
-    L.append(markdown_table(["unfiltered, k=10", "ef", "q/s", "recall@10", "vs hnswlib", "build s",
-                             "index MiB"], rows))
-    L.append("")
+    if rows:
+        L.append(markdown_table(["unfiltered, k=10", "ef", "q/s", "recall@10", "vs hnswlib", "build s",
+                                 "index MiB"], rows))
+        L.append("")
     if R.get("targets"):
         L.append("**Calibration at other targets** (`create_index(target_recall=t)`, many-adds table; "
                  "hnswlib at the first ef reaching t on these queries):")
@@ -539,27 +593,30 @@ def report(R: dict[str, Any], default_kind: str) -> str:
               f"{v['vecstore_recall']:.3f}", f"{v['hnswlib_qps']:,.0f}", f"{v['hnswlib_recall']:.3f}",
               f"{v['numpy_qps']:,.0f}"] for k, v in R["filtered"].items()]))
         L.append("")
-    seg = R["segments"]
-    L.append(f"**Many writes vs one** ({seg['segments_many']} segments after the adds):")
-    L.append("")
-    L.append(markdown_table(["strategy", "one add q/s", "many adds q/s", "ratio"],
-                            [[k, f"{v['one_add_qps']:,.0f}", f"{v['many_adds_qps']:,.0f}",
-                              f"{v['ratio']:.2f}"]
-                             for k, v in seg.items() if isinstance(v, dict)]))
-    L.append("")
-    b = R["batch"]
-    L.append(f"**Batch** of 1,000 queries on 2 threads: vecstore {b['vecstore_qps']:,.0f} q/s, hnswlib "
-             f"{b['hnswlib_qps']:,.0f} q/s: {b['ratio']:.2f}x.")
-    L.append("")
-    m = R["memory"]
-    L.append(markdown_table(
-        ["fresh process", "open + first query ms", "RSS growth MiB", "anonymous MiB", "file-backed MiB"],
-        [[k, f"{v['cold_ms']:.0f}", f"{v['VmRSS'] / 2**20:.0f}", f"{v['RssAnon'] / 2**20:.0f}",
-          f"{v['RssFile'] / 2**20:.0f}"] for k, v in m.items()]))
-    ratio = m["vecstore"]["VmRSS"] / max(1, m["hnswlib"]["VmRSS"])
-    L.append("")
-    L.append(f"RSS growth {ratio:.2f}x hnswlib's; cold open + first query "
-             f"{m['vecstore']['cold_ms'] / m['hnswlib']['cold_ms']:.2f}x hnswlib's.")
+    if "segments" in R:
+        seg = R["segments"]
+        L.append(f"**Many writes vs one** ({seg['segments_many']} segments after the adds):")
+        L.append("")
+        L.append(markdown_table(["strategy", "one add q/s", "many adds q/s", "ratio"],
+                                [[k, f"{v['one_add_qps']:,.0f}", f"{v['many_adds_qps']:,.0f}",
+                                  f"{v['ratio']:.2f}"]
+                                 for k, v in seg.items() if isinstance(v, dict)]))
+        L.append("")
+    if "batch" in R:
+        b = R["batch"]
+        L.append(f"**Batch** of 1,000 queries on 2 threads: vecstore {b['vecstore_qps']:,.0f} q/s, hnswlib "
+                 f"{b['hnswlib_qps']:,.0f} q/s: {b['ratio']:.2f}x.")
+        L.append("")
+    if "memory" in R:
+        m = R["memory"]
+        L.append(markdown_table(
+            ["fresh process", "open + first query ms", "RSS growth MiB", "anonymous MiB", "file-backed MiB"],
+            [[k, f"{v['cold_ms']:.0f}", f"{v['VmRSS'] / 2**20:.0f}", f"{v['RssAnon'] / 2**20:.0f}",
+              f"{v['RssFile'] / 2**20:.0f}"] for k, v in m.items()]))
+        ratio = m["vecstore"]["VmRSS"] / max(1, m["hnswlib"]["VmRSS"])
+        L.append("")
+        L.append(f"RSS growth {ratio:.2f}x hnswlib's; cold open + first query "
+                 f"{m['vecstore']['cold_ms'] / m['hnswlib']['cold_ms']:.2f}x hnswlib's.")
     return "\n".join(L)
 
 

@@ -242,6 +242,64 @@ def measured_hnsw_effort(k: int, selectivity: float, n: int, ef10: int | None, e
     return hnsw_effort(k, selectivity, n, measured)
 
 
+FILTER_SELECTIVITIES = (0.5, 0.1, 0.02)
+"""Selectivities of the random filters under which a build measures the filtered ``ef``
+(:func:`filtered_hnsw_effort` interpolates between them on a log scale)."""
+
+FILTER_QUERIES = 300
+"""Held-out rows searched per filter selectivity (fewer than for the unfiltered efforts: a
+filtered hnswlib search calls back into Python for every node it visits, and three selectivities
+are measured)."""
+
+
+def check_filtered_ef(value: object) -> tuple[tuple[float, int], ...] | None:
+    """Normalise a measured filtered-effort curve (``[[selectivity, ef], ...]``, as a manifest
+    stores it) to a tuple of ``(selectivity, ef)`` pairs sorted by falling selectivity."""
+    if value is None:
+        return None
+    try:
+        pairs = [(float(sel), ef) for sel, ef in value]  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(
+            f"filtered_ef must be a list of [selectivity, ef] pairs, got {value!r}") from None
+    for sel, ef in pairs:
+        ok_ef = isinstance(ef, (int, np.integer)) and not isinstance(ef, bool) and 1 <= ef <= 1 << 20
+        if not (0 < sel < 1 and ok_ef):
+            raise InvalidArgumentError(
+                f"filtered_ef must pair a selectivity in (0, 1) with an integer ef in [1, 2**20], "
+                f"got [{sel!r}, {ef!r}]")
+    return tuple(sorted(((sel, int(ef)) for sel, ef in pairs), reverse=True))
+
+
+def filtered_hnsw_effort(k: int, selectivity: float, n: int, ef10: int, ef50: int,
+                         curve: Sequence[tuple[float, int]]) -> tuple[int, str]:
+    """``ef`` for ``k`` results under a filter of ``selectivity`` from the efforts measured at
+    build time under random filters (``curve``: ``(selectivity, ef for k = 10)`` pairs, the
+    unfiltered ``ef10`` at selectivity 1), and where it came from.
+
+    Between two measured selectivities the ef is interpolated linearly in ``log(selectivity)``
+    (log ef); below the tightest one measured its ef is kept (measured on MiniLM vectors, the ef
+    hnswlib's filtered search needs falls as the filter tightens: :func:`hnsw_effort`); then it
+    is scaled for ``k`` as the unfiltered one is (:func:`ef_for_k`). Clipped to
+    ``[max(k, 10), max(k, n)]``.
+    """
+    sel = check_selectivity(selectivity)
+    points = [(1.0, int(ef10)), *sorted(curve, reverse=True)]
+    if sel >= 1:
+        ef, how = float(ef10), "unfiltered"
+    elif sel <= points[-1][0]:
+        ef, how = float(points[-1][1]), f"measured at {points[-1][0]:.0%} (ef={points[-1][1]})"
+    else:
+        (s_hi, e_hi), (s_lo, e_lo) = next(
+            (points[i], points[i + 1]) for i in range(len(points) - 1) if points[i + 1][0] <= sel)
+        share = math.log(s_hi / sel) / math.log(s_hi / s_lo)
+        ef = math.exp(math.log(e_hi) + share * (math.log(e_lo) - math.log(e_hi)))
+        hi = "unfiltered" if s_hi >= 1 else f"{s_hi:.0%}"
+        how = f"interpolated between {hi} (ef={e_hi}) and {s_lo:.0%} (ef={e_lo})"
+    scaled = ef * ef_for_k(k, ef10, ef50) / ef10
+    return clamp_effort(scaled, max(k, 10), max(k, n)), how
+
+
 def ef_for_k(k: int, ef10: int, ef50: int) -> int:
     """The ``ef`` for recall@k from the two measured at build time (k = 10 and 50): the same
     for k <= 10, log-linear between, proportional to ``k`` beyond 50; never below ``k``."""

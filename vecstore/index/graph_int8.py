@@ -217,7 +217,7 @@ class GraphInt8Index(IndexBase):
             labels = self._search(q, want, None, ef)[1]
             return np.where(labels >= 0, np.searchsorted(indexed_rows, labels), -1)
 
-        found: dict[str, int] = {}
+        found: dict[str, Any] = {}
         if self.params.ef is None or self.params.rerank is None:
             reranks = RERANKS if self.params.rerank is None else (self.params.rerank,)
             grid = EF_GRID if self.params.ef is None else [self.params.ef]

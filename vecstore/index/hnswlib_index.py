@@ -44,8 +44,12 @@ from .base import (
 )
 from .calibration import (
     EF_GRID,
+    FILTER_QUERIES,
+    FILTER_SELECTIVITIES,
     ExactTruth,
+    check_filtered_ef,
     check_recall,
+    filtered_hnsw_effort,
     held_out_rows,
     measured_hnsw_effort,
     near_duplicates,
@@ -73,6 +77,13 @@ class HnswParams(GraphParams):
             on held-out rows of the table (:func:`~vecstore.index.calibration.held_out_rows`),
             searched before they are added to the graph.
         ef50: the same at k = 50 (the planner interpolates between the two for other k).
+        filtered_ef: ``[[selectivity, ef], ...]``: the ``ef`` reaching ``target_recall`` at
+            k = 10 with a random filter of that selectivity passed into the search (the search
+            the planner runs below ``postfilter_min_selectivity``), measured at build time on
+            held-out rows (:data:`~vecstore.index.calibration.FILTER_SELECTIVITIES`); the
+            planner interpolates it for a query's selectivity
+            (:func:`~vecstore.index.calibration.filtered_hnsw_effort`). None: not measured
+            (efforts given, or an index built before), the ``sqrt(selectivity)`` rule instead.
         measured_on: how many held-out rows ``ef`` and ``ef50`` were measured on at build time
             (0: the table was too small to measure, the search is exhaustive); None when the
             caller gave them. A rebuild (``optimize()``) measures the efforts again on the new
@@ -83,10 +94,11 @@ class HnswParams(GraphParams):
     target_recall: float = 0.95
     ef: int | None = None
     ef50: int | None = None
+    filtered_ef: tuple[tuple[float, int], ...] | None = None
     measured_on: int | None = None
 
     # the efforts a build measures; a rebuild of a measured index measures them afresh
-    _MEASURED: ClassVar[tuple[str, ...]] = ("ef", "ef50")
+    _MEASURED: ClassVar[tuple[str, ...]] = ("ef", "ef50", "filtered_ef")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -95,6 +107,8 @@ class HnswParams(GraphParams):
         check_int("ef", self.ef, 1, 1 << 20, optional=True)
         check_int("ef50", self.ef50, 1, 1 << 20, optional=True)
         check_int("measured_on", self.measured_on, 0, optional=True)
+        # a manifest stores the pairs as JSON lists
+        object.__setattr__(self, "filtered_ef", check_filtered_ef(self.filtered_ef))
 
     def to_measure(self: P) -> P:
         """These parameters with the efforts an earlier build measured cleared, so that a
@@ -120,10 +134,16 @@ def describe_effort(kind: str, params: HnswParams, k: int, selectivity: float, e
     scaled = []
     if k != 10:
         scaled.append(f"k={k}")
-    if selectivity < 1:
-        scaled.append(f"selectivity {selectivity:.1%}")
+    filtered = ""
+    if selectivity < 1 and params.filtered_ef and params.ef and params.ef50:
+        _, how = filtered_hnsw_effort(k, selectivity, 1 << 20, params.ef, params.ef50, params.filtered_ef)
+        measured = ", ".join(f"{sel:.0%}: ef={ef}" for sel, ef in params.filtered_ef)
+        filtered = (f"; filtered ef for selectivity {selectivity:.1%} {how}, from the efforts "
+                    f"measured at build time under random filters passed into the search ({measured})")
+    elif selectivity < 1:
+        scaled.append(f"selectivity {selectivity:.1%} (x sqrt(selectivity): no filtered effort measured)")
     how = f"; scaled for {' and '.join(scaled)}" if scaled else ""
-    return f"{kind} ef={effort}: {source}{how}"
+    return f"{kind} ef={effort}: {source}{filtered}{how}"
 
 
 P = TypeVar("P", bound="HnswParams")
@@ -191,6 +211,9 @@ class HnswIndex(IndexBase):
         self._ef_cond = threading.Condition()
         self._ef = -1
         self._ef_users = 0
+        # the last read-only allow bitmap searched and its callback (a filter repeated with
+        # many query vectors); holding the array keeps its identity from being reused
+        self._last_filter: tuple[np.ndarray, Callable[[int], Any]] | None = None
 
     @contextmanager
     def _ef_held(self, ef: int) -> Iterator[None]:
@@ -233,7 +256,7 @@ class HnswIndex(IndexBase):
         reach ``target_recall`` with confidence on the held-out ``queries``, their
         near-duplicates left out (:func:`~vecstore.index.calibration.smallest_effort`)."""
         target = self.params.target_recall
-        found = {}
+        found: dict[str, Any] = {}
         for k, name in ((10, "ef"), (50, "ef50")):
             if getattr(self.params, name) is not None:
                 continue
@@ -253,7 +276,43 @@ class HnswIndex(IndexBase):
                 or max(grid[-1], indexed.shape[0] // 4)
         if found:
             found["measured_on"] = queries.shape[0]
+        if self.params.filtered_ef is None:
+            found["filtered_ef"] = self._calibrate_filtered(indexed, labels, queries[:FILTER_QUERIES])
         self.params = replace(self.params, **found)
+
+    def _calibrate_filtered(self, indexed: FloatMatrix, labels: np.ndarray,
+                            queries: FloatMatrix) -> tuple[tuple[float, int], ...] | None:
+        """``(selectivity, ef)`` for k = 10 under seeded random filters of each of
+        :data:`~vecstore.index.calibration.FILTER_SELECTIVITIES`, passed into the search as the
+        planner passes them: the smallest ef (refined like the unfiltered one) whose answers
+        reach ``target_recall`` with confidence against the exact top 10 *of the allowed rows*.
+        A selectivity keeping fewer than 100 rows (the planner scans those) or whose ef is not
+        found on the grid is left out; None when none is measured (the sqrt rule then)."""
+        n = indexed.shape[0]
+        rng = np.random.default_rng(7)
+        curve: list[tuple[float, int]] = []
+        allow = np.zeros(int(labels.max()) + 1, dtype=bool)
+        for sel in FILTER_SELECTIVITIES:
+            m = round(sel * n)
+            if m < 100 or queries.shape[0] == 0:
+                continue
+            chosen = np.sort(rng.choice(n, m, replace=False))
+            allowed_labels = labels[chosen]  # sorted: labels and chosen are
+            allow[:] = False
+            allow[allowed_labels] = True
+            truth = ExactTruth(self.metric, queries, indexed[chosen], 10)
+
+            def search(q: FloatMatrix, k_asked: int, ef: int,
+                       allowed_labels: np.ndarray = allowed_labels) -> LabelMatrix:
+                found = self._search(q, min(k_asked, allowed_labels.size), allow, max(ef, k_asked))[1]
+                return np.where(found >= 0, np.searchsorted(allowed_labels, found), -1)
+
+            grid = [10, *(ef for ef in EF_GRID if ef > 10)]
+            ef = smallest_effort(search, queries, truth, grid, self.params.target_recall,
+                                 rescored=True, refine=True)
+            if ef is not None:
+                curve.append((sel, ef))
+        return tuple(curve) or None
 
     def _to_scores(self, dist: np.ndarray) -> FloatMatrix:
         if self.metric is Metric.L2:
@@ -267,8 +326,16 @@ class HnswIndex(IndexBase):
         # otherwise, which costs several times the search itself (~150 µs against ~15 µs)
         threads = 1 if queries.shape[0] == 1 else self.threads or -1
         if allow is not None:
-            # bytes.__getitem__ is the cheapest Python callable answering "is label i allowed".
-            flt = allow.view(np.uint8).tobytes().__getitem__
+            # bytes.__getitem__ is the cheapest Python callable answering "is label i allowed"
+            # (hnswlib 0.8 takes no bitmap: it calls back per visited node, the GIL held). A
+            # read-only bitmap (the planner's, kept per filter) is copied to bytes once.
+            last = self._last_filter
+            if last is not None and last[0] is allow:
+                flt = last[1]
+            else:
+                flt = allow.view(np.uint8).tobytes().__getitem__
+                if not allow.flags.writeable:
+                    self._last_filter = (allow, flt)
             threads = 1
         with self._ef_held(max(effort, k)):
             try:
@@ -304,10 +371,15 @@ class HnswIndex(IndexBase):
 
     def effort_for(self, k: int, selectivity: float = 1.0) -> int:
         """``ef`` for recall@k >= ``target_recall`` under a filter of this selectivity: the ef
-        measured at build time for this k (:func:`~vecstore.index.calibration.ef_for_k`),
-        scaled by :func:`~vecstore.index.calibration.hnsw_effort`."""
+        measured at build time for this k (:func:`~vecstore.index.calibration.ef_for_k`);
+        under a filter, interpolated from the efforts measured under random filters
+        (:func:`~vecstore.index.calibration.filtered_hnsw_effort`), or, when those were not
+        measured, scaled by :func:`~vecstore.index.calibration.hnsw_effort`."""
         check_int("k", k, 1)
-        return measured_hnsw_effort(k, selectivity, self._count, self.params.ef, self.params.ef50)
+        p = self.params
+        if selectivity < 1 and p.filtered_ef and p.ef and p.ef50:
+            return filtered_hnsw_effort(k, selectivity, self._count, p.ef, p.ef50, p.filtered_ef)[0]
+        return measured_hnsw_effort(k, selectivity, self._count, p.ef, p.ef50)
 
     def effort_source(self, k: int, selectivity: float = 1.0) -> str:
         """Where :meth:`effort_for`'s ``ef`` comes from (``explain()`` shows it)."""

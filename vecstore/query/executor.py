@@ -75,9 +75,13 @@ class Executor:
 
     def match_rows(self, snap: Snapshot, where: str, params: Sequence[Any]) -> I64:
         """Sorted global live rows for which ``where`` is true."""
-        rows = self.filter_engine(snap).rows(where, params)
+        return self.match(snap, where, params)[0]
+
+    def match(self, snap: Snapshot, where: str, params: Sequence[Any]) -> tuple[I64, bool]:
+        """:meth:`match_rows`, and whether the filter's rows came from this version's cache."""
+        rows, cached = self.filter_engine(snap).lookup(where, params)
         deadline.check("the filter")  # a query's (a write has none)
-        return rows[snap.live_mask[rows]] if snap.has_deletions else rows
+        return (rows[snap.live_mask[rows]] if snap.has_deletions else rows), cached
 
     # -- indexes ------------------------------------------------------------------------------
     def remember_index(self, entry: IndexEntry, index: Any) -> None:
@@ -192,8 +196,9 @@ class Executor:
         rows, filter_stages = None, []
         if spec.where is not None:
             t = time.perf_counter()
-            rows = self.match_rows(snap, spec.where, spec.params)
-            filter_stages = [Stage("filter", snap.num_rows, int(rows.size), time.perf_counter() - t)]
+            rows, cached = self.match(snap, spec.where, spec.params)
+            filter_stages = [Stage("filter (cached)" if cached else "filter", snap.num_rows,
+                                   int(rows.size), time.perf_counter() - t)]
         if not spec.plain_vector:  # keyword, hybrid, grouped or reranked: one query, the filter first
             columns = list(dict.fromkeys(["id", *(spec.columns if spec.columns is not None
                                                   else snap.manifest.schema.names)]))

@@ -551,7 +551,12 @@ class FilterEngine:
         Results are kept for the version's lifetime (at most :data:`RESULT_CACHE_ROWS` rows in
         all, the least recently used dropped first): applications repeat filters (a tenant, a
         category, a date window), and the version's rows never change. Filters that read the
-        clock (``now()``, ``current_date``) are never kept."""
+        clock (``now()``, ``current_date``) are never kept. A repeated filter returns the very
+        same array, so that what is derived from it (an index's allow bitmap) can be kept too."""
+        return self.lookup(text, params)[0]
+
+    def lookup(self, text: str, params: Sequence[Any]) -> tuple[npt.NDArray[np.int64], bool]:
+        """:meth:`rows`, and whether they came from the cache (``explain()`` says so)."""
         parsed, node, bound = self._prepare(text, params)
         key = _cache_key(text, bound) if not parsed.volatile else None
         if key is not None:
@@ -559,7 +564,7 @@ class FilterEngine:
                 hit = self._results.get(key)
                 if hit is not None:
                     self._results.move_to_end(key)
-                    return hit
+                    return hit, True
         rows = self._fast(parsed, node, bound)
         if rows is None:
             rows = self._duckdb(parsed, text, bound, params)
@@ -571,7 +576,7 @@ class FilterEngine:
                 while self._cached_rows > RESULT_CACHE_ROWS or len(self._results) > RESULT_CACHE_ENTRIES:
                     _, old = self._results.popitem(last=False)
                     self._cached_rows -= old.size
-        return rows
+        return rows, False
 
     def duckdb_rows(self, text: str, params: Sequence[Any]) -> npt.NDArray[np.int64]:
         """The rows DuckDB finds (sorted), never the fast path: the reference the fast path is

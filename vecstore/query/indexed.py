@@ -10,7 +10,9 @@ row that matches. :mod:`.planner` decides which search to run.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -30,6 +32,22 @@ from .scoring import rescore_exact, top_k
 I64 = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
 
+ALLOW_CACHE_ENTRIES = 8
+"""Allow bitmaps an :class:`IndexView` keeps, one per filter result (a label flag each: 8 x 1 MB
+on a 1M-row index). Users run one filter with many query vectors; the version's filter engine
+hands back the same rows array for a repeated filter, and the bitmap derived from it is kept."""
+
+
+@dataclass(frozen=True, eq=False)
+class FilterMask:
+    """What an index search needs from a filter's rows, derived once per filter result."""
+
+    rows: I64  # the filter's rows: held, so that the cache key (its id) stays this array's
+    allow: npt.NDArray[np.bool_] | None  # labels whose rows match (read-only); None: every live one
+    allowed: int  # labels allowed
+    fresh: I64  # matching rows the index does not cover (added since the build)
+    cached: bool = False  # taken from the view's cache
+
 
 @dataclass(frozen=True, eq=False)
 class IndexView:
@@ -45,6 +63,8 @@ class IndexView:
     live_allow: npt.NDArray[np.bool_] | None  # labels still live; None when all are
     attempts: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # unfiltered, by (k, ...)
     vectors: tuple[str, ...] = ("vector",)  # the vector columns indexed, one block of labels each
+    masks: OrderedDict[int, FilterMask] = field(default_factory=OrderedDict)  # by id(rows)
+    masks_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def per_row(self) -> int:
@@ -100,14 +120,38 @@ class IndexView:
 
     def allow_for(self, snap: Snapshot, rows: I64 | None) -> npt.NDArray[np.bool_] | None:
         """The labels whose rows are in ``rows`` (every live label when None)."""
+        return self.mask_for(snap, rows).allow
+
+    def mask_for(self, snap: Snapshot, rows: I64 | None) -> FilterMask:
+        """The allow bitmap, its count and the fresh rows for the filter result ``rows``
+        (every live row when None). Kept for the view's (the version's) lifetime, the last
+        :data:`ALLOW_CACHE_ENTRIES` filter results, when ``rows`` is read-only (the filter
+        engine's cached results are): the array itself is the key, so a repeated filter costs
+        no full-size allocation; a commit makes a new version and a new view."""
         if rows is None:
-            return self.live_allow
+            return FilterMask(np.empty(0, np.int64), self.live_allow, self.live_labels, self.fresh)
+        keep = not rows.flags.writeable
+        if keep:
+            with self.masks_lock:
+                hit = self.masks.get(id(rows))
+                if hit is not None and hit.rows is rows:
+                    self.masks.move_to_end(id(rows))
+                    return replace(hit, cached=True)
+        # the labels' rows that are in ``rows``: a sorted lookup, no table-sized mask
         valid = self.label_rows >= 0
-        mask = np.zeros(snap.physical_rows, dtype=bool)
-        mask[rows] = True
         allow = np.zeros(len(self.label_rows), dtype=bool)
-        allow[valid] = mask[self.label_rows[valid]]
-        return allow
+        if rows.size:
+            targets = self.label_rows[valid]
+            at = np.minimum(np.searchsorted(rows, targets), rows.size - 1)
+            allow[valid] = rows[at] == targets
+        allow.flags.writeable = False
+        mask = FilterMask(rows, allow, int(np.count_nonzero(allow)), rows[~self.covered[rows]])
+        if keep:
+            with self.masks_lock:
+                self.masks[id(rows)] = mask
+                while len(self.masks) > ALLOW_CACHE_ENTRIES:
+                    self.masks.popitem(last=False)
+        return mask
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,7 +161,7 @@ class Prefetched:
     labels: I64  # the index's labels for this query (-1: none)
     scores: F32  # their scores (exact when the index's scores are)
     seconds: float  # the batch search's time per query
-    allow: npt.NDArray[np.bool_] | None  # the batch's allow bitmap, shared (built once)
+    mask: FilterMask  # the batch's allow bitmap, shared (built once)
 
 
 def index_queries(index: Any, queries: F32) -> F32:
@@ -182,17 +226,19 @@ def search_index_batch(snap: Snapshot, view: IndexView, reqs: list[SearchRequest
         return BatchStart([], [])
     req = reqs[0]
     n_match = snap.num_rows if req.rows is None else int(req.rows.size)
-    if (view.live_labels == 0 or scan_instead_of_index(view.kind, req, n_match, settings)
+    if (view.live_labels == 0 or scan_instead_of_index(view.kind, req, n_match, settings,
+                                                        snap.num_rows)
             or any(r.oversample != req.oversample or r.k != req.k for r in reqs)
             or view.per_row > 1 or req.combine is not None):
         return BatchStart(none, list(none))
     t = time.perf_counter()
-    allow = view.allow_for(snap, req.rows)
-    m_cov = view.live_labels if allow is None else int(np.count_nonzero(allow))
+    fm = view.mask_for(snap, req.rows)
+    allow, m_cov = fm.allow, fm.allowed
     if m_cov == 0:
         return BatchStart(none, list(none))
     count = len(view.label_rows)
-    bitmap = Stage("allow bitmap", count, m_cov, time.perf_counter() - t)
+    bitmap = Stage("allow bitmap (cached)" if fm.cached else "allow bitmap", count, m_cov,
+                   time.perf_counter() - t)
     att = index_attempt(view.index, view.kind, req, m_cov, count, allow is not None, settings)
     t = time.perf_counter()
     queries = index_queries(view.index, np.stack([r.query for r in reqs]))
@@ -201,9 +247,8 @@ def search_index_batch(snap: Snapshot, view: IndexView, reqs: list[SearchRequest
         m_cov if att.filter_inside else count, att.effort)
     seconds = (time.perf_counter() - t) / len(reqs)
     prefetched: list[Prefetched | None] = [
-        Prefetched(row, sc, seconds, allow) for row, sc in zip(labels, scores, strict=True)]
-    fresh = view.fresh if req.rows is None else req.rows[~view.covered[req.rows]]
-    if not view.index.exact_scores or fresh.size:
+        Prefetched(row, sc, seconds, fm) for row, sc in zip(labels, scores, strict=True)]
+    if not view.index.exact_scores or fm.fresh.size:
         return BatchStart(none, prefetched)
     # every query at once: labels -> rows, misses and rows outside the filter dropped, the
     # first k left (the index sorts by score)
@@ -237,7 +282,7 @@ def search_index(snap: Snapshot, view: IndexView, req: SearchRequest, settings: 
     planner says so); ``stages`` already done (the filter) are kept in front."""
     k = req.k
     n_match = snap.num_rows if req.rows is None else int(req.rows.size)
-    why = scan_instead_of_index(view.kind, req, n_match, settings)
+    why = scan_instead_of_index(view.kind, req, n_match, settings, snap.num_rows)
     if why is None and view.live_labels == 0:
         why = "no live row in the index"
     if why is None and req.combine is not None and set(req.combine.columns) != set(view.vectors):
@@ -250,11 +295,11 @@ def search_index(snap: Snapshot, view: IndexView, req: SearchRequest, settings: 
 
     stages = list(stages)
     t = time.perf_counter()
-    allow = prefetched.allow if prefetched is not None else view.allow_for(snap, req.rows)
-    m_cov = view.live_labels if allow is None else int(np.count_nonzero(allow))
-    fresh = view.fresh if req.rows is None else req.rows[~view.covered[req.rows]]
+    fm = prefetched.mask if prefetched is not None else view.mask_for(snap, req.rows)
+    allow, m_cov, fresh = fm.allow, fm.allowed, fm.fresh
     count = len(view.label_rows)
-    stages.append(Stage("allow bitmap", count, m_cov, time.perf_counter() - t))
+    stages.append(Stage("allow bitmap (cached)" if fm.cached else "allow bitmap", count, m_cov,
+                        time.perf_counter() - t))
 
     notes: list[str] = []
     cand, cand_scores = np.empty(0, dtype=np.int64), None

@@ -6,8 +6,11 @@ executor (:mod:`.executor`) runs what they choose with :mod:`.scan` and :mod:`.i
 Without an index, a query scans the matches: exactly when they are few (no more than ``k x
 oversample``), else in two stages (sign codes, then int8, then float32; int8 first for tables of
 few dimensions). With an index, a filtered query still scans its matches when they are at most
-``scan_max_matches`` (the scan's cost grows with the matches, an index's with the table), and
-always over an index of sign codes (the codes it would rank are those the scan reads). Otherwise
+``scan_max_matches`` (the scan's cost grows with the matches, an index's with the table), or,
+for a filter keeping at least ``postfilter_min_selectivity`` of the indexed rows (which the
+index answers by filtering an unfiltered search, about the cost of an unfiltered query), at most
+``postfilter_scan_max_matches``; and always over an index of sign codes (the codes it would
+rank are those the scan reads). Otherwise
 the index is searched: unfiltered; unfiltered for ``k / selectivity`` candidates filtered
 afterwards, when the filter keeps at least ``postfilter_min_selectivity`` of the indexed rows;
 or with the filter passed into the search. Whatever the index returns is rescored exactly, and
@@ -86,16 +89,24 @@ def scan_strategy(req: SearchRequest, n_match: int, dim: int,
 
 
 def scan_instead_of_index(kind: str, req: SearchRequest, n_match: int,
-                          settings: PlannerSettings) -> str | None:
-    """Why a request scans its matches rather than searching the index (None: it does not)."""
+                          settings: PlannerSettings, rows: int | None = None) -> str | None:
+    """Why a request scans its matches rather than searching the index (None: it does not).
+    ``rows``: the table's live rows (for the filter's share of them; None: the broad-filter
+    rule, ``postfilter_scan_max_matches``, is not applied)."""
     if req.exact:
         return "exact requested"
     if req.k == 0:
         return "k = 0"
     if not req.filtered:
         return None
+    broad = (rows is not None and rows > 0 and kind not in BINARY_KINDS
+             and n_match / rows >= settings.postfilter_min_selectivity)
+    if broad and n_match > settings.postfilter_scan_max_matches:
+        return None  # filtered after an unfiltered search: cheaper than scanning this many
     if n_match <= settings.scan_max_matches:
-        return f"{n_match:,} matches <= scan_max_matches = {settings.scan_max_matches:,}"
+        also = (f"postfilter_scan_max_matches = {settings.postfilter_scan_max_matches:,} (a filter "
+                f"this broad) and " if broad else "")
+        return f"{n_match:,} matches <= {also}scan_max_matches = {settings.scan_max_matches:,}"
     if kind in BINARY_KINDS:
         return "filtered query over an index of sign codes"
     return None

@@ -118,7 +118,7 @@ class Plan:
         reads, or the candidates an index returned (a graph search does not count the nodes it
         visits)."""
         for s in self.stages:
-            if s.name in ("filter", "allow bitmap"):
+            if s.name.startswith(("filter", "allow bitmap")):  # "... (cached)" too
                 continue
             if self.index is not None and s.name.startswith(self.index):
                 return s.rows_out
