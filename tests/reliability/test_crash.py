@@ -132,7 +132,8 @@ def test_sigkill_during_writes_never_leaves_a_partial_state(tmp_path):
     assert stats["kills"] == 175 and stats["cleanups_checked"] == 7
     assert stats["ops_committed"] > 50  # the kills landed across many writes, not only at start
     kinds = {op.kind for op in make_ops(47, 4000)[:stats["ops_committed"]]}
-    assert {"update", "sync", "ingest", "compact", "keywords", "delete_where"} <= kinds  # the writes of issue 14 were among them
+    # the writes of issue 14 were among them
+    assert {"update", "sync", "ingest", "compact", "keywords", "delete_where"} <= kinds
     print(stats)
 
 

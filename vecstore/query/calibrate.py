@@ -4,8 +4,10 @@ The two-stage scan keeps ``k x oversample`` candidates by Hamming distance on th
 rescores them. How many are needed for a given recall depends on the data (how well signs of
 centred coordinates rank its neighbours) and on the table's size, so a fixed oversample is right
 for one table and wrong for the next. :func:`calibrate_scan` measures it: sample rows of the
-table serve as queries (their own row excluded from both answers), the exact top 10 is the
-truth, and the smallest oversample on a ~1.5x grid whose recall@10 reaches the target with
+table serve as queries (their own row and its near-duplicates excluded from both answers, as
+the index calibration does: :class:`~vecstore.index.calibration.ExactTruth`; a table row often
+has a twin that a user's query does not, and the twin is found at no effort), the exact top 10
+is the truth, and the smallest oversample on a ~1.5x grid whose recall@10 reaches the target with
 confidence (the lower bound of the per-query recalls,
 :func:`~vecstore.index.calibration.recall_lower_bound`: the margin follows the sample) is kept,
 unfiltered and inside a random filter keeping a tenth of the rows (a filtered scan ranks fewer,
@@ -21,7 +23,7 @@ import numpy.typing as npt
 
 from ..config import PlannerSettings
 from ..evaluation import tie_aware_recalls
-from ..index.calibration import recall_lower_bound
+from ..index.calibration import DUPLICATE_RATIO, recall_lower_bound
 from ..storage.manifest import ScanCalibration
 from ..storage.snapshot import Snapshot
 from .planner import SearchRequest
@@ -40,14 +42,26 @@ confidence bound of the measured recall must reach the target), so this is 0."""
 K = 10
 
 
+def _excluded(snap: Snapshot, query: npt.NDArray[np.float32], own: int,
+              truth_rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The rows left out of one calibration query's truth and answer: its own row, and the rows
+    of its exact top ``K`` closer to it than :data:`DUPLICATE_RATIO` times the distance of its
+    ``K``-th (Euclidean distance, whatever the metric: "near" means near in space)."""
+    top = truth_rows[truth_rows != own][:K]
+    if top.size < K:
+        return np.asarray([own], dtype=np.int64)
+    dist = np.linalg.norm(snap.gather_vectors(top) - query, axis=1)
+    return np.concatenate([[own], top[dist < DUPLICATE_RATIO * dist[-1]]]).astype(np.int64)
+
+
 def _recall(found: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], truth_rows: npt.NDArray[np.int64],
-            truth_scores: npt.NDArray[np.float32], own: int) -> tuple[float, int]:
-    """(hits, wanted) of one query: tie-aware (:mod:`vecstore.evaluation`), its own row
+            truth_scores: npt.NDArray[np.float32], out: npt.NDArray[np.int64]) -> tuple[float, int]:
+    """(hits, wanted) of one query: tie-aware (:mod:`vecstore.evaluation`), the rows ``out``
     excluded from both answers. The scan's scores are exact (its last stage is float32)."""
-    expected = truth_scores[truth_rows != own][:K]
+    expected = truth_scores[~np.isin(truth_rows, out)][:K]
     if expected.size == 0:
         return 0.0, 0
-    got = scores[found != own][:expected.size]
+    got = scores[~np.isin(found, out)][:expected.size]
     recall = tie_aware_recalls([got], [expected[-1]], expected.size)[0]
     return float(recall) * expected.size, int(expected.size)
 
@@ -66,15 +80,22 @@ def calibrate_scan(snap: Snapshot, settings: PlannerSettings, target: float = 0.
     subset = np.sort(rng.choice(live, max(live.size // 10, 2 * K * 4), replace=False))
     results = []
     for rows in (None, subset):
-        base = [SearchRequest(query=v, k=K + 1, oversample=1, oversample_set=True, exact=True,
+        # the truth holds room for the excluded rows (own + at most K near-duplicates)
+        base = [SearchRequest(query=v, k=2 * K + 1, oversample=1, oversample_set=True, exact=True,
                               rows=rows) for v in vectors]
         truth = [scan(snap, r, settings)[:2] for r in base]
+        out = [_excluded(snap, vectors[i], int(queries[i]), truth[i][0]) for i in range(len(base))]
         chosen = UNREACHED
         for oversample in OVERSAMPLE_GRID:
             recalls = []
             for i, r in enumerate(base):
-                found, scores, _ = scan(snap, replace(r, exact=False, oversample=oversample), settings)
-                h, w = _recall(found, scores, truth[i][0], truth[i][1], int(queries[i]))
+                # K answers left after the exclusions, from K x oversample candidates: what a
+                # user's k=10 query with this oversample ranks
+                k = K + out[i].size
+                found, scores, _ = scan(snap, replace(r, k=k, exact=False,
+                                                      oversample=max(1, -(-K * oversample // k))),
+                                        settings)
+                h, w = _recall(found, scores, truth[i][0], truth[i][1], out[i])
                 if w:
                     recalls.append(h / w)
             if recalls and recall_lower_bound(recalls) >= min(1.0, target + MARGIN):
