@@ -43,9 +43,10 @@ def _checked_query(vec: F32, config: TableConfig, label: str) -> F32:
     if vec.shape != (config.dim,):
         raise InvalidArgumentError(f"{label} has shape {vec.shape}, expected ({config.dim},)")
     out = np.array(vec, dtype=np.float32, order="C")
-    # the common case in two NumPy calls (a query is checked on every search); anything
+    # the common case in three NumPy calls (a query is checked on every search); anything
     # unusual goes through the full check, which says what is wrong
-    norm2 = float(np.dot(out.astype(np.float64), out.astype(np.float64)))
+    wide = out.astype(np.float64)
+    norm2 = float(np.dot(wide, wide))
     if not (MIN_NORM * MIN_NORM <= norm2 <= MAX_NORM * MAX_NORM):  # False for NaN too
         check_finite_in_range(out[None, :], config.metric, lambda _: label)
     return out
