@@ -156,3 +156,20 @@ def test_a_checked_out_version_stays_what_it_was_on_a_quiet_table(tmp_path) -> N
     tbl.add([{"id": "b", "vector": [1, 1, 0, 0]}])
     assert [h["id"] for h in old.search(np.ones(4, np.float32)).to_list()] == ["a"]
     assert sorted(h["id"] for h in tbl.search(np.ones(4, np.float32)).to_list()) == ["a", "b"]
+
+
+@pytest.mark.parametrize("indexed", [False, True])
+def test_a_batch_returns_what_each_query_alone_returns(twins, rng, indexed) -> None:
+    many, _ = twins
+    if indexed:
+        many.create_index("hnsw")
+    queries = rng.standard_normal((7, DIM)).astype(np.float32)
+    for k in (1, 10):
+        batch = many.search_batch(queries, threads=2).limit(k)
+        lists = batch.to_list()
+        assert len(lists) == len(queries)
+        for q, got, hits in zip(queries, lists, batch.hits(), strict=True):
+            alone = many.search(q).limit(k).to_list()
+            _same_hits(got, alone)
+            assert hits.ids == [h["id"] for h in alone]
+    assert many.search_batch(queries[:0].reshape(0, DIM)).to_list() == []

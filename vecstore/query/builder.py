@@ -15,7 +15,7 @@ from ..config import check_timeout
 from ..errors import InvalidArgumentError
 from .fusion import make_fusion
 from .rerank import DEFAULT_CANDIDATES
-from .results import Hits, Plan
+from .results import Hits, Plan, hits_to_lists
 from .spec import GroupBy, QuerySpec, Rerank, SearchMode
 
 MAX_K = 100_000
@@ -144,7 +144,9 @@ class BatchQuery(_Chain):
         return self._source.run(self._spec)
 
     def to_list(self) -> list[list[dict[str, Any]]]:
-        return [h.to_list() for h in self.hits()]
+        """One ``[{"id", "score", <attributes>...}]`` per query, in the order of the queries
+        (the attributes of all their hits read at once)."""
+        return hits_to_lists(self.hits())
 
     def to_arrow(self) -> pa.Table:
         """All hits in one table, with a ``query`` column (the query's position) first."""
