@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from ..config import check_timeout
@@ -238,3 +239,19 @@ class Query(_Chain):
             if vector is not None:
                 spec = _with(spec, vectors=vector[None, :])
         return _with(self, _spec=_with(spec, rerank=Rerank(resolved, int(candidates), column)))
+
+
+_PLAIN_SPEC = QuerySpec(vectors=None)
+
+
+def vector_query(source: QuerySource, vectors: npt.NDArray[np.float32]) -> Query:
+    """``Query(source, QuerySpec(vectors=vectors))`` (checked vectors, ``(1, dim)``), made
+    without the frozen dataclasses' ``__init__``, which sets each field through
+    ``object.__setattr__``: every search pays this."""
+    spec = object.__new__(QuerySpec)
+    spec.__dict__.update(_PLAIN_SPEC.__dict__)
+    spec.__dict__["vectors"] = vectors
+    query = object.__new__(Query)
+    query.__dict__.update(_source=source, _spec=spec)
+    return query
+

@@ -86,8 +86,9 @@ class Snapshot:
     def physical_rows(self) -> int:
         return int(self.bases[-1])
 
-    @property
+    @functools.cached_property
     def num_rows(self) -> int:
+        """Live rows (the manifest sums its segments': asked several times per query)."""
         return self.manifest.rows
 
     def segment_keys(self) -> dict[str, Segment]:
