@@ -144,7 +144,6 @@ class Table:
         self._embedder: Any = embedder
         self._writer = TableWriter(path, name, lock_timeout, self._dir_id)
         self._executor = Executor(path, planner)
-        self._source = _Source(self)  # what this table's queries run on (stateless: shared)
 
     def __repr__(self) -> str:
         m = self._snap.manifest
@@ -391,11 +390,11 @@ class Table:
         """
         if (mode is None and vector is None and type(query) is np.ndarray
                 and query.dtype == np.float32):  # the common call, checked in two NumPy calls
-            return vector_query(self._source, query_vector(query, self.config)[None, :])
+            return vector_query(_Source(self), query_vector(query, self.config)[None, :])
         text, vec, m = search_inputs(query, mode, vector, self.config)
         if text is None:
             assert vec is not None
-            return Query(self._source, QuerySpec(vectors=vec[None, :]))
+            return Query(_Source(self), QuerySpec(vectors=vec[None, :]))
         if vec is None and m is not SearchMode.KEYWORD:
             if self.embedder is None:
                 raise InvalidArgumentError(
@@ -403,7 +402,7 @@ class Table:
                     f"with mode=\"keyword\" (BM25, no model), pass the query's vector as vector=, or "
                     f"create the table with embedder=\"default\"")
             vec = query_vector(self.embedder.embed_queries([text])[0], self.config)
-        return Query(self._source, QuerySpec(vectors=None if vec is None else vec[None, :], text=text,
+        return Query(_Source(self), QuerySpec(vectors=None if vec is None else vec[None, :], text=text,
                                              mode=m))
 
     def search_batch(self, queries: Any, *, threads: int | None = None) -> BatchQuery:
@@ -417,7 +416,7 @@ class Table:
         if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
                                     or threads < 1):
             raise InvalidArgumentError(f"threads must be a positive integer, got {threads!r}")
-        return BatchQuery(self._source, QuerySpec(vectors=query_matrix(queries, self.config),
+        return BatchQuery(_Source(self), QuerySpec(vectors=query_matrix(queries, self.config),
                                                   threads=threads))
 
     # -- writing --------------------------------------------------------------------------------
