@@ -7,6 +7,7 @@ table's :class:`~vecstore.storage.writer.TableWriter` and runs queries on its
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -32,7 +33,7 @@ from .inputs import (
     retention_seconds,
     with_values,
 )
-from .query.builder import BatchQuery, Query
+from .query.builder import BatchQuery, Query, vector_query
 from .query.deadline import deadline
 from .query.executor import Executor
 from .query.rerank import resolve_reranker
@@ -44,6 +45,7 @@ from .storage.leases import Lease, take_lease
 from .storage.locks import DEFAULT_TIMEOUT_S, directory_identity, dropped_error, high_water_mark
 from .storage.manifest import (
     IndexEntry,
+    VersionsWatch,
     check_not_rolled_back,
     latest_version,
     list_versions,
@@ -99,6 +101,8 @@ class _Source:
     def run(self, spec: QuerySpec) -> list[Hits]:
         t = self._table
         seconds = t._db.query_timeout if spec.timeout is None else spec.timeout
+        if seconds is None or seconds == math.inf:  # no deadline: no context to enter
+            return t._read(lambda snap: t._executor.run(snap, spec))
         with deadline(seconds):
             return t._read(lambda snap: t._executor.run(snap, spec))
 
@@ -134,6 +138,7 @@ class Table:
         # the same name is another directory, and this object must not touch it
         self._dir_id = directory_identity(path)
         self._path_str = str(path)
+        self._watch = VersionsWatch(path)  # see _current
         self._lease: Lease | None = None  # a checkout's claim on its version's files
         self._snap = self._open(version)
         self._embedder: Any = embedder
@@ -192,12 +197,19 @@ class Table:
             raise dropped_error(self.path)
 
     def _current(self) -> Snapshot:
-        self._check_present()
+        """The version read now: the newest committed (by any process) before, or the checkout."""
         if self._pinned:
+            self._check_present()
             return self._snap
+        unchanged = self._watch.unchanged()  # one stat while nothing was committed
+        if unchanged is not None:
+            return unchanged
+        stamp = self._watch.stamp()  # before the probe: it vouches for no later state
+        self._check_present()
         snap = self._snap.refreshed()
         if snap is not self._snap:
             self._set(snap)
+        self._watch.record(stamp, snap)
         return snap
 
     def _set(self, snap: Snapshot) -> None:
@@ -376,6 +388,9 @@ class Table:
         >>> [h["id"] for h in tbl.search("apple", mode="keyword").to_list()]
         ['a']
         """
+        if (mode is None and vector is None and type(query) is np.ndarray
+                and query.dtype == np.float32):  # the common call, checked in two NumPy calls
+            return vector_query(_Source(self), query_vector(query, self.config)[None, :])
         text, vec, m = search_inputs(query, mode, vector, self.config)
         if text is None:
             assert vec is not None

@@ -21,8 +21,7 @@ building and unfiltered search; ``None`` means hnswlib's default, every core.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -215,23 +214,6 @@ class HnswIndex(IndexBase):
         # many query vectors); holding the array keeps its identity from being reused
         self._last_filter: tuple[np.ndarray, Callable[[int], Any]] | None = None
 
-    @contextmanager
-    def _ef_held(self, ef: int) -> Iterator[None]:
-        with self._ef_cond:
-            while self._ef_users and self._ef != ef:
-                self._ef_cond.wait()
-            if self._ef != ef:
-                self._index.set_ef(ef)
-                self._ef = ef
-            self._ef_users += 1
-        try:
-            yield
-        finally:
-            with self._ef_cond:
-                self._ef_users -= 1
-                if not self._ef_users:
-                    self._ef_cond.notify_all()
-
     @classmethod
     def _space(cls, metric: Metric) -> str:
         return "l2" if metric is Metric.L2 else "ip"
@@ -337,7 +319,17 @@ class HnswIndex(IndexBase):
                 if not allow.flags.writeable:
                     self._last_filter = (allow, flt)
             threads = 1
-        with self._ef_held(max(effort, k)):
+        ef = max(effort, k)
+        cond = self._ef_cond
+        with cond:  # the ef this search needs, held (no context manager: every query passes here)
+            if self._ef_users and self._ef != ef:
+                while self._ef_users and self._ef != ef:
+                    cond.wait()
+            if self._ef != ef:
+                self._index.set_ef(ef)
+                self._ef = ef
+            self._ef_users += 1
+        try:
             try:
                 labels, dist = self._index.knn_query(queries, k=k, num_threads=threads,
                                                      filter=flt)
@@ -352,6 +344,11 @@ class HnswIndex(IndexBase):
                     out_s[i, : s.shape[0]] = s
                     out_l[i, : lab.shape[0]] = lab
                 return out_s, out_l
+        finally:
+            with cond:
+                self._ef_users -= 1
+                if not self._ef_users:
+                    cond.notify_all()
 
     def _search_one(self, query: FloatMatrix, k: int,
                     flt: Callable[[int], Any] | None) -> tuple[FloatMatrix, LabelMatrix]:

@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from ..config import check_timeout
 from ..errors import InvalidArgumentError
 from .fusion import make_fusion
 from .rerank import DEFAULT_CANDIDATES
-from .results import Hits, Plan
+from .results import Hits, Plan, hits_to_lists
 from .spec import GroupBy, QuerySpec, Rerank, SearchMode
 
 MAX_K = 100_000
@@ -144,7 +145,9 @@ class BatchQuery(_Chain):
         return self._source.run(self._spec)
 
     def to_list(self) -> list[list[dict[str, Any]]]:
-        return [h.to_list() for h in self.hits()]
+        """One ``[{"id", "score", <attributes>...}]`` per query, in the order of the queries
+        (the attributes of all their hits read at once)."""
+        return hits_to_lists(self.hits())
 
     def to_arrow(self) -> pa.Table:
         """All hits in one table, with a ``query`` column (the query's position) first."""
@@ -236,3 +239,19 @@ class Query(_Chain):
             if vector is not None:
                 spec = _with(spec, vectors=vector[None, :])
         return _with(self, _spec=_with(spec, rerank=Rerank(resolved, int(candidates), column)))
+
+
+_PLAIN_SPEC = QuerySpec(vectors=None)
+
+
+def vector_query(source: QuerySource, vectors: npt.NDArray[np.float32]) -> Query:
+    """``Query(source, QuerySpec(vectors=vectors))`` (checked vectors, ``(1, dim)``), made
+    without the frozen dataclasses' ``__init__``, which sets each field through
+    ``object.__setattr__``: every search pays this."""
+    spec = object.__new__(QuerySpec)
+    spec.__dict__.update(_PLAIN_SPEC.__dict__)
+    spec.__dict__["vectors"] = vectors
+    query = object.__new__(Query)
+    query.__dict__.update(_source=source, _spec=spec)
+    return query
+

@@ -112,6 +112,9 @@ class Executor:
 
     def index_view(self, snap: Snapshot) -> IndexView | None:
         """``snap``'s index and how its labels map to the version's rows (None: no index)."""
+        cached = self._views  # read without the lock first: every query asks
+        if cached is not None and cached[0] == snap.version:
+            return cached[1]
         with self._guard:
             cached = self._views
             if cached is not None and cached[0] == snap.version:
@@ -180,11 +183,8 @@ class Executor:
             view = self.index_view(snap)
             if view is not None and view.whole:
                 # the common query, kept lean: one index search, no per-query objects but Hits
-                req = SearchRequest(query=spec.vectors[0], k=spec.k,
-                                    oversample=resolve_oversample(spec.oversample, False, self.settings,
-                                                                  snap.manifest.scan, snap.num_rows),
-                                    oversample_set=spec.oversample is not None, exact=False, rows=None)
-                quick = search_index_quick(snap, view, req, self.settings)
+                quick = search_index_quick(snap, view, spec.vectors[0], spec.k, spec.oversample,
+                                           self.settings)
                 if quick is not None:
                     return [Hits(quick[0], quick[1], quick[2], snap.default_columns, snap)]
         if spec.columns is not None:

@@ -20,11 +20,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..config import PlannerSettings
+from ..config import Metric, PlannerSettings
 from ..storage.manifest import IndexEntry
 from ..storage.snapshot import Snapshot
 from .multivector import make_scorer, scored_columns
-from .planner import BINARY_KINDS, SearchRequest, index_attempt, scan_instead_of_index
+from .planner import (
+    BINARY_KINDS,
+    SearchRequest,
+    index_attempt,
+    resolve_oversample,
+    scan_instead_of_index,
+)
 from .results import Plan, Stage, Strategy
 from .scan import scan
 from .scoring import rescore_exact, top_k
@@ -166,9 +172,12 @@ class Prefetched:
 
 def index_queries(index: Any, queries: F32) -> F32:
     """Checked query vectors as the index searches them: ``[q, dim]``, unit length under
-    cosine (the index holds unit vectors)."""
-    q = np.ascontiguousarray(queries.reshape(-1, queries.shape[-1]), dtype=np.float32)
-    if index.metric.value == "cosine":
+    cosine (the index holds unit vectors). One query or many, the same arithmetic (a batch
+    returns what each query alone would)."""
+    q = queries if queries.ndim == 2 else queries.reshape(-1, queries.shape[-1])
+    if not q.flags.c_contiguous or q.dtype != np.float32:
+        q = np.ascontiguousarray(q, dtype=np.float32)
+    if index.metric is Metric.COSINE:
         norms = np.sqrt(np.einsum("ij,ij->i", q, q, dtype=np.float64))
         q = (q / norms[:, None]).astype(np.float32)
     return q
@@ -184,33 +193,42 @@ class BatchStart:
     prefetched: list[Prefetched | None]
 
 
-def search_index_quick(snap: Snapshot, view: IndexView, req: SearchRequest, settings: PlannerSettings,
-                       ) -> tuple[I64, F32, Callable[[], Plan]] | None:
-    """An unfiltered request answered by a :attr:`IndexView.whole` index alone: one search, its
-    labels mapped to rows, the plan described only when asked for. None when the index came
-    back short (the caller runs :func:`search_index`)."""
-    key = (req.k, req.oversample, req.oversample_set)
+def search_index_quick(snap: Snapshot, view: IndexView, query: F32, k: int, oversample: int | None,
+                       settings: PlannerSettings) -> tuple[I64, F32, Callable[[], Plan]] | None:
+    """An unfiltered query (``.rescore(oversample)`` when not None) answered by a
+    :attr:`IndexView.whole` index alone: one search, its labels mapped to rows, the plan
+    described only when asked for. None when the index came back short (the caller runs
+    :func:`search_index`)."""
+    key = (k, oversample)
     att = view.attempts.get(key)
     count = len(view.label_rows)
-    if att is None:
-        att = view.attempts[key] = index_attempt(view.index, view.kind, req, view.live_labels, count,
-                                                 False, settings)
+    if att is None:  # once per (k, oversample) and version: the planner's choice, kept
+        req = SearchRequest(query=query, k=k,
+                            oversample=resolve_oversample(oversample, False, settings,
+                                                          snap.manifest.scan, snap.num_rows),
+                            oversample_set=oversample is not None, exact=False, rows=None)
+        att = view.attempts[key] = (index_attempt(view.index, view.kind, req, view.live_labels,
+                                                  count, False, settings), req.oversample)
+    att, used_oversample = att
     t = time.perf_counter()
-    scores, labels = view.index.search_prepared(index_queries(view.index, req.query), att.want, None,
+    scores, labels = view.index.search_prepared(index_queries(view.index, query), att.want, None,
                                                 count, att.effort)
     seconds = time.perf_counter() - t
     labels, scores = labels[0], scores[0]
     if labels[-1] < 0:  # misses are padded at the end
         keep = labels >= 0
         labels, scores = labels[keep], scores[keep]
-    if labels.size < min(req.k, snap.num_rows):
+    found = int(labels.size)
+    if found < min(k, snap.num_rows):
         return None
-    rows, scores = view.label_rows[labels[:req.k]], scores[:req.k]
+    if found > k:
+        labels, scores = labels[:k], scores[:k]
+    rows = view.label_rows[labels]
 
     def plan() -> Plan:
-        return Plan(strategy=att.strategy, reason=att.reason, table_rows=snap.num_rows, k=req.k,
-                    oversample=req.oversample, index=view.kind,
-                    stages=(Stage(f"{view.kind} ef={att.effort}", count, int(labels.size), seconds),))
+        return Plan(strategy=att.strategy, reason=att.reason, table_rows=snap.num_rows, k=k,
+                    oversample=used_oversample, index=view.kind,
+                    stages=(Stage(f"{view.kind} ef={att.effort}", count, found, seconds),))
 
     return rows, scores, plan
 

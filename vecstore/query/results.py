@@ -216,3 +216,21 @@ class Hits:
 
     def to_pandas(self) -> Any:
         return self.to_arrow().to_pandas()
+
+
+def hits_to_lists(hits: Sequence[Hits]) -> list[list[dict[str, Any]]]:
+    """``[h.to_list() for h in hits]``, with the attributes of every hit read in one gather
+    when the hits come from one table version and ask for the same columns (a batch)."""
+    if len(hits) < 2 or any(h._source is not hits[0]._source or h._columns != hits[0]._columns
+                            or h._table is not None for h in hits):
+        return [h.to_list() for h in hits]
+    rows = np.concatenate([h._rows for h in hits])
+    scores = np.concatenate([h._scores for h in hits])
+    flat = hits[0]._source.rows_as_dicts(rows, hits[0]._columns, scores)
+    out, at = [], 0
+    for h in hits:
+        n = int(h._rows.size)
+        out.append(flat[at:at + n])
+        at += n
+    return out
+

@@ -22,6 +22,7 @@ import time
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from time import time_ns as _wall_clock_ns  # the machine's clock, as file times use
 from typing import Any
 
 import pyarrow as pa
@@ -299,6 +300,49 @@ def latest_version(table_dir: Path, known: int = 0) -> int:
             return v
     versions = list_versions(table_dir)
     return versions[-1] if versions else 0
+
+
+STAMP_MARGIN_NS = 2_000_000_000
+"""How old (in ns, by the clock of this machine) the versions directory's mtime must be when
+it is read for :func:`versions_stamp` to vouch for it: more than the coarsest timestamp step of
+the file systems a table may live on (a few ms on ext4/xfs/tmpfs, 1-2 s on some others)."""
+
+
+class VersionsWatch:
+    """Whether a table's versions directory is as it was when a version was found newest: one
+    ``stat`` per read while the table does not change, where :func:`latest_version` costs two
+    or more. Publishing or removing a version adds, renames or deletes an entry there, which
+    sets the directory's mtime to the time of that change; a drop leaves the path naming
+    another directory, or none. The state is vouched for only once the mtime is
+    :data:`STAMP_MARGIN_NS` old (a change within the same timestamp step could leave it as it
+    was): until then every read probes the versions."""
+
+    def __init__(self, table_dir: Path) -> None:
+        self._path = os.path.join(str(table_dir), VERSIONS_DIR)
+        self._seen: tuple[tuple[int, int, int], Any] | None = None  # (stamp, what was newest)
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self._path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino, st.st_mtime_ns)
+
+    def unchanged(self) -> Any:
+        """What :meth:`record` was given, if the directory has not changed since; else None."""
+        seen = self._seen
+        if seen is not None and self._stat() == seen[0]:
+            return seen[1]
+        return None
+
+    def stamp(self) -> tuple[int, int, int] | None:
+        """The directory's state now, to :meth:`record` with what a probe that starts after
+        this call finds newest; None when it is too recent to vouch for."""
+        now = self._stat()
+        return None if now is None or _wall_clock_ns() - now[2] < STAMP_MARGIN_NS else now
+
+    def record(self, stamp: tuple[int, int, int] | None, newest: Any) -> None:
+        self._seen = None if stamp is None else (stamp, newest)
 
 
 def version_exists(table_dir: Path, version: int) -> bool:

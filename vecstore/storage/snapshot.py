@@ -53,7 +53,7 @@ class Snapshot:
         sizes = np.array([s.rows for s in segments], dtype=np.int64)
         self.bases: I64 = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self._attribute_tables: dict[tuple[int, tuple[str, ...]], pa.Table] = {}
-        self._value_columns: dict[tuple[int, str], Any] = {}
+        self._value_columns: dict[str, _Gather] = {}  # attribute column -> reader by global row
         self._columns: dict[str, VectorColumn] = {}
 
     @property
@@ -86,8 +86,9 @@ class Snapshot:
     def physical_rows(self) -> int:
         return int(self.bases[-1])
 
-    @property
+    @functools.cached_property
     def num_rows(self) -> int:
+        """Live rows (the manifest sums its segments': asked several times per query)."""
         return self.manifest.rows
 
     def segment_keys(self) -> dict[str, Segment]:
@@ -266,82 +267,39 @@ class Snapshot:
             return pa.schema(fields).empty_table()
         return pa.concat_tables(parts)
 
-    def _values(self, s: int, name: str) -> Any:
-        """Segment ``s``'s column ``name`` as the table's schema types it: a NumPy array for
-        numbers and booleans without nulls (zero-copy), else an Arrow array."""
-        key = (s, name)
-        col = self._value_columns.get(key)
+    def _gatherer(self, name: str) -> _Gather:
+        """Attribute column ``name`` of every segment as one reader by global row (built once
+        per version and column: see :class:`_Gather`)."""
+        col = self._value_columns.get(name)
         if col is None:
-            arr = self._segment_attributes(s, [name]).column(0)
-            arr = arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
-            t = arr.type
-            if arr.null_count == 0 and (pa.types.is_integer(t) or pa.types.is_floating(t)
-                                        or pa.types.is_boolean(t)):
-                col = to_numpy(arr)
-            elif pa.types.is_string(t) and arr.offset == 0:
-                col = _Strings(arr)
-            else:
-                col = arr
-            self._value_columns[key] = col
+            arrays = []
+            for s in range(len(self.segments)):
+                arr = self._segment_attributes(s, [name]).column(0)
+                arrays.append(arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks())
+            col = _gather_of(arrays, self.manifest.schema.field(name).type if name != "id"
+                             else pa.string())
+            self._value_columns[name] = col
         return col
 
     def rows_as_dicts(self, rows: I64, columns: Sequence[str],
                       scores: npt.NDArray[np.float32] | None = None) -> list[dict[str, Any]]:
         """Rows at global positions ``rows`` as dicts (``id``, ``score`` when given, then the
-        other ``columns``), the way a query's caller reads its few hits: one small gather per
-        column, no table built."""
-        n = rows.size
+        other ``columns``), the way a query's caller reads its few hits: one gather per column
+        over the whole version, whatever the segments the rows come from; no table built."""
         vector_names = self.vector_names
-        values: dict[str, list[Any]] = {c: [None] * n for c in columns if c not in vector_names}
-        for name in vector_names:
-            if name in columns:
-                values[name] = [v.tolist() for v in self.gather_vectors(rows, name)]
-        single = len(self.segments) == 1
-        for s, positions, local in self._by_segment(rows):
-            for name in columns:
-                if name in vector_names:
-                    continue
-                col = self._values(s, name)
-                if isinstance(col, np.ndarray):
-                    got = col[local].tolist()
-                elif isinstance(col, _Strings):
-                    got = col.take(local)
-                else:
-                    got = col.take(pa.array(local)).to_pylist()
-                if single:  # the hits in order already: the gathered list is the column
-                    values[name] = got
-                    continue
-                out = values[name]
-                for i, v in zip(positions.tolist(), got, strict=True):
-                    out[i] = v
-        names = [c for c in columns if c in values]
+        names: list[str] = []
+        cols: list[list[Any]] = []
+        for name in columns:
+            if name in vector_names:
+                cols.append([v.tolist() for v in self.gather_vectors(rows, name)])
+            else:
+                cols.append(self._gatherer(name).take(rows))
+            names.append(name)
         if scores is not None:
-            names.insert(1 if names and names[0] == "id" else 0, "score")
-            values["score"] = np.asarray(scores, dtype=np.float32).tolist()
-        cols = [values[c] for c in names]
+            at = 1 if names and names[0] == "id" else 0
+            names.insert(at, "score")
+            cols.insert(at, np.asarray(scores, dtype=np.float32).tolist())
         return [dict(zip(names, row, strict=True)) for row in zip(*cols, strict=True)]
-
-    def _by_segment(self, rows: I64) -> list[tuple[int, I64, I64]]:
-        """(segment, positions in ``rows``, local rows) for each segment ``rows`` touch."""
-        if rows.size == 0:
-            return []
-        if len(self.segments) == 1:
-            return [(0, np.arange(rows.size), rows)]
-        seg_of = np.searchsorted(self.bases, rows, side="right") - 1
-        if rows.size <= 64:  # a query's hits: grouped in Python, cheaper than NumPy passes
-            groups: dict[int, list[int]] = {}
-            for i, s in enumerate(seg_of.tolist()):
-                groups.setdefault(s, []).append(i)
-            out = []
-            for s, positions in groups.items():
-                where = np.array(positions, dtype=np.int64)
-                out.append((s, where, rows[where] - self.bases[s]))
-            return out
-        out = []
-        for s in np.unique(seg_of):
-            where = np.flatnonzero(seg_of == s)
-            out.append((int(s), where, rows[where] - self.bases[s]))
-        return out
 
     def take(self, rows: I64, columns: list[str]) -> pa.Table:
         """Rows at global positions ``rows`` (in that order), with ``columns``."""
@@ -399,27 +357,89 @@ class VectorColumn:
         self.binary = [a[3] for a in arrays]
 
 
-class _Strings:
-    """A string column read value by value from its Arrow buffers (zero-copy): a few hits
-    decode in microseconds, where an Arrow ``take`` costs tens."""
+class _Gather:
+    """One attribute column of a version, read by global row: ``take(rows)`` gives the
+    values of those rows, in that order, as Python objects. The arrays here are the kinds a
+    query's few hits are read from fastest (microseconds for ten rows, where an Arrow
+    ``take`` costs tens); :func:`_gather_of` picks one."""
 
-    def __init__(self, arr: pa.StringArray) -> None:
-        validity, offsets, data = arr.buffers()
-        n = len(arr)
-        self.offsets = np.frombuffer(offsets, dtype=np.int32, count=n + 1)
-        self.data = memoryview(data) if data is not None else memoryview(b"")
-        self.valid = None if arr.null_count == 0 else \
-            to_numpy(arr.is_valid())
+    def take(self, rows: I64) -> list[Any]:
+        raise NotImplementedError
 
-    def take(self, rows: I64) -> list[str | None]:
-        data = self.data
-        starts, ends = self.offsets[rows].tolist(), self.offsets[rows + 1].tolist()
-        out: list[str | None] = [str(data[a:b], "utf-8") for a, b in zip(starts, ends, strict=True)]
+
+class _Numbers(_Gather):
+    """Numbers or booleans without nulls: one NumPy array by global row (zero-copy over a
+    single segment; a copy of the column, 1-8 bytes a row, over several)."""
+
+    def __init__(self, values: npt.NDArray[Any]) -> None:
+        self.values = values
+
+    def take(self, rows: I64) -> list[Any]:
+        return self.values[rows].tolist()
+
+
+class _Strings(_Gather):
+    """Strings read value by value from the segments' Arrow buffers, which stay where they
+    are (memory-mapped): by global row, the segment (``seg``) and the value's byte range in
+    that segment's data (``starts``, ``ends``), 9-10 bytes a row."""
+
+    def __init__(self, arrays: list[pa.StringArray]) -> None:
+        self.data = [memoryview(a.buffers()[2] or b"") for a in arrays]
+        offsets = [np.frombuffer(a.buffers()[1], dtype=np.int32, count=len(a) + 1) for a in arrays]
+        if len(arrays) == 1:  # zero-copy views of the one segment's offsets
+            self.starts, self.ends = offsets[0][:-1], offsets[0][1:]
+            self.seg: npt.NDArray[np.int16] | None = None
+        else:
+            self.starts = np.concatenate([o[:-1] for o in offsets])
+            self.ends = np.concatenate([o[1:] for o in offsets])
+            self.seg = np.concatenate([np.full(len(a), i, dtype=np.int16)
+                                       for i, a in enumerate(arrays)])
+        nulls = any(a.null_count for a in arrays)
+        self.valid = np.concatenate([to_numpy(a.is_valid()) for a in arrays]) if nulls else None
+
+    def take(self, rows: I64) -> list[Any]:
+        starts, ends = self.starts[rows].tolist(), self.ends[rows].tolist()
+        if self.seg is None:
+            data = self.data[0]
+            out: list[Any] = [str(data[a:b], "utf-8") for a, b in zip(starts, ends, strict=True)]
+        else:
+            datas = self.data
+            out = [str(datas[s][a:b], "utf-8")
+                   for s, a, b in zip(self.seg[rows].tolist(), starts, ends, strict=True)]
         if self.valid is not None:
             for i, ok in enumerate(self.valid[rows].tolist()):
                 if not ok:
                     out[i] = None
         return out
+
+
+class _Arrow(_Gather):
+    """Any other column (nulls, dates, lists, ...): the segments' arrays as one chunked array
+    (zero-copy), one Arrow ``take`` by global row."""
+
+    def __init__(self, arrays: list[pa.Array], type_: pa.DataType) -> None:
+        self.values = pa.chunked_array(arrays, type=type_)
+
+    def take(self, rows: I64) -> list[Any]:
+        return self.values.take(pa.array(rows)).to_pylist()
+
+
+_MAX_STRING_SEGMENTS = 32_000  # segment numbers of _Strings are int16
+
+
+def _gather_of(arrays: list[pa.Array], type_: pa.DataType) -> _Gather:
+    """The fastest :class:`_Gather` for a column whose segments hold ``arrays`` (of the
+    table's type ``type_``)."""
+    if pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_boolean(type_):
+        if not any(a.null_count for a in arrays):
+            if len(arrays) == 1:
+                return _Numbers(to_numpy(arrays[0]))
+            return _Numbers(np.concatenate([to_numpy(a) for a in arrays]) if arrays
+                            else np.zeros(0, dtype=type_.to_pandas_dtype()))
+    if (pa.types.is_string(type_) and arrays and len(arrays) <= _MAX_STRING_SEGMENTS
+            and all(a.offset == 0 for a in arrays)):
+        return _Strings(arrays)
+    return _Arrow(arrays, type_)
 
 
 def verify_version(table_dir: Path, manifest: Manifest) -> tuple[int, int, list[str]]:
