@@ -102,8 +102,10 @@ def _truth(base: F32, queries: F32, rows: I64 | None = None) -> tuple[F32, F32]:
 
 
 def _recall(scores: F32, kth: F32, found: list[I64]) -> float:
+    """Mean recall@K of the queries answered (a system out of time budget answers the first
+    ``len(found)`` queries only)."""
     got = [scores[i, np.unique(f[f >= 0])] for i, f in enumerate(found)]
-    return float(np.mean(tie_aware_recalls(got, kth, K)))
+    return float(np.mean(tie_aware_recalls(got, kth[:len(got)], K)))
 
 
 def _per_query(fn: Any, n: int, budget_s: float = 20.0) -> tuple[list[Any], float]:
