@@ -21,13 +21,19 @@ DIM = 32
 ROWS = 600
 
 
+def _at(i: int) -> dt.datetime | None:
+    """A timestamp column with nulls (read through NumPy's datetime64)."""
+    return None if i % 7 == 0 else dt.datetime(1987, 2, 1 + i % 28, i % 24, i % 60, i % 60, i)
+
+
 def _rows(rng: np.random.Generator, start: int, stop: int, extra: bool) -> list[dict]:
     vectors = rng.standard_normal((stop - start, DIM)).astype(np.float32)
     out = []
     for i, v in zip(range(start, stop), vectors, strict=True):
         row = {"id": f"r{i}", "vector": v, "n": i, "x": i / 7, "flag": i % 3 == 0,
                "name": None if i % 5 == 0 else f"name-{i}-é", "day": dt.date(2024, 1, 1 + i % 28),
-               "tags": [f"t{i % 4}", "all"]}
+               "tags": [f"t{i % 4}", "all"],
+               "at": _at(i)}
         if extra:  # a column the first writes did not have: null in their segments
             row["late"] = f"late-{i}"
         out.append(row)
@@ -89,6 +95,7 @@ def test_the_hits_of_many_segments_carry_their_own_row_values(twins) -> None:
         assert hit["name"] == (None if i % 5 == 0 else f"name-{i}-é")
         assert hit["day"] == dt.date(2024, 1, 1 + i % 28) and hit["tags"] == [f"t{i % 4}", "all"]
         assert hit["late"] == (None if i < 300 else f"late-{i}")
+        assert hit["at"] == _at(i)
 
 
 def test_an_indexed_table_with_rows_added_since_the_build_reads_their_values(twins, rng) -> None:
