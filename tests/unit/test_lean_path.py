@@ -180,3 +180,22 @@ def test_a_batch_returns_what_each_query_alone_returns(twins, rng, indexed) -> N
             _same_hits(got, alone)
             assert hits.ids == [h["id"] for h in alone]
     assert many.search_batch(queries[:0].reshape(0, DIM)).to_list() == []
+
+
+def test_reading_hits_with_dates_does_not_import_pandas(tmp_path) -> None:
+    """A cold process's first query reads its hits' dates without pandas (``Array.to_numpy``
+    imports it for temporal types: half a second of the first query)."""
+    import subprocess
+    import sys
+
+    tbl = vecstore.connect(tmp_path).create_table("t", dim=4)
+    tbl.add([{"id": "a", "vector": [1, 0, 0, 0], "day": dt.date(2024, 1, 2),
+              "at": dt.datetime(1987, 2, 1, 3, 4, 5)},
+             {"id": "b", "vector": [0, 1, 0, 0], "day": None, "at": None}])
+    code = ("import sys, vecstore; t = vecstore.connect(sys.argv[1]).open_table('t'); "
+            "hits = t.search([1, 0, 0, 0]).limit(2).to_list(); "
+            "print(repr([(h['day'], h['at']) for h in hits]), 'pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[-1] == "False"
+    assert "datetime.date(2024, 1, 2)" in " ".join(out) and "None" in " ".join(out)
