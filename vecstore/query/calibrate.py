@@ -10,8 +10,11 @@ has a twin that a user's query does not, and the twin is found at no effort), th
 is the truth, and the smallest oversample on a ~1.5x grid whose recall@10 reaches the target with
 confidence (the lower bound of the per-query recalls,
 :func:`~vecstore.index.calibration.recall_lower_bound`: the margin follows the sample) is kept,
-unfiltered and inside a random filter keeping a tenth of the rows (a filtered scan ranks fewer,
-weaker neighbours). ``create_index`` and ``optimize`` record the result in the table's version.
+unfiltered and inside two filters keeping a tenth of the rows (a filtered scan ranks fewer,
+weaker neighbours): a random one, and the rows nearest one row's vector (a filter that follows
+the content, as a topic or a category does, leaves most queries' neighbours far from them);
+the filtered oversample is the larger of the two. ``create_index`` and ``optimize`` record the
+result in the table's version.
 """
 
 from __future__ import annotations
@@ -77,9 +80,15 @@ def calibrate_scan(snap: Snapshot, settings: PlannerSettings, target: float = 0.
     live = snap.live_rows
     queries = np.sort(rng.choice(live, min(CALIBRATION_QUERIES, live.size), replace=False))
     vectors = snap.gather_vectors(queries)
-    subset = np.sort(rng.choice(live, max(live.size // 10, 2 * K * 4), replace=False))
+    size = max(live.size // 10, 2 * K * 4)
+    subset = np.sort(rng.choice(live, size, replace=False))
+    # A real filter follows the content (a topic, a category): its rows sit together in the
+    # space, away from most queries. The rows nearest a random row's vector stand for one.
+    centre = snap.gather_vectors(np.array([rng.choice(live)]))[0]
+    near = np.concatenate([snap.vectors[s] @ centre for s in range(len(snap.segments))])[live]
+    topical = np.sort(live[np.argpartition(-near, size - 1)[:size]])
     results = []
-    for rows in (None, subset):
+    for rows in (None, subset, topical):
         # the truth holds room for the excluded rows (own + at most K near-duplicates)
         base = [SearchRequest(query=v, k=2 * K + 1, oversample=1, oversample_set=True, exact=True,
                               rows=rows) for v in vectors]
