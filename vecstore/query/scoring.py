@@ -92,12 +92,32 @@ class Scorer:
         """int8 scores of global ``rows`` (sorted by segment), in that order."""
         if len(self.snap.segments) == 1:
             return self.int8(0, rows)
+        if self.col is None and _non_decreasing(rows):
+            return self._int8_all_segments(rows)
         scores = np.empty(rows.size, dtype=np.float32)
         offset = 0
         for s, local in self.snap.split(rows):
             scores[offset:offset + local.size] = self.int8(s, local)
             offset += local.size
         return scores
+
+    def _int8_all_segments(self, rows: I64) -> F32:
+        """:meth:`int8_rows` of sorted global ``rows`` over several segments in one kernel call:
+        each segment's calibration folded into the query at once (``[segments, dim]``), no
+        per-segment Python loop."""
+        snap = self.snap
+        cuts = np.searchsorted(rows, snap.bases)
+        qscaled = (self.q_unit[None, :] * snap.int8_scales).astype(np.float32)
+        consts = (snap.int8_origins @ self.q_unit.astype(np.float64)).astype(np.float32)
+        unit_dots = kernels().int8_scores_rows_ranges(snap.int8_all, rows, cuts, qscaled)
+        unit_dots += np.repeat(consts, np.diff(cuts))
+        if self.metric is Metric.COSINE:
+            return unit_dots
+        dots = unit_dots * np.float32(self.q_norm)
+        if self.metric is Metric.L2:
+            norms = snap.norms_all[rows]
+            return (2.0 * dots - norms * norms - self.q_norm2).astype(np.float32)
+        return dots
 
     def exact(self, s: int, local: I64 | None) -> F32:
         """Exact float32 scores of segment ``s``'s rows ``local`` (all rows when None)."""
@@ -118,6 +138,10 @@ class Scorer:
         if self.metric is Metric.L2:
             return (2.0 * dots - norms * norms - self.q_norm2).astype(np.float32)
         return dots.astype(np.float32, copy=False)
+
+
+def _non_decreasing(rows: I64) -> bool:
+    return rows.size < 2 or bool((rows[1:] >= rows[:-1]).all())
 
 
 SMALL_TOP_K = 1024
