@@ -80,3 +80,14 @@ def test_int8_rescoring_over_many_segments_is_each_segments_own(twins, rng) -> N
         # the documented per-segment computation: each segment's calibration on its rows
         want = np.concatenate([scorer.int8(s, local) for s, local in snap.split(rows)])
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
+
+
+def test_exact_rescoring_over_many_segments_is_each_segments_own(twins, rng) -> None:
+    many, _, queries = twins
+    snap = many._current()
+    rows = np.sort(rng.choice(snap.physical_rows, size=300, replace=False)).astype(np.int64)
+    for q in queries:
+        scorer = Scorer(snap, q)
+        want = np.concatenate([scorer.exact(s, local) for s, local in snap.split(rows)])
+        np.testing.assert_allclose(scorer.exact_rows(rows), want, rtol=1e-6, atol=1e-5)
+        assert scorer.exact_rows(rows[:0]).size == 0

@@ -148,6 +148,12 @@ def _int8_stage(scorer: Scorer | MultiScorer, rows1: I64, k: int, n1: int, stage
 def _float_stage(scorer: Scorer | MultiScorer, rows: I64, k: int, stages: list[Stage],
                  plan_args: dict[str, Any]) -> tuple[I64, F32, Plan]:
     t = time.perf_counter()
-    found, scores, _ = exact_top(scorer, segment_parts(scorer.snap, rows), k)
+    if isinstance(scorer, Scorer) and scorer.col is None and len(scorer.snap.segments) > 1:
+        # candidates of several segments: scored in one array without splitting them first
+        all_scores = scorer.exact_rows(rows)
+        order = top_k(all_scores, k)
+        found, scores = rows[order], all_scores[order]
+    else:
+        found, scores, _ = exact_top(scorer, segment_parts(scorer.snap, rows), k)
     stages.append(Stage("float32 rescore", rows.size, found.size, time.perf_counter() - t))
     return found, scores, Plan(stages=tuple(stages), **plan_args)

@@ -119,6 +119,27 @@ class Scorer:
             return (2.0 * dots - norms * norms - self.q_norm2).astype(np.float32)
         return dots
 
+    def exact_rows(self, rows: I64) -> F32:
+        """Exact float32 scores of sorted global ``rows`` of several segments, in that order:
+        one row-gather kernel call per segment holding some (the segments' vectors stay where
+        they are, memory-mapped), the metric's arithmetic once over all of them."""
+        snap = self.snap
+        q = self.q_unit if self.metric is Metric.COSINE else self.q_raw
+        kern = kernels()
+        cuts = np.searchsorted(rows, snap.bases).tolist()
+        dots = np.empty(rows.size, dtype=np.float32)
+        for s, vectors in enumerate(snap.vectors):
+            a, b = cuts[s], cuts[s + 1]
+            if b > a:
+                dots[a:b] = kern.float_scores_rows(vectors, rows[a:b] - snap.bases[s], q)
+        norms = snap.norms_all[rows]
+        # the same element-wise arithmetic as exact(): the same scores, bit for bit
+        if self.metric is Metric.COSINE:
+            return (dots / np.maximum(norms, np.float32(MIN_NORM))).astype(np.float32)
+        if self.metric is Metric.L2:
+            return (2.0 * dots - norms * norms - self.q_norm2).astype(np.float32)
+        return dots
+
     def exact(self, s: int, local: I64 | None) -> F32:
         """Exact float32 scores of segment ``s``'s rows ``local`` (all rows when None)."""
         col = self.col
