@@ -452,15 +452,17 @@ def test_int8_scores_rows_ranges_agree(dim: int, sizes: tuple[int, ...]) -> None
     cuts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     rows = np.sort(rng.integers(0, 60, size=int(cuts[-1]), dtype=np.int64))
     qscaled = rng.standard_normal((len(sizes), dim)).astype(np.float32)
-    got = kernels.int8_scores_rows_ranges(codes, rows, cuts, qscaled)
-    want = reference.int8_scores_rows_ranges(codes, rows, cuts, qscaled)
+    consts = rng.standard_normal(len(sizes)).astype(np.float32)
+    got = kernels.int8_scores_rows_ranges(codes, rows, cuts, qscaled, consts)
+    want = reference.int8_scores_rows_ranges(codes, rows, cuts, qscaled, consts)
     # each range against its own query: the same sums as one int8_scores_rows call per range
     seg = np.repeat(np.arange(len(sizes)), np.diff(cuts))
-    assert_scores_close(got, want, codes[rows].astype(np.float64) * qscaled[seg])
+    terms = np.column_stack([codes[rows].astype(np.float64) * qscaled[seg], consts[seg]])
+    assert_scores_close(got, want, terms)
     for s in range(len(sizes)):
         a, b = cuts[s], cuts[s + 1]
-        assert_scores_close(got[a:b], reference.int8_scores_rows(codes, rows[a:b], qscaled[s]),
-                            codes[rows[a:b]].astype(np.float64) * qscaled[s])
+        one = reference.int8_scores_rows(codes, rows[a:b], qscaled[s]) + consts[s]
+        assert_scores_close(got[a:b], one, terms[a:b])
 
 
 @pytest.mark.parametrize("module", [kernels, reference])
@@ -469,5 +471,6 @@ def test_int8_scores_rows_ranges_rejects_bad_cuts(module, cuts: list[int]) -> No
     codes = np.zeros((4, 8), dtype=np.int8)
     rows = np.arange(3, dtype=np.int64)
     qscaled = np.zeros((len(cuts) - 1, 8), dtype=np.float32)
+    consts = np.zeros(len(cuts) - 1, dtype=np.float32)
     with pytest.raises(ValueError, match="cuts"):
-        module.int8_scores_rows_ranges(codes, rows, np.array(cuts, dtype=np.int64), qscaled)
+        module.int8_scores_rows_ranges(codes, rows, np.array(cuts, dtype=np.int64), qscaled, consts)

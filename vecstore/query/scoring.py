@@ -107,10 +107,9 @@ class Scorer:
         per-segment Python loop."""
         snap = self.snap
         cuts = np.searchsorted(rows, snap.bases)
-        qscaled = (self.q_unit[None, :] * snap.int8_scales).astype(np.float32)
+        qscaled = self.q_unit * snap.int8_scales  # float32 [segments, dim]
         consts = (snap.int8_origins @ self.q_unit.astype(np.float64)).astype(np.float32)
-        unit_dots = kernels().int8_scores_rows_ranges(snap.int8_all, rows, cuts, qscaled)
-        unit_dots += np.repeat(consts, np.diff(cuts))
+        unit_dots = kernels().int8_scores_rows_ranges(snap.int8_all, rows, cuts, qscaled, consts)
         if self.metric is Metric.COSINE:
             return unit_dots
         dots = unit_dots * np.float32(self.q_norm)
