@@ -42,6 +42,7 @@ __all__ = [
     "hamming_topk_rows",
     "hamming_topk_rows_ranges",
     "int8_scores_rows",
+    "int8_scores_rows_ranges",
     "topk_scores",
 ]
 
@@ -517,6 +518,36 @@ def int8_scores_rows(
 
 
 @njit(cache=True, nogil=True, fastmath=_VECTORISE_SUMS)
+def int8_scores_rows_ranges(
+    codes: npt.NDArray[np.int8], rows: npt.NDArray[np.int64], cuts: npt.NDArray[np.int64],
+    qscaled: npt.NDArray[np.float32], consts: npt.NDArray[np.float32],
+) -> npt.NDArray[np.float32]:
+    """``int8_scores_rows`` where entries ``cuts[s]:cuts[s + 1]`` of ``rows`` are scored with
+    ``qscaled[s]`` (``float32[s, dim]``: the segments of a table version, each with its own
+    dequantization scale) plus ``consts[s]``, in one call; returns ``float32[len(rows)]``."""
+    if qscaled.shape[1] != codes.shape[1]:
+        raise ValueError("query length must equal the number of columns of codes")
+    ok = (cuts.shape[0] == qscaled.shape[0] + 1 and consts.shape[0] == qscaled.shape[0]
+          and cuts[0] == 0 and cuts[-1] == rows.shape[0])
+    for s in range(1, cuts.shape[0]):
+        ok = ok and cuts[s] >= cuts[s - 1]
+    if not ok:
+        raise ValueError("cuts must be non-decreasing, one more than queries, from 0 to the count")
+    dim = codes.shape[1]
+    out = np.empty(rows.shape[0], dtype=np.float32)
+    for s in range(qscaled.shape[0]):
+        q = qscaled[s]
+        const = consts[s]
+        for i in range(cuts[s], cuts[s + 1]):
+            row = rows[i]
+            acc = np.float32(0.0)
+            for j in range(dim):
+                acc += q[j] * np.float32(codes[row, j])
+            out[i] = acc + const
+    return out
+
+
+@njit(cache=True, nogil=True, fastmath=_VECTORISE_SUMS)
 def float_scores_rows(
     vectors: npt.NDArray[np.float32], rows: npt.NDArray[np.int64], query: npt.NDArray[np.float32]
 ) -> npt.NDArray[np.float32]:
@@ -630,6 +661,8 @@ def warm_up() -> None:
         hamming_topk_rows_ranges(codes, rows, np.array([0, 1, 2], dtype=np.int64),
                                  np.zeros((2, 6), dtype=np.uint64), 1)
         int8_scores_rows(int8, rows, q)
+        int8_scores_rows_ranges(int8, rows, np.array([0, 1, 2], dtype=np.int64),
+                                np.zeros((2, 8), dtype=np.float32), np.zeros(2, dtype=np.float32))
         float_scores_rows(vectors, rows, q)
     hamming_topk(codes, query, 1)
     hamming_topk_ranges(codes, np.array([0, 2, 4], dtype=np.int64), np.zeros((2, 6), dtype=np.uint64), 1)

@@ -30,6 +30,7 @@ __all__ = [
     "hamming_topk_rows",
     "hamming_topk_rows_ranges",
     "int8_scores_rows",
+    "int8_scores_rows_ranges",
     "topk_scores",
 ]
 
@@ -189,6 +190,27 @@ def int8_scores_rows(
     """
     _check_width(codes, qscaled)
     return np.asarray(codes[rows].astype(np.float32) @ qscaled, dtype=np.float32)
+
+
+def int8_scores_rows_ranges(
+    codes: npt.NDArray[np.int8], rows: npt.NDArray[np.int64], cuts: npt.NDArray[np.int64],
+    qscaled: npt.NDArray[np.float32], consts: npt.NDArray[np.float32],
+) -> npt.NDArray[np.float32]:
+    """``int8_scores_rows`` where entries ``cuts[s]:cuts[s + 1]`` of ``rows`` are scored with
+    ``qscaled[s]`` (``float32[s, dim]``: the segments of a table version, each with its own
+    dequantization scale) plus ``consts[s]`` (``cuts`` runs from 0 to ``len(rows)``); returns
+    ``float32[len(rows)]``."""
+    if qscaled.shape[1] != codes.shape[1]:
+        raise ValueError("query length must equal the number of columns of codes")
+    if (cuts.shape[0] != qscaled.shape[0] + 1 or consts.shape[0] != qscaled.shape[0]
+            or cuts[0] != 0 or cuts[-1] != rows.shape[0]
+            or np.any(np.diff(cuts) < 0)):
+        raise ValueError("cuts must be non-decreasing, one more than queries, from 0 to the count")
+    out = np.empty(rows.shape[0], dtype=np.float32)
+    for s in range(qscaled.shape[0]):
+        a, b = int(cuts[s]), int(cuts[s + 1])
+        out[a:b] = codes[rows[a:b]].astype(np.float32) @ qscaled[s] + consts[s]
+    return out
 
 
 def float_scores_rows(

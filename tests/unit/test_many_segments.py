@@ -51,8 +51,9 @@ def test_exact_search_on_many_segments_matches_the_one_segment_twin(tables, rng,
 
 
 def _oracle(snap, q: np.ndarray, rows: np.ndarray | None, k: int, n1: int) -> list[int]:
-    """The two-stage scan as documented, stage 1 computed segment by segment with the NumPy
-    twin: the best n1 by (Hamming distance under the row's own segment calibration, row)."""
+    """The two-stage scan as documented, stages 1 and 2 computed segment by segment (stage 1
+    with the NumPy twin): the best n1 by (Hamming distance under the row's own segment
+    calibration, row), then the best n2 of those by int8 score under that calibration."""
     scorer = Scorer(snap, q)
     cand, dist = [], []
     for s, local in segment_parts(snap, rows):
@@ -63,7 +64,9 @@ def _oracle(snap, q: np.ndarray, rows: np.ndarray | None, k: int, n1: int) -> li
     all_rows, all_dist = np.concatenate(cand), np.concatenate(dist)
     rows1 = np.sort(all_rows[np.lexsort((all_rows, all_dist))[:n1]])
     n2 = min(rows1.size, max(4 * k, n1 // 4))
-    keep = np.sort(rows1[top_k(scorer.int8_rows(rows1), n2)])
+    # int8 stage segment by segment, each under its own calibration (not the one-call path)
+    int8 = np.concatenate([scorer.int8(s, local) for s, local in snap.split(rows1)])
+    keep = np.sort(rows1[top_k(int8, n2)])
     found, _, _ = exact_top(scorer, segment_parts(snap, keep), k)
     return found.tolist()
 

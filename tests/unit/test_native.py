@@ -442,3 +442,35 @@ def test_hamming_topk_property(
 def test_topk_scores_property(scores: list[float], k: int) -> None:
     array = np.array(scores, dtype=np.float32)
     np.testing.assert_array_equal(kernels.topk_scores(array, k), reference.topk_scores(array, k))
+
+
+@pytest.mark.parametrize("dim", [0, 3, 96, 384])
+@pytest.mark.parametrize("sizes", [(0,), (5,), (7, 0, 12), (1, 30, 4, 9)])
+def test_int8_scores_rows_ranges_agree(dim: int, sizes: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(16)
+    codes = rng.integers(-128, 128, size=(60, dim), dtype=np.int8)
+    cuts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    rows = np.sort(rng.integers(0, 60, size=int(cuts[-1]), dtype=np.int64))
+    qscaled = rng.standard_normal((len(sizes), dim)).astype(np.float32)
+    consts = rng.standard_normal(len(sizes)).astype(np.float32)
+    got = kernels.int8_scores_rows_ranges(codes, rows, cuts, qscaled, consts)
+    want = reference.int8_scores_rows_ranges(codes, rows, cuts, qscaled, consts)
+    # each range against its own query: the same sums as one int8_scores_rows call per range
+    seg = np.repeat(np.arange(len(sizes)), np.diff(cuts))
+    terms = np.column_stack([codes[rows].astype(np.float64) * qscaled[seg], consts[seg]])
+    assert_scores_close(got, want, terms)
+    for s in range(len(sizes)):
+        a, b = cuts[s], cuts[s + 1]
+        one = reference.int8_scores_rows(codes, rows[a:b], qscaled[s]) + consts[s]
+        assert_scores_close(got[a:b], one, terms[a:b])
+
+
+@pytest.mark.parametrize("module", [kernels, reference])
+@pytest.mark.parametrize("cuts", [[0, 2], [0, 3, 2], [1, 3], [0, 1]])
+def test_int8_scores_rows_ranges_rejects_bad_cuts(module, cuts: list[int]) -> None:
+    codes = np.zeros((4, 8), dtype=np.int8)
+    rows = np.arange(3, dtype=np.int64)
+    qscaled = np.zeros((len(cuts) - 1, 8), dtype=np.float32)
+    consts = np.zeros(len(cuts) - 1, dtype=np.float32)
+    with pytest.raises(ValueError, match="cuts"):
+        module.int8_scores_rows_ranges(codes, rows, np.array(cuts, dtype=np.int64), qscaled, consts)

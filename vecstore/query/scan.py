@@ -60,12 +60,11 @@ def scan(snap: Snapshot, req: SearchRequest, settings: PlannerSettings,
         strategy=strategy, reason=reason, table_rows=snap.num_rows, k=k, oversample=req.oversample,
         filter=req.filter, matches=None if req.rows is None else n_match)
     scorer = make_scorer(snap, req.query, req.combine)
-    parts = segment_parts(snap, req.rows)
     n1 = k * req.oversample
 
     if strategy is Strategy.EXACT_SCAN:
         t = time.perf_counter()
-        rows, scores, scanned = exact_top(scorer, parts, k)
+        rows, scores, scanned = exact_top(scorer, segment_parts(snap, req.rows), k)
         stages.append(Stage("float32 (exact)", scanned, rows.size, time.perf_counter() - t))
         return rows, scores, Plan(stages=tuple(stages), **plan_args)
 
@@ -73,7 +72,7 @@ def scan(snap: Snapshot, req: SearchRequest, settings: PlannerSettings,
         t = time.perf_counter()
         rows1 = np.concatenate([
             (np.arange(snap.segments[s].rows, dtype=np.int64) if local is None else local) + snap.bases[s]
-            for s, local in parts])
+            for s, local in segment_parts(snap, req.rows)])
         keep = np.sort(rows1[top_k(scorer.int8_rows(rows1), n1)])
         stages.append(Stage("int8 scan", n_match, keep.size, time.perf_counter() - t))
         return _float_stage(scorer, keep, k, stages, plan_args)
@@ -85,7 +84,7 @@ def scan(snap: Snapshot, req: SearchRequest, settings: PlannerSettings,
 
     if isinstance(scorer, MultiScorer):  # several vectors per row: each column's best, united
         t = time.perf_counter()
-        rows1 = scorer.binary_candidates(parts, n1)
+        rows1 = scorer.binary_candidates(segment_parts(snap, req.rows), n1)
         stages.append(Stage(f"binary (hamming) x{len(scorer.scorers)}", n_match, rows1.size,
                             time.perf_counter() - t))
         return _int8_stage(scorer, rows1, k, n1, stages, plan_args)
@@ -100,8 +99,9 @@ def scan(snap: Snapshot, req: SearchRequest, settings: PlannerSettings,
         return _int8_stage(scorer, rows1, k, n1, stages, plan_args)
 
     # Stage 1: binary codes, per segment, merged by (distance, row).
+    # (the rows are split by segment here only: the multi-segment path above never splits them)
     cand_rows, cand_dist = [], []
-    for s, seg_rows in parts:
+    for s, seg_rows in segment_parts(snap, req.rows):
         codes = scorer.binary(s)
         if seg_rows is None:
             idx, dist = kern.hamming_topk(codes, scorer.bits(s), n1)
@@ -148,6 +148,12 @@ def _int8_stage(scorer: Scorer | MultiScorer, rows1: I64, k: int, n1: int, stage
 def _float_stage(scorer: Scorer | MultiScorer, rows: I64, k: int, stages: list[Stage],
                  plan_args: dict[str, Any]) -> tuple[I64, F32, Plan]:
     t = time.perf_counter()
-    found, scores, _ = exact_top(scorer, segment_parts(scorer.snap, rows), k)
+    if isinstance(scorer, Scorer) and scorer.col is None and len(scorer.snap.segments) > 1:
+        # candidates of several segments: scored in one array without splitting them first
+        all_scores = scorer.exact_rows(rows)
+        order = top_k(all_scores, k)
+        found, scores = rows[order], all_scores[order]
+    else:
+        found, scores, _ = exact_top(scorer, segment_parts(scorer.snap, rows), k)
     stages.append(Stage("float32 rescore", rows.size, found.size, time.perf_counter() - t))
     return found, scores, Plan(stages=tuple(stages), **plan_args)

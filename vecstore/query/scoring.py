@@ -92,12 +92,52 @@ class Scorer:
         """int8 scores of global ``rows`` (sorted by segment), in that order."""
         if len(self.snap.segments) == 1:
             return self.int8(0, rows)
+        if self.col is None and _non_decreasing(rows):
+            return self._int8_all_segments(rows)
         scores = np.empty(rows.size, dtype=np.float32)
         offset = 0
         for s, local in self.snap.split(rows):
             scores[offset:offset + local.size] = self.int8(s, local)
             offset += local.size
         return scores
+
+    def _int8_all_segments(self, rows: I64) -> F32:
+        """:meth:`int8_rows` of sorted global ``rows`` over several segments in one kernel call:
+        each segment's calibration folded into the query at once (``[segments, dim]``), no
+        per-segment Python loop."""
+        snap = self.snap
+        cuts = np.searchsorted(rows, snap.bases)
+        qscaled = self.q_unit * snap.int8_scales  # float32 [segments, dim]
+        consts = (snap.int8_origins @ self.q_unit.astype(np.float64)).astype(np.float32)
+        unit_dots = kernels().int8_scores_rows_ranges(snap.int8_all, rows, cuts, qscaled, consts)
+        if self.metric is Metric.COSINE:
+            return unit_dots
+        dots = unit_dots * np.float32(self.q_norm)
+        if self.metric is Metric.L2:
+            norms = snap.norms_all[rows]
+            return (2.0 * dots - norms * norms - self.q_norm2).astype(np.float32)
+        return dots
+
+    def exact_rows(self, rows: I64) -> F32:
+        """Exact float32 scores of sorted global ``rows`` of several segments, in that order:
+        one row-gather kernel call per segment holding some (the segments' vectors stay where
+        they are, memory-mapped), the metric's arithmetic once over all of them."""
+        snap = self.snap
+        q = self.q_unit if self.metric is Metric.COSINE else self.q_raw
+        kern = kernels()
+        cuts = np.searchsorted(rows, snap.bases).tolist()
+        dots = np.empty(rows.size, dtype=np.float32)
+        for s, vectors in enumerate(snap.vectors):
+            a, b = cuts[s], cuts[s + 1]
+            if b > a:
+                dots[a:b] = kern.float_scores_rows(vectors, rows[a:b] - snap.bases[s], q)
+        norms = snap.norms_all[rows]
+        # the same element-wise arithmetic as exact(): the same scores, bit for bit
+        if self.metric is Metric.COSINE:
+            return (dots / np.maximum(norms, np.float32(MIN_NORM))).astype(np.float32)
+        if self.metric is Metric.L2:
+            return (2.0 * dots - norms * norms - self.q_norm2).astype(np.float32)
+        return dots
 
     def exact(self, s: int, local: I64 | None) -> F32:
         """Exact float32 scores of segment ``s``'s rows ``local`` (all rows when None)."""
@@ -118,6 +158,10 @@ class Scorer:
         if self.metric is Metric.L2:
             return (2.0 * dots - norms * norms - self.q_norm2).astype(np.float32)
         return dots.astype(np.float32, copy=False)
+
+
+def _non_decreasing(rows: I64) -> bool:
+    return rows.size < 2 or bool((rows[1:] >= rows[:-1]).all())
 
 
 SMALL_TOP_K = 1024

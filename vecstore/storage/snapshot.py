@@ -127,6 +127,45 @@ class Snapshot:
         return [s.int8_codes() for s in self.segments]
 
     @functools.cached_property
+    def int8_all(self) -> npt.NDArray[np.int8]:
+        """Every segment's int8 codes in one array, indexed by global row, so that one kernel
+        call rescores candidates from all segments (each with its segment's row of
+        :attr:`int8_scales`). A read-only copy when there are several segments (a quarter of
+        the float32 vectors' size), the segment's own array when there is one."""
+        if len(self.segments) == 1:
+            return self.int8[0]
+        dim = self.manifest.config.dim
+        out = np.concatenate(self.int8) if self.segments else np.zeros((0, dim), np.int8)
+        out.flags.writeable = False
+        return out
+
+    @functools.cached_property
+    def int8_scales(self) -> npt.NDArray[np.float32]:
+        """Each segment's int8 dequantization scale, stacked: ``float32[segments, dim]``."""
+        dim = self.manifest.config.dim
+        if not self.segments:
+            return np.zeros((0, dim), dtype=np.float32)
+        return np.stack([s.quantizer.scale for s in self.segments]).astype(np.float32, copy=False)
+
+    @functools.cached_property
+    def int8_origins(self) -> npt.NDArray[np.float64]:
+        """What int8 code 0 decodes to in each segment, stacked: ``float64[segments, dim]``
+        (see :meth:`~.codes.Quantizer.query_int8`)."""
+        dim = self.manifest.config.dim
+        if not self.segments:
+            return np.zeros((0, dim), dtype=np.float64)
+        # float32 arithmetic then widened, exactly as the quantizer folds one segment's
+        return np.stack([(128.0 * s.quantizer.scale + s.quantizer.offset).astype(np.float64)
+                         for s in self.segments])
+
+    @functools.cached_property
+    def norms_all(self) -> npt.NDArray[np.float32]:
+        """Every segment's vector norms in one array, indexed by global row."""
+        if len(self.segments) == 1:
+            return self.norms[0]
+        return np.concatenate(self.norms) if self.segments else np.zeros(0, np.float32)
+
+    @functools.cached_property
     def vectors(self) -> list[npt.NDArray[np.float32]]:
         return [s.vectors() for s in self.segments]
 
