@@ -102,25 +102,24 @@ class Snapshot:
     def binary(self) -> list[npt.NDArray[np.uint64]]:
         return [s.binary_codes() for s in self.segments]
 
+    def _stacked(self, rows: list[npt.NDArray[Any]], dtype: type) -> npt.NDArray[Any]:
+        """One ``[dim]`` row per segment stacked into ``[segments, dim]`` of ``dtype``."""
+        if not rows:
+            return np.zeros((0, self.manifest.config.dim), dtype=dtype)
+        return np.stack(rows).astype(dtype, copy=False)
+
     @functools.cached_property
     def binary_all(self) -> npt.NDArray[np.uint64]:
         """Every segment's sign codes in one array, indexed by global row: one kernel call
         scans them all (see :attr:`centers`). A copy (read-only) when there are several
         segments: 1/32 of the float32 vectors' size."""
-        if len(self.segments) == 1:
-            return self.binary[0]
         words = binary_bytes(self.manifest.config.dim) // 8
-        out = np.concatenate(self.binary) if self.segments else np.zeros((0, words), np.uint64)
-        out.flags.writeable = False
-        return out
+        return _by_global_row(self.binary, np.zeros((0, words), np.uint64))
 
     @functools.cached_property
     def centers(self) -> npt.NDArray[np.float32]:
         """The sign calibration of each segment, stacked: ``float32[segments, dim]``."""
-        dim = self.manifest.config.dim
-        if not self.segments:
-            return np.zeros((0, dim), dtype=np.float32)
-        return np.stack([s.quantizer.center for s in self.segments]).astype(np.float32, copy=False)
+        return self._stacked([s.quantizer.center for s in self.segments], np.float32)
 
     @functools.cached_property
     def int8(self) -> list[npt.NDArray[np.int8]]:
@@ -132,38 +131,25 @@ class Snapshot:
         call rescores candidates from all segments (each with its segment's row of
         :attr:`int8_scales`). A read-only copy when there are several segments (a quarter of
         the float32 vectors' size), the segment's own array when there is one."""
-        if len(self.segments) == 1:
-            return self.int8[0]
-        dim = self.manifest.config.dim
-        out = np.concatenate(self.int8) if self.segments else np.zeros((0, dim), np.int8)
-        out.flags.writeable = False
-        return out
+        return _by_global_row(self.int8, np.zeros((0, self.manifest.config.dim), np.int8))
 
     @functools.cached_property
     def int8_scales(self) -> npt.NDArray[np.float32]:
         """Each segment's int8 dequantization scale, stacked: ``float32[segments, dim]``."""
-        dim = self.manifest.config.dim
-        if not self.segments:
-            return np.zeros((0, dim), dtype=np.float32)
-        return np.stack([s.quantizer.scale for s in self.segments]).astype(np.float32, copy=False)
+        return self._stacked([s.quantizer.scale for s in self.segments], np.float32)
 
     @functools.cached_property
     def int8_origins(self) -> npt.NDArray[np.float64]:
         """What int8 code 0 decodes to in each segment, stacked: ``float64[segments, dim]``
         (see :meth:`~.codes.Quantizer.query_int8`)."""
-        dim = self.manifest.config.dim
-        if not self.segments:
-            return np.zeros((0, dim), dtype=np.float64)
         # float32 arithmetic then widened, exactly as the quantizer folds one segment's
-        return np.stack([(128.0 * s.quantizer.scale + s.quantizer.offset).astype(np.float64)
-                         for s in self.segments])
+        return self._stacked([(128.0 * s.quantizer.scale + s.quantizer.offset).astype(np.float64)
+                              for s in self.segments], np.float64)
 
     @functools.cached_property
     def norms_all(self) -> npt.NDArray[np.float32]:
         """Every segment's vector norms in one array, indexed by global row."""
-        if len(self.segments) == 1:
-            return self.norms[0]
-        return np.concatenate(self.norms) if self.segments else np.zeros(0, np.float32)
+        return _by_global_row(self.norms, np.zeros(0, np.float32), read_only=False)
 
     @functools.cached_property
     def vectors(self) -> list[npt.NDArray[np.float32]]:
@@ -375,6 +361,20 @@ class Snapshot:
         inverse = np.empty_like(order)
         inverse[order] = np.arange(order.size)
         return combined.take(pa.array(inverse)).select(columns)
+
+
+def _by_global_row(arrays: list[npt.NDArray[Any]], empty: npt.NDArray[Any], *,
+                   read_only: bool = True) -> npt.NDArray[Any]:
+    """Per-segment ``arrays`` as one array indexed by global row: the segment's own array when
+    there is one, else a copy (read-only unless told otherwise), ``empty`` when none."""
+    if len(arrays) == 1:
+        return arrays[0]
+    if not arrays:
+        return empty
+    out = np.concatenate(arrays)
+    if read_only:
+        out.flags.writeable = False
+    return out
 
 
 class VectorColumn:
