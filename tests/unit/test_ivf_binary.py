@@ -146,3 +146,27 @@ def test_built_from_blocks_equals_built_from_one_matrix(rng: np.random.Generator
     bad[3, 1] = np.nan
     with pytest.raises(InvalidArgumentError, match="NaN"):
         build_index("ivf-binary", VectorBlocks((x[:700], bad)), "cosine", nlist=20)
+
+
+def test_calibration_gathers_candidates_a_bounded_amount_at_a_time(monkeypatch) -> None:
+    """Random vectors, where sign codes rank poorly: calibration widens rerank to hundreds of
+    candidates a query. It gathers them a few queries at a time (all 500 queries' candidate
+    vectors at once: 29 GB for 300,000 random 384-d rows), and its exact passes over the table
+    take a few rows at a time (262,144 rows x 1,000 queries: ~5 GB at once at 10M rows)."""
+    import tracemalloc
+
+    from vecstore._native import loader
+
+    from vecstore.index import ivf_binary
+
+    loader.get("kernels", wait=True)  # imported before: only the build's arrays are traced
+    monkeypatch.setattr(ivf_binary, "CALIBRATION_GATHER_BYTES", 4 << 20)
+    x = np.random.default_rng(3).standard_normal((5_000, 64)).astype(np.float32)
+    tracemalloc.start()
+    try:
+        index = IvfBinaryIndex.build(x, "cosine", nlist=16)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert index.params.rerank is not None and index.params.rerank * 10 >= 1_000  # wide rerank
+    assert peak < 40 << 20, f"calibration peaked at {peak / 2**20:.0f} MiB"

@@ -93,6 +93,11 @@ KMEANS_POINTS_PER_LIST = 64
 """Sample rows per list for k-means: FAISS's default is 256; 64 keeps the build of a 10M-row
 index within minutes on two cores at a small cost in list balance."""
 
+CALIBRATION_GATHER_BYTES = 256 << 20
+"""The most memory calibration's candidates (labels, scores, gathered vectors) take at once: a
+wide rerank on a large table (up to ``2**20`` candidates a query) over 1,000 held-out rows would
+otherwise need tens of GB (random 384-d vectors at 300,000 rows asked for 29 GB)."""
+
 _ARRAYS = ("codes", "labels", "offsets", "centroids", "center")
 
 
@@ -307,18 +312,31 @@ class IvfBinaryIndex(IndexBase):
         target = min(1.0, self.params.target_recall + CALIBRATION_MARGIN)
         q_sq = np.einsum("ij,ij->i", queries, queries)
         per_list = n / self.nlist
+        d = vectors.dim
 
-        def recall(nprobe: int, rerank: int) -> float:
-            _, cand = self._search(queries, min(n, rerank * k), allow, nprobe)
+        def rescored(cand: LabelMatrix, rows: slice) -> FloatMatrix:
+            """The exact scores of the candidates of queries ``rows``."""
             # every candidate's vector read once, in row order (from the segments' pages)
             unique, where = np.unique(np.maximum(cand, 0), return_inverse=True)
             x = vectors.take(unique)
-            s = np.einsum("qcd,qd->qc", x[where.reshape(cand.shape)], queries)
+            s = np.einsum("qcd,qd->qc", x[where.reshape(cand.shape)], queries[rows])
             if self.metric is Metric.L2:
                 x_sq = np.einsum("ij,ij->i", x, x)[where.reshape(cand.shape)]
-                s = 2 * s - q_sq[:, None] - x_sq
+                s = 2 * s - q_sq[rows, None] - x_sq
             s[cand < 0] = -np.inf
-            found = -np.sort(-s, axis=1)[:, :k]
+            return s
+
+        def recall(nprobe: int, rerank: int) -> float:
+            want = min(n, rerank * k)
+            # a few queries at a time: at most CALIBRATION_GATHER_BYTES of candidates (labels,
+            # scores and gathered vectors) at once, however many candidates a query has
+            per_chunk = max(1, CALIBRATION_GATHER_BYTES // ((4 * d + 12) * want))
+            parts = []
+            for i in range(0, len(queries), per_chunk):
+                rows = slice(i, i + per_chunk)
+                _, cand = self._search(queries[rows], want, allow, nprobe)
+                parts.append(-np.sort(-rescored(cand, rows), axis=1)[:, :k])
+            found = np.concatenate(parts)
             # with confidence: the lower bound over these queries must reach the target
             return recall_lower_bound(tie_aware_recalls(found, kth, k))
 
@@ -464,6 +482,13 @@ def _kmeans(vectors: _Rows, nlist: int, metric: Metric, params: IvfBinaryParams,
     return np.ascontiguousarray(km.centroids, dtype=np.float32)
 
 
+def _rows_per_chunk(n_queries: int) -> int:
+    """Rows per chunk of an exact pass of ``n_queries`` queries over the table: the chunk's
+    score matrix and its merge with the running top k (~32 bytes per query and row) within
+    :data:`CALIBRATION_GATHER_BYTES`."""
+    return int(np.clip(CALIBRATION_GATHER_BYTES // (32 * max(n_queries, 1)), 1_024, 262_144))
+
+
 def _near_duplicates(queries: FloatMatrix, vectors: _Rows, allow: AllowBitmap,
                      k: int) -> npt.NDArray[np.int64]:
     """Allowed rows closer to some query than :data:`~vecstore.index.calibration.DUPLICATE_RATIO`
@@ -473,7 +498,7 @@ def _near_duplicates(queries: FloatMatrix, vectors: _Rows, allow: AllowBitmap,
     q_sq = np.einsum("ij,ij->i", queries, queries)
     dist = np.full((queries.shape[0], k), np.inf, dtype=np.float32)
     rows = np.full((queries.shape[0], k), -1, dtype=np.int64)
-    for start, stop in chunks(vectors.n, 262_144):
+    for start, stop in chunks(vectors.n, _rows_per_chunk(queries.shape[0])):
         block = vectors.rows(start, stop)
         d2 = q_sq[:, None] + np.einsum("ij,ij->i", block, block)[None, :] - 2 * (queries @ block.T)
         d2[:, ~allow[start:stop]] = np.inf
@@ -492,7 +517,7 @@ def _kth_best(metric: Metric, queries: FloatMatrix, vectors: _Rows, allow: Allow
     """Each query's exact ``k``-th best score among the allowed rows, in chunks of rows (the
     full ``[q, n]`` score matrix would take 8 GB at 10M rows)."""
     best = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
-    for start, stop in chunks(vectors.n, 262_144):
+    for start, stop in chunks(vectors.n, _rows_per_chunk(queries.shape[0])):
         block = vectors.rows(start, stop)
         sq = np.einsum("ij,ij->i", block, block) if metric is Metric.L2 else None
         s = exact_scores(metric, queries, block, sq)
