@@ -79,6 +79,8 @@ class Scorer:
         qz = self.snap.segments[s].quantizer if col is None else col.quantizers[s]
         qscaled, const = qz.query_int8(self.q_unit)
         codes = self.snap.int8[s] if col is None else col.int8[s]
+        if self.snap.pages.on_disk:  # the rows read from the file, not through its map
+            codes, local = self.snap.pages.gather(codes, local), np.arange(local.size)
         unit_dots = kernels().int8_scores_rows(codes, local, qscaled) + np.float32(const)
         if self.metric is Metric.COSINE:
             return unit_dots.astype(np.float32, copy=False)
@@ -92,7 +94,8 @@ class Scorer:
         """int8 scores of global ``rows`` (sorted by segment), in that order."""
         if len(self.snap.segments) == 1:
             return self.int8(0, rows)
-        if self.col is None and _non_decreasing(rows):
+        # all segments' codes as one array: a copy, so not of a table served from disk
+        if self.col is None and _non_decreasing(rows) and not self.snap.pages.on_disk:
             return self._int8_all_segments(rows)
         scores = np.empty(rows.size, dtype=np.float32)
         offset = 0
@@ -130,7 +133,10 @@ class Scorer:
         for s, vectors in enumerate(snap.vectors):
             a, b = cuts[s], cuts[s + 1]
             if b > a:
-                dots[a:b] = kern.float_scores_rows(vectors, rows[a:b] - snap.bases[s], q)
+                local = rows[a:b] - snap.bases[s]
+                if snap.pages.on_disk:  # the rows read from the file, not through its map
+                    vectors, local = snap.pages.gather(vectors, local), np.arange(local.size)
+                dots[a:b] = kern.float_scores_rows(vectors, local, q)
         norms = snap.norms_all[rows]
         # the same element-wise arithmetic as exact(): the same scores, bit for bit
         if self.metric is Metric.COSINE:
@@ -149,8 +155,10 @@ class Scorer:
             dots = vectors @ q
             norms = all_norms
         else:
-            dots = kernels().float_scores_rows(vectors, local, q)
             norms = all_norms[local]
+            if self.snap.pages.on_disk:  # the rows read from the file, not through its map
+                vectors, local = self.snap.pages.gather(vectors, local), np.arange(local.size)
+            dots = kernels().float_scores_rows(vectors, local, q)
         if self.metric is Metric.COSINE:
             # Stored norms are >= MIN_NORM; the floor only keeps a store written before that
             # check (a tiny row whose float32 norm underflowed to 0) from dividing by zero.

@@ -36,6 +36,7 @@ from .arrays import to_numpy
 from .codes import Quantizer, binary_bytes, normalize_rows
 from .files import crc32_fd, make_subdir, open_in_table, write_atomic
 from .manifest import DATA_DIR, FileRef, SegmentEntry
+from .pages import FileMapping
 
 if TYPE_CHECKING:
     from .batch import Batch
@@ -244,10 +245,11 @@ def _open_ipc(table_dir: Path, ref: FileRef, verify: bool) -> pa.Table:
 
 
 def _open_ipc_checked(table_dir: Path, ref: FileRef, verify: bool,
-                      lazy: bool) -> tuple[pa.Table, BackgroundCheck | None]:
+                      lazy: bool) -> tuple[pa.Table, BackgroundCheck | None, FileMapping | None]:
     """Open an Arrow file of the table. Its existence, type, size, footer and schema are
     checked now; its checksum (``verify``) now, or with ``lazy`` on the checker thread, the
-    returned check to be waited for before any of the file's bytes are used."""
+    returned check to be waited for before any of the file's bytes are used. Also returns the
+    file's mapping (:mod:`vecstore.storage.pages`)."""
     path = table_dir / ref.path
     try:
         fd = open_in_table(table_dir, ref.path)  # no links, a regular file
@@ -269,6 +271,11 @@ def _open_ipc_checked(table_dir: Path, ref: FileRef, verify: bool,
             # lives as long as a column refers to it.) Reading the table reads the footer and
             # schema only; the buffers' bounds are validated against the file's size.
             source = pa.memory_map(f"{_FD_DIR}/{fd}" if _FD_DIR else str(path), "r")
+            # the mapping's first byte: a zero-copy buffer read at offset 0
+            st = os.fstat(fd)
+            mapped = FileMapping(source.read_buffer(1).address, size, table_dir, ref.path,
+                                 st.st_dev, st.st_ino) if size else None
+            source.seek(0)
             table = pa.ipc.open_file(source).read_all()
             table.validate(full=verify and not lazy)
         except (pa.ArrowException, OSError, ValueError) as exc:
@@ -277,7 +284,7 @@ def _open_ipc_checked(table_dir: Path, ref: FileRef, verify: bool,
             check = _check_later(fd, path, ref, table)
     finally:
         os.close(fd)
-    return table, check
+    return table, check, mapped
 
 
 @dataclass(frozen=True, eq=False)
@@ -291,6 +298,9 @@ class Segment:
     """The calibration of each further vector column (multi-vector tables)."""
     # the data file's checksum, still running: wait() before the table's buffers are read
     check: BackgroundCheck | None = None
+    mapped: FileMapping | None = None
+    """Where and which file the data file is memory-mapped from (storage.pages reads its rows
+    with preadv)."""
 
     def ready(self) -> Segment:
         """This segment once its data file's checksum passed (raises CorruptStoreError if not)."""
@@ -345,7 +355,7 @@ def open_segment(table_dir: Path, data: FileRef, deletions: FileRef | None,
                  lazy: bool = False) -> Segment:
     """Open a segment and its tombstones. With ``lazy`` the data file's checksum runs in the
     background (see :meth:`Segment.ready`); the small tombstone file is always checked now."""
-    table, check = _open_ipc_checked(table_dir, data, verify, lazy)
+    table, check, mapped = _open_ipc_checked(table_dir, data, verify, lazy)
     if table.num_rows != rows:
         raise CorruptStoreError(
             f"file {table_dir / data.path} has {table.num_rows} rows, the manifest recorded {rows}"
@@ -364,7 +374,7 @@ def open_segment(table_dir: Path, data: FileRef, deletions: FileRef | None,
         if deleted.size and (deleted[0] < 0 or deleted[-1] >= rows):
             raise CorruptStoreError(f"file {table_dir / deletions.path} has offsets out of range")
     return Segment(table=table, quantizer=quantizer, deleted=deleted,
-                   extra_quantizers=dict(extra_quantizers or {}), check=check)
+                   extra_quantizers=dict(extra_quantizers or {}), check=check, mapped=mapped)
 
 
 def verify_file(table_dir: Path, ref: FileRef) -> None:

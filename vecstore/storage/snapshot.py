@@ -20,6 +20,7 @@ from ..errors import CorruptStoreError, NotFoundError
 from .arrays import to_numpy
 from .codes import Quantizer, binary_bytes
 from .manifest import Manifest, latest_version, read_manifest, version_exists
+from .pages import RowReader
 from .postings import Postings, segment_postings
 from .segments import INTERNAL_COLUMNS, Segment, open_segment, verify_file
 
@@ -55,6 +56,12 @@ class Snapshot:
         self._attribute_tables: dict[tuple[int, tuple[str, ...]], pa.Table] = {}
         self._value_columns: dict[str, _Gather] = {}  # attribute column -> reader by global row
         self._columns: dict[str, VectorColumn] = {}
+
+    @functools.cached_property
+    def pages(self) -> RowReader:
+        """Reads rows of the segments' files where they lie, when the table is too large to
+        read through its memory map (:mod:`vecstore.storage.pages`)."""
+        return RowReader([s.mapped for s in self._segments if s.mapped is not None])
 
     @property
     def segments(self) -> list[Segment]:

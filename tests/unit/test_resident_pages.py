@@ -1,0 +1,104 @@
+"""An on-disk table's rows are read where they lie (vecstore.storage.pages): the rescoring
+stages read int8 codes and float32 vectors with preadv, so the process's resident memory does
+not grow towards the size of the files, and every answer stays what it was."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import vecstore
+from vecstore.errors import CorruptStoreError
+from vecstore.storage import pages
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="madvise and /proc/self/smaps are Linux's")
+
+DIM = 128
+
+
+def _resident(mappings: tuple[pages.FileMapping, ...]) -> int:
+    """Bytes of the given mappings resident in this process (from /proc/self/smaps)."""
+    starts = {m.address for m in mappings}
+    total, current = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split(maxsplit=1)[0]
+            if "-" in head and not head.endswith(":"):
+                current = int(head.split("-")[0], 16) in starts
+            elif current and line.startswith("Rss:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+def _unmap_pages(mappings: tuple[pages.FileMapping, ...]) -> None:
+    """Drop the mappings' pages from this process (MADV_DONTNEED: a read-only file mapping
+    reads them again from the page cache)."""
+    madvise = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).madvise
+    madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    for m in mappings:
+        assert madvise(m.address, m.length, 4) == 0
+
+
+def _table(path, n: int, rng: np.random.Generator) -> vecstore.Table:
+    tbl = vecstore.connect(path).create_table("t", dim=DIM)
+    x = rng.standard_normal((n, DIM)).astype(np.float32)
+    for start in range(0, n, n // 4):  # several adds
+        part = x[start:start + n // 4]
+        tbl.add(pa.table({"id": [f"r{i}" for i in range(start, start + len(part))],
+                          "vector": pa.FixedSizeListArray.from_arrays(pa.array(part.ravel()), DIM)}))
+    return tbl
+
+
+def test_gathered_rows_equal_the_mapped_rows_and_map_nothing(tmp_path) -> None:
+    tbl = _table(tmp_path, 8_000, np.random.default_rng(0))
+    snap = tbl._current()
+    reader = snap.pages
+    rows = np.array([0, 1, 2, 7, 100, 101, 4_000, 7_999], dtype=np.int64)  # runs and singles
+    expected = {name: [arr[rows[rows < len(arr)]].copy() for arr in arrays]
+                for name, arrays in (("vectors", snap.vectors), ("int8", snap.int8))}
+    _unmap_pages(reader.mappings)
+    for name, arrays in (("vectors", snap.vectors), ("int8", snap.int8)):
+        for arr, want in zip(arrays, expected[name], strict=True):
+            np.testing.assert_array_equal(reader.gather(arr, rows[rows < len(arr)]), want)
+    assert _resident(reader.mappings) == 0
+    copy = snap.vectors[0].copy()  # not in a mapped file: indexed in memory
+    np.testing.assert_array_equal(reader.gather(copy, rows[:3]), copy[rows[:3]])
+
+
+def test_a_replaced_file_is_refused(tmp_path) -> None:
+    tbl = _table(tmp_path, 2_000, np.random.default_rng(1))
+    snap = tbl._current()
+    mapping = snap.pages.mappings[0]
+    path = mapping.table_dir / mapping.path
+    data = path.read_bytes()
+    os.replace(path, path.with_suffix(".old"))
+    path.write_bytes(data)  # the same bytes in a new file
+    with pytest.raises(CorruptStoreError, match="replaced"):
+        snap.pages.gather(snap.vectors[0], np.arange(3))
+
+
+def test_an_on_disk_index_reads_its_rows_without_mapping_them(tmp_path, monkeypatch) -> None:
+    rng = np.random.default_rng(2)
+    tbl = _table(tmp_path, 40_000, rng)
+    tbl.create_index("ivf-binary", nlist=32, nprobe=8, rerank=16)
+    queries = rng.standard_normal((100, DIM)).astype(np.float32)
+    mapped = [[h["id"] for h in tbl.search(q).limit(10).to_list()] for q in queries]
+    monkeypatch.setattr(pages, "ON_DISK_BYTES", 1 << 20)
+    tbl = vecstore.connect(tmp_path).open_table("t")  # a new snapshot: on disk now
+    snap = tbl._current()
+    assert snap.pages.on_disk
+    read = [[h["id"] for h in tbl.search(q).limit(10).to_list()] for q in queries[:1]]
+    _unmap_pages(snap.pages.mappings)
+    read += [[h["id"] for h in tbl.search(q).limit(10).to_list()] for q in queries[1:]]
+    assert read == mapped
+    vector_bytes = sum(v.nbytes for v in snap.vectors)
+    resident = _resident(snap.pages.mappings)
+    # a mapped read of 40 random rows a query maps most of the vector column in 100 queries
+    assert resident < vector_bytes // 10, f"{resident:,} bytes resident"
