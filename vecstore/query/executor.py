@@ -172,7 +172,8 @@ class Executor:
                             combine=combine)
         view = self.index_view(snap)
         if view is not None:
-            return search_index(snap, view, req, self.settings, stages)
+            found, scores, plan = search_index(snap, view, req, self.settings, stages)
+            return found, scores, plan if isinstance(plan, Plan) else plan()
         return scan(snap, req, self.settings, stages)
 
     def run(self, snap: Snapshot, spec: QuerySpec) -> list[Hits]:
