@@ -333,7 +333,7 @@ def search_index(snap: Snapshot, view: IndexView, req: SearchRequest, settings: 
     if why is not None:
         # decided before the allow bitmap is built: the scan does not need it
         rows, scores, plan = scan(snap, req, settings, stages)
-        return rows, scores, replace(plan, reason=f"{plan.reason}; {why}", index=view.kind)
+        return rows, scores, lambda: replace(plan, reason=f"{plan.reason}; {why}", index=view.kind)
 
     stages = list(stages)
     t = time.perf_counter()

@@ -549,15 +549,27 @@ class _Lists(_Gather):
         self.valid = np.concatenate([to_numpy(a.is_valid()) for a in arrays]) if nulls else None
         self.values = _gather_of(children, type_.value_type)
 
+    SMALL = 64  # up to this many rows plain Python lays the ranges out faster than NumPy's calls
+
     def take(self, rows: I64) -> list[Any]:
-        starts, ends = self.starts[rows], self.ends[rows]
-        lengths = ends - starts
-        at = np.cumsum(lengths)
-        # the values' positions: each row's range, laid end to end
-        flat = self.values.take(np.arange(int(at[-1]) if at.size else 0, dtype=np.int64)
-                                + np.repeat(starts - (at - lengths), lengths))
-        bounds = [0, *at.tolist()]
-        out: list[Any] = [flat[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+        if rows.size <= self.SMALL:
+            starts, ends = self.starts[rows].tolist(), self.ends[rows].tolist()
+            flat = self.values.take(np.array([x for a, b in zip(starts, ends, strict=True)
+                                              for x in range(a, b)], dtype=np.int64))
+            out: list[Any] = []
+            at = 0
+            for a, b in zip(starts, ends, strict=True):
+                out.append(flat[at:at + b - a])
+                at += b - a
+        else:
+            first, last = self.starts[rows], self.ends[rows]
+            lengths = last - first
+            ends_at = np.cumsum(lengths)
+            # the values' positions: each row's range, laid end to end
+            flat = self.values.take(np.arange(int(ends_at[-1]), dtype=np.int64)
+                                    + np.repeat(first - (ends_at - lengths), lengths))
+            bounds = [0, *ends_at.tolist()]
+            out = [flat[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
         if self.valid is not None:
             for i, ok in enumerate(self.valid[rows].tolist()):
                 if not ok:
