@@ -405,8 +405,7 @@ def _candidates(view: IndexView, req: SearchRequest, att: Any, allow: npt.NDArra
         else:
             sc, lab = index.search_prepared(q, att.n_cand, allow, m_cov, att.effort)
             raw, raw_scores, seconds = lab[0], sc[0], time.perf_counter() - t
-        keep = raw >= 0
-        labels, label_scores = raw[keep], raw_scores[keep]
+        labels, label_scores = _found(raw, raw_scores)
         stages.append(Stage(f"{view.kind} filtered ef={att.effort}", m_cov, labels.size, seconds))
     else:
         want, effort = att.want, att.effort
@@ -420,8 +419,7 @@ def _candidates(view: IndexView, req: SearchRequest, att: Any, allow: npt.NDArra
                     q = index_queries(index, req.query)
                 sc, lab = index.search_prepared(q, want, None, count, effort)
                 raw, raw_scores, seconds = lab[0], sc[0], time.perf_counter() - t
-            keep = raw >= 0
-            labels, label_scores = raw[keep], raw_scores[keep]
+            labels, label_scores = _found(raw, raw_scores)
             live = allow[labels] if allow is not None else view.label_rows[labels] >= 0
             labels, label_scores = labels[live], label_scores[live]
             stages.append(Stage(f"{view.kind} ef={effort}", m_cov, labels.size, seconds))
@@ -430,10 +428,18 @@ def _candidates(view: IndexView, req: SearchRequest, att: Any, allow: npt.NDArra
             notes.append(f"post-filter kept {labels.size} < {att.n_cand}: widened")
             want = min(count, want * 4)
             effort = index.effort_for(want, 1.0)
-    rows = view.label_rows[labels]
-    live = rows >= 0
-    return rows[live], (label_scores[live].astype(np.float32, copy=False)
-                        if view.exact_for(index) else None)
+    # every label left is live: an allow bitmap flags live labels only, and without one the
+    # dead labels were dropped above
+    return view.label_rows[labels], (label_scores.astype(np.float32, copy=False)
+                                     if view.exact_for(index) else None)
+
+
+def _found(labels: I64, scores: F32) -> tuple[I64, F32]:
+    """The labels an index search found and their scores (misses are padded at the end)."""
+    if labels.size and labels[-1] < 0:
+        keep = labels >= 0
+        return labels[keep], scores[keep]
+    return labels, scores
 
 
 def _rescore(scorer: Any, rows: I64, k: int, int8_first: bool,
