@@ -541,10 +541,16 @@ class _Lists(_Gather):
 
     def __init__(self, arrays: list[pa.Array], type_: pa.DataType) -> None:
         children = [a.values for a in arrays]  # offsets below index into the unsliced values
-        bases = np.cumsum([0] + [len(c) for c in children[:-1]]).astype(np.int64)
-        offsets = [to_numpy(a.offsets).astype(np.int64) + b for a, b in zip(arrays, bases, strict=True)]
-        self.starts = np.concatenate([o[:-1] for o in offsets])
-        self.ends = np.concatenate([o[1:] for o in offsets])
+        if len(arrays) == 1:  # zero-copy views of the one segment's offsets
+            offsets = to_numpy(arrays[0].offsets)
+            self.starts, self.ends = offsets[:-1], offsets[1:]
+        else:  # 4 bytes a row each while the values' positions fit
+            sizes = [len(c) for c in children]
+            wide = np.int64 if sum(sizes) >= 2**31 else np.int32
+            bases = np.cumsum([0, *sizes[:-1]], dtype=np.int64)
+            shifted = [to_numpy(a.offsets).astype(np.int64) + b for a, b in zip(arrays, bases, strict=True)]
+            self.starts = np.concatenate([o[:-1] for o in shifted]).astype(wide)
+            self.ends = np.concatenate([o[1:] for o in shifted]).astype(wide)
         nulls = any(a.null_count for a in arrays)
         self.valid = np.concatenate([to_numpy(a.is_valid()) for a in arrays]) if nulls else None
         self.values = _gather_of(children, type_.value_type)
