@@ -66,3 +66,35 @@ def test_every_write_is_seen_by_the_next_filtered_query(table) -> None:
     assert str(ROWS) not in _ids(tbl, q) and _ids(tbl, q)[0] == "1"
     tbl.update({"colour": "blue"}, "id = '1'")
     assert "1" not in _ids(tbl, q)
+
+
+def test_filters_of_other_selectivities_get_their_own_plan_on_the_same_version(tmp_path, rng) -> None:
+    """The index search chosen for a request is kept per version (by k, oversample and the
+    filter's match count): filters of other selectivities, taking turns, each get the plan and
+    effort a table object with nothing cached chooses for them, and so do those of the next
+    version."""
+    vectors = rng.standard_normal((ROWS, DIM)).astype(np.float32)
+    vecstore.connect(tmp_path).create_table("t", dim=DIM).add(_rows(vectors, 0))
+    settings = PlannerSettings(scan_max_matches=0)  # the index answers every filter
+    tbl = vecstore.connect(tmp_path, planner=settings).open_table("t")
+    tbl.create_index()
+    filters = ["colour = 'blue'", "colour = 'red'", "id < '5'", "true"]  # 75%, 25%, ~56%, all
+    queries = vectors[:6] + 0.05
+
+    def plans(table: vecstore.Table) -> list[tuple[str, str, int, list[str]]]:
+        out = []
+        for q in queries:
+            for where in filters:
+                query = table.search(q).where(where)
+                for k in (3, 10):
+                    plan = query.limit(k).explain()
+                    out.append((plan.strategy.value, plan.reason, plan.candidates,
+                                [h["id"] for h in query.limit(k).to_list()]))
+        return out
+
+    for _ in range(2):
+        got = plans(tbl)
+        fresh = plans(vecstore.connect(tmp_path, planner=settings).open_table("t"))
+        assert got == fresh
+        assert {p[0] for p in got} == {"index-then-filter", "index-filtered"}
+        tbl.delete(ids=["0", "1", "2"])  # a new version: its own view and plans

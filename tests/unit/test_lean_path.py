@@ -26,13 +26,19 @@ def _at(i: int) -> dt.datetime | None:
     return None if i % 7 == 0 else dt.datetime(1987, 2, 1 + i % 28, i % 24, i % 60, i % 60, i)
 
 
+def _lists(i: int) -> list[str | None] | None:
+    """A list column with null lists, empty lists and null values (read by global row)."""
+    return None if i % 11 == 0 else [] if i % 13 == 0 else [f"l{i}", None if i % 2 else "x"]
+
+
 def _rows(rng: np.random.Generator, start: int, stop: int, extra: bool) -> list[dict]:
     vectors = rng.standard_normal((stop - start, DIM)).astype(np.float32)
     out = []
     for i, v in zip(range(start, stop), vectors, strict=True):
         row = {"id": f"r{i}", "vector": v, "n": i, "x": i / 7, "flag": i % 3 == 0,
                "name": None if i % 5 == 0 else f"name-{i}-é", "day": dt.date(2024, 1, 1 + i % 28),
-               "tags": [f"t{i % 4}", "all"],
+               "tags": [f"t{i % 4}", "all"], "lists": _lists(i), "nums": [i, i + 1][:i % 3],
+               "days": None if i % 4 == 0 else [dt.date(2020, 1, 1 + j) for j in range(i % 3)],
                "at": _at(i)}
         if extra:  # a column the first writes did not have: null in their segments
             row["late"] = f"late-{i}"
@@ -94,6 +100,7 @@ def test_the_hits_of_many_segments_carry_their_own_row_values(twins) -> None:
         assert hit["flag"] is (i % 3 == 0)
         assert hit["name"] == (None if i % 5 == 0 else f"name-{i}-é")
         assert hit["day"] == dt.date(2024, 1, 1 + i % 28) and hit["tags"] == [f"t{i % 4}", "all"]
+        assert hit["lists"] == _lists(i) and hit["nums"] == [i, i + 1][:i % 3]
         assert hit["late"] == (None if i < 300 else f"late-{i}")
         assert hit["at"] == _at(i)
 

@@ -166,6 +166,9 @@ class IndexBase(ABC):
     # float32 vectors of the best quarter: for indexes that propose hundreds of coarse (Hamming)
     # candidates per result, whose float32 rows would otherwise all be read.
     int8_first: ClassVar[bool] = False
+    # Whether _search itself gives label -1 with score -inf wherever it found fewer than k:
+    # search_prepared then does not look for such labels (every query would pay it).
+    pads_misses: ClassVar[bool] = False
 
     def __init__(self, params: IndexParams, metric: Metric, dim: int, count: int) -> None:
         self.params = params
@@ -288,9 +291,10 @@ class IndexBase(ABC):
             lab = np.pad(lab, ((0, 0), (0, pad)), constant_values=PAD_LABEL)
         elif s.shape[1] > k:
             s, lab = s[:, :k], lab[:, :k]
-        missing = lab < 0
-        if missing.any():
-            s = np.where(missing, PAD_SCORE, s).astype(np.float32, copy=False)
+        if not self.pads_misses:
+            missing = lab < 0
+            if missing.any():
+                s = np.where(missing, PAD_SCORE, s).astype(np.float32, copy=False)
         return s, lab
 
     def prepare_queries(self, queries: npt.ArrayLike) -> FloatMatrix:

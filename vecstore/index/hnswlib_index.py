@@ -195,6 +195,7 @@ class HnswIndex(IndexBase):
     params_type = HnswParams
     params: HnswParams
     exact_count = False
+    pads_misses = True  # knn_query gives k labels or raises; the per-query retry pads the rest
 
     @property
     def exact_scores(self) -> bool:
@@ -210,6 +211,7 @@ class HnswIndex(IndexBase):
         self._ef_cond = threading.Condition()
         self._ef = -1
         self._ef_users = 0
+        self._ef_waiting = 0  # searches waiting for another ef (notified only when there are)
         # the last read-only allow bitmap searched and its callback (a filter repeated with
         # many query vectors); holding the array keeps its identity from being reused
         self._last_filter: tuple[np.ndarray, Callable[[int], Any]] | None = None
@@ -323,8 +325,10 @@ class HnswIndex(IndexBase):
         cond = self._ef_cond
         with cond:  # the ef this search needs, held (no context manager: every query passes here)
             if self._ef_users and self._ef != ef:
+                self._ef_waiting += 1
                 while self._ef_users and self._ef != ef:
                     cond.wait()
+                self._ef_waiting -= 1
             if self._ef != ef:
                 self._index.set_ef(ef)
                 self._ef = ef
@@ -347,7 +351,7 @@ class HnswIndex(IndexBase):
         finally:
             with cond:
                 self._ef_users -= 1
-                if not self._ef_users:
+                if not self._ef_users and self._ef_waiting:
                     cond.notify_all()
 
     def _search_one(self, query: FloatMatrix, k: int,

@@ -172,7 +172,8 @@ class Executor:
                             combine=combine)
         view = self.index_view(snap)
         if view is not None:
-            return search_index(snap, view, req, self.settings, stages)
+            found, scores, plan = search_index(snap, view, req, self.settings, stages)
+            return found, scores, plan if isinstance(plan, Plan) else plan()
         return scan(snap, req, self.settings, stages)
 
     def run(self, snap: Snapshot, spec: QuerySpec) -> list[Hits]:
@@ -230,8 +231,8 @@ class Executor:
                                           binary_candidates=c, binary_seconds=seconds,
                                           combine=r.combine)
                             for r, c in zip(reqs, cands, strict=True)]
-        columns = list(dict.fromkeys(["id", *(spec.columns if spec.columns is not None
-                                              else snap.manifest.schema.names)]))
+        shown: Sequence[str] = (snap.default_columns if spec.columns is None
+                                else list(dict.fromkeys(["id", *spec.columns])))
 
         limit = deadline.current()  # the pool's threads do not inherit it
 
@@ -245,7 +246,7 @@ class Executor:
                                                    prefetched[i])
             else:
                 found, scores, plan = scan(snap, reqs[i], self.settings, filter_stages)
-            return Hits(found, scores, plan, columns, snap)
+            return Hits(found, scores, plan, shown, snap)
 
         if len(reqs) == 1 or all(a is not None for a in answers):
             return [one(i) for i in range(len(reqs))]

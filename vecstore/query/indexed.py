@@ -26,6 +26,7 @@ from ..storage.snapshot import Snapshot
 from .multivector import make_scorer, scored_columns
 from .planner import (
     BINARY_KINDS,
+    IndexAttempt,
     SearchRequest,
     index_attempt,
     resolve_oversample,
@@ -42,6 +43,10 @@ ALLOW_CACHE_ENTRIES = 8
 """Allow bitmaps an :class:`IndexView` keeps, one per filter result (a label flag each: 8 x 1 MB
 on a 1M-row index). Users run one filter with many query vectors; the version's filter engine
 hands back the same rows array for a repeated filter, and the bitmap derived from it is kept."""
+
+
+ATTEMPT_CACHE_ENTRIES = 256
+"""Index attempts an :class:`IndexView` keeps (by k, oversample and filter count)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,7 +72,7 @@ class IndexView:
     fresh: I64  # live global rows the index does not cover, sorted
     live_labels: int
     live_allow: npt.NDArray[np.bool_] | None  # labels still live; None when all are
-    attempts: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # unfiltered, by (k, ...)
+    attempts: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # see attempt()
     vectors: tuple[str, ...] = ("vector",)  # the vector columns indexed, one block of labels each
     masks: OrderedDict[int, FilterMask] = field(default_factory=OrderedDict)  # by id(rows)
     masks_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -124,6 +129,23 @@ class IndexView:
                    live_allow=None if live_labels == entry.count else valid,
                    vectors=entry.vectors)
 
+    def attempt(self, req: SearchRequest, covered_matches: int, masked: bool,
+                settings: PlannerSettings) -> IndexAttempt:
+        """:func:`~.planner.index_attempt` for ``req`` on this index, kept for the view's (the
+        version's) lifetime: a pure function of the request's k, oversample and filter count,
+        which users repeat query after query (the effort lookup costs more than the search's
+        own Python)."""
+        key = (req.k, req.oversample, req.oversample_set, req.rows is not None, covered_matches,
+               masked, id(settings))  # (the executor's settings, which it holds: id is enough)
+        att = self.attempts.get(key)
+        if att is None:
+            att = index_attempt(self.index, self.kind, req, covered_matches, len(self.label_rows),
+                                masked, settings, self.per_row)
+            if len(self.attempts) >= ATTEMPT_CACHE_ENTRIES:
+                self.attempts.clear()
+            self.attempts[key] = att
+        return att
+
     def allow_for(self, snap: Snapshot, rows: I64 | None) -> npt.NDArray[np.bool_] | None:
         """The labels whose rows are in ``rows`` (every live label when None)."""
         return self.mask_for(snap, rows).allow
@@ -142,7 +164,7 @@ class IndexView:
                 hit = self.masks.get(id(rows))
                 if hit is not None and hit.rows is rows:
                     self.masks.move_to_end(id(rows))
-                    return replace(hit, cached=True)
+                    return hit  # kept as it is returned from the cache (cached=True)
         # the labels' rows that are in ``rows``: a sorted lookup, no table-sized mask
         valid = self.label_rows >= 0
         allow = np.zeros(len(self.label_rows), dtype=bool)
@@ -154,7 +176,7 @@ class IndexView:
         mask = FilterMask(rows, allow, int(np.count_nonzero(allow)), rows[~self.covered[rows]])
         if keep:
             with self.masks_lock:
-                self.masks[id(rows)] = mask
+                self.masks[id(rows)] = replace(mask, cached=True)
                 while len(self.masks) > ALLOW_CACHE_ENTRIES:
                     self.masks.popitem(last=False)
         return mask
@@ -257,7 +279,7 @@ def search_index_batch(snap: Snapshot, view: IndexView, reqs: list[SearchRequest
     count = len(view.label_rows)
     bitmap = Stage("allow bitmap (cached)" if fm.cached else "allow bitmap", count, m_cov,
                    time.perf_counter() - t)
-    att = index_attempt(view.index, view.kind, req, m_cov, count, allow is not None, settings)
+    att = view.attempt(req, m_cov, allow is not None, settings)
     t = time.perf_counter()
     queries = index_queries(view.index, np.stack([r.query for r in reqs]))
     scores, labels = view.index.search_prepared(
@@ -295,9 +317,11 @@ def search_index_batch(snap: Snapshot, view: IndexView, reqs: list[SearchRequest
 
 
 def search_index(snap: Snapshot, view: IndexView, req: SearchRequest, settings: PlannerSettings,
-                 stages: list[Stage], prefetched: Prefetched | None = None) -> tuple[I64, F32, Plan]:
+                 stages: list[Stage], prefetched: Prefetched | None = None
+                 ) -> tuple[I64, F32, Plan | Callable[[], Plan]]:
     """Answer ``req`` using ``view``'s index for the rows it covers (or by a scan, when the
-    planner says so); ``stages`` already done (the filter) are kept in front."""
+    planner says so); ``stages`` already done (the filter) are kept in front. The plan, or
+    where the index answered, a function describing it when asked for (``explain()``)."""
     k = req.k
     n_match = snap.num_rows if req.rows is None else int(req.rows.size)
     why = scan_instead_of_index(view.kind, req, n_match, settings, snap.num_rows)
@@ -309,7 +333,7 @@ def search_index(snap: Snapshot, view: IndexView, req: SearchRequest, settings: 
     if why is not None:
         # decided before the allow bitmap is built: the scan does not need it
         rows, scores, plan = scan(snap, req, settings, stages)
-        return rows, scores, replace(plan, reason=f"{plan.reason}; {why}", index=view.kind)
+        return rows, scores, lambda: replace(plan, reason=f"{plan.reason}; {why}", index=view.kind)
 
     stages = list(stages)
     t = time.perf_counter()
@@ -321,14 +345,14 @@ def search_index(snap: Snapshot, view: IndexView, req: SearchRequest, settings: 
 
     notes: list[str] = []
     cand, cand_scores = np.empty(0, dtype=np.int64), None
+    att: IndexAttempt | None = None  # its reason: a string built only when the plan is asked for
     if m_cov > 0:
-        att = index_attempt(view.index, view.kind, req, m_cov, count, allow is not None, settings,
-                            view.per_row)
-        strategy, reason = att.strategy, att.reason
+        att = view.attempt(req, m_cov, allow is not None, settings)
+        strategy = att.strategy
         cand, cand_scores = _candidates(view, req, att, allow, m_cov, prefetched, stages, notes,
                                         settings)
     else:
-        strategy, reason = Strategy.FRESH_ROWS, "no indexed row matches the filter"
+        strategy = Strategy.FRESH_ROWS
 
     if cand_scores is not None:  # the index's scores are exact: its best k are the answer
         order = top_k(cand_scores, k)
@@ -349,17 +373,21 @@ def search_index(snap: Snapshot, view: IndexView, req: SearchRequest, settings: 
         found, scores = rows[order], all_scores[order]
         notes.append(f"{fresh.size:,} rows added since the index was built were scanned")
 
-    plan_args: dict[str, Any] = dict(
-        table_rows=snap.num_rows, k=k, oversample=req.oversample, filter=req.filter,
-        matches=None if req.rows is None else n_match, index=view.kind)
     if found.size < min(k, n_match):
         notes.append(f"the index returned {found.size} < min(k, matches) = {min(k, n_match)}: "
                      f"fell back to the scan")
         rows, sc, plan = scan(snap, req, settings)
         return rows, sc, replace(plan, stages=(*stages, *plan.stages), notes=tuple(notes),
                                  index=view.kind, fallback_from=strategy)
-    return found, scores, Plan(strategy=strategy, reason=reason, stages=tuple(stages),
-                               notes=tuple(notes), **plan_args)
+
+    def described() -> Plan:
+        return Plan(strategy=strategy,
+                    reason="no indexed row matches the filter" if att is None else att.reason,
+                    stages=tuple(stages), notes=tuple(notes), table_rows=snap.num_rows, k=k,
+                    oversample=req.oversample, filter=req.filter,
+                    matches=None if req.rows is None else n_match, index=view.kind)
+
+    return found, scores, described
 
 
 def _candidates(view: IndexView, req: SearchRequest, att: Any, allow: npt.NDArray[np.bool_] | None,
@@ -377,8 +405,7 @@ def _candidates(view: IndexView, req: SearchRequest, att: Any, allow: npt.NDArra
         else:
             sc, lab = index.search_prepared(q, att.n_cand, allow, m_cov, att.effort)
             raw, raw_scores, seconds = lab[0], sc[0], time.perf_counter() - t
-        keep = raw >= 0
-        labels, label_scores = raw[keep], raw_scores[keep]
+        labels, label_scores = _found(raw, raw_scores)
         stages.append(Stage(f"{view.kind} filtered ef={att.effort}", m_cov, labels.size, seconds))
     else:
         want, effort = att.want, att.effort
@@ -392,8 +419,7 @@ def _candidates(view: IndexView, req: SearchRequest, att: Any, allow: npt.NDArra
                     q = index_queries(index, req.query)
                 sc, lab = index.search_prepared(q, want, None, count, effort)
                 raw, raw_scores, seconds = lab[0], sc[0], time.perf_counter() - t
-            keep = raw >= 0
-            labels, label_scores = raw[keep], raw_scores[keep]
+            labels, label_scores = _found(raw, raw_scores)
             live = allow[labels] if allow is not None else view.label_rows[labels] >= 0
             labels, label_scores = labels[live], label_scores[live]
             stages.append(Stage(f"{view.kind} ef={effort}", m_cov, labels.size, seconds))
@@ -402,10 +428,18 @@ def _candidates(view: IndexView, req: SearchRequest, att: Any, allow: npt.NDArra
             notes.append(f"post-filter kept {labels.size} < {att.n_cand}: widened")
             want = min(count, want * 4)
             effort = index.effort_for(want, 1.0)
-    rows = view.label_rows[labels]
-    live = rows >= 0
-    return rows[live], (label_scores[live].astype(np.float32, copy=False)
-                        if view.exact_for(index) else None)
+    # every label left is live: an allow bitmap flags live labels only, and without one the
+    # dead labels were dropped above
+    return view.label_rows[labels], (label_scores.astype(np.float32, copy=False)
+                                     if view.exact_for(index) else None)
+
+
+def _found(labels: I64, scores: F32) -> tuple[I64, F32]:
+    """The labels an index search found and their scores (misses are padded at the end)."""
+    if labels.size and labels[-1] < 0:
+        keep = labels >= 0
+        return labels[keep], scores[keep]
+    return labels, scores
 
 
 def _rescore(scorer: Any, rows: I64, k: int, int8_first: bool,
