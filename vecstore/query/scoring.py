@@ -89,10 +89,10 @@ class Scorer:
         return dots.astype(np.float32, copy=False)
 
     def int8_rows(self, rows: I64) -> F32:
-        """int8 scores of global ``rows`` (sorted by segment), in that order."""
+        """int8 scores of global ``rows`` (any order), in that order."""
         if len(self.snap.segments) == 1:
             return self.int8(0, rows)
-        if self.col is None and _non_decreasing(rows):
+        if self.col is None:
             return self._int8_all_segments(rows)
         scores = np.empty(rows.size, dtype=np.float32)
         offset = 0
@@ -102,14 +102,12 @@ class Scorer:
         return scores
 
     def _int8_all_segments(self, rows: I64) -> F32:
-        """:meth:`int8_rows` of sorted global ``rows`` over several segments in one kernel call:
-        each segment's calibration folded into the query at once (``[segments, dim]``), no
-        per-segment Python loop."""
+        """:meth:`int8_rows` over several segments in one kernel call, which folds each
+        segment's calibration into the query itself and finds each row's segment: no
+        per-segment Python, no per-query setup here (it was a third of the stage's time)."""
         snap = self.snap
-        cuts = np.searchsorted(rows, snap.bases)
-        qscaled = self.q_unit * snap.int8_scales  # float32 [segments, dim]
-        consts = (snap.int8_origins @ self.q_unit.astype(np.float64)).astype(np.float32)
-        unit_dots = kernels().int8_scores_rows_ranges(snap.int8_all, rows, cuts, qscaled, consts)
+        unit_dots = kernels().int8_scores_rows_segments(snap.int8_all, rows, snap.bases, self.q_unit,
+                                                        snap.int8_scales, snap.int8_origins)
         if self.metric is Metric.COSINE:
             return unit_dots
         dots = unit_dots * np.float32(self.q_norm)
@@ -119,20 +117,29 @@ class Scorer:
         return dots
 
     def exact_rows(self, rows: I64) -> F32:
-        """Exact float32 scores of sorted global ``rows`` of several segments, in that order:
-        one row-gather kernel call per segment holding some (the segments' vectors stay where
-        they are, memory-mapped), the metric's arithmetic once over all of them."""
+        """Exact float32 scores of global ``rows`` (any order) of several segments, in that
+        order: one row-gather kernel call over every segment (their vectors stay where they
+        are, memory-mapped), the metric's arithmetic once over all of them. Scores agree with
+        :meth:`exact`'s up to float32 rounding (the kernels add in their own order); exact
+        search (``.exact()``) keeps :meth:`exact`."""
         snap = self.snap
         q = self.q_unit if self.metric is Metric.COSINE else self.q_raw
         kern = kernels()
-        cuts = np.searchsorted(rows, snap.bases).tolist()
-        dots = np.empty(rows.size, dtype=np.float32)
-        for s, vectors in enumerate(snap.vectors):
-            a, b = cuts[s], cuts[s + 1]
-            if b > a:
-                dots[a:b] = kern.float_scores_rows(vectors, rows[a:b] - snap.bases[s], q)
+        addresses = snap.vector_addresses
+        if addresses is not None:
+            dots = kern.float_scores_rows_segments(addresses, snap.bases, rows, q)
+        else:  # some segment's vectors are not one C-contiguous float32 array: per segment
+            dots = np.empty(rows.size, dtype=np.float32)
+            offset = 0
+            for s, local in snap.split(rows):
+                dots[offset:offset + local.size] = kern.float_scores_rows(snap.vectors[s], local, q)
+                offset += local.size
+            if not _non_decreasing(rows):  # split grouped them by segment: back to rows' order
+                order = np.argsort(np.searchsorted(snap.bases, rows, side="right"), kind="stable")
+                unsorted = np.empty_like(dots)
+                unsorted[order] = dots
+                dots = unsorted
         norms = snap.norms_all[rows]
-        # the same element-wise arithmetic as exact(): the same scores, bit for bit
         if self.metric is Metric.COSINE:
             return (dots / np.maximum(norms, np.float32(MIN_NORM))).astype(np.float32)
         if self.metric is Metric.L2:
@@ -228,7 +235,18 @@ def exact_top(scorer: Any, parts: Parts, k: int) -> tuple[I64, F32, int]:
     return rows[order], scores[order], scanned
 
 
+def best_exact(scorer: Any, rows: I64, k: int) -> tuple[I64, F32]:
+    """The ``k`` best of sorted global ``rows`` by exact score (ties: lower row first): one
+    score array over every segment for a plain query on several segments, segment by segment
+    otherwise."""
+    if isinstance(scorer, Scorer) and scorer.col is None and len(scorer.snap.segments) > 1:
+        scores = scorer.exact_rows(rows)
+        order = top_k(scores, k)
+        return rows[order], scores[order]
+    found, scores, _ = exact_top(scorer, segment_parts(scorer.snap, rows), k)
+    return found, scores
+
+
 def rescore_exact(scorer: Any, rows: I64, k: int) -> tuple[I64, F32]:
     """The ``k`` best of global ``rows`` by exact score."""
-    found, scores, _ = exact_top(scorer, segment_parts(scorer.snap, np.sort(rows)), k)
-    return found, scores
+    return best_exact(scorer, np.sort(rows), k)

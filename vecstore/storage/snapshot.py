@@ -156,6 +156,19 @@ class Snapshot:
         return [s.vectors() for s in self.segments]
 
     @functools.cached_property
+    def vector_addresses(self) -> I64 | None:
+        """Where each segment's float32 vectors start in memory, for a kernel that reads rows of
+        every segment in one call (``float_scores_rows_segments``); the arrays stay referenced
+        by :attr:`vectors` for this snapshot's lifetime. None when some segment's vectors are
+        not one C-contiguous ``float32[rows, dim]`` array (then callers go segment by segment)."""
+        dim = self.manifest.config.dim
+        vectors = self.vectors
+        if not all(v.dtype == np.float32 and v.ndim == 2 and v.shape[1] == dim
+                   and v.flags.c_contiguous for v in vectors):
+            return None
+        return np.array([v.ctypes.data for v in vectors], dtype=np.int64)
+
+    @functools.cached_property
     def norms(self) -> list[npt.NDArray[np.float32]]:
         return [s.norms() for s in self.segments]
 
