@@ -503,14 +503,15 @@ def hamming_topk_batch(
 @njit(cache=True, parallel=True)
 def hamming_topk_batch_ranges(
     codes: npt.NDArray[np.uint64],
-    rows: npt.NDArray[np.int64],
+    rows: npt.NDArray[np.int64] | None,
     cuts: npt.NDArray[np.int64],
     queries: npt.NDArray[np.uint64],
     k: int,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
     """``hamming_topk_rows_ranges`` for each query of a batch: ``queries`` is
-    ``uint64[q, s, w]``, entries ``cuts[s]:cuts[s + 1]`` of ``rows`` are measured against
-    ``queries[i, s]`` (query ``i``'s bits under segment ``s``'s calibration).
+    ``uint64[q, s, w]``, entries ``cuts[s]:cuts[s + 1]`` of ``rows`` (of every row of ``codes``
+    when None, as ``hamming_topk_ranges``) are measured against ``queries[i, s]`` (query
+    ``i``'s bits under segment ``s``'s calibration).
 
     Returns ``(row values int64[q, k'], distances int32[q, k'])`` with ``k' = min(k, m)``, each
     query's sorted by (distance, row value); ``rows`` must be sorted (ascending). Queries go in
@@ -521,13 +522,13 @@ def hamming_topk_batch_ranges(
         raise ValueError("k must be >= 0")
     if queries.shape[2] != codes.shape[1]:
         raise ValueError("query length must equal the number of columns of codes")
-    m = rows.shape[0]
+    m = codes.shape[0] if rows is None else rows.shape[0]
     ok = cuts.shape[0] == queries.shape[1] + 1 and cuts[0] == 0 and cuts[-1] == m
     for s in range(1, cuts.shape[0]):
         ok = ok and cuts[s] >= cuts[s - 1]
     if not ok:
         raise ValueError("cuts must be non-decreasing, one more than segments, from 0 to the count")
-    if not _is_non_decreasing(rows):
+    if rows is not None and not _is_non_decreasing(rows):
         raise ValueError("rows must be sorted ascending")
     words = codes.shape[1]
     nq = queries.shape[0]
@@ -833,4 +834,5 @@ def warm_up() -> None:
                                   np.zeros((2, 8), dtype=np.float64))
         float_scores_rows_segments(np.array([vectors.ctypes.data, vectors[2:].ctypes.data],
                                             dtype=np.int64), bases, rows, q)
+    hamming_topk_batch_ranges(codes, None, bases, np.zeros((2, 2, 6), dtype=np.uint64), 1)
     topk_scores(np.zeros(4, dtype=np.float32), 1)

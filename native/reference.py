@@ -187,30 +187,34 @@ def hamming_topk_batch(
 
 def hamming_topk_batch_ranges(
     codes: npt.NDArray[np.uint64],
-    rows: npt.NDArray[np.int64],
+    rows: npt.NDArray[np.int64] | None,
     cuts: npt.NDArray[np.int64],
     queries: npt.NDArray[np.uint64],
     k: int,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
     """``hamming_topk_rows_ranges`` for each query of a batch: ``queries`` is
-    ``uint64[q, s, w]``, entries ``cuts[s]:cuts[s + 1]`` of ``rows`` (sorted ascending) are
-    measured against ``queries[i, s]``.
+    ``uint64[q, s, w]``, entries ``cuts[s]:cuts[s + 1]`` of ``rows`` (sorted ascending; every
+    row of ``codes`` when None) are measured against ``queries[i, s]``.
 
     Returns ``(row values int64[q, k'], distances int32[q, k'])`` with ``k' = min(k, m)``.
     """
     _check_k(k)
     if queries.shape[2] != codes.shape[1]:
         raise ValueError("query length must equal the number of columns of codes")
-    if (cuts.shape[0] != queries.shape[1] + 1 or cuts[0] != 0 or cuts[-1] != rows.shape[0]
+    m = codes.shape[0] if rows is None else rows.shape[0]
+    if (cuts.shape[0] != queries.shape[1] + 1 or cuts[0] != 0 or cuts[-1] != m
             or np.any(np.diff(cuts) < 0)):
         raise ValueError("cuts must be non-decreasing, one more than segments, from 0 to the count")
-    if np.any(np.diff(rows) < 0):
+    if rows is not None and np.any(np.diff(rows) < 0):
         raise ValueError("rows must be sorted ascending")
-    kk = min(k, rows.shape[0])
+    kk = min(k, m)
     ids = np.empty((queries.shape[0], kk), dtype=np.int64)
     distances = np.empty((queries.shape[0], kk), dtype=np.int32)
     for qi in range(queries.shape[0]):
-        ids[qi], distances[qi] = hamming_topk_rows_ranges(codes, rows, cuts, queries[qi], k)
+        if rows is None:
+            ids[qi], distances[qi] = hamming_topk_ranges(codes, cuts, queries[qi], k)
+        else:
+            ids[qi], distances[qi] = hamming_topk_rows_ranges(codes, rows, cuts, queries[qi], k)
     return ids, distances
 
 

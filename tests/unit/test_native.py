@@ -557,6 +557,12 @@ def test_hamming_topk_batch_ranges_is_each_querys_rows_ranges(words: int, k: int
     for qi in (0, 17, 39):
         one = kernels.hamming_topk_rows_ranges(codes, rows, cuts, queries[qi], k)
         assert_same((got[0][qi], got[1][qi]), one)
+    # every row (rows None): positions, as hamming_topk_ranges
+    cuts = random_cuts(55, n, 4)
+    got = kernels.hamming_topk_batch_ranges(codes, None, cuts, queries, k)
+    assert_same(got, reference.hamming_topk_batch_ranges(codes, None, cuts, queries, k))
+    for qi in (0, 17, 39):
+        assert_same((got[0][qi], got[1][qi]), kernels.hamming_topk_ranges(codes, cuts, queries[qi], k))
 
 
 @pytest.mark.parametrize("module", [kernels, reference])

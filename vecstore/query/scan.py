@@ -51,8 +51,8 @@ def batch_binary_candidates(snap: Snapshot, queries: list[F32], k: int, oversamp
         bits = np.stack([Scorer(snap, q).bits(0) for q in queries])
         idx, _ = kern.hamming_topk_batch(snap.binary[0], np.ascontiguousarray(bits), k * oversample)
         return [np.sort(row) for row in idx]
-    if rows is None:
-        rows = snap.live_rows if snap.has_deletions else np.arange(snap.num_rows, dtype=np.int64)
+    if rows is None and snap.has_deletions:
+        rows = snap.live_rows
     # each query's bits under each segment's calibration: [queries, segments, words]
     qs = np.stack([Scorer(snap, q).q_codes for q in queries])  # as each query's scan codes it
     packed = np.packbits(qs[:, None, :] > snap.centers[None, :, :], axis=2, bitorder="little")
@@ -60,7 +60,7 @@ def batch_binary_candidates(snap: Snapshot, queries: list[F32], k: int, oversamp
     if packed.shape[2] < width:
         packed = np.pad(packed, ((0, 0), (0, 0), (0, width - packed.shape[2])))
     all_bits = np.ascontiguousarray(packed).view(np.uint64)
-    cuts = np.searchsorted(rows, snap.bases)
+    cuts = snap.bases if rows is None else np.searchsorted(rows, snap.bases)
     idx, _ = kern.hamming_topk_batch_ranges(snap.binary_all, rows, cuts, all_bits, k * oversample)
     return [np.sort(row) for row in idx]
 
