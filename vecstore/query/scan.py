@@ -81,7 +81,13 @@ def scan(snap: Snapshot, req: SearchRequest, settings: PlannerSettings,
 
     if strategy is Strategy.EXACT_SCAN:
         t = time.perf_counter()
-        rows, scores, scanned = exact_top(scorer, segment_parts(snap, req.rows), k)
+        if req.rows is not None and not req.exact:
+            # a few matches (at most k x oversample): the float32 stage's one call over every
+            # segment; .exact() keeps exact_top's per-segment arithmetic (its scores, bit for bit)
+            rows, scores = best_exact(scorer, req.rows, k)
+            scanned = int(req.rows.size)
+        else:
+            rows, scores, scanned = exact_top(scorer, segment_parts(snap, req.rows), k)
         stages.append(Stage("float32 (exact)", scanned, rows.size, time.perf_counter() - t))
         return rows, scores, Plan(stages=tuple(stages), **plan_args)
 
