@@ -117,3 +117,36 @@ def test_a_repeated_filter_on_a_table_with_deletions_reuses_its_allow_bitmap(sto
     assert "allow bitmap (cached)" not in plans[0]
     for plan in plans[1:]:
         assert "allow bitmap (cached)" in plan
+
+
+@pytest.mark.parametrize("where", [None, FILTER])
+def test_few_dimensions_many_segments_answer_like_their_compacted_twin(tmp_path, where) -> None:
+    """Below ``min_binary_dim`` the scan starts from the int8 codes (of every segment at once)."""
+    rng = np.random.default_rng(7)
+    dim = 32
+    vectors = rng.standard_normal((ROWS, dim)).astype(np.float32)
+    vectors += (np.arange(ROWS) // 300)[:, None].astype(np.float32) * 0.5
+    q = rng.standard_normal(dim).astype(np.float32) * 3
+    planted = [113 * j for j in range(PLANTED)]
+    for j, row in enumerate(planted):
+        noise = rng.standard_normal(dim).astype(np.float32)
+        vectors[row] = q + noise / np.linalg.norm(noise) * (0.1 + 0.15 * j)
+    rows = [{"id": f"r{i}", "vector": vectors[i], "bucket": 0 if i in planted else i % 10}
+            for i in range(ROWS)]
+    db = vecstore.connect(tmp_path / "store")
+    many = db.create_table("many", dim=dim)
+    for start, stop in ((0, 600), (600, 900), (900, 1100), (1100, 1200)):
+        many.add(rows[start:stop])
+    many.delete(DELETE)
+    live = {h["id"] for h in many.search(q).limit(ROWS).exact().to_list()}
+    one = db.create_table("one", dim=dim)
+    one.add([r for r in rows if r["id"] in live])
+    answers = []
+    for tbl in (many, one):
+        query = tbl.search(q).limit(PLANTED)
+        query = query.where(where) if where else query
+        assert query.explain().strategy.value == "int8-scan"
+        answers.append(query.to_list())
+    assert [h["id"] for h in answers[0]] == [h["id"] for h in answers[1]] == [f"r{r}" for r in planted]
+    np.testing.assert_allclose([h["score"] for h in answers[0]], [h["score"] for h in answers[1]],
+                               rtol=1e-5, atol=1e-5)

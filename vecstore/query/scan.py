@@ -93,9 +93,8 @@ def scan(snap: Snapshot, req: SearchRequest, settings: PlannerSettings,
 
     if strategy is Strategy.INT8_SCAN:
         t = time.perf_counter()
-        rows1 = np.concatenate([
-            (np.arange(snap.segments[s].rows, dtype=np.int64) if local is None else local) + snap.bases[s]
-            for s, local in segment_parts(snap, req.rows)])
+        rows1 = req.rows if req.rows is not None else (
+            snap.live_rows if snap.has_deletions else np.arange(snap.num_rows, dtype=np.int64))
         keep = np.sort(rows1[top_k(scorer.int8_rows(rows1), n1)])
         stages.append(Stage("int8 scan", n_match, keep.size, time.perf_counter() - t))
         return _float_stage(scorer, keep, k, stages, plan_args)
