@@ -37,8 +37,9 @@ def _data(rng: np.random.Generator) -> tuple[list[dict], np.ndarray]:
             noise = rng.standard_normal(DIM).astype(np.float32)
             vectors[qi + 113 * j] = q + noise / np.linalg.norm(noise) * (0.1 + 0.15 * j)
     planted = {qi + 113 * j for qi in range(QUERIES) for j in range(PLANTED)}
-    rows = [{"id": f"r{i}", "vector": vectors[i], "bucket": 0 if i in planted else i % 10}
-            for i in range(ROWS)]
+    # tags: a list column, read value by value from each hit's own segment
+    rows = [{"id": f"r{i}", "vector": vectors[i], "bucket": 0 if i in planted else i % 10,
+             "tags": [f"t{i % 3}", f"u{i % 7}"][: 1 + i % 2]} for i in range(ROWS)]
     return rows, queries
 
 
@@ -70,6 +71,11 @@ def _same_answers(many: list[list[dict]], one: list[list[dict]]) -> None:
     for got, want in zip(many, one, strict=True):
         assert [h["id"] for h in got] == [h["id"] for h in want]
         assert len(got) == PLANTED
+        # the attributes too, read from the hits' segments
+        assert [{c: h[c] for c in ("id", "bucket", "tags")} for h in got] == \
+            [{c: h[c] for c in ("id", "bucket", "tags")} for h in want]
+        assert all(h["tags"] == [f"t{int(h['id'][1:]) % 3}", f"u{int(h['id'][1:]) % 7}"][
+            : 1 + int(h["id"][1:]) % 2] for h in got)
         np.testing.assert_allclose([h["score"] for h in got], [h["score"] for h in want],
                                    rtol=1e-5, atol=1e-5)
 
