@@ -18,9 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numba
 import numpy as np
 import numpy.typing as npt
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 # Numba's on-disk cache (native/__pycache__) is keyed by file, not by module name, yet each entry
 # records the module name it was compiled under. Importing this file as `native.kernels` as well
@@ -34,15 +36,18 @@ if __name__ != "vecstore._native.kernels":
 
 __all__ = [
     "float_scores_rows",
+    "float_scores_rows_segments",
     "hamming_distances",
     "hamming_distances_rows",
     "hamming_topk",
     "hamming_topk_batch",
+    "hamming_topk_batch_ranges",
     "hamming_topk_ranges",
     "hamming_topk_rows",
     "hamming_topk_rows_ranges",
     "int8_scores_rows",
     "int8_scores_rows_ranges",
+    "int8_scores_rows_segments",
     "topk_scores",
 ]
 
@@ -495,6 +500,69 @@ def hamming_topk_batch(
     return ids, dist
 
 
+@njit(cache=True, parallel=True)
+def hamming_topk_batch_ranges(
+    codes: npt.NDArray[np.uint64],
+    rows: npt.NDArray[np.int64] | None,
+    cuts: npt.NDArray[np.int64],
+    queries: npt.NDArray[np.uint64],
+    k: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+    """``hamming_topk_rows_ranges`` for each query of a batch: ``queries`` is
+    ``uint64[q, s, w]``, entries ``cuts[s]:cuts[s + 1]`` of ``rows`` (of every row of ``codes``
+    when None, as ``hamming_topk_ranges``) are measured against ``queries[i, s]`` (query
+    ``i``'s bits under segment ``s``'s calibration).
+
+    Returns ``(row values int64[q, k'], distances int32[q, k'])`` with ``k' = min(k, m)``, each
+    query's sorted by (distance, row value); ``rows`` must be sorted (ascending). Queries go in
+    groups of ``_QUERY_GROUP``, the groups in parallel; within a group every query scans one
+    cache-sized chunk of rows before the group moves on (as ``hamming_topk_batch``).
+    """
+    if k < 0:
+        raise ValueError("k must be >= 0")
+    if queries.shape[2] != codes.shape[1]:
+        raise ValueError("query length must equal the number of columns of codes")
+    m = codes.shape[0] if rows is None else rows.shape[0]
+    ok = cuts.shape[0] == queries.shape[1] + 1 and cuts[0] == 0 and cuts[-1] == m
+    for s in range(1, cuts.shape[0]):
+        ok = ok and cuts[s] >= cuts[s - 1]
+    if not ok:
+        raise ValueError("cuts must be non-decreasing, one more than segments, from 0 to the count")
+    if rows is not None and not _is_non_decreasing(rows):
+        raise ValueError("rows must be sorted ascending")
+    words = codes.shape[1]
+    nq = queries.shape[0]
+    kk = min(k, m)
+    ids = np.empty((nq, kk), dtype=np.int64)
+    dist = np.empty((nq, kk), dtype=np.int32)
+    if kk == 0 or nq == 0:
+        return ids, dist
+    max_distance = 64 * words
+    capacity = min(m, 2 * kk)
+    chunk = max(1, _CHUNK_BYTES // max(1, 8 * words))
+    n_groups = (nq + _QUERY_GROUP - 1) // _QUERY_GROUP
+    for g in prange(n_groups):
+        q0 = g * _QUERY_GROUP
+        size = min(_QUERY_GROUP, nq - q0)
+        hist = np.zeros((size, max_distance + 2), dtype=np.int64)
+        cand_ids = np.empty((size, capacity), dtype=np.int64)
+        cand_dist = np.empty((size, capacity), dtype=np.int32)
+        state = np.empty((size, 3), dtype=np.int64)
+        for j in range(size):
+            state[j] = _new_state(max_distance)
+        for s in range(cuts.shape[0] - 1):
+            for start in range(cuts[s], cuts[s + 1], chunk):
+                stop = min(start + chunk, cuts[s + 1])
+                for j in range(size):
+                    _scan_range(
+                        codes, rows, start, stop, queries[q0 + j, s], kk, True,
+                        hist[j], cand_ids[j], cand_dist[j], state[j],
+                    )  # fmt: skip
+        for j in range(size):
+            _emit(cand_ids[j], cand_dist[j], hist[j], state[j], True, ids[q0 + j], dist[q0 + j])
+    return ids, dist
+
+
 @njit(cache=True, nogil=True, fastmath=_VECTORISE_SUMS)
 def int8_scores_rows(
     codes: npt.NDArray[np.int8], rows: npt.NDArray[np.int64], qscaled: npt.NDArray[np.float32]
@@ -561,6 +629,95 @@ def float_scores_rows(
         acc = np.float32(0.0)
         for j in range(dim):
             acc += query[j] * vectors[row, j]
+        out[i] = acc
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _segment_of(bases: npt.NDArray[np.int64], row: int, hint: int) -> int:
+    """The segment holding global ``row`` (``bases[s] <= row < bases[s + 1]``): ``hint`` when
+    it does (sorted rows stay in one segment for a while), else a binary search."""
+    if bases[hint] <= row < bases[hint + 1]:
+        return hint
+    if row < 0 or row >= bases[bases.shape[0] - 1]:
+        raise IndexError("row out of range of the segments")
+    return np.searchsorted(bases, row, side="right") - 1
+
+
+@njit(cache=True, nogil=True, fastmath=_VECTORISE_SUMS)
+def int8_scores_rows_segments(
+    codes: npt.NDArray[np.int8], rows: npt.NDArray[np.int64], bases: npt.NDArray[np.int64],
+    query: npt.NDArray[np.float32], scales: npt.NDArray[np.float32],
+    origins: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float32]:
+    """Inner products of ``query`` with the decoded int8 codes of global ``rows`` (any order)
+    of a table version whose segment ``s`` holds rows ``bases[s]:bases[s + 1]`` of ``codes`` and
+    decodes code ``c`` of dimension ``j`` to ``origins[s, j] + scales[s, j] * c``: for a row of
+    segment ``s``, ``sum_j (query * scales[s])[j] * codes[row, j] + origins[s] . query`` (the
+    fold in float32, the offset summed in float64, as
+    :meth:`vecstore.storage.codes.Quantizer.query_int8` folds one segment). One call for every
+    segment, no per-segment setup in the caller; returns ``float32[len(rows)]``."""
+    n_seg = bases.shape[0] - 1
+    dim = codes.shape[1]
+    if (query.shape[0] != dim or scales.shape[0] != n_seg or origins.shape[0] != n_seg
+            or scales.shape[1] != dim or origins.shape[1] != dim):
+        raise ValueError("query, scales and origins must have one entry per column of codes, "
+                         "scales and origins one row per segment")
+    qscaled = np.empty((n_seg, dim), dtype=np.float32)
+    consts = np.empty(n_seg, dtype=np.float32)
+    for s in range(n_seg):
+        c = 0.0
+        for j in range(dim):
+            qscaled[s, j] = query[j] * scales[s, j]
+            c += origins[s, j] * np.float64(query[j])
+        consts[s] = np.float32(c)
+    out = np.empty(rows.shape[0], dtype=np.float32)
+    s = 0
+    for i in range(rows.shape[0]):
+        row = rows[i]
+        s = _segment_of(bases, row, s)
+        acc = np.float32(0.0)
+        for j in range(dim):
+            acc += qscaled[s, j] * np.float32(codes[row, j])
+        out[i] = acc + consts[s]
+    return out
+
+
+@intrinsic
+def _float32_pointer(typingctx, address):  # type: ignore[no-untyped-def]
+    """``address`` (an int64) as a ``float32*``, for :func:`numba.carray`."""
+    sig = types.CPointer(types.float32)(types.int64)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+
+    return sig, codegen
+
+
+@njit(cache=True, nogil=True, fastmath=_VECTORISE_SUMS)
+def float_scores_rows_segments(
+    addresses: npt.NDArray[np.int64], bases: npt.NDArray[np.int64], rows: npt.NDArray[np.int64],
+    query: npt.NDArray[np.float32],
+) -> npt.NDArray[np.float32]:
+    """Inner product of ``query`` with the float32 vector of each global row in ``rows`` (any
+    order), over segments that stay where they are: segment ``s`` holds rows ``bases[s]:bases[s
+    + 1]`` as a C-contiguous ``float32[bases[s + 1] - bases[s], len(query)]`` array starting at
+    memory address ``addresses[s]`` (the caller keeps those arrays alive for the call). One call
+    for every segment, where ``float_scores_rows`` needs one per segment; returns
+    ``float32[len(rows)]``."""
+    if addresses.shape[0] != bases.shape[0] - 1:
+        raise ValueError("addresses must have one entry per segment (one fewer than bases)")
+    dim = query.shape[0]
+    out = np.empty(rows.shape[0], dtype=np.float32)
+    s = 0
+    for i in range(rows.shape[0]):
+        row = rows[i]
+        s = _segment_of(bases, row, s)
+        vectors = numba.carray(_float32_pointer(addresses[s]), (bases[s + 1] - bases[s], dim))
+        local = row - bases[s]
+        acc = np.float32(0.0)
+        for j in range(dim):
+            acc += query[j] * vectors[local, j]
         out[i] = acc
     return out
 
@@ -667,4 +824,15 @@ def warm_up() -> None:
     hamming_topk(codes, query, 1)
     hamming_topk_ranges(codes, np.array([0, 2, 4], dtype=np.int64), np.zeros((2, 6), dtype=np.uint64), 1)
     hamming_topk_batch(codes, np.zeros((2, 6), dtype=np.uint64), 1)
+    bases = np.array([0, 2, 4], dtype=np.int64)
+    for writeable in (True, False):
+        rows = np.arange(3, dtype=np.int64)
+        rows.flags.writeable = writeable
+        hamming_topk_batch_ranges(codes, rows, np.array([0, 2, 3], dtype=np.int64),
+                                  np.zeros((2, 2, 6), dtype=np.uint64), 1)
+        int8_scores_rows_segments(int8, rows, bases, q, np.ones((2, 8), dtype=np.float32),
+                                  np.zeros((2, 8), dtype=np.float64))
+        float_scores_rows_segments(np.array([vectors.ctypes.data, vectors[2:].ctypes.data],
+                                            dtype=np.int64), bases, rows, q)
+    hamming_topk_batch_ranges(codes, None, bases, np.zeros((2, 2, 6), dtype=np.uint64), 1)
     topk_scores(np.zeros(4, dtype=np.float32), 1)

@@ -17,20 +17,25 @@ Conventions shared with ``kernels``:
 
 from __future__ import annotations
 
+import ctypes
+
 import numpy as np
 import numpy.typing as npt
 
 __all__ = [
     "float_scores_rows",
+    "float_scores_rows_segments",
     "hamming_distances",
     "hamming_distances_rows",
     "hamming_topk",
     "hamming_topk_batch",
+    "hamming_topk_batch_ranges",
     "hamming_topk_ranges",
     "hamming_topk_rows",
     "hamming_topk_rows_ranges",
     "int8_scores_rows",
     "int8_scores_rows_ranges",
+    "int8_scores_rows_segments",
     "topk_scores",
 ]
 
@@ -180,6 +185,39 @@ def hamming_topk_batch(
     return positions, distances
 
 
+def hamming_topk_batch_ranges(
+    codes: npt.NDArray[np.uint64],
+    rows: npt.NDArray[np.int64] | None,
+    cuts: npt.NDArray[np.int64],
+    queries: npt.NDArray[np.uint64],
+    k: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+    """``hamming_topk_rows_ranges`` for each query of a batch: ``queries`` is
+    ``uint64[q, s, w]``, entries ``cuts[s]:cuts[s + 1]`` of ``rows`` (sorted ascending; every
+    row of ``codes`` when None) are measured against ``queries[i, s]``.
+
+    Returns ``(row values int64[q, k'], distances int32[q, k'])`` with ``k' = min(k, m)``.
+    """
+    _check_k(k)
+    if queries.shape[2] != codes.shape[1]:
+        raise ValueError("query length must equal the number of columns of codes")
+    m = codes.shape[0] if rows is None else rows.shape[0]
+    if (cuts.shape[0] != queries.shape[1] + 1 or cuts[0] != 0 or cuts[-1] != m
+            or np.any(np.diff(cuts) < 0)):
+        raise ValueError("cuts must be non-decreasing, one more than segments, from 0 to the count")
+    if rows is not None and np.any(np.diff(rows) < 0):
+        raise ValueError("rows must be sorted ascending")
+    kk = min(k, m)
+    ids = np.empty((queries.shape[0], kk), dtype=np.int64)
+    distances = np.empty((queries.shape[0], kk), dtype=np.int32)
+    for qi in range(queries.shape[0]):
+        if rows is None:
+            ids[qi], distances[qi] = hamming_topk_ranges(codes, cuts, queries[qi], k)
+        else:
+            ids[qi], distances[qi] = hamming_topk_rows_ranges(codes, rows, cuts, queries[qi], k)
+    return ids, distances
+
+
 def int8_scores_rows(
     codes: npt.NDArray[np.int8], rows: npt.NDArray[np.int64], qscaled: npt.NDArray[np.float32]
 ) -> npt.NDArray[np.float32]:
@@ -219,6 +257,56 @@ def float_scores_rows(
     """Inner product of ``query`` with ``vectors[rows[i]]`` for each i; returns ``float32[m]``."""
     _check_width(vectors, query)
     return np.asarray(vectors[rows] @ query, dtype=np.float32)
+
+
+def _segments_of(bases: npt.NDArray[np.int64], rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The segment of each global row (``bases[s] <= row < bases[s + 1]``)."""
+    if rows.size and (rows.min() < 0 or rows.max() >= bases[-1]):
+        raise IndexError("row out of range of the segments")
+    return np.searchsorted(bases, rows, side="right") - 1
+
+
+def int8_scores_rows_segments(
+    codes: npt.NDArray[np.int8], rows: npt.NDArray[np.int64], bases: npt.NDArray[np.int64],
+    query: npt.NDArray[np.float32], scales: npt.NDArray[np.float32],
+    origins: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float32]:
+    """Inner products of ``query`` with the decoded int8 codes of global ``rows`` (any order)
+    of a table version whose segment ``s`` holds rows ``bases[s]:bases[s + 1]`` of ``codes`` and
+    decodes code ``c`` of dimension ``j`` to ``origins[s, j] + scales[s, j] * c``: for a row of
+    segment ``s``, ``(query * scales[s]) . codes[row] + origins[s] . query`` (the offset in
+    float64); returns ``float32[len(rows)]``."""
+    n_seg, dim = bases.shape[0] - 1, codes.shape[1]
+    if (query.shape[0] != dim or scales.shape != (n_seg, dim) or origins.shape != (n_seg, dim)):
+        raise ValueError("query, scales and origins must have one entry per column of codes, "
+                         "scales and origins one row per segment")
+    qscaled = (query * scales).astype(np.float32)
+    consts = (origins @ query.astype(np.float64)).astype(np.float32)
+    seg = _segments_of(bases, rows)
+    dots = np.einsum("ij,ij->i", codes[rows].astype(np.float32), qscaled[seg], dtype=np.float32)
+    return np.asarray(dots + consts[seg], dtype=np.float32)
+
+
+def float_scores_rows_segments(
+    addresses: npt.NDArray[np.int64], bases: npt.NDArray[np.int64], rows: npt.NDArray[np.int64],
+    query: npt.NDArray[np.float32],
+) -> npt.NDArray[np.float32]:
+    """Inner product of ``query`` with the float32 vector of each global row in ``rows`` (any
+    order): segment ``s`` holds rows ``bases[s]:bases[s + 1]`` as a C-contiguous
+    ``float32[bases[s + 1] - bases[s], len(query)]`` array at memory address ``addresses[s]``
+    (kept alive by the caller); returns ``float32[len(rows)]``."""
+    if addresses.shape[0] != bases.shape[0] - 1:
+        raise ValueError("addresses must have one entry per segment (one fewer than bases)")
+    dim = query.shape[0]
+    seg = _segments_of(bases, rows)
+    out = np.empty(rows.shape[0], dtype=np.float32)
+    for s in np.unique(seg).tolist():
+        count = int(bases[s + 1] - bases[s])
+        pointer = ctypes.cast(int(addresses[s]), ctypes.POINTER(ctypes.c_float))
+        vectors = np.ctypeslib.as_array(pointer, shape=(count, dim))
+        at = np.flatnonzero(seg == s)
+        out[at] = vectors[rows[at] - bases[s]] @ query
+    return out
 
 
 def topk_scores(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:

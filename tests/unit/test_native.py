@@ -474,3 +474,104 @@ def test_int8_scores_rows_ranges_rejects_bad_cuts(module, cuts: list[int]) -> No
     consts = np.zeros(len(cuts) - 1, dtype=np.float32)
     with pytest.raises(ValueError, match="cuts"):
         module.int8_scores_rows_ranges(codes, rows, np.array(cuts, dtype=np.int64), qscaled, consts)
+
+
+def _segment_bases(sizes: tuple[int, ...]) -> npt.NDArray[np.int64]:
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
+@pytest.mark.parametrize("dim", [0, 3, 96, 384])
+@pytest.mark.parametrize("sizes", [(5,), (7, 0, 12), (1, 30, 4, 9)])
+@pytest.mark.parametrize("sort", [True, False])
+def test_int8_scores_rows_segments_agree(dim: int, sizes: tuple[int, ...], sort: bool) -> None:
+    rng = np.random.default_rng(17)
+    bases = _segment_bases(sizes)
+    n = int(bases[-1])
+    codes = rng.integers(-128, 128, size=(n, dim), dtype=np.int8)
+    rows = random_rows(18, n, 40, sort=sort)
+    query = rng.standard_normal(dim).astype(np.float32)
+    scales = rng.uniform(0.001, 0.1, size=(len(sizes), dim)).astype(np.float32)
+    origins = rng.standard_normal((len(sizes), dim))
+    got = kernels.int8_scores_rows_segments(codes, rows, bases, query, scales, origins)
+    want = reference.int8_scores_rows_segments(codes, rows, bases, query, scales, origins)
+    seg = np.searchsorted(bases, rows, side="right") - 1
+    qscaled = (query * scales).astype(np.float32)
+    terms = np.column_stack([codes[rows].astype(np.float64) * qscaled[seg],
+                             origins[seg] * query.astype(np.float64)])
+    assert_scores_close(got, want, terms)
+    # what the per-segment fold (Quantizer.query_int8 + int8_scores_rows) gives, row by row
+    for i, (row, s) in enumerate(zip(rows.tolist(), seg.tolist(), strict=True)):
+        one = reference.int8_scores_rows(codes, np.array([row]), qscaled[s])[0] + np.float32(
+            np.dot(query.astype(np.float64), origins[s]))
+        assert_scores_close(got[i:i + 1], np.array([one], np.float32), terms[i:i + 1])
+
+
+@pytest.mark.parametrize("dim", [1, 96, 384])
+@pytest.mark.parametrize("sizes", [(5,), (7, 0, 12), (1, 30, 4, 9)])
+@pytest.mark.parametrize("sort", [True, False])
+def test_float_scores_rows_segments_agree(dim: int, sizes: tuple[int, ...], sort: bool) -> None:
+    rng = np.random.default_rng(19)
+    bases = _segment_bases(sizes)
+    # each segment its own array (as the memory-mapped segments are), read-only
+    segments = [rng.standard_normal((size, dim)).astype(np.float32) for size in sizes]
+    for v in segments:
+        v.flags.writeable = False
+    addresses = np.array([v.ctypes.data for v in segments], dtype=np.int64)
+    rows = random_rows(20, int(bases[-1]), 40, sort=sort)
+    query = rng.standard_normal(dim).astype(np.float32)
+    got = kernels.float_scores_rows_segments(addresses, bases, rows, query)
+    want = reference.float_scores_rows_segments(addresses, bases, rows, query)
+    every = np.concatenate(segments)
+    terms = every[rows].astype(np.float64) * query
+    assert_scores_close(got, want, terms)
+    assert_scores_close(got, reference.float_scores_rows(every, rows, query), terms)
+
+
+@pytest.mark.parametrize("module", [kernels, reference])
+def test_segment_kernels_refuse_rows_outside_the_segments(module) -> None:
+    bases = np.array([0, 2, 4], dtype=np.int64)
+    vectors = np.zeros((4, 8), dtype=np.float32)
+    addresses = np.array([vectors.ctypes.data, vectors[2:].ctypes.data], dtype=np.int64)
+    for bad in (4, -1):
+        rows = np.array([0, bad], dtype=np.int64)
+        with pytest.raises(IndexError, match="out of range"):
+            module.float_scores_rows_segments(addresses, bases, rows, np.zeros(8, np.float32))
+        with pytest.raises(IndexError, match="out of range"):
+            module.int8_scores_rows_segments(np.zeros((4, 8), np.int8), rows, bases,
+                                             np.zeros(8, np.float32), np.ones((2, 8), np.float32),
+                                             np.zeros((2, 8)))
+
+
+@pytest.mark.parametrize("words", [4, 6, 12])
+@pytest.mark.parametrize("k", [0, 1, 60, 5000])
+@pytest.mark.parametrize("tie_heavy", [False, True])
+def test_hamming_topk_batch_ranges_is_each_querys_rows_ranges(words: int, k: int, tie_heavy: bool) -> None:
+    n = 3000  # several chunks of codes, two query groups
+    codes = random_codes(49, n, words, tie_heavy=tie_heavy)
+    rows = random_rows(50, n, 2000, sort=True)
+    cuts = random_cuts(51, rows.size, 4)
+    queries = random_codes(52, 40 * 4, words, tie_heavy=tie_heavy).reshape(40, 4, words)
+    got = kernels.hamming_topk_batch_ranges(codes, rows, cuts, queries, k)
+    assert_same(got, reference.hamming_topk_batch_ranges(codes, rows, cuts, queries, k))
+    assert got[0].shape == (40, min(k, rows.size))
+    for qi in (0, 17, 39):
+        one = kernels.hamming_topk_rows_ranges(codes, rows, cuts, queries[qi], k)
+        assert_same((got[0][qi], got[1][qi]), one)
+    # every row (rows None): positions, as hamming_topk_ranges
+    cuts = random_cuts(55, n, 4)
+    got = kernels.hamming_topk_batch_ranges(codes, None, cuts, queries, k)
+    assert_same(got, reference.hamming_topk_batch_ranges(codes, None, cuts, queries, k))
+    for qi in (0, 17, 39):
+        assert_same((got[0][qi], got[1][qi]), kernels.hamming_topk_ranges(codes, cuts, queries[qi], k))
+
+
+@pytest.mark.parametrize("module", [kernels, reference])
+def test_hamming_topk_batch_ranges_refuses_unsorted_rows_and_bad_cuts(module) -> None:
+    codes = random_codes(53, 10, 2)
+    queries = random_codes(54, 4, 2).reshape(2, 2, 2)
+    with pytest.raises(ValueError, match="sorted"):
+        module.hamming_topk_batch_ranges(codes, np.array([3, 1, 2], dtype=np.int64),
+                                         np.array([0, 1, 3], dtype=np.int64), queries, 2)
+    with pytest.raises(ValueError, match="cuts"):
+        module.hamming_topk_batch_ranges(codes, np.array([1, 2, 3], dtype=np.int64),
+                                         np.array([0, 3], dtype=np.int64), queries, 2)

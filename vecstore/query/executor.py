@@ -16,6 +16,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,9 @@ from .spec import QuerySpec
 I64 = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
 
+LIVE_KEPT = 8
+"""Filter results whose live subset (on a table with deletions) an executor keeps per version."""
+
 
 class Executor:
     """Runs queries over the versions of one table (thread-safe)."""
@@ -55,6 +59,7 @@ class Executor:
         self._views: tuple[int, IndexView | None] | None = None
         self._broken: set[str] = set()  # index paths found damaged in this process
         self._keyword: tuple[int, KeywordView] | None = None
+        self._live_kept: tuple[int, dict[int, tuple[I64, I64]]] = (-1, {})  # see _live
 
     # -- filters ------------------------------------------------------------------------------
     def filter_engine(self, snap: Snapshot) -> FilterEngine:
@@ -81,7 +86,28 @@ class Executor:
         """:meth:`match_rows`, and whether the filter's rows came from this version's cache."""
         rows, cached = self.filter_engine(snap).lookup(where, params)
         deadline.check("the filter")  # a query's (a write has none)
-        return (rows[snap.live_mask[rows]] if snap.has_deletions else rows), cached
+        return (self._live(snap, rows) if snap.has_deletions else rows), cached
+
+    def _live(self, snap: Snapshot, rows: I64) -> I64:
+        """``rows`` less the deleted ones. For a result the filter engine keeps (read-only) the
+        live subset is kept as well, so that a repeated filter hands the index search the same
+        (read-only) array and its allow bitmap comes from the view's cache, not rebuilt."""
+        if rows.flags.writeable:
+            return rows[snap.live_mask[rows]]
+        with self._guard:
+            if self._live_kept[0] != snap.version:
+                self._live_kept = (snap.version, {})
+            kept = self._live_kept[1]
+            hit = kept.get(id(rows))
+            if hit is not None and hit[0] is rows:  # the key array is held: its id is not reused
+                return hit[1]
+        live = rows[snap.live_mask[rows]]
+        live.flags.writeable = False
+        with self._guard:
+            kept[id(rows)] = (rows, live)
+            while len(kept) > LIVE_KEPT:
+                del kept[next(iter(kept))]
+        return live
 
     # -- indexes ------------------------------------------------------------------------------
     def remember_index(self, entry: IndexEntry, index: Any) -> None:
@@ -220,16 +246,13 @@ class Executor:
             if view is not None:
                 start = search_index_batch(snap, view, reqs, self.settings, filter_stages)
                 answers, prefetched = start.answers, start.prefetched
-            elif rows is None and not spec.exact and plain(snap, spec.combine):
+            elif not spec.exact and plain(snap, spec.combine):
                 t = time.perf_counter()
                 cands = batch_binary_candidates(snap, [r.query for r in reqs], spec.k, oversample,
-                                                self.settings)
+                                                self.settings, rows)
                 if cands is not None:
                     seconds = (time.perf_counter() - t) / len(reqs)
-                    reqs = [SearchRequest(query=r.query, k=r.k, oversample=r.oversample,
-                                          oversample_set=r.oversample_set, exact=r.exact, rows=None,
-                                          binary_candidates=c, binary_seconds=seconds,
-                                          combine=r.combine)
+                    reqs = [replace(r, binary_candidates=c, binary_seconds=seconds)
                             for r, c in zip(reqs, cands, strict=True)]
         shown: Sequence[str] = (snap.default_columns if spec.columns is None
                                 else list(dict.fromkeys(["id", *spec.columns])))

@@ -23,28 +23,45 @@ import numpy.typing as npt
 
 from .._native import loader
 from ..config import PlannerSettings
+from ..storage.codes import binary_bytes
 from ..storage.snapshot import Snapshot
 from .multivector import MultiScorer, make_scorer
 from .planner import SearchRequest, scan_strategy
 from .results import Plan, Stage, Strategy
-from .scoring import Scorer, exact_top, kernels, segment_parts, top_k
+from .scoring import Scorer, best_exact, exact_top, kernels, segment_parts, top_k
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 
 
 def batch_binary_candidates(snap: Snapshot, queries: list[F32], k: int, oversample: int,
-                            settings: PlannerSettings) -> list[I64] | None:
-    """Stage 1 for many unfiltered queries in one parallel, cache-blocked scan
-    (``hamming_topk_batch``), when it applies: one segment, no tombstones, dimensions enough for
-    sign codes, more rows than candidates."""
-    if (len(snap.segments) != 1 or snap.has_deletions
-            or snap.manifest.config.dim < settings.min_binary_dim
-            or snap.num_rows <= k * oversample or k == 0):
+                            settings: PlannerSettings, rows: I64 | None = None) -> list[I64] | None:
+    """Stage 1 for many queries sharing one filter result ``rows`` (every live row when None)
+    in one parallel, cache-blocked scan, when the scan would take it (dimensions enough for
+    sign codes, more matches than candidates): ``hamming_topk_batch`` over a one-segment table
+    without tombstones, else ``hamming_topk_batch_ranges`` over every segment at once, each
+    segment's rows against the queries' bits under its own calibration. The candidates are the
+    ones each query's own scan would pick."""
+    n_match = snap.num_rows if rows is None else int(rows.size)
+    if (snap.manifest.config.dim < settings.min_binary_dim or n_match <= k * oversample
+            or k == 0 or not queries):
         return None
-    bits = np.stack([Scorer(snap, q).bits(0) for q in queries])
     kern = loader.get("kernels", wait=True)  # a batch waits for the compiled kernels
-    idx, _ = kern.hamming_topk_batch(snap.binary[0], np.ascontiguousarray(bits), k * oversample)
+    if rows is None and len(snap.segments) == 1 and not snap.has_deletions:
+        bits = np.stack([Scorer(snap, q).bits(0) for q in queries])
+        idx, _ = kern.hamming_topk_batch(snap.binary[0], np.ascontiguousarray(bits), k * oversample)
+        return [np.sort(row) for row in idx]
+    if rows is None and snap.has_deletions:
+        rows = snap.live_rows
+    # each query's bits under each segment's calibration: [queries, segments, words]
+    qs = np.stack([Scorer(snap, q).q_codes for q in queries])  # as each query's scan codes it
+    packed = np.packbits(qs[:, None, :] > snap.centers[None, :, :], axis=2, bitorder="little")
+    width = binary_bytes(snap.manifest.config.dim)
+    if packed.shape[2] < width:
+        packed = np.pad(packed, ((0, 0), (0, 0), (0, width - packed.shape[2])))
+    all_bits = np.ascontiguousarray(packed).view(np.uint64)
+    cuts = snap.bases if rows is None else np.searchsorted(rows, snap.bases)
+    idx, _ = kern.hamming_topk_batch_ranges(snap.binary_all, rows, cuts, all_bits, k * oversample)
     return [np.sort(row) for row in idx]
 
 
@@ -64,20 +81,25 @@ def scan(snap: Snapshot, req: SearchRequest, settings: PlannerSettings,
 
     if strategy is Strategy.EXACT_SCAN:
         t = time.perf_counter()
-        rows, scores, scanned = exact_top(scorer, segment_parts(snap, req.rows), k)
+        if req.rows is not None and not req.exact:
+            # a few matches (at most k x oversample): the float32 stage's one call over every
+            # segment; .exact() keeps exact_top's per-segment arithmetic (its scores, bit for bit)
+            rows, scores = best_exact(scorer, req.rows, k)
+            scanned = int(req.rows.size)
+        else:
+            rows, scores, scanned = exact_top(scorer, segment_parts(snap, req.rows), k)
         stages.append(Stage("float32 (exact)", scanned, rows.size, time.perf_counter() - t))
         return rows, scores, Plan(stages=tuple(stages), **plan_args)
 
     if strategy is Strategy.INT8_SCAN:
         t = time.perf_counter()
-        rows1 = np.concatenate([
-            (np.arange(snap.segments[s].rows, dtype=np.int64) if local is None else local) + snap.bases[s]
-            for s, local in segment_parts(snap, req.rows)])
+        rows1 = req.rows if req.rows is not None else (
+            snap.live_rows if snap.has_deletions else np.arange(snap.num_rows, dtype=np.int64))
         keep = np.sort(rows1[top_k(scorer.int8_rows(rows1), n1)])
         stages.append(Stage("int8 scan", n_match, keep.size, time.perf_counter() - t))
         return _float_stage(scorer, keep, k, stages, plan_args)
 
-    if req.binary_candidates is not None and req.rows is None:
+    if req.binary_candidates is not None:
         stages.append(Stage("binary (batch scan)", n_match, req.binary_candidates.size,
                             req.binary_seconds))
         return _int8_stage(scorer, req.binary_candidates, k, n1, stages, plan_args)
@@ -148,12 +170,6 @@ def _int8_stage(scorer: Scorer | MultiScorer, rows1: I64, k: int, n1: int, stage
 def _float_stage(scorer: Scorer | MultiScorer, rows: I64, k: int, stages: list[Stage],
                  plan_args: dict[str, Any]) -> tuple[I64, F32, Plan]:
     t = time.perf_counter()
-    if isinstance(scorer, Scorer) and scorer.col is None and len(scorer.snap.segments) > 1:
-        # candidates of several segments: scored in one array without splitting them first
-        all_scores = scorer.exact_rows(rows)
-        order = top_k(all_scores, k)
-        found, scores = rows[order], all_scores[order]
-    else:
-        found, scores, _ = exact_top(scorer, segment_parts(scorer.snap, rows), k)
+    found, scores = best_exact(scorer, rows, k)
     stages.append(Stage("float32 rescore", rows.size, found.size, time.perf_counter() - t))
     return found, scores, Plan(stages=tuple(stages), **plan_args)
