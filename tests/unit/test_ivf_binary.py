@@ -161,7 +161,7 @@ def test_calibration_gathers_candidates_a_bounded_amount_at_a_time(monkeypatch) 
 
     loader.get("kernels", wait=True)  # imported before: only the build's arrays are traced
     monkeypatch.setattr(ivf_binary, "CALIBRATION_GATHER_BYTES", 4 << 20)
-    x = np.random.default_rng(3).standard_normal((5_000, 64)).astype(np.float32)
+    x = np.random.default_rng(3).standard_normal((3_000, 64)).astype(np.float32)
     tracemalloc.start()
     try:
         index = IvfBinaryIndex.build(x, "cosine", nlist=16)
