@@ -400,7 +400,7 @@ def run(args: argparse.Namespace) -> int:
         if args.store is None:
             shutil.rmtree(root, ignore_errors=True)
     print(f"## Scale\n\nCommand: `{args.command}`; {result['machine']}.\n")
-    if "one_box" in result and "scan" in result["one_box"]:
+    if "one_box" in result and ("scan" in result["one_box"] or "index" in result["one_box"]):
         b = result["one_box"]
         print(f"{b['n']:,} rows ({b['source']}; noise {b['noise']}); add {b['build_s']:.0f} s "
               f"({b['rows_per_s']:,.0f} rows/s) + cleanup {b['cleanup_s']:.0f} s, {b['segments']} "
