@@ -98,3 +98,20 @@ def test_filters_of_other_selectivities_get_their_own_plan_on_the_same_version(t
         assert got == fresh
         assert {p[0] for p in got} == {"index-then-filter", "index-filtered"}
         tbl.delete(ids=["0", "1", "2"])  # a new version: its own view and plans
+
+
+def test_a_large_tables_filter_result_is_kept_too(tmp_path, rng, monkeypatch) -> None:
+    """The result cache grows with the table: a filter keeping a quarter of a table larger than
+    the fixed budget is kept (at 10M rows a 10% filter's 1M rows were evaluated and turned into
+    an allow bitmap on every query)."""
+    from vecstore.query import filters
+
+    monkeypatch.setattr(filters, "RESULT_CACHE_ROWS", ROWS // 8)
+    vectors = rng.standard_normal((ROWS, DIM)).astype(np.float32)
+    tbl = vecstore.connect(tmp_path).create_table("t", dim=DIM)
+    tbl.add(_rows(vectors, 0))
+    q = vectors[0]
+    first = tbl.search(q).where("colour = 'red'").limit(10)
+    assert "filter (cached)" not in str(first.explain())
+    again = str(tbl.search(q).where("colour = 'red'").limit(10).explain())
+    assert "filter (cached)" in again, again

@@ -41,7 +41,9 @@ from .predicates import Node, Predicates
 from .sqltypes import bind_parameters
 
 RESULT_CACHE_ROWS = 4_000_000
-"""Rows (8 bytes each) of filter results a table version keeps: 32 MB."""
+"""Rows (8 bytes each) of filter results a table version keeps: 32 MB, or as many rows as the
+table holds when it holds more (8 bytes a row beside the ~2 kB each row keeps on disk), so that a
+filter keeping a tenth of a 10M-row table is kept too. One result may take a quarter."""
 RESULT_CACHE_ENTRIES = 512
 
 VIEW = "__vecstore_rows"
@@ -473,6 +475,7 @@ class FilterEngine:
         self._checked: dict[str, tuple[_Parsed, Node | None]] = {}
         self._results: OrderedDict[tuple[Any, ...], npt.NDArray[np.int64]] = OrderedDict()
         self._cached_rows = 0
+        self._cache_rows = max(RESULT_CACHE_ROWS, attributes.num_rows)
         self._predicates = Predicates(attributes, self._columns)
         self._variable = frozenset(
             f.name for f in attributes.schema if f.name != ROW_COLUMN and not _fixed_width(f.type))
@@ -548,11 +551,12 @@ class FilterEngine:
     def rows(self, text: str, params: Sequence[Any]) -> npt.NDArray[np.int64]:
         """Global row positions (sorted, read-only) of the rows for which the filter is true.
 
-        Results are kept for the version's lifetime (at most :data:`RESULT_CACHE_ROWS` rows in
-        all, the least recently used dropped first): applications repeat filters (a tenant, a
-        category, a date window), and the version's rows never change. Filters that read the
-        clock (``now()``, ``current_date``) are never kept. A repeated filter returns the very
-        same array, so that what is derived from it (an index's allow bitmap) can be kept too."""
+        Results are kept for the version's lifetime (at most :data:`RESULT_CACHE_ROWS` rows, or
+        the table's row count, in all, the least recently used dropped first): applications
+        repeat filters (a tenant, a category, a date window), and the version's rows never
+        change. Filters that read the clock (``now()``, ``current_date``) are never kept. A
+        repeated filter returns the very same array, so that what is derived from it (an
+        index's allow bitmap) can be kept too."""
         return self.lookup(text, params)[0]
 
     def lookup(self, text: str, params: Sequence[Any]) -> tuple[npt.NDArray[np.int64], bool]:
@@ -568,12 +572,12 @@ class FilterEngine:
         rows = self._fast(parsed, node, bound)
         if rows is None:
             rows = self._duckdb(parsed, text, bound, params)
-        if key is not None and rows.size <= RESULT_CACHE_ROWS // 4:
+        if key is not None and rows.size <= self._cache_rows // 4:
             rows.flags.writeable = False
             with self._lock:
                 self._results[key] = rows
                 self._cached_rows += rows.size
-                while self._cached_rows > RESULT_CACHE_ROWS or len(self._results) > RESULT_CACHE_ENTRIES:
+                while self._cached_rows > self._cache_rows or len(self._results) > RESULT_CACHE_ENTRIES:
                     _, old = self._results.popitem(last=False)
                     self._cached_rows -= old.size
         return rows, False
