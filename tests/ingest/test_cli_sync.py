@@ -133,7 +133,10 @@ def test_two_processes_creating_one_table_both_get_it(tmp_path):
 
 
 SLOW_CLI = """
-import sys, time
+import signal, sys, time
+# Ctrl-C as a terminal delivers it, whatever this test was started under (a shell's background
+# job, `nohup`, starts its commands with SIGINT ignored, and a child inherits that)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import vecstore.documents
 from vecstore.ingest import embedders
 vecstore.documents.GROUP_CHUNKS = 6              # a commit chance every few chunks
