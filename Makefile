@@ -10,8 +10,12 @@ TORCH_SPEC ?= torch==2.13.0
 
 setup: $(VENV)/.installed
 
+# Where the venv's own pip bootstrap (ensurepip) fails, as it once did on a CI machine, the
+# venv is made without pip and the host's pip installs pip into it.
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV) || { echo "ensurepip failed: bootstrapping pip with the host's pip"; \
+	  rm -rf $(VENV) && $(PYTHON) -m venv --without-pip $(VENV) && \
+	  $(PYTHON) -m pip --python $(PY) install -q pip; }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[dev]"
