@@ -22,7 +22,8 @@ QUERY = np.array([[1, 0]], dtype=np.float32)
 
 
 def _recall(labels: list[int], rescored: bool = False) -> float:
-    truth = ExactTruth(Metric.DOT, QUERY, LINE, k=2)
+    # on this line label 3 sits exactly on the query: a near-duplicate, kept here (see below)
+    truth = ExactTruth(Metric.DOT, QUERY, LINE, k=2, drop_duplicates=False)
     return _tie_aware_recall(truth, np.array([labels], dtype=np.int64), rescored)
 
 
@@ -36,7 +37,8 @@ def test_recall_counts_ties_and_drops_misses() -> None:
 
 
 def test_own_label_is_excluded_from_truth_and_answer() -> None:
-    truth = ExactTruth(Metric.DOT, LINE[[0]], LINE, k=2, own_labels=np.array([0]))
+    truth = ExactTruth(Metric.DOT, LINE[[0]], LINE, k=2, own_labels=np.array([0]),
+                       drop_duplicates=False)
     assert np.isneginf(truth.scores[0, 0]) and truth.kth[0] == pytest.approx(6.0)
     assert _tie_aware_recall(truth, np.array([[0, 1, 2]])) == 1.0
     assert _tie_aware_recall(truth, np.array([[0, 3, 1]])) == 0.5

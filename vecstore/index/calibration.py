@@ -195,33 +195,85 @@ constant 0.005, which on 200 held-out rows let the bench's real queries fall to 
 at a target of 0.95."""
 
 
+def duplicate_counts(dist: npt.ArrayLike, k: int = 10) -> npt.NDArray[np.int64]:
+    """How many of a calibration query's nearest rows are its near-duplicates, per query.
+
+    ``dist`` is ``[q, m]`` (or one row of ``m``): each query's Euclidean distances to its ``m``
+    nearest rows, ascending. The count is the largest ``c`` such that the ``c``-th nearest row is
+    closer than :data:`DUPLICATE_RATIO` times the distance of the ``(c + k)``-th, i.e. of the
+    ``k``-th nearest row that is not a copy (0 when there is none): the nearest ``c`` rows form a
+    tight group of copies around the query, away from its neighbourhood. With one or two copies
+    this is the rule "closer than half the ``k``-th neighbour"; unlike it, it also sees a row
+    with more than ``k`` copies (a boilerplate paragraph, a re-sent story, a corpus derived by
+    perturbing its rows), whose ``k`` nearest are all copies at one distance. Look ``m`` deep
+    enough (:data:`DUPLICATE_DEPTH`) for the copies a table may hold.
+    """
+    d = np.atleast_2d(np.asarray(dist, dtype=np.float64))
+    m = d.shape[1]
+    if m <= k:
+        return np.zeros(d.shape[0], dtype=np.int64)
+    copies = d[:, :m - k] < DUPLICATE_RATIO * d[:, k:]
+    last = (m - k) - np.argmax(copies[:, ::-1], axis=1)  # 1 + the last position that is a copy
+    return np.where(copies.any(axis=1), last, 0).astype(np.int64)
+
+
+def nearest_distances(queries: FloatMatrix, vectors: FloatMatrix, depth: int,
+                      out: npt.NDArray[np.int64] | None = None
+                      ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Each query's ``depth`` nearest rows of ``vectors`` by Euclidean distance (whatever the
+    metric: "near" means near in space), ascending: ``(distances, rows)``; ``out[i]`` (a row per
+    query, or -1) is left out of query ``i``'s answer (its own row)."""
+    n = vectors.shape[0]
+    depth = min(depth, n - (out is not None))
+    sq = np.einsum("ij,ij->i", vectors, vectors)
+    q_sq = np.einsum("ij,ij->i", queries, queries)
+    dist = np.empty((queries.shape[0], depth), dtype=np.float32)
+    rows = np.empty((queries.shape[0], depth), dtype=np.int64)
+    step = max(1, (1 << 24) // max(n, 1))  # [step, n] distances at a time
+    for start in range(0, queries.shape[0], step):
+        stop = min(start + step, queries.shape[0])
+        d2 = q_sq[start:stop, None] + sq[None, :] - 2 * (queries[start:stop] @ vectors.T)
+        if out is not None:
+            own = out[start:stop]
+            d2[np.flatnonzero(own >= 0), own[own >= 0]] = np.inf
+        top = np.argpartition(d2, depth - 1, axis=1)[:, :depth] if depth < n else \
+            np.broadcast_to(np.arange(n), d2.shape).copy()
+        top_d = np.take_along_axis(d2, top, axis=1)
+        order = np.argsort(top_d, axis=1, kind="stable")
+        rows[start:stop] = np.take_along_axis(top, order, axis=1)
+        dist[start:stop] = np.sqrt(np.maximum(np.take_along_axis(top_d, order, axis=1), 0))
+    return dist, rows
+
+
 def near_duplicates(metric: Metric, vectors: FloatMatrix, rows: npt.NDArray[np.int64],
-                    k: int = 10) -> npt.NDArray[np.int64]:
-    """Rows of ``vectors`` (outside ``rows``) that are near-duplicates of some row in ``rows``:
-    among its ``k`` nearest rows, those closer than :data:`DUPLICATE_RATIO` times the distance
-    of its ``k``-th nearest (Euclidean distance, whatever the metric).
+                    k: int = 10, budget: int | None = None
+                    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """``(rows kept, their near-duplicates)``: the rows of ``vectors`` outside ``rows`` that are
+    near-duplicates of some row in ``rows`` (:func:`duplicate_counts` over its
+    :data:`DUPLICATE_DEPTH` nearest rows).
 
     A build holds these out of the graph with the calibration rows: a held-out row whose twin
     is in the graph reaches the twin's neighbour list, which is its own answer, at almost no
-    effort, where a user's query, which rarely has such a twin, needs far more.
+    effort, where a user's query, which rarely has such a twin, needs far more. With ``budget``,
+    rows are kept in a seeded random order only while they and their near-duplicates number at
+    most ``budget``: in a table where every row has dozens of copies, holding out 1,000 rows
+    with all their copies would take most of the table out of the graph being measured.
     """
     n = vectors.shape[0]
     if rows.size == 0 or n <= k + 1:
-        return np.empty(0, dtype=np.int64)
-    queries = np.ascontiguousarray(vectors[rows])
-    sq = np.einsum("ij,ij->i", vectors, vectors)
-    found: list[npt.NDArray[np.int64]] = []
-    step = max(1, (1 << 24) // n)  # [step, n] scores at a time
-    for start in range(0, rows.size, step):
-        block = queries[start:start + step] @ vectors.T
-        dist2 = sq[rows[start:start + step], None] + sq[None, :] - 2 * block
-        dist2[np.arange(block.shape[0]), rows[start:start + step]] = np.inf  # not itself
-        near = np.argpartition(dist2, k - 1, axis=1)[:, :k]
-        nd = np.sqrt(np.maximum(np.take_along_axis(dist2, near, axis=1), 0))
-        kth = nd.max(axis=1, keepdims=True)
-        found.append(near[nd < DUPLICATE_RATIO * kth])
-    dups = np.unique(np.concatenate(found)).astype(np.int64)
-    return np.setdiff1d(dups, rows, assume_unique=True)
+        return rows, np.empty(0, dtype=np.int64)
+    dist, near = nearest_distances(np.ascontiguousarray(vectors[rows]), vectors,
+                                   DUPLICATE_DEPTH, out=rows)
+    counts = duplicate_counts(dist, k)
+    keep = np.ones(rows.size, dtype=bool)
+    if budget is not None and rows.size + counts.sum() > budget:
+        # a seeded random order (rows come sorted), each row costing itself and its copies
+        order = np.random.default_rng(0).permutation(rows.size)
+        keep[:] = False
+        keep[order[np.cumsum(1 + counts[order]) <= budget]] = True
+        keep[order[0]] = True  # at least one query
+    dups = np.unique(near[keep][np.arange(near.shape[1])[None, :] < counts[keep, None]])
+    return rows[keep], np.setdiff1d(dups.astype(np.int64), rows[keep])
 
 
 def held_out_rows(n: int, seed: int = 0) -> npt.NDArray[np.int64]:
@@ -327,10 +379,11 @@ class ExactTruth:
     out of its answer. ``own_labels``, for queries that are indexed rows themselves, gives each
     one's label: that row is excluded from its own truth and from the index's answer (finding
     itself is free). With ``drop_duplicates`` (the default), each query's *near-duplicates* are
-    excluded the same way: rows closer to it than :data:`DUPLICATE_RATIO` times the distance of
-    its ``k``-th nearest row (at most ``k`` of them). A held-out row of a table often has such a
-    twin (a re-sent story, a copied summary) that an index finds at once, while a user's query
-    rarely does; judging without them measures the effort real queries need.
+    excluded the same way (:func:`duplicate_counts`: the tight group of rows around it, closer
+    than :data:`DUPLICATE_RATIO` times the distance of its ``k``-th nearest row beyond them). A
+    held-out row of a table often has such a twin (a re-sent story, a copied summary) that an
+    index finds at once, while a user's query rarely does; judging without them measures the
+    effort real queries need.
 
     Attributes:
         k: the recall depth, ``min(k, n)``.
@@ -365,11 +418,12 @@ class ExactTruth:
                 row[out] = -np.inf
                 if drop_duplicates and self.k < row.size - len(out):
                     # Euclidean distances whatever the metric: "near" means near in space
-                    top = np.argpartition(-row, self.k)[: self.k + 1]
-                    top = top[np.argsort(-row[top], kind="stable")]
+                    depth = min(DUPLICATE_DEPTH, row.size - len(out))
+                    top = np.argpartition(-row, depth - 1)[:depth]
                     dot = self._vectors[top] @ self._queries[i]
                     dist = np.sqrt(np.maximum(vq[i] + vsq[top] - 2 * dot, 0))
-                    dups = top[: self.k][dist[: self.k] < DUPLICATE_RATIO * dist[self.k - 1]]
+                    order = np.argsort(dist, kind="stable")
+                    dups = top[order[: duplicate_counts(dist[order], self.k)[0]]]
                     if dups.size:
                         out += dups.tolist()
                         row[dups] = -np.inf
@@ -405,6 +459,10 @@ DUPLICATE_RATIO = 0.5
 """A row closer to a calibration query than this fraction of the distance to the query's k-th
 nearest row is its near-duplicate (:class:`ExactTruth`). On unit vectors, 0.5 of a typical
 10th-neighbour distance (~0.9, cosine 0.6) is cosine 0.9: a copy or a light rewording."""
+
+DUPLICATE_DEPTH = 1024
+"""Nearest rows examined for a calibration query's near-duplicates (:func:`duplicate_counts`):
+a row with more copies than this keeps the rest in its truth."""
 
 CONFIDENCE_Z = 1.645
 """One-sided 95%: the measured recall's lower confidence bound (mean minus ``z`` standard

@@ -154,7 +154,8 @@ def build_graph(kind: str, vectors: FloatMatrix, metric: Metric, params: P, prog
     """An hnswlib graph over ``vectors`` (labels = row positions) and its parameters.
 
     With ``measure``, a random tenth of the rows (at most 1,000, :func:`held_out_rows`) is held
-    out, with their near-duplicates (:func:`near_duplicates`): the graph is built over the rest,
+    out, with their near-duplicates (:func:`near_duplicates`; fewer rows when they and their
+    copies would exceed a tenth of the table): the graph is built over the rest,
     ``calibrate(graph, rest, held)`` measures the search effort with the held-out rows as queries
     (a row already in the graph, or its twin, would find its own neighbour list, far easier than
     a new query) and returns the parameters, then the rows held out join the graph. Effort left
@@ -166,8 +167,10 @@ def build_graph(kind: str, vectors: FloatMatrix, metric: Metric, params: P, prog
                      random_seed=params.seed)
     held = held_out_rows(n) if measure else np.empty(0, np.int64)
     # the held-out rows' near-duplicates wait too (added last): calibration queries must not
-    # find a twin in the graph, which a user's query rarely has
-    late = np.union1d(held, near_duplicates(metric, vectors, held))
+    # find a twin in the graph, which a user's query rarely has; together at most a tenth of
+    # the rows, so that the graph measured is the table's
+    held, dups = near_duplicates(metric, vectors, held, budget=max(held.size, n // 10))
+    late = np.union1d(held, dups)
     rest = np.setdiff1d(np.arange(n, dtype=np.int64), late, assume_unique=True)
     with progress_bar(n, f"building {kind}", progress) as bar:
         for start, stop in chunks(rest.size):

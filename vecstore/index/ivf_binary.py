@@ -20,19 +20,21 @@ nogil; the ``allow`` bitmap drops labels before the scan). It returns *candidate
 codes (``int8_first``) and rescores the best quarter exactly with the float32 vectors, both read
 from the memory-mapped segments (so neither enters RAM whole).
 
-Calibration (at build time, on the table's own vectors): a seeded random 200 rows are held out
-(:func:`~vecstore.index.calibration.held_out_rows`; they stay in the index but are masked out of
-their own searches), their exact top 10 among the other rows is computed in chunks, and for each
-candidate count per result (``rerank`` in :data:`RERANKS`) the smallest ``nprobe`` whose
-rescored recall@10 reaches ``target_recall`` (+ the calibration margin) is found; the pair with
-the lowest estimated cost (codes scanned + :data:`CANDIDATE_COST` per candidate rescored) wins.
-:meth:`IvfBinaryIndex.effort_for` scales that ``nprobe`` with ``k`` and the filter's selectivity
-by :func:`~vecstore.index.calibration.ivf_effort`. Held-out rows are easy queries when the table
-holds near-duplicates of them (they sit in the same list, a few bits away): their
-near-duplicates leave the truth and the answers (as the graph indexes hold them out of the
-build), and the recall that must reach the target is the lower confidence bound over the
-held-out rows, not their mean. Before that, on the derived corpus of docs/scale.md, the measured
-settings (nprobe 2 of 2,000, rerank 2) gave recall 0.47 on real queries.
+Calibration (at build time, on the table's own vectors): a seeded random 1,000 rows (at most a
+tenth) are held out (:func:`~vecstore.index.calibration.held_out_rows`; they stay in the index but
+are masked out of the searches), their exact top 10 among the other rows is computed in one
+chunked pass, and for each candidate count per result (``rerank`` in :data:`RERANKS`) the
+smallest ``nprobe`` whose rescored recall@10 reaches ``target_recall`` (+ the calibration margin)
+is found; the pair with the lowest estimated cost (codes scanned + :data:`CANDIDATE_COST` per
+candidate rescored) wins. :meth:`IvfBinaryIndex.effort_for` scales that ``nprobe`` with ``k`` and
+the filter's selectivity by :func:`~vecstore.index.calibration.ivf_effort`. Held-out rows are easy
+queries when the table holds copies of them (they sit in the same list, a few bits away), so each
+one's near-duplicates (:func:`~vecstore.index.calibration.duplicate_counts`: the tight group
+around it, however many) leave its truth and its answers, and the recall that must reach the
+target is the lower confidence bound over the held-out rows, not their mean. Before, on the
+derived corpus of docs/scale.md, the measured settings (nprobe 2 of 2,000, rerank 2) gave recall
+0.47 on real queries; with ~156 copies of each source at 10M rows, the earlier rule (closer than
+half the 10th neighbour) saw none of them and nprobe 2 of 6,325 gave 0.49.
 
 Files: the arrays as ``.npy`` (loaded into memory) and the checksum sidecar.
 """
@@ -68,9 +70,10 @@ from .base import (
 )
 from .calibration import (
     CALIBRATION_MARGIN,
-    DUPLICATE_RATIO,
+    DUPLICATE_DEPTH,
     check_recall,
     check_selectivity,
+    duplicate_counts,
     held_out_rows,
     ivf_effort,
     nprobe_grid,
@@ -306,9 +309,9 @@ class IvfBinaryIndex(IndexBase):
         allow = np.ones(n, dtype=bool)
         allow[held] = False
         # a held-out row's near-duplicates answer it at almost no effort, where a user's query
-        # rarely has such a twin: they leave the truth and the answers as well
-        allow[_near_duplicates(queries, vectors, allow, k)] = False
-        kth = _kth_best(self.metric, queries, vectors, allow, k)
+        # rarely has such a twin: they leave its truth and its answers as well
+        kth, excluded = _held_out_truth(self.metric, queries, vectors, allow, k)
+        extra = max((e.size for e in excluded), default=0)
         target = min(1.0, self.params.target_recall + CALIBRATION_MARGIN)
         q_sq = np.einsum("ij,ij->i", queries, queries)
         per_list = n / self.nlist
@@ -326,15 +329,27 @@ class IvfBinaryIndex(IndexBase):
             s[cand < 0] = -np.inf
             return s
 
+        def answers(cand: LabelMatrix, first: int, want: int) -> LabelMatrix:
+            """Each query's first ``want`` candidates once its near-duplicates are dropped: what
+            the table without them would have given (-1 pads)."""
+            out = np.full((cand.shape[0], want), -1, dtype=np.int64)
+            for j, row in enumerate(cand):
+                dups = excluded[first + j]
+                row = row[~np.isin(row, dups)][:want] if dups.size else row[:want]
+                out[j, :row.size] = row
+            return out
+
         def recall(nprobe: int, rerank: int) -> float:
             want = min(n, rerank * k)
+            fetch = min(n, want + extra)
             # a few queries at a time: at most CALIBRATION_GATHER_BYTES of candidates (labels,
             # scores and gathered vectors) at once, however many candidates a query has
-            per_chunk = max(1, CALIBRATION_GATHER_BYTES // ((4 * d + 12) * want))
+            per_chunk = max(1, CALIBRATION_GATHER_BYTES // ((4 * d + 12) * fetch))
             parts = []
             for i in range(0, len(queries), per_chunk):
                 rows = slice(i, i + per_chunk)
-                _, cand = self._search(queries[rows], want, allow, nprobe)
+                _, cand = self._search(queries[rows], fetch, allow, nprobe)
+                cand = answers(cand, i, want)
                 parts.append(-np.sort(-rescored(cand, rows), axis=1)[:, :k])
             found = np.concatenate(parts)
             # with confidence: the lower bound over these queries must reach the target
@@ -489,39 +504,39 @@ def _rows_per_chunk(n_queries: int) -> int:
     return int(np.clip(CALIBRATION_GATHER_BYTES // (32 * max(n_queries, 1)), 1_024, 262_144))
 
 
-def _near_duplicates(queries: FloatMatrix, vectors: _Rows, allow: AllowBitmap,
-                     k: int) -> npt.NDArray[np.int64]:
-    """Allowed rows closer to some query than :data:`~vecstore.index.calibration.DUPLICATE_RATIO`
-    times that query's ``k``-th nearest allowed row (Euclidean distance, whatever the metric):
-    :func:`~vecstore.index.calibration.near_duplicates` in chunks of rows, for tables too large
-    to hold as one matrix."""
-    q_sq = np.einsum("ij,ij->i", queries, queries)
-    dist = np.full((queries.shape[0], k), np.inf, dtype=np.float32)
-    rows = np.full((queries.shape[0], k), -1, dtype=np.int64)
-    for start, stop in chunks(vectors.n, _rows_per_chunk(queries.shape[0])):
-        block = vectors.rows(start, stop)
-        d2 = q_sq[:, None] + np.einsum("ij,ij->i", block, block)[None, :] - 2 * (queries @ block.T)
-        d2[:, ~allow[start:stop]] = np.inf
-        merged_d = np.concatenate([dist, d2], axis=1)
-        merged_r = np.concatenate([rows, np.broadcast_to(np.arange(start, stop), d2.shape)], axis=1)
-        top = np.argpartition(merged_d, k - 1, axis=1)[:, :k]
-        dist = np.take_along_axis(merged_d, top, axis=1)
-        rows = np.take_along_axis(merged_r, top, axis=1)
-    nd = np.sqrt(np.maximum(dist, 0))
-    kth = nd.max(axis=1, keepdims=True)
-    return np.unique(rows[(nd < DUPLICATE_RATIO * kth) & (rows >= 0)])
+def _held_out_truth(metric: Metric, queries: FloatMatrix, vectors: _Rows, allow: AllowBitmap,
+                    k: int) -> tuple[npt.NDArray[np.float32], list[npt.NDArray[np.int64]]]:
+    """Each held-out query's exact ``k``-th best score among the allowed rows and its
+    near-duplicates, which are left out of that score and of the query's answers: one pass over
+    the rows in chunks (the full ``[q, n]`` score matrix would take 8 GB at 10M rows) keeping
+    each query's :data:`~vecstore.index.calibration.DUPLICATE_DEPTH` best rows, whose Euclidean
+    distances (whatever the metric) :func:`~vecstore.index.calibration.duplicate_counts` reads.
 
-
-def _kth_best(metric: Metric, queries: FloatMatrix, vectors: _Rows, allow: AllowBitmap,
-              k: int) -> npt.NDArray[np.float32]:
-    """Each query's exact ``k``-th best score among the allowed rows, in chunks of rows (the
-    full ``[q, n]`` score matrix would take 8 GB at 10M rows)."""
-    best = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
+    Per query, not for all at once: at 10M rows derived from real vectors (~156 noisy copies of
+    each), leaving every held-out row's copies out of every search would have removed the copies
+    of most sources from the table the calibration searched."""
+    depth = min(DUPLICATE_DEPTH, int(allow.sum()))
+    best = np.full((queries.shape[0], depth), -np.inf, dtype=np.float32)
+    rows = np.full((queries.shape[0], depth), -1, dtype=np.int64)
     for start, stop in chunks(vectors.n, _rows_per_chunk(queries.shape[0])):
         block = vectors.rows(start, stop)
         sq = np.einsum("ij,ij->i", block, block) if metric is Metric.L2 else None
-        s = exact_scores(metric, queries, block, sq)
-        s[:, ~allow[start:stop]] = -np.inf
-        merged = np.concatenate([best, s], axis=1)
-        best = -np.partition(-merged, k - 1, axis=1)[:, :k]
-    return best.min(axis=1)
+        scores = exact_scores(metric, queries, block, sq)
+        scores[:, ~allow[start:stop]] = -np.inf
+        merged_s = np.concatenate([best, scores], axis=1)
+        merged_r = np.concatenate([rows, np.broadcast_to(np.arange(start, stop), scores.shape)], axis=1)
+        top = np.argpartition(-merged_s, depth - 1, axis=1)[:, :depth]
+        best = np.take_along_axis(merged_s, top, axis=1)
+        rows = np.take_along_axis(merged_r, top, axis=1)
+    kth = np.full(queries.shape[0], -np.inf, dtype=np.float32)
+    excluded: list[npt.NDArray[np.int64]] = []
+    for i in range(queries.shape[0]):
+        found = rows[i] >= 0
+        near, scores = rows[i][found], best[i][found]
+        dist = np.linalg.norm(vectors.take(near) - queries[i], axis=1)
+        order = np.argsort(dist, kind="stable")
+        dups = near[order[:duplicate_counts(dist[order], k)[0]]] if near.size > k else near[:0]
+        kept = np.sort(scores[~np.isin(near, dups)])[::-1]
+        kth[i] = kept[min(k, kept.size) - 1] if kept.size else -np.inf
+        excluded.append(np.sort(dups))
+    return kth, excluded

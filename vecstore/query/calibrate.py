@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from ..config import PlannerSettings
 from ..evaluation import tie_aware_recalls
-from ..index.calibration import DUPLICATE_RATIO, recall_lower_bound
+from ..index.calibration import DUPLICATE_DEPTH, duplicate_counts, recall_lower_bound
 from ..storage.manifest import ScanCalibration
 from ..storage.snapshot import Snapshot
 from .planner import SearchRequest
@@ -43,18 +43,40 @@ MARGIN = 0.0
 """Kept for callers that add it to a target: the margin is statistical now (the lower
 confidence bound of the measured recall must reach the target), so this is 0."""
 K = 10
+_CHUNK = 65_536
+"""Rows per block of the near-duplicate pass (200 queries x 65,536 rows: ~50 MB of distances)."""
 
 
-def _excluded(snap: Snapshot, query: npt.NDArray[np.float32], own: int,
-              truth_rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """The rows left out of one calibration query's truth and answer: its own row, and the rows
-    of its exact top ``K`` closer to it than :data:`DUPLICATE_RATIO` times the distance of its
-    ``K``-th (Euclidean distance, whatever the metric: "near" means near in space)."""
-    top = truth_rows[truth_rows != own][:K]
-    if top.size < K:
-        return np.asarray([own], dtype=np.int64)
-    dist = np.linalg.norm(snap.gather_vectors(top) - query, axis=1)
-    return np.concatenate([[own], top[dist < DUPLICATE_RATIO * dist[-1]]]).astype(np.int64)
+def _excluded(snap: Snapshot, rows: npt.NDArray[np.int64],
+              queries: npt.NDArray[np.float32]) -> list[npt.NDArray[np.int64]]:
+    """The rows left out of each calibration query's truth and answer: its own row, and its
+    near-duplicates (:func:`~vecstore.index.calibration.duplicate_counts` over its
+    :data:`~vecstore.index.calibration.DUPLICATE_DEPTH` nearest live rows, Euclidean distance
+    whatever the metric: "near" means near in space), found in one pass over the segments."""
+    live = snap.live_mask
+    depth = min(DUPLICATE_DEPTH, snap.num_rows - 1)
+    q_sq = np.einsum("ij,ij->i", queries, queries)
+    dist = np.full((rows.size, depth), np.inf, dtype=np.float32)
+    near = np.full((rows.size, depth), -1, dtype=np.int64)
+    start = 0
+    for block in snap.vectors:
+        for lo in range(0, block.shape[0], _CHUNK):
+            x = np.asarray(block[lo:lo + _CHUNK], dtype=np.float32)
+            at = np.arange(start + lo, start + lo + x.shape[0])
+            d2 = q_sq[:, None] + np.einsum("ij,ij->i", x, x)[None, :] - 2 * (queries @ x.T)
+            d2[:, ~live[at]] = np.inf
+            d2[at[None, :] == rows[:, None]] = np.inf  # not itself
+            merged_d = np.concatenate([dist, d2], axis=1)
+            merged_r = np.concatenate([near, np.broadcast_to(at, d2.shape)], axis=1)
+            top = np.argpartition(merged_d, depth - 1, axis=1)[:, :depth]
+            dist = np.take_along_axis(merged_d, top, axis=1)
+            near = np.take_along_axis(merged_r, top, axis=1)
+        start += block.shape[0]
+    order = np.argsort(dist, axis=1, kind="stable")
+    counts = duplicate_counts(np.sqrt(np.maximum(np.take_along_axis(dist, order, axis=1), 0)), K)
+    near = np.take_along_axis(near, order, axis=1)
+    return [np.concatenate([[own], near[i, :c]]).astype(np.int64)
+            for i, (own, c) in enumerate(zip(rows.tolist(), counts.tolist(), strict=True))]
 
 
 def _recall(found: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], truth_rows: npt.NDArray[np.int64],
@@ -87,13 +109,13 @@ def calibrate_scan(snap: Snapshot, settings: PlannerSettings, target: float = 0.
     centre = snap.gather_vectors(np.array([rng.choice(live)]))[0]
     near = np.concatenate([snap.vectors[s] @ centre for s in range(len(snap.segments))])[live]
     topical = np.sort(live[np.argpartition(-near, size - 1)[:size]])
+    out = _excluded(snap, queries, vectors)
     results = []
     for rows in (None, subset, topical):
-        # the truth holds room for the excluded rows (own + at most K near-duplicates)
-        base = [SearchRequest(query=v, k=2 * K + 1, oversample=1, oversample_set=True, exact=True,
-                              rows=rows) for v in vectors]
+        # the truth holds room for the excluded rows (own and near-duplicates)
+        base = [SearchRequest(query=v, k=K + out[i].size, oversample=1, oversample_set=True,
+                              exact=True, rows=rows) for i, v in enumerate(vectors)]
         truth = [scan(snap, r, settings)[:2] for r in base]
-        out = [_excluded(snap, vectors[i], int(queries[i]), truth[i][0]) for i in range(len(base))]
         chosen = UNREACHED
         for oversample in OVERSAMPLE_GRID:
             recalls = []
