@@ -24,13 +24,15 @@ from dataclasses import replace
 import numpy as np
 import numpy.typing as npt
 
-from ..config import PlannerSettings
+from ..config import Metric, PlannerSettings
 from ..evaluation import tie_aware_recalls
 from ..index.calibration import DUPLICATE_DEPTH, duplicate_counts, recall_lower_bound
 from ..storage.manifest import ScanCalibration
 from ..storage.snapshot import Snapshot
+from .multivector import make_scorer
 from .planner import SearchRequest
 from .scan import scan
+from .scoring import best_exact
 
 OVERSAMPLE_GRID = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 UNREACHED = 4096
@@ -47,36 +49,79 @@ _CHUNK = 65_536
 """Rows per block of the near-duplicate pass (200 queries x 65,536 rows: ~50 MB of distances)."""
 
 
-def _excluded(snap: Snapshot, rows: npt.NDArray[np.int64],
-              queries: npt.NDArray[np.float32]) -> list[npt.NDArray[np.int64]]:
-    """The rows left out of each calibration query's truth and answer: its own row, and its
+class _Running:
+    """Each query's ``depth`` best columns so far by a score (higher is better), merged chunk by
+    chunk of rows."""
+
+    def __init__(self, queries: int, depth: int) -> None:
+        self.depth = depth
+        self.best = np.full((queries, depth), -np.inf, dtype=np.float32)
+        self.rows = np.full((queries, depth), -1, dtype=np.int64)
+
+    def merge(self, scores: npt.NDArray[np.float32], rows: npt.NDArray[np.int64]) -> None:
+        merged_s = np.concatenate([self.best, scores], axis=1)
+        merged_r = np.concatenate([self.rows, np.broadcast_to(rows, scores.shape)], axis=1)
+        top = np.argpartition(-merged_s, self.depth - 1, axis=1)[:, :self.depth]
+        self.best = np.take_along_axis(merged_s, top, axis=1)
+        self.rows = np.take_along_axis(merged_r, top, axis=1)
+
+    def ranked(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """``(scores, rows)``, each query's best first (-1 rows: fewer rows than ``depth``)."""
+        order = np.argsort(-self.best, axis=1, kind="stable")
+        return np.take_along_axis(self.best, order, axis=1), np.take_along_axis(self.rows, order, axis=1)
+
+
+def _neighbourhoods(snap: Snapshot, rows: npt.NDArray[np.int64], queries: npt.NDArray[np.float32],
+                    filters: list[npt.NDArray[np.int64] | None]
+                    ) -> tuple[list[npt.NDArray[np.int64]], list[npt.NDArray[np.int64]]]:
+    """One pass over the table's rows for the calibration queries (sample rows ``rows``, their
+    vectors ``queries``): ``(excluded, candidates)``.
+
+    ``excluded[i]``: the rows left out of query ``i``'s truth and answer: its own row, and its
     near-duplicates (:func:`~vecstore.index.calibration.duplicate_counts` over its
     :data:`~vecstore.index.calibration.DUPLICATE_DEPTH` nearest live rows, Euclidean distance
-    whatever the metric: "near" means near in space), found in one pass over the segments."""
+    whatever the metric: "near" means near in space). ``candidates[f]``: ``[queries, K +
+    DUPLICATE_DEPTH + K]`` rows, each query's best live rows under ``filters[f]`` (None: every
+    row) by the table's metric, for :func:`best_exact` to score as the scan does. One blocked
+    pass, where an exact scan per query and filter read every vector 600 times (~10 minutes at
+    10M rows)."""
     live = snap.live_mask
+    metric = snap.manifest.config.metric
     depth = min(DUPLICATE_DEPTH, snap.num_rows - 1)
+    masks = []
+    for allowed in filters:
+        mask = live.copy()
+        if allowed is not None:
+            mask[:] = False
+            mask[allowed] = True
+        masks.append(mask)
     q_sq = np.einsum("ij,ij->i", queries, queries)
-    dist = np.full((rows.size, depth), np.inf, dtype=np.float32)
-    near = np.full((rows.size, depth), -1, dtype=np.int64)
+    nearest = _Running(rows.size, depth)
+    best = [_Running(rows.size, min(2 * K + DUPLICATE_DEPTH, snap.num_rows)) for _ in filters]
     start = 0
-    for block in snap.vectors:
+    for block, norms in zip(snap.vectors, snap.norms, strict=True):
         for lo in range(0, block.shape[0], _CHUNK):
             x = np.asarray(block[lo:lo + _CHUNK], dtype=np.float32)
             at = np.arange(start + lo, start + lo + x.shape[0])
-            d2 = q_sq[:, None] + np.einsum("ij,ij->i", x, x)[None, :] - 2 * (queries @ x.T)
+            x_norm = np.asarray(norms[lo:lo + _CHUNK], dtype=np.float32)
+            dots = queries @ x.T
+            d2 = q_sq[:, None] + (x_norm * x_norm)[None, :] - 2 * dots
             d2[:, ~live[at]] = np.inf
             d2[at[None, :] == rows[:, None]] = np.inf  # not itself
-            merged_d = np.concatenate([dist, d2], axis=1)
-            merged_r = np.concatenate([near, np.broadcast_to(at, d2.shape)], axis=1)
-            top = np.argpartition(merged_d, depth - 1, axis=1)[:, :depth]
-            dist = np.take_along_axis(merged_d, top, axis=1)
-            near = np.take_along_axis(merged_r, top, axis=1)
+            nearest.merge(-d2, at)
+            score = dots
+            if metric is Metric.COSINE:
+                score = dots / np.where(x_norm > 0, x_norm, np.float32(1))[None, :]
+            elif metric is Metric.L2:
+                score = 2 * dots - (x_norm * x_norm)[None, :]
+            for mask, running in zip(masks, best, strict=True):
+                running.merge(np.where(mask[at][None, :], score, -np.inf).astype(np.float32), at)
         start += block.shape[0]
-    order = np.argsort(dist, axis=1, kind="stable")
-    counts = duplicate_counts(np.sqrt(np.maximum(np.take_along_axis(dist, order, axis=1), 0)), K)
-    near = np.take_along_axis(near, order, axis=1)
-    return [np.concatenate([[own], near[i, :c]]).astype(np.int64)
-            for i, (own, c) in enumerate(zip(rows.tolist(), counts.tolist(), strict=True))]
+    neg_d2, near = nearest.ranked()
+    counts = duplicate_counts(np.sqrt(np.maximum(-neg_d2, 0)), K)
+    excluded = [np.concatenate([[own], near[i, :c]]).astype(np.int64)
+                for i, (own, c) in enumerate(zip(rows.tolist(), counts.tolist(), strict=True))]
+    return excluded, [running.ranked()[1] for running in best]
 
 
 def _recall(found: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], truth_rows: npt.NDArray[np.int64],
@@ -109,13 +154,21 @@ def calibrate_scan(snap: Snapshot, settings: PlannerSettings, target: float = 0.
     centre = snap.gather_vectors(np.array([rng.choice(live)]))[0]
     near = np.concatenate([snap.vectors[s] @ centre for s in range(len(snap.segments))])[live]
     topical = np.sort(live[np.argpartition(-near, size - 1)[:size]])
-    out = _excluded(snap, queries, vectors)
+    filters = [None, subset, topical]
+    out, candidates = _neighbourhoods(snap, queries, vectors, filters)
     results = []
-    for rows in (None, subset, topical):
-        # the truth holds room for the excluded rows (own and near-duplicates)
+    for rows, cands in zip(filters, candidates, strict=True):
+        # the truth holds room for the excluded rows (own and near-duplicates), scored as the
+        # scan scores (a few rows beyond, in case its arithmetic orders a tie differently)
         base = [SearchRequest(query=v, k=K + out[i].size, oversample=1, oversample_set=True,
                               exact=True, rows=rows) for i, v in enumerate(vectors)]
-        truth = [scan(snap, r, settings)[:2] for r in base]
+        if len(snap.vector_names) > 1:  # a row's best over several vectors: the scan's own
+            truth = [scan(snap, r, settings)[:2] for r in base]
+        else:
+            truth = []
+            for i, r in enumerate(base):
+                found = np.sort(cands[i, :r.k + K])
+                truth.append(best_exact(make_scorer(snap, r.query, None), found[found >= 0], r.k))
         chosen = UNREACHED
         for oversample in OVERSAMPLE_GRID:
             recalls = []
