@@ -550,7 +550,8 @@ class Table:
         return [e.to_json() for e in self._current().manifest.indexes]
 
     def create_index(self, kind: str = "hnsw", *, progress: bool | None = None,
-                     threads: int | None = None, **params: Any) -> dict[str, Any]:
+                     threads: int | None = None, sample_queries: Any = None,
+                     **params: Any) -> dict[str, Any]:
         """Build an ANN index over the table's rows and record it in a new version.
 
         ``kind`` is one of ``vecstore.index.INDEX_KINDS`` (``"hnsw"``, ``"faiss-hnsw"``, ``"ivf"``,
@@ -561,6 +562,13 @@ class Table:
         If every row it was built over is replaced, deleted or compacted away before it is
         recorded (an index covering no live row would be useless), it is built again on the
         newest version; after :data:`INDEX_ATTEMPTS` such races the last build holds the lock.
+
+        The index measures its search effort for ``target_recall`` (default 0.95) on held-out
+        rows of the table, or, with ``sample_queries`` (``[q, dim]`` vectors: a sample of the
+        queries the table will serve, e.g. from a query log; ``hnsw``, ``hnsw-int8`` and
+        ``ivf-binary``), on those: held-out rows misjudge queries unlike the rows (questions
+        against passages) or tables holding many copies of their rows. A later
+        :meth:`optimize` measures again on held-out rows.
         """
         snap = self._writable()
         if snap.physical_rows == 0:
@@ -568,7 +576,8 @@ class Table:
         if progress is None:
             progress = sys.stderr.isatty()
         for _ in range(INDEX_ATTEMPTS - 1):
-            entry, index, lease = self._build_index(snap, kind, progress, threads, params)
+            entry, index, lease = self._build_index(snap, kind, progress, threads, params,
+                                                    sample_queries)
             try:
                 self._set(self._writer.set_index(snap, entry, self._executor.calibrate(snap)))
                 break
@@ -584,7 +593,8 @@ class Table:
                 if locked.physical_rows == 0:
                     raise InvalidArgumentError(f"table {self.name!r} is empty: add rows before "
                                                f"building an index")
-                entry, index, _ = self._build_index(locked, kind, progress, threads, params)
+                entry, index, _ = self._build_index(locked, kind, progress, threads, params,
+                                                    sample_queries)
                 built.append(index)  # noqa: B023 (called once, by this iteration's commit)
                 return entry, self._executor.calibrate(locked)
 
@@ -594,7 +604,8 @@ class Table:
         return entry.to_json()
 
     def _build_index(self, snap: Snapshot, kind: str, progress: bool, threads: int | None,
-                     params: dict[str, Any]) -> tuple[IndexEntry, Any, Lease | None]:
+                     params: dict[str, Any],
+                     sample_queries: Any = None) -> tuple[IndexEntry, Any, Lease | None]:
         """Build an index over ``snap``'s rows and save it in a new ``indexes/<uuid>``, leased
         (see storage/leases.py) so that a cleanup does not take it for a crash's leftover."""
         from .index import build_index, index_class
@@ -607,7 +618,8 @@ class Table:
         if len(blocks) > 1:  # a backend that reads blocks a chunk at a time needs no copy of them
             vectors = VectorBlocks(tuple(blocks)) if index_class(kind).builds_from_blocks \
                 else np.concatenate(blocks)
-        index = build_index(kind, vectors, self.metric, progress=progress, threads=threads, **params)
+        index = build_index(kind, vectors, self.metric, progress=progress, threads=threads,
+                            sample_queries=sample_queries, **params)
         rel = f"indexes/{uuid.uuid4().hex}"
         try:  # never the table's own directory: if it is gone, the table was dropped
             make_subdir(self.path, "indexes")

@@ -81,3 +81,25 @@ def test_calibration_sets_groups_of_copies_aside(copies, kind: str, floor: float
     # rows, even without their copies, sit on a source where a fresh query does not, hence
     # floors under the 0.95 target
     assert _recall(tbl, rows, queries) >= floor
+
+
+@pytest.mark.parametrize("kind", ["ivf-binary", "hnsw"])
+def test_sample_queries_calibrate_for_queries_like_them(copies, kind: str) -> None:
+    tbl, rows, queries = copies
+    entry = tbl.create_index(kind, sample_queries=queries[:100])
+    # measured on the other 200 queries (none of them in the sample): ivf-binary 0.984
+    # (nprobe 32, rerank 128), hnsw 0.988 (ef 192); 0.01 allows for the sample's noise
+    assert _recall(tbl, rows, queries[100:]) >= 0.95 - 0.01
+    if kind == "hnsw":
+        assert entry["params"]["measured_with"] == "sample queries"
+        assert "on 100 sample queries" in str(tbl.search(queries[0]).limit(10).explain())
+
+
+def test_sample_queries_are_checked(copies) -> None:
+    tbl, _, queries = copies
+    with pytest.raises(vecstore.InvalidArgumentError, match=r"sample_queries must be \[q >= 2, 64\]"):
+        tbl.create_index("hnsw", sample_queries=queries[:10, :32])
+    with pytest.raises(vecstore.InvalidArgumentError, match="'flat' index does not measure"):
+        tbl.create_index("flat", sample_queries=queries[:10])
+    with pytest.raises(vecstore.InvalidArgumentError, match="finite"):
+        tbl.create_index("hnsw", sample_queries=np.full((4, DIM), np.nan))

@@ -121,6 +121,7 @@ def build_index(
     *,
     progress: bool = False,
     threads: int | None = None,
+    sample_queries: npt.ArrayLike | None = None,
     **params: Any,
 ) -> IndexBase:
     """Build a ``kind`` index over ``vectors`` (``[n, d]``) compared by ``metric``.
@@ -128,10 +129,12 @@ def build_index(
     Keyword arguments are the backend's parameters (see its ``*Params`` dataclass); an unknown
     one raises :class:`~vecstore.errors.InvalidArgumentError` listing the accepted ones.
     ``progress`` draws a tqdm bar on stderr; ``threads`` caps build threads (``None``: leave
-    the library's setting alone).
+    the library's setting alone); ``sample_queries`` are what the search effort is measured on
+    (:meth:`~vecstore.index.base.IndexBase.check_sample_queries`).
     """
     cls = index_class(kind)
-    return cls.build(vectors, metric, progress=progress, threads=threads, **params)
+    return cls.build(vectors, metric, progress=progress, threads=threads,
+                     sample_queries=sample_queries, **params)
 
 
 def load_index(

@@ -169,6 +169,9 @@ class IndexBase(ABC):
     # Whether _search itself gives label -1 with score -inf wherever it found fewer than k:
     # search_prepared then does not look for such labels (every query would pay it).
     pads_misses: ClassVar[bool] = False
+    # Whether the build measures its search effort on ``sample_queries`` when given (its
+    # ``_build`` takes ``queries=``) instead of on held-out rows of the table.
+    calibrates_on_queries: ClassVar[bool] = False
 
     def __init__(self, params: IndexParams, metric: Metric, dim: int, count: int) -> None:
         self.params = params
@@ -186,18 +189,22 @@ class IndexBase(ABC):
         *,
         progress: bool = False,
         threads: int | None = None,
+        sample_queries: npt.ArrayLike | None = None,
         **params: Any,
     ) -> I:
         """Build an index over ``vectors`` (``[n, d]``, finite); other keywords are parameters.
 
         ``progress`` shows a tqdm bar on stderr. ``threads`` caps the threads the build uses;
         ``None`` leaves the library's own setting alone (hnswlib: every core; FAISS: OpenMP's
-        current ``omp_get_max_threads()``, which the caller may have set).
+        current ``omp_get_max_threads()``, which the caller may have set). ``sample_queries``
+        (``[q, d]``, a sample of the queries the table will serve) are what the search effort is
+        measured on, instead of held-out rows (:meth:`check_sample_queries`).
         """
         metric = Metric.parse(metric)
         check_int("threads", threads, 1, optional=True)
         parsed = cls.params_type.from_json(params)
         data = as_matrix(vectors, "vectors")
+        queries = cls.check_sample_queries(sample_queries, data.shape[1], metric)
         if cls.min_rows() > data.shape[0]:
             raise InvalidArgumentError(
                 f"a {cls.kind!r} index needs at least {cls.min_rows()} vectors, got "
@@ -205,7 +212,30 @@ class IndexBase(ABC):
             )
         if metric is Metric.COSINE:
             data = normalized(data)
-        return cls._build(data, metric, parsed, progress, threads)
+        extra = {} if queries is None else {"queries": queries}
+        return cls._build(data, metric, parsed, progress, threads, **extra)
+
+    @classmethod
+    def check_sample_queries(cls, queries: npt.ArrayLike | None, dim: int,
+                             metric: Metric) -> FloatMatrix | None:
+        """Validated ``sample_queries`` (unit length for cosine), or None.
+
+        Held-out rows stand for queries only as far as queries look like rows: where the table
+        holds many copies of its rows, or the queries come from elsewhere (questions against
+        passages), a sample of real queries measures the effort they need. Kinds that measure no
+        effort at build time refuse them."""
+        if queries is None:
+            return None
+        if not cls.calibrates_on_queries:
+            from . import INDEX_KINDS, index_class
+
+            kinds = ", ".join(repr(k) for k in INDEX_KINDS if index_class(k).calibrates_on_queries)
+            raise InvalidArgumentError(f"a {cls.kind!r} index does not measure its search effort "
+                                       f"on sample_queries; the kinds that do: {kinds}")
+        q = as_matrix(queries, "sample_queries")
+        if q.shape[1] != dim or q.shape[0] < 2:
+            raise InvalidArgumentError(f"sample_queries must be [q >= 2, {dim}], got {list(q.shape)}")
+        return normalized(q) if metric is Metric.COSINE else q
 
     @classmethod
     def min_rows(cls) -> int:

@@ -587,6 +587,7 @@ def calibrate_rerank_ef(
     *,
     k: int = 10,
     target: float = 0.95,
+    drop_duplicates: bool = True,
 ) -> tuple[int, int]:
     """``(ef, rerank)`` for an index whose candidates are rescored exactly (``hnsw-sq``).
 
@@ -595,9 +596,10 @@ def calibrate_rerank_ef(
     ``grid`` (at least ``rerank * k``, or the grid's last) whose ``rerank * k`` candidates,
     rescored exactly, reach recall@k >= ``target``; the pair with the smallest ef wins (the
     graph walk is the cost; rescoring a few hundred rows is not), the first rerank on ties.
-    When none reaches the target: the widest setting tried.
+    When none reaches the target: the widest setting tried. ``drop_duplicates=False`` (real
+    queries, not held-out rows) keeps every row in their truth.
     """
-    truth = ExactTruth(metric, queries, indexed, k)
+    truth = ExactTruth(metric, queries, indexed, k, drop_duplicates=drop_duplicates)
     k, n = truth.k, indexed.shape[0]
     best: tuple[int, int] | None = None  # (ef, rerank)
     for rerank in reranks:

@@ -179,6 +179,7 @@ class GraphInt8Index(IndexBase):
     reads_damaged_files_safely = True  # plain .npy arrays: headers parsed, bytes mapped, nothing followed
 
     kind = "hnsw-int8"
+    calibrates_on_queries = True
     params_type = GraphInt8Params
     params: GraphInt8Params
     exact_count = False
@@ -193,21 +194,22 @@ class GraphInt8Index(IndexBase):
 
     @classmethod
     def _build(cls, vectors: FloatMatrix, metric: Metric, params: GraphInt8Params,
-               progress: bool, threads: int | None) -> GraphInt8Index:
+               progress: bool, threads: int | None,
+               queries: FloatMatrix | None = None) -> GraphInt8Index:
         params = params.to_measure()
 
-        def calibrate(graph: Any, rest: np.ndarray, held: np.ndarray) -> GraphInt8Params:
+        def calibrate(graph: Any, rest: np.ndarray, q: FloatMatrix, held: bool) -> GraphInt8Params:
             graph_kernels(wait=True)  # calibration runs hundreds of searches
             partial = cls(_read(graph, vectors, metric), params, metric, vectors.shape[1])
-            return partial._calibrated(vectors, rest, vectors[held])
+            return partial._calibrated(vectors, rest, q, drop_duplicates=held)
 
         measure = params.ef is None or params.ef50 is None or params.rerank is None
         graph, params = build_graph(cls.kind, vectors, metric, params, progress, threads,
-                                    measure=measure, calibrate=calibrate)
+                                    measure=measure, calibrate=calibrate, queries=queries)
         return cls(_read(graph, vectors, metric), params, metric, vectors.shape[1])
 
     def _calibrated(self, vectors: FloatMatrix, indexed_rows: npt.NDArray[np.int64],
-                    queries: FloatMatrix) -> GraphInt8Params:
+                    queries: FloatMatrix, drop_duplicates: bool = True) -> GraphInt8Params:
         """``ef``, ``ef50`` and ``rerank`` (those left None) measured with held-out ``queries``
         against the graph over ``indexed_rows`` (whose labels are table positions)."""
         indexed = vectors[indexed_rows]
@@ -222,14 +224,17 @@ class GraphInt8Index(IndexBase):
             reranks = RERANKS if self.params.rerank is None else (self.params.rerank,)
             grid = EF_GRID if self.params.ef is None else [self.params.ef]
             found["ef"], found["rerank"] = calibrate_rerank_ef(search, queries, indexed, self.metric,
-                                                               reranks, grid, k=10, target=target)
+                                                               reranks, grid, k=10, target=target,
+                                                               drop_duplicates=drop_duplicates)
         rerank = found.get("rerank", self.params.rerank or 1)
         if self.params.ef50 is None:
             grid50 = [ef for ef in EF_GRID if ef >= 50 * rerank] or [EF_GRID[-1]]
             found["ef50"], _ = calibrate_rerank_ef(search, queries, indexed, self.metric, (rerank,),
-                                                   grid50, k=50, target=target)
+                                                   grid50, k=50, target=target,
+                                                   drop_duplicates=drop_duplicates)
         if found:
             found["measured_on"] = queries.shape[0]
+            found["measured_with"] = None if drop_duplicates else "sample queries"
         return replace(self.params, **found)
 
     # --- searching --------------------------------------------------------------------------

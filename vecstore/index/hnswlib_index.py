@@ -29,7 +29,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from ..config import Metric
-from ..errors import CorruptStoreError
+from ..errors import CorruptStoreError, InvalidArgumentError
 from .base import (
     AllowBitmap,
     FloatMatrix,
@@ -87,6 +87,8 @@ class HnswParams(GraphParams):
             (0: the table was too small to measure, the search is exhaustive); None when the
             caller gave them. A rebuild (``optimize()``) measures the efforts again on the new
             rows, unless given.
+        measured_with: ``"sample queries"`` when they were measured on the ``sample_queries``
+            given to ``create_index()``; None: on held-out rows.
     """
 
     seed: int = 100
@@ -95,6 +97,7 @@ class HnswParams(GraphParams):
     ef50: int | None = None
     filtered_ef: tuple[tuple[float, int], ...] | None = None
     measured_on: int | None = None
+    measured_with: str | None = None
 
     # the efforts a build measures; a rebuild of a measured index measures them afresh
     _MEASURED: ClassVar[tuple[str, ...]] = ("ef", "ef50", "filtered_ef")
@@ -106,6 +109,9 @@ class HnswParams(GraphParams):
         check_int("ef", self.ef, 1, 1 << 20, optional=True)
         check_int("ef50", self.ef50, 1, 1 << 20, optional=True)
         check_int("measured_on", self.measured_on, 0, optional=True)
+        if self.measured_with not in (None, "sample queries"):
+            raise InvalidArgumentError(f"measured_with must be None or 'sample queries', "
+                                       f"got {self.measured_with!r}")
         # a manifest stores the pairs as JSON lists
         object.__setattr__(self, "filtered_ef", check_filtered_ef(self.filtered_ef))
 
@@ -115,7 +121,7 @@ class HnswParams(GraphParams):
         if self.measured_on is None:
             return self
         cleared: dict[str, Any] = dict.fromkeys(self._MEASURED)
-        return replace(self, measured_on=None, **cleared)
+        return replace(self, measured_on=None, measured_with=None, **cleared)
 
 
 def describe_effort(kind: str, params: HnswParams, k: int, selectivity: float, effort: int) -> str:
@@ -127,7 +133,8 @@ def describe_effort(kind: str, params: HnswParams, k: int, selectivity: float, e
     elif params.measured_on is not None:
         source = (f"calibrated when the index was built (create_index / optimize): ef={params.ef} "
                   f"for k=10, {params.ef50} for k=50 reached recall {params.target_recall:g} "
-                  f"(95% lower bound) on {params.measured_on:,} held-out rows")
+                  f"(95% lower bound) on {params.measured_on:,} "
+                  f"{params.measured_with or 'held-out rows'}")
     else:
         source = f"ef={params.ef} for k=10, {params.ef50} for k=50 set at create_index()"
     scaled = []
@@ -150,22 +157,26 @@ P = TypeVar("P", bound="HnswParams")
 
 def build_graph(kind: str, vectors: FloatMatrix, metric: Metric, params: P, progress: bool,
                 threads: int | None, *, measure: bool,
-                calibrate: Callable[[Any, np.ndarray, np.ndarray], P]) -> tuple[Any, P]:
+                calibrate: Callable[[Any, np.ndarray, FloatMatrix, bool], P],
+                queries: FloatMatrix | None = None) -> tuple[Any, P]:
     """An hnswlib graph over ``vectors`` (labels = row positions) and its parameters.
 
     With ``measure``, a random tenth of the rows (at most 1,000, :func:`held_out_rows`) is held
     out, with their near-duplicates (:func:`near_duplicates`; fewer rows when they and their
     copies would exceed a tenth of the table): the graph is built over the rest,
-    ``calibrate(graph, rest, held)`` measures the search effort with the held-out rows as queries
-    (a row already in the graph, or its twin, would find its own neighbour list, far easier than
-    a new query) and returns the parameters, then the rows held out join the graph. Effort left
-    unmeasured (too few rows) becomes exhaustive: ``ef = n``, ``measured_on = 0``.
+    ``calibrate(graph, rest, vectors[held], True)`` measures the search effort with the
+    held-out rows as queries (a row already in the graph, or its twin, would find its own
+    neighbour list, far easier than a new query; ``True``: their near-duplicates leave their
+    truth) and returns the parameters, then the rows held out join the graph. With ``queries``
+    (a sample of real ones) nothing is held out: ``calibrate(graph, rows, queries, False)`` on
+    the whole graph. Effort left unmeasured (too few rows) becomes exhaustive: ``ef = n``,
+    ``measured_on = 0``.
     """
     n, d = vectors.shape
     graph = _hnswlib().Index(space="l2" if metric is Metric.L2 else "ip", dim=d)
     graph.init_index(max_elements=n, M=params.m, ef_construction=params.ef_construction,
                      random_seed=params.seed)
-    held = held_out_rows(n) if measure else np.empty(0, np.int64)
+    held = held_out_rows(n) if measure and queries is None else np.empty(0, np.int64)
     # the held-out rows' near-duplicates wait too (added last): calibration queries must not
     # find a twin in the graph, which a user's query rarely has; together at most a tenth of
     # the rows, so that the graph measured is the table's
@@ -178,9 +189,11 @@ def build_graph(kind: str, vectors: FloatMatrix, metric: Metric, params: P, prog
             graph.add_items(vectors[rows], rows, num_threads=threads or -1)
             bar.update(stop - start)
         if held.size:
-            params = calibrate(graph, rest, held)
+            params = calibrate(graph, rest, vectors[held], True)
             graph.add_items(vectors[late], late, num_threads=threads or -1)
             bar.update(late.size)
+    if measure and queries is not None:
+        params = calibrate(graph, rest, queries, False)
     exhaustive = {"ef": max(n, 10), "ef50": max(n, 50), "rerank": 1}
     missing = {name: value for name, value in exhaustive.items()
                if hasattr(params, name) and getattr(params, name) is None}
@@ -198,6 +211,7 @@ class HnswIndex(IndexBase):
     params_type = HnswParams
     params: HnswParams
     exact_count = False
+    calibrates_on_queries = True
     pads_misses = True  # knn_query gives k labels or raises; the per-query retry pads the rest
 
     @property
@@ -225,19 +239,21 @@ class HnswIndex(IndexBase):
 
     @classmethod
     def _build(cls, vectors: FloatMatrix, metric: Metric, params: HnswParams,
-               progress: bool, threads: int | None) -> HnswIndex:
+               progress: bool, threads: int | None, queries: FloatMatrix | None = None) -> HnswIndex:
         params = params.to_measure()
 
-        def calibrate(graph: Any, rest: np.ndarray, held: np.ndarray) -> HnswParams:
+        def calibrate(graph: Any, rest: np.ndarray, q: FloatMatrix, held: bool) -> HnswParams:
             index = cls(graph, params, metric, vectors.shape[1], rest.size, threads)
-            index._calibrate(vectors[rest], rest, vectors[held])
+            index._calibrate(vectors[rest], rest, q, drop_duplicates=held)
             return index.params
 
         graph, params = build_graph(cls.kind, vectors, metric, params, progress, threads,
-                                    measure=params.ef is None or params.ef50 is None, calibrate=calibrate)
+                                    measure=params.ef is None or params.ef50 is None, calibrate=calibrate,
+                                    queries=queries)
         return cls(graph, params, metric, vectors.shape[1], vectors.shape[0], threads)
 
-    def _calibrate(self, indexed: FloatMatrix, labels: np.ndarray, queries: FloatMatrix) -> None:
+    def _calibrate(self, indexed: FloatMatrix, labels: np.ndarray, queries: FloatMatrix,
+                   drop_duplicates: bool = True) -> None:
         """Fill ``ef`` and ``ef50`` (those left None) with the smallest ef (a 1.5x grid, refined
         between its last two steps) whose candidates for k = 10 (and 50), rescored exactly,
         reach ``target_recall`` with confidence on the held-out ``queries``, their
@@ -247,7 +263,7 @@ class HnswIndex(IndexBase):
         for k, name in ((10, "ef"), (50, "ef50")):
             if getattr(self.params, name) is not None:
                 continue
-            truth = ExactTruth(self.metric, queries, indexed, k)
+            truth = ExactTruth(self.metric, queries, indexed, k, drop_duplicates=drop_duplicates)
             fetch = min(self.candidates_for(truth.k), indexed.shape[0])
 
             def search(q: FloatMatrix, k_asked: int, ef: int, truth: ExactTruth = truth) -> LabelMatrix:
@@ -263,12 +279,14 @@ class HnswIndex(IndexBase):
                 or max(grid[-1], indexed.shape[0] // 4)
         if found:
             found["measured_on"] = queries.shape[0]
+            found["measured_with"] = None if drop_duplicates else "sample queries"
         if self.params.filtered_ef is None:
-            found["filtered_ef"] = self._calibrate_filtered(indexed, labels, queries[:FILTER_QUERIES])
+            found["filtered_ef"] = self._calibrate_filtered(indexed, labels, queries[:FILTER_QUERIES],
+                                                            drop_duplicates)
         self.params = replace(self.params, **found)
 
-    def _calibrate_filtered(self, indexed: FloatMatrix, labels: np.ndarray,
-                            queries: FloatMatrix) -> tuple[tuple[float, int], ...] | None:
+    def _calibrate_filtered(self, indexed: FloatMatrix, labels: np.ndarray, queries: FloatMatrix,
+                            drop_duplicates: bool = True) -> tuple[tuple[float, int], ...] | None:
         """``(selectivity, ef)`` for k = 10 under seeded random filters of each of
         :data:`~vecstore.index.calibration.FILTER_SELECTIVITIES`, passed into the search as the
         planner passes them: the smallest ef (refined like the unfiltered one) whose answers
@@ -287,7 +305,8 @@ class HnswIndex(IndexBase):
             allowed_labels = labels[chosen]  # sorted: labels and chosen are
             allow[:] = False
             allow[allowed_labels] = True
-            truth = ExactTruth(self.metric, queries, indexed[chosen], 10)
+            truth = ExactTruth(self.metric, queries, indexed[chosen], 10,
+                               drop_duplicates=drop_duplicates)
 
             def search(q: FloatMatrix, k_asked: int, ef: int,
                        allowed_labels: np.ndarray = allowed_labels) -> LabelMatrix:

@@ -213,6 +213,7 @@ class IvfBinaryIndex(IndexBase):
     params: IvfBinaryParams
     exact_count = False
     builds_from_blocks = True
+    calibrates_on_queries = True
     int8_first = True  # hundreds of Hamming candidates per result: int8 codes rank them first
 
     def __init__(self, codes: CodeMatrix, labels: npt.NDArray[np.integer], offsets: npt.NDArray[np.int64],
@@ -236,7 +237,8 @@ class IvfBinaryIndex(IndexBase):
 
     @classmethod
     def build(cls, vectors: npt.ArrayLike | VectorBlocks, metric: Metric | str = Metric.COSINE, *,
-              progress: bool = False, threads: int | None = None, **params: Any) -> IvfBinaryIndex:
+              progress: bool = False, threads: int | None = None,
+              sample_queries: npt.ArrayLike | None = None, **params: Any) -> IvfBinaryIndex:
         """:meth:`IndexBase.build`, also from :class:`~vecstore.index.base.VectorBlocks`; the
         vectors are validated and normalised a chunk at a time, never copied whole."""
         metric = Metric.parse(metric)
@@ -251,16 +253,18 @@ class IvfBinaryIndex(IndexBase):
         if rows.n < cls.min_rows():
             raise InvalidArgumentError(f"a {cls.kind!r} index needs at least {cls.min_rows()} "
                                        f"vectors, got {rows.n}")
-        return cls._build_rows(rows, metric, parsed, progress, threads)
+        queries = cls.check_sample_queries(sample_queries, rows.dim, metric)
+        return cls._build_rows(rows, metric, parsed, progress, threads, queries)
 
     @classmethod
     def _build(cls, vectors: FloatMatrix, metric: Metric, params: IvfBinaryParams,
-               progress: bool, threads: int | None) -> IvfBinaryIndex:
-        return cls._build_rows(_Rows([vectors], False), metric, params, progress, threads)
+               progress: bool, threads: int | None, queries: FloatMatrix | None = None) -> IvfBinaryIndex:
+        return cls._build_rows(_Rows([vectors], False), metric, params, progress, threads, queries)
 
     @classmethod
     def _build_rows(cls, vectors: _Rows, metric: Metric, params: IvfBinaryParams,
-                    progress: bool, threads: int | None) -> IvfBinaryIndex:
+                    progress: bool, threads: int | None,
+                    queries: FloatMatrix | None = None) -> IvfBinaryIndex:
         n, d = vectors.n, vectors.dim
         nlist = params.nlist or auto_nlist(n)
         if nlist > n:
@@ -285,7 +289,7 @@ class IvfBinaryIndex(IndexBase):
         codes = codes[labels]  # list order: a probed list is one run of codes
         index = cls(codes, labels, offsets, centroids, center, replace(params, nlist=nlist), metric)
         if params.nprobe is None or params.rerank is None:
-            index.params = index._calibrated(vectors)
+            index.params = index._calibrated(vectors, queries)
         return index
 
     @staticmethod
@@ -296,21 +300,23 @@ class IvfBinaryIndex(IndexBase):
             return lambda x: x @ centroids.T + half_sq  # -|x - c|^2 / 2 + const(x)
         return lambda x: x @ centroids.T
 
-    def _calibrated(self, vectors: _Rows) -> IvfBinaryParams:
-        """``nprobe`` and ``rerank`` (those left None) measured on held-out rows (see module)."""
+    def _calibrated(self, vectors: _Rows, sample: FloatMatrix | None = None) -> IvfBinaryParams:
+        """``nprobe`` and ``rerank`` (those left None) measured on held-out rows (see module), or
+        on the ``sample`` queries given (nothing held out, nothing left out of their truth)."""
         n = self._count
-        held = held_out_rows(n, self.params.seed)
-        if held.size == 0:  # too few rows to measure: probe everything, rescore generously
+        held = held_out_rows(n, self.params.seed) if sample is None else np.empty(0, np.int64)
+        if held.size == 0 and sample is None:  # too few rows to measure: probe everything
             return replace(self.params, nprobe=self.params.nprobe or self.nlist,
                            rerank=self.params.rerank or 4)
         loader.get("kernels", wait=True)  # calibration runs hundreds of searches
         k = 10
-        queries = vectors.take(held)
+        queries = vectors.take(held) if sample is None else sample
         allow = np.ones(n, dtype=bool)
         allow[held] = False
         # a held-out row's near-duplicates answer it at almost no effort, where a user's query
         # rarely has such a twin: they leave its truth and its answers as well
-        kth, excluded = _held_out_truth(self.metric, queries, vectors, allow, k)
+        kth, excluded = _held_out_truth(self.metric, queries, vectors, allow, k,
+                                        duplicates=sample is None)
         extra = max((e.size for e in excluded), default=0)
         target = min(1.0, self.params.target_recall + CALIBRATION_MARGIN)
         q_sq = np.einsum("ij,ij->i", queries, queries)
@@ -505,7 +511,8 @@ def _rows_per_chunk(n_queries: int) -> int:
 
 
 def _held_out_truth(metric: Metric, queries: FloatMatrix, vectors: _Rows, allow: AllowBitmap,
-                    k: int) -> tuple[npt.NDArray[np.float32], list[npt.NDArray[np.int64]]]:
+                    k: int, duplicates: bool = True
+                    ) -> tuple[npt.NDArray[np.float32], list[npt.NDArray[np.int64]]]:
     """Each held-out query's exact ``k``-th best score among the allowed rows and its
     near-duplicates, which are left out of that score and of the query's answers: one pass over
     the rows in chunks (the full ``[q, n]`` score matrix would take 8 GB at 10M rows) keeping
@@ -514,8 +521,9 @@ def _held_out_truth(metric: Metric, queries: FloatMatrix, vectors: _Rows, allow:
 
     Per query, not for all at once: at 10M rows derived from real vectors (~156 noisy copies of
     each), leaving every held-out row's copies out of every search would have removed the copies
-    of most sources from the table the calibration searched."""
-    depth = min(DUPLICATE_DEPTH, int(allow.sum()))
+    of most sources from the table the calibration searched. ``duplicates=False`` (real queries
+    given as a sample) leaves nothing out."""
+    depth = min(DUPLICATE_DEPTH if duplicates else k, int(allow.sum()))
     best = np.full((queries.shape[0], depth), -np.inf, dtype=np.float32)
     rows = np.full((queries.shape[0], depth), -1, dtype=np.int64)
     for start, stop in chunks(vectors.n, _rows_per_chunk(queries.shape[0])):
@@ -528,6 +536,8 @@ def _held_out_truth(metric: Metric, queries: FloatMatrix, vectors: _Rows, allow:
         top = np.argpartition(-merged_s, depth - 1, axis=1)[:, :depth]
         best = np.take_along_axis(merged_s, top, axis=1)
         rows = np.take_along_axis(merged_r, top, axis=1)
+    if not duplicates:
+        return best.min(axis=1), [np.empty(0, dtype=np.int64)] * queries.shape[0]
     kth = np.full(queries.shape[0], -np.inf, dtype=np.float32)
     excluded: list[npt.NDArray[np.int64]] = []
     for i in range(queries.shape[0]):
@@ -535,7 +545,8 @@ def _held_out_truth(metric: Metric, queries: FloatMatrix, vectors: _Rows, allow:
         near, scores = rows[i][found], best[i][found]
         dist = np.linalg.norm(vectors.take(near) - queries[i], axis=1)
         order = np.argsort(dist, kind="stable")
-        dups = near[order[:duplicate_counts(dist[order], k)[0]]] if near.size > k else near[:0]
+        dups = near[order[:duplicate_counts(dist[order], k)[0]]] if duplicates and near.size > k \
+            else near[:0]
         kept = np.sort(scores[~np.isin(near, dups)])[::-1]
         kth[i] = kept[min(k, kept.size) - 1] if kept.size else -np.inf
         excluded.append(np.sort(dups))
