@@ -106,6 +106,11 @@ def configure(ap: ScenarioParser) -> None:
     ap.add_argument("--sweep", action="store_true",
                     help="after the index build, its recall over a grid of nprobe x rerank on the "
                          "*next* --queries real queries (disjoint from those evaluated), exact rescoring")
+    ap.add_argument("--sample-queries", type=int, default=0,
+                    help="create_index(sample_queries=...): the effort measured on the *next* N real "
+                         "queries (disjoint from those evaluated) instead of held-out rows")
+    ap.add_argument("--rebuild-index", action="store_true",
+                    help="build the index again even when the --store holds one of this kind")
     ap.add_argument("--rounds", type=int, default=2,
                     help="query processes per variant (scan, index), alternated")
     ap.add_argument("--real", action="store_true",
@@ -279,9 +284,11 @@ def _query_child(root: Path, qpath: Path, version: int, oversample: int) -> dict
 def one_box(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     from bench.data import load_vectors
 
-    sample = load_vectors(args.data, args.n if args.real else SOURCE_ROWS, args.queries, attrs=False,
-                          seed=args.seed)
-    source, queries = np.asarray(sample.base), np.ascontiguousarray(sample.queries, dtype=np.float32)
+    sample = load_vectors(args.data, args.n if args.real else SOURCE_ROWS,
+                          args.queries + args.sample_queries, attrs=False, seed=args.seed)
+    source = np.asarray(sample.base)
+    queries = np.ascontiguousarray(sample.queries[:args.queries], dtype=np.float32)
+    tune = np.array(sample.queries[args.queries:], dtype=np.float32) if args.sample_queries else None
     state = build_rows(args, root, source, queries)
     result: dict[str, Any] = {"n": args.n, "noise": 0.0 if args.real else args.noise, "source": sample.source,
                               "build_s": state["build_s"], "cleanup_s": state["cleanup_s"],
@@ -298,16 +305,18 @@ def one_box(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     scan_version = tbl.version
     variants: list[tuple[str, int]] = [("scan", scan_version)]
     if args.index != "none":
-        if existing and existing[0]["kind"] == args.index:
-            log(f"  {args.index} index already built")
-            result["index_entry"] = existing[0]
+        if existing:  # the version before the first index built here is the scan path's
             saved = json.loads((root / "build_state.json").read_text())
             scan_version = int(saved.get("scan_version", scan_version))
+        if existing and existing[0]["kind"] == args.index and not args.rebuild_index:
+            log(f"  {args.index} index already built")
+            result["index_entry"] = existing[0]
             if "index_build_s" in saved:
                 result["index_build_s"] = saved["index_build_s"]
         else:
             t = time.perf_counter()
-            entry = tbl.create_index(args.index, progress=False, **args.index_params)
+            entry = tbl.create_index(args.index, progress=False, sample_queries=tune,
+                                     **args.index_params)
             result["index_build_s"] = time.perf_counter() - t
             result["index_entry"] = entry
             state_file = root / "build_state.json"
