@@ -111,16 +111,16 @@ def _kernel_section(base: F32, queries: F32, scores: F32, kth: F32, efs: list[in
         path = Path(tmp) / "graph.bin"
         hn.save_index(str(path))
         g = read_hnswlib_graph(path.read_bytes(), base, Metric.COSINE)
-    folded, consts = g.fold(queries)
+    folded, qscales, consts = g.fold(queries)
     none = np.empty(0, dtype=np.bool_)
     rows = []
     for ef in efs:
         hn.set_ef(ef)
 
         def ours(i: int, ef: int = ef) -> I64:
-            nodes, _ = kern.graph_search(folded[i], g.codes, g.sqnorms, float(consts[i]), g.counts0,
-                                         g.links0, g.up_start, g.up_counts, g.up_links, g.entry,
-                                         g.max_level, ef, none)
+            nodes, _ = kern.graph_search(folded[i], float(qscales[i]), float(consts[i]), g.codes,
+                                         g.sqnorms, g.counts0, g.links0, g.up_start, g.up_counts,
+                                         g.up_links, g.entry, g.max_level, ef, none)
             return g.labels[nodes[:K]]
 
         def theirs(i: int) -> I64:
