@@ -107,3 +107,16 @@ def test_int16_queries_agree_with_float32_ones(built):
     approx = qscales[:, None] * (folded.astype(np.float64) @ g.codes.T.astype(np.float64)) + consts[:, None]
     assert np.abs(approx - exact).max() <= 1e-4 * np.abs(exact).max()
     assert np.abs(folded).max() <= graph_reference.query_max(g.codes.shape[1])
+
+
+def test_the_candidates_get_the_ef_measured_for_them():
+    """The planner asks for ``candidates_for(k) = k x rerank`` candidates; the build measured
+    ``ef`` (``ef50``) for exactly those at k = 10 (50), so that is the ef they get (reading the
+    candidates as results gave 87 for a measured 64)."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(600, 16)).astype(np.float32)
+    index = GraphInt8Index.build(x, "cosine", ef=40, ef50=160, rerank=2)
+    assert index.candidates_for(10) == 20 and index.effort_for(20) == 40
+    assert index.candidates_for(50) == 100 and index.effort_for(100) == 160
+    assert 40 < index.effort_for(40) < 160  # 20 results: between the two measured
+    assert index.effort_for(1) == 40 and index.effort_for(400) >= 400
