@@ -36,7 +36,7 @@ if __name__ != "vecstore._native.graph":
         "cache must see one module name (pip install -e . maps native/ to vecstore._native)"
     )
 
-__all__ = ["graph_search", "graph_search_batch"]
+__all__ = ["fold_queries", "graph_search", "graph_search_batch"]
 
 _LINE = 64  # bytes per cache line: what one prefetch brings in
 _AHEAD = 3  # rows prefetched ahead of the distance loop (3 and 6 measured alike; 12, or all at once, slower)
@@ -64,6 +64,34 @@ def _prefetch(typingctx, arr, row, offset):  # type: ignore[no-untyped-def]
         return context.get_dummy_value()
 
     return types.void(arr, row, offset), codegen
+
+
+@njit(cache=True, nogil=True)
+def fold_queries(queries: npt.NDArray[np.float32], scale: npt.NDArray[np.float64],
+                 base: npt.NDArray[np.float64], inv_max: float
+                 ) -> tuple[npt.NDArray[np.int16], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """See the twin: one call where NumPy's dozen took 18 us a query."""
+    m, d = queries.shape
+    folded = np.empty((m, d), dtype=np.int16)
+    qscales = np.empty(m, dtype=np.float32)
+    consts = np.empty(m, dtype=np.float32)
+    scaled = np.empty(d, dtype=np.float64)
+    for i in range(m):
+        top = 0.0
+        const = 0.0
+        for j in range(d):
+            q = np.float64(queries[i, j])
+            scaled[j] = q * scale[j]
+            top = max(top, abs(scaled[j]))
+            const += q * base[j]
+        if top == 0.0:
+            top = 1.0
+        qscale = top * inv_max
+        for j in range(d):
+            folded[i, j] = np.int16(np.rint(scaled[j] / qscale))
+        qscales[i] = qscale
+        consts[i] = const
+    return folded, qscales, consts
 
 
 @njit(cache=True, nogil=True)
@@ -310,6 +338,7 @@ def warm_up() -> None:
     up_start = frozen(np.zeros(3, dtype=np.int64))
     up_counts = frozen(np.zeros(0, dtype=np.uint16))
     up_links = frozen(np.zeros((0, 2), dtype=np.int32))
+    fold_queries(np.zeros((1, 4), dtype=np.float32), np.ones(4), np.zeros(4), 1.0)
     for sqnorms in (frozen(np.zeros(0, dtype=np.float32)), frozen(np.zeros(2, dtype=np.float32))):
         for allow in (np.zeros(0, dtype=np.bool_), np.ones(2, dtype=np.bool_)):
             graph_search(np.zeros(4, dtype=np.int16), 1.0, 0.0, codes, sqnorms, counts0, links0,

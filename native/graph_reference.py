@@ -29,7 +29,7 @@ import heapq
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["graph_search", "graph_search_batch", "query_max"]
+__all__ = ["fold_queries", "graph_search", "graph_search_batch", "query_max"]
 
 
 def query_max(dim: int) -> int:
@@ -37,6 +37,23 @@ def query_max(dim: int) -> int:
     512 dimensions, then less, so that ``dim`` products with int8 codes (at most 128 in
     magnitude) sum within an int32 (15 bits at 1,024 dimensions, 12 at 8,192)."""
     return max(1, min(32767, (2**31 - 1) // (128 * max(dim, 1))))
+
+
+def fold_queries(queries: npt.NDArray[np.float32], scale: npt.NDArray[np.float64],
+                 base: npt.NDArray[np.float64], inv_max: float
+                 ) -> tuple[npt.NDArray[np.int16], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Queries as :func:`graph_search` takes them: ``(folded, qscales, consts)``, each query
+    times the per-dimension ``scale``, quantised to int16 with the scale ``max |q * scale| x
+    inv_max`` (``inv_max = 1 / query_max(d)``; 1 for a zero query), and ``consts = q . base``
+    (``base = 128 scale + offset``), so that ``q . x = qscales[i] (folded[i] . code) + consts[i]``.
+    The kernel's twin gives the same ints and scales; ``consts`` agree to float32 rounding
+    (the sums are formed in another order)."""
+    scaled = queries * scale
+    top = np.abs(scaled).max(axis=1)
+    top[top == 0] = 1.0  # a zero query (after scaling): any scale folds it to zeros
+    qscales = top * inv_max
+    folded = np.rint(scaled / qscales[:, None]).astype(np.int16)
+    return folded, qscales.astype(np.float32), (queries @ base).astype(np.float32)
 
 
 def _distances(query: npt.NDArray[np.int16], qscale: float, codes: npt.NDArray[np.int8],

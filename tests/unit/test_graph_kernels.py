@@ -120,3 +120,17 @@ def test_the_candidates_get_the_ef_measured_for_them():
     assert index.candidates_for(50) == 100 and index.effort_for(100) == 160
     assert 40 < index.effort_for(40) < 160  # 20 results: between the two measured
     assert index.effort_for(1) == 40 and index.effort_for(400) >= 400
+
+
+def test_fold_queries_kernel_and_twin_agree(built):
+    """The same int16 queries and scales from both; the offsets to float32 rounding (summed in
+    another order); a zero query folds to zeros with a finite scale."""
+    index, queries = built
+    scale, base, inv_max = index.graph._folding
+    qs = np.vstack([queries, np.zeros((1, queries.shape[1]), np.float32)])
+    a = graph.fold_queries(qs, scale, base, inv_max)
+    b = graph_reference.fold_queries(qs, scale, base, inv_max)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_allclose(a[2], b[2], rtol=1e-6, atol=1e-6)
+    assert not a[0][-1].any() and np.isfinite(a[1][-1])

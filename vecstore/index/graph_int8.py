@@ -118,12 +118,7 @@ class Graph:
         error of about 2^-16 per dimension up to 512 dimensions, far below the codes' own 2^-9;
         ``graph_reference.query_max`` gives the bound that keeps the kernels' int32 sums exact)."""
         scale, base, inv_max = self._folding
-        scaled = queries * scale
-        top = np.abs(scaled).max(axis=1)
-        top[top == 0] = 1.0  # a zero query (after scaling): any scale folds it to zeros
-        qscales = top * inv_max
-        folded = np.rint(scaled / qscales[:, None]).astype(np.int16)
-        return folded, qscales.astype(np.float32), (queries @ base).astype(np.float32)
+        return graph_kernels().fold_queries(queries, scale, base, inv_max)
 
 
 def read_hnswlib_graph(raw: bytes, vectors: FloatMatrix, metric: Metric) -> Graph:
