@@ -176,11 +176,10 @@ def _push_max(heap_d: npt.NDArray[np.float32], heap_i: npt.NDArray[np.int64], si
 
 
 @njit(cache=True, nogil=True)
-def _pop_max(heap_d: npt.NDArray[np.float32], heap_i: npt.NDArray[np.int64], size: int) -> None:
-    size -= 1
-    if size == 0:
-        return
-    d, node = heap_d[size], heap_i[size]
+def _sift_down_max(heap_d: npt.NDArray[np.float32], heap_i: npt.NDArray[np.int64], size: int,
+                   d: float, node: int) -> None:
+    """Put ``(d, node)`` at the root of a max-heap of ``size`` entries (the root's old entry
+    dropped) and sift it down."""
     pos = 0
     while True:
         child = 2 * pos + 1
@@ -198,6 +197,13 @@ def _pop_max(heap_d: npt.NDArray[np.float32], heap_i: npt.NDArray[np.int64], siz
             break
     heap_d[pos] = d
     heap_i[pos] = node
+
+
+@njit(cache=True, nogil=True)
+def _pop_max(heap_d: npt.NDArray[np.float32], heap_i: npt.NDArray[np.int64], size: int) -> None:
+    size -= 1
+    if size > 0:
+        _sift_down_max(heap_d, heap_i, size, heap_d[size], heap_i[size])
 
 
 @njit(cache=True, nogil=True)
@@ -237,8 +243,8 @@ def graph_search(
     cap = max(16, ef * 4)
     cand_d = np.empty(cap, dtype=np.float32)
     cand_i = np.empty(cap, dtype=np.int64)
-    res_d = np.empty(ef + 1, dtype=np.float32)
-    res_i = np.empty(ef + 1, dtype=np.int64)
+    res_d = np.empty(ef, dtype=np.float32)
+    res_i = np.empty(ef, dtype=np.int64)
     n_cand = 0
     n_res = 0
     bound = np.float32(np.inf)
@@ -285,11 +291,11 @@ def graph_search(
                 _push_min(cand_d, cand_i, n_cand, d, node)
                 n_cand += 1
                 if not filtered or allow[node]:
-                    _push_max(res_d, res_i, n_res, d, node)
-                    n_res += 1
-                    if n_res > ef:
-                        _pop_max(res_d, res_i, n_res)
-                        n_res -= 1
+                    if n_res < ef:
+                        _push_max(res_d, res_i, n_res, d, node)
+                        n_res += 1
+                    else:  # d < bound: it replaces the farthest (one sift, not a push and a pop)
+                        _sift_down_max(res_d, res_i, n_res, d, node)
                 if n_res > 0:
                     bound = res_d[0]
     # drain the max-heap: farthest first into the last free slot, so the output is nearest first
