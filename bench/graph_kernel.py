@@ -140,11 +140,16 @@ def _kernel_section(base: F32, queries: F32, scores: F32, kth: F32, efs: list[in
 
 def _table_section(base: F32, queries: F32, scores: F32, kth: F32, add_batch: int,
                    budget: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="vecstore-graph-tables-") as work:
+        return _tables_in(Path(work), base, queries, scores, kth, add_batch, budget)
+
+
+def _tables_in(work: Path, base: F32, queries: F32, scores: F32, kth: F32, add_batch: int,
+               budget: float) -> dict[str, Any]:
     import hnswlib
 
     import vecstore
 
-    work = Path(tempfile.mkdtemp(prefix="vecstore-graph-tables-"))
     db = vecstore.connect(work)
     tables = {}
     for label, kind in (("hnsw-int8", "hnsw-int8"), ("default", None)):
