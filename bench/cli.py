@@ -41,6 +41,9 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("hot-path", "bench.hot_path",
              "the query path as users call it: fixed cost, unfiltered vs hnswlib/FAISS, many adds vs one, "
              "batch, memory and cold open in fresh processes", "30 min; --quick 3 min"),
+    Scenario("graph-kernel", "bench.graph_kernel",
+             "hnsw-int8's graph search vs hnswlib on the same graph (raw kernel, then tbl.search "
+             "end to end against create_index()), one thread", "5.5 min; --quick 15 s"),
     Scenario("ann-backends", "bench.ann_backends",
              "each ANN index backend: build, memory, recall@10 and QPS against ef (--calibrate: effort_for)",
              "20-40 min (est.); --quick 2 min"),

@@ -24,6 +24,7 @@ import struct
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
@@ -32,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._native import loader
+from .._native.graph_reference import query_max
 from ..config import Metric
 from ..errors import CorruptStoreError, InvalidArgumentError
 from .base import (
@@ -101,12 +103,22 @@ class Graph:
     def array(self, name: str) -> npt.NDArray[Any]:
         return getattr(self, name)
 
-    def fold(self, queries: FloatMatrix) -> tuple[FloatMatrix, npt.NDArray[np.float32]]:
-        """Queries with the dequantisation folded in: ``q . x = folded . code + const``."""
-        folded = np.ascontiguousarray(queries * self.scale, dtype=np.float32)
-        base = (128.0 * self.scale.astype(np.float64) + self.offset.astype(np.float64))
-        consts = (queries.astype(np.float64) @ base).astype(np.float32)
-        return folded, consts
+    @cached_property
+    def _folding(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], float]:
+        """What :meth:`fold` multiplies by, computed once: the scales, ``128 scale + offset``
+        (a code of -128 stands for ``offset``) and ``1 / query_max``."""
+        scale = self.scale.astype(np.float64)
+        return scale, 128.0 * scale + self.offset.astype(np.float64), 1.0 / query_max(scale.shape[0])
+
+    def fold(self, queries: FloatMatrix
+             ) -> tuple[npt.NDArray[np.int16], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """Queries as the kernels take them: ``(folded, qscales, consts)`` with
+        ``q . x = qscales[i] * (folded[i] . code) + consts[i]``, the per-dimension scales folded
+        into each query and the result quantised to int16 with one scale per query (a relative
+        error of about 2^-16 per dimension up to 512 dimensions, far below the codes' own 2^-9;
+        ``graph_reference.query_max`` gives the bound that keeps the kernels' int32 sums exact)."""
+        scale, base, inv_max = self._folding
+        return graph_kernels().fold_queries(queries, scale, base, inv_max)
 
 
 def read_hnswlib_graph(raw: bytes, vectors: FloatMatrix, metric: Metric) -> Graph:
@@ -242,42 +254,51 @@ class GraphInt8Index(IndexBase):
     def _search(self, queries: FloatMatrix, k: int, allow: AllowBitmap | None,
                 effort: int) -> tuple[FloatMatrix, LabelMatrix]:
         g = self.graph
-        folded, consts = g.fold(queries)
+        folded, qscales, consts = g.fold(queries)
         node_allow = allow[g.labels] if allow is not None else np.empty(0, dtype=np.bool_)
         kern = graph_kernels(wait=queries.shape[0] > 1)  # a batch waits for the compiled kernels
         ef = max(effort, k)
         if queries.shape[0] == 1:
-            nodes, dist = kern.graph_search(folded[0], g.codes, g.sqnorms, float(consts[0]), g.counts0,
-                                            g.links0, g.up_start, g.up_counts, g.up_links, g.entry,
-                                            g.max_level, ef, node_allow)
-            nodes, dist = nodes[None, :k], dist[None, :k]
+            nodes, dist = kern.graph_search(folded[0], float(qscales[0]), float(consts[0]), g.codes,
+                                            g.sqnorms, g.counts0, g.links0, g.up_start, g.up_counts,
+                                            g.up_links, g.entry, g.max_level, ef, node_allow)
+            labels, dist = g.labels[nodes[None, :k]], dist[None, :k]  # every node found
         else:
-            nodes, dist = kern.graph_search_batch(folded, consts, g.codes, g.sqnorms, g.counts0,
-                                                  g.links0, g.up_start, g.up_counts, g.up_links,
-                                                  g.entry, g.max_level, ef, k, node_allow)
-        labels = np.where(nodes >= 0, g.labels[np.maximum(nodes, 0)], -1)
+            nodes, dist = kern.graph_search_batch(folded, qscales, consts, g.codes, g.sqnorms,
+                                                  g.counts0, g.links0, g.up_start, g.up_counts,
+                                                  g.up_links, g.entry, g.max_level, ef, k, node_allow)
+            labels = np.where(nodes >= 0, g.labels[np.maximum(nodes, 0)], -1)
         if self.metric is Metric.L2:
-            qn = np.einsum("ij,ij->i", queries, queries)[:, None]
-            scores = -(dist + qn)
+            scores = -(dist + np.einsum("ij,ij->i", queries, queries)[:, None])
         else:
-            scores = -dist
-        scores = np.where(nodes >= 0, scores, -np.inf).astype(np.float32)
+            scores = -dist  # a batch's padding: distance +inf, score -inf
         if labels.shape[1] < k:
             pad = k - labels.shape[1]
             labels = np.pad(labels, ((0, 0), (0, pad)), constant_values=-1)
             scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
-        return scores, labels.astype(np.int64, copy=False)
+        return scores, labels
 
     def effort_for(self, k: int, selectivity: float = 1.0) -> int:
-        """``ef`` for recall@k >= ``target_recall`` under a filter of this selectivity: the ef
-        measured at build time for this k, scaled as hnswlib's filtered search needs
-        (:func:`~vecstore.index.calibration.hnsw_effort`)."""
+        """``ef`` for ``k`` candidates under a filter of this selectivity. The planner asks for
+        ``candidates_for(results) = results x rerank`` candidates, and the build measured ``ef``
+        and ``ef50`` for exactly those (10 and 50 results, ``rerank`` candidates each, rescored),
+        so ``k`` candidates get the ef measured for ``k / rerank`` results, scaled as hnswlib's
+        filtered search needs (:func:`~vecstore.index.calibration.hnsw_effort`), and at least
+        ``k``. (Reading ``k`` as results, as before, gave ef 87 where 64 was measured: PyPI
+        64,000 rows, rerank 2, k = 10.)"""
         check_int("k", k, 1)
-        return measured_hnsw_effort(k, selectivity, self._count, self.params.ef, self.params.ef50)
+        results = self._results_for(k)
+        return max(k, measured_hnsw_effort(results, selectivity, self._count, self.params.ef,
+                                           self.params.ef50))
+
+    def _results_for(self, candidates: int) -> int:
+        return max(1, -(-candidates // (self.params.rerank or 2)))
 
     def effort_source(self, k: int, selectivity: float = 1.0) -> str:
         """Where :meth:`effort_for`'s ``ef`` comes from (``explain()`` shows it)."""
-        return describe_effort(self.kind, self.params, k, selectivity, self.effort_for(k, selectivity))
+        return (describe_effort(self.kind, self.params, self._results_for(k), selectivity,
+                                self.effort_for(k, selectivity))
+                + f"; {k} candidates for rerank {self.params.rerank or 2}")
 
     def candidates_for(self, k: int) -> int:
         """``k x rerank`` candidates, rescored exactly by the planner (rerank measured at build)."""
@@ -314,7 +335,9 @@ class GraphInt8Index(IndexBase):
         for name in _ARRAYS:
             path = directory / f"{name}.npy"
             try:
-                arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
+                # a plain (read-only) array over the map: np.memmap's subclass costs every
+                # index and every kernel call (5 us of Numba's argument typing a search)
+                arrays[name] = np.asarray(np.load(path, mmap_mode="r", allow_pickle=False))
             except (OSError, ValueError) as exc:
                 raise CorruptStoreError(f"index file {path} is unreadable ({exc})") from exc
         try:
