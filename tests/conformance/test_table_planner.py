@@ -203,6 +203,35 @@ def test_batch_through_an_index_equals_single_searches(tmp_path, data, kind):
             assert h.plan.strategy == one.plan.strategy
 
 
+
+class _RecordingHnswlib:
+    """hnswlib's own index, recording the ``num_threads`` of every ``knn_query`` it answers."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.threads = []
+
+    def knn_query(self, *args, **kwargs):
+        self.threads.append(kwargs.get("num_threads"))
+        return self.inner.knn_query(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_a_batchs_threads_reach_hnswlib(tmp_path, data):
+    """``search_batch(threads=n)`` searches hnswlib with ``num_threads=n`` (it was given -1,
+    every core, whatever the caller asked)."""
+    base, queries, _ = data
+    tbl = build(tmp_path, "hnsw", base, NEVER_SCAN)
+    index = tbl._executor.index_view(tbl._current()).index
+    index._index = recording = _RecordingHnswlib(index._index)
+    for threads in (1, 2, 3):
+        recording.threads.clear()
+        tbl.search_batch(queries[:20], threads=threads).limit(K).hits()
+        assert recording.threads == [threads]
+
+
 # -- multi-vector rows: every backend indexes every vector of every row -------------------------
 
 N_MULTI = 1500

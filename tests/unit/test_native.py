@@ -575,3 +575,18 @@ def test_hamming_topk_batch_ranges_refuses_unsorted_rows_and_bad_cuts(module) ->
     with pytest.raises(ValueError, match="cuts"):
         module.hamming_topk_batch_ranges(codes, np.array([1, 2, 3], dtype=np.int64),
                                          np.array([0, 3], dtype=np.int64), queries, 2)
+
+
+def test_parallel_threads_caps_numba_on_the_calling_thread_and_restores_it() -> None:
+    import numba
+    from vecstore._native import loader
+
+    loader.get("kernels", wait=True)
+    before = numba.get_num_threads()
+    with loader.parallel_threads(1):
+        assert numba.get_num_threads() == 1
+    assert numba.get_num_threads() == before
+    with loader.parallel_threads(10_000):  # more than Numba has: all it has
+        assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
+    with loader.parallel_threads(None):
+        assert numba.get_num_threads() == before

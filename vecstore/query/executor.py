@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._native import loader
 from ..config import Combine, PlannerSettings
 from ..errors import CorruptStoreError, InvalidArgumentError
 from ..storage.files import open_in_table
@@ -244,12 +245,14 @@ class Executor:
         answers: list[Any] = [None] * len(reqs)
         if len(reqs) > 1:
             if view is not None:
-                start = search_index_batch(snap, view, reqs, self.settings, filter_stages)
+                start = search_index_batch(snap, view, reqs, self.settings, filter_stages,
+                                           spec.threads)
                 answers, prefetched = start.answers, start.prefetched
             elif not spec.exact and plain(snap, spec.combine):
                 t = time.perf_counter()
-                cands = batch_binary_candidates(snap, [r.query for r in reqs], spec.k, oversample,
-                                                self.settings, rows)
+                with loader.parallel_threads(spec.threads):
+                    cands = batch_binary_candidates(snap, [r.query for r in reqs], spec.k, oversample,
+                                                    self.settings, rows)
                 if cands is not None:
                     seconds = (time.perf_counter() - t) / len(reqs)
                     reqs = [replace(r, binary_candidates=c, binary_seconds=seconds)

@@ -257,11 +257,12 @@ def search_index_quick(snap: Snapshot, view: IndexView, query: F32, k: int, over
 
 
 def search_index_batch(snap: Snapshot, view: IndexView, reqs: list[SearchRequest],
-                       settings: PlannerSettings, stages: Sequence[Stage] = ()) -> BatchStart:
+                       settings: PlannerSettings, stages: Sequence[Stage] = (),
+                       threads: int | None = None) -> BatchStart:
     """The first index search of many requests sharing one filter, as one call to the index
-    (which spreads the queries over its threads). Where the index's scores are exact and no
-    row is missing from it, the answers are taken from that one search for every query at
-    once (vectorised, no per-query Python)."""
+    (which spreads the queries over at most ``threads`` threads; None: its default). Where the
+    index's scores are exact and no row is missing from it, the answers are taken from that one
+    search for every query at once (vectorised, no per-query Python)."""
     none: list[Any] = [None] * len(reqs)
     if not reqs:
         return BatchStart([], [])
@@ -285,7 +286,7 @@ def search_index_batch(snap: Snapshot, view: IndexView, reqs: list[SearchRequest
     queries = index_queries(view.index, np.stack([r.query for r in reqs]))
     scores, labels = view.index.search_prepared(
         queries, att.want, allow if att.filter_inside else None,
-        m_cov if att.filter_inside else count, att.effort)
+        m_cov if att.filter_inside else count, att.effort, threads=threads)
     seconds = (time.perf_counter() - t) / len(reqs)
     prefetched: list[Prefetched | None] = [
         Prefetched(row, sc, seconds, fm) for row, sc in zip(labels, scores, strict=True)]
