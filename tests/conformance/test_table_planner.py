@@ -4,6 +4,8 @@ min(k, matches) rows, never a deleted or stale row, and keep recall above a boun
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -204,15 +206,34 @@ def test_batch_through_an_index_equals_single_searches(tmp_path, data, kind):
 
 
 
+def test_a_batch_scanning_beside_an_index_scans_its_matches_once(tmp_path, data):
+    """Where the planner scans a filter's matches rather than search the index, a batch picks
+    every query's binary candidates in one parallel scan (as it does on a table without an
+    index), and answers what each query alone answers, with rows added and deleted since the
+    index was built."""
+    base, queries, extra = data
+    tbl = build(tmp_path, "hnsw", base)
+    tbl.add([{"id": f"x{i}", "vector": v, "g": 5, "tag": "new"} for i, v in enumerate(extra[:20])])
+    tbl.delete(ids=[str(i) for i in range(0, 300, 7)])
+    qs = np.concatenate([queries[:8], extra[:2]])
+    got = tbl.search_batch(qs, threads=2).where("g < 500").limit(K).hits()
+    for q, h in zip(qs, got, strict=True):
+        one = tbl.search(q).where("g < 500").limit(K).hits()
+        assert h.ids == one.ids
+        assert h.plan.strategy is one.plan.strategy is vecstore.Strategy.TWO_STAGE_SCAN
+        assert [s.name for s in h.plan.stages][1] == "binary (batch scan)"
+
+
 class _RecordingHnswlib:
-    """hnswlib's own index, recording the ``num_threads`` of every ``knn_query`` it answers."""
+    """hnswlib's own index, recording the ``num_threads`` of every ``knn_query`` it answers and
+    the thread that called it."""
 
     def __init__(self, inner):
         self.inner = inner
-        self.threads = []
+        self.calls = []
 
     def knn_query(self, *args, **kwargs):
-        self.threads.append(kwargs.get("num_threads"))
+        self.calls.append((kwargs.get("num_threads"), threading.get_ident()))
         return self.inner.knn_query(*args, **kwargs)
 
     def __getattr__(self, name):
@@ -220,16 +241,25 @@ class _RecordingHnswlib:
 
 
 def test_a_batchs_threads_reach_hnswlib(tmp_path, data):
-    """``search_batch(threads=n)`` searches hnswlib with ``num_threads=n`` (it was given -1,
-    every core, whatever the caller asked)."""
+    """``search_batch(threads=n)`` searches hnswlib on at most ``n`` threads (it was given
+    ``num_threads=-1``, every core, whatever the caller asked): one call on one thread, or
+    parts of the batch each searched on one thread by ``n`` threads; a search filtered by
+    hnswlib's Python callback stays one call on one thread."""
     base, queries, _ = data
     tbl = build(tmp_path, "hnsw", base, NEVER_SCAN)
     index = tbl._executor.index_view(tbl._current()).index
     index._index = recording = _RecordingHnswlib(index._index)
-    for threads in (1, 2, 3):
-        recording.threads.clear()
-        tbl.search_batch(queries[:20], threads=threads).limit(K).hits()
-        assert recording.threads == [threads]
+    tbl.search_batch(queries[:40], threads=1).limit(K).hits()
+    assert [n for n, _ in recording.calls] == [1]
+    for threads in (2, 3):
+        recording.calls.clear()
+        tbl.search_batch(queries[:40], threads=threads).limit(K).hits()
+        assert [n for n, _ in recording.calls] == [1] * (4 * threads)
+        assert 1 <= len({ident for _, ident in recording.calls}) <= threads
+    recording.calls.clear()
+    got = tbl.search_batch(queries[:40], threads=2).where("g < 100").limit(K).hits()
+    assert got[0].plan.strategy is vecstore.Strategy.INDEX_FILTERED
+    assert [n for n, _ in recording.calls] == [1]
 
 
 # -- multi-vector rows: every backend indexes every vector of every row -------------------------

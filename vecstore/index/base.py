@@ -170,6 +170,9 @@ class IndexBase(ABC):
     # Whether _search itself gives label -1 with score -inf wherever it found fewer than k:
     # search_prepared then does not look for such labels (every query would pay it).
     pads_misses: ClassVar[bool] = False
+    # Whether a search with an allow bitmap holds the GIL (hnswlib calls a Python function per
+    # visited node): such a search is not split over threads, which would only contend for it.
+    filter_holds_gil: ClassVar[bool] = False
 
     def __init__(self, params: IndexParams, metric: Metric, dim: int, count: int) -> None:
         self.params = params

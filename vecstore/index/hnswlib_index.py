@@ -197,6 +197,7 @@ class HnswIndex(IndexBase):
     params: HnswParams
     exact_count = False
     pads_misses = True  # knn_query gives k labels or raises; the per-query retry pads the rest
+    filter_holds_gil = True  # the filter is a Python callback
 
     @property
     def exact_scores(self) -> bool:

@@ -3,9 +3,9 @@
 It owns what queries share across calls, each keyed by the table version it belongs to: the
 filter engine (with its sorted column indexes), the loaded ANN index and its view of the
 version's rows. For a batch it evaluates the filter once, chooses the first stage for all queries
-together (one parallel Hamming scan, or one call into the index library, which spreads the
-queries over its threads), and finishes each query on a pool of threads (the Numba kernels and
-the index libraries release the GIL).
+together (one parallel Hamming scan, or the index searched in parts, one part per thread at a
+time, each part's labels mapped to rows by its thread), and finishes each query on the same pool
+of threads (the Numba kernels and the index libraries release the GIL).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -241,18 +242,31 @@ class Executor:
                               combine=spec.combine)
                 for v in spec.vectors]
         view = None if spec.exact else self.index_view(snap)  # exact search never needs the index
+        threads = spec.threads or min(len(reqs), os.cpu_count() or 1)
+        with ExitStack() as stack:
+            pool = (stack.enter_context(ThreadPoolExecutor(max_workers=threads))
+                    if threads > 1 and len(reqs) > 1 else None)
+            return self._finish(snap, spec, reqs, view, filter_stages, oversample, threads, pool)
+
+    def _finish(self, snap: Snapshot, spec: QuerySpec, reqs: list[SearchRequest],
+                view: IndexView | None, filter_stages: list[Stage], oversample: int, threads: int,
+                pool: ThreadPoolExecutor | None) -> list[Hits]:
+        """The vector queries ``reqs`` of ``spec``: the first stage for all of them together
+        (one index search, split over the ``pool``; or, where they scan their matches, with an
+        index or without, one batch Hamming scan), then each query finished on the pool."""
         prefetched: list[Prefetched | None] = [None] * len(reqs)
         answers: list[Any] = [None] * len(reqs)
         if len(reqs) > 1:
+            scans = True
             if view is not None:
-                start = search_index_batch(snap, view, reqs, self.settings, filter_stages,
-                                           spec.threads)
-                answers, prefetched = start.answers, start.prefetched
-            elif not spec.exact and plain(snap, spec.combine):
+                start = search_index_batch(snap, view, reqs, self.settings, filter_stages, threads,
+                                           pool)
+                answers, prefetched, scans = start.answers, start.prefetched, start.scans
+            if scans and not spec.exact and plain(snap, spec.combine):
                 t = time.perf_counter()
                 with loader.parallel_threads(spec.threads):
                     cands = batch_binary_candidates(snap, [r.query for r in reqs], spec.k, oversample,
-                                                    self.settings, rows)
+                                                    self.settings, reqs[0].rows)
                 if cands is not None:
                     seconds = (time.perf_counter() - t) / len(reqs)
                     reqs = [replace(r, binary_candidates=c, binary_seconds=seconds)
@@ -274,10 +288,6 @@ class Executor:
                 found, scores, plan = scan(snap, reqs[i], self.settings, filter_stages)
             return Hits(found, scores, plan, shown, snap)
 
-        if len(reqs) == 1 or all(a is not None for a in answers):
+        if pool is None or all(a is not None for a in answers):
             return [one(i) for i in range(len(reqs))]
-        threads = spec.threads or min(len(reqs), os.cpu_count() or 1)
-        if threads <= 1:
-            return [one(i) for i in range(len(reqs))]
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            return list(pool.map(one, range(len(reqs))))
+        return list(pool.map(one, range(len(reqs))))
