@@ -235,42 +235,50 @@ class Executor:
         assert spec.vectors is not None
         oversample = resolve_oversample(spec.oversample, rows is not None, self.settings,
                                         snap.manifest.scan, snap.num_rows)
-        reqs = [SearchRequest(query=v, k=spec.k, oversample=oversample,
-                              oversample_set=spec.oversample is not None, exact=spec.exact,
-                              rows=rows, filter=spec.where,
-                              filter_seconds=filter_stages[0].seconds if filter_stages else 0.0,
-                              combine=spec.combine)
-                for v in spec.vectors]
+        if len(spec.vectors) == 0:
+            return []
+        # every query's request but its vector: one object for the batch, a query's own made
+        # only where it is not answered by the batch's first stage
+        template = SearchRequest(query=spec.vectors[0], k=spec.k, oversample=oversample,
+                                 oversample_set=spec.oversample is not None, exact=spec.exact,
+                                 rows=rows, filter=spec.where,
+                                 filter_seconds=filter_stages[0].seconds if filter_stages else 0.0,
+                                 combine=spec.combine)
         view = None if spec.exact else self.index_view(snap)  # exact search never needs the index
-        threads = spec.threads or min(len(reqs), os.cpu_count() or 1)
+        n = len(spec.vectors)
+        threads = spec.threads or min(n, os.cpu_count() or 1)
         with ExitStack() as stack:
             pool = (stack.enter_context(ThreadPoolExecutor(max_workers=threads))
-                    if threads > 1 and len(reqs) > 1 else None)
-            return self._finish(snap, spec, reqs, view, filter_stages, oversample, threads, pool)
+                    if threads > 1 and n > 1 else None)
+            return self._finish(snap, spec, template, view, filter_stages, threads, pool)
 
-    def _finish(self, snap: Snapshot, spec: QuerySpec, reqs: list[SearchRequest],
-                view: IndexView | None, filter_stages: list[Stage], oversample: int, threads: int,
+    def _finish(self, snap: Snapshot, spec: QuerySpec, template: SearchRequest,
+                view: IndexView | None, filter_stages: list[Stage], threads: int,
                 pool: ThreadPoolExecutor | None) -> list[Hits]:
-        """The vector queries ``reqs`` of ``spec``: the first stage for all of them together
-        (one index search, split over the ``pool``; or, where they scan their matches, with an
-        index or without, one batch Hamming scan), then each query finished on the pool."""
-        prefetched: list[Prefetched | None] = [None] * len(reqs)
-        answers: list[Any] = [None] * len(reqs)
-        if len(reqs) > 1:
+        """The vector queries of ``spec`` (requests like ``template`` but for their vectors):
+        the first stage for all of them together (one index search, split over the ``pool``;
+        or, where they scan their matches, with an index or without, one batch Hamming scan),
+        then each query finished on the pool."""
+        assert spec.vectors is not None
+        vectors = spec.vectors
+        n = len(vectors)
+        prefetched: list[Prefetched | None] = [None] * n
+        answers: list[Any] = [None] * n
+        candidates: list[I64] | None = None
+        binary_seconds = 0.0
+        if n > 1:
             scans = True
             if view is not None:
-                start = search_index_batch(snap, view, reqs, self.settings, filter_stages, threads,
-                                           pool)
+                start = search_index_batch(snap, view, template, vectors, self.settings,
+                                           filter_stages, threads, pool)
                 answers, prefetched, scans = start.answers, start.prefetched, start.scans
             if scans and not spec.exact and plain(snap, spec.combine):
                 t = time.perf_counter()
                 with loader.parallel_threads(spec.threads):
-                    cands = batch_binary_candidates(snap, [r.query for r in reqs], spec.k, oversample,
-                                                    self.settings, reqs[0].rows)
-                if cands is not None:
-                    seconds = (time.perf_counter() - t) / len(reqs)
-                    reqs = [replace(r, binary_candidates=c, binary_seconds=seconds)
-                            for r, c in zip(reqs, cands, strict=True)]
+                    candidates = batch_binary_candidates(snap, list(vectors), spec.k,
+                                                         template.oversample, self.settings,
+                                                         template.rows)
+                binary_seconds = (time.perf_counter() - t) / n
         shown: Sequence[str] = (snap.default_columns if spec.columns is None
                                 else list(dict.fromkeys(["id", *spec.columns])))
 
@@ -278,16 +286,20 @@ class Executor:
 
         def one(i: int) -> Hits:
             if limit is not None:
-                limit.check(f"query {i + 1} of {len(reqs)}")
+                limit.check(f"query {i + 1} of {n}")
             if answers[i] is not None:
                 found, scores, plan = answers[i]
-            elif view is not None:
-                found, scores, plan = search_index(snap, view, reqs[i], self.settings, filter_stages,
+                return Hits(found, scores, plan, shown, snap)
+            req = (replace(template, query=vectors[i]) if candidates is None else
+                   replace(template, query=vectors[i], binary_candidates=candidates[i],
+                           binary_seconds=binary_seconds))
+            if view is not None:
+                found, scores, plan = search_index(snap, view, req, self.settings, filter_stages,
                                                    prefetched[i])
             else:
-                found, scores, plan = scan(snap, reqs[i], self.settings, filter_stages)
+                found, scores, plan = scan(snap, req, self.settings, filter_stages)
             return Hits(found, scores, plan, shown, snap)
 
         if pool is None or all(a is not None for a in answers):
-            return [one(i) for i in range(len(reqs))]
-        return list(pool.map(one, range(len(reqs))))
+            return [one(i) for i in range(n)]
+        return list(pool.map(one, range(n)))

@@ -264,23 +264,22 @@ thread and its labels mapped to rows by that thread: while one part holds the GI
 labels, the other threads' searches go on outside it."""
 
 
-def search_index_batch(snap: Snapshot, view: IndexView, reqs: list[SearchRequest],
+def search_index_batch(snap: Snapshot, view: IndexView, req: SearchRequest, vectors: F32,
                        settings: PlannerSettings, stages: Sequence[Stage] = (),
                        threads: int | None = None, pool: Executor | None = None) -> BatchStart:
-    """The first index search of many requests sharing one filter. With a ``pool`` of
+    """The first index search of the queries ``vectors`` (``[n, dim]``), each a request like
+    ``req`` but for its vector (one filter, one k, one oversample). With a ``pool`` of
     ``threads`` threads the queries are split into parts (:data:`BATCH_PARTS_PER_THREAD` per
     thread), each searched on one thread and finished by it; without one (or when the index's
     filtered search holds the GIL) all of them go to the index in one call, which spreads them
     over at most ``threads`` threads (None: its default). Where the index's scores are exact and
     no row is missing from it, the answers are taken from those searches for every query of a
     part at once (vectorised, no per-query Python)."""
-    none: list[Any] = [None] * len(reqs)
-    if not reqs:
+    n_queries = len(vectors)
+    none: list[Any] = [None] * n_queries
+    if not n_queries:
         return BatchStart([], [])
-    req = reqs[0]
     n_match = snap.num_rows if req.rows is None else int(req.rows.size)
-    if any(r.oversample != req.oversample or r.k != req.k for r in reqs):
-        return BatchStart(none, list(none))
     if view.live_labels == 0 or scan_instead_of_index(view.kind, req, n_match, settings,
                                                        snap.num_rows):
         return BatchStart(none, list(none), scans=True)
@@ -300,7 +299,7 @@ def search_index_batch(snap: Snapshot, view: IndexView, reqs: list[SearchRequest
     parts = 1
     if (pool is not None and threads is not None and threads > 1
             and not (search_allow is not None and index.filter_holds_gil)):
-        parts = min(len(reqs), threads * BATCH_PARTS_PER_THREAD)
+        parts = min(n_queries, threads * BATCH_PARTS_PER_THREAD)
     answering = index.exact_scores and not fm.fresh.size
     k = req.k
     need = min(k, n_match)
@@ -310,7 +309,7 @@ def search_index_batch(snap: Snapshot, view: IndexView, reqs: list[SearchRequest
 
     def part(lo: int, hi: int) -> tuple[list[Any], list[Prefetched | None]]:
         t = time.perf_counter()
-        queries = index_queries(index, np.stack([r.query for r in reqs[lo:hi]]))
+        queries = index_queries(index, vectors[lo:hi])
         scores, labels = index.search_prepared(
             queries, att.want, search_allow, m_cov if att.filter_inside else count, att.effort,
             threads=1 if parts > 1 else threads)
@@ -343,9 +342,9 @@ def search_index_batch(snap: Snapshot, view: IndexView, reqs: list[SearchRequest
                 prefetched.append(Prefetched(labels[i], scores[i], seconds, fm))
         return answers, prefetched
 
-    cuts = np.linspace(0, len(reqs), parts + 1).astype(np.int64).tolist()
+    cuts = np.linspace(0, n_queries, parts + 1).astype(np.int64).tolist()
     if parts == 1:
-        done = [part(0, len(reqs))]
+        done = [part(0, n_queries)]
     else:
         assert pool is not None
         done = list(pool.map(part, cuts[:-1], cuts[1:]))
