@@ -17,7 +17,6 @@ import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -237,26 +236,25 @@ class Executor:
                                         snap.manifest.scan, snap.num_rows)
         if len(spec.vectors) == 0:
             return []
-        # every query's request but its vector: one object for the batch, a query's own made
-        # only where it is not answered by the batch's first stage
-        template = SearchRequest(query=spec.vectors[0], k=spec.k, oversample=oversample,
-                                 oversample_set=spec.oversample is not None, exact=spec.exact,
-                                 rows=rows, filter=spec.where,
-                                 filter_seconds=filter_stages[0].seconds if filter_stages else 0.0,
-                                 combine=spec.combine)
+        # what every query's request holds but its vector; a query's own request is made only
+        # where the batch's first stage did not answer it
+        common: dict[str, Any] = dict(
+            k=spec.k, oversample=oversample, oversample_set=spec.oversample is not None,
+            exact=spec.exact, rows=rows, filter=spec.where,
+            filter_seconds=filter_stages[0].seconds if filter_stages else 0.0, combine=spec.combine)
         view = None if spec.exact else self.index_view(snap)  # exact search never needs the index
         n = len(spec.vectors)
         threads = spec.threads or min(n, os.cpu_count() or 1)
         with ExitStack() as stack:
             pool = (stack.enter_context(ThreadPoolExecutor(max_workers=threads))
                     if threads > 1 and n > 1 else None)
-            return self._finish(snap, spec, template, view, filter_stages, threads, pool)
+            return self._finish(snap, spec, common, view, filter_stages, threads, pool)
 
-    def _finish(self, snap: Snapshot, spec: QuerySpec, template: SearchRequest,
+    def _finish(self, snap: Snapshot, spec: QuerySpec, common: dict[str, Any],
                 view: IndexView | None, filter_stages: list[Stage], threads: int,
                 pool: ThreadPoolExecutor | None) -> list[Hits]:
-        """The vector queries of ``spec`` (requests like ``template`` but for their vectors):
-        the first stage for all of them together (one index search, split over the ``pool``;
+        """The vector queries of ``spec`` (each a :class:`SearchRequest` of its vector and
+        ``common``): the first stage for all of them together (one index search, split over the ``pool``;
         or, where they scan their matches, with an index or without, one batch Hamming scan),
         then each query finished on the pool."""
         assert spec.vectors is not None
@@ -269,15 +267,15 @@ class Executor:
         if n > 1:
             scans = True
             if view is not None:
-                start = search_index_batch(snap, view, template, vectors, self.settings,
-                                           filter_stages, threads, pool)
+                start = search_index_batch(snap, view, SearchRequest(query=vectors[0], **common),
+                                           vectors, self.settings, filter_stages, threads, pool)
                 answers, prefetched, scans = start.answers, start.prefetched, start.scans
             if scans and not spec.exact and plain(snap, spec.combine):
                 t = time.perf_counter()
                 with loader.parallel_threads(spec.threads):
                     candidates = batch_binary_candidates(snap, list(vectors), spec.k,
-                                                         template.oversample, self.settings,
-                                                         template.rows)
+                                                         common["oversample"], self.settings,
+                                                         common["rows"])
                 binary_seconds = (time.perf_counter() - t) / n
         shown: Sequence[str] = (snap.default_columns if spec.columns is None
                                 else list(dict.fromkeys(["id", *spec.columns])))
@@ -290,9 +288,9 @@ class Executor:
             if answers[i] is not None:
                 found, scores, plan = answers[i]
                 return Hits(found, scores, plan, shown, snap)
-            req = (replace(template, query=vectors[i]) if candidates is None else
-                   replace(template, query=vectors[i], binary_candidates=candidates[i],
-                           binary_seconds=binary_seconds))
+            req = (SearchRequest(query=vectors[i], **common) if candidates is None else
+                   SearchRequest(query=vectors[i], binary_candidates=candidates[i],
+                                 binary_seconds=binary_seconds, **common))
             if view is not None:
                 found, scores, plan = search_index(snap, view, req, self.settings, filter_stages,
                                                    prefetched[i])
