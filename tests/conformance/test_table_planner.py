@@ -183,7 +183,7 @@ def test_plan_candidates_and_filtered_oversample(tmp_path, data):
     assert chosen.oversample == 8  # the caller's choice is kept
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "hnsw-sq", "faiss-hnsw", "ivf"])
+@pytest.mark.parametrize("kind", ["hnsw", "hnsw-int8", "hnsw-sq", "faiss-hnsw", "ivf"])
 def test_batch_through_an_index_equals_single_searches(tmp_path, data, kind):
     """search_batch runs the first index search of all its queries in one call; the results
     (and the strategies) are those of one query at a time, with and without a filter, with rows
@@ -260,6 +260,38 @@ def test_a_batchs_threads_reach_hnswlib(tmp_path, data):
     got = tbl.search_batch(queries[:40], threads=2).where("g < 100").limit(K).hits()
     assert got[0].plan.strategy is vecstore.Strategy.INDEX_FILTERED
     assert [n for n, _ in recording.calls] == [1]
+
+
+
+WORKQUEUE_BATCH = """
+import sys, numpy as np, vecstore
+from vecstore._native import loader
+loader.get("graph", wait=True)
+rng = np.random.default_rng(0)
+tbl = vecstore.connect(sys.argv[1]).create_table("t", dim=16)
+tbl.add([{"id": str(i), "vector": v} for i, v in enumerate(rng.standard_normal((1500, 16)))])
+tbl.create_index("hnsw-int8", m=8, ef_construction=40)
+for _ in range(20):
+    tbl.search_batch(rng.standard_normal((100, 16)), threads=2).limit(10).hits()
+import numba
+print(numba.threading_layer())
+"""
+
+
+@pytest.mark.slow
+def test_a_batch_on_a_parallel_kernel_index_is_not_split_over_threads(tmp_path):
+    """``hnsw-int8`` searches a batch in one parallel Numba call: split over the batch's threads,
+    two such calls at once abort the process under Numba's workqueue threading layer (where
+    neither TBB nor OpenMP is available)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}
+    out = subprocess.run([sys.executable, "-c", WORKQUEUE_BATCH, str(tmp_path / "db")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "workqueue"
 
 
 # -- multi-vector rows: every backend indexes every vector of every row -------------------------

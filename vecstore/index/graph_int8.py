@@ -183,6 +183,7 @@ class GraphInt8Index(IndexBase):
     params_type = GraphInt8Params
     params: GraphInt8Params
     exact_count = False
+    parallel_kernel = True  # graph_search_batch
 
     def __init__(self, graph: Graph, params: GraphInt8Params, metric: Metric, dim: int) -> None:
         super().__init__(params, metric, dim, int(graph.labels.shape[0]))

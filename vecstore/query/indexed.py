@@ -271,8 +271,9 @@ def search_index_batch(snap: Snapshot, view: IndexView, req: SearchRequest, vect
     ``req`` but for its vector (one filter, one k, one oversample). With a ``pool`` of
     ``threads`` threads the queries are split into parts (:data:`BATCH_PARTS_PER_THREAD` per
     thread), each searched on one thread and finished by it; without one (or when the index's
-    filtered search holds the GIL) all of them go to the index in one call, which spreads them
-    over at most ``threads`` threads (None: its default). Where the index's scores are exact and
+    filtered search holds the GIL, or its batch search is one parallel kernel) all of them go to
+    the index in one call, which spreads them over at most ``threads`` threads (None: its
+    default). Where the index's scores are exact and
     no row is missing from it, the answers are taken from those searches for every query of a
     part at once (vectorised, no per-query Python)."""
     n_queries = len(vectors)
@@ -297,7 +298,7 @@ def search_index_batch(snap: Snapshot, view: IndexView, req: SearchRequest, vect
     index = view.index
     search_allow = allow if att.filter_inside else None
     parts = 1
-    if (pool is not None and threads is not None and threads > 1
+    if (pool is not None and threads is not None and threads > 1 and not index.parallel_kernel
             and not (search_allow is not None and index.filter_holds_gil)):
         parts = min(n_queries, threads * BATCH_PARTS_PER_THREAD)
     answering = index.exact_scores and not fm.fresh.size
