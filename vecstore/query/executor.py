@@ -254,9 +254,9 @@ class Executor:
                 view: IndexView | None, filter_stages: list[Stage], threads: int,
                 pool: ThreadPoolExecutor | None) -> list[Hits]:
         """The vector queries of ``spec`` (each a :class:`SearchRequest` of its vector and
-        ``common``): the first stage for all of them together (one index search, split over the ``pool``;
-        or, where they scan their matches, with an index or without, one batch Hamming scan),
-        then each query finished on the pool."""
+        ``common``): the first stage for all of them together (one index search, split over the
+        ``pool``; or, where they scan their matches, with an index or without, one batch Hamming
+        scan), then each query finished on the pool."""
         assert spec.vectors is not None
         vectors = spec.vectors
         n = len(vectors)

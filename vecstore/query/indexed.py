@@ -273,9 +273,9 @@ def search_index_batch(snap: Snapshot, view: IndexView, req: SearchRequest, vect
     thread), each searched on one thread and finished by it; without one (or when the index's
     filtered search holds the GIL, or its batch search is one parallel kernel) all of them go to
     the index in one call, which spreads them over at most ``threads`` threads (None: its
-    default). Where the index's scores are exact and
-    no row is missing from it, the answers are taken from those searches for every query of a
-    part at once (vectorised, no per-query Python)."""
+    default). Where the index's scores are exact and no row is missing from it, the answers are
+    taken from those searches for every query of a part at once (vectorised, no per-query
+    Python)."""
     n_queries = len(vectors)
     none: list[Any] = [None] * n_queries
     if not n_queries:
@@ -344,10 +344,9 @@ def search_index_batch(snap: Snapshot, view: IndexView, req: SearchRequest, vect
         return answers, prefetched
 
     cuts = np.linspace(0, n_queries, parts + 1).astype(np.int64).tolist()
-    if parts == 1:
+    if pool is None or parts == 1:
         done = [part(0, n_queries)]
     else:
-        assert pool is not None
         done = list(pool.map(part, cuts[:-1], cuts[1:]))
     return BatchStart([a for answers, _ in done for a in answers],
                       [p for _, prefetched in done for p in prefetched])
