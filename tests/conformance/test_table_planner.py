@@ -209,8 +209,8 @@ def test_batch_through_an_index_equals_single_searches(tmp_path, data, kind):
 def test_a_batch_scanning_beside_an_index_scans_its_matches_once(tmp_path, data):
     """Where the planner scans a filter's matches rather than search the index, a batch picks
     every query's binary candidates in one parallel scan (as it does on a table without an
-    index), and answers what each query alone answers, with rows added and deleted since the
-    index was built."""
+    index) and rescores them in one parallel kernel call, and answers what each query alone
+    answers, with rows added and deleted since the index was built."""
     base, queries, extra = data
     tbl = build(tmp_path, "hnsw", base)
     tbl.add([{"id": f"x{i}", "vector": v, "g": 5, "tag": "new"} for i, v in enumerate(extra[:20])])
@@ -221,7 +221,9 @@ def test_a_batch_scanning_beside_an_index_scans_its_matches_once(tmp_path, data)
         one = tbl.search(q).where("g < 500").limit(K).hits()
         assert h.ids == one.ids
         assert h.plan.strategy is one.plan.strategy is vecstore.Strategy.TWO_STAGE_SCAN
-        assert [s.name for s in h.plan.stages][1] == "binary (batch scan)"
+        assert [s.name for s in h.plan.stages][1:] == ["binary (batch scan)",
+                                                       "int8 + float32 rescore (batch kernel)"]
+        assert h.plan.index == "hnsw" and h.plan.reason == one.plan.reason
 
 
 class _RecordingHnswlib:

@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,10 @@ from .filters import ROW_COLUMN, FilterEngine
 from .indexed import IndexView, Prefetched, search_index, search_index_batch, search_index_quick
 from .keyword import KeywordView
 from .multivector import plain
-from .planner import SearchRequest, resolve_oversample
-from .results import Hits, Plan, Stage
+from .planner import SearchRequest, resolve_oversample, scan_instead_of_index, scan_strategy
+from .results import Hits, Plan, Stage, Strategy
 from .retrieval import run_retrieval
-from .scan import batch_binary_candidates, scan
+from .scan import batch_binary_candidates, batch_two_stage, scan
 from .spec import QuerySpec
 
 I64 = npt.NDArray[np.int64]
@@ -250,6 +251,38 @@ class Executor:
                     if threads > 1 and n > 1 else None)
             return self._finish(snap, spec, common, view, filter_stages, threads, pool)
 
+    def _two_stage_batch(self, snap: Snapshot, view: IndexView | None, common: dict[str, Any],
+                         first: tuple[I64, F32], filter_stages: list[Stage], binary_seconds: float,
+                         threads: int | None) -> list[Any] | None:
+        """Every query's answer from its batch binary candidates ``first`` by the scan's int8
+        and float32 stages in one parallel kernel call (:func:`~.scan.batch_two_stage`), with
+        the plan each query's own scan (beside the index, when there is one) describes; None
+        where that kernel does not apply or the planner would not run these stages."""
+        candidates, units = first
+        req = SearchRequest(query=units[0], **common)
+        n_match = snap.num_rows if req.rows is None else int(req.rows.size)
+        strategy, reason = scan_strategy(req, n_match, snap.manifest.config.dim, self.settings)
+        if strategy is not Strategy.TWO_STAGE_SCAN:
+            return None
+        t = time.perf_counter()
+        with loader.parallel_threads(threads):
+            found = batch_two_stage(snap, units, candidates, req.k, req.oversample)
+        if found is None:
+            return None
+        rows, scores = found
+        seconds = (time.perf_counter() - t) / len(units)
+        n1 = candidates.shape[1]
+        plan = Plan(strategy=strategy, reason=reason, table_rows=snap.num_rows, k=req.k,
+                    oversample=req.oversample, filter=req.filter,
+                    matches=None if req.rows is None else n_match,
+                    stages=(*filter_stages, Stage("binary (batch scan)", n_match, n1, binary_seconds),
+                            Stage("int8 + float32 rescore (batch kernel)", n1, rows.shape[1], seconds)))
+        if view is not None:  # as search_index describes the scan it runs instead of the index
+            why = (scan_instead_of_index(view.kind, req, n_match, self.settings, snap.num_rows)
+                   or "no live row in the index")
+            plan = replace(plan, reason=f"{plan.reason}; {why}", index=view.kind)
+        return [(rows[i], scores[i], plan) for i in range(len(units))]
+
     def _finish(self, snap: Snapshot, spec: QuerySpec, common: dict[str, Any],
                 view: IndexView | None, filter_stages: list[Stage], threads: int,
                 pool: ThreadPoolExecutor | None) -> list[Hits]:
@@ -273,10 +306,15 @@ class Executor:
             if scans and not spec.exact and plain(snap, spec.combine):
                 t = time.perf_counter()
                 with loader.parallel_threads(spec.threads):
-                    candidates = batch_binary_candidates(snap, list(vectors), spec.k,
-                                                         common["oversample"], self.settings,
-                                                         common["rows"])
+                    first = batch_binary_candidates(snap, list(vectors), spec.k,
+                                                    common["oversample"], self.settings,
+                                                    common["rows"])
                 binary_seconds = (time.perf_counter() - t) / n
+                if first is not None:
+                    candidates = list(first[0])
+                    if spec.combine is None:
+                        answers = self._two_stage_batch(snap, view, common, first, filter_stages,
+                                                        binary_seconds, spec.threads) or answers
         shown: Sequence[str] = (snap.default_columns if spec.columns is None
                                 else list(dict.fromkeys(["id", *spec.columns])))
 
