@@ -14,8 +14,13 @@ Measures, in one run (``python -m bench hot-path``; ``--quick`` for a small smok
    against one call, with no index and with ``create_index()``, unfiltered and under filters of
    about 10% and 1%, then both after ``optimize()``: the ratio of queries/s, the two tables
    queried in turns (same query, alternating order) and compared by median latency.
-4. **Batch**: 1,000 queries at once on 2 threads (``search_batch(...).hits()``) against
-   hnswlib's ``knn_query(num_threads=2)`` at its 0.95 ``ef``.
+4. **Batch**: 1,000 queries at once (``search_batch(q, threads=t).limit(10).hits()``) on the
+   ``create_index()`` table of section 2 (built by many adds), against hnswlib's
+   ``knn_query(num_threads=t)`` at its 0.95 ``ef``, on 1 and 2 threads; unfiltered, and with
+   the ~10% filter ``bucket < 100`` (hnswlib handed the match set as its filter callback). A
+   fresh process (its Numba pool sized for 2 threads) runs ``--batch-rounds`` rounds, each
+   system once per round in alternating order, and reports medians: the ratio to hnswlib and
+   each system's 1 -> 2 thread speed-up, with the load average before and after.
 5. **Memory**: a fresh process (imports done) opens the table and answers 300 queries; the
    growth of its resident memory, anonymous and file-backed, against hnswlib's after
    ``load_index`` and the same queries.
@@ -85,6 +90,8 @@ def configure(ap: ScenarioParser) -> None:
                     help="PyPI summaries (default) or Reuters-21578 stories (bench/reuters.py)")
     ap.add_argument("--targets", default="0.9,0.95,0.99",
                     help="target recalls create_index(target_recall=...) is checked at")
+    ap.add_argument("--batch-rounds", type=int, default=9, metavar="N",
+                    help="interleaved rounds of the batch section (default: %(default)s)")
     ap.add_argument("--sections", default=",".join(SECTIONS),
                     help="the sections to run, comma-separated (default: all): " + ", ".join(SECTIONS)
                     + "; the tables and hnswlib of section 2 are built whatever is chosen")
@@ -315,6 +322,49 @@ print(json.dumps({"cold_s": cold, "before": before, "after": after}))
 """
 
 
+BATCH_CHILD = r"""
+import json, os, statistics, sys, time
+import numpy as np
+import hnswlib, vecstore
+from vecstore._native import loader
+store, name, hpath, qpath, ef, rounds, where, mpath = sys.argv[1:9]
+batch = np.load(qpath)
+loader.get("kernels", wait=True), loader.get("graph", wait=True)
+tbl = vecstore.connect(store).open_table(name)
+hn = hnswlib.Index(space="ip", dim=batch.shape[1])
+hn.load_index(hpath)
+hn.set_ef(int(ef))
+allow = np.load(mpath).tobytes().__getitem__ if where else None
+runs = {}
+for t in (1, 2):
+    q = tbl.search_batch(batch, threads=t).limit(10)
+    runs[f"vecstore {t}"] = (q.where(where) if where else q).hits
+    runs[f"hnswlib {t}"] = lambda t=t: hn.knn_query(batch, k=10, num_threads=t, filter=allow)
+seconds = {x: [] for x in runs}
+for run in runs.values():
+    run()  # warm
+load = [os.getloadavg()[0]]
+for r in range(int(rounds)):
+    for x in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
+        t0 = time.perf_counter()
+        runs[x]()
+        seconds[x].append(time.perf_counter() - t0)
+load.append(os.getloadavg()[0])
+print(json.dumps({"qps": {x: len(batch) / statistics.median(v) for x, v in seconds.items()},
+                  "load": load}))
+"""
+
+
+def _batch_child(store: str, name: str, hpath: str, qpath: str, ef: int, rounds: int,
+                 where: str = "", mpath: str = "") -> dict[str, Any]:
+    """The batch section's interleaved rounds in a fresh process whose thread pools (Numba's
+    among them, sized at its import) have 2 threads."""
+    out = subprocess.run([sys.executable, "-c", BATCH_CHILD, store, name, hpath, qpath, str(ef),
+                          str(rounds), where, mpath],
+                         capture_output=True, text=True, env=thread_env(2), check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def _child(mode: str, path: str, name: str, qpath: str, nq: int) -> dict[str, Any]:
     out = subprocess.run([sys.executable, "-c", CHILD, mode, path, name, qpath, str(nq)],
                          capture_output=True, text=True, env=thread_env(1), check=True)
@@ -475,6 +525,30 @@ def run(args: argparse.Namespace) -> int:
             log(f"filter {fname}: {filt[fname]}")
         R["filtered"] = filt
 
+    if "batch" in sections:
+        # 4. batch of 1,000 on 1 and 2 threads, before section 3 optimizes the create_index()
+        # table: users' batches run on the table their adds built
+        dtbl = tables["default"]
+        batch = np.concatenate([queries] * (-(-1000 // nq)))[:1000]
+        qpath, hpath, mpath = (str(work / "batch.npy"), str(work / "batch-hnswlib.bin"),
+                               str(work / "batch-allow.npy"))
+        np.save(qpath, batch)
+        hn.save_index(hpath)
+        np.save(mpath, np.arange(len(base)) % 1000 < 100)  # the rows of bucket < 100
+        b: dict[str, Any] = {"hnswlib_ef": hn_ef, "vecstore_ef": dtbl.list_indexes()[0]["params"]["ef"],
+                             "rounds": args.batch_rounds}
+        hits = dtbl.search_batch(queries, threads=2).limit(K).hits()
+        found = [np.array(h.ids, dtype=np.int64) for h in hits]
+        b["recall"] = _recall(scores, kth, found)
+        hn.set_ef(hn_ef)
+        b["hnswlib_recall"] = _recall(scores, kth, list(hn.knn_query(queries, k=K, num_threads=2)[0]))
+        b["unfiltered"] = _batch_child(str(work / "main"), dtbl.name, hpath, qpath, hn_ef,
+                                       args.batch_rounds)
+        b["filtered"] = _batch_child(str(work / "main"), dtbl.name, hpath, qpath, hn_ef,
+                                     args.batch_rounds, "bucket < 100", mpath)
+        R["batch"] = b
+        log(f"batch: {b}")
+
     if "writes" in sections:
         # 3. many writes against one: the two tables answer the same query back to back, in
         # alternating order, so that a slow spell of this shared machine hits both alike
@@ -501,26 +575,6 @@ def run(args: argparse.Namespace) -> int:
         R["segments"] = seg
         log(f"many adds vs one: {seg}")
 
-    if "batch" in sections:
-        # 4. batch, 2 threads
-        pin_threads(2)
-        batch = np.concatenate([queries] * (-(-1000 // nq)))[:1000]
-        bq = many.search_batch(batch, threads=2).limit(K)
-        bq.hits()
-        t0 = time.perf_counter()
-        for _ in range(3):
-            bq.hits()
-        v_batch = 3000 / (time.perf_counter() - t0)
-        hn.set_ef(hn_ef)
-        hn.knn_query(batch, k=K, num_threads=2)
-        t0 = time.perf_counter()
-        for _ in range(3):
-            hn.knn_query(batch, k=K, num_threads=2)
-        h_batch = 3000 / (time.perf_counter() - t0)
-        R["batch"] = {"vecstore_qps": v_batch, "hnswlib_qps": h_batch, "ratio": v_batch / h_batch}
-        pin_threads(1)
-        log(f"batch: {R['batch']}")
-
     if "memory" in sections:
         # 5, 6. memory and cold open in fresh processes
         qpath = str(work / "queries.npy")
@@ -529,7 +583,7 @@ def run(args: argparse.Namespace) -> int:
         hn.save_index(hpath)
         Path(hpath + ".json").write_text(json.dumps({"n": len(base), "ef": hn_ef}))
         store = str(work / "main")
-        name = many.name
+        name = tables["default"].name
         for path in Path(store).rglob("*"):  # into the page cache
             if path.is_file():
                 path.read_bytes()
@@ -606,8 +660,22 @@ def report(R: dict[str, Any], default_kind: str) -> str:
         L.append("")
     if "batch" in R:
         b = R["batch"]
-        L.append(f"**Batch** of 1,000 queries on 2 threads: vecstore {b['vecstore_qps']:,.0f} q/s, hnswlib "
-                 f"{b['hnswlib_qps']:,.0f} q/s: {b['ratio']:.2f}x.")
+        L.append(f"**Batch** of 1,000 queries (`search_batch(q, threads=t).limit(10).hits()`, the "
+                 f"`create_index()` table, ef={b['vecstore_ef']}, recall@10 {b['recall']:.3f}; hnswlib "
+                 f"`knn_query(num_threads=t)` at ef={b['hnswlib_ef']}, recall@10 "
+                 f"{b['hnswlib_recall']:.3f}); medians of {b['rounds']} interleaved rounds in a fresh "
+                 f"process:")
+        L.append("")
+        rows = []
+        for label, part in (("unfiltered", b["unfiltered"]), ("`bucket < 100` (10%)", b["filtered"])):
+            q = part["qps"]
+            for system in ("vecstore", "hnswlib"):
+                one, two = q[f"{system} 1"], q[f"{system} 2"]
+                rows.append([label, system, f"{one:,.0f}", f"{two:,.0f}", f"{two / one:.2f}x",
+                             f"{two / q['hnswlib 2']:.2f}x",
+                             " -> ".join(f"{x:.2f}" for x in part["load"])])
+        L.append(markdown_table(["batch", "system", "1 thread q/s", "2 threads q/s", "1 -> 2 threads",
+                                 "vs hnswlib, 2 threads", "load average"], rows))
         L.append("")
     if "memory" in R:
         m = R["memory"]

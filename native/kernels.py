@@ -800,6 +800,42 @@ def topk_scores(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64
     return out
 
 
+_MIN_NORM32 = np.float32(2.0 ** -60)  # vecstore.vectors.MIN_NORM: the floor of a stored row's norm
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def two_stage_cosine_batch(
+    codes: npt.NDArray[np.int8], candidates: npt.NDArray[np.int64], bases: npt.NDArray[np.int64],
+    queries: npt.NDArray[np.float32], scales: npt.NDArray[np.float32],
+    origins: npt.NDArray[np.float64], addresses: npt.NDArray[np.int64],
+    norms: npt.NDArray[np.float32], n2: int, k: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """The int8 and float32 stages of the two-stage cosine scan for every row of ``queries``
+    (unit length) over its sorted candidate rows ``candidates[q]``, the queries in parallel:
+    the ``n2`` best candidates by :func:`int8_scores_rows_segments` (:func:`topk_scores`'s
+    order), sorted, then the ``k`` best of those by :func:`float_scores_rows_segments` over the
+    rows' norms (floored at ``MIN_NORM``). Returns ``(rows int64[q, k'], scores float32[q, k'])``
+    best first, ``k' = min(k, n2, candidates per query)``."""
+    m, per_query = candidates.shape[0], candidates.shape[1]
+    keep_n = min(n2, per_query)
+    kk = min(k, keep_n)
+    out_rows = np.empty((m, kk), dtype=np.int64)
+    out_scores = np.empty((m, kk), dtype=np.float32)
+    for q in prange(m):
+        rows1 = candidates[q]
+        approx = int8_scores_rows_segments(codes, rows1, bases, queries[q], scales, origins)
+        keep = np.sort(rows1[topk_scores(approx, keep_n)])
+        dots = float_scores_rows_segments(addresses, bases, keep, queries[q])
+        exact = np.empty(keep.shape[0], dtype=np.float32)
+        for i in range(keep.shape[0]):
+            exact[i] = dots[i] / max(norms[keep[i]], _MIN_NORM32)
+        order = topk_scores(exact, kk)
+        for i in range(kk):
+            out_rows[q, i] = keep[order[i]]
+            out_scores[q, i] = exact[order[i]]
+    return out_rows, out_scores
+
+
 def warm_up() -> None:
     """Load (or compile) every kernel for the argument types vecstore passes: codes, vectors and
     norms memory-mapped (read-only), row lists read-only (cached filter results) or not."""
@@ -836,3 +872,10 @@ def warm_up() -> None:
                                             dtype=np.int64), bases, rows, q)
     hamming_topk_batch_ranges(codes, None, bases, np.zeros((2, 2, 6), dtype=np.uint64), 1)
     topk_scores(np.zeros(4, dtype=np.float32), 1)
+    for writeable in (True, False):
+        cand = np.array([[0, 1], [2, 3]], dtype=np.int64)
+        cand.flags.writeable = writeable
+        two_stage_cosine_batch(int8, cand, bases, np.zeros((2, 8), dtype=np.float32),
+                               np.ones((2, 8), dtype=np.float32), np.zeros((2, 8), dtype=np.float64),
+                               np.array([vectors.ctypes.data, vectors[2:].ctypes.data], dtype=np.int64),
+                               np.ones(4, dtype=np.float32), 2, 1)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import importlib
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 
 PACKAGE = __name__.rsplit(".", 1)[0]
@@ -72,3 +74,21 @@ def get(name: str, wait: bool = False) -> ModuleType:
 def ready() -> bool:
     """Whether every Numba kernel module is loaded."""
     return all(name in _compiled for name in TWINS)
+
+
+@contextmanager
+def parallel_threads(threads: int | None) -> Iterator[None]:
+    """Numba's parallel kernels launched from the calling thread use at most ``threads``
+    threads meanwhile (Numba's setting is per calling thread; restored afterwards). None, or
+    Numba not loaded (the NumPy twins run on the calling thread): nothing changes."""
+    if threads is None or not _compiled:
+        yield
+        return
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)

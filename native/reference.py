@@ -319,6 +319,33 @@ def topk_scores(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64
     return np.argsort(-scores, kind="stable")[:k].astype(np.int64)
 
 
+def two_stage_cosine_batch(
+    codes: npt.NDArray[np.int8], candidates: npt.NDArray[np.int64], bases: npt.NDArray[np.int64],
+    queries: npt.NDArray[np.float32], scales: npt.NDArray[np.float32],
+    origins: npt.NDArray[np.float64], addresses: npt.NDArray[np.int64],
+    norms: npt.NDArray[np.float32], n2: int, k: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """The int8 and float32 stages of the two-stage cosine scan for every row of ``queries``
+    (unit length) over its sorted candidate rows ``candidates[q]``: the ``n2`` best by int8
+    score, sorted, then the ``k`` best of those by exact score over the rows' norms (floored at
+    ``MIN_NORM``). Returns ``(rows int64[q, k'], scores float32[q, k'])``, best first."""
+    m, per_query = candidates.shape
+    keep_n = min(n2, per_query)
+    kk = min(k, keep_n)
+    out_rows = np.empty((m, kk), dtype=np.int64)
+    out_scores = np.empty((m, kk), dtype=np.float32)
+    floor = np.float32(2.0 ** -60)
+    for q in range(m):
+        rows1 = candidates[q]
+        approx = int8_scores_rows_segments(codes, rows1, bases, queries[q], scales, origins)
+        keep = np.sort(rows1[topk_scores(approx, keep_n)])
+        dots = float_scores_rows_segments(addresses, bases, keep, queries[q])
+        exact = (dots / np.maximum(norms[keep], floor)).astype(np.float32)
+        order = topk_scores(exact, kk)
+        out_rows[q], out_scores[q] = keep[order], exact[order]
+    return out_rows, out_scores
+
+
 def warm_up() -> None:
     """Nothing to load: the twins are plain NumPy (here for the same interface as the Numba
     modules)."""

@@ -4,6 +4,8 @@ min(k, matches) rows, never a deleted or stale row, and keep recall above a boun
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -181,7 +183,7 @@ def test_plan_candidates_and_filtered_oversample(tmp_path, data):
     assert chosen.oversample == 8  # the caller's choice is kept
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "hnsw-sq", "faiss-hnsw", "ivf"])
+@pytest.mark.parametrize("kind", ["hnsw", "hnsw-int8", "hnsw-sq", "faiss-hnsw", "ivf"])
 def test_batch_through_an_index_equals_single_searches(tmp_path, data, kind):
     """search_batch runs the first index search of all its queries in one call; the results
     (and the strategies) are those of one query at a time, with and without a filter, with rows
@@ -201,6 +203,97 @@ def test_batch_through_an_index_equals_single_searches(tmp_path, data, kind):
             one = one.where(where).hits() if where else one.hits()
             assert h.ids == one.ids, (where, h.plan, one.plan)
             assert h.plan.strategy == one.plan.strategy
+
+
+
+def test_a_batch_scanning_beside_an_index_scans_its_matches_once(tmp_path, data):
+    """Where the planner scans a filter's matches rather than search the index, a batch picks
+    every query's binary candidates in one parallel scan (as it does on a table without an
+    index) and rescores them in one parallel kernel call, and answers what each query alone
+    answers, with rows added and deleted since the index was built."""
+    base, queries, extra = data
+    tbl = build(tmp_path, "hnsw", base)
+    tbl.add([{"id": f"x{i}", "vector": v, "g": 5, "tag": "new"} for i, v in enumerate(extra[:20])])
+    tbl.delete(ids=[str(i) for i in range(0, 300, 7)])
+    qs = np.concatenate([queries[:8], extra[:2]])
+    got = tbl.search_batch(qs, threads=2).where("g < 500").limit(K).hits()
+    for q, h in zip(qs, got, strict=True):
+        one = tbl.search(q).where("g < 500").limit(K).hits()
+        assert h.ids == one.ids
+        assert h.plan.strategy is one.plan.strategy is vecstore.Strategy.TWO_STAGE_SCAN
+        assert [s.name for s in h.plan.stages][1:] == ["binary (batch scan)",
+                                                       "int8 + float32 rescore (batch kernel)"]
+        assert h.plan.index == "hnsw" and h.plan.reason == one.plan.reason
+
+
+class _RecordingHnswlib:
+    """hnswlib's own index, recording the ``num_threads`` of every ``knn_query`` it answers and
+    the thread that called it."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.calls = []
+
+    def knn_query(self, *args, **kwargs):
+        self.calls.append((kwargs.get("num_threads"), threading.get_ident()))
+        return self.inner.knn_query(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_a_batchs_threads_reach_hnswlib(tmp_path, data):
+    """``search_batch(threads=n)`` searches hnswlib on at most ``n`` threads (it was given
+    ``num_threads=-1``, every core, whatever the caller asked): one call on one thread, or
+    parts of the batch each searched on one thread by ``n`` threads; a search filtered by
+    hnswlib's Python callback stays one call on one thread."""
+    base, queries, _ = data
+    tbl = build(tmp_path, "hnsw", base, NEVER_SCAN)
+    index = tbl._executor.index_view(tbl._current()).index
+    index._index = recording = _RecordingHnswlib(index._index)
+    tbl.search_batch(queries[:40], threads=1).limit(K).hits()
+    assert [n for n, _ in recording.calls] == [1]
+    for threads in (2, 3):
+        recording.calls.clear()
+        tbl.search_batch(queries[:40], threads=threads).limit(K).hits()
+        assert [n for n, _ in recording.calls] == [1] * (4 * threads)
+        assert 1 <= len({ident for _, ident in recording.calls}) <= threads
+    recording.calls.clear()
+    got = tbl.search_batch(queries[:40], threads=2).where("g < 100").limit(K).hits()
+    assert got[0].plan.strategy is vecstore.Strategy.INDEX_FILTERED
+    assert [n for n, _ in recording.calls] == [1]
+
+
+
+WORKQUEUE_BATCH = """
+import sys, numpy as np, vecstore
+from vecstore._native import loader
+loader.get("graph", wait=True)
+rng = np.random.default_rng(0)
+tbl = vecstore.connect(sys.argv[1]).create_table("t", dim=16)
+tbl.add([{"id": str(i), "vector": v} for i, v in enumerate(rng.standard_normal((1500, 16)))])
+tbl.create_index("hnsw-int8", m=8, ef_construction=40)
+for _ in range(20):
+    tbl.search_batch(rng.standard_normal((100, 16)), threads=2).limit(10).hits()
+import numba
+print(numba.threading_layer())
+"""
+
+
+@pytest.mark.slow
+def test_a_batch_on_a_parallel_kernel_index_is_not_split_over_threads(tmp_path):
+    """``hnsw-int8`` searches a batch in one parallel Numba call: split over the batch's threads,
+    two such calls at once abort the process under Numba's workqueue threading layer (where
+    neither TBB nor OpenMP is available)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}
+    out = subprocess.run([sys.executable, "-c", WORKQUEUE_BATCH, str(tmp_path / "db")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "workqueue"
 
 
 # -- multi-vector rows: every backend indexes every vector of every row -------------------------

@@ -575,3 +575,53 @@ def test_hamming_topk_batch_ranges_refuses_unsorted_rows_and_bad_cuts(module) ->
     with pytest.raises(ValueError, match="cuts"):
         module.hamming_topk_batch_ranges(codes, np.array([1, 2, 3], dtype=np.int64),
                                          np.array([0, 3], dtype=np.int64), queries, 2)
+
+
+def test_parallel_threads_caps_numba_on_the_calling_thread_and_restores_it() -> None:
+    import numba
+    from vecstore._native import loader
+
+    loader.get("kernels", wait=True)
+    before = numba.get_num_threads()
+    with loader.parallel_threads(1):
+        assert numba.get_num_threads() == 1
+    assert numba.get_num_threads() == before
+    with loader.parallel_threads(10_000):  # more than Numba has: all it has
+        assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
+    with loader.parallel_threads(None):
+        assert numba.get_num_threads() == before
+
+
+@pytest.mark.parametrize("sizes", [(300,), (120, 0, 200, 90)])
+@pytest.mark.parametrize(("n2", "k"), [(40, 10), (500, 10), (3, 10)])
+def test_two_stage_cosine_batch_is_each_querys_stages(sizes: tuple[int, ...], n2: int, k: int) -> None:
+    """The batch kernel finds, query by query, what the scan's int8 and float32 stages find
+    with the per-query kernels (the scan's own path), and agrees with its twin."""
+    rng = np.random.default_rng(23)
+    dim = 48
+    bases = _segment_bases(sizes)
+    n = int(bases[-1])
+    codes = rng.integers(-128, 128, size=(n, dim), dtype=np.int8)
+    segments = [rng.standard_normal((size, dim)).astype(np.float32) for size in sizes]
+    addresses = np.array([v.ctypes.data for v in segments], dtype=np.int64)
+    norms = np.linalg.norm(np.concatenate(segments), axis=1).astype(np.float32)
+    scales = rng.uniform(0.001, 0.1, size=(len(sizes), dim)).astype(np.float32)
+    origins = rng.standard_normal((len(sizes), dim))
+    queries = rng.standard_normal((6, dim)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    candidates = np.sort(np.stack([rng.choice(n, 160, replace=False) for _ in queries]), axis=1)
+    got_rows, got_scores = kernels.two_stage_cosine_batch(codes, candidates, bases, queries, scales,
+                                                          origins, addresses, norms, n2, k)
+    twin_rows, twin_scores = reference.two_stage_cosine_batch(codes, candidates, bases, queries, scales,
+                                                              origins, addresses, norms, n2, k)
+    assert got_rows.shape == (len(queries), min(k, n2))
+    np.testing.assert_array_equal(got_rows, twin_rows)
+    np.testing.assert_allclose(got_scores, twin_scores, rtol=1e-5, atol=1e-6)
+    for q, rows1 in enumerate(candidates):
+        approx = kernels.int8_scores_rows_segments(codes, rows1, bases, queries[q], scales, origins)
+        keep = np.sort(rows1[kernels.topk_scores(approx, n2)])
+        dots = kernels.float_scores_rows_segments(addresses, bases, keep, queries[q])
+        exact = (dots / np.maximum(norms[keep], np.float32(2.0 ** -60))).astype(np.float32)
+        order = kernels.topk_scores(exact, k)
+        np.testing.assert_array_equal(got_rows[q], keep[order])
+        np.testing.assert_array_equal(got_scores[q], exact[order])

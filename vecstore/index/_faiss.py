@@ -157,10 +157,11 @@ class FaissIndexBase(IndexBase):
         raise NotImplementedError
 
     def _search(self, queries: FloatMatrix, k: int, allow: AllowBitmap | None,
-                effort: int) -> tuple[FloatMatrix, LabelMatrix]:
+                effort: int, *, threads: int | None = None) -> tuple[FloatMatrix, LabelMatrix]:
         selector = Selector(allow) if allow is not None else None
         params = self._search_params(effort, k, selector.sel if selector else None)
-        dist, labels = self._index.search(self._encode(queries), k, params=params[0])
+        with omp_threads(threads):
+            dist, labels = self._index.search(self._encode(queries), k, params=params[0])
         del params, selector  # the C++ search held raw pointers into these until now
         return self._to_scores(dist, labels), labels.astype(np.int64, copy=False)
 

@@ -126,7 +126,8 @@ class VectorIndex(Protocol):
     dim: int
 
     def search(self, queries: npt.ArrayLike, k: int, *, allow: AllowBitmap | None = None,
-               effort: int | None = None) -> tuple[FloatMatrix, LabelMatrix]: ...
+               effort: int | None = None, threads: int | None = None
+               ) -> tuple[FloatMatrix, LabelMatrix]: ...
 
     def effort_for(self, k: int, selectivity: float = 1.0) -> int: ...
 
@@ -172,6 +173,13 @@ class IndexBase(ABC):
     # Whether the build measures its search effort on ``sample_queries`` when given (its
     # ``_build`` takes ``queries=``) instead of on held-out rows of the table.
     calibrates_on_queries: ClassVar[bool] = False
+    # Whether a search with an allow bitmap holds the GIL (hnswlib calls a Python function per
+    # visited node): such a search is not split over threads, which would only contend for it.
+    filter_holds_gil: ClassVar[bool] = False
+    # Whether _search runs a batch as one parallel Numba call: a batch is then not split over the
+    # caller's threads (the kernel spreads the queries itself, and concurrent launches abort
+    # under Numba's workqueue threading layer, where neither TBB nor OpenMP is available).
+    parallel_kernel: ClassVar[bool] = False
 
     def __init__(self, params: IndexParams, metric: Metric, dim: int, count: int) -> None:
         self.params = params
@@ -272,6 +280,7 @@ class IndexBase(ABC):
         *,
         allow: AllowBitmap | None = None,
         effort: int | None = None,
+        threads: int | None = None,
     ) -> tuple[FloatMatrix, LabelMatrix]:
         """The ``k`` best labels per query: ``(scores [q, k] float32, labels [q, k] int64)``.
 
@@ -286,10 +295,15 @@ class IndexBase(ABC):
                 true are returned.
             effort: the backend's search breadth (HNSW ``ef``, IVF ``nprobe``). ``None`` uses
                 :meth:`effort_for` with ``k`` and the bitmap's selectivity.
+            threads: the most threads a search of several queries may use (hnswlib's
+                ``num_threads``, FAISS's OpenMP threads, Numba's parallel kernels); None: the
+                library's default (hnswlib and Numba: every core). Backends searching on the
+                calling thread alone (``flat``, ``ivf-binary``) have nothing to cap.
         """
         q = self.prepare_queries(queries)
         check_int("k", k, 1)
         check_int("effort", effort, 1, optional=True)
+        check_int("threads", threads, 1, optional=True)
         allowed = self._count
         if allow is not None:
             allow = np.asarray(allow)
@@ -299,13 +313,14 @@ class IndexBase(ABC):
                     f"label, got {allow.dtype} {allow.shape}"
                 )
             allowed = int(np.count_nonzero(allow))
-        return self.search_prepared(q, int(k), allow, allowed, effort)
+        return self.search_prepared(q, int(k), allow, allowed, effort, threads=threads)
 
     def search_prepared(self, queries: FloatMatrix, k: int, allow: AllowBitmap | None,
-                        allowed: int, effort: int | None) -> tuple[FloatMatrix, LabelMatrix]:
+                        allowed: int, effort: int | None, *, threads: int | None = None
+                        ) -> tuple[FloatMatrix, LabelMatrix]:
         """:meth:`search` without its checks, for a caller that has made them: ``queries``
         from :meth:`prepare_queries`, ``k >= 1``, ``allow`` a boolean bitmap over the labels
-        (or None) of which ``allowed`` are true."""
+        (or None) of which ``allowed`` are true, ``threads`` None or >= 1."""
         if allow is not None and allowed == self._count:
             allow = None
         k_eff = min(k, allowed)
@@ -314,7 +329,7 @@ class IndexBase(ABC):
                     np.full((queries.shape[0], k), PAD_LABEL, dtype=np.int64))
         if effort is None:
             effort = self.effort_for(k, allowed / self._count)
-        s, lab = self._search(queries, k_eff, allow, int(effort))
+        s, lab = self._search(queries, k_eff, allow, int(effort), threads=threads)
         if s.shape[1] < k:
             pad = k - s.shape[1]
             s = np.pad(s, ((0, 0), (0, pad)), constant_values=PAD_SCORE)
@@ -341,9 +356,11 @@ class IndexBase(ABC):
 
     @abstractmethod
     def _search(
-        self, queries: FloatMatrix, k: int, allow: AllowBitmap | None, effort: int
+        self, queries: FloatMatrix, k: int, allow: AllowBitmap | None, effort: int, *,
+        threads: int | None = None,
     ) -> tuple[FloatMatrix, LabelMatrix]:
-        """Search validated queries for ``k <= min(n, allowed)`` results; ``-1`` marks a miss."""
+        """Search validated queries for ``k <= min(n, allowed)`` results on at most ``threads``
+        threads (None: the library's default); ``-1`` marks a miss."""
 
     @abstractmethod
     def effort_for(self, k: int, selectivity: float = 1.0) -> int:

@@ -28,7 +28,14 @@ import numpy.typing as npt
 
 from ..config import Metric
 from ..errors import InvalidArgumentError
-from ._faiss import FaissHnswBase, FaissIndexBase, FaissIvfBase, check_ivf_params, faiss_module
+from ._faiss import (
+    FaissHnswBase,
+    FaissIndexBase,
+    FaissIvfBase,
+    check_ivf_params,
+    faiss_module,
+    omp_threads,
+)
 from .base import (
     AllowBitmap,
     FloatMatrix,
@@ -160,16 +167,17 @@ class BinaryIvfIndex(BinaryIndexBase, FaissIvfBase):
         return Metric.DOT, np.where(vectors > 0, np.float32(1), np.float32(-1))
 
     def _search(self, queries: FloatMatrix, k: int, allow: AllowBitmap | None,
-                effort: int) -> tuple[FloatMatrix, LabelMatrix]:
+                effort: int, *, threads: int | None = None) -> tuple[FloatMatrix, LabelMatrix]:
         if allow is None:
-            return super()._search(queries, k, None, effort)
+            return super()._search(queries, k, None, effort, threads=threads)
         # No selector support: over-fetch, then keep the allowed candidates in order. Among
         # `fetch` candidates about fetch * selectivity are allowed; ask for enough that fewer
         # than k is a > 4-sigma event, plus slack for the allowed top-k ranking lower.
         selectivity = np.count_nonzero(allow) / self._count
         fetch = min(self._count, math.ceil((2 * k + 4 * math.sqrt(k) + 8) / selectivity))
         p = self._ivf_params(effort, None)
-        dist, labels = self._index.search(sign_codes(queries), fetch, params=p)
+        with omp_threads(threads):
+            dist, labels = self._index.search(sign_codes(queries), fetch, params=p)
         ok = (labels >= 0) & allow[np.maximum(labels, 0)]
         out_s = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
         out_l = np.full((queries.shape[0], k), -1, dtype=np.int64)

@@ -102,7 +102,7 @@ class FlatIndex(IndexBase):
         return view
 
     def _search(self, queries: FloatMatrix, k: int, allow: AllowBitmap | None,
-                effort: int) -> tuple[FloatMatrix, LabelMatrix]:
+                effort: int, *, threads: int | None = None) -> tuple[FloatMatrix, LabelMatrix]:
         vectors, norms, ids = self._vectors, self._sq_norms, None
         mask = None
         if allow is not None:

@@ -13,7 +13,8 @@ Effort: ``ef`` (for k = 10 and 50) and the candidates to rescore per result (``r
 measured at build time on held-out rows of the table (searched before they join the graph), for
 ``target_recall``. Filters: an ``allow`` bitmap is followed as hnswlib follows it (only allowed
 nodes are kept, the beam walks on while it holds fewer than ``ef`` of them), in compiled code,
-so filtered searches run outside the GIL too. Batches run in parallel on every core.
+so filtered searches run outside the GIL too. Batches run in parallel on every core (or on a
+search's ``threads``).
 
 Files: the graph's arrays as ``.npy`` (memory-mapped when loaded) and the checksum sidecar.
 """
@@ -195,6 +196,7 @@ class GraphInt8Index(IndexBase):
     params_type = GraphInt8Params
     params: GraphInt8Params
     exact_count = False
+    parallel_kernel = True  # graph_search_batch
 
     def __init__(self, graph: Graph, params: GraphInt8Params, metric: Metric, dim: int) -> None:
         super().__init__(params, metric, dim, int(graph.labels.shape[0]))
@@ -252,7 +254,7 @@ class GraphInt8Index(IndexBase):
     # --- searching --------------------------------------------------------------------------
 
     def _search(self, queries: FloatMatrix, k: int, allow: AllowBitmap | None,
-                effort: int) -> tuple[FloatMatrix, LabelMatrix]:
+                effort: int, *, threads: int | None = None) -> tuple[FloatMatrix, LabelMatrix]:
         g = self.graph
         folded, qscales, consts = g.fold(queries)
         node_allow = allow[g.labels] if allow is not None else np.empty(0, dtype=np.bool_)
@@ -264,9 +266,11 @@ class GraphInt8Index(IndexBase):
                                             g.up_links, g.entry, g.max_level, ef, node_allow)
             labels, dist = g.labels[nodes[None, :k]], dist[None, :k]  # every node found
         else:
-            nodes, dist = kern.graph_search_batch(folded, qscales, consts, g.codes, g.sqnorms,
-                                                  g.counts0, g.links0, g.up_start, g.up_counts,
-                                                  g.up_links, g.entry, g.max_level, ef, k, node_allow)
+            with loader.parallel_threads(threads):
+                nodes, dist = kern.graph_search_batch(folded, qscales, consts, g.codes, g.sqnorms,
+                                                      g.counts0, g.links0, g.up_start, g.up_counts,
+                                                      g.up_links, g.entry, g.max_level, ef, k,
+                                                      node_allow)
             labels = np.where(nodes >= 0, g.labels[np.maximum(nodes, 0)], -1)
         if self.metric is Metric.L2:
             scores = -(dist + np.einsum("ij,ij->i", queries, queries)[:, None])

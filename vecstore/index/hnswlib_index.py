@@ -13,7 +13,8 @@ by one for the largest ``k`` that succeeds, and the rest is padded. So ``exact_c
 under tiny filters a disconnected graph can hide rows, and the planner falls back to the exact scan.
 
 Threads: ``threads`` (a build keyword, also the ``threads`` attribute) is passed to hnswlib for
-building and unfiltered search; ``None`` means hnswlib's default, every core.
+building and unfiltered search; ``None`` means hnswlib's default, every core. A search's own
+``threads`` (a batch's, ``search_batch(threads=)``) takes precedence for that search.
 
 ``ef`` is index-wide state in hnswlib, so a lock serialises ``set_ef`` + query.
 """
@@ -213,6 +214,7 @@ class HnswIndex(IndexBase):
     exact_count = False
     calibrates_on_queries = True
     pads_misses = True  # knn_query gives k labels or raises; the per-query retry pads the rest
+    filter_holds_gil = True  # the filter is a Python callback
 
     @property
     def exact_scores(self) -> bool:
@@ -326,11 +328,11 @@ class HnswIndex(IndexBase):
         return np.subtract(np.float32(1), dist, dtype=np.float32)
 
     def _search(self, queries: FloatMatrix, k: int, allow: AllowBitmap | None,
-                effort: int) -> tuple[FloatMatrix, LabelMatrix]:
+                effort: int, *, threads: int | None = None) -> tuple[FloatMatrix, LabelMatrix]:
         flt: Callable[[int], Any] | None = None
         # one query runs on the calling thread: hnswlib starts its threads on every call
         # otherwise, which costs several times the search itself (~150 µs against ~15 µs)
-        threads = 1 if queries.shape[0] == 1 else self.threads or -1
+        threads = 1 if queries.shape[0] == 1 else threads or self.threads or -1
         if allow is not None:
             # bytes.__getitem__ is the cheapest Python callable answering "is label i allowed"
             # (hnswlib 0.8 takes no bitmap: it calls back per visited node, the GIL held). A

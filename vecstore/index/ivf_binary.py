@@ -389,7 +389,7 @@ class IvfBinaryIndex(IndexBase):
     # --- searching --------------------------------------------------------------------------
 
     def _search(self, queries: FloatMatrix, k: int, allow: AllowBitmap | None,
-                effort: int) -> tuple[FloatMatrix, LabelMatrix]:
+                effort: int, *, threads: int | None = None) -> tuple[FloatMatrix, LabelMatrix]:
         kern = loader.get("kernels", wait=queries.shape[0] > 1)  # a batch waits for Numba
         nprobe = min(effort, self.nlist)
         q_codes = centred_codes(queries, self.center)

@@ -3,9 +3,9 @@
 It owns what queries share across calls, each keyed by the table version it belongs to: the
 filter engine (with its sorted column indexes), the loaded ANN index and its view of the
 version's rows. For a batch it evaluates the filter once, chooses the first stage for all queries
-together (one parallel Hamming scan, or one call into the index library, which spreads the
-queries over its threads), and finishes each query on a pool of threads (the Numba kernels and
-the index libraries release the GIL).
+together (one parallel Hamming scan, or the index searched in parts, one part per thread at a
+time, each part's labels mapped to rows by its thread), and finishes each query on the same pool
+of threads (the Numba kernels and the index libraries release the GIL).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._native import loader
 from ..config import Combine, PlannerSettings
 from ..errors import CorruptStoreError, InvalidArgumentError
 from ..storage.files import open_in_table
@@ -34,10 +36,10 @@ from .filters import ROW_COLUMN, FilterEngine
 from .indexed import IndexView, Prefetched, search_index, search_index_batch, search_index_quick
 from .keyword import KeywordView
 from .multivector import plain
-from .planner import SearchRequest, resolve_oversample
-from .results import Hits, Plan, Stage
+from .planner import SearchRequest, resolve_oversample, scan_instead_of_index, scan_strategy
+from .results import Hits, Plan, Stage, Strategy
 from .retrieval import run_retrieval
-from .scan import batch_binary_candidates, scan
+from .scan import batch_binary_candidates, batch_two_stage, scan
 from .spec import QuerySpec
 
 I64 = npt.NDArray[np.int64]
@@ -233,27 +235,86 @@ class Executor:
         assert spec.vectors is not None
         oversample = resolve_oversample(spec.oversample, rows is not None, self.settings,
                                         snap.manifest.scan, snap.num_rows)
-        reqs = [SearchRequest(query=v, k=spec.k, oversample=oversample,
-                              oversample_set=spec.oversample is not None, exact=spec.exact,
-                              rows=rows, filter=spec.where,
-                              filter_seconds=filter_stages[0].seconds if filter_stages else 0.0,
-                              combine=spec.combine)
-                for v in spec.vectors]
+        if len(spec.vectors) == 0:
+            return []
+        # what every query's request holds but its vector; a query's own request is made only
+        # where the batch's first stage did not answer it
+        common: dict[str, Any] = dict(
+            k=spec.k, oversample=oversample, oversample_set=spec.oversample is not None,
+            exact=spec.exact, rows=rows, filter=spec.where,
+            filter_seconds=filter_stages[0].seconds if filter_stages else 0.0, combine=spec.combine)
         view = None if spec.exact else self.index_view(snap)  # exact search never needs the index
-        prefetched: list[Prefetched | None] = [None] * len(reqs)
-        answers: list[Any] = [None] * len(reqs)
-        if len(reqs) > 1:
+        n = len(spec.vectors)
+        threads = spec.threads or min(n, os.cpu_count() or 1)
+        with ExitStack() as stack:
+            pool = (stack.enter_context(ThreadPoolExecutor(max_workers=threads))
+                    if threads > 1 and n > 1 else None)
+            return self._finish(snap, spec, common, view, filter_stages, threads, pool)
+
+    def _two_stage_batch(self, snap: Snapshot, view: IndexView | None, common: dict[str, Any],
+                         first: tuple[I64, F32], filter_stages: list[Stage], binary_seconds: float,
+                         threads: int | None) -> list[Any] | None:
+        """Every query's answer from its batch binary candidates ``first`` by the scan's int8
+        and float32 stages in one parallel kernel call (:func:`~.scan.batch_two_stage`), with
+        the plan each query's own scan (beside the index, when there is one) describes; None
+        where that kernel does not apply or the planner would not run these stages."""
+        candidates, units = first
+        req = SearchRequest(query=units[0], **common)
+        n_match = snap.num_rows if req.rows is None else int(req.rows.size)
+        strategy, reason = scan_strategy(req, n_match, snap.manifest.config.dim, self.settings)
+        if strategy is not Strategy.TWO_STAGE_SCAN:
+            return None
+        t = time.perf_counter()
+        with loader.parallel_threads(threads):
+            found = batch_two_stage(snap, units, candidates, req.k, req.oversample)
+        if found is None:
+            return None
+        rows, scores = found
+        seconds = (time.perf_counter() - t) / len(units)
+        n1 = candidates.shape[1]
+        plan = Plan(strategy=strategy, reason=reason, table_rows=snap.num_rows, k=req.k,
+                    oversample=req.oversample, filter=req.filter,
+                    matches=None if req.rows is None else n_match,
+                    stages=(*filter_stages, Stage("binary (batch scan)", n_match, n1, binary_seconds),
+                            Stage("int8 + float32 rescore (batch kernel)", n1, rows.shape[1], seconds)))
+        if view is not None:  # as search_index describes the scan it runs instead of the index
+            why = (scan_instead_of_index(view.kind, req, n_match, self.settings, snap.num_rows)
+                   or "no live row in the index")
+            plan = replace(plan, reason=f"{plan.reason}; {why}", index=view.kind)
+        return [(rows[i], scores[i], plan) for i in range(len(units))]
+
+    def _finish(self, snap: Snapshot, spec: QuerySpec, common: dict[str, Any],
+                view: IndexView | None, filter_stages: list[Stage], threads: int,
+                pool: ThreadPoolExecutor | None) -> list[Hits]:
+        """The vector queries of ``spec`` (each a :class:`SearchRequest` of its vector and
+        ``common``): the first stage for all of them together (one index search, split over the
+        ``pool``; or, where they scan their matches, with an index or without, one batch Hamming
+        scan), then each query finished on the pool."""
+        assert spec.vectors is not None
+        vectors = spec.vectors
+        n = len(vectors)
+        prefetched: list[Prefetched | None] = [None] * n
+        answers: list[Any] = [None] * n
+        candidates: list[I64] | None = None
+        binary_seconds = 0.0
+        if n > 1:
+            scans = True
             if view is not None:
-                start = search_index_batch(snap, view, reqs, self.settings, filter_stages)
-                answers, prefetched = start.answers, start.prefetched
-            elif not spec.exact and plain(snap, spec.combine):
+                start = search_index_batch(snap, view, SearchRequest(query=vectors[0], **common),
+                                           vectors, self.settings, filter_stages, threads, pool)
+                answers, prefetched, scans = start.answers, start.prefetched, start.scans
+            if scans and not spec.exact and plain(snap, spec.combine):
                 t = time.perf_counter()
-                cands = batch_binary_candidates(snap, [r.query for r in reqs], spec.k, oversample,
-                                                self.settings, rows)
-                if cands is not None:
-                    seconds = (time.perf_counter() - t) / len(reqs)
-                    reqs = [replace(r, binary_candidates=c, binary_seconds=seconds)
-                            for r, c in zip(reqs, cands, strict=True)]
+                with loader.parallel_threads(spec.threads):
+                    first = batch_binary_candidates(snap, list(vectors), spec.k,
+                                                    common["oversample"], self.settings,
+                                                    common["rows"])
+                binary_seconds = (time.perf_counter() - t) / n
+                if first is not None:
+                    candidates = list(first[0])
+                    if spec.combine is None:
+                        answers = self._two_stage_batch(snap, view, common, first, filter_stages,
+                                                        binary_seconds, spec.threads) or answers
         shown: Sequence[str] = (snap.default_columns if spec.columns is None
                                 else list(dict.fromkeys(["id", *spec.columns])))
 
@@ -261,20 +322,20 @@ class Executor:
 
         def one(i: int) -> Hits:
             if limit is not None:
-                limit.check(f"query {i + 1} of {len(reqs)}")
+                limit.check(f"query {i + 1} of {n}")
             if answers[i] is not None:
                 found, scores, plan = answers[i]
-            elif view is not None:
-                found, scores, plan = search_index(snap, view, reqs[i], self.settings, filter_stages,
+                return Hits(found, scores, plan, shown, snap)
+            req = (SearchRequest(query=vectors[i], **common) if candidates is None else
+                   SearchRequest(query=vectors[i], binary_candidates=candidates[i],
+                                 binary_seconds=binary_seconds, **common))
+            if view is not None:
+                found, scores, plan = search_index(snap, view, req, self.settings, filter_stages,
                                                    prefetched[i])
             else:
-                found, scores, plan = scan(snap, reqs[i], self.settings, filter_stages)
+                found, scores, plan = scan(snap, req, self.settings, filter_stages)
             return Hits(found, scores, plan, shown, snap)
 
-        if len(reqs) == 1 or all(a is not None for a in answers):
-            return [one(i) for i in range(len(reqs))]
-        threads = spec.threads or min(len(reqs), os.cpu_count() or 1)
-        if threads <= 1:
-            return [one(i) for i in range(len(reqs))]
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            return list(pool.map(one, range(len(reqs))))
+        if pool is None or all(a is not None for a in answers):
+            return [one(i) for i in range(n)]
+        return list(pool.map(one, range(n)))

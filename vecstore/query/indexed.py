@@ -14,6 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -214,6 +215,7 @@ class BatchStart:
 
     answers: list[tuple[I64, F32, Plan] | None]
     prefetched: list[Prefetched | None]
+    scans: bool = False  # the planner scans the matches instead (search_index will, per request)
 
 
 def search_index_quick(snap: Snapshot, view: IndexView, query: F32, k: int, oversample: int | None,
@@ -256,21 +258,33 @@ def search_index_quick(snap: Snapshot, view: IndexView, query: F32, k: int, over
     return rows, scores, plan
 
 
-def search_index_batch(snap: Snapshot, view: IndexView, reqs: list[SearchRequest],
-                       settings: PlannerSettings, stages: Sequence[Stage] = ()) -> BatchStart:
-    """The first index search of many requests sharing one filter, as one call to the index
-    (which spreads the queries over its threads). Where the index's scores are exact and no
-    row is missing from it, the answers are taken from that one search for every query at
-    once (vectorised, no per-query Python)."""
-    none: list[Any] = [None] * len(reqs)
-    if not reqs:
+BATCH_PARTS_PER_THREAD = 4
+"""A batch's first index search is split into this many parts per thread, each searched on one
+thread and its labels mapped to rows by that thread: while one part holds the GIL to map its
+labels, the other threads' searches go on outside it."""
+
+
+def search_index_batch(snap: Snapshot, view: IndexView, req: SearchRequest, vectors: F32,
+                       settings: PlannerSettings, stages: Sequence[Stage] = (),
+                       threads: int | None = None, pool: Executor | None = None) -> BatchStart:
+    """The first index search of the queries ``vectors`` (``[n, dim]``), each a request like
+    ``req`` but for its vector (one filter, one k, one oversample). With a ``pool`` of
+    ``threads`` threads the queries are split into parts (:data:`BATCH_PARTS_PER_THREAD` per
+    thread), each searched on one thread and finished by it; without one (or when the index's
+    filtered search holds the GIL, or its batch search is one parallel kernel) all of them go to
+    the index in one call, which spreads them over at most ``threads`` threads (None: its
+    default). Where the index's scores are exact and no row is missing from it, the answers are
+    taken from those searches for every query of a part at once (vectorised, no per-query
+    Python)."""
+    n_queries = len(vectors)
+    none: list[Any] = [None] * n_queries
+    if not n_queries:
         return BatchStart([], [])
-    req = reqs[0]
     n_match = snap.num_rows if req.rows is None else int(req.rows.size)
-    if (view.live_labels == 0 or scan_instead_of_index(view.kind, req, n_match, settings,
-                                                        snap.num_rows)
-            or any(r.oversample != req.oversample or r.k != req.k for r in reqs)
-            or view.per_row > 1 or req.combine is not None):
+    if view.live_labels == 0 or scan_instead_of_index(view.kind, req, n_match, settings,
+                                                       snap.num_rows):
+        return BatchStart(none, list(none), scans=True)
+    if view.per_row > 1 or req.combine is not None:
         return BatchStart(none, list(none))
     t = time.perf_counter()
     fm = view.mask_for(snap, req.rows)
@@ -281,40 +295,61 @@ def search_index_batch(snap: Snapshot, view: IndexView, reqs: list[SearchRequest
     bitmap = Stage("allow bitmap (cached)" if fm.cached else "allow bitmap", count, m_cov,
                    time.perf_counter() - t)
     att = view.attempt(req, m_cov, allow is not None, settings)
-    t = time.perf_counter()
-    queries = index_queries(view.index, np.stack([r.query for r in reqs]))
-    scores, labels = view.index.search_prepared(
-        queries, att.want, allow if att.filter_inside else None,
-        m_cov if att.filter_inside else count, att.effort)
-    seconds = (time.perf_counter() - t) / len(reqs)
-    prefetched: list[Prefetched | None] = [
-        Prefetched(row, sc, seconds, fm) for row, sc in zip(labels, scores, strict=True)]
-    if not view.index.exact_scores or fm.fresh.size:
-        return BatchStart(none, prefetched)
-    # every query at once: labels -> rows, misses and rows outside the filter dropped, the
-    # first k left (the index sorts by score)
+    index = view.index
+    search_allow = allow if att.filter_inside else None
+    parts = 1
+    if (pool is not None and threads is not None and threads > 1 and not index.parallel_kernel
+            and not (search_allow is not None and index.filter_holds_gil)):
+        parts = min(n_queries, threads * BATCH_PARTS_PER_THREAD)
+    answering = index.exact_scores and not fm.fresh.size
     k = req.k
-    rows = np.where(labels >= 0, view.label_rows[np.maximum(labels, 0)], -1)
-    ok = rows >= 0
-    if allow is not None and not att.filter_inside:
-        ok &= allow[np.maximum(labels, 0)]
-    order = np.argsort(~ok, axis=1, kind="stable")[:, :k]
-    take_rows = np.take_along_axis(rows, order, axis=1)
-    take_scores = np.take_along_axis(scores, order, axis=1)
-    found = np.take_along_axis(ok, order, axis=1).sum(axis=1)
     need = min(k, n_match)
     name = f"{view.kind} filtered ef={att.effort}" if att.filter_inside else f"{view.kind} ef={att.effort}"
-    plan = Plan(strategy=att.strategy, reason=att.reason, table_rows=snap.num_rows, k=k,
-                oversample=req.oversample, filter=req.filter,
-                matches=None if req.rows is None else n_match, index=view.kind,
-                stages=(*stages, bitmap, Stage(name, m_cov, k, seconds)),
-                notes=("first stage searched for the whole batch in one call",))
-    answers: list[tuple[I64, F32, Plan] | None] = []
-    for i in range(len(reqs)):
-        n = int(found[i])
-        answers.append((take_rows[i, :n], take_scores[i, :n].astype(np.float32, copy=False), plan)
-                       if n >= need else None)
-    return BatchStart(answers, prefetched)
+    note = ("first stage searched for the whole batch in one call" if parts == 1 else
+            f"first stage searched for the whole batch in {parts} parts on {threads} threads")
+
+    def part(lo: int, hi: int) -> tuple[list[Any], list[Prefetched | None]]:
+        t = time.perf_counter()
+        queries = index_queries(index, vectors[lo:hi])
+        scores, labels = index.search_prepared(
+            queries, att.want, search_allow, m_cov if att.filter_inside else count, att.effort,
+            threads=1 if parts > 1 else threads)
+        seconds = (time.perf_counter() - t) / (hi - lo)
+        if not answering:
+            return [None] * (hi - lo), [Prefetched(row, sc, seconds, fm)
+                                        for row, sc in zip(labels, scores, strict=True)]
+        # every query of the part at once: labels -> rows, misses and rows outside the filter
+        # dropped, the first k left (the index sorts by score)
+        rows = np.where(labels >= 0, view.label_rows[np.maximum(labels, 0)], -1)
+        ok = rows >= 0
+        if allow is not None and not att.filter_inside:
+            ok &= allow[np.maximum(labels, 0)]
+        order = np.argsort(~ok, axis=1, kind="stable")[:, :k]
+        take_rows = np.take_along_axis(rows, order, axis=1)
+        take_scores = np.take_along_axis(scores, order, axis=1).astype(np.float32, copy=False)
+        found = np.take_along_axis(ok, order, axis=1).sum(axis=1).tolist()
+        plan = Plan(strategy=att.strategy, reason=att.reason, table_rows=snap.num_rows, k=k,
+                    oversample=req.oversample, filter=req.filter,
+                    matches=None if req.rows is None else n_match, index=view.kind,
+                    stages=(*stages, bitmap, Stage(name, m_cov, k, seconds)), notes=(note,))
+        answers: list[tuple[I64, F32, Plan] | None] = []
+        prefetched: list[Prefetched | None] = []
+        for i, n in enumerate(found):
+            if n >= need:
+                answers.append((take_rows[i, :n], take_scores[i, :n], plan))
+                prefetched.append(None)
+            else:  # search_index goes on from this search (widening it, or scanning)
+                answers.append(None)
+                prefetched.append(Prefetched(labels[i], scores[i], seconds, fm))
+        return answers, prefetched
+
+    cuts = np.linspace(0, n_queries, parts + 1).astype(np.int64).tolist()
+    if pool is None or parts == 1:
+        done = [part(0, n_queries)]
+    else:
+        done = list(pool.map(part, cuts[:-1], cuts[1:]))
+    return BatchStart([a for answers, _ in done for a in answers],
+                      [p for _, prefetched in done for p in prefetched])
 
 
 def search_index(snap: Snapshot, view: IndexView, req: SearchRequest, settings: PlannerSettings,

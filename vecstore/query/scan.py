@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._native import loader
-from ..config import PlannerSettings
+from ..config import Metric, PlannerSettings
 from ..storage.codes import binary_bytes
 from ..storage.snapshot import Snapshot
 from .multivector import MultiScorer, make_scorer
@@ -35,26 +35,30 @@ I64 = npt.NDArray[np.int64]
 
 
 def batch_binary_candidates(snap: Snapshot, queries: list[F32], k: int, oversample: int,
-                            settings: PlannerSettings, rows: I64 | None = None) -> list[I64] | None:
+                            settings: PlannerSettings, rows: I64 | None = None
+                            ) -> tuple[I64, F32] | None:
     """Stage 1 for many queries sharing one filter result ``rows`` (every live row when None)
     in one parallel, cache-blocked scan, when the scan would take it (dimensions enough for
     sign codes, more matches than candidates): ``hamming_topk_batch`` over a one-segment table
     without tombstones, else ``hamming_topk_batch_ranges`` over every segment at once, each
     segment's rows against the queries' bits under its own calibration. The candidates are the
-    ones each query's own scan would pick."""
+    ones each query's own scan would pick: ``int64[queries, candidates]``, each row sorted;
+    with the queries as each one's scan codes them (``Scorer.q_codes``, ``float32[queries,
+    dim]``)."""
     n_match = snap.num_rows if rows is None else int(rows.size)
     if (snap.manifest.config.dim < settings.min_binary_dim or n_match <= k * oversample
             or k == 0 or not queries):
         return None
     kern = loader.get("kernels", wait=True)  # a batch waits for the compiled kernels
+    scorers = [Scorer(snap, q) for q in queries]
+    qs = np.stack([sc.q_codes for sc in scorers])  # as each query's scan codes it
     if rows is None and len(snap.segments) == 1 and not snap.has_deletions:
-        bits = np.stack([Scorer(snap, q).bits(0) for q in queries])
+        bits = np.stack([sc.bits(0) for sc in scorers])
         idx, _ = kern.hamming_topk_batch(snap.binary[0], np.ascontiguousarray(bits), k * oversample)
-        return [np.sort(row) for row in idx]
+        return np.sort(idx, axis=1), qs
     if rows is None and snap.has_deletions:
         rows = snap.live_rows
     # each query's bits under each segment's calibration: [queries, segments, words]
-    qs = np.stack([Scorer(snap, q).q_codes for q in queries])  # as each query's scan codes it
     packed = np.packbits(qs[:, None, :] > snap.centers[None, :, :], axis=2, bitorder="little")
     width = binary_bytes(snap.manifest.config.dim)
     if packed.shape[2] < width:
@@ -62,7 +66,26 @@ def batch_binary_candidates(snap: Snapshot, queries: list[F32], k: int, oversamp
     all_bits = np.ascontiguousarray(packed).view(np.uint64)
     cuts = snap.bases if rows is None else np.searchsorted(rows, snap.bases)
     idx, _ = kern.hamming_topk_batch_ranges(snap.binary_all, rows, cuts, all_bits, k * oversample)
-    return [np.sort(row) for row in idx]
+    return np.sort(idx, axis=1), qs
+
+
+def batch_two_stage(snap: Snapshot, units: F32, candidates: I64, k: int,
+                    oversample: int) -> tuple[I64, F32] | None:
+    """The int8 and float32 stages of the two-stage scan for a batch of unit-length queries
+    ``units`` over their :func:`batch_binary_candidates`, all in one parallel kernel call
+    (``two_stage_cosine_batch``, outside the GIL): the rows and scores each query's own scan
+    finds (``int64[q, k']``, ``float32[q, k']``). None where that kernel does not apply: a
+    metric other than cosine, or a table read from disk or whose vectors are not one array
+    per segment (each query is then finished on its own)."""
+    addresses = snap.vector_addresses
+    if (snap.manifest.config.metric is not Metric.COSINE or addresses is None
+            or snap.pages.on_disk or snap.manifest.config.multi):
+        return None
+    kern = loader.get("kernels", wait=True)
+    n1 = k * oversample
+    n2 = max(4 * k, n1 // 4)  # as _int8_stage keeps
+    return kern.two_stage_cosine_batch(snap.int8_all, candidates, snap.bases, units, snap.int8_scales,
+                                       snap.int8_origins, addresses, snap.norms_all, n2, k)
 
 
 def scan(snap: Snapshot, req: SearchRequest, settings: PlannerSettings,
