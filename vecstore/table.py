@@ -549,26 +549,18 @@ class Table:
         """The table's vector index (at most one), as recorded in its manifest."""
         return [e.to_json() for e in self._current().manifest.indexes]
 
-    def create_index(self, kind: str = "hnsw", *, progress: bool | None = None,
-                     threads: int | None = None, sample_queries: Any = None,
-                     **params: Any) -> dict[str, Any]:
+    def create_index(self, kind: str = "hnsw", *, progress: bool | None = None, threads: int | None = None,
+                     sample_queries: Any = None, **params: Any) -> dict[str, Any]:
         """Build an ANN index over the table's rows and record it in a new version.
 
         ``kind`` is one of ``vecstore.index.INDEX_KINDS`` (``"hnsw"``, ``"faiss-hnsw"``, ``"ivf"``,
-        ``"ivf-pq"``, ``"binary-hnsw"``, ...); ``params`` are that backend's build parameters
-        (e.g. ``m=16, ef_construction=200``). The index replaces any previous one. Rows added
-        later are scanned beside the index until :meth:`optimize`; deleted rows never come back.
-        The build runs without holding the write lock, so writers are not blocked meanwhile.
-        If every row it was built over is replaced, deleted or compacted away before it is
-        recorded (an index covering no live row would be useless), it is built again on the
-        newest version; after :data:`INDEX_ATTEMPTS` such races the last build holds the lock.
-
-        The index measures its search effort for ``target_recall`` (default 0.95) on held-out
-        rows of the table, or, with ``sample_queries`` (``[q, dim]`` vectors: a sample of the
-        queries the table will serve, e.g. from a query log; ``hnsw``, ``hnsw-int8`` and
-        ``ivf-binary``), on those: held-out rows misjudge queries unlike the rows (questions
-        against passages) or tables holding many copies of their rows. A later
-        :meth:`optimize` measures again on held-out rows.
+        ``"binary-hnsw"``, ...); ``params`` are that backend's build parameters (e.g. ``m=16,
+        ef_construction=200``). The index replaces any previous one. Rows added later are scanned beside
+        the index until :meth:`optimize`; deleted rows never come back. The build runs without holding
+        the write lock, so writers are not blocked meanwhile. If every row it was built over is replaced,
+        deleted or compacted away before it is recorded (an index covering no live row would be useless),
+        it is built again on the newest version; after :data:`INDEX_ATTEMPTS` such races the last build
+        holds the lock. The effort for ``target_recall`` is measured on held-out rows or ``sample_queries``.
         """
         snap = self._writable()
         if snap.physical_rows == 0:
@@ -576,8 +568,7 @@ class Table:
         if progress is None:
             progress = sys.stderr.isatty()
         for _ in range(INDEX_ATTEMPTS - 1):
-            entry, index, lease = self._build_index(snap, kind, progress, threads, params,
-                                                    sample_queries)
+            entry, index, lease = self._build_index(snap, kind, progress, threads, params, sample_queries)
             try:
                 self._set(self._writer.set_index(snap, entry, self._executor.calibrate(snap)))
                 break
@@ -593,8 +584,7 @@ class Table:
                 if locked.physical_rows == 0:
                     raise InvalidArgumentError(f"table {self.name!r} is empty: add rows before "
                                                f"building an index")
-                entry, index, _ = self._build_index(locked, kind, progress, threads, params,
-                                                    sample_queries)
+                entry, index, _ = self._build_index(locked, kind, progress, threads, params, sample_queries)
                 built.append(index)  # noqa: B023 (called once, by this iteration's commit)
                 return entry, self._executor.calibrate(locked)
 
@@ -604,8 +594,7 @@ class Table:
         return entry.to_json()
 
     def _build_index(self, snap: Snapshot, kind: str, progress: bool, threads: int | None,
-                     params: dict[str, Any],
-                     sample_queries: Any = None) -> tuple[IndexEntry, Any, Lease | None]:
+                     params: dict[str, Any], sample_queries: Any) -> tuple[IndexEntry, Any, Lease | None]:
         """Build an index over ``snap``'s rows and save it in a new ``indexes/<uuid>``, leased
         (see storage/leases.py) so that a cleanup does not take it for a crash's leftover."""
         from .index import build_index, index_class
