@@ -58,7 +58,7 @@ def test_calibrated_effort_reaches_the_target_on_queries_without_twins(twins, ta
 
 def test_explain_names_the_effort_and_its_source(twins) -> None:
     tbl, _, queries = twins
-    entry = tbl.create_index()
+    entry = tbl.create_index("hnsw")
     ef = entry["params"]["ef"]
     plan = str(tbl.search(queries[0]).limit(10).explain())
     assert f"hnsw ef={ef}: calibrated when the index was built" in plan
@@ -69,7 +69,7 @@ def test_explain_names_the_effort_and_its_source(twins) -> None:
 
 def test_a_rebuild_measures_the_effort_again_unless_given(twins) -> None:
     tbl, _, queries = twins
-    given = tbl.create_index(ef=77, ef50=99)["params"]
+    given = tbl.create_index("hnsw", ef=77, ef50=99)["params"]
     assert given["ef"] == 77 and given["measured_on"] is None
     assert "ef=77 for k=10, 99 for k=50 set at create_index()" in str(
         tbl.search(queries[0]).limit(10).explain())
@@ -77,6 +77,6 @@ def test_a_rebuild_measures_the_effort_again_unless_given(twins) -> None:
     stored = {k: v for k, v in given.items() if v is not None}
     assert tbl.create_index("hnsw", **stored)["params"]["ef"] == 77
     # ...and measures measured ones again
-    measured = {k: v for k, v in tbl.create_index()["params"].items() if v is not None}
+    measured = {k: v for k, v in tbl.create_index("hnsw")["params"].items() if v is not None}
     again = tbl.create_index("hnsw", **{**measured, "ef": 5})["params"]
     assert again["measured_on"] > 0 and again["ef"] != 5

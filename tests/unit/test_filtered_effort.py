@@ -44,7 +44,7 @@ def table(tmp_path_factory: pytest.TempPathFactory
     tbl.add(pa.table({"id": pa.array([str(i) for i in range(ROWS)]),
                       "bucket": pa.array(bucket, pa.int32()),
                       "vector": pa.FixedSizeListArray.from_arrays(pa.array(rows.ravel()), DIM)}))
-    tbl.create_index()
+    tbl.create_index("hnsw")
     return vecstore.connect(path, planner=IN_SEARCH).open_table("t"), rows, queries, bucket
 
 
@@ -81,7 +81,7 @@ def test_a_broad_filter_filters_an_index_search_instead_of_scanning(tmp_path, rn
     tbl.add(pa.table({"id": pa.array([str(i) for i in range(2_000)]),
                       "n": pa.array(np.arange(2_000), pa.int32()),
                       "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), 16)}))
-    tbl.create_index()
+    tbl.create_index("hnsw")
 
     def strategy(where: str, **settings: int) -> str:
         t = vecstore.connect(tmp_path, planner=PlannerSettings(**settings)).open_table("t")

@@ -161,7 +161,7 @@ class ShardedTable:
         ray.get(pending)
         return ids
 
-    def create_index(self, kind: str = "hnsw", **params: Any) -> None:
+    def create_index(self, kind: str = "hnsw-int8", **params: Any) -> None:
         """Build the index ``kind`` on every shard (in parallel)."""
         ray.get([a.create_index.remote(kind, params) for a in self._actors])
 
