@@ -36,7 +36,7 @@ if __name__ != "vecstore._native.graph":
         "cache must see one module name (pip install -e . maps native/ to vecstore._native)"
     )
 
-__all__ = ["fold_queries", "graph_search", "graph_search_batch"]
+__all__ = ["fold_queries", "graph_search", "graph_search_batch", "graph_search_rows"]
 
 _LINE = 64  # bytes per cache line: what one prefetch brings in
 _AHEAD = 3  # rows prefetched ahead of the distance loop (3 and 6 measured alike; 12, or all at once, slower)
@@ -308,6 +308,44 @@ def graph_search(
     return out_i, out_d
 
 
+@njit(cache=True, nogil=True)
+def _search_into(q: int, queries: npt.NDArray[np.int16], qscales: npt.NDArray[np.float32],
+                 consts: npt.NDArray[np.float32], codes: npt.NDArray[np.int8],
+                 sqnorms: npt.NDArray[np.float32], counts0: npt.NDArray[np.uint16],
+                 links0: npt.NDArray[np.int32], up_start: npt.NDArray[np.int64],
+                 up_counts: npt.NDArray[np.uint16], up_links: npt.NDArray[np.int32], entry: int,
+                 max_level: int, ef: int, allow: npt.NDArray[np.bool_], out_i: npt.NDArray[np.int64],
+                 out_d: npt.NDArray[np.float32]) -> None:
+    """Query ``q``'s best ``out_i.shape[1]`` into row ``q`` of ``out_i`` / ``out_d``."""
+    ids, dist = graph_search(queries[q], qscales[q], consts[q], codes, sqnorms, counts0, links0,
+                             up_start, up_counts, up_links, entry, max_level, ef, allow)
+    w = min(out_i.shape[1], ids.shape[0])
+    out_i[q, :w] = ids[:w]
+    out_d[q, :w] = dist[:w]
+
+
+@njit(cache=True, nogil=True)
+def graph_search_rows(
+    queries: npt.NDArray[np.int16], qscales: npt.NDArray[np.float32], consts: npt.NDArray[np.float32],
+    codes: npt.NDArray[np.int8], sqnorms: npt.NDArray[np.float32], counts0: npt.NDArray[np.uint16],
+    links0: npt.NDArray[np.int32], up_start: npt.NDArray[np.int64], up_counts: npt.NDArray[np.uint16],
+    up_links: npt.NDArray[np.int32], entry: int, max_level: int, ef: int, k: int,
+    allow: npt.NDArray[np.bool_],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """:func:`graph_search_batch` on the calling thread alone, the GIL released: a batch split
+    over the caller's threads calls it from each (parts taken as threads free up). Concurrent
+    calls of the parallel kernel abort the process under Numba's workqueue threading layer, and
+    its fixed split of the queries stalls on a busy core (2 threads gave 0.69x one thread on
+    PyPI 64k with a second process on one of the two cores)."""
+    m = queries.shape[0]
+    out_i = np.full((m, k), -1, dtype=np.int64)
+    out_d = np.full((m, k), np.inf, dtype=np.float32)
+    for q in range(m):
+        _search_into(q, queries, qscales, consts, codes, sqnorms, counts0, links0, up_start,
+                     up_counts, up_links, entry, max_level, ef, allow, out_i, out_d)
+    return out_i, out_d
+
+
 @njit(cache=True, parallel=True)
 def graph_search_batch(
     queries: npt.NDArray[np.int16], qscales: npt.NDArray[np.float32], consts: npt.NDArray[np.float32],
@@ -323,16 +361,13 @@ def graph_search_batch(
     out_i = np.full((m, k), -1, dtype=np.int64)
     out_d = np.full((m, k), np.inf, dtype=np.float32)
     for q in prange(m):
-        ids, dist = graph_search(queries[q], qscales[q], consts[q], codes, sqnorms, counts0, links0,
-                                 up_start, up_counts, up_links, entry, max_level, ef, allow)
-        w = min(k, ids.shape[0])
-        out_i[q, :w] = ids[:w]
-        out_d[q, :w] = dist[:w]
+        _search_into(q, queries, qscales, consts, codes, sqnorms, counts0, links0, up_start,
+                     up_counts, up_links, entry, max_level, ef, allow, out_i, out_d)
     return out_i, out_d
 
 
 def warm_up() -> None:
-    """Load (or compile) both kernels for the argument types vecstore passes (a graph's arrays
+    """Load (or compile) the kernels for the argument types vecstore passes (a graph's arrays
     read-only: memory-mapped, or frozen after a build)."""
     def frozen(a: np.ndarray) -> np.ndarray:
         a.flags.writeable = False
@@ -349,6 +384,7 @@ def warm_up() -> None:
         for allow in (np.zeros(0, dtype=np.bool_), np.ones(2, dtype=np.bool_)):
             graph_search(np.zeros(4, dtype=np.int16), 1.0, 0.0, codes, sqnorms, counts0, links0,
                          up_start, up_counts, up_links, 0, 0, 2, allow)
-            graph_search_batch(np.zeros((2, 4), dtype=np.int16), np.ones(2, dtype=np.float32),
-                               np.zeros(2, dtype=np.float32), codes, sqnorms, counts0, links0,
-                               up_start, up_counts, up_links, 0, 0, 2, 1, allow)
+            for batch in (graph_search_batch, graph_search_rows):
+                batch(np.zeros((2, 4), dtype=np.int16), np.ones(2, dtype=np.float32),
+                      np.zeros(2, dtype=np.float32), codes, sqnorms, counts0, links0, up_start,
+                      up_counts, up_links, 0, 0, 2, 1, allow)

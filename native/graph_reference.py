@@ -29,7 +29,7 @@ import heapq
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["fold_queries", "graph_search", "graph_search_batch", "query_max"]
+__all__ = ["fold_queries", "graph_search", "graph_search_batch", "graph_search_rows", "query_max"]
 
 
 def query_max(dim: int) -> int:
@@ -142,6 +142,10 @@ def graph_search_batch(
         out_i[q, :w] = ids[:w]
         out_d[q, :w] = dist[:w]
     return out_i, out_d
+
+
+graph_search_rows = graph_search_batch
+"""The kernel's one-thread batch (``graph.graph_search_rows``): the twin is one thread anyway."""
 
 
 def warm_up() -> None:

@@ -549,8 +549,8 @@ class Table:
         """The table's vector index (at most one), as recorded in its manifest."""
         return [e.to_json() for e in self._current().manifest.indexes]
 
-    def create_index(self, kind: str = "hnsw-int8", *, progress: bool | None = None, threads: int | None = None,
-                     sample_queries: Any = None, **params: Any) -> dict[str, Any]:
+    def create_index(self, kind: str = "hnsw-int8", *, progress: bool | None = None,
+                     threads: int | None = None, sample_queries: Any = None, **params: Any) -> dict[str, Any]:
         """Build an ANN index over the table's rows and record it in a new version.
 
         ``kind`` is one of ``vecstore.index.INDEX_KINDS`` (``"hnsw"``, ``"faiss-hnsw"``, ``"ivf"``,

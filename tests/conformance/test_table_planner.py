@@ -281,10 +281,10 @@ print(numba.threading_layer())
 
 
 @pytest.mark.slow
-def test_a_batch_on_a_parallel_kernel_index_is_not_split_over_threads(tmp_path):
-    """``hnsw-int8`` searches a batch in one parallel Numba call: split over the batch's threads,
-    two such calls at once abort the process under Numba's workqueue threading layer (where
-    neither TBB nor OpenMP is available)."""
+def test_a_batch_split_over_threads_never_launches_parallel_kernels_at_once(tmp_path):
+    """``hnsw-int8`` searches a batch split over the batch's threads with its one-thread kernel
+    (``graph_search_rows``): two calls of the parallel kernel at once abort the process under
+    Numba's workqueue threading layer (where neither TBB nor OpenMP is available)."""
     import os
     import subprocess
     import sys

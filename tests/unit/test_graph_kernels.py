@@ -59,12 +59,13 @@ def test_batch_equals_single_queries(built):
     g = index.graph
     folded, qscales, consts = g.fold(queries)
     for mod in (graph, graph_reference):
-        ids, dist = mod.graph_search_batch(folded, qscales, consts, g.codes, g.sqnorms, g.counts0,
-                                           g.links0, g.up_start, g.up_counts, g.up_links, g.entry,
-                                           g.max_level, 32, 10, np.empty(0, bool))
-        for i, q in enumerate(queries):
-            one, d1 = _call(mod, index, q, 32, np.empty(0, bool))
-            assert ids[i].tolist() == one[:10].tolist()
+        for batch in (mod.graph_search_batch, mod.graph_search_rows):
+            ids, dist = batch(folded, qscales, consts, g.codes, g.sqnorms, g.counts0, g.links0,
+                              g.up_start, g.up_counts, g.up_links, g.entry, g.max_level, 32, 10,
+                              np.empty(0, bool))
+            for i, q in enumerate(queries):
+                one, d1 = _call(mod, index, q, 32, np.empty(0, bool))
+                assert ids[i].tolist() == one[:10].tolist()
 
 
 def test_the_scores_are_the_metric_of_the_quantised_vectors(built):

@@ -176,10 +176,6 @@ class IndexBase(ABC):
     # Whether a search with an allow bitmap holds the GIL (hnswlib calls a Python function per
     # visited node): such a search is not split over threads, which would only contend for it.
     filter_holds_gil: ClassVar[bool] = False
-    # Whether _search runs a batch as one parallel Numba call: a batch is then not split over the
-    # caller's threads (the kernel spreads the queries itself, and concurrent launches abort
-    # under Numba's workqueue threading layer, where neither TBB nor OpenMP is available).
-    parallel_kernel: ClassVar[bool] = False
 
     def __init__(self, params: IndexParams, metric: Metric, dim: int, count: int) -> None:
         self.params = params

@@ -196,7 +196,6 @@ class GraphInt8Index(IndexBase):
     params_type = GraphInt8Params
     params: GraphInt8Params
     exact_count = False
-    parallel_kernel = True  # graph_search_batch
 
     def __init__(self, graph: Graph, params: GraphInt8Params, metric: Metric, dim: int) -> None:
         super().__init__(params, metric, dim, int(graph.labels.shape[0]))
@@ -266,11 +265,13 @@ class GraphInt8Index(IndexBase):
                                             g.up_links, g.entry, g.max_level, ef, node_allow)
             labels, dist = g.labels[nodes[None, :k]], dist[None, :k]  # every node found
         else:
-            with loader.parallel_threads(threads):
-                nodes, dist = kern.graph_search_batch(folded, qscales, consts, g.codes, g.sqnorms,
-                                                      g.counts0, g.links0, g.up_start, g.up_counts,
-                                                      g.up_links, g.entry, g.max_level, ef, k,
-                                                      node_allow)
+            args = (folded, qscales, consts, g.codes, g.sqnorms, g.counts0, g.links0, g.up_start,
+                    g.up_counts, g.up_links, g.entry, g.max_level, ef, k, node_allow)
+            if threads == 1:  # a part of a batch split over the caller's threads
+                nodes, dist = kern.graph_search_rows(*args)
+            else:
+                with loader.parallel_threads(threads):
+                    nodes, dist = kern.graph_search_batch(*args)
             labels = np.where(nodes >= 0, g.labels[np.maximum(nodes, 0)], -1)
         if self.metric is Metric.L2:
             scores = -(dist + np.einsum("ij,ij->i", queries, queries)[:, None])

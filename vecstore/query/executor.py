@@ -338,4 +338,9 @@ class Executor:
 
         if pool is None or all(a is not None for a in answers):
             return [one(i) for i in range(n)]
-        return list(pool.map(one, range(n)))
+        # a few runs of queries per thread, not a task per query: a query's finish (rescoring a
+        # few dozen rows) costs tens of microseconds, as much as a task's handoff between threads
+        # (1,000 hnsw-int8 queries on 2 threads: 7,083 q/s against 8,661 on one)
+        bounds = np.linspace(0, n, min(n, 4 * max(threads, 1)) + 1).astype(int)
+        runs = pool.map(lambda b: [one(i) for i in range(bounds[b], bounds[b + 1])], range(len(bounds) - 1))
+        return [hits for run in runs for hits in run]

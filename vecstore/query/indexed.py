@@ -298,7 +298,7 @@ def search_index_batch(snap: Snapshot, view: IndexView, req: SearchRequest, vect
     index = view.index
     search_allow = allow if att.filter_inside else None
     parts = 1
-    if (pool is not None and threads is not None and threads > 1 and not index.parallel_kernel
+    if (pool is not None and threads is not None and threads > 1
             and not (search_allow is not None and index.filter_holds_gil)):
         parts = min(n_queries, threads * BATCH_PARTS_PER_THREAD)
     answering = index.exact_scores and not fm.fresh.size
