@@ -1,9 +1,11 @@
 """The filtered search effort is measured at build time, not scaled by a rule (issue 12).
 
-``create_index()`` measures, on held-out rows, the ``ef`` that reaches the target recall under
-random filters of a few selectivities passed into the search, and the planner interpolates it
-for a query's selectivity. Through the public API: a seeded table, filters that keep about 50%,
-20% and 5% of the rows, queries that are fresh points (no twin in the table).
+``create_index("hnsw")`` measures, on held-out rows, the ``ef`` that reaches the target recall
+under random filters of a few selectivities passed into the search, and the planner interpolates
+it for a query's selectivity; ``hnsw-int8`` (the default) scales its measured ef by the square
+root of the selectivity, and must reach the target as well. Through the public API: a seeded
+table, filters that keep about 50%, 20% and 5% of the rows, queries that are fresh points (no
+twin in the table).
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-@pytest.fixture(scope="module")
-def table(tmp_path_factory: pytest.TempPathFactory
+@pytest.fixture(scope="module", params=["hnsw", "hnsw-int8"])
+def table(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
           ) -> tuple[vecstore.Table, np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(31)
     centres = rng.standard_normal((60, DIM))
@@ -44,7 +46,7 @@ def table(tmp_path_factory: pytest.TempPathFactory
     tbl.add(pa.table({"id": pa.array([str(i) for i in range(ROWS)]),
                       "bucket": pa.array(bucket, pa.int32()),
                       "vector": pa.FixedSizeListArray.from_arrays(pa.array(rows.ravel()), DIM)}))
-    tbl.create_index("hnsw")
+    tbl.create_index(request.param)
     return vecstore.connect(path, planner=IN_SEARCH).open_table("t"), rows, queries, bucket
 
 
@@ -65,7 +67,14 @@ def test_filtered_recall_reaches_the_target_at_each_selectivity(table, keep: int
 
 def test_explain_names_the_filtered_effort_source(table) -> None:
     tbl, _, queries, _ = table
-    entry = next(e for e in tbl.list_indexes() if e["kind"] == "hnsw")
+    entry = tbl.list_indexes()[0]
+    if entry["kind"] == "hnsw-int8":
+        # its filtered efforts are not measured yet (measured like hnsw's, the 20% filter got
+        # recall 0.92 here): the sqrt rule, which explain() names
+        reason = tbl.search(queries[0]).where("bucket < 20").limit(10).explain().reason
+        assert entry["params"]["filtered_ef"] is None
+        assert "selectivity 20.0% (x sqrt(selectivity): no filtered effort measured)" in reason, reason
+        return
     curve = entry["params"]["filtered_ef"]
     assert [sel for sel, _ in curve] == [0.5, 0.1, 0.02]
     reason = tbl.search(queries[0]).where("bucket < 20").limit(10).explain().reason
