@@ -45,6 +45,7 @@ TMP_PREFIX = ".tmp-"
 STALE_TMP_S = 60.0
 """A lease's temporary file lives microseconds; one this old was left by a crash."""
 _LIMIT = 4 << 20
+_ATTEMPTS = 3
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
@@ -55,31 +56,44 @@ class Lease:
     def __init__(self, table_dir: Path, paths: Iterable[str], what: str) -> None:
         self.table_dir = table_dir
         self.paths = tuple(sorted(set(paths)))
-        self.name = f"{uuid.uuid4().hex}{SUFFIX}"
         directory = make_subdir(table_dir, LEASES_DIR)
-        tmp = f"{TMP_PREFIX}{self.name}"
         dir_fd = open_in_table(table_dir, LEASES_DIR, directory=True)
         try:
-            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC, 0o644,
-                         dir_fd=dir_fd)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: never blocks
-                body = json.dumps({"pid": os.getpid(), "what": what, "paths": list(self.paths)})
-                os.write(fd, body.encode("utf-8"))
-                os.rename(tmp, self.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-            except BaseException:
-                os.close(fd)
+            for attempt in range(_ATTEMPTS):
                 try:
-                    os.unlink(tmp, dir_fd=dir_fd)
-                except OSError:
-                    pass
-                raise
+                    self.name, fd = self._create(dir_fd, what)
+                    break
+                except (BlockingIOError, FileNotFoundError):
+                    # a cleanup took our temporary file for a dead writer's in the instant
+                    # between its creation and its lock: again, under a new name
+                    if attempt == _ATTEMPTS - 1:
+                        raise
         finally:
             os.close(dir_fd)
         self._path = directory / self.name
         # the file goes when the lease is released or its holder is collected; the lock goes
         # with the descriptor in any case (a crash leaves a file that cleanup removes)
         self._finalizer = weakref.finalize(self, _release, str(self._path), fd, os.getpid())
+
+    def _create(self, dir_fd: int, what: str) -> tuple[str, int]:
+        """Write this lease under a new name, its lock held: ``(name, descriptor)``."""
+        name = f"{uuid.uuid4().hex}{SUFFIX}"
+        tmp = f"{TMP_PREFIX}{name}"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC, 0o644,
+                     dir_fd=dir_fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by a cleanup only (see above)
+            body = json.dumps({"pid": os.getpid(), "what": what, "paths": list(self.paths)})
+            os.write(fd, body.encode("utf-8"))
+            os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            os.close(fd)
+            try:
+                os.unlink(tmp, dir_fd=dir_fd)
+            except OSError:
+                pass
+            raise
+        return name, fd
 
     def release(self) -> None:
         self._finalizer()
@@ -141,12 +155,32 @@ def held_paths(table_dir: Path) -> tuple[set[str], int]:
 
 
 def _remove_stale_tmp(dir_fd: int, name: str) -> None:
+    """Remove a lease's temporary file whose writer is gone: its lock is free (a live writer
+    holds it from the instant after it creates the file until the rename), or it is older than
+    :data:`STALE_TMP_S`. A writer caught in that instant tries again under a new name."""
     try:
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        if time.time() - st.st_mtime > STALE_TMP_S:
-            os.unlink(name, dir_fd=dir_fd)
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return
+    except OSError:  # not a regular file we can open: by its age only
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if time.time() - st.st_mtime > STALE_TMP_S:
+                os.unlink(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)  # its writer is alive
+        return
+    try:
+        os.unlink(name, dir_fd=dir_fd)
     except FileNotFoundError:
         pass
+    finally:
+        os.close(fd)
 
 
 def _read_if_held(dir_fd: int, table_dir: Path, name: str) -> list[str] | None:
