@@ -48,6 +48,7 @@ __all__ = [
     "int8_scores_rows",
     "int8_scores_rows_ranges",
     "int8_scores_rows_segments",
+    "sign_scores_rows",
     "topk_scores",
 ]
 
@@ -561,6 +562,34 @@ def hamming_topk_batch_ranges(
         for j in range(size):
             _emit(cand_ids[j], cand_dist[j], hist[j], state[j], True, ids[q0 + j], dist[q0 + j])
     return ids, dist
+
+
+@njit(cache=True, nogil=True)
+def sign_scores_rows(
+    codes: npt.NDArray[np.uint64], rows: npt.NDArray[np.int64], table: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """``sum_b table[b, byte b of codes[rows[i]]]`` for each i, in float32; returns
+    ``float32[m]``.
+
+    ``table`` is ``float32[8 w, 256]``: row ``b`` gives, for each value of a code's byte ``b``
+    (bits ``8 b .. 8 b + 7``, little-endian), the sum of the query's values at the set bits
+    (``vecstore.index.ivf_binary.sign_score_table``). The result is the query's inner product with each sign
+    code read as 0/1 bits: an *asymmetric* distance (a float query against 1-bit codes).
+    """
+    words = codes.shape[1]
+    if table.shape[0] != 8 * words or table.shape[1] != 256:
+        raise ValueError("table must be float32[8 * words, 256]")
+    m = rows.shape[0]
+    out = np.empty(m, dtype=np.float32)
+    for i in range(m):
+        row = rows[i]
+        acc = np.float32(0.0)
+        for j in range(words):
+            word = codes[row, j]
+            for b in range(8):
+                acc += table[8 * j + b, np.intp((word >> np.uint64(8 * b)) & np.uint64(0xFF))]
+        out[i] = acc
+    return out
 
 
 @njit(cache=True, nogil=True, fastmath=_VECTORISE_SUMS)

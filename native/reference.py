@@ -36,6 +36,7 @@ __all__ = [
     "int8_scores_rows",
     "int8_scores_rows_ranges",
     "int8_scores_rows_segments",
+    "sign_scores_rows",
     "topk_scores",
 ]
 
@@ -216,6 +217,18 @@ def hamming_topk_batch_ranges(
         else:
             ids[qi], distances[qi] = hamming_topk_rows_ranges(codes, rows, cuts, queries[qi], k)
     return ids, distances
+
+
+def sign_scores_rows(
+    codes: npt.NDArray[np.uint64], rows: npt.NDArray[np.int64], table: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """``sum_b table[b, byte b of codes[rows[i]]]`` for each i, in float32; returns
+    ``float32[m]``: the query's inner product with each sign code read as 0/1 bits."""
+    words = codes.shape[1]
+    if table.shape != (8 * words, 256):
+        raise ValueError("table must be float32[8 * words, 256]")
+    code_bytes = np.ascontiguousarray(codes[rows]).view(np.uint8).reshape(rows.shape[0], 8 * words)
+    return table[np.arange(8 * words), code_bytes].sum(axis=1, dtype=np.float32)
 
 
 def int8_scores_rows(

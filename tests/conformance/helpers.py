@@ -16,9 +16,9 @@ BINARY_KINDS = [k for k in ANN_KINDS if k.startswith("binary")]
 RESCORED_KINDS = ["hnsw-sq", "hnsw-int8", "ivf-binary"]
 """Float indexes whose scores are quantized estimates: the planner takes ``candidates_for(k)``
 of their candidates and rescores them exactly, and so are they judged."""
-HAMMING_SCORED_KINDS = ["ivf-binary"]
-"""Rescored kinds whose own scores are ``-hamming`` between their (centred) sign codes, not
-estimates of the metric's values."""
+SIGN_SCORED_KINDS = ["ivf-binary"]
+"""Rescored kinds whose own scores are sign scores (the query's inner product with each row's
+centred sign code read as 0/1 bits), not estimates of the metric's values."""
 K = 10
 
 

@@ -26,13 +26,14 @@ import vecstore.index
 from vecstore.errors import CorruptStoreError, InvalidArgumentError, VecstoreError
 from vecstore.index import INDEX_KINDS, build_index, load_index
 from vecstore.index.base import IndexBase, VectorIndex
+from vecstore.index.ivf_binary import centred_codes
 
 from .helpers import (
     ANN_KINDS,
     BINARY_KINDS,
     DATA,
     FLOAT_KINDS,
-    HAMMING_SCORED_KINDS,
+    SIGN_SCORED_KINDS,
     RESCORED_KINDS,
     K,
     exact_scores,
@@ -169,12 +170,16 @@ def test_scores_follow_the_metric(built: Built, kind: str, metric: str) -> None:
     scores, labels = _search(index, kind, "clustered", K, metric)
     truth = exact_scores(metric, d.queries, d.base)
     assert tie_aware_recall(truth, labels, K) >= 0.9
-    if kind in HAMMING_SCORED_KINDS:
-        # candidates ranked by -hamming: whole numbers in [-bits, 0], sorted (the recall of
-        # their rescored top k is judged above)
+    if kind in SIGN_SCORED_KINDS:
+        # candidates ranked by sign score: the query summed over the set bits of each one's
+        # code, sorted (the recall of their rescored top k is judged above)
         scores, labels = index.search(d.queries, K)
-        assert np.all(scores <= 0) and np.all(scores == np.round(scores))
-        assert np.all(scores >= -64 * -(-index.dim // 64))
+        codes = centred_codes(d.base, index.center)  # type: ignore[attr-defined]
+        signs = np.einsum("qkw,qw->qk", np.unpackbits(codes[labels].view(np.uint8), axis=-1,
+                                                      bitorder="little")[..., :index.dim],
+                          d.queries)
+        np.testing.assert_allclose(scores, signs, rtol=1e-4, atol=1e-4)
+        assert np.all(np.diff(scores, axis=1) <= 0)
     elif kind in RESCORED_KINDS or (
             kind in ("ivf-pq", "ivf-rabitq") and not index.params.refine):  # type: ignore[attr-defined]
         # Quantized estimates (and the scores of a rescored kind above are the oracle's, taken

@@ -275,6 +275,33 @@ def test_float_scores_rows_agree(dim: int, m: int) -> None:
     assert_scores_close(got, want, vectors[rows].astype(np.float64) * query)
 
 
+@pytest.mark.parametrize("dim", [1, 63, 96, 384, 385])
+@pytest.mark.parametrize("m", [0, 1, 50])
+def test_sign_scores_rows_agree(dim: int, m: int) -> None:
+    from vecstore.index.ivf_binary import centred_codes, code_words, sign_score_table
+
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((40, dim)).astype(np.float32)
+    codes = centred_codes(x, np.zeros(dim, dtype=np.float32))
+    rows = rng.integers(0, 40, size=m, dtype=np.int64)
+    query = rng.standard_normal(dim).astype(np.float32)
+    table = sign_score_table(query, code_words(dim))
+    got = kernels.sign_scores_rows(codes, rows, table)
+    want = reference.sign_scores_rows(codes, rows, table)
+    # the definition: the query summed over each code's set bits (the signs of x)
+    terms = np.where(x[rows] > 0, query, 0).astype(np.float64)
+    assert_scores_close(got, want, terms)
+    assert_scores_close(want, terms.sum(axis=1).astype(np.float32), terms)
+
+
+def test_sign_scores_rows_rejects_a_table_of_another_width() -> None:
+    codes = np.zeros((3, 2), dtype=np.uint64)
+    for module in (kernels, reference):
+        with pytest.raises(ValueError, match="table must be"):
+            module.sign_scores_rows(codes, np.arange(3, dtype=np.int64),
+                                    np.zeros((8, 256), dtype=np.float32))
+
+
 # Top-k over scores -----------------------------------------------------------------------------
 
 
