@@ -18,6 +18,7 @@ Conventions shared with ``kernels``:
 from __future__ import annotations
 
 import ctypes
+import os
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +37,7 @@ __all__ = [
     "int8_scores_rows",
     "int8_scores_rows_ranges",
     "int8_scores_rows_segments",
+    "read_rows",
     "sign_scores_rows",
     "topk_scores",
 ]
@@ -217,6 +219,31 @@ def hamming_topk_batch_ranges(
         else:
             ids[qi], distances[qi] = hamming_topk_rows_ranges(codes, rows, cuts, queries[qi], k)
     return ids, distances
+
+
+def read_rows(fd: int, base: int, row_bytes: int, rows: npt.NDArray[np.int64],
+              out: npt.NDArray[np.uint8]) -> int:
+    """Rows ``rows`` (any order; ascending reads fewer runs) of a file's fixed-width table at offset ``base`` (``row_bytes``
+    each) into ``out`` (``uint8[len(rows) * row_bytes]``), a run of consecutive rows in one
+    ``os.preadv`` each. Returns how many leading rows were read whole."""
+    n = rows.shape[0]
+    if out.shape[0] != n * row_bytes:
+        raise ValueError("out must hold len(rows) * row_bytes bytes")
+    if n == 0:
+        return 0
+    dest = memoryview(out)  # type: ignore[arg-type]
+    cuts = np.flatnonzero(np.diff(rows) != 1) + 1
+    starts = np.concatenate([[0], cuts]).tolist()
+    stops = np.concatenate([cuts, [n]]).tolist()
+    for a, b, r in zip(starts, stops, rows[starts].tolist(), strict=True):
+        want = (b - a) * row_bytes
+        try:
+            got = os.preadv(fd, [dest[a * row_bytes:b * row_bytes]], base + r * row_bytes)
+        except OSError:
+            return a
+        if got != want:
+            return a
+    return n
 
 
 def sign_scores_rows(

@@ -7,6 +7,7 @@ up to float32 rounding, since the two sides add the terms in different orders.
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 
 import numpy as np
@@ -300,6 +301,32 @@ def test_sign_scores_rows_rejects_a_table_of_another_width() -> None:
         with pytest.raises(ValueError, match="table must be"):
             module.sign_scores_rows(codes, np.arange(3, dtype=np.int64),
                                     np.zeros((8, 256), dtype=np.float32))
+
+
+# Reading rows ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", [kernels, reference])
+def test_read_rows_reads_runs_in_any_order_and_stops_where_the_file_ends(module, tmp_path) -> None:
+    table = np.arange(50 * 12, dtype=np.uint8).reshape(50, 12)
+    path = tmp_path / "rows.bin"
+    path.write_bytes(b"header!" + table.tobytes())
+    rows = np.array([3, 4, 5, 9, 0, 1, 49, 7], dtype=np.int64)  # runs, out of order, the last row
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        out = np.zeros(rows.size * 12, dtype=np.uint8)
+        assert module.read_rows(fd, 7, 12, rows, out) == rows.size
+        np.testing.assert_array_equal(out.reshape(-1, 12), table[rows])
+        # a row past the end: the rows before it are read, and the count says where it stopped
+        past = np.array([2, 50, 51], dtype=np.int64)
+        out = np.zeros(past.size * 12, dtype=np.uint8)
+        assert module.read_rows(fd, 7, 12, past, out) == 1
+        np.testing.assert_array_equal(out[:12], table[2])
+        assert module.read_rows(fd, 7, 12, np.zeros(0, dtype=np.int64), out[:0]) == 0
+        with pytest.raises(ValueError, match="out must hold"):
+            module.read_rows(fd, 7, 12, rows, out)
+    finally:
+        os.close(fd)
 
 
 # Top-k over scores -----------------------------------------------------------------------------

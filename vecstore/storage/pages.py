@@ -33,6 +33,7 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from .._native import loader
 from ..errors import CorruptStoreError
 from .files import open_in_table
 
@@ -92,19 +93,15 @@ class RowReader:
         if rows.min() < 0 or rows.max() >= array.shape[0]:
             raise IndexError(f"rows out of range 0..{array.shape[0] - 1}")
         row_bytes = array.itemsize * (array.size // max(array.shape[0], 1))
-        dest = memoryview(out.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
         fd = self._fd(mapping)
-        # runs of consecutive rows: one read each
-        cuts = np.flatnonzero(np.diff(rows) != 1) + 1
-        starts = np.concatenate([[0], cuts]).tolist()
-        stops = np.concatenate([cuts, [rows.size]]).tolist()
-        first = rows[starts].tolist()
-        for a, b, r in zip(starts, stops, first, strict=True):
-            want = (b - a) * row_bytes
-            got = os.preadv(fd, [dest[a * row_bytes:b * row_bytes]], base + r * row_bytes)
-            if got != want:
-                raise CorruptStoreError(f"file {mapping.table_dir / mapping.path} ended after "
-                                        f"{base + r * row_bytes + got} bytes while reading rows")
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        # runs of consecutive rows: one read each, from compiled code once the kernels are in
+        read = loader.get("kernels").read_rows(fd, base, row_bytes, rows, out.reshape(-1).view(np.uint8))
+        if read < rows.size:
+            size = os.fstat(fd).st_size
+            raise CorruptStoreError(f"file {mapping.table_dir / mapping.path} ended at {size} bytes "
+                                    f"while reading row {int(rows[read])} (bytes "
+                                    f"{base + int(rows[read]) * row_bytes}..)")
         return out
 
     def _fd(self, mapping: FileMapping) -> int:
