@@ -573,11 +573,12 @@ _pread = types.ExternalFunction("pread", types.intp(types.intc, types.voidptr, t
 @njit(cache=True, nogil=True)
 def read_rows(fd: int, base: int, row_bytes: int, rows: npt.NDArray[np.int64],
               out: npt.NDArray[np.uint8]) -> int:
-    """Rows ``rows`` (any order; ascending reads fewer runs) of a file's fixed-width table at offset ``base`` (``row_bytes``
+    """Rows ``rows`` of a file's fixed-width table at offset ``base`` (``row_bytes``
     each) into ``out`` (``uint8[len(rows) * row_bytes]``), a run of consecutive rows in one
-    ``pread`` each. Returns how many leading rows were read whole (``len(rows)``, or where a
-    read came short or failed). One system call per run from compiled code: ~1 us, where
-    Python's ``os.preadv`` loop adds ~1 us of its own a call (docs/scale.md)."""
+    ``pread`` each (any order; ascending rows make fewer runs). Returns how many leading rows
+    were read whole (``len(rows)``, or where a read came short or failed). One system call per
+    run from compiled code: ~1 us, where Python's ``os.preadv`` loop adds ~1 us of its own a
+    call (docs/scale.md)."""
     n = rows.shape[0]
     if out.shape[0] != n * row_bytes:
         raise ValueError("out must hold len(rows) * row_bytes bytes")

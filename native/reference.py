@@ -223,9 +223,10 @@ def hamming_topk_batch_ranges(
 
 def read_rows(fd: int, base: int, row_bytes: int, rows: npt.NDArray[np.int64],
               out: npt.NDArray[np.uint8]) -> int:
-    """Rows ``rows`` (any order; ascending reads fewer runs) of a file's fixed-width table at offset ``base`` (``row_bytes``
+    """Rows ``rows`` of a file's fixed-width table at offset ``base`` (``row_bytes``
     each) into ``out`` (``uint8[len(rows) * row_bytes]``), a run of consecutive rows in one
-    ``os.preadv`` each. Returns how many leading rows were read whole."""
+    ``os.preadv`` each (any order; ascending rows make fewer runs). Returns how many leading
+    rows were read whole."""
     n = rows.shape[0]
     if out.shape[0] != n * row_bytes:
         raise ValueError("out must hold len(rows) * row_bytes bytes")

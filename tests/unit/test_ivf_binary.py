@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from vecstore._native import reference
 
 import vecstore
 from vecstore.errors import CorruptStoreError, InvalidArgumentError
 from vecstore.index import build_index, load_index
-from vecstore._native import reference
 from vecstore.index.ivf_binary import (
     HAMMING_EXPAND,
     IvfBinaryIndex,
@@ -188,9 +188,10 @@ def test_built_from_blocks_equals_built_from_one_matrix(rng: np.random.Generator
 
 def test_calibration_gathers_candidates_a_bounded_amount_at_a_time(monkeypatch) -> None:
     """Random vectors, where sign codes rank poorly, and a high target: calibration widens
-    rerank to a thousand candidates a query. It gathers them a few queries at a time (all 500 queries' candidate
-    vectors at once: 29 GB for 300,000 random 384-d rows), and its exact passes over the table
-    take a few rows at a time (262,144 rows x 1,000 queries: ~5 GB at once at 10M rows)."""
+    rerank to a thousand candidates a query. It gathers them a few queries at a time (all 500
+    queries' candidate vectors at once: 29 GB for 300,000 random 384-d rows), and its exact
+    passes over the table take a few rows at a time (262,144 rows x 1,000 queries: ~5 GB at
+    once at 10M rows)."""
     import tracemalloc
 
     from vecstore._native import loader
