@@ -332,13 +332,17 @@ def test_read_rows_reads_runs_in_any_order_and_stops_where_the_file_ends(module,
 # Top-k over scores -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("m", [0, 1, 7, 1000])
-@pytest.mark.parametrize("k", [0, 1, 5, 999, 1000, 5000])
+@pytest.mark.parametrize("m", [0, 1, 7, 1000, 3000])
+@pytest.mark.parametrize("k", [0, 1, 5, 300, 999, 1000, 5000])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_topk_scores_agree(m: int, k: int, seed: int) -> None:
+    """Both of the kernel's ways (a heap below 256 results, a partition from there) agree."""
     rng = np.random.default_rng(seed)
-    # Rounded to few values so ties are common.
+    # Rounded to few values so ties are common; infinities and both zeros among them
     scores = np.round(rng.standard_normal(m), 1).astype(np.float32)
+    scores[::97] = np.inf
+    scores[1::89] = -np.inf
+    scores[2::13] = -0.0
     got = kernels.topk_scores(scores, k)
     assert got.dtype == np.int64 and got.shape == (min(k, m),)
     np.testing.assert_array_equal(got, reference.topk_scores(scores, k))
