@@ -34,6 +34,7 @@ __all__ = [
     "hamming_topk_ranges",
     "hamming_topk_rows",
     "hamming_topk_rows_ranges",
+    "hamming_topk_spans",
     "int8_scores_rows",
     "int8_scores_rows_ranges",
     "int8_scores_rows_segments",
@@ -219,6 +220,22 @@ def hamming_topk_batch_ranges(
         else:
             ids[qi], distances[qi] = hamming_topk_rows_ranges(codes, rows, cuts, queries[qi], k)
     return ids, distances
+
+
+def hamming_topk_spans(
+    codes: npt.NDArray[np.uint64], starts: npt.NDArray[np.int64], stops: npt.NDArray[np.int64],
+    query: npt.NDArray[np.uint64], k: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+    """``hamming_topk_rows`` over the positions ``starts[s]:stops[s]`` of every span ``s``
+    (ascending, not overlapping). Returns ``(positions int64[k'], distances int32[k'])``
+    sorted by (distance, position)."""
+    ok = bool(np.all(stops >= starts) and np.all(starts >= 0) and np.all(stops <= codes.shape[0])
+              and np.all(starts[1:] >= stops[:-1]))
+    if not ok:
+        raise ValueError("spans must be ascending, not overlapping, within the codes")
+    spans = zip(starts.tolist(), stops.tolist(), strict=True)
+    rows = np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in spans] or [np.empty(0, np.int64)])
+    return hamming_topk_rows(codes, rows, query, k)
 
 
 def read_rows(fd: int, base: int, row_bytes: int, rows: npt.NDArray[np.int64],

@@ -141,6 +141,28 @@ def test_hamming_topk_rows_agrees(n: int, words: int, k: int, sort: bool, tie_he
     assert np.isin(got[0], rows).all()
 
 
+@pytest.mark.parametrize("n, words", CODE_SHAPES)
+@pytest.mark.parametrize("k", KS)
+@pytest.mark.parametrize("tie_heavy", [False, True])
+def test_hamming_topk_spans_agree(n: int, words: int, k: int, tie_heavy: bool) -> None:
+    codes = random_codes(11, n, words, tie_heavy=tie_heavy)
+    query = random_codes(12, 1, words)[0]
+    cuts = np.sort(np.random.default_rng(13).integers(0, n + 1, size=8)).astype(np.int64)
+    starts, stops = cuts[0::2], cuts[1::2]  # four spans with gaps (some empty)
+    rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)]).astype(np.int64)
+    got = kernels.hamming_topk_spans(codes, starts, stops, query, k)
+    assert_same(got, reference.hamming_topk_spans(codes, starts, stops, query, k))
+    assert_same(got, kernels.hamming_topk_rows(codes, rows, query, k))
+
+
+@pytest.mark.parametrize("module", [kernels, reference])
+def test_hamming_topk_spans_rejects_overlapping_spans(module) -> None:
+    codes = random_codes(1, 10, 2)
+    with pytest.raises(ValueError, match="spans must be"):
+        module.hamming_topk_spans(codes, np.array([0, 3], dtype=np.int64),
+                                  np.array([5, 8], dtype=np.int64), codes[0], 2)
+
+
 def test_hamming_topk_rows_breaks_ties_by_row_value_not_by_order_given() -> None:
     codes = np.array([[0], [1], [0], [1], [0]], dtype=np.uint64)
     rows = np.array([4, 3, 1, 2, 0], dtype=np.int64)

@@ -433,10 +433,14 @@ class IvfBinaryIndex(IndexBase):
         words = self.codes.shape[1]
         for i in range(queries.shape[0]):
             lists = np.sort(probed[i])  # ascending positions: runs of codes read in order
-            rows = self._positions(lists)
-            if allow is not None:
+            if allow is None:  # the lists' runs of codes as they lie
+                pos, _ = kern.hamming_topk_spans(self.codes, self.offsets[lists],
+                                                 self.offsets[lists + 1], q_codes[i],
+                                                 HAMMING_EXPAND * k)
+            else:
+                rows = self._positions(lists)
                 rows = rows[allow[self.labels[rows]]]
-            pos, _ = kern.hamming_topk_rows(self.codes, rows, q_codes[i], HAMMING_EXPAND * k)
+                pos, _ = kern.hamming_topk_rows(self.codes, rows, q_codes[i], HAMMING_EXPAND * k)
             scores = kern.sign_scores_rows(self.codes, pos, sign_score_table(queries[i], words))
             best = kern.topk_scores(scores, k)
             out_l[i, :best.size] = self.labels[pos[best]]
