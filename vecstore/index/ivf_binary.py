@@ -382,7 +382,7 @@ class IvfBinaryIndex(IndexBase):
             parts = []
             for i in range(0, len(queries), per_chunk):
                 rows = slice(i, i + per_chunk)
-                _, cand = self._search(queries[rows], fetch, allow, nprobe)
+                _, cand = self._search(queries[rows], fetch, allow if held.size else None, nprobe)
                 cand = answers(cand, i, want)
                 parts.append(-np.sort(-rescored(cand, rows), axis=1)[:, :k])
             found = np.concatenate(parts)
