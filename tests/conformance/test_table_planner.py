@@ -206,6 +206,48 @@ def test_batch_through_an_index_equals_single_searches(tmp_path, data, kind):
 
 
 
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+def test_a_batch_rescores_hnsw_int8_candidates_in_one_kernel_call(tmp_path, data, metric):
+    """Where no row was added since the build, a batch through ``hnsw-int8`` rescores every
+    query's candidates in one kernel call per part of the batch: the rows, scores and
+    strategies each query alone finds (ids and order exactly), unfiltered, with deleted rows
+    and through the index with a filter (inside the search, or after it). A query whose
+    candidates the filter after the search left short (``near = 0`` drops the first query's
+    20 nearest rows: it keeps more than k candidates, fewer than the 20 it wants) goes on on
+    its own, widened as it would be alone."""
+    base, queries, _ = data
+    rows, qs = base[:1500], queries[:24]
+    scores = {"cosine": rows @ qs[0] / np.linalg.norm(rows, axis=1), "dot": rows @ qs[0],
+              "l2": -((rows - qs[0]) ** 2).sum(axis=1)}[metric]
+    near = set(np.argsort(-scores)[:20].tolist())
+    tbl = vecstore.connect(tmp_path / metric, planner=NEVER_SCAN).create_table(
+        "t", dim=DIM, metric=metric)
+    tbl.add([{"id": str(i), "vector": v, "g": i % 1000, "near": int(i in near)}
+             for i, v in enumerate(rows)])
+    tbl.create_index("hnsw-int8", m=8, ef_construction=40, ef=32, ef50=80, rerank=2)
+    kernel_answered, widened = set(), set()
+    for deleted in (False, True):
+        if deleted:
+            tbl.delete(ids=[str(i) for i in range(0, 1500, 7)])
+        for where in (None, "g < 500", "g < 20", "near = 0"):
+            batch = tbl.search_batch(qs, threads=2).limit(K)
+            got = (batch.where(where) if where else batch).hits()
+            for i, (q, h) in enumerate(zip(qs, got, strict=True)):
+                one = tbl.search(q).limit(K)
+                one = one.where(where).hits() if where else one.hits()
+                assert h.ids == one.ids, (where, deleted, h.plan, one.plan)
+                np.testing.assert_allclose(h.scores, one.scores, rtol=1e-6, atol=1e-6)
+                assert h.plan.strategy == one.plan.strategy
+                if h.plan.stages[-1].name == "float32 rescore (batch kernel)":
+                    kernel_answered.add((where, deleted, h.plan.strategy))
+                if any("widened" in note for note in h.plan.notes):
+                    widened.add((where, i))
+    assert {s for _, _, s in kernel_answered} == {
+        vecstore.Strategy.INDEX, vecstore.Strategy.INDEX_FILTERED, vecstore.Strategy.INDEX_THEN_FILTER}
+    assert {(w, d) for w, d, _ in kernel_answered} == {
+        (w, d) for w in (None, "g < 500", "g < 20", "near = 0") for d in (False, True)}
+    assert ("near = 0", 0) in widened
+
 def test_a_batch_scanning_beside_an_index_scans_its_matches_once(tmp_path, data):
     """Where the planner scans a filter's matches rather than search the index, a batch picks
     every query's binary candidates in one parallel scan (as it does on a table without an

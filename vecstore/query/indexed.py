@@ -16,11 +16,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from .._native import loader
+from .._native.reference import METRICS
 from ..config import Metric, PlannerSettings
 from ..storage.manifest import IndexEntry
 from ..storage.snapshot import Snapshot
@@ -35,10 +38,11 @@ from .planner import (
 )
 from .results import Plan, Stage, Strategy
 from .scan import scan
-from .scoring import rescore_exact, top_k
+from .scoring import rescore_exact, scoring_queries, top_k
 
 I64 = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
+Answer = tuple[I64, F32, "Plan | Callable[[], Plan]"]
 
 ALLOW_CACHE_ENTRIES = 8
 """Allow bitmaps an :class:`IndexView` keeps, one per filter result (a label flag each: 8 x 1 MB
@@ -209,11 +213,12 @@ def index_queries(index: Any, queries: F32) -> F32:
 
 @dataclass(frozen=True, eq=False)
 class BatchStart:
-    """The first index search of a batch: per request, either its answer (when the index's
-    scores are exact and the search found enough live rows: no per-query work left) or what
-    :func:`search_index` continues from (None: the request does not start with the index)."""
+    """The first index search of a batch: per request, either its answer (when the search
+    found enough live rows, its scores exact or rescored for the whole batch: no per-query work
+    left) or what :func:`search_index` continues from (None: the request does not start with
+    the index)."""
 
-    answers: list[tuple[I64, F32, Plan] | None]
+    answers: list[Answer | None]
     prefetched: list[Prefetched | None]
     scans: bool = False  # the planner scans the matches instead (search_index will, per request)
 
@@ -273,9 +278,11 @@ def search_index_batch(snap: Snapshot, view: IndexView, req: SearchRequest, vect
     thread), each searched on one thread and finished by it; without one (or when the index's
     filtered search holds the GIL, or its batch search is one parallel kernel) all of them go to
     the index in one call, which spreads them over at most ``threads`` threads (None: its
-    default). Where the index's scores are exact and no row is missing from it, the answers are
-    taken from those searches for every query of a part at once (vectorised, no per-query
-    Python)."""
+    default). Where no row is missing from the index, the answers are taken from those searches
+    for every query of a part at once: as they are where the index's scores are exact
+    (vectorised, no per-query Python), else rescored exactly by one kernel call per part
+    (:func:`_batch_rescoring`), each plan described only when asked for. A query left short
+    (its filter kept too few candidates) goes on in :func:`search_index` from its search."""
     n_queries = len(vectors)
     none: list[Any] = [None] * n_queries
     if not n_queries:
@@ -302,6 +309,7 @@ def search_index_batch(snap: Snapshot, view: IndexView, req: SearchRequest, vect
             and not (search_allow is not None and index.filter_holds_gil)):
         parts = min(n_queries, threads * BATCH_PARTS_PER_THREAD)
     answering = index.exact_scores and not fm.fresh.size
+    rescoring = None if answering or fm.fresh.size else _batch_rescoring(snap, view)
     k = req.k
     need = min(k, n_match)
     name = f"{view.kind} filtered ef={att.effort}" if att.filter_inside else f"{view.kind} ef={att.effort}"
@@ -315,6 +323,8 @@ def search_index_batch(snap: Snapshot, view: IndexView, req: SearchRequest, vect
             queries, att.want, search_allow, m_cov if att.filter_inside else count, att.effort,
             threads=1 if parts > 1 else threads)
         seconds = (time.perf_counter() - t) / (hi - lo)
+        if rescoring is not None:
+            return rescored(lo, hi, labels, scores, seconds)
         if not answering:
             return [None] * (hi - lo), [Prefetched(row, sc, seconds, fm)
                                         for row, sc in zip(labels, scores, strict=True)]
@@ -332,13 +342,49 @@ def search_index_batch(snap: Snapshot, view: IndexView, req: SearchRequest, vect
                     oversample=req.oversample, filter=req.filter,
                     matches=None if req.rows is None else n_match, index=view.kind,
                     stages=(*stages, bitmap, Stage(name, m_cov, k, seconds)), notes=(note,))
-        answers: list[tuple[I64, F32, Plan] | None] = []
+        answers: list[Answer | None] = []
         prefetched: list[Prefetched | None] = []
         for i, n in enumerate(found):
             if n >= need:
                 answers.append((take_rows[i, :n], take_scores[i, :n], plan))
                 prefetched.append(None)
             else:  # search_index goes on from this search (widening it, or scanning)
+                answers.append(None)
+                prefetched.append(Prefetched(labels[i], scores[i], seconds, fm))
+        return answers, prefetched
+
+    def rescored(lo: int, hi: int, labels: I64, scores: F32, seconds: float
+                 ) -> tuple[list[Any], list[Prefetched | None]]:
+        # every query of the part rescored in one kernel call (outside the GIL), as
+        # search_index would rescore it alone: the same candidates, the same arithmetic
+        assert rescoring is not None
+        t = time.perf_counter()
+        kern, metric, addresses = rescoring
+        units, norm2 = scoring_queries(snap.manifest.config.metric, vectors[lo:hi])
+        rows, exact, kept, scored = kern.rescore_labels_batch(
+            labels, view.label_rows, allow if allow is not None else NO_ALLOW, units, norm2,
+            addresses, snap.bases, snap.norms_all, metric, k)
+        rescore_seconds = (time.perf_counter() - t) / (hi - lo)
+        found = np.minimum(scored, k)
+        # a post-filtered search that kept fewer than n_cand labels is widened by search_index
+        ok = (found >= need) & (att.filter_inside or att.want >= count or kept >= att.n_cand)
+
+        def described(i: int) -> Plan:
+            return Plan(strategy=att.strategy, reason=att.reason, table_rows=snap.num_rows, k=k,
+                        oversample=req.oversample, filter=req.filter,
+                        matches=None if req.rows is None else n_match, index=view.kind,
+                        stages=(*stages, bitmap, Stage(name, m_cov, int(kept[i]), seconds),
+                                Stage("float32 rescore (batch kernel)", int(scored[i]),
+                                      int(found[i]), rescore_seconds)),
+                        notes=(note,))
+
+        answers: list[Answer | None] = []
+        prefetched: list[Prefetched | None] = []
+        for i, (good, n) in enumerate(zip(ok.tolist(), found.tolist(), strict=True)):
+            if good:
+                answers.append((rows[i, :n], exact[i, :n], partial(described, i)))
+                prefetched.append(None)
+            else:
                 answers.append(None)
                 prefetched.append(Prefetched(labels[i], scores[i], seconds, fm))
         return answers, prefetched
@@ -350,6 +396,25 @@ def search_index_batch(snap: Snapshot, view: IndexView, req: SearchRequest, vect
         done = list(pool.map(part, cuts[:-1], cuts[1:]))
     return BatchStart([a for answers, _ in done for a in answers],
                       [p for _, prefetched in done for p in prefetched])
+
+
+NO_ALLOW = np.zeros(0, dtype=np.bool_)
+"""The rescoring kernel's ``allow`` when every live label is allowed (it then reads the labels'
+rows)."""
+
+
+def _batch_rescoring(snap: Snapshot, view: IndexView) -> tuple[Any, int, I64] | None:
+    """The kernel module, metric code and segment addresses with which
+    :func:`search_index_batch` rescores a part's candidates in one call
+    (``rescore_labels_batch``), or None where a query's own rescoring is not that arithmetic:
+    an index rescored int8 first, a multi-vector table, or vectors not one float32 array per
+    segment in memory (read from disk)."""
+    addresses = snap.vector_addresses
+    if (view.kind in BINARY_KINDS or view.index.int8_first or snap.manifest.config.multi
+            or addresses is None or snap.pages.on_disk or not snap.segments):
+        return None
+    return (loader.get("kernels", wait=True), METRICS.index(snap.manifest.config.metric.value),
+            addresses)
 
 
 def search_index(snap: Snapshot, view: IndexView, req: SearchRequest, settings: PlannerSettings,
