@@ -194,7 +194,9 @@ def scoring_queries(metric: Metric, queries: F32) -> tuple[F32, npt.NDArray[np.f
     if metric is not Metric.COSINE:
         return q, norm2
     norm = np.sqrt(norm2)
-    return (q64 / np.where(norm > 0, norm, 1.0)[:, None]).astype(np.float32), norm2
+    norm[norm == 0] = 1.0  # a zero query stays as it is, as in the Scorer
+    q64 /= norm[:, None]
+    return q64.astype(np.float32), norm2
 
 
 def _non_decreasing(rows: I64) -> bool:
