@@ -307,7 +307,7 @@ class Executor:
             if scans and not spec.exact and plain(snap, spec.combine):
                 t = time.perf_counter()
                 with loader.parallel_threads(spec.threads):
-                    first = batch_binary_candidates(snap, list(vectors), spec.k,
+                    first = batch_binary_candidates(snap, vectors, spec.k,
                                                     common["oversample"], self.settings,
                                                     common["rows"])
                 binary_seconds = (time.perf_counter() - t) / n
