@@ -50,6 +50,7 @@ __all__ = [
     "int8_scores_rows_ranges",
     "int8_scores_rows_segments",
     "read_rows",
+    "rescore_labels_batch",
     "sign_scores_rows",
     "topk_scores",
 ]
@@ -972,6 +973,67 @@ def two_stage_cosine_batch(
     return out_rows, out_scores
 
 
+@njit(cache=True, nogil=True)
+def rescore_labels_batch(
+    labels: npt.NDArray[np.int64], label_rows: npt.NDArray[np.int64], allow: npt.NDArray[np.bool_],
+    queries: npt.NDArray[np.float32], q_norm2: npt.NDArray[np.float64],
+    addresses: npt.NDArray[np.int64], bases: npt.NDArray[np.int64], norms: npt.NDArray[np.float32],
+    metric: int, k: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.int64],
+           npt.NDArray[np.int64]]:
+    """The exact rescoring of an index's candidates for every row of ``queries``, one query
+    after another on the calling thread (outside the GIL: a batch split over the caller's
+    threads runs one call per part at once, which a parallel kernel must not). Query ``q``'s
+    labels ``labels[q]`` (-1: none) are kept where ``allow[label]`` (which flags only labels
+    whose row is not -1; with an empty ``allow``: where ``label_rows[label] >= 0``), mapped to
+    global rows by ``label_rows``, deduplicated and sorted, scored by
+    :func:`float_scores_rows_segments` with ``queries[q]`` and turned into the metric's score
+    (``metric`` as in ``reference.METRICS``: cosine divides by the row's norm floored at
+    ``MIN_NORM``, the query being unit length; dot keeps the inner product; l2 is ``2 dot -
+    norm^2 - q_norm2[q]``, in float32), and the ``k`` best kept in :func:`topk_scores`'s order.
+    Returns ``(rows int64[q, k], scores float32[q, k], kept int64[q], scored int64[q])``: rows
+    best first, padded with -1 (scores with -inf) beyond ``min(k, scored[q])``; ``kept[q]``
+    labels passed the filter, ``scored[q]`` distinct rows were scored."""
+    m, width = labels.shape[0], labels.shape[1]
+    out_rows = np.full((m, k), -1, dtype=np.int64)
+    out_scores = np.full((m, k), -np.inf, dtype=np.float32)
+    kept = np.zeros(m, dtype=np.int64)
+    scored = np.zeros(m, dtype=np.int64)
+    masked = allow.shape[0] > 0
+    buffer = np.empty(width, dtype=np.int64)
+    for q in range(m):
+        n = 0
+        for j in range(width):
+            label = labels[q, j]
+            if label < 0:
+                continue
+            if masked:
+                if not allow[label]:
+                    continue
+            elif label_rows[label] < 0:
+                continue
+            buffer[n] = label_rows[label]
+            n += 1
+        kept[q] = n
+        rows = np.unique(buffer[:n])
+        scored[q] = rows.shape[0]
+        dots = float_scores_rows_segments(addresses, bases, rows, queries[q])
+        exact = np.empty(rows.shape[0], dtype=np.float32)
+        for i in range(rows.shape[0]):
+            if metric == 0:
+                exact[i] = dots[i] / max(norms[rows[i]], _MIN_NORM32)
+            elif metric == 2:
+                norm = norms[rows[i]]
+                exact[i] = (np.float32(2.0) * dots[i] - norm * norm) - np.float32(q_norm2[q])
+            else:
+                exact[i] = dots[i]
+        order = topk_scores(exact, k)
+        for i in range(order.shape[0]):
+            out_rows[q, i] = rows[order[i]]
+            out_scores[q, i] = exact[order[i]]
+    return out_rows, out_scores, kept, scored
+
+
 def warm_up() -> None:
     """Load (or compile) every kernel for the argument types vecstore passes: codes, vectors and
     norms memory-mapped (read-only), row lists read-only (cached filter results) or not."""
@@ -1019,3 +1081,10 @@ def warm_up() -> None:
                                np.ones((2, 8), dtype=np.float32), np.zeros((2, 8), dtype=np.float64),
                                np.array([vectors.ctypes.data, vectors[2:].ctypes.data], dtype=np.int64),
                                np.ones(4, dtype=np.float32), 2, 1)
+    filter_allow = np.ones(4, dtype=np.bool_)
+    filter_allow.flags.writeable = False  # a filter's (read-only); a view's live labels are not
+    for allow in (np.zeros(0, dtype=np.bool_), np.ones(4, dtype=np.bool_), filter_allow):
+        rescore_labels_batch(np.array([[0, -1]], dtype=np.int64), np.arange(4, dtype=np.int64), allow,
+                             np.zeros((1, 8), dtype=np.float32), np.zeros(1, dtype=np.float64),
+                             np.array([vectors.ctypes.data, vectors[2:].ctypes.data], dtype=np.int64),
+                             bases, np.ones(4, dtype=np.float32), 0, 1)

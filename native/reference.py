@@ -39,6 +39,7 @@ __all__ = [
     "int8_scores_rows_ranges",
     "int8_scores_rows_segments",
     "read_rows",
+    "rescore_labels_batch",
     "sign_scores_rows",
     "topk_scores",
 ]
@@ -402,6 +403,52 @@ def two_stage_cosine_batch(
         order = topk_scores(exact, kk)
         out_rows[q], out_scores[q] = keep[order], exact[order]
     return out_rows, out_scores
+
+
+METRICS = ("cosine", "dot", "l2")
+"""The metrics :func:`rescore_labels_batch` scores by: its ``metric`` is a position here."""
+
+
+def rescore_labels_batch(
+    labels: npt.NDArray[np.int64], label_rows: npt.NDArray[np.int64], allow: npt.NDArray[np.bool_],
+    queries: npt.NDArray[np.float32], q_norm2: npt.NDArray[np.float64],
+    addresses: npt.NDArray[np.int64], bases: npt.NDArray[np.int64], norms: npt.NDArray[np.float32],
+    metric: int, k: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.int64],
+           npt.NDArray[np.int64]]:
+    """The exact rescoring of an index's candidates for every row of ``queries``: query ``q``'s
+    labels ``labels[q]`` (-1: none) kept where ``allow[label]`` (which flags only labels whose
+    row is not -1; with an empty ``allow``: where ``label_rows[label] >= 0``), mapped to global
+    rows by ``label_rows``, deduplicated and sorted, scored exactly with ``queries[q]`` by the
+    metric ``METRICS[metric]`` (cosine: the inner product over the row's norm floored at
+    ``MIN_NORM``, the query being unit length; dot: the inner product; l2: ``2 dot - norm^2 -
+    q_norm2[q]``), the ``k`` best kept (ties: lower row first). Returns ``(rows int64[q, k],
+    scores float32[q, k], kept int64[q], scored int64[q])``: rows best first, padded with -1
+    (scores with -inf) beyond ``min(k, scored[q])``; ``kept[q]`` labels passed the filter,
+    ``scored[q]`` distinct rows were scored."""
+    m = labels.shape[0]
+    out_rows = np.full((m, k), -1, dtype=np.int64)
+    out_scores = np.full((m, k), -np.inf, dtype=np.float32)
+    kept = np.zeros(m, dtype=np.int64)
+    scored = np.zeros(m, dtype=np.int64)
+    floor = np.float32(2.0 ** -60)
+    for q in range(m):
+        found = labels[q][labels[q] >= 0]
+        found = found[allow[found]] if allow.size else found[label_rows[found] >= 0]
+        kept[q] = found.size
+        rows = np.unique(label_rows[found])
+        scored[q] = rows.size
+        dots = float_scores_rows_segments(addresses, bases, rows, queries[q])
+        if METRICS[metric] == "cosine":
+            exact = dots / np.maximum(norms[rows], floor)
+        elif METRICS[metric] == "l2":
+            exact = 2 * dots - norms[rows] * norms[rows] - np.float32(q_norm2[q])
+        else:
+            exact = dots
+        order = topk_scores(exact.astype(np.float32), k)
+        out_rows[q, :order.size] = rows[order]
+        out_scores[q, :order.size] = exact[order]
+    return out_rows, out_scores, kept, scored
 
 
 def warm_up() -> None:

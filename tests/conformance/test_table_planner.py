@@ -8,6 +8,7 @@ import threading
 
 import numpy as np
 import pytest
+from vecstore._native import loader
 
 import vecstore
 from vecstore.evaluation import tie_aware_recall
@@ -205,6 +206,78 @@ def test_batch_through_an_index_equals_single_searches(tmp_path, data, kind):
             assert h.plan.strategy == one.plan.strategy
 
 
+
+def _int8_table(tmp_path, data, metric):
+    """An ``hnsw-int8`` table of 1,500 rows (``near = 1``: the first query's 20 nearest) and
+    24 queries."""
+    base, queries, _ = data
+    rows, qs = base[:1500], queries[:24]
+    scores = {"cosine": rows @ qs[0] / np.linalg.norm(rows, axis=1), "dot": rows @ qs[0],
+              "l2": -((rows - qs[0]) ** 2).sum(axis=1)}[metric]
+    near = set(np.argsort(-scores)[:20].tolist())
+    tbl = vecstore.connect(tmp_path / metric, planner=NEVER_SCAN).create_table(
+        "t", dim=DIM, metric=metric)
+    tbl.add([{"id": str(i), "vector": v, "g": i % 1000, "near": int(i in near)}
+             for i, v in enumerate(rows)])
+    tbl.create_index("hnsw-int8", m=8, ef_construction=40, ef=32, ef50=80, rerank=2)
+    return tbl, qs
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+def test_one_unfiltered_query_through_hnsw_int8_is_the_planners_answer(tmp_path, data, metric):
+    """The lean path of one unfiltered query through ``hnsw-int8`` (one search, its candidates
+    rescored in one kernel call) finds the rows and scores the planner's index path
+    (``search_index``) finds from the same query, exactly, with the same strategy, for k = 1,
+    10 and 200."""
+    loader.get("kernels", wait=True)  # both paths on the Numba kernels, not one on the twins
+    tbl, qs = _int8_table(tmp_path, data, metric)
+    snap = tbl._current()
+    lean = set()
+    for k in (1, K, 200):
+        for q in qs:
+            hits = tbl.search(q).limit(k).hits()
+            rows, scores, plan = tbl._executor.search_vector(snap, q, k, None, [], None, False)
+            np.testing.assert_array_equal(hits._rows, rows)
+            np.testing.assert_array_equal(hits.scores, scores)
+            assert hits.plan.strategy is plan.strategy is vecstore.Strategy.INDEX
+            names = [s.name for s in hits.plan.stages]
+            if names[-1] == "float32 rescore" and len(names) == 2:
+                lean.add(k)
+    assert lean == {1, K, 200}
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+def test_a_batch_rescores_hnsw_int8_candidates_in_one_kernel_call(tmp_path, data, metric):
+    """Where no row was added since the build, a batch through ``hnsw-int8`` rescores every
+    query's candidates in one kernel call per part of the batch: the rows, scores and
+    strategies each query alone finds (ids and order exactly), unfiltered, with deleted rows
+    and through the index with a filter (inside the search, or after it). A query whose
+    candidates the filter after the search left short (``near = 0`` drops the first query's
+    20 nearest rows: it keeps more than k candidates, fewer than the 20 it wants) goes on on
+    its own, widened as it would be alone."""
+    tbl, qs = _int8_table(tmp_path, data, metric)
+    kernel_answered, widened = set(), set()
+    for deleted in (False, True):
+        if deleted:
+            tbl.delete(ids=[str(i) for i in range(0, 1500, 7)])
+        for where in (None, "g < 500", "g < 20", "near = 0"):
+            batch = tbl.search_batch(qs, threads=2).limit(K)
+            got = (batch.where(where) if where else batch).hits()
+            for i, (q, h) in enumerate(zip(qs, got, strict=True)):
+                one = tbl.search(q).limit(K)
+                one = one.where(where).hits() if where else one.hits()
+                assert h.ids == one.ids, (where, deleted, h.plan, one.plan)
+                np.testing.assert_allclose(h.scores, one.scores, rtol=1e-6, atol=1e-6)
+                assert h.plan.strategy == one.plan.strategy
+                if h.plan.stages[-1].name == "float32 rescore (batch kernel)":
+                    kernel_answered.add((where, deleted, h.plan.strategy))
+                if any("widened" in note for note in h.plan.notes):
+                    widened.add((where, i))
+    assert {s for _, _, s in kernel_answered} == {
+        vecstore.Strategy.INDEX, vecstore.Strategy.INDEX_FILTERED, vecstore.Strategy.INDEX_THEN_FILTER}
+    assert {(w, d) for w, d, _ in kernel_answered} == {
+        (w, d) for w in (None, "g < 500", "g < 20", "near = 0") for d in (False, True)}
+    assert ("near = 0", 0) in widened
 
 def test_a_batch_scanning_beside_an_index_scans_its_matches_once(tmp_path, data):
     """Where the planner scans a filter's matches rather than search the index, a batch picks

@@ -705,3 +705,59 @@ def test_two_stage_cosine_batch_is_each_querys_stages(sizes: tuple[int, ...], n2
         order = kernels.topk_scores(exact, k)
         np.testing.assert_array_equal(got_rows[q], keep[order])
         np.testing.assert_array_equal(got_scores[q], exact[order])
+
+
+@pytest.mark.parametrize("metric", reference.METRICS)
+@pytest.mark.parametrize("sizes", [(300,), (120, 0, 200, 90)])
+@pytest.mark.parametrize("filtered", [False, True])
+@pytest.mark.parametrize("k", [1, 10, 50])
+def test_rescore_labels_batch_is_each_querys_rescoring(metric: str, sizes: tuple[int, ...],
+                                                       filtered: bool, k: int) -> None:
+    """The batch rescoring finds, query by query, what an index query's own rescoring finds
+    with the per-query kernels (its labels' live or allowed rows, deduplicated and sorted,
+    scored exactly, the best k), and agrees with its twin; labels repeat, miss (-1) and point
+    at deleted rows; k = 50 is more than some queries' candidates."""
+    rng = np.random.default_rng(31)
+    dim = 40
+    bases = _segment_bases(sizes)
+    n = int(bases[-1])
+    segments = [rng.standard_normal((size, dim)).astype(np.float32) for size in sizes]
+    addresses = np.array([v.ctypes.data for v in segments], dtype=np.int64)
+    norms = np.linalg.norm(np.concatenate(segments), axis=1).astype(np.float32)
+    label_rows = rng.permutation(n).astype(np.int64)
+    label_rows[::11] = -1  # deleted rows
+    allow = (rng.random(n) < 0.6) & (label_rows >= 0) if filtered else np.zeros(0, dtype=np.bool_)
+    labels = rng.integers(-1, n, size=(9, 60)).astype(np.int64)
+    labels[:, 50:] = -1  # misses, padded at the end
+    labels[0, 10:20] = labels[0, :10]  # repeats
+    queries = rng.standard_normal((9, dim)).astype(np.float32)
+    if metric == "cosine":
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    q_norm2 = np.einsum("ij,ij->i", queries.astype(np.float64), queries.astype(np.float64))
+    code = reference.METRICS.index(metric)
+    args = (labels, label_rows, allow, queries, q_norm2, addresses, bases, norms, code, k)
+    rows, scores, kept, scored = kernels.rescore_labels_batch(*args)
+    twin = reference.rescore_labels_batch(*args)
+    assert rows.shape == scores.shape == (len(queries), k) and rows.dtype == np.int64
+    for got, want in zip((rows, kept, scored), (twin[0], twin[2], twin[3]), strict=True):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(scores, twin[1], rtol=1e-5, atol=1e-4)
+    for q in range(len(queries)):
+        found = labels[q][labels[q] >= 0]
+        found = found[allow[found]] if filtered else found[label_rows[found] >= 0]
+        assert kept[q] == found.size
+        alive = np.unique(label_rows[found])
+        assert scored[q] == alive.size
+        dots = kernels.float_scores_rows_segments(addresses, bases, alive, queries[q])
+        if metric == "cosine":
+            exact = (dots / np.maximum(norms[alive], np.float32(2.0 ** -60))).astype(np.float32)
+        elif metric == "l2":
+            # a Python float, as the Scorer's q_norm2: the arithmetic stays float32
+            exact = (2.0 * dots - norms[alive] * norms[alive] - float(q_norm2[q])).astype(np.float32)
+        else:
+            exact = dots
+        order = kernels.topk_scores(exact, k)
+        np.testing.assert_array_equal(rows[q, :order.size], alive[order])
+        np.testing.assert_array_equal(scores[q, :order.size], exact[order])
+        assert (rows[q, order.size:] == -1).all() and np.isneginf(scores[q, order.size:]).all()
+    assert (scored < k).any() if k == 50 else (scored >= k).all()

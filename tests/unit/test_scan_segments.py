@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from vecstore._native import loader
+from vecstore._native.reference import METRICS
 
 import vecstore
-from vecstore.query.scoring import Scorer
+from vecstore.query.scoring import Scorer, best_exact, scoring_queries
 
 DIM = 96
 ROWS = 1200
@@ -91,3 +92,27 @@ def test_exact_rescoring_over_many_segments_is_each_segments_own(twins, rng) -> 
         want = np.concatenate([scorer.exact(s, local) for s, local in snap.split(rows)])
         np.testing.assert_allclose(scorer.exact_rows(rows), want, rtol=1e-6, atol=1e-5)
         assert scorer.exact_rows(rows[:0]).size == 0
+
+
+def test_a_batchs_rescoring_over_many_segments_is_each_querys_own(twins, rng) -> None:
+    """A batch through an index rescores with the vector and squared norm each query's
+    :class:`Scorer` scores with (bit for bit), and its kernel finds, over every segment, the
+    rows and scores that query's own rescoring (``best_exact``) finds, exactly."""
+    many, _, queries = twins
+    snap = many._current()
+    metric = snap.manifest.config.metric
+    scoring, norm2 = scoring_queries(metric, queries)
+    labels = np.stack([rng.choice(snap.physical_rows, size=40, replace=False) for _ in queries])
+    kern = loader.get("kernels", wait=True)
+    rows, scores, kept, scored = kern.rescore_labels_batch(
+        labels, np.arange(snap.physical_rows, dtype=np.int64), np.zeros(0, dtype=np.bool_), scoring,
+        norm2, snap.vector_addresses, snap.bases, snap.norms_all, METRICS.index(metric.value), 10)
+    assert (kept == 40).all() and (scored == 40).all()
+    for i, q in enumerate(queries):
+        scorer = Scorer(snap, q)
+        want_q = scorer.q_unit if metric is vecstore.Metric.COSINE else scorer.q_raw
+        np.testing.assert_array_equal(scoring[i], want_q)
+        assert norm2[i] == scorer.q_norm2
+        want_rows, want_scores = best_exact(scorer, np.sort(labels[i]), 10)
+        np.testing.assert_array_equal(rows[i], want_rows)
+        np.testing.assert_array_equal(scores[i], want_scores)

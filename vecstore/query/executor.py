@@ -4,8 +4,9 @@ It owns what queries share across calls, each keyed by the table version it belo
 filter engine (with its sorted column indexes), the loaded ANN index and its view of the
 version's rows. For a batch it evaluates the filter once, chooses the first stage for all queries
 together (one parallel Hamming scan, or the index searched in parts, one part per thread at a
-time, each part's labels mapped to rows by its thread), and finishes each query on the same pool
-of threads (the Numba kernels and the index libraries release the GIL).
+time, each part's labels mapped to rows and rescored by its thread in one kernel call), and
+finishes each query left on the same pool of threads (the Numba kernels and the index libraries
+release the GIL).
 """
 
 from __future__ import annotations
@@ -306,7 +307,7 @@ class Executor:
             if scans and not spec.exact and plain(snap, spec.combine):
                 t = time.perf_counter()
                 with loader.parallel_threads(spec.threads):
-                    first = batch_binary_candidates(snap, list(vectors), spec.k,
+                    first = batch_binary_candidates(snap, vectors, spec.k,
                                                     common["oversample"], self.settings,
                                                     common["rows"])
                 binary_seconds = (time.perf_counter() - t) / n

@@ -16,11 +16,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from .._native import loader
+from .._native.reference import METRICS
 from ..config import Metric, PlannerSettings
 from ..storage.manifest import IndexEntry
 from ..storage.snapshot import Snapshot
@@ -35,10 +38,11 @@ from .planner import (
 )
 from .results import Plan, Stage, Strategy
 from .scan import scan
-from .scoring import rescore_exact, top_k
+from .scoring import rescore_exact, scoring_queries, top_k
 
 I64 = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
+Answer = tuple[I64, F32, "Plan | Callable[[], Plan]"]
 
 ALLOW_CACHE_ENTRIES = 8
 """Allow bitmaps an :class:`IndexView` keeps, one per filter result (a label flag each: 8 x 1 MB
@@ -85,10 +89,10 @@ class IndexView:
 
     @property
     def whole(self) -> bool:
-        """Whether the index alone answers an unfiltered query: its scores are exact, every
-        label is live, no row was added since the build, and each row has one label."""
-        return (self.index.exact_scores and self.live_allow is None and self.fresh.size == 0
-                and len(self.vectors) == 1)
+        """Whether the index's candidates alone answer an unfiltered query (as they are where
+        its scores are exact, else rescored): every label is live, no row was added since the
+        build, and each row has one label."""
+        return self.live_allow is None and self.fresh.size == 0 and len(self.vectors) == 1
 
     def exact_for(self, index: Any) -> bool:
         """Whether the index's scores are the rows' scores: exact, and one vector per row (a
@@ -197,23 +201,24 @@ class Prefetched:
 def index_queries(index: Any, queries: F32) -> F32:
     """Checked query vectors as the index searches them: ``[q, dim]``, unit length under
     cosine (the index holds unit vectors). One query or many, the same arithmetic (a batch
-    returns what each query alone would)."""
+    returns what each query alone would): the vectors the rescoring scores with
+    (:func:`~.scoring.scoring_queries`), so that a search that rescores normalises once."""
     q = queries if queries.ndim == 2 else queries.reshape(-1, queries.shape[-1])
+    if index.metric is Metric.COSINE:
+        return scoring_queries(Metric.COSINE, q)[0]
     if not q.flags.c_contiguous or q.dtype != np.float32:
         q = np.ascontiguousarray(q, dtype=np.float32)
-    if index.metric is Metric.COSINE:
-        norms = np.sqrt(np.einsum("ij,ij->i", q, q, dtype=np.float64))
-        q = (q / norms[:, None]).astype(np.float32)
     return q
 
 
 @dataclass(frozen=True, eq=False)
 class BatchStart:
-    """The first index search of a batch: per request, either its answer (when the index's
-    scores are exact and the search found enough live rows: no per-query work left) or what
-    :func:`search_index` continues from (None: the request does not start with the index)."""
+    """The first index search of a batch: per request, either its answer (when the search
+    found enough live rows, its scores exact or rescored for the whole batch: no per-query work
+    left) or what :func:`search_index` continues from (None: the request does not start with
+    the index)."""
 
-    answers: list[tuple[I64, F32, Plan] | None]
+    answers: list[Answer | None]
     prefetched: list[Prefetched | None]
     scans: bool = False  # the planner scans the matches instead (search_index will, per request)
 
@@ -221,9 +226,14 @@ class BatchStart:
 def search_index_quick(snap: Snapshot, view: IndexView, query: F32, k: int, oversample: int | None,
                        settings: PlannerSettings) -> tuple[I64, F32, Callable[[], Plan]] | None:
     """An unfiltered query (``.rescore(oversample)`` when not None) answered by a
-    :attr:`IndexView.whole` index alone: one search, its labels mapped to rows, the plan
-    described only when asked for. None when the index came back short (the caller runs
-    :func:`search_index`)."""
+    :attr:`IndexView.whole` index alone: one search, its labels mapped to rows (and where the
+    index's scores are not exact, its candidates rescored in one kernel call, as
+    :func:`search_index` rescores them), the plan described only when asked for. None when
+    the index came back short, or would be widened (the caller runs :func:`search_index`),
+    or where its candidates are rescored otherwise (int8 first, or vectors read from disk)."""
+    rescoring = None if view.index.exact_scores else _batch_rescoring(snap, view, wait=False)
+    if rescoring is None and not view.index.exact_scores:
+        return None
     key = (k, oversample)
     att = view.attempts.get(key)
     count = len(view.label_rows)
@@ -236,6 +246,13 @@ def search_index_quick(snap: Snapshot, view: IndexView, query: F32, k: int, over
                                                   count, False, settings), req.oversample)
     att, used_oversample = att
     t = time.perf_counter()
+    if rescoring is not None:
+        # the index's metric is the table's (checked when it is loaded): one normalisation
+        units, norm2 = scoring_queries(snap.manifest.config.metric, query.reshape(1, -1))
+        _, labels = view.index.search_prepared(units, att.want, None, count, att.effort)
+        seconds = time.perf_counter() - t
+        return _rescored_quick(snap, view, rescoring, att, used_oversample, k, units, norm2,
+                               labels, seconds)
     scores, labels = view.index.search_prepared(index_queries(view.index, query), att.want, None,
                                                 count, att.effort)
     seconds = time.perf_counter() - t
@@ -258,6 +275,34 @@ def search_index_quick(snap: Snapshot, view: IndexView, query: F32, k: int, over
     return rows, scores, plan
 
 
+def _rescored_quick(snap: Snapshot, view: IndexView, rescoring: tuple[Any, int, I64],
+                    att: IndexAttempt, used_oversample: int, k: int, units: F32,
+                    norm2: npt.NDArray[np.float64], labels: I64, seconds: float
+                    ) -> tuple[I64, F32, Callable[[], Plan]] | None:
+    """:func:`search_index_quick`'s answer from an index whose candidates are rescored: what
+    :func:`search_index` finds from the same search (None where it would widen the search, or
+    fall back to the scan)."""
+    kern, metric, addresses = rescoring
+    t = time.perf_counter()
+    rows, scores, kept, scored = kern.rescore_labels_batch(
+        labels, view.label_rows, NO_ALLOW, units, norm2, addresses, snap.bases, snap.norms_all,
+        metric, k)
+    rescore_seconds = time.perf_counter() - t
+    count = len(view.label_rows)
+    n_kept, n_scored = int(kept[0]), int(scored[0])
+    found = min(k, n_scored)
+    if found < min(k, snap.num_rows) or (n_kept < att.n_cand and att.want < count):
+        return None
+
+    def plan() -> Plan:
+        return Plan(strategy=att.strategy, reason=att.reason, table_rows=snap.num_rows, k=k,
+                    oversample=used_oversample, index=view.kind,
+                    stages=(Stage(f"{view.kind} ef={att.effort}", count, n_kept, seconds),
+                            Stage("float32 rescore", n_scored, found, rescore_seconds)))
+
+    return rows[0, :found], scores[0, :found], plan
+
+
 BATCH_PARTS_PER_THREAD = 4
 """A batch's first index search is split into this many parts per thread, each searched on one
 thread and its labels mapped to rows by that thread: while one part holds the GIL to map its
@@ -273,9 +318,11 @@ def search_index_batch(snap: Snapshot, view: IndexView, req: SearchRequest, vect
     thread), each searched on one thread and finished by it; without one (or when the index's
     filtered search holds the GIL, or its batch search is one parallel kernel) all of them go to
     the index in one call, which spreads them over at most ``threads`` threads (None: its
-    default). Where the index's scores are exact and no row is missing from it, the answers are
-    taken from those searches for every query of a part at once (vectorised, no per-query
-    Python)."""
+    default). Where no row is missing from the index, the answers are taken from those searches
+    for every query of a part at once: as they are where the index's scores are exact
+    (vectorised, no per-query Python), else rescored exactly by one kernel call per part
+    (:func:`_batch_rescoring`), each plan described only when asked for. A query left short
+    (its filter kept too few candidates) goes on in :func:`search_index` from its search."""
     n_queries = len(vectors)
     none: list[Any] = [None] * n_queries
     if not n_queries:
@@ -302,6 +349,7 @@ def search_index_batch(snap: Snapshot, view: IndexView, req: SearchRequest, vect
             and not (search_allow is not None and index.filter_holds_gil)):
         parts = min(n_queries, threads * BATCH_PARTS_PER_THREAD)
     answering = index.exact_scores and not fm.fresh.size
+    rescoring = None if answering or fm.fresh.size else _batch_rescoring(snap, view)
     k = req.k
     need = min(k, n_match)
     name = f"{view.kind} filtered ef={att.effort}" if att.filter_inside else f"{view.kind} ef={att.effort}"
@@ -310,11 +358,16 @@ def search_index_batch(snap: Snapshot, view: IndexView, req: SearchRequest, vect
 
     def part(lo: int, hi: int) -> tuple[list[Any], list[Prefetched | None]]:
         t = time.perf_counter()
-        queries = index_queries(index, vectors[lo:hi])
+        if rescoring is not None:  # the index's metric is the table's: one normalisation
+            queries, norm2 = scoring_queries(snap.manifest.config.metric, vectors[lo:hi])
+        else:
+            queries, norm2 = index_queries(index, vectors[lo:hi]), None
         scores, labels = index.search_prepared(
             queries, att.want, search_allow, m_cov if att.filter_inside else count, att.effort,
             threads=1 if parts > 1 else threads)
         seconds = (time.perf_counter() - t) / (hi - lo)
+        if norm2 is not None:
+            return rescored(queries, norm2, labels, scores, seconds)
         if not answering:
             return [None] * (hi - lo), [Prefetched(row, sc, seconds, fm)
                                         for row, sc in zip(labels, scores, strict=True)]
@@ -332,13 +385,48 @@ def search_index_batch(snap: Snapshot, view: IndexView, req: SearchRequest, vect
                     oversample=req.oversample, filter=req.filter,
                     matches=None if req.rows is None else n_match, index=view.kind,
                     stages=(*stages, bitmap, Stage(name, m_cov, k, seconds)), notes=(note,))
-        answers: list[tuple[I64, F32, Plan] | None] = []
+        answers: list[Answer | None] = []
         prefetched: list[Prefetched | None] = []
         for i, n in enumerate(found):
             if n >= need:
                 answers.append((take_rows[i, :n], take_scores[i, :n], plan))
                 prefetched.append(None)
             else:  # search_index goes on from this search (widening it, or scanning)
+                answers.append(None)
+                prefetched.append(Prefetched(labels[i], scores[i], seconds, fm))
+        return answers, prefetched
+
+    def rescored(units: F32, norm2: npt.NDArray[np.float64], labels: I64, scores: F32,
+                 seconds: float) -> tuple[list[Any], list[Prefetched | None]]:
+        # every query of the part rescored in one kernel call (outside the GIL), as
+        # search_index would rescore it alone: the same candidates, the same arithmetic
+        assert rescoring is not None
+        t = time.perf_counter()
+        kern, metric, addresses = rescoring
+        rows, exact, kept, scored = kern.rescore_labels_batch(
+            labels, view.label_rows, allow if allow is not None else NO_ALLOW, units, norm2,
+            addresses, snap.bases, snap.norms_all, metric, k)
+        rescore_seconds = (time.perf_counter() - t) / len(units)
+        found = np.minimum(scored, k)
+        # a post-filtered search that kept fewer than n_cand labels is widened by search_index
+        ok = (found >= need) & (att.filter_inside or att.want >= count or kept >= att.n_cand)
+
+        def described(i: int) -> Plan:
+            return Plan(strategy=att.strategy, reason=att.reason, table_rows=snap.num_rows, k=k,
+                        oversample=req.oversample, filter=req.filter,
+                        matches=None if req.rows is None else n_match, index=view.kind,
+                        stages=(*stages, bitmap, Stage(name, m_cov, int(kept[i]), seconds),
+                                Stage("float32 rescore (batch kernel)", int(scored[i]),
+                                      int(found[i]), rescore_seconds)),
+                        notes=(note,))
+
+        answers: list[Answer | None] = []
+        prefetched: list[Prefetched | None] = []
+        for i, (good, n) in enumerate(zip(ok.tolist(), found.tolist(), strict=True)):
+            if good:
+                answers.append((rows[i, :n], exact[i, :n], partial(described, i)))
+                prefetched.append(None)
+            else:
                 answers.append(None)
                 prefetched.append(Prefetched(labels[i], scores[i], seconds, fm))
         return answers, prefetched
@@ -350,6 +438,27 @@ def search_index_batch(snap: Snapshot, view: IndexView, req: SearchRequest, vect
         done = list(pool.map(part, cuts[:-1], cuts[1:]))
     return BatchStart([a for answers, _ in done for a in answers],
                       [p for _, prefetched in done for p in prefetched])
+
+
+NO_ALLOW = np.zeros(0, dtype=np.bool_)
+"""The rescoring kernel's ``allow`` when every live label is allowed (it then reads the labels'
+rows)."""
+
+
+def _batch_rescoring(snap: Snapshot, view: IndexView, wait: bool = True
+                     ) -> tuple[Any, int, I64] | None:
+    """The kernel module, metric code and segment addresses with which
+    :func:`search_index_batch` rescores a part's candidates in one call
+    (``rescore_labels_batch``), or None where a query's own rescoring is not that arithmetic:
+    an index rescored int8 first, a multi-vector table, or vectors not one float32 array per
+    segment in memory (read from disk). ``wait``: for the Numba kernels (a batch; one query
+    takes the NumPy twins until they are loaded, as its own rescoring does)."""
+    addresses = snap.vector_addresses
+    if (view.kind in BINARY_KINDS or view.index.int8_first or snap.manifest.config.multi
+            or addresses is None or snap.pages.on_disk or not snap.segments):
+        return None
+    return (loader.get("kernels", wait=wait), METRICS.index(snap.manifest.config.metric.value),
+            addresses)
 
 
 def search_index(snap: Snapshot, view: IndexView, req: SearchRequest, settings: PlannerSettings,

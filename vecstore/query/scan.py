@@ -28,13 +28,13 @@ from ..storage.snapshot import Snapshot
 from .multivector import MultiScorer, make_scorer
 from .planner import SearchRequest, scan_strategy
 from .results import Plan, Stage, Strategy
-from .scoring import Scorer, best_exact, exact_top, kernels, segment_parts, top_k
+from .scoring import Scorer, best_exact, exact_top, kernels, scoring_queries, segment_parts, top_k
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 
 
-def batch_binary_candidates(snap: Snapshot, queries: list[F32], k: int, oversample: int,
+def batch_binary_candidates(snap: Snapshot, queries: F32, k: int, oversample: int,
                             settings: PlannerSettings, rows: I64 | None = None
                             ) -> tuple[I64, F32] | None:
     """Stage 1 for many queries sharing one filter result ``rows`` (every live row when None)
@@ -43,18 +43,17 @@ def batch_binary_candidates(snap: Snapshot, queries: list[F32], k: int, oversamp
     without tombstones, else ``hamming_topk_batch_ranges`` over every segment at once, each
     segment's rows against the queries' bits under its own calibration. The candidates are the
     ones each query's own scan would pick: ``int64[queries, candidates]``, each row sorted;
-    with the queries as each one's scan codes them (``Scorer.q_codes``, ``float32[queries,
-    dim]``)."""
+    with the queries ``[n, dim]`` as each one's scan codes them (``Scorer.q_codes``, bit for
+    bit: :func:`~.scoring.scoring_queries`, ``float32[queries, dim]``)."""
     n_match = snap.num_rows if rows is None else int(rows.size)
     if (snap.manifest.config.dim < settings.min_binary_dim or n_match <= k * oversample
-            or k == 0 or not queries):
+            or k == 0 or not len(queries)):
         return None
     kern = loader.get("kernels", wait=True)  # a batch waits for the compiled kernels
-    scorers = [Scorer(snap, q) for q in queries]
-    qs = np.stack([sc.q_codes for sc in scorers])  # as each query's scan codes it
+    qs = scoring_queries(snap.manifest.config.metric, queries)[0]  # no Scorer per query
     if rows is None and len(snap.segments) == 1 and not snap.has_deletions:
-        bits = np.stack([sc.bits(0) for sc in scorers])
-        idx, _ = kern.hamming_topk_batch(snap.binary[0], np.ascontiguousarray(bits), k * oversample)
+        bits = snap.segments[0].quantizer.encode_binary(qs).view(np.uint64)  # Scorer.bits(0)'s
+        idx, _ = kern.hamming_topk_batch(snap.binary[0], bits, k * oversample)
         return np.sort(idx, axis=1), qs
     if rows is None and snap.has_deletions:
         rows = snap.live_rows

@@ -182,6 +182,23 @@ class Scorer:
         return dots.astype(np.float32, copy=False)
 
 
+def scoring_queries(metric: Metric, queries: F32) -> tuple[F32, npt.NDArray[np.float64]]:
+    """What :meth:`Scorer.exact_rows` scores each row of ``queries`` (``[n, dim]``) with (the
+    unit-length query under cosine, the query itself otherwise) and its squared norm, computed
+    as each query's :class:`Scorer` computes them, bit for bit, so that a batch's rescoring
+    ranks as each query's own does (the squared norm by ``np.dot`` per query: ``einsum`` over
+    the batch may round differently)."""
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    q64 = q.astype(np.float64)
+    norm2 = np.array([np.dot(row, row) for row in q64], dtype=np.float64)
+    if metric is not Metric.COSINE:
+        return q, norm2
+    norm = np.sqrt(norm2)
+    norm[norm == 0] = 1.0  # a zero query stays as it is, as in the Scorer
+    q64 /= norm[:, None]
+    return q64.astype(np.float32), norm2
+
+
 def _non_decreasing(rows: I64) -> bool:
     return rows.size < 2 or bool((rows[1:] >= rows[:-1]).all())
 
