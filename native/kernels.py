@@ -46,6 +46,7 @@ __all__ = [
     "hamming_topk_rows",
     "hamming_topk_rows_ranges",
     "hamming_topk_spans",
+    "hamming_topk_spans_allowed",
     "int8_scores_rows",
     "int8_scores_rows_ranges",
     "int8_scores_rows_segments",
@@ -426,12 +427,7 @@ def hamming_topk_spans(
     if k < 0:
         raise ValueError("k must be >= 0")
     _check_width(codes, query)
-    total = 0
-    for s in range(starts.shape[0]):
-        if (stops[s] < starts[s] or starts[s] < 0 or stops[s] > codes.shape[0]
-                or (s > 0 and starts[s] < stops[s - 1])):
-            raise ValueError("spans must be ascending, not overlapping, within the codes")
-        total += stops[s] - starts[s]
+    total = _spans_total(starts, stops, codes.shape[0])
     kk = min(k, total)
     ids = np.empty(kk, dtype=np.int64)
     dist = np.empty(kk, dtype=np.int32)
@@ -449,6 +445,43 @@ def hamming_topk_spans(
                         cand_dist, state)
     _emit(cand_ids, cand_dist, hist, state, True, ids, dist)
     return ids, dist
+
+
+@njit(cache=True, nogil=True)
+def _spans_total(starts: npt.NDArray[np.int64], stops: npt.NDArray[np.int64], n: int) -> int:
+    """Positions in the spans, which must be ascending, not overlapping and within ``n``."""
+    total = 0
+    for s in range(starts.shape[0]):
+        if stops[s] < starts[s] or starts[s] < 0 or stops[s] > n or (s > 0 and starts[s] < stops[s - 1]):
+            raise ValueError("spans must be ascending, not overlapping, within the codes")
+        total += stops[s] - starts[s]
+    return total
+
+
+@njit(cache=True, nogil=True)
+def hamming_topk_spans_allowed(
+    codes: npt.NDArray[np.uint64], starts: npt.NDArray[np.int64], stops: npt.NDArray[np.int64],
+    labels: npt.NDArray[np.integer], allow: npt.NDArray[np.bool_], query: npt.NDArray[np.uint64],
+    k: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+    """``hamming_topk_spans`` over the positions ``p`` of the spans whose label the filter
+    allows (``allow[labels[p]]``): the allowed positions gathered in one pass into one buffer,
+    then scanned (NumPy's arange, repeat, gather and mask made five arrays of the probed
+    positions: 36 ms of a 39 ms query at 10M rows under a 10% filter)."""
+    if k < 0:
+        raise ValueError("k must be >= 0")
+    _check_width(codes, query)
+    if labels.shape[0] != codes.shape[0]:
+        raise ValueError("labels must have one entry per code")
+    total = _spans_total(starts, stops, codes.shape[0])
+    rows = np.empty(total, dtype=np.int64)
+    m = 0
+    for s in range(starts.shape[0]):
+        for p in range(starts[s], stops[s]):
+            if allow[labels[p]]:
+                rows[m] = p
+                m += 1
+    return hamming_topk_rows(codes, rows[:m], query, k)
 
 
 @njit(cache=True, nogil=True)
@@ -1073,6 +1106,10 @@ def warm_up() -> None:
     sign_scores_rows(codes, np.arange(2, dtype=np.int64), np.zeros((48, 256), dtype=np.float32))
     hamming_topk_spans(codes, np.array([0, 2], dtype=np.int64), np.array([1, 4], dtype=np.int64),
                        query, 1)
+    for label_type in (np.int32, np.int64):
+        hamming_topk_spans_allowed(codes, np.array([0, 2], dtype=np.int64),
+                                   np.array([1, 4], dtype=np.int64), np.arange(4, dtype=label_type),
+                                   np.ones(4, dtype=np.bool_), query, 1)
     read_rows(-1, 0, 1, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint8))
     for writeable in (True, False):
         cand = np.array([[0, 1], [2, 3]], dtype=np.int64)

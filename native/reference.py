@@ -35,6 +35,7 @@ __all__ = [
     "hamming_topk_rows",
     "hamming_topk_rows_ranges",
     "hamming_topk_spans",
+    "hamming_topk_spans_allowed",
     "int8_scores_rows",
     "int8_scores_rows_ranges",
     "int8_scores_rows_segments",
@@ -237,6 +238,23 @@ def hamming_topk_spans(
     spans = zip(starts.tolist(), stops.tolist(), strict=True)
     rows = np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in spans] or [np.empty(0, np.int64)])
     return hamming_topk_rows(codes, rows, query, k)
+
+
+def hamming_topk_spans_allowed(
+    codes: npt.NDArray[np.uint64], starts: npt.NDArray[np.int64], stops: npt.NDArray[np.int64],
+    labels: npt.NDArray[np.integer], allow: npt.NDArray[np.bool_], query: npt.NDArray[np.uint64],
+    k: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+    """``hamming_topk_spans`` over the positions ``p`` of the spans with ``allow[labels[p]]``."""
+    if labels.shape[0] != codes.shape[0]:
+        raise ValueError("labels must have one entry per code")
+    ok = bool(np.all(stops >= starts) and np.all(starts >= 0) and np.all(stops <= codes.shape[0])
+              and np.all(starts[1:] >= stops[:-1]))
+    if not ok:
+        raise ValueError("spans must be ascending, not overlapping, within the codes")
+    spans = zip(starts.tolist(), stops.tolist(), strict=True)
+    rows = np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in spans] or [np.empty(0, np.int64)])
+    return hamming_topk_rows(codes, rows[allow[labels[rows]]], query, k)
 
 
 def read_rows(fd: int, base: int, row_bytes: int, rows: npt.NDArray[np.int64],

@@ -155,6 +155,23 @@ def test_hamming_topk_spans_agree(n: int, words: int, k: int, tie_heavy: bool) -
     assert_same(got, kernels.hamming_topk_rows(codes, rows, query, k))
 
 
+@pytest.mark.parametrize("n, words", CODE_SHAPES)
+@pytest.mark.parametrize("k", KS)
+@pytest.mark.parametrize("label_type", [np.int32, np.int64])
+def test_hamming_topk_spans_allowed_agree(n: int, words: int, k: int, label_type: type) -> None:
+    rng = np.random.default_rng(14)
+    codes = random_codes(11, n, words, tie_heavy=True)
+    query = random_codes(12, 1, words)[0]
+    cuts = np.sort(rng.integers(0, n + 1, size=8)).astype(np.int64)
+    starts, stops = cuts[0::2], cuts[1::2]
+    labels = rng.permutation(n).astype(label_type)  # code position -> row, as an index keeps them
+    allow = rng.random(n) < 0.4
+    rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)]).astype(np.int64)
+    got = kernels.hamming_topk_spans_allowed(codes, starts, stops, labels, allow, query, k)
+    assert_same(got, reference.hamming_topk_spans_allowed(codes, starts, stops, labels, allow, query, k))
+    assert_same(got, kernels.hamming_topk_rows(codes, rows[allow[labels[rows]]], query, k))
+
+
 @pytest.mark.parametrize("module", [kernels, reference])
 def test_hamming_topk_spans_rejects_overlapping_spans(module) -> None:
     codes = random_codes(1, 10, 2)

@@ -433,30 +433,18 @@ class IvfBinaryIndex(IndexBase):
         words = self.codes.shape[1]
         for i in range(queries.shape[0]):
             lists = np.sort(probed[i])  # ascending positions: runs of codes read in order
+            starts, stops = self.offsets[lists], self.offsets[lists + 1]
             if allow is None:  # the lists' runs of codes as they lie
-                pos, _ = kern.hamming_topk_spans(self.codes, self.offsets[lists],
-                                                 self.offsets[lists + 1], q_codes[i],
+                pos, _ = kern.hamming_topk_spans(self.codes, starts, stops, q_codes[i],
                                                  HAMMING_EXPAND * k)
             else:
-                rows = self._positions(lists)
-                rows = rows[allow[self.labels[rows]]]
-                pos, _ = kern.hamming_topk_rows(self.codes, rows, q_codes[i], HAMMING_EXPAND * k)
+                pos, _ = kern.hamming_topk_spans_allowed(self.codes, starts, stops, self.labels,
+                                                         allow, q_codes[i], HAMMING_EXPAND * k)
             scores = kern.sign_scores_rows(self.codes, pos, sign_score_table(queries[i], words))
             best = kern.topk_scores(scores, k)
             out_l[i, :best.size] = self.labels[pos[best]]
             out_s[i, :best.size] = scores[best]
         return out_s, out_l
-
-    def _positions(self, lists: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        """Code positions of the given lists, concatenated in their order."""
-        starts = self.offsets[lists]
-        lengths = self.offsets[lists + 1] - starts
-        total = int(lengths.sum())
-        if total == 0:
-            return np.empty(0, dtype=np.int64)
-        # each list's run: a global arange shifted by (list start - where the run begins)
-        shift = starts - (np.cumsum(lengths) - lengths)
-        return np.arange(total, dtype=np.int64) + np.repeat(shift, lengths)
 
     def effort_for(self, k: int, selectivity: float = 1.0) -> int:
         """``nprobe`` for ``k`` *candidates* (the planner asks for ``candidates_for(results)``):
