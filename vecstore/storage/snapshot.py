@@ -323,8 +323,11 @@ class Snapshot:
             for s in range(len(self.segments)):
                 arr = self._segment_attributes(s, [name]).column(0)
                 arrays.append(arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks())
-            col = _gather_of(arrays, self.manifest.schema.field(name).type if name != "id"
-                             else pa.string())
+            type_ = self.manifest.schema.field(name).type if name != "id" else pa.string()
+            if len(arrays) > 1 and int(self.bases[-1]) > CONCATENATED_ROWS:
+                col = _BySegment([_gather_of([a], type_) for a in arrays], self.bases)
+            else:
+                col = _gather_of(arrays, type_)
             self._value_columns[name] = col
         return col
 
@@ -456,6 +459,36 @@ class _Gather:
 
     def take(self, rows: I64) -> list[Any]:
         raise NotImplementedError
+
+
+CONCATENATED_ROWS = 1 << 22
+"""Rows up to which a column of several segments is read through arrays by global row (copies
+of 1-10 bytes a row: ~40 MiB at 4M rows, read in microseconds); beyond, through each
+segment's own reader (zero-copy), a few microseconds more a query. At 10M rows in 10 segments
+the copies of ``id`` and one int64 attribute had taken 172 MiB of a query process's 1.9 GB."""
+
+
+class _BySegment(_Gather):
+    """A column of a large table read through each segment's own :class:`_Gather` (see
+    :data:`CONCATENATED_ROWS`); ``bases[s]`` is segment ``s``'s first global row."""
+
+    def __init__(self, parts: list[_Gather], bases: I64) -> None:
+        self.parts = parts
+        self.bases = bases
+
+    def take(self, rows: I64) -> list[Any]:
+        if rows.size == 0:
+            return []
+        seg = np.searchsorted(self.bases, rows, side="right") - 1
+        first = int(seg[0])
+        if bool((seg == first).all()):
+            return self.parts[first].take(rows - self.bases[first])
+        out: list[Any] = [None] * rows.size
+        for s in np.unique(seg).tolist():
+            at = np.flatnonzero(seg == s)
+            for i, value in zip(at.tolist(), self.parts[s].take(rows[at] - self.bases[s]), strict=True):
+                out[i] = value
+        return out
 
 
 class _Numbers(_Gather):
