@@ -588,6 +588,7 @@ def calibrate_rerank_ef(
     k: int = 10,
     target: float = 0.95,
     drop_duplicates: bool = True,
+    refine: bool = False,
 ) -> tuple[int, int]:
     """``(ef, rerank)`` for an index whose candidates are rescored exactly (``hnsw-sq``).
 
@@ -597,7 +598,8 @@ def calibrate_rerank_ef(
     rescored exactly, reach recall@k >= ``target``; the pair with the smallest ef wins (the
     graph walk is the cost; rescoring a few hundred rows is not), the first rerank on ties.
     When none reaches the target: the widest setting tried. ``drop_duplicates=False`` (real
-    queries, not held-out rows) keeps every row in their truth.
+    queries, not held-out rows) keeps every row in their truth. ``refine``: an ef between two
+    grid steps, measured to reach the target, may win (:func:`smallest_effort`).
     """
     truth = ExactTruth(metric, queries, indexed, k, drop_duplicates=drop_duplicates)
     k, n = truth.k, indexed.shape[0]
@@ -610,7 +612,7 @@ def calibrate_rerank_ef(
 
         efs = [ef for ef in grid if (ef >= wanted or ef == grid[-1])
                and (best is None or ef < best[0])]
-        ef = smallest_effort(candidates, queries, truth, efs, target, rescored=True)
+        ef = smallest_effort(candidates, queries, truth, efs, target, rescored=True, refine=refine)
         if ef is not None:
             best = (ef, rerank)
     return best if best is not None else (grid[-1], reranks[-1])

@@ -236,15 +236,18 @@ class GraphInt8Index(IndexBase):
         if self.params.ef is None or self.params.rerank is None:
             reranks = RERANKS if self.params.rerank is None else (self.params.rerank,)
             grid = EF_GRID if self.params.ef is None else [self.params.ef]
+            # refined between the grid's 1.5x steps, as hnsw's ef is: the calibrated ef moved
+            # by a whole step between builds, 48 or 64 (hnswlib reached 0.95 at 48)
             found["ef"], found["rerank"] = calibrate_rerank_ef(search, queries, indexed, self.metric,
                                                                reranks, grid, k=10, target=target,
-                                                               drop_duplicates=drop_duplicates)
+                                                               drop_duplicates=drop_duplicates,
+                                                               refine=True)
         rerank = found.get("rerank", self.params.rerank or 1)
         if self.params.ef50 is None:
             grid50 = [ef for ef in EF_GRID if ef >= 50 * rerank] or [EF_GRID[-1]]
             found["ef50"], _ = calibrate_rerank_ef(search, queries, indexed, self.metric, (rerank,),
                                                    grid50, k=50, target=target,
-                                                   drop_duplicates=drop_duplicates)
+                                                   drop_duplicates=drop_duplicates, refine=True)
         if found:
             found["measured_on"] = queries.shape[0]
             found["measured_with"] = None if drop_duplicates else "sample queries"
