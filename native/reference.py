@@ -224,6 +224,17 @@ def hamming_topk_batch_ranges(
     return ids, distances
 
 
+def _span_rows(starts: npt.NDArray[np.int64], stops: npt.NDArray[np.int64], n: int) -> npt.NDArray[np.int64]:
+    """The positions ``starts[s]:stops[s]`` of every span, in order; the spans must be ascending,
+    not overlapping and within ``n``."""
+    ok = bool(np.all(stops >= starts) and np.all(starts >= 0) and np.all(stops <= n)
+              and np.all(starts[1:] >= stops[:-1]))
+    if not ok:
+        raise ValueError("spans must be ascending, not overlapping, within the codes")
+    spans = zip(starts.tolist(), stops.tolist(), strict=True)
+    return np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in spans] or [np.empty(0, np.int64)])
+
+
 def hamming_topk_spans(
     codes: npt.NDArray[np.uint64], starts: npt.NDArray[np.int64], stops: npt.NDArray[np.int64],
     query: npt.NDArray[np.uint64], k: int,
@@ -231,12 +242,7 @@ def hamming_topk_spans(
     """``hamming_topk_rows`` over the positions ``starts[s]:stops[s]`` of every span ``s``
     (ascending, not overlapping). Returns ``(positions int64[k'], distances int32[k'])``
     sorted by (distance, position)."""
-    ok = bool(np.all(stops >= starts) and np.all(starts >= 0) and np.all(stops <= codes.shape[0])
-              and np.all(starts[1:] >= stops[:-1]))
-    if not ok:
-        raise ValueError("spans must be ascending, not overlapping, within the codes")
-    spans = zip(starts.tolist(), stops.tolist(), strict=True)
-    rows = np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in spans] or [np.empty(0, np.int64)])
+    rows = _span_rows(starts, stops, codes.shape[0])
     return hamming_topk_rows(codes, rows, query, k)
 
 
@@ -248,12 +254,7 @@ def hamming_topk_spans_allowed(
     """``hamming_topk_spans`` over the positions ``p`` of the spans with ``allow[labels[p]]``."""
     if labels.shape[0] != codes.shape[0]:
         raise ValueError("labels must have one entry per code")
-    ok = bool(np.all(stops >= starts) and np.all(starts >= 0) and np.all(stops <= codes.shape[0])
-              and np.all(starts[1:] >= stops[:-1]))
-    if not ok:
-        raise ValueError("spans must be ascending, not overlapping, within the codes")
-    spans = zip(starts.tolist(), stops.tolist(), strict=True)
-    rows = np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in spans] or [np.empty(0, np.int64)])
+    rows = _span_rows(starts, stops, codes.shape[0])
     return hamming_topk_rows(codes, rows[allow[labels[rows]]], query, k)
 
 
