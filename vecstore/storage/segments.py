@@ -9,7 +9,7 @@ vectors are read from the page cache only for the few candidates that reach the 
 stage.
 
 A segment is opened once, without following links (``files.open_in_table``), checked to be a
-regular file of the recorded size and CRC through that descriptor, and memory-mapped through the
+regular file of the recorded size and checksum through that descriptor, and memory-mapped through the
 same descriptor (``/proc/self/fd``, on Linux): what is verified is what is read.
 """
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,13 +27,21 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from ..checksums import BackgroundCheck, crc32_check, crc32_of_fd
+from ..checksums import (
+    WRITTEN,
+    BackgroundCheck,
+    Digest,
+    checksum_check,
+    checksum_of_fd,
+    checksum_pread,
+    describe,
+)
 from ..config import Metric, TableConfig
 from ..errors import CorruptStoreError
 from ..vectors import row_norms
 from .arrays import to_numpy
 from .codes import Quantizer, binary_bytes, normalize_rows
-from .files import crc32_fd, make_subdir, open_in_table, write_atomic
+from .files import make_subdir, open_in_table, write_atomic
 from .manifest import DATA_DIR, FileRef, SegmentEntry
 from .pages import FileMapping
 
@@ -77,23 +84,23 @@ def _fixed_list(flat: np.ndarray, width: int, value_type: pa.DataType) -> pa.Fix
     return pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1), type=value_type), width)
 
 
-_verified: set[tuple[str, int, int, int]] = set()
+_verified: set[tuple[str, int, int, str, int]] = set()
 _verified_lock = threading.Lock()
 
 
-class _CrcSink:
+class _ChecksumSink:
     """A write-only file for Arrow's IPC writer that passes the bytes on to ``fh`` and keeps
-    their CRC-32 and count."""
+    their checksum (:data:`~vecstore.checksums.WRITTEN`) and count."""
 
     def __init__(self, fh: BinaryIO) -> None:
         self.fh = fh
-        self.crc = 0
+        self.digest = Digest(WRITTEN)
         self.written = 0
         self.closed = False
 
     def write(self, data: bytes | memoryview | pa.Buffer) -> int:
         view = memoryview(data)
-        self.crc = zlib.crc32(view, self.crc)
+        self.digest.update(view)
         self.fh.write(view)
         self.written += view.nbytes
         return view.nbytes
@@ -111,24 +118,24 @@ class _CrcSink:
 def _write_ipc(table_dir: Path, subdir: str, table: pa.Table) -> FileRef:
     directory = make_subdir(table_dir, subdir)
     name = f"{uuid.uuid4().hex}.arrow"
-    crc = 0
+    checksum = 0
 
     def write(fh: BinaryIO) -> None:
-        nonlocal crc
+        nonlocal checksum
         # Straight to the file, checksummed on the way: the writer hands over the column
         # buffers themselves (no copy), so writing a segment never holds a second copy of it
         # in memory (a merge's columns are memory-mapped: see .merge)
-        sink = _CrcSink(fh)
+        sink = _ChecksumSink(fh)
         with pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table, max_chunksize=max(table.num_rows, 1))
-        crc = sink.crc
+        checksum = sink.digest.value()
 
     final = directory / name
     write_atomic(final, write)
     st = final.stat()
-    ref = FileRef(path=f"{subdir}/{name}", bytes=st.st_size, crc32=crc)
+    ref = FileRef(path=f"{subdir}/{name}", bytes=st.st_size, checksum=checksum, algorithm=WRITTEN)
     with _verified_lock:  # its checksum came from the very bytes written: no need to read them back
-        _verified.add((str(table_dir / ref.path), st.st_size, st.st_mtime_ns, crc))
+        _verified.add(_verify_key_of(table_dir / ref.path, st, ref))
     return ref
 
 
@@ -192,19 +199,22 @@ def write_deletions(table_dir: Path, offsets: npt.NDArray[np.int64]) -> FileRef:
 
 
 def _mismatch(path: Path, ref: FileRef) -> Callable[[int], CorruptStoreError]:
-    return lambda crc: CorruptStoreError(
-        f"file {path} fails its checksum (crc32 {crc:#010x}, the manifest recorded "
-        f"{ref.crc32:#010x}): the file was altered or damaged"
+    return lambda value: CorruptStoreError(
+        f"file {path} fails its checksum ({describe(ref.algorithm, value)}, the manifest "
+        f"recorded {describe(ref.algorithm, ref.checksum)}): the file was altered or damaged"
     )
 
 
-def _verify_key(fd: int, path: Path, ref: FileRef) -> tuple[str, int, int, int]:
-    st = os.fstat(fd)
-    return (str(path), st.st_size, st.st_mtime_ns, ref.crc32)
+def _verify_key_of(path: Path, st: os.stat_result, ref: FileRef) -> tuple[str, int, int, str, int]:
+    return (str(path), st.st_size, st.st_mtime_ns, ref.algorithm, ref.checksum)
+
+
+def _verify_key(fd: int, path: Path, ref: FileRef) -> tuple[str, int, int, str, int]:
+    return _verify_key_of(path, os.fstat(fd), ref)
 
 
 def verify_checksum(fd: int, path: Path, ref: FileRef) -> None:
-    """Check an open file's crc32 against the manifest, once per process per (file, size,
+    """Check an open file's checksum against the manifest, once per process per (file, size,
     mtime).
 
     The file is read with plain reads, not through the table's memory map, so verifying leaves
@@ -213,9 +223,9 @@ def verify_checksum(fd: int, path: Path, ref: FileRef) -> None:
     key = _verify_key(fd, path, ref)
     if key in _verified:
         return
-    crc = crc32_fd(fd)
-    if crc != ref.crc32:
-        raise _mismatch(path, ref)(crc)
+    value = checksum_pread(fd, ref.algorithm)
+    if value != ref.checksum:
+        raise _mismatch(path, ref)(value)
     with _verified_lock:
         _verified.add(key)
 
@@ -236,7 +246,7 @@ def _check_later(fd: int, path: Path, ref: FileRef, table: pa.Table) -> Backgrou
         with _verified_lock:
             _verified.add(key)
 
-    return crc32_check(fd, ref.crc32, _mismatch(path, ref), passed)
+    return checksum_check(fd, ref.algorithm, ref.checksum, _mismatch(path, ref), passed)
 
 
 def _open_ipc(table_dir: Path, ref: FileRef, verify: bool) -> pa.Table:
@@ -392,8 +402,8 @@ def verify_file(table_dir: Path, ref: FileRef) -> None:
             raise CorruptStoreError(
                 f"file {path} has {size} bytes, the manifest recorded {ref.bytes}: truncated or replaced"
             )
-        crc = crc32_of_fd(fd)
+        value = checksum_of_fd(fd, ref.algorithm)
     finally:
         os.close(fd)
-    if crc != ref.crc32:
-        raise _mismatch(path, ref)(crc)
+    if value != ref.checksum:
+        raise _mismatch(path, ref)(value)
