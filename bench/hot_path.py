@@ -92,6 +92,13 @@ def configure(ap: ScenarioParser) -> None:
                     help="target recalls create_index(target_recall=...) is checked at")
     ap.add_argument("--batch-rounds", type=int, default=9, metavar="N",
                     help="interleaved rounds of the batch section (default: %(default)s)")
+    ap.add_argument("--derived-from", type=int, default=0, metavar="N",
+                    help="PyPI only: embed (or take cached) N real vectors and derive --n rows from them "
+                         "as bench/scale.py does (source row i mod N plus noise of norm --noise, "
+                         "renormalised; attributes repeated alike): tables larger than the embedded "
+                         "sample, e.g. the 200,000-row cold open (default: off)")
+    ap.add_argument("--noise", type=float, default=0.3,
+                    help="with --derived-from: the norm of the noise added to a source vector")
     ap.add_argument("--sections", default=",".join(SECTIONS),
                     help="the sections to run, comma-separated (default: all): " + ", ".join(SECTIONS)
                     + "; the tables and hnswlib of section 2 are built whatever is chosen")
@@ -185,6 +192,21 @@ def _table(db: Any, name: str, base: F32, attrs: Any, batch: int) -> Any:
     for start in range(0, len(base), step):
         tbl.add(rows.slice(start, step))
     return tbl
+
+
+def _derived_sample(args: argparse.Namespace) -> Any:
+    """``args.n`` rows derived from ``args.derived_from`` real ones (see ``--derived-from``),
+    with the real held-out queries."""
+    from bench.data import VectorSample
+    from bench.scale import derived_batch
+
+    real = load_vectors(args.data, args.derived_from, args.queries)
+    rng = np.random.default_rng(0)
+    base = derived_batch(np.asarray(real.base, dtype=np.float32), 0, args.n, args.noise, rng)
+    attrs = (None if real.attrs is None
+             else real.attrs.take(np.arange(args.n) % real.attrs.num_rows))
+    return VectorSample(base, real.queries, attrs,
+                        f"{args.n:,} rows derived from {real.source} (noise {args.noise:g})")
 
 
 def _hnswlib(base: F32, threads: int = 2) -> Any:
@@ -382,6 +404,8 @@ def run(args: argparse.Namespace) -> int:
         from bench.reuters import load_reuters
 
         sample = load_reuters(args.data, None if args.n >= 21_077 else args.n, args.queries)
+    elif args.derived_from and args.derived_from < args.n:
+        sample = _derived_sample(args)
     else:
         sample = load_vectors(args.data, args.n, args.queries, synthetic=args.synthetic)
     base = np.ascontiguousarray(sample.base, dtype=np.float32)
