@@ -246,7 +246,8 @@ class Executor:
             filter_seconds=filter_stages[0].seconds if filter_stages else 0.0, combine=spec.combine)
         view = None if spec.exact else self.index_view(snap)  # exact search never needs the index
         n = len(spec.vectors)
-        threads = spec.threads or min(n, os.cpu_count() or 1)
+        # os.cpu_count() costs ~12 us in this VM: a single query (n = 1) needs no pool
+        threads = spec.threads or (min(n, os.cpu_count() or 1) if n > 1 else 1)
         with ExitStack() as stack:
             pool = (stack.enter_context(ThreadPoolExecutor(max_workers=threads))
                     if threads > 1 and n > 1 else None)
