@@ -1,5 +1,6 @@
-"""A store written by format 1 (tests/fixtures/golden_v1) must stay readable by every later
-version of vecstore, with the same content and the same search results."""
+"""Stores written by format 1 (tests/fixtures/golden_v1: CRC-32 files) and format 3
+(golden_v3: XXH3 files and an hnsw-int8 index) must stay readable by every later version of
+vecstore, with the same content and the same search results."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ sys.path.insert(0, str(FIXTURES))
 from make_golden import DIM, golden_rows  # noqa: E402
 
 
-def test_golden_v1_reads_back(tmp_path):
+@pytest.mark.parametrize("version", [1, 3])
+def test_golden_store_reads_back(tmp_path, version):
     store = tmp_path / "golden"
-    shutil.copytree(FIXTURES / "golden_v1", store)  # never write into the fixture itself
+    shutil.copytree(FIXTURES / f"golden_v{version}", store)  # never write into the fixture itself
     db = vecstore.connect(store)
     assert db.table_names() == ["l2", "papers"]
     tbl = db.open_table("papers")
@@ -44,6 +46,11 @@ def test_golden_v1_reads_back(tmp_path):
     l2 = db.open_table("l2")
     assert l2.metric.value == "l2"
     assert l2.search([3.2, 0, 0, 1]).limit(2).exact().hits().ids == ["3", "4"]
+    if version >= 3:  # its index (sidecar format 2) loads and answers
+        plan = tbl.search(q).limit(3).explain()
+        assert plan.index == "hnsw-int8" and tbl.search(q).limit(1).to_list()[0]["id"] == "g3"
+        assert tbl.verify()["files"] > 0
+        return
     # and the old store accepts new writes: its files keep their CRC-32, the new ones carry
     # XXH3, and each is checked by its own algorithm
     tbl.add([{"id": "new", "vector": np.ones(DIM), "year": 2030}])
