@@ -35,6 +35,7 @@ Knob = Any
 
 PEERS: dict[str, str] = {
     "vecstore": "bench.peers.vecstore_peer:VecstorePeer",
+    "vecstore-default": "bench.peers.vecstore_peer:VecstoreDefaultPeer",
     "vecstore-hnsw": "bench.peers.vecstore_peer:VecstoreHnswPeer",
     "vecstore-hnsw-sq": "bench.peers.vecstore_peer:VecstoreHnswSqPeer",
     "vecstore-binary-hnsw": "bench.peers.vecstore_peer:VecstoreBinaryHnswPeer",

@@ -51,7 +51,9 @@ class VecstorePeer(Peer):
         out = {"insert_s": time.perf_counter() - t}
         if self.index_kind is not None:
             t = time.perf_counter()
-            self.tbl.create_index(self.index_kind, progress=False, **self.index_params)
+            # "": create_index() with no kind, the index the project recommends
+            kind = (self.index_kind,) if self.index_kind else ()
+            self.tbl.create_index(*kind, progress=False, **self.index_params)
             out["index_s"] = time.perf_counter() - t
         return out
 
@@ -106,6 +108,19 @@ class VecstorePeer(Peer):
         return list(self.tbl.search(text).limit(k).select().hits().ids)
 
 
+class VecstoreDefaultPeer(VecstorePeer):
+    name = "vecstore-default"
+    knob_grid: ClassVar[list[Knob]] = [None, 32, 64]
+    knob_grid_quick: ClassVar[list[Knob] | None] = [None, 64]
+    config = (
+        "`create_index()` with no arguments: the index the project recommends (`hnsw-int8`: a graph "
+        "over int8 codes, ef and rescoring depth measured at build time); `.rescore(oversample)` above "
+        "16 widens the candidates, rescored with float32"
+    )
+    index_kind = ""
+    index_params: ClassVar[dict[str, Any]] = {}
+
+
 class VecstoreHnswPeer(VecstorePeer):
     name = "vecstore-hnsw"
     knob_name = "(planner)"
@@ -144,4 +159,5 @@ class VecstoreBinaryHnswPeer(VecstorePeer):
     index_params: ClassVar[dict[str, Any]] = {}
 
 
-__all__ = ["VecstoreBinaryHnswPeer", "VecstoreHnswPeer", "VecstoreHnswSqPeer", "VecstorePeer"]
+__all__ = ["VecstoreBinaryHnswPeer", "VecstoreDefaultPeer", "VecstoreHnswPeer", "VecstoreHnswSqPeer",
+           "VecstorePeer"]
