@@ -119,3 +119,25 @@ def test_calibrate_rerank_ef_prefers_the_smallest_ef() -> None:
     assert (20, 96) in seen and all(c != 80 for c, _ in seen)
     # unreachable: the widest setting tried
     assert calibrate_rerank_ef(search, queries, indexed, Metric.DOT, (1, 2), grid) == (96, 2)
+
+
+def test_calibrate_rerank_ef_refines_a_larger_rerank_below_the_best_so_far() -> None:
+    # recall grows smoothly with ef; 20 candidates (rerank 2) reach it sooner than 10 (rerank 1).
+    # Rerank 1 reaches the target only between the grid's 48 and 64 (refined: 63); rerank 2 also
+    # only between them, lower (62): it must be refined up to the step above 63 to be found.
+    rng = np.random.default_rng(3)
+    indexed = rng.standard_normal((500, 8)).astype(np.float32)
+    queries = rng.standard_normal((100, 8)).astype(np.float32)
+    order = np.argsort(-(queries @ indexed.T), axis=1, kind="stable")
+    share = np.arange(100) / 100
+
+    def search(q: np.ndarray, candidates: int, ef: int) -> np.ndarray:
+        low, span = (40, 20) if candidates < 20 else (36, 16)
+        found = share < (ef - low) / span
+        return np.where(found[:, None], order[:, :candidates], order[:, 20:20 + candidates])
+
+    grid = [16, 24, 32, 48, 64, 96]
+    assert calibrate_rerank_ef(search, queries, indexed, Metric.DOT, (1,), grid, refine=True) == (63, 1)
+    assert calibrate_rerank_ef(search, queries, indexed, Metric.DOT, (1, 2), grid, refine=True) == (62, 2)
+    # without refining, both reach it at 64: the first rerank wins the tie
+    assert calibrate_rerank_ef(search, queries, indexed, Metric.DOT, (1, 2), grid) == (64, 1)

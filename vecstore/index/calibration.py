@@ -610,9 +610,14 @@ def calibrate_rerank_ef(
         def candidates(q: FloatMatrix, _k: int, ef: int, wanted: int = wanted) -> LabelMatrix:
             return search(q, min(wanted, n), max(ef, wanted))
 
-        efs = [ef for ef in grid if (ef >= wanted or ef == grid[-1])
-               and (best is None or ef < best[0])]
+        efs = [ef for ef in grid if ef >= wanted or ef == grid[-1]]
+        if best is not None:
+            # up to the first grid step at or above the best ef so far: refining between the
+            # step below and that one may land under it (a grid cut at the best ef would never
+            # refine, and a larger rerank lost to a refined smaller one it would have beaten)
+            above = [ef for ef in efs if ef >= best[0]][:1 if refine else 0]
+            efs = [ef for ef in efs if ef < best[0]] + above
         ef = smallest_effort(candidates, queries, truth, efs, target, rescored=True, refine=refine)
-        if ef is not None:
+        if ef is not None and (best is None or ef < best[0]):
             best = (ef, rerank)
     return best if best is not None else (grid[-1], reranks[-1])

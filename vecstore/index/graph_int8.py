@@ -244,7 +244,8 @@ class GraphInt8Index(IndexBase):
                                                                refine=True)
         rerank = found.get("rerank", self.params.rerank or 1)
         if self.params.ef50 is None:
-            grid50 = [ef for ef in EF_GRID if ef >= 50 * rerank] or [EF_GRID[-1]]
+            # from the least ef that yields the candidates (refining may land below the next step)
+            grid50 = [50 * rerank] + [ef for ef in EF_GRID if ef > 50 * rerank]
             found["ef50"], _ = calibrate_rerank_ef(search, queries, indexed, self.metric, (rerank,),
                                                    grid50, k=50, target=target,
                                                    drop_duplicates=drop_duplicates, refine=True)
