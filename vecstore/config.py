@@ -214,7 +214,8 @@ class TableConfig:
         if not isinstance(self.keyword, KeywordConfig):
             raise InvalidArgumentError(f"keyword must be a KeywordConfig, got {self.keyword!r}")
         if not isinstance(self.dim, int) or isinstance(self.dim, bool) or self.dim <= 0:
-            raise InvalidArgumentError(f"dim must be a positive integer, got {self.dim!r}")
+            shown = repr(self.dim) if isinstance(self.dim, (int, float)) else f"a {type(self.dim).__name__}"
+            raise InvalidArgumentError(f"dim must be a positive integer, got {shown}")
         if self.dim > 65536:
             raise InvalidArgumentError(f"dim must be at most 65536, got {self.dim}")
         object.__setattr__(self, "metric", Metric.parse(self.metric))

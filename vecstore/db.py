@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from .config import KeywordConfig, Metric, PlannerSettings, TableConfig, check_timeout
 from .errors import AlreadyExistsError, CorruptStoreError, InvalidArgumentError, NotFoundError
-from .inputs import declared_schema, prepare_batch
+from .inputs import declared_schema, infer_dim, prepare_batch, rows_or_dim
 from .storage.files import ensure_dir
 from .storage.locks import DEFAULT_TIMEOUT_S
 from .storage.manifest import VERSIONS_DIR, latest_version
@@ -139,7 +139,9 @@ class Database:
         """Create a table of ``dim``-dimensional vectors compared by ``metric`` (``"cosine"``,
         ``"dot"`` or ``"l2"``). ``schema`` declares attribute columns up front (otherwise the
         first rows define them). ``data`` (rows, as for :meth:`Table.add`) is stored in the
-        table's first version: the table appears with its rows or not at all.
+        table's first version: the table appears with its rows or not at all. Without ``dim``
+        (or an embedder), the first row's vector gives it; rows may be passed in ``dim``'s
+        place, as in ``db.create_table("docs", rows)``.
 
         If the table exists, or another process creates it at the same moment, this raises
         :class:`AlreadyExistsError`; with ``exist_ok=True`` the existing table is opened instead
@@ -157,6 +159,7 @@ class Database:
         default), or ``{column: weight}`` for a weighted sum; ``Query.using`` and
         ``Query.combine`` choose otherwise per query.
         """
+        dim, data = rows_or_dim(dim, data)
         path = self._table_dir(name)
         emb = None
         embedder_id = None
@@ -169,8 +172,11 @@ class Database:
                 dim = emb.dim
             elif dim != emb.dim:
                 raise InvalidArgumentError(f"dim={dim} but the embedder makes {emb.dim}-d vectors")
+        if dim is None and data is not None:
+            dim = infer_dim(data)  # the length of the rows' first vector
         if dim is None:
-            raise InvalidArgumentError("create_table needs dim= (or an embedder that sets it)")
+            raise InvalidArgumentError("create_table needs dim= (or an embedder that sets it, or "
+                                       "data= whose rows have a 'vector')")
         if isinstance(keyword_columns, str):
             keyword_columns = [keyword_columns]
         keyword = KeywordConfig(

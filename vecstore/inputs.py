@@ -21,6 +21,7 @@ from .storage.batch import (
     check_column_name,
     check_update_values,
     declared_schema,
+    infer_dim,
     prepare_batch,
     with_values,
 )
@@ -70,6 +71,20 @@ def query_matrix(queries: Any, config: TableConfig) -> F32:
     return np.stack(vectors) if vectors else np.empty((0, config.dim), dtype=np.float32)
 
 
+def rows_or_dim(dim: object, data: Any) -> tuple[int | None, Any]:
+    """``create_table``'s ``(dim, data)``, with rows passed where ``dim`` goes taken as the data
+    (``db.create_table("t", rows)``, the order LanceDB's users write): not a number, so not a
+    dimension. Numbers are left for :class:`~vecstore.config.TableConfig` to check."""
+    if dim is None or isinstance(dim, (int, float, np.integer, np.floating)):
+        return dim, data  # type: ignore[return-value]
+    if data is not None:
+        raise InvalidArgumentError(f"dim must be a positive integer, got a {type(dim).__name__} "
+                                   f"(and data= was given as well)")
+    if isinstance(dim, (str, bytes)):
+        raise InvalidArgumentError(f"dim must be a positive integer, got {dim!r:.60}")
+    return None, dim
+
+
 def check_version(version: object) -> int:
     """A table version number as given by a user: a positive integer (not a bool, a string or a
     float)."""
@@ -101,5 +116,5 @@ def retention_seconds(value: object, name: str = "older_than") -> float:
 
 
 __all__ = ["Batch", "check_column_name", "check_update_values", "check_version", "declared_schema",
-           "prepare_batch", "query_matrix", "query_text", "query_vector", "retention_seconds",
-           "with_values"]
+           "infer_dim", "prepare_batch", "query_matrix", "query_text", "query_vector",
+           "retention_seconds", "rows_or_dim", "with_values"]

@@ -171,7 +171,7 @@ def _to_table(rows: Any) -> tuple[pa.Table, list[dict[str, Any]] | None]:
         except (pa.ArrowException, ValueError, TypeError) as exc:
             raise SchemaError(f"cannot convert the DataFrame to Arrow: {exc}") from exc
     if isinstance(rows, Mapping):
-        rows = [rows]
+        rows = _column_rows(rows) if _is_columns(rows) else [rows]
     if not isinstance(rows, Sequence) or isinstance(rows, (str, bytes)):
         raise InvalidArgumentError(
             f"rows must be a list of dicts, a pyarrow.Table or a pandas.DataFrame, "
@@ -181,6 +181,53 @@ def _to_table(rows: Any) -> tuple[pa.Table, list[dict[str, Any]] | None]:
         if not isinstance(r, Mapping):
             raise InvalidArgumentError(f"row {i} is a {type(r).__name__}, expected a dict")
     return None, list(rows)
+
+
+def _is_columns(m: Mapping[str, Any]) -> bool:
+    """Whether a dict holds columns (``{"id": [...], "vector": matrix, ...}``, as LanceDB and
+    ``pyarrow.Table.from_pydict`` take them) rather than one row: its ``vector`` is a matrix (a
+    2-D array, or a list of vectors), or, without one (an embedder fills it in), its ``id`` is a
+    list of ids."""
+    v = m.get("vector")
+    if v is None:
+        return isinstance(m.get("id"), (list, tuple, np.ndarray))
+    if isinstance(v, np.ndarray):
+        return v.ndim == 2
+    return isinstance(v, (list, tuple)) and len(v) > 0 and isinstance(v[0], (list, tuple, np.ndarray))
+
+
+def _column_rows(columns: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A dict of equally long columns as rows (validated as any rows are)."""
+    lengths: dict[str, int] = {}
+    for name, values in columns.items():
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+            raise InvalidArgumentError(
+                f"a dict of columns needs a list (or array) per column; {name!r} is a single "
+                f"{type(values).__name__} value (a dict whose 'vector' is a matrix is read as columns)")
+        lengths[name] = len(values)
+    if len(set(lengths.values())) > 1:
+        counts = ", ".join(f"{name!r}: {n}" for name, n in lengths.items())
+        raise InvalidArgumentError(f"the columns of a dict have different lengths ({counts})")
+    n = next(iter(lengths.values()), 0)
+    names = list(columns)
+    values = [columns[name] for name in names]
+    return [dict(zip(names, (col[i] for col in values), strict=True)) for i in range(n)]
+
+
+def infer_dim(rows: Any, column: str = "vector") -> int | None:
+    """The length of the first vector in ``rows`` (any form :meth:`Table.add` takes), or None
+    when there is none to read: what ``create_table`` uses when no ``dim`` is given."""
+    table, dict_rows = _to_table(rows)
+    if dict_rows is not None:
+        first = next((r.get(column) for r in dict_rows if r.get(column) is not None), None)
+        return int(np.shape(first)[-1]) if first is not None and np.ndim(first) == 1 else None
+    if column not in table.column_names:
+        return None
+    t = table.schema.field(column).type
+    if pa.types.is_fixed_size_list(t):
+        return int(t.list_size)
+    col = table.column(column).drop_null()
+    return len(col[0].as_py()) if len(col) and (pa.types.is_list(t) or pa.types.is_large_list(t)) else None
 
 
 def _ids_from(values: list[Any], n: int) -> list[str]:
