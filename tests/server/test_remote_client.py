@@ -274,6 +274,8 @@ def test_text_and_documents_are_embedded_by_the_server(live_server, local, remot
         remote.create_table(fresh(), embedder=str(server_model_dir))  # not allowed by --model
     with pytest.raises(InvalidArgumentError, match="not an object"):
         remote.create_table(fresh(), embedder=object())
+    with pytest.raises(InvalidArgumentError, match="takes no schema= or data="):  # rows in dim's place
+        remote.create_table(fresh(), [{"id": "r", "text": "rows are added after"}])
 
 
 def test_empty_documents_are_reported_not_stored(local, remote, server_model_dir):

@@ -28,7 +28,7 @@ import pyarrow as pa
 from ..config import Metric, TableConfig
 from ..documents import DOCUMENT_SCHEMA
 from ..errors import InvalidArgumentError, NotFoundError, RemoteError
-from ..inputs import query_matrix, query_text
+from ..inputs import query_matrix, query_text, rows_or_dim
 from ..query.builder import BatchQuery, Query
 from ..query.results import Hits
 from ..query.spec import QuerySpec, SearchMode, search_inputs
@@ -82,6 +82,7 @@ class RemoteDatabase:
                      data: Any = None) -> RemoteTable:
         """Like :meth:`vecstore.Database.create_table`; ``embedder`` is ``"default"`` or a model
         the server allows. ``schema`` and ``data`` are not sent over HTTP: add rows after."""
+        dim, data = rows_or_dim(dim, data)
         if schema is not None or data is not None:
             raise InvalidArgumentError("a remote create_table takes no schema= or data=; create the "
                                        "table, then add() its rows")
