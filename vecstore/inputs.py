@@ -22,6 +22,7 @@ from .storage.batch import (
     check_update_values,
     declared_schema,
     infer_dim,
+    mapping_rows,
     prepare_batch,
     with_values,
 )
@@ -116,5 +117,5 @@ def retention_seconds(value: object, name: str = "older_than") -> float:
 
 
 __all__ = ["Batch", "check_column_name", "check_update_values", "check_version", "declared_schema",
-           "infer_dim", "prepare_batch", "query_matrix", "query_text", "query_vector",
+           "infer_dim", "mapping_rows", "prepare_batch", "query_matrix", "query_text", "query_vector",
            "retention_seconds", "rows_or_dim", "with_values"]

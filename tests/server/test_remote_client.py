@@ -222,6 +222,9 @@ def test_values_survive_the_wire(local, remote):
     assert rtbl.count("price > ?", Decimal("0")) == 1
     with pytest.raises(InvalidArgumentError, match="NaN"):
         rtbl.add([{"id": "c", "vector": [1, float("nan"), 3]}])  # refused by the server, as locally
+    columns = {"id": ["c", "d"], "vector": np.eye(3, dtype=np.float32)[:2], "nums": [[4], None]}
+    assert rtbl.add(columns) == ltbl.add(columns) == ["c", "d"]  # a dict of columns, as locally
+    assert rtbl.get(["c", "d"], with_vectors=True) == ltbl.get(["c", "d"], with_vectors=True)
     with pytest.raises(InvalidArgumentError, match="NaN"):
         rtbl.search([1, float("nan"), 3])
 

@@ -28,7 +28,7 @@ import pyarrow as pa
 from ..config import Metric, TableConfig
 from ..documents import DOCUMENT_SCHEMA
 from ..errors import InvalidArgumentError, NotFoundError, RemoteError
-from ..inputs import query_matrix, query_text, rows_or_dim
+from ..inputs import mapping_rows, query_matrix, query_text, rows_or_dim
 from ..query.builder import BatchQuery, Query
 from ..query.results import Hits
 from ..query.spec import QuerySpec, SearchMode, search_inputs
@@ -119,8 +119,8 @@ def _rows(rows: Any) -> Any:
         rows = pa.Table.from_pandas(rows, preserve_index=False)
     if isinstance(rows, (pa.Table, pa.RecordBatch)):
         return rows.to_pylist()
-    if isinstance(rows, dict):
-        return [rows]
+    if isinstance(rows, Mapping):
+        return mapping_rows(rows)  # one row, or a dict of columns
     return list(rows) if isinstance(rows, tuple) else rows
 
 

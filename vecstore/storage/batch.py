@@ -171,7 +171,7 @@ def _to_table(rows: Any) -> tuple[pa.Table, list[dict[str, Any]] | None]:
         except (pa.ArrowException, ValueError, TypeError) as exc:
             raise SchemaError(f"cannot convert the DataFrame to Arrow: {exc}") from exc
     if isinstance(rows, Mapping):
-        rows = _column_rows(rows) if _is_columns(rows) else [rows]
+        rows = mapping_rows(rows)
     if not isinstance(rows, Sequence) or isinstance(rows, (str, bytes)):
         raise InvalidArgumentError(
             f"rows must be a list of dicts, a pyarrow.Table or a pandas.DataFrame, "
@@ -181,6 +181,12 @@ def _to_table(rows: Any) -> tuple[pa.Table, list[dict[str, Any]] | None]:
         if not isinstance(r, Mapping):
             raise InvalidArgumentError(f"row {i} is a {type(r).__name__}, expected a dict")
     return None, list(rows)
+
+
+def mapping_rows(m: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The rows a dict stands for: its columns' rows when it holds columns (:func:`_is_columns`),
+    else itself as one row."""
+    return _column_rows(m) if _is_columns(m) else [dict(m)]
 
 
 def _is_columns(m: Mapping[str, Any]) -> bool:
