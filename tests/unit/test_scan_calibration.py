@@ -48,3 +48,35 @@ def test_small_tables_keep_the_defaults(tmp_db, rng):
     assert tbl.optimize() is False or tbl._current().manifest.scan is None
     plan = tbl.search(rng.normal(size=96)).limit(10).explain()
     assert plan.oversample == vecstore.PlannerSettings().oversample
+
+
+def test_the_filtered_oversample_holds_under_several_topics(tmp_db, rng, monkeypatch):
+    # Topics differ in how well sign codes rank inside them (Reuters' 'earn' needed twice what
+    # one topic-like filter measured), so the filtered width is measured under several
+    # content-following filters, each the tenth of the rows nearest a row, and is the largest.
+    from vecstore.query import calibrate
+
+    centers = rng.normal(size=(50, 96)).astype(np.float32)
+    x = (centers[rng.integers(0, 50, 8000)] + 0.5 * rng.normal(size=(8000, 96))).astype(np.float32)
+    tbl = _table(tmp_db, "topics", x)
+    seen: list = []
+    neighbourhoods = calibrate._neighbourhoods
+
+    def spy_neighbourhoods(snap, rows, queries, filters):
+        seen.extend(filters)
+        return neighbourhoods(snap, rows, queries, filters)
+
+    monkeypatch.setattr(calibrate, "_neighbourhoods", spy_neighbourhoods)
+    tbl.optimize()
+    cal = tbl._current().manifest.scan
+    topical = seen[2:]
+    assert seen[0] is None and len(topical) == calibrate.TOPICAL_FILTERS >= 4
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    for rows in topical:  # each is the tenth of the table nearest some direction
+        assert rows.size == 800
+        inside, outside = unit[rows], np.delete(unit, rows, axis=0)
+        direction = inside.mean(axis=0)
+        assert np.median(inside @ direction) > np.percentile(outside @ direction, 95)
+    assert len({tuple(r[:20]) for r in topical}) == len(topical)  # different topics
+    assert cal.filtered_oversample >= cal.oversample
+    assert cal.filtered_oversample in (*calibrate.OVERSAMPLE_GRID, calibrate.UNREACHED)
