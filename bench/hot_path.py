@@ -44,7 +44,9 @@ Recall is tie-aware (:mod:`vecstore.evaluation`) against the exact top 10 of the
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -412,7 +414,10 @@ def run(args: argparse.Namespace) -> int:
     queries = np.ascontiguousarray(sample.queries, dtype=np.float32)
     nq = len(queries)
     work = Path(args.work or tempfile.mkdtemp(prefix="vecstore-hot-"))
-    log(f"{len(base):,} x {base.shape[1]} ({sample.source}); {nq} queries; stores in {work}")
+    if not args.work:  # its stores take ~0.4-1.7 GB a run: not left behind in the temp directory
+        atexit.register(shutil.rmtree, work, True)
+    log(f"{len(base):,} x {base.shape[1]} ({sample.source}); {nq} queries; stores in {work}"
+        + ("" if args.work else " (removed at exit)"))
     kinds = [k for k in args.kinds.split(",") if k]
     sections = {x for x in args.sections.split(",") if x}
     if sections - set(SECTIONS):
