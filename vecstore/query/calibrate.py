@@ -179,7 +179,10 @@ def calibrate_scan(snap: Snapshot, settings: PlannerSettings, target: float = 0.
                 found = np.sort(cands[i, :r.k + K])
                 truth.append(best_exact(make_scorer(snap, r.query, None), found[found >= 0], r.k))
         chosen = UNREACHED
-        for oversample in OVERSAMPLE_GRID:
+        # only the largest width counts (the filtered one is the maximum over every filter), so
+        # a filter is tried from the widest measured so far: one pass when that one holds
+        floor = max(results, default=0)
+        for oversample in (o for o in OVERSAMPLE_GRID if o >= floor):
             recalls = []
             for i, r in enumerate(base):
                 # K answers left after the exclusions, from K x oversample candidates: what a
