@@ -165,7 +165,7 @@ def calibrate_scan(snap: Snapshot, settings: PlannerSettings, target: float = 0.
     for column in near.T:  # one pass over the vectors for every centre
         filters.append(np.sort(live[np.argpartition(-column, size - 1)[:size]]))
     out, candidates = _neighbourhoods(snap, queries, vectors, filters)
-    results = []
+    results: list[int] = []
     for rows, cands in zip(filters, candidates, strict=True):
         # the truth holds room for the excluded rows (own and near-duplicates), scored as the
         # scan scores (a few rows beyond, in case its arithmetic orders a tie differently)
