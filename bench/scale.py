@@ -400,7 +400,7 @@ def run(args: argparse.Namespace) -> int:
     result: dict[str, Any] = {"machine": machine_line()}
     try:
         if not args.skip_one_box:
-            log(f"one box: {args.n:,} derived rows")
+            log(f"one box: {args.n:,} {'real' if args.real else 'derived'} rows")
             result["one_box"] = one_box(args, root)
         if not args.skip_ray:
             log(f"ray ingestion: {args.meetings} meetings")
