@@ -19,6 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m vecstore._native  # compiles the Numba kernels into their on-disk cache, once
 	touch $@
 
 # The search page's test drives Debian's chromium (tests/server/test_search_page.py). Installed

@@ -71,6 +71,17 @@ def get(name: str, wait: bool = False) -> ModuleType:
     return importlib.import_module(f"{PACKAGE}.{twin}")
 
 
+def compile_all() -> None:
+    """Load every Numba kernel module now, compiling what the on-disk cache lacks (about 90 s
+    the first time on 2 cores, ~2 s after). ``make setup`` runs it (``python -m
+    vecstore._native``), so that the first processes of a fresh checkout do not each compile
+    the kernels beside their work."""
+    for name in TWINS:
+        get(name, wait=True)
+        if name not in _compiled:
+            raise ImportError(f"the Numba kernels {name!r} could not be loaded: {_failed.get(name)}")
+
+
 def ready() -> bool:
     """Whether every Numba kernel module is loaded."""
     return all(name in _compiled for name in TWINS)
@@ -92,3 +103,4 @@ def parallel_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         numba.set_num_threads(before)
+
