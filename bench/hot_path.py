@@ -335,7 +335,6 @@ mode, path, name, qpath, nq = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 queries = np.load(qpath)
 if mode == "vecstore":
     import vecstore
-from vecstore.storage.manifest import STAMP_MARGIN_NS
     import vecstore.index, vecstore.index.hnswlib_index, vecstore.query.executor, hnswlib  # imports done
 else:
     import hnswlib
