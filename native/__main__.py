@@ -1,8 +1,10 @@
 """``python -m vecstore._native``: compile the Numba kernels into their on-disk cache now."""
 
+import importlib
 import time
 
-from vecstore._native import loader
+# by the package's own name, as the loader imports the kernels: native/ imports nothing of vecstore
+loader = importlib.import_module(f"{__package__}.loader")
 
 t0 = time.perf_counter()
 loader.compile_all()
