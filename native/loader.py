@@ -103,4 +103,3 @@ def parallel_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         numba.set_num_threads(before)
-
