@@ -109,6 +109,9 @@ def configure(ap: ScenarioParser) -> None:
     ap.add_argument("--sample-queries", type=int, default=0,
                     help="create_index(sample_queries=...): the effort measured on the *next* N real "
                          "queries (disjoint from those evaluated) instead of held-out rows")
+    ap.add_argument("--gpu", choices=("auto", "on", "off"), default="auto",
+                    help="create_index(gpu=...): the IVF kinds' k-means and list assignment on CUDA "
+                         "devices through faiss-gpu (auto: when FAISS sees one)")
     ap.add_argument("--rebuild-index", action="store_true",
                     help="build the index again even when the --store holds one of this kind")
     ap.add_argument("--rounds", type=int, default=2,
@@ -315,9 +318,13 @@ def one_box(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                 result["index_build_s"] = saved["index_build_s"]
         else:
             t = time.perf_counter()
-            entry = tbl.create_index(args.index, progress=False, sample_queries=tune,
+            from vecstore.index import index_class
+
+            gpu = {"auto": None, "on": True, "off": False}[args.gpu]
+            entry = tbl.create_index(args.index, progress=False, sample_queries=tune, gpu=gpu,
                                      **args.index_params)
             result["index_build_s"] = time.perf_counter() - t
+            result["index_build_gpu"] = index_class(args.index).resolve_gpu(gpu)
             result["index_entry"] = entry
             state_file = root / "build_state.json"
             saved = json.loads(state_file.read_text())

@@ -550,25 +550,27 @@ class Table:
         return [e.to_json() for e in self._current().manifest.indexes]
 
     def create_index(self, kind: str = "hnsw-int8", *, progress: bool | None = None,
-                     threads: int | None = None, sample_queries: Any = None, **params: Any) -> dict[str, Any]:
+                     threads: int | None = None, sample_queries: Any = None, gpu: bool | None = None,
+                     **params: Any) -> dict[str, Any]:
         """Build an ANN index over the table's rows and record it in a new version.
 
-        ``kind`` is one of ``vecstore.index.INDEX_KINDS`` (``"hnsw"``, ``"faiss-hnsw"``, ``"ivf"``,
-        ``"binary-hnsw"``, ...); ``params`` are that backend's build parameters (e.g. ``m=16,
-        ef_construction=200``). The index replaces any previous one. Rows added later are scanned beside
-        the index until :meth:`optimize`; deleted rows never come back. The build runs without holding
-        the write lock, so writers are not blocked meanwhile. If every row it was built over is replaced,
-        deleted or compacted away before it is recorded (an index covering no live row would be useless),
-        it is built again on the newest version; after :data:`INDEX_ATTEMPTS` such races the last build
-        holds the lock. The effort for ``target_recall`` is measured on held-out rows or ``sample_queries``.
-        """
+        ``kind`` is one of ``vecstore.index.INDEX_KINDS`` (``"hnsw"``, ``"faiss-hnsw"``, ``"ivf"``, ...);
+        ``params`` are that backend's build parameters (e.g. ``m=16, ef_construction=200``). The index
+        replaces any previous one. Rows added later are scanned beside it until :meth:`optimize`; deleted
+        rows never come back. The build runs without the write lock, so writers are not blocked. If every
+        row it was built over is replaced, deleted or compacted away before it is recorded (an index
+        covering no live row would be useless), it is built again on the newest version; after
+        :data:`INDEX_ATTEMPTS` such races the last build holds the lock. The effort for ``target_recall``
+        is measured on held-out rows or ``sample_queries``. ``gpu`` puts the k-means and list assignment
+        of IVF kinds on CUDA devices (:meth:`vecstore.index.base.IndexBase.resolve_gpu`)."""
         snap = self._writable()
         if snap.physical_rows == 0:
             raise InvalidArgumentError(f"table {self.name!r} is empty: add rows before building an index")
         if progress is None:
             progress = sys.stderr.isatty()
+        options = dict(params, progress=progress, threads=threads, sample_queries=sample_queries, gpu=gpu)
         for _ in range(INDEX_ATTEMPTS - 1):
-            entry, index, lease = self._build_index(snap, kind, progress, threads, params, sample_queries)
+            entry, index, lease = self._build_index(snap, kind, options)
             try:
                 self._set(self._writer.set_index(snap, entry, self._executor.calibrate(snap)))
                 break
@@ -584,7 +586,7 @@ class Table:
                 if locked.physical_rows == 0:
                     raise InvalidArgumentError(f"table {self.name!r} is empty: add rows before "
                                                f"building an index")
-                entry, index, _ = self._build_index(locked, kind, progress, threads, params, sample_queries)
+                entry, index, _ = self._build_index(locked, kind, options)
                 built.append(index)  # noqa: B023 (called once, by this iteration's commit)
                 return entry, self._executor.calibrate(locked)
 
@@ -593,22 +595,20 @@ class Table:
         self._executor.remember_index(entry, index)
         return entry.to_json()
 
-    def _build_index(self, snap: Snapshot, kind: str, progress: bool, threads: int | None,
-                     params: dict[str, Any], sample_queries: Any) -> tuple[IndexEntry, Any, Lease | None]:
-        """Build an index over ``snap``'s rows and save it in a new ``indexes/<uuid>``, leased
-        (see storage/leases.py) so that a cleanup does not take it for a crash's leftover."""
+    def _build_index(self, snap: Snapshot, kind: str,
+                     options: dict[str, Any]) -> tuple[IndexEntry, Any, Lease | None]:
+        """Build an index over ``snap``'s rows (``options``: build_index's keywords) and save it in a new
+        ``indexes/<uuid>``, leased (storage/leases.py): a cleanup must not take it for a crash's leftover."""
         from .index import build_index, index_class
         from .index.base import VectorBlocks
 
-        # a multi-vector table's index holds every vector of every row: one block of labels per
-        # vector column, each in row order (labels map many-to-one to rows)
+        # a multi-vector table's index holds every vector of every row: one block of labels per vector column
         blocks = [v for name in snap.vector_names for v in snap.column(name).vectors]
         vectors: Any = blocks[0]
         if len(blocks) > 1:  # a backend that reads blocks a chunk at a time needs no copy of them
             vectors = VectorBlocks(tuple(blocks)) if index_class(kind).builds_from_blocks \
                 else np.concatenate(blocks)
-        index = build_index(kind, vectors, self.metric, progress=progress, threads=threads,
-                            sample_queries=sample_queries, **params)
+        index = build_index(kind, vectors, self.metric, **options)
         rel = f"indexes/{uuid.uuid4().hex}"
         try:  # never the table's own directory: if it is gone, the table was dropped
             make_subdir(self.path, "indexes")

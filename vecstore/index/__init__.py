@@ -122,6 +122,7 @@ def build_index(
     progress: bool = False,
     threads: int | None = None,
     sample_queries: npt.ArrayLike | None = None,
+    gpu: bool | None = None,
     **params: Any,
 ) -> IndexBase:
     """Build a ``kind`` index over ``vectors`` (``[n, d]``) compared by ``metric``.
@@ -130,11 +131,12 @@ def build_index(
     one raises :class:`~vecstore.errors.InvalidArgumentError` listing the accepted ones.
     ``progress`` draws a tqdm bar on stderr; ``threads`` caps build threads (``None``: leave
     the library's setting alone); ``sample_queries`` are what the search effort is measured on
-    (:meth:`~vecstore.index.base.IndexBase.check_sample_queries`).
+    (:meth:`~vecstore.index.base.IndexBase.check_sample_queries`); ``gpu`` whether the build's
+    GPU stages run on CUDA devices (:meth:`~vecstore.index.base.IndexBase.resolve_gpu`).
     """
     cls = index_class(kind)
     return cls.build(vectors, metric, progress=progress, threads=threads,
-                     sample_queries=sample_queries, **params)
+                     sample_queries=sample_queries, gpu=gpu, **params)
 
 
 def load_index(

@@ -42,6 +42,7 @@ from .base import (
     IndexBase,
     IndexParams,
     LabelMatrix,
+    building_on_gpu,
     check_int,
     chunks,
     import_backend,
@@ -73,6 +74,43 @@ def omp_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         faiss.omp_set_num_threads(before)
+
+
+def on_gpus(index: Any) -> Any:
+    """A copy of a CPU ``index`` (a flat index, say) spread over every CUDA device FAISS sees."""
+    return faiss_module().index_cpu_to_all_gpus(index)
+
+
+@contextmanager
+def gpu_clustering(ivf: Any, flat: Any) -> Iterator[None]:
+    """While a build runs on GPUs (:func:`~vecstore.index.base.building_on_gpu`), the k-means
+    of ``ivf.train`` assigns its points to centroids through ``flat`` (an empty flat index of
+    the distance the k-means minimises) copied to the GPUs: that assignment is k-means' cost."""
+    if not building_on_gpu():
+        yield
+        return
+    ivf.clustering_index = on_gpus(flat)
+    try:
+        yield
+    finally:
+        ivf.clustering_index = None  # the GPU copy dies with this frame; the IVF must not point to it
+
+
+@contextmanager
+def gpu_quantizer(ivf: Any) -> Iterator[None]:
+    """While a build runs on GPUs, rows added to the trained ``ivf`` find their list through a
+    GPU copy of its coarse quantizer (the same centroids); the CPU quantizer, which the IVF owns
+    and saves, is put back after."""
+    if not building_on_gpu():
+        yield
+        return
+    cpu = ivf.quantizer
+    gpu = on_gpus(faiss_module().downcast_index(cpu))
+    ivf.quantizer = gpu
+    try:
+        yield
+    finally:
+        ivf.quantizer = cpu
 
 
 class Selector:
@@ -275,6 +313,10 @@ class FaissIvfBase(FaissIndexBase):
     requires: ClassVar[tuple[str, str] | None] = None
     """``(FAISS class, requirement)`` for a kind that needs a newer FAISS than the ``ann``
     extra's minimum; checked first when building."""
+    gpu_build = True  # k-means (and, for float vectors, the assignment to lists) on CUDA devices
+    gpu_assigns: ClassVar[bool] = True
+    """Whether, building on GPUs, rows are assigned to lists through a GPU copy of the quantizer
+    (faiss-gpu copies float flat indexes; a binary one stays on the CPU)."""
 
     @classmethod
     def _build(cls: type[V], vectors: FloatMatrix, metric: Metric, params: Any,
@@ -293,8 +335,13 @@ class FaissIvfBase(FaissIndexBase):
         index = cls._wrap(ivf, params)
         data = cls._encode(vectors)
         with omp_threads(threads):
-            cls._train(index, training_sample(data, nlist), progress)
-            cls._add_chunks(index, data, progress)
+            with gpu_clustering(ivf, cls._clustering_flat(ivf, metric)):
+                cls._train(index, training_sample(data, nlist), progress)
+            if cls.gpu_assigns:
+                with gpu_quantizer(ivf):
+                    cls._add_chunks(index, data, progress)
+            else:
+                cls._add_chunks(index, data, progress)
         built = cls(index, params, metric, d)
         built._with_measured_nprobe(vectors)
         return built
@@ -308,6 +355,12 @@ class FaissIvfBase(FaissIndexBase):
     def _quantizer(cls, dim: int, metric: Metric) -> Any:
         """The coarse quantizer: exact search over the list centroids."""
         return faiss_module().IndexFlat(dim, cls.faiss_metric(metric))
+
+    @classmethod
+    def _clustering_flat(cls, ivf: Any, metric: Metric) -> Any:
+        """An empty flat index of the distance ``ivf``'s k-means minimises (on GPUs it does the
+        k-means assignment: :func:`gpu_clustering`)."""
+        return faiss_module().IndexFlat(ivf.d, ivf.metric_type)
 
     @classmethod
     def _new_ivf(cls, quantizer: Any, dim: int, metric: Metric, params: Any) -> Any:

@@ -18,7 +18,9 @@ import dataclasses
 import importlib
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
@@ -107,6 +109,37 @@ class GraphParams(IndexParams):
         check_int("ef_construction", self.ef_construction, 1, 1 << 16)
 
 
+_BUILD_ON_GPU: ContextVar[bool] = ContextVar("vecstore_build_on_gpu", default=False)
+
+
+def building_on_gpu() -> bool:
+    """Whether the index build running in this context puts its GPU stages on CUDA devices
+    (set by :meth:`IndexBase.build` from :meth:`IndexBase.resolve_gpu`)."""
+    return _BUILD_ON_GPU.get()
+
+
+@contextmanager
+def build_device(on_gpu: bool) -> Iterator[None]:
+    """Run a build with :func:`building_on_gpu` answering ``on_gpu``."""
+    token = _BUILD_ON_GPU.set(on_gpu)
+    try:
+        yield
+    finally:
+        _BUILD_ON_GPU.reset(token)
+
+
+def cuda_devices() -> int:
+    """CUDA devices FAISS can use: -1 when the installed FAISS has no GPU support (faiss-cpu)
+    or no FAISS is installed, else ``faiss.get_num_gpus()``."""
+    try:
+        faiss = importlib.import_module("faiss")
+    except ImportError:
+        return -1
+    if not hasattr(faiss, "StandardGpuResources"):
+        return -1
+    return int(faiss.get_num_gpus())
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class VectorBlocks:
     """Blocks of rows (a table's segments, memory-mapped) that together are the vectors to
@@ -176,6 +209,9 @@ class IndexBase(ABC):
     # Whether a search with an allow bitmap holds the GIL (hnswlib calls a Python function per
     # visited node): such a search is not split over threads, which would only contend for it.
     filter_holds_gil: ClassVar[bool] = False
+    # Whether the build has stages that faiss-gpu runs on CUDA devices (k-means, the assignment
+    # of rows to lists): see :meth:`resolve_gpu` and :func:`building_on_gpu`.
+    gpu_build: ClassVar[bool] = False
 
     def __init__(self, params: IndexParams, metric: Metric, dim: int, count: int) -> None:
         self.params = params
@@ -194,6 +230,7 @@ class IndexBase(ABC):
         progress: bool = False,
         threads: int | None = None,
         sample_queries: npt.ArrayLike | None = None,
+        gpu: bool | None = None,
         **params: Any,
     ) -> I:
         """Build an index over ``vectors`` (``[n, d]``, finite); other keywords are parameters.
@@ -202,10 +239,12 @@ class IndexBase(ABC):
         ``None`` leaves the library's own setting alone (hnswlib: every core; FAISS: OpenMP's
         current ``omp_get_max_threads()``, which the caller may have set). ``sample_queries``
         (``[q, d]``, a sample of the queries the table will serve) are what the search effort is
-        measured on, instead of held-out rows (:meth:`check_sample_queries`).
+        measured on, instead of held-out rows (:meth:`check_sample_queries`). ``gpu``: whether
+        the stages faiss-gpu has run on CUDA devices (:meth:`resolve_gpu`).
         """
         metric = Metric.parse(metric)
         check_int("threads", threads, 1, optional=True)
+        on_gpu = cls.resolve_gpu(gpu)
         parsed = cls.params_type.from_json(params)
         data = as_matrix(vectors, "vectors")
         queries = cls.check_sample_queries(sample_queries, data.shape[1], metric)
@@ -217,7 +256,37 @@ class IndexBase(ABC):
         if metric is Metric.COSINE:
             data = normalized(data)
         extra = {} if queries is None else {"queries": queries}
-        return cls._build(data, metric, parsed, progress, threads, **extra)
+        with build_device(on_gpu):
+            return cls._build(data, metric, parsed, progress, threads, **extra)
+
+    @classmethod
+    def resolve_gpu(cls, gpu: bool | None) -> bool:
+        """Whether a build asked for with ``gpu`` runs its GPU stages (``gpu_build``) on CUDA.
+
+        ``None`` (the default): on every CUDA device FAISS sees, when this kind has such stages
+        and faiss-gpu is installed; on the CPU otherwise. ``True`` insists (an error names what is
+        missing: a kind with GPU stages, faiss-gpu, a device), ``False`` keeps the build on the
+        CPU. The GPU changes how fast the build runs, not what it builds: the same k-means and
+        the same nearest-centroid assignment, in other floating-point order.
+        """
+        if gpu is not None and not isinstance(gpu, bool):
+            raise InvalidArgumentError(f"gpu must be True, False or None, got {gpu!r}")
+        if gpu is False or (gpu is None and not cls.gpu_build):
+            return False
+        if not cls.gpu_build:
+            from . import INDEX_KINDS, index_class
+
+            kinds = ", ".join(repr(k) for k in INDEX_KINDS if index_class(k).gpu_build)
+            raise InvalidArgumentError(f"a {cls.kind!r} index has no GPU build stage; the kinds "
+                                       f"whose builds use a GPU: {kinds}")
+        devices = cuda_devices()
+        if gpu is None:
+            return devices > 0
+        if devices < 0:
+            raise missing_extra("faiss with GPU support (faiss-gpu-cu12)", "gpu")
+        if devices == 0:
+            raise InvalidArgumentError("gpu=True, but FAISS sees no CUDA device")
+        return True
 
     @classmethod
     def check_sample_queries(cls, queries: npt.ArrayLike | None, dim: int,

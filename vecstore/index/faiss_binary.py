@@ -150,10 +150,16 @@ class BinaryIvfIndex(BinaryIndexBase, FaissIvfBase):
     params_type = BinaryIvfParams
     params: BinaryIvfParams
     ivf_per_result = 12.0
+    gpu_assigns = False
 
     @classmethod
     def _quantizer(cls, dim: int, metric: Metric) -> Any:
         return faiss_module().IndexBinaryFlat(_code_bits(dim))
+
+    @classmethod
+    def _clustering_flat(cls, ivf: Any, metric: Metric) -> Any:
+        # IndexBinaryIVF's k-means runs on the codes decoded to 0/1 floats, by L2
+        return faiss_module().IndexFlatL2(ivf.d)
 
     @classmethod
     def _new_ivf(cls, quantizer: Any, dim: int, metric: Metric, params: BinaryIvfParams) -> Any:

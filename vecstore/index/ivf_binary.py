@@ -68,6 +68,8 @@ from .base import (
     LabelMatrix,
     VectorBlocks,
     as_matrix,
+    build_device,
+    building_on_gpu,
     check_int,
     chunks,
     normalized,
@@ -243,6 +245,7 @@ class IvfBinaryIndex(IndexBase):
     builds_from_blocks = True
     calibrates_on_queries = True
     int8_first = True  # hundreds of Hamming candidates per result: int8 codes rank them first
+    gpu_build = True  # k-means and the assignment of rows to lists on CUDA devices
 
     def __init__(self, codes: CodeMatrix, labels: npt.NDArray[np.integer], offsets: npt.NDArray[np.int64],
                  centroids: FloatMatrix, center: npt.NDArray[np.float32], params: IvfBinaryParams,
@@ -266,11 +269,13 @@ class IvfBinaryIndex(IndexBase):
     @classmethod
     def build(cls, vectors: npt.ArrayLike | VectorBlocks, metric: Metric | str = Metric.COSINE, *,
               progress: bool = False, threads: int | None = None,
-              sample_queries: npt.ArrayLike | None = None, **params: Any) -> IvfBinaryIndex:
+              sample_queries: npt.ArrayLike | None = None, gpu: bool | None = None,
+              **params: Any) -> IvfBinaryIndex:
         """:meth:`IndexBase.build`, also from :class:`~vecstore.index.base.VectorBlocks`; the
         vectors are validated and normalised a chunk at a time, never copied whole."""
         metric = Metric.parse(metric)
         check_int("threads", threads, 1, optional=True)
+        on_gpu = cls.resolve_gpu(gpu)
         parsed = cls.params_type.from_json(params)
         raw = list(vectors.blocks) if isinstance(vectors, VectorBlocks) else [vectors]
         try:
@@ -282,7 +287,8 @@ class IvfBinaryIndex(IndexBase):
             raise InvalidArgumentError(f"a {cls.kind!r} index needs at least {cls.min_rows()} "
                                        f"vectors, got {rows.n}")
         queries = cls.check_sample_queries(sample_queries, rows.dim, metric)
-        return cls._build_rows(rows, metric, parsed, progress, threads, queries)
+        with build_device(on_gpu):
+            return cls._build_rows(rows, metric, parsed, progress, threads, queries)
 
     @classmethod
     def _build(cls, vectors: FloatMatrix, metric: Metric, params: IvfBinaryParams,
@@ -299,13 +305,13 @@ class IvfBinaryIndex(IndexBase):
             raise params_error(cls.kind, "nlist", nlist, f"at most the number of vectors, {n}")
         center = vectors.mean()
         centroids = _kmeans(vectors, nlist, metric, params, progress, threads)
-        probe = cls._probe_scores_for(metric, centroids)
+        nearest = cls._nearest_centroid(metric, centroids)
         assign = np.empty(n, dtype=np.int64)
         codes = np.empty((n, code_words(d)), dtype=np.uint64)
         with progress_bar(n, f"{cls.kind} assign", progress) as bar:
             for start, stop in chunks(n, 65_536):
                 block = vectors.rows(start, stop)
-                assign[start:stop] = np.argmax(probe(block), axis=1)
+                assign[start:stop] = nearest(block)
                 codes[start:stop] = centred_codes(block, center)
                 bar.update(stop - start)
         offsets = np.zeros(nlist + 1, dtype=np.int64)
@@ -319,6 +325,24 @@ class IvfBinaryIndex(IndexBase):
         if params.nprobe is None or params.rerank is None:
             index.params = index._calibrated(vectors, queries)
         return index
+
+    @classmethod
+    def _nearest_centroid(cls, metric: Metric, centroids: FloatMatrix
+                          ) -> Callable[[FloatMatrix], npt.NDArray[np.int64]]:
+        """Each row's list: its closest centroid as the metric ranks them. Building on GPUs
+        (:func:`~vecstore.index.base.building_on_gpu`), a flat index of the centroids copied to
+        them answers; on the CPU, a BLAS product."""
+        if not building_on_gpu():
+            probe = cls._probe_scores_for(metric, centroids)
+            return lambda x: np.argmax(probe(x), axis=1)
+        from ._faiss import faiss_module, on_gpus
+
+        faiss = faiss_module()
+        cpu = faiss.IndexFlatL2(centroids.shape[1]) if metric is Metric.L2 \
+            else faiss.IndexFlatIP(centroids.shape[1])
+        cpu.add(centroids)
+        flat = on_gpus(cpu)
+        return lambda x: flat.search(np.ascontiguousarray(x, dtype=np.float32), 1)[1][:, 0]
 
     @staticmethod
     def _probe_scores_for(metric: Metric, centroids: FloatMatrix) -> Callable[[FloatMatrix], FloatMatrix]:
@@ -520,7 +544,7 @@ def _kmeans(vectors: _Rows, nlist: int, metric: Metric, params: IvfBinaryParams,
                           else np.arange(n, dtype=np.int64))
     km = faiss.Kmeans(d, nlist, niter=params.niter, seed=params.seed, verbose=progress,
                       spherical=metric is Metric.COSINE, max_points_per_centroid=KMEANS_POINTS_PER_LIST,
-                      min_points_per_centroid=1)
+                      min_points_per_centroid=1, gpu=building_on_gpu())
     with omp_threads(threads):
         km.train(sample)
     return np.ascontiguousarray(km.centroids, dtype=np.float32)
