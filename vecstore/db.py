@@ -216,11 +216,15 @@ class Database:
                 raise AlreadyExistsError(f"table {name!r} already exists in {self.path} "
                                          f"(and is damaged: open_table says how)") from None
             raise
-        if not present:
-            if raced or os.path.lexists(path):
+        if not present and (raced or os.path.lexists(path)):
+            # a table another thread or process renamed into place between the two looks is
+            # whole by now (a table appears with its first version): look again before refusing
+            present = latest_version(path) > 0
+            if not present:
                 raise AlreadyExistsError(
                     f"{path} exists and is not a vecstore table (no {VERSIONS_DIR}/ with a "
                     f"version); move it away or remove it, then create the table again")
+        if not present:
             return None
         if not exist_ok:
             raise AlreadyExistsError(

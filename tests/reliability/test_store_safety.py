@@ -537,6 +537,34 @@ def test_create_table_race_with_the_same_settings_opens_it(tmp_path, monkeypatch
     assert race.ran
 
 
+def test_create_table_exist_ok_opens_a_table_created_between_its_two_looks(tmp_path, monkeypatch):
+    """The interleaving four threads calling ``create_table(exist_ok=True)`` at once hit: this
+    caller lists the versions (none yet), another creates the table (renamed into place whole),
+    then this caller sees the directory. It opens the table; it used to call it "not a vecstore
+    table"."""
+    import vecstore.db as db_module
+
+    store = tmp_path / "store"
+    db = vecstore.connect(store)
+    real = db_module.latest_version
+    looks = []
+
+    def stale_first_look(path, *args, **kwargs):
+        looks.append(path)
+        if len(looks) == 1:  # the other creator wins right after this caller's first look
+            vecstore.connect(store).create_table("t", dim=DIM)
+            return 0
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(db_module, "latest_version", stale_first_look)
+    assert db.create_table("t", dim=DIM, exist_ok=True).dim == DIM
+    assert len(looks) >= 2
+    monkeypatch.undo()
+    (store / "junk").mkdir()  # a directory that is no table is still refused
+    with pytest.raises(AlreadyExistsError, match="not a vecstore table"):
+        db.create_table("junk", dim=DIM, exist_ok=True)
+
+
 def test_create_table_exist_ok_checks_the_declared_schema(tmp_db):
     import pyarrow as pa
 
