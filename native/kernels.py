@@ -1007,6 +1007,55 @@ def two_stage_cosine_batch(
 
 
 @njit(cache=True, nogil=True)
+def sign_bits_segments(query: npt.NDArray[np.float32], centers: npt.NDArray[np.float32],
+                       words: int) -> npt.NDArray[np.uint64]:
+    """``query``'s sign code under each segment's calibration, ``uint64[segments, words]``: bit
+    ``j`` (word ``j // 64``, bit ``j % 64``) set where ``query[j] > centers[s, j]``, the bits past
+    the dimensions zero (``np.packbits(query > centers, bitorder="little")`` viewed as uint64)."""
+    n_seg, dim = centers.shape
+    if query.shape[0] != dim or words * 64 < dim:
+        raise ValueError("query must have one entry per column of centers, words enough bits")
+    bits = np.zeros((n_seg, words), dtype=np.uint64)
+    for s in range(n_seg):
+        for j in range(dim):
+            if query[j] > centers[s, j]:
+                bits[s, j >> 6] |= np.uint64(1) << np.uint64(j & 63)
+    return bits
+
+
+@njit(cache=True, nogil=True)
+def two_stage_cosine_scan(
+    query: npt.NDArray[np.float32], centers: npt.NDArray[np.float32],
+    binary: npt.NDArray[np.uint64], rows: npt.NDArray[np.int64], every_row: bool,
+    codes: npt.NDArray[np.int8], bases: npt.NDArray[np.int64], scales: npt.NDArray[np.float32],
+    origins: npt.NDArray[np.float64], addresses: npt.NDArray[np.int64],
+    norms: npt.NDArray[np.float32], n1: int, n2: int, k: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """The whole two-stage cosine scan of one unit-length ``query`` in one call: its sign code
+    under each segment's calibration (:func:`sign_bits_segments`), the ``n1`` rows nearest in
+    Hamming distance among every row (``every_row``) or the sorted global ``rows``
+    (:func:`hamming_topk_ranges` / :func:`hamming_topk_rows_ranges`, each segment against its
+    own code), sorted; then :func:`two_stage_cosine_batch`'s stages for that one query: the
+    ``min(n2, n1')`` best by int8 score, sorted, and the ``k`` best of those by exact score.
+    Returns ``(rows int64[k'], scores float32[k'])``, best first."""
+    bits = sign_bits_segments(query, centers, binary.shape[1])
+    if every_row:
+        cand, _ = hamming_topk_ranges(binary, bases, bits, n1)
+    else:
+        cand, _ = hamming_topk_rows_ranges(binary, rows, np.searchsorted(rows, bases), bits, n1)
+    rows1 = np.sort(cand)
+    keep_n = min(n2, rows1.shape[0])
+    approx = int8_scores_rows_segments(codes, rows1, bases, query, scales, origins)
+    keep = np.sort(rows1[topk_scores(approx, keep_n)])
+    dots = float_scores_rows_segments(addresses, bases, keep, query)
+    exact = np.empty(keep.shape[0], dtype=np.float32)
+    for i in range(keep.shape[0]):
+        exact[i] = dots[i] / max(norms[keep[i]], _MIN_NORM32)
+    order = topk_scores(exact, min(k, keep_n))
+    return keep[order], exact[order]
+
+
+@njit(cache=True, nogil=True)
 def rescore_labels_batch(
     labels: npt.NDArray[np.int64], label_rows: npt.NDArray[np.int64], allow: npt.NDArray[np.bool_],
     queries: npt.NDArray[np.float32], q_norm2: npt.NDArray[np.float64],

@@ -431,6 +431,39 @@ def two_stage_cosine_batch(
     return out_rows, out_scores
 
 
+def sign_bits_segments(query: npt.NDArray[np.float32], centers: npt.NDArray[np.float32],
+                       words: int) -> npt.NDArray[np.uint64]:
+    """``query``'s sign code under each segment's calibration, ``uint64[segments, words]``."""
+    if query.shape[0] != centers.shape[1] or words * 64 < centers.shape[1]:
+        raise ValueError("query must have one entry per column of centers, words enough bits")
+    packed = np.packbits(query[None, :] > centers, axis=1, bitorder="little")
+    packed = np.pad(packed, ((0, 0), (0, 8 * words - packed.shape[1])))
+    return np.ascontiguousarray(packed).view(np.uint64)
+
+
+def two_stage_cosine_scan(
+    query: npt.NDArray[np.float32], centers: npt.NDArray[np.float32],
+    binary: npt.NDArray[np.uint64], rows: npt.NDArray[np.int64], every_row: bool,
+    codes: npt.NDArray[np.int8], bases: npt.NDArray[np.int64], scales: npt.NDArray[np.float32],
+    origins: npt.NDArray[np.float64], addresses: npt.NDArray[np.int64],
+    norms: npt.NDArray[np.float32], n1: int, n2: int, k: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """The whole two-stage cosine scan of one unit-length ``query``: sign codes, the ``n1``
+    Hamming-nearest rows (all, or the sorted ``rows``), then :func:`two_stage_cosine_batch`'s
+    int8 and float32 stages. Returns ``(rows int64[k'], scores float32[k'])``, best first."""
+    bits = sign_bits_segments(query, centers, binary.shape[1])
+    if every_row:
+        cand, _ = hamming_topk_ranges(binary, bases, bits, n1)
+    else:
+        cand, _ = hamming_topk_rows_ranges(binary, rows, np.searchsorted(rows, bases), bits, n1)
+    rows1 = np.sort(cand)
+    if rows1.size == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+    found, scores = two_stage_cosine_batch(codes, rows1[None, :], bases, query[None, :], scales,
+                                           origins, addresses, norms, n2, k)
+    return found[0], scores[0]
+
+
 METRICS = ("cosine", "dot", "l2")
 """The metrics :func:`rescore_labels_batch` scores by: its ``metric`` is a position here."""
 

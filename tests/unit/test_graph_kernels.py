@@ -68,6 +68,19 @@ def test_batch_equals_single_queries(built):
                 assert ids[i].tolist() == one[:10].tolist()
 
 
+@pytest.mark.parametrize("k", [1, 10, 40])
+def test_candidate_labels_are_the_labels_of_search_prepared(built, k):
+    """The planner's unfiltered path asks for labels alone: the same, in the same order."""
+    index, queries = built
+    for q in queries:
+        one = q[None, :]
+        want = index.search_prepared(one, k, None, len(index), 32)[1]
+        got = index.candidate_labels(one, k, 32)
+        assert got.shape[0] == 1 and got.shape[1] <= k
+        np.testing.assert_array_equal(got[0], want[0, :got.shape[1]])
+        assert (want[0, got.shape[1]:] == -1).all()
+
+
 def test_the_scores_are_the_metric_of_the_quantised_vectors(built):
     """Scores are the metric of the int8-dequantised vectors (exact rows' squared norms for L2):
     estimates the planner rescores, close to the exact ones."""

@@ -724,6 +724,67 @@ def test_two_stage_cosine_batch_is_each_querys_stages(sizes: tuple[int, ...], n2
         np.testing.assert_array_equal(got_scores[q], exact[order])
 
 
+@pytest.mark.parametrize("dim", [64, 70, 384])
+def test_sign_bits_segments_are_packbits_of_each_segments_signs(dim: int) -> None:
+    rng = np.random.default_rng(29)
+    centers = rng.standard_normal((3, dim)).astype(np.float32)
+    query = rng.standard_normal(dim).astype(np.float32)
+    query[:4] = centers[0, :4]  # equal to the centre: not above it, bit clear
+    words = -(-dim // 64)
+    got = kernels.sign_bits_segments(query, centers, words)
+    for s in range(3):
+        packed = np.packbits(query > centers[s], bitorder="little")
+        want = np.pad(packed, (0, 8 * words - packed.size)).view(np.uint64)
+        np.testing.assert_array_equal(got[s], want)
+    np.testing.assert_array_equal(reference.sign_bits_segments(query, centers, words), got)
+    with pytest.raises(ValueError):
+        kernels.sign_bits_segments(query, centers, words - 1 if dim > 64 else 0)
+
+
+@pytest.mark.parametrize("sizes", [(300,), (120, 0, 200, 90)])
+@pytest.mark.parametrize("live", [False, True])
+@pytest.mark.parametrize(("n1", "n2", "k"), [(160, 40, 10), (40, 40, 10), (1000, 250, 25)])
+def test_two_stage_cosine_scan_is_the_three_stages_in_one_call(
+        sizes: tuple[int, ...], live: bool, n1: int, n2: int, k: int) -> None:
+    """One call finds what the scan's stages find one kernel at a time: the query's sign bits
+    per segment, the Hamming top ``n1`` (of all rows, or of the live ones), then the int8 and
+    float32 stages of ``two_stage_cosine_batch``; and agrees with its twin."""
+    rng = np.random.default_rng(31)
+    dim = 96
+    bases = _segment_bases(sizes)
+    n = int(bases[-1])
+    binary = rng.integers(0, 2**63, size=(n, 2), dtype=np.uint64)
+    codes = rng.integers(-128, 128, size=(n, dim), dtype=np.int8)
+    segments = [rng.standard_normal((size, dim)).astype(np.float32) for size in sizes]
+    addresses = np.array([v.ctypes.data for v in segments], dtype=np.int64)
+    norms = np.linalg.norm(np.concatenate(segments), axis=1).astype(np.float32)
+    scales = rng.uniform(0.001, 0.1, size=(len(sizes), dim)).astype(np.float32)
+    origins = rng.standard_normal((len(sizes), dim))
+    centers = (0.1 * rng.standard_normal((len(sizes), dim))).astype(np.float32)
+    rows = np.sort(rng.choice(n, n // 2, replace=False)) if live else np.empty(0, dtype=np.int64)
+    for _ in range(4):
+        query = rng.standard_normal(dim).astype(np.float32)
+        query /= np.linalg.norm(query)
+        args = (query, centers, binary, rows, not live, codes, bases, scales, origins, addresses,
+                norms, n1, n2, k)
+        got_rows, got_scores = kernels.two_stage_cosine_scan(*args)
+        twin_rows, twin_scores = reference.two_stage_cosine_scan(*args)
+        np.testing.assert_array_equal(got_rows, twin_rows)
+        np.testing.assert_allclose(got_scores, twin_scores, rtol=1e-5, atol=1e-6)
+        bits = kernels.sign_bits_segments(query, centers, 2)
+        if live:
+            cand, _ = kernels.hamming_topk_rows_ranges(binary, rows, np.searchsorted(rows, bases), bits, n1)
+        else:
+            cand, _ = kernels.hamming_topk_ranges(binary, bases, bits, n1)
+        want_rows, want_scores = kernels.two_stage_cosine_batch(
+            codes, np.sort(cand)[None, :], bases, query[None, :], scales, origins, addresses, norms, n2, k)
+        np.testing.assert_array_equal(got_rows, want_rows[0])
+        np.testing.assert_array_equal(got_scores, want_scores[0])
+        assert got_rows.size == min(k, n2, n1, rows.size if live else n)
+        if live:
+            assert np.isin(got_rows, rows).all()
+
+
 @pytest.mark.parametrize("metric", reference.METRICS)
 @pytest.mark.parametrize("sizes", [(300,), (120, 0, 200, 90)])
 @pytest.mark.parametrize("filtered", [False, True])

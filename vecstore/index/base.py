@@ -407,6 +407,12 @@ class IndexBase(ABC):
                 s = np.where(missing, PAD_SCORE, s).astype(np.float32, copy=False)
         return s, lab
 
+    def candidate_labels(self, query: FloatMatrix, k: int, effort: int) -> LabelMatrix:
+        """The labels of :meth:`search_prepared` for one prepared, unfiltered query (``[1, dim]``):
+        ``[1, <= k]``, -1 where the index found fewer. A backend may answer it leaner, as the
+        planner's unfiltered query path needs nothing else."""
+        return self.search_prepared(query, k, None, self._count, effort)[1]
+
     def prepare_queries(self, queries: npt.ArrayLike) -> FloatMatrix:
         """Validate queries as a ``[q, dim]`` float32 matrix (unit length for cosine)."""
         q = np.asarray(queries)

@@ -53,6 +53,7 @@ from .calibration import (
 from .hnswlib_index import HnswParams, build_graph, describe_effort
 
 RERANKS = (1, 2, 4)
+_NO_NODES = np.empty(0, dtype=np.bool_)  # a graph search's node filter: none
 _ARRAYS = ("codes", "labels", "counts0", "links0", "up_start", "up_counts", "up_links", "scale",
            "offset", "sqnorms")
 
@@ -286,6 +287,16 @@ class GraphInt8Index(IndexBase):
             labels = np.pad(labels, ((0, 0), (0, pad)), constant_values=-1)
             scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
         return scores, labels
+
+    def candidate_labels(self, query: FloatMatrix, k: int, effort: int) -> LabelMatrix:
+        """:meth:`_search`'s labels for one unfiltered query, without its scores or padding (the
+        graph's nodes found, at most ``k``): one fold and one graph search."""
+        g = self.graph
+        folded, qscales, consts = g.fold(query)
+        nodes, _ = graph_kernels().graph_search(
+            folded[0], float(qscales[0]), float(consts[0]), g.codes, g.sqnorms, g.counts0, g.links0,
+            g.up_start, g.up_counts, g.up_links, g.entry, g.max_level, max(effort, k), _NO_NODES)
+        return g.labels[nodes[None, :k]]
 
     def effort_for(self, k: int, selectivity: float = 1.0) -> int:
         """``ef`` for ``k`` candidates under a filter of this selectivity. The planner asks for

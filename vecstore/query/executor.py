@@ -34,13 +34,19 @@ from ..storage.snapshot import Snapshot
 from . import deadline
 from .calibrate import calibrate_scan
 from .filters import ROW_COLUMN, FilterEngine
-from .indexed import IndexView, Prefetched, search_index, search_index_batch, search_index_quick
+from .indexed import (
+    IndexView,
+    Prefetched,
+    search_index,
+    search_index_batch,
+    search_index_quick,
+)
 from .keyword import KeywordView
 from .multivector import plain
 from .planner import SearchRequest, resolve_oversample, scan_instead_of_index, scan_strategy
 from .results import Hits, Plan, Stage, Strategy
 from .retrieval import run_retrieval
-from .scan import batch_binary_candidates, batch_two_stage, scan
+from .scan import batch_binary_candidates, batch_two_stage, scan, scan_quick
 from .spec import QuerySpec
 
 I64 = npt.NDArray[np.int64]
@@ -210,13 +216,14 @@ class Executor:
         if (spec.plain_vector and spec.where is None and spec.vectors is not None
                 and len(spec.vectors) == 1 and not spec.exact and spec.k > 0 and spec.columns is None
                 and spec.combine is None):
-            view = self.index_view(snap)
-            if view is not None and view.whole:
-                # the common query, kept lean: one index search, no per-query objects but Hits
-                quick = search_index_quick(snap, view, spec.vectors[0], spec.k, spec.oversample,
-                                           self.settings)
-                if quick is not None:
-                    return [Hits(quick[0], quick[1], quick[2], snap.default_columns, snap)]
+            # the common query, kept lean: one index search (or, without an index, the scan in
+            # one kernel call), no per-query objects but Hits
+            view, query = self.index_view(snap), spec.vectors[0]
+            quick = (scan_quick(snap, query, spec.k, spec.oversample, self.settings) if view is None
+                     else search_index_quick(snap, view, query, spec.k, spec.oversample, self.settings)
+                     if view.whole else None)
+            if quick is not None:
+                return [Hits(quick[0], quick[1], quick[2], snap.default_columns, snap)]
         if spec.columns is not None:
             known = set(snap.attribute_names()) | set(snap.vector_names)
             unknown = [c for c in spec.columns if c not in known]

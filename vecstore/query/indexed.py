@@ -223,6 +223,22 @@ class BatchStart:
     scans: bool = False  # the planner scans the matches instead (search_index will, per request)
 
 
+def _quick_attempt(snap: Snapshot, view: IndexView, query: F32, k: int, oversample: int | None,
+                   settings: PlannerSettings) -> tuple[IndexAttempt, int]:
+    """The planner's first index search for an unfiltered ``k``-query and the oversample its
+    candidates are rescored with: chosen once per (k, oversample) and version, then kept."""
+    key = (k, oversample)
+    att = view.attempts.get(key)
+    if att is None:
+        req = SearchRequest(query=query, k=k,
+                            oversample=resolve_oversample(oversample, False, settings,
+                                                          snap.manifest.scan, snap.num_rows),
+                            oversample_set=oversample is not None, exact=False, rows=None)
+        att = view.attempts[key] = (index_attempt(view.index, view.kind, req, view.live_labels,
+                                                  len(view.label_rows), False, settings), req.oversample)
+    return att
+
+
 def search_index_quick(snap: Snapshot, view: IndexView, query: F32, k: int, oversample: int | None,
                        settings: PlannerSettings) -> tuple[I64, F32, Callable[[], Plan]] | None:
     """An unfiltered query (``.rescore(oversample)`` when not None) answered by a
@@ -234,22 +250,13 @@ def search_index_quick(snap: Snapshot, view: IndexView, query: F32, k: int, over
     rescoring = None if view.index.exact_scores else _batch_rescoring(snap, view, wait=False)
     if rescoring is None and not view.index.exact_scores:
         return None
-    key = (k, oversample)
-    att = view.attempts.get(key)
+    att, used_oversample = _quick_attempt(snap, view, query, k, oversample, settings)
     count = len(view.label_rows)
-    if att is None:  # once per (k, oversample) and version: the planner's choice, kept
-        req = SearchRequest(query=query, k=k,
-                            oversample=resolve_oversample(oversample, False, settings,
-                                                          snap.manifest.scan, snap.num_rows),
-                            oversample_set=oversample is not None, exact=False, rows=None)
-        att = view.attempts[key] = (index_attempt(view.index, view.kind, req, view.live_labels,
-                                                  count, False, settings), req.oversample)
-    att, used_oversample = att
     t = time.perf_counter()
     if rescoring is not None:
         # the index's metric is the table's (checked when it is loaded): one normalisation
         units, norm2 = scoring_queries(snap.manifest.config.metric, query.reshape(1, -1))
-        _, labels = view.index.search_prepared(units, att.want, None, count, att.effort)
+        labels = view.index.candidate_labels(units, att.want, att.effort)
         seconds = time.perf_counter() - t
         return _rescored_quick(snap, view, rescoring, att, used_oversample, k, units, norm2,
                                labels, seconds)

@@ -16,6 +16,7 @@ approximate paths are measured against. :mod:`.planner` chooses which.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ from ..config import Metric, PlannerSettings
 from ..storage.codes import binary_bytes
 from ..storage.snapshot import Snapshot
 from .multivector import MultiScorer, make_scorer
-from .planner import SearchRequest, scan_strategy
+from .planner import SearchRequest, resolve_oversample, scan_strategy
 from .results import Plan, Stage, Strategy
 from .scoring import Scorer, best_exact, exact_top, kernels, scoring_queries, segment_parts, top_k
 
@@ -85,6 +86,46 @@ def batch_two_stage(snap: Snapshot, units: F32, candidates: I64, k: int,
     n2 = max(4 * k, n1 // 4)  # as _int8_stage keeps
     return kern.two_stage_cosine_batch(snap.int8_all, candidates, snap.bases, units, snap.int8_scales,
                                        snap.int8_origins, addresses, snap.norms_all, n2, k)
+
+
+_NO_ROWS = np.empty(0, dtype=np.int64)
+
+
+def scan_quick(snap: Snapshot, query: F32, k: int, oversample: int | None,
+               settings: PlannerSettings) -> tuple[I64, F32, Callable[[], Plan]] | None:
+    """An unfiltered query (``.rescore(oversample)`` when not None) on a table without an index,
+    where :func:`scan` would run the two-stage scan: the whole scan in one kernel call
+    (``two_stage_cosine_scan``: what :func:`scan`'s stages find, as the batch kernel finds it),
+    no per-query objects, the plan described only when asked for. None where that kernel does
+    not apply (a metric other than cosine, vectors read from disk or not one array per segment,
+    several vector columns, too few dimensions for sign codes, or too few rows to need it)."""
+    cfg = snap.manifest.config
+    addresses = snap.vector_addresses
+    if (cfg.metric is not Metric.COSINE or addresses is None or snap.pages.on_disk or cfg.multi
+            or cfg.dim < settings.min_binary_dim or k < 1):
+        return None
+    used = resolve_oversample(oversample, False, settings, snap.manifest.scan, snap.num_rows)
+    n_match, n1 = snap.num_rows, k * used
+    if n_match <= n1:
+        return None
+    n2 = max(4 * k, n1 // 4)  # as _int8_stage keeps
+    units = scoring_queries(cfg.metric, query.reshape(1, -1))[0][0]
+    every_row = not snap.has_deletions
+    t = time.perf_counter()
+    rows, scores = kernels().two_stage_cosine_scan(
+        units, snap.centers, snap.binary_all, _NO_ROWS if every_row else snap.live_rows, every_row,
+        snap.int8_all, snap.bases, snap.int8_scales, snap.int8_origins, addresses, snap.norms_all,
+        n1, n2, k)
+    seconds = time.perf_counter() - t
+
+    def plan() -> Plan:
+        return Plan(strategy=Strategy.TWO_STAGE_SCAN, table_rows=snap.num_rows, k=k, oversample=used,
+                    reason=f"{n_match:,} matches > k x oversample = {n1:,}; {min(n2, n1):,} of the "
+                           f"{n1:,} Hamming candidates rescored with int8, in one kernel call",
+                    stages=(Stage("binary -> int8 -> float32 (one kernel call)", n_match,
+                                  int(rows.size), seconds),))
+
+    return rows, scores, plan
 
 
 def scan(snap: Snapshot, req: SearchRequest, settings: PlannerSettings,
