@@ -22,9 +22,18 @@ def _table(tmp_path, rng: np.random.Generator, adds: int, metric: str = "cosine"
     return tbl, centres
 
 
-def _staged(tbl, q: np.ndarray, k: int) -> vecstore.Hits:
-    """The same query through the staged path (a column selection takes it)."""
-    return tbl.search(q).limit(k).select("g").hits()
+class _Staged:
+    """The same query through the staged scan (:func:`vecstore.query.scan.scan`, what a query
+    runs when it is not a plain unfiltered one): its rows, scores and plan."""
+
+    def __init__(self, tbl, q: np.ndarray, k: int, oversample: int | None = None) -> None:
+        snap = tbl._current()
+        rows, self.scores, self.plan = tbl._executor.search_vector(snap, q, k, None, [], oversample, False)
+        self.ids = snap.take(rows, ["id"]).column("id").to_pylist()
+
+
+def _staged(tbl, q: np.ndarray, k: int, oversample: int | None = None) -> _Staged:
+    return _Staged(tbl, q, k, oversample)
 
 
 @pytest.mark.parametrize("adds", [1, 4])
@@ -54,7 +63,9 @@ def test_a_caller_oversample_is_kept(tmp_path, rng) -> None:
     tbl, centres = _table(tmp_path, rng, 2)
     quick = tbl.search(centres[0]).limit(10).rescore(4).hits()
     assert quick.plan.oversample == 4 and quick.plan.stages[0].rows_in == 1400
-    assert quick.ids == tbl.search(centres[0]).limit(10).rescore(4).select("g").hits().ids
+    assert quick.ids == _staged(tbl, centres[0], 10, 4).ids
+    selected = tbl.search(centres[0]).limit(10).rescore(4).select("g").to_list()  # a selection too
+    assert [h["id"] for h in selected] == quick.ids and set(selected[0]) == {"id", "score", "g"}
 
 
 @pytest.mark.parametrize("metric", ["dot", "l2"])

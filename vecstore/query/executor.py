@@ -213,9 +213,14 @@ class Executor:
 
     def run(self, snap: Snapshot, spec: QuerySpec) -> list[Hits]:
         """One :class:`Hits` per query vector of ``spec``, in order."""
+        if spec.columns is not None:
+            known = set(snap.attribute_names()) | set(snap.vector_names)
+            unknown = [c for c in spec.columns if c not in known]
+            if unknown:
+                raise InvalidArgumentError(
+                    f"unknown column {unknown[0]!r}; the table's columns are: {', '.join(sorted(known))}")
         if (spec.plain_vector and spec.where is None and spec.vectors is not None
-                and len(spec.vectors) == 1 and not spec.exact and spec.k > 0 and spec.columns is None
-                and spec.combine is None):
+                and len(spec.vectors) == 1 and not spec.exact and spec.k > 0 and spec.combine is None):
             # the common query, kept lean: one index search (or, without an index, the scan in
             # one kernel call), no per-query objects but Hits
             view, query = self.index_view(snap), spec.vectors[0]
@@ -223,13 +228,9 @@ class Executor:
                      else search_index_quick(snap, view, query, spec.k, spec.oversample, self.settings)
                      if view.whole else None)
             if quick is not None:
-                return [Hits(quick[0], quick[1], quick[2], snap.default_columns, snap)]
-        if spec.columns is not None:
-            known = set(snap.attribute_names()) | set(snap.vector_names)
-            unknown = [c for c in spec.columns if c not in known]
-            if unknown:
-                raise InvalidArgumentError(
-                    f"unknown column {unknown[0]!r}; the table's columns are: {', '.join(sorted(known))}")
+                shown = (snap.default_columns if spec.columns is None
+                         else list(dict.fromkeys(["id", *spec.columns])))
+                return [Hits(quick[0], quick[1], quick[2], shown, snap)]
         rows, filter_stages = None, []
         if spec.where is not None:
             t = time.perf_counter()
