@@ -1167,6 +1167,19 @@ def warm_up() -> None:
                                np.ones((2, 8), dtype=np.float32), np.zeros((2, 8), dtype=np.float64),
                                np.array([vectors.ctypes.data, vectors[2:].ctypes.data], dtype=np.int64),
                                np.ones(4, dtype=np.float32), 2, 1)
+    sign_bits_segments(q, np.zeros((2, 8), dtype=np.float32), 1)
+    addresses = np.array([vectors.ctypes.data, vectors[2:].ctypes.data], dtype=np.int64)
+    binary = np.zeros((4, 1), dtype=np.uint64)  # 8 dimensions: one word
+    binary.flags.writeable = False
+    for rows_writeable in (True, False):  # every row / live rows; a filter's rows
+        rows = np.arange(3, dtype=np.int64)
+        rows.flags.writeable = rows_writeable
+        for norms_writeable in (True, False):  # several segments' norms; one segment's own
+            norms = np.ones(4, dtype=np.float32)
+            norms.flags.writeable = norms_writeable
+            two_stage_cosine_scan(q, np.zeros((2, 8), dtype=np.float32), binary, rows, False,
+                                  int8, bases, np.ones((2, 8), dtype=np.float32),
+                                  np.zeros((2, 8), dtype=np.float64), addresses, norms, 2, 2, 1)
     filter_allow = np.ones(4, dtype=np.bool_)
     filter_allow.flags.writeable = False  # a filter's (read-only); a view's live labels are not
     for allow in (np.zeros(0, dtype=np.bool_), np.ones(4, dtype=np.bool_), filter_allow):

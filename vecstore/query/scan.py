@@ -89,41 +89,56 @@ def batch_two_stage(snap: Snapshot, units: F32, candidates: I64, k: int,
 
 
 _NO_ROWS = np.empty(0, dtype=np.int64)
+ONE_CALL_STAGE = "binary -> int8 -> float32 (one kernel call)"
+"""The stage a two-stage scan run in one kernel call reports (its three stages, timed as one)."""
+
+
+def _one_call_scan(snap: Snapshot, units: F32, rows: I64 | None, k: int, n1: int,
+                   addresses: I64 | None) -> tuple[I64, F32, float] | None:
+    """The two-stage cosine scan of one unit-length query over ``rows`` (sorted global rows;
+    every live row when None) in one kernel call (``two_stage_cosine_scan``): its rows and
+    scores, best first, and the seconds it took. None where that kernel does not apply: a
+    metric other than cosine, vectors read from disk or not one array per segment
+    (``addresses`` None), several vector columns."""
+    cfg = snap.manifest.config
+    if cfg.metric is not Metric.COSINE or addresses is None or snap.pages.on_disk or cfg.multi:
+        return None
+    every_row = rows is None and not snap.has_deletions
+    if rows is None and not every_row:
+        rows = snap.live_rows
+    t = time.perf_counter()
+    found, scores = kernels().two_stage_cosine_scan(
+        units, snap.centers, snap.binary_all, _NO_ROWS if rows is None else rows, every_row,
+        snap.int8_all, snap.bases, snap.int8_scales, snap.int8_origins, addresses, snap.norms_all,
+        n1, max(4 * k, n1 // 4), k)  # as _int8_stage keeps
+    return found, scores, time.perf_counter() - t
 
 
 def scan_quick(snap: Snapshot, query: F32, k: int, oversample: int | None,
                settings: PlannerSettings) -> tuple[I64, F32, Callable[[], Plan]] | None:
     """An unfiltered query (``.rescore(oversample)`` when not None) on a table without an index,
     where :func:`scan` would run the two-stage scan: the whole scan in one kernel call
-    (``two_stage_cosine_scan``: what :func:`scan`'s stages find, as the batch kernel finds it),
-    no per-query objects, the plan described only when asked for. None where that kernel does
+    (what :func:`scan` runs for it, without its request, scorer or plan objects: the plan is
+    described only when asked for). None where that kernel does
     not apply (a metric other than cosine, vectors read from disk or not one array per segment,
     several vector columns, too few dimensions for sign codes, or too few rows to need it)."""
     cfg = snap.manifest.config
-    addresses = snap.vector_addresses
-    if (cfg.metric is not Metric.COSINE or addresses is None or snap.pages.on_disk or cfg.multi
-            or cfg.dim < settings.min_binary_dim or k < 1):
+    if cfg.metric is not Metric.COSINE or cfg.dim < settings.min_binary_dim or k < 1:
         return None
     used = resolve_oversample(oversample, False, settings, snap.manifest.scan, snap.num_rows)
     n_match, n1 = snap.num_rows, k * used
     if n_match <= n1:
         return None
-    n2 = max(4 * k, n1 // 4)  # as _int8_stage keeps
     units = scoring_queries(cfg.metric, query.reshape(1, -1))[0][0]
-    every_row = not snap.has_deletions
-    t = time.perf_counter()
-    rows, scores = kernels().two_stage_cosine_scan(
-        units, snap.centers, snap.binary_all, _NO_ROWS if every_row else snap.live_rows, every_row,
-        snap.int8_all, snap.bases, snap.int8_scales, snap.int8_origins, addresses, snap.norms_all,
-        n1, n2, k)
-    seconds = time.perf_counter() - t
+    fused = _one_call_scan(snap, units, None, k, n1, snap.vector_addresses)
+    if fused is None:
+        return None
+    rows, scores, seconds = fused
 
     def plan() -> Plan:
         return Plan(strategy=Strategy.TWO_STAGE_SCAN, table_rows=snap.num_rows, k=k, oversample=used,
-                    reason=f"{n_match:,} matches > k x oversample = {n1:,}; {min(n2, n1):,} of the "
-                           f"{n1:,} Hamming candidates rescored with int8, in one kernel call",
-                    stages=(Stage("binary -> int8 -> float32 (one kernel call)", n_match,
-                                  int(rows.size), seconds),))
+                    reason=f"{n_match:,} matches > k x oversample = {n1:,}",  # as scan_strategy says
+                    stages=(Stage(ONE_CALL_STAGE, n_match, int(rows.size), seconds),))
 
     return rows, scores, plan
 
@@ -173,6 +188,13 @@ def scan(snap: Snapshot, req: SearchRequest, settings: PlannerSettings,
         stages.append(Stage(f"binary (hamming) x{len(scorer.scorers)}", n_match, rows1.size,
                             time.perf_counter() - t))
         return _int8_stage(scorer, rows1, k, n1, stages, plan_args)
+
+    if isinstance(scorer, Scorer) and scorer.col is None:
+        # the common case: the three stages in one kernel call
+        fused = _one_call_scan(snap, scorer.q_codes, req.rows, k, n1, snap.vector_addresses)
+        if fused is not None:
+            stages.append(Stage(ONE_CALL_STAGE, n_match, int(fused[0].size), fused[2]))
+            return fused[0], fused[1], Plan(stages=tuple(stages), **plan_args)
 
     t = time.perf_counter()
     kern = kernels()
