@@ -7,6 +7,9 @@
    the best ``max(4k, k x oversample / 4)`` kept;
 3. **float32**: the survivors are rescored exactly and the best ``k`` returned.
 
+For one cosine query over vectors in memory the three stages run in one kernel call
+(``two_stage_cosine_scan``), which finds what they find one kernel at a time.
+
 When the matches are no more than ``k x oversample`` the binary and int8 stages would only add
 error, so the matches are scored exactly; tables of few dimensions start from the int8 codes.
 ``exact=True`` scores every match with float32 (BLAS for an unfiltered scan): the oracle the
@@ -117,11 +120,11 @@ def _one_call_scan(snap: Snapshot, units: F32, rows: I64 | None, k: int, n1: int
 def scan_quick(snap: Snapshot, query: F32, k: int, oversample: int | None,
                settings: PlannerSettings) -> tuple[I64, F32, Callable[[], Plan]] | None:
     """An unfiltered query (``.rescore(oversample)`` when not None) on a table without an index,
-    where :func:`scan` would run the two-stage scan: the whole scan in one kernel call
-    (what :func:`scan` runs for it, without its request, scorer or plan objects: the plan is
-    described only when asked for). None where that kernel does
-    not apply (a metric other than cosine, vectors read from disk or not one array per segment,
-    several vector columns, too few dimensions for sign codes, or too few rows to need it)."""
+    where :func:`scan` would run the two-stage scan: the scan in one kernel call, as :func:`scan`
+    runs it, without its request, scorer or plan objects (the plan is described only when asked
+    for). None where that kernel does not apply (a metric other than cosine, vectors read from
+    disk or not one array per segment, several vector columns, too few dimensions for sign
+    codes, or too few rows to need it)."""
     cfg = snap.manifest.config
     if cfg.metric is not Metric.COSINE or cfg.dim < settings.min_binary_dim or k < 1:
         return None
