@@ -689,6 +689,19 @@ def test_parallel_threads_caps_numba_on_the_calling_thread_and_restores_it() -> 
         assert numba.get_num_threads() == before
 
 
+def _rescoring_inputs(rng: np.random.Generator, sizes: tuple[int, ...], dim: int) -> tuple:
+    """A table version's int8 codes, float32 segments (kept alive: the kernels read them through
+    ``addresses``), their norms, and each segment's int8 scales and origins."""
+    n = sum(sizes)
+    codes = rng.integers(-128, 128, size=(n, dim), dtype=np.int8)
+    segments = [rng.standard_normal((size, dim)).astype(np.float32) for size in sizes]
+    addresses = np.array([v.ctypes.data for v in segments], dtype=np.int64)
+    norms = np.linalg.norm(np.concatenate(segments), axis=1).astype(np.float32)
+    scales = rng.uniform(0.001, 0.1, size=(len(sizes), dim)).astype(np.float32)
+    origins = rng.standard_normal((len(sizes), dim))
+    return codes, segments, addresses, norms, scales, origins
+
+
 @pytest.mark.parametrize("sizes", [(300,), (120, 0, 200, 90)])
 @pytest.mark.parametrize(("n2", "k"), [(40, 10), (500, 10), (3, 10)])
 def test_two_stage_cosine_batch_is_each_querys_stages(sizes: tuple[int, ...], n2: int, k: int) -> None:
@@ -698,12 +711,7 @@ def test_two_stage_cosine_batch_is_each_querys_stages(sizes: tuple[int, ...], n2
     dim = 48
     bases = _segment_bases(sizes)
     n = int(bases[-1])
-    codes = rng.integers(-128, 128, size=(n, dim), dtype=np.int8)
-    segments = [rng.standard_normal((size, dim)).astype(np.float32) for size in sizes]
-    addresses = np.array([v.ctypes.data for v in segments], dtype=np.int64)
-    norms = np.linalg.norm(np.concatenate(segments), axis=1).astype(np.float32)
-    scales = rng.uniform(0.001, 0.1, size=(len(sizes), dim)).astype(np.float32)
-    origins = rng.standard_normal((len(sizes), dim))
+    codes, _segments, addresses, norms, scales, origins = _rescoring_inputs(rng, sizes, dim)
     queries = rng.standard_normal((6, dim)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     candidates = np.sort(np.stack([rng.choice(n, 160, replace=False) for _ in queries]), axis=1)
@@ -753,13 +761,8 @@ def test_two_stage_cosine_scan_is_the_three_stages_in_one_call(
     dim = 96
     bases = _segment_bases(sizes)
     n = int(bases[-1])
+    codes, _segments, addresses, norms, scales, origins = _rescoring_inputs(rng, sizes, dim)
     binary = rng.integers(0, 2**63, size=(n, 2), dtype=np.uint64)
-    codes = rng.integers(-128, 128, size=(n, dim), dtype=np.int8)
-    segments = [rng.standard_normal((size, dim)).astype(np.float32) for size in sizes]
-    addresses = np.array([v.ctypes.data for v in segments], dtype=np.int64)
-    norms = np.linalg.norm(np.concatenate(segments), axis=1).astype(np.float32)
-    scales = rng.uniform(0.001, 0.1, size=(len(sizes), dim)).astype(np.float32)
-    origins = rng.standard_normal((len(sizes), dim))
     centers = (0.1 * rng.standard_normal((len(sizes), dim))).astype(np.float32)
     rows = np.sort(rng.choice(n, n // 2, replace=False)) if live else np.empty(0, dtype=np.int64)
     for _ in range(4):
