@@ -281,6 +281,11 @@ class PlannerSettings:
             with four times the candidates before the planner falls back to the scan.
         min_binary_dim: below this many dimensions sign codes hold too few bits to rank
             candidates (most rows tie), so a scan starts from the int8 codes instead.
+        exact_scan_rows: a table with fewer rows whose scan was never measured (the scan's
+            oversample is measured from 5,000 rows on: ``vecstore.query.calibrate``) scores every
+            row exactly: a fraction of a millisecond, where the default oversample is a guess
+            (on 1,000 random 384-d rows, 16 found 0.81 of the true top 10). 0: the defaults
+            above apply.
     """
 
     oversample: int = 16
@@ -290,6 +295,7 @@ class PlannerSettings:
     postfilter_scan_max_matches: int = 30_000
     max_widenings: int = 3
     min_binary_dim: int = 64
+    exact_scan_rows: int = 5_000
 
     def __post_init__(self) -> None:
         for f in fields(self):

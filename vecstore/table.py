@@ -49,6 +49,7 @@ from .storage.manifest import (
     check_not_rolled_back,
     latest_version,
     list_versions,
+    missing_version_error,
     read_manifest,
     version_exists,
 )
@@ -163,7 +164,7 @@ class Table:
         try:
             manifest = read_manifest(path, v)
         except NotFoundError:
-            raise self._no_version(v) from None
+            raise missing_version_error(self.path, self.name, v) from None
         # Lease the version's files before opening them, then check that its manifest is still
         # there: a cleanup that removed it either saw the lease (and keeps the files) or removed
         # the manifest first (and the version is gone). See storage/cleanup.py.
@@ -171,19 +172,8 @@ class Table:
         if not version_exists(path, v):
             if self._lease is not None:
                 self._lease.release()
-            raise self._no_version(v)
+            raise missing_version_error(self.path, self.name, v)
         return Snapshot(path, manifest)
-
-    def _no_version(self, v: int) -> NotFoundError:
-        have = list_versions(self.path)
-        listed = f"{have[0]} to {have[-1]}" if have == list(range(have[0], have[-1] + 1)) \
-            else ", ".join(map(str, have)) if have else "none"
-        if have and v < have[0]:
-            return NotFoundError(f"version {v} of table {self.name!r} was removed by cleanup() (its "
-                                 f"versions on disk: {listed}); keep versions longer with "
-                                 f"cleanup(older_than=..., keep_last=...)")
-        return NotFoundError(f"table {self.name!r} has no version {v} (its versions on disk: "
-                             f"{listed})")
 
     # -- the version read now -----------------------------------------------------------------
     def _check_present(self) -> None:
@@ -425,7 +415,9 @@ class Table:
         ``vector`` (or a ``text`` when the table has an embedder), optionally an ``id``
         (assigned when missing) and attributes. Ids must be new: use :meth:`upsert` to replace
         rows. Returns the ids, in row order. The whole batch is validated first; if any row is
-        rejected nothing is written."""
+        rejected nothing is written. An add that brings the table to 5,000 rows, or doubles it
+        since, then measures the scan's width on its rows (as ``optimize()`` does), recorded in a
+        version of its own: seconds at 64,000 rows."""
         return self._write(rows, replace=False)
 
     def upsert(self, rows: Any) -> list[str]:
@@ -444,7 +436,19 @@ class Table:
             base, lambda s: prepare_batch(rows, s.manifest.config, s.manifest.schema),
             replace=replace, replace_docs=replace_docs)
         self._set(snap)
+        # once writes bring the table to the size where its scan is measured, or double it
+        # since: measured and recorded as a version of its own (seconds at 64,000 rows)
+        self._calibrate(self._executor.calibration_due)
         return ids
+
+    def _calibrate(self, due: Callable[[Snapshot], bool]) -> bool:
+        """Measure the scan's oversample on the newest version when ``due`` says so, and record
+        it; whether it was recorded."""
+        snap = self._current()
+        if not due(snap) or (measured := self._executor.calibrate(snap)) is None:
+            return False
+        self._set(self._writer.set_calibration(snap, measured))
+        return True
 
     def delete(self, where: str | None = None, *params: Any, ids: Sequence[str] | None = None) -> int:
         """Delete the rows matching ``where`` (with bound ``params``) and/or with these ``ids``.
@@ -653,14 +657,8 @@ class Table:
             if changed or view is None or view.fresh.size:
                 self.create_index(entry.kind, progress=progress, **entry.build_params())
                 return True
-        snap = self._current()
-        scan = snap.manifest.scan
-        if scan is None or scan.rows != snap.num_rows or changed:
-            measured = self._executor.calibrate(snap)
-            if measured is not None:
-                self._set(self._writer.set_calibration(snap, measured))
-                changed = True
-        return changed
+        return self._calibrate(lambda s: changed or s.manifest.scan is None
+                               or s.manifest.scan.rows != s.num_rows) or changed
 
     # -- old versions ---------------------------------------------------------------------------
     def cleanup(self, older_than: timedelta | float = DEFAULT_RETENTION, *,

@@ -172,7 +172,8 @@ def test_concurrent_searches_with_different_ef_agree_with_serial(tmp_path, data)
 
 def test_plan_candidates_and_filtered_oversample(tmp_path, data):
     base, queries, _ = data
-    tbl = build(tmp_path, "hnsw", base)
+    # scans in stages, as on a measured table (this one is too small to be measured)
+    tbl = build(tmp_path, "hnsw", base, vecstore.PlannerSettings(exact_scan_rows=0))
     plan = tbl.search(queries[0]).limit(K).explain()
     index_stage = next(s for s in plan.stages if s.name.startswith("hnsw"))
     assert plan.candidates == index_stage.rows_out <= 2 * K
@@ -285,7 +286,8 @@ def test_a_batch_scanning_beside_an_index_scans_its_matches_once(tmp_path, data)
     index) and rescores them in one parallel kernel call, and answers what each query alone
     answers, with rows added and deleted since the index was built."""
     base, queries, extra = data
-    tbl = build(tmp_path, "hnsw", base)
+    # scans in stages, as on a measured table (this one is too small to be measured)
+    tbl = build(tmp_path, "hnsw", base, vecstore.PlannerSettings(exact_scan_rows=0))
     tbl.add([{"id": f"x{i}", "vector": v, "g": 5, "tag": "new"} for i, v in enumerate(extra[:20])])
     tbl.delete(ids=[str(i) for i in range(0, 300, 7)])
     qs = np.concatenate([queries[:8], extra[:2]])

@@ -31,7 +31,9 @@ def test_the_measured_oversample_follows_the_data_and_reaches_the_target(tmp_db,
     clustered = (centers[rng.integers(0, 50, 12000)] + 0.5 * rng.normal(size=(12000, 96))).astype(np.float32)
     noise = rng.normal(size=(12000, 96)).astype(np.float32)
     easy, hard = _table(tmp_db, "easy", clustered[:11900]), _table(tmp_db, "hard", noise[:11900])
-    assert easy._current().manifest.scan is None
+    # add measured it when the table reached 5,000 rows (6,000: two adds of 3,000), and will
+    # again past twice that; optimize measures it on every row
+    assert easy._current().manifest.scan.rows == 6000
     easy.optimize()
     hard.optimize()
     e, h = easy._current().manifest.scan, hard._current().manifest.scan
@@ -43,11 +45,14 @@ def test_the_measured_oversample_follows_the_data_and_reaches_the_target(tmp_db,
     assert _recall(hard, noise[11900:11960]) >= 0.93
 
 
-def test_small_tables_keep_the_defaults(tmp_db, rng):
+def test_small_tables_are_not_measured_and_scan_every_row(tmp_db, rng):
     tbl = _table(tmp_db, "small", rng.normal(size=(3000, 96)).astype(np.float32))
     assert tbl.optimize() is False or tbl._current().manifest.scan is None
     plan = tbl.search(rng.normal(size=96)).limit(10).explain()
-    assert plan.oversample == vecstore.PlannerSettings().oversample
+    assert plan.strategy is vecstore.Strategy.EXACT_SCAN and plan.oversample == 300
+    staged_settings = vecstore.PlannerSettings(exact_scan_rows=0)
+    staged = vecstore.connect(tmp_db.path, planner=staged_settings).open_table("small")
+    assert staged.search(rng.normal(size=96)).limit(10).explain().oversample == 16
 
 
 def test_the_filtered_oversample_holds_under_several_topics(tmp_db, rng, monkeypatch):

@@ -339,7 +339,9 @@ def test_select_and_explain(any_db, rng):
     q = rng.normal(size=64)
     hits = tbl.search(q).select("year", "vector").limit(3).to_list()
     assert set(hits[0]) == {"id", "score", "year", "vector"} and len(hits[0]["vector"]) == 64
-    plan = tbl.search(q).where("year > 2000").limit(3).explain()
+    # a table this small scans every match exactly, unless the query sets the scan's width
+    assert tbl.search(q).where("year > 2000").limit(3).explain().strategy == "exact-scan"
+    plan = tbl.search(q).where("year > 2000").limit(3).rescore(16).explain()
     assert plan.strategy == "two-stage-scan"
     assert plan.matches == tbl.count("year > 2000")
     text = str(plan)
@@ -352,9 +354,9 @@ def test_low_dimensional_tables_start_from_int8(any_db, rng):
     rows = rows_for(rng, 2000)
     tbl.add(rows)
     q = rng.normal(size=8)
-    plan = tbl.search(q).limit(5).explain()
+    plan = tbl.search(q).limit(5).rescore(16).explain()  # (unset: small, so every row exactly)
     assert plan.strategy == "int8-scan"
-    assert_same_hits(tbl.search(q).limit(5).hits(), tbl.search(q).limit(5).exact().hits())
+    assert_same_hits(tbl.search(q).limit(5).rescore(16).hits(), tbl.search(q).limit(5).exact().hits())
 
 
 def test_search_batch_equals_single_searches(any_db, rng):

@@ -19,6 +19,7 @@ and ``optimize`` record the result in the table's version.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -30,7 +31,7 @@ from ..index.calibration import DUPLICATE_DEPTH, duplicate_counts, recall_lower_
 from ..storage.manifest import ScanCalibration
 from ..storage.snapshot import Snapshot
 from .multivector import make_scorer
-from .planner import SearchRequest
+from .planner import SCAN_CALIBRATED_ROWS, SearchRequest
 from .scan import scan
 from .scoring import best_exact
 
@@ -45,8 +46,8 @@ table each) the filtered oversample must hold under. Topics differ in how well s
 inside them, so one is not enough: on Reuters-21578 (21,077 stories) one such filter gave 16,
 under which ``list_contains(topics, 'earn')`` got recall 0.910 and 'earn' AND a date 0.931;
 eight gave 32 (0.965, 0.978)."""
-MIN_ROWS = 5_000
-"""Below this many rows a scan costs microseconds whatever its width; nothing is measured."""
+MIN_ROWS = SCAN_CALIBRATED_ROWS
+"""Below this many rows nothing is measured: the planner scans such a table exactly."""
 MARGIN = 0.0
 """Kept for callers that add it to a target: the margin is statistical now (the lower
 confidence bound of the measured recall must reach the target), so this is 0."""
@@ -135,12 +136,32 @@ def _recall(found: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], truth
             truth_scores: npt.NDArray[np.float32], out: npt.NDArray[np.int64]) -> tuple[float, int]:
     """(hits, wanted) of one query: tie-aware (:mod:`vecstore.evaluation`), the rows ``out``
     excluded from both answers. The scan's scores are exact (its last stage is float32)."""
-    expected = truth_scores[~np.isin(truth_rows, out)][:K]
+    drop = set(out.tolist())  # a few rows: a set, where np.isin costs ~50 us a call
+    expected = truth_scores[[i for i, r in enumerate(truth_rows.tolist()) if r not in drop]][:K]
     if expected.size == 0:
         return 0.0, 0
-    got = scores[~np.isin(found, out)][:expected.size]
+    got = scores[[i for i, r in enumerate(found.tolist()) if r not in drop]][:expected.size]
     recall = tie_aware_recalls([got], [expected[-1]], expected.size)[0]
     return float(recall) * expected.size, int(expected.size)
+
+
+def smallest_holding(grid: list[int], holds: Callable[[int], bool], first: bool = False) -> int:
+    """The smallest value of the ascending ``grid`` that ``holds`` (recall grows with the
+    oversample, so what holds at one width holds at every wider one): by bisection, 4 trials of
+    the 15 widths where trying them in turn took up to 15 (``first``: ``grid[0]`` is tried first,
+    the likely answer). :data:`UNREACHED` when none holds."""
+    lo, hi = 0, len(grid)  # the answer's position lies in [lo, hi]; hi = len(grid): none holds
+    if first and grid:
+        if holds(grid[0]):
+            return grid[0]
+        lo = 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if holds(grid[mid]):
+            hi = mid
+        else:
+            lo = mid + 1
+    return grid[lo] if lo < len(grid) else UNREACHED
 
 
 def calibrate_scan(snap: Snapshot, settings: PlannerSettings, target: float = 0.95,
@@ -178,25 +199,25 @@ def calibrate_scan(snap: Snapshot, settings: PlannerSettings, target: float = 0.
             for i, r in enumerate(base):
                 found = np.sort(cands[i, :r.k + K])
                 truth.append(best_exact(make_scorer(snap, r.query, None), found[found >= 0], r.k))
-        chosen = UNREACHED
-        # only the largest width counts (the filtered one is the maximum over every filter), so
-        # a filter is tried from the widest measured so far: one pass when that one holds
-        floor = max(results, default=0)
-        for oversample in (o for o in OVERSAMPLE_GRID if o >= floor):
+
+        def holds(oversample: int) -> bool:
             recalls = []
-            for i, r in enumerate(base):
+            for i, r in enumerate(base):  # noqa: B023 (called in this iteration only)
                 # K answers left after the exclusions, from K x oversample candidates: what a
                 # user's k=10 query with this oversample ranks
                 k = K + out[i].size
                 found, scores, _ = scan(snap, replace(r, k=k, exact=False,
                                                       oversample=max(1, -(-K * oversample // k))),
                                         settings)
-                h, w = _recall(found, scores, truth[i][0], truth[i][1], out[i])
+                h, w = _recall(found, scores, truth[i][0], truth[i][1], out[i])  # noqa: B023
                 if w:
                     recalls.append(h / w)
-            if recalls and recall_lower_bound(recalls) >= min(1.0, target + MARGIN):
-                chosen = oversample
-                break
-        results.append(chosen)
+            return bool(recalls) and recall_lower_bound(recalls) >= min(1.0, target + MARGIN)
+
+        # only the largest width counts (the filtered one is the maximum over every filter), so
+        # a filter is tried from the widest measured so far: one pass when that one holds
+        floor = max(results, default=0)
+        results.append(smallest_holding([o for o in OVERSAMPLE_GRID if o >= floor], holds,
+                                        first=floor > 0))
     return ScanCalibration(oversample=results[0], filtered_oversample=max(results),
                            target_recall=target, rows=n, version=snap.version)

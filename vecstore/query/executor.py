@@ -43,7 +43,13 @@ from .indexed import (
 )
 from .keyword import KeywordView
 from .multivector import plain
-from .planner import SearchRequest, resolve_oversample, scan_instead_of_index, scan_strategy
+from .planner import (
+    SCAN_CALIBRATED_ROWS,
+    SearchRequest,
+    resolve_oversample,
+    scan_instead_of_index,
+    scan_strategy,
+)
 from .results import Hits, Plan, Stage, Strategy
 from .retrieval import run_retrieval
 from .scan import batch_binary_candidates, batch_two_stage, scan, scan_quick
@@ -182,6 +188,15 @@ class Executor:
         """Measure the scan's oversample on ``snap`` (see :mod:`.calibrate`)."""
         return calibrate_scan(snap, self.settings, target)
 
+    def calibration_due(self, snap: Snapshot) -> bool:
+        """Whether a write has left ``snap``'s scan without a measurement that applies: at least
+        :data:`~.planner.SCAN_CALIBRATED_ROWS` rows and none measured, or more than twice the
+        rows measured on (where :func:`~.planner.resolve_oversample` stops trusting it)."""
+        measured = snap.manifest.scan
+        return (snap.num_rows >= SCAN_CALIBRATED_ROWS
+                and snap.manifest.config.dim >= self.settings.min_binary_dim
+                and (measured is None or snap.num_rows > 2 * measured.rows))
+
     def keyword_view(self, snap: Snapshot) -> KeywordView:
         """``snap``'s keyword postings and live-row statistics (built once per version)."""
         with self._guard:
@@ -202,7 +217,7 @@ class Executor:
         the vector columns scored on a multi-vector table (None: the table's combination)."""
         req = SearchRequest(query=query, k=k,
                             oversample=resolve_oversample(oversample, rows is not None, self.settings,
-                                                          snap.manifest.scan, snap.num_rows),
+                                                          snap.manifest.scan, snap.num_rows, k),
                             oversample_set=oversample is not None, exact=exact, rows=rows,
                             combine=combine)
         view = self.index_view(snap)
@@ -243,7 +258,7 @@ class Executor:
             return [run_retrieval(self, snap, spec, rows, filter_stages, columns)]
         assert spec.vectors is not None
         oversample = resolve_oversample(spec.oversample, rows is not None, self.settings,
-                                        snap.manifest.scan, snap.num_rows)
+                                        snap.manifest.scan, snap.num_rows, spec.k)
         if len(spec.vectors) == 0:
             return []
         # what every query's request holds but its vector; a query's own request is made only

@@ -232,7 +232,7 @@ def _quick_attempt(snap: Snapshot, view: IndexView, query: F32, k: int, oversamp
     if att is None:
         req = SearchRequest(query=query, k=k,
                             oversample=resolve_oversample(oversample, False, settings,
-                                                          snap.manifest.scan, snap.num_rows),
+                                                          snap.manifest.scan, snap.num_rows, k),
                             oversample_set=oversample is not None, exact=False, rows=None)
         att = view.attempts[key] = (index_attempt(view.index, view.kind, req, view.live_labels,
                                                   len(view.label_rows), False, settings), req.oversample)

@@ -4,7 +4,8 @@ Pure functions of counts (rows, matches, k) and :class:`~vecstore.config.Planner
 executor (:mod:`.executor`) runs what they choose with :mod:`.scan` and :mod:`.indexed`.
 
 Without an index, a query scans the matches: exactly when they are few (no more than ``k x
-oversample``), else in two stages (sign codes, then int8, then float32; int8 first for tables of
+oversample``, the oversample measured on the table or, on a small table never measured, one
+that covers every row), else in two stages (sign codes, then int8, then float32; int8 first for tables of
 few dimensions). With an index, a filtered query still scans its matches when they are at most
 ``scan_max_matches`` (the scan's cost grows with the matches, an index's with the table), or,
 for a filter keeping at least ``postfilter_min_selectivity`` of the indexed rows (which the
@@ -59,15 +60,23 @@ class SearchRequest:
         return self.rows is not None
 
 
+SCAN_CALIBRATED_ROWS = 5_000
+"""Tables from this many rows measure their scan's oversample (:mod:`.calibrate`): when an
+index is built, on ``optimize()``, and when writes have brought them to it or doubled them."""
+
+
 def resolve_oversample(oversample: int | None, filtered: bool, settings: PlannerSettings,
-                       calibration: ScanCalibration | None = None, rows: int = 0) -> int:
+                       calibration: ScanCalibration | None = None, rows: int = 0, k: int = 0) -> int:
     """The caller's oversample; else the one measured on this table (``calibration``, while the
     table holds at most twice the rows it was measured on; beyond, never below the default);
-    else the planner's default (wider for a filtered scan)."""
+    else, on a table under ``settings.exact_scan_rows`` rows, one that scans all ``rows`` for
+    ``k`` hits (exact); else the planner's default (wider for a filtered scan)."""
     if oversample is not None:
         return oversample
     default = max(settings.oversample, settings.filtered_oversample) if filtered else settings.oversample
     if calibration is None:
+        if 0 < k and rows < settings.exact_scan_rows:
+            return max(default, -(-rows // k))
         return default
     measured = calibration.filtered_oversample if filtered else calibration.oversample
     return measured if rows <= 2 * calibration.rows else max(measured, default)

@@ -29,6 +29,7 @@ from .._native import loader
 from ..config import Metric, PlannerSettings
 from ..storage.codes import binary_bytes
 from ..storage.snapshot import Snapshot
+from ..vectors import MIN_NORM
 from .multivector import MultiScorer, make_scorer
 from .planner import SearchRequest, resolve_oversample, scan_strategy
 from .results import Plan, Stage, Strategy
@@ -120,30 +121,47 @@ def _one_call_scan(snap: Snapshot, units: F32, rows: I64 | None, k: int, n1: int
 def scan_quick(snap: Snapshot, query: F32, k: int, oversample: int | None,
                settings: PlannerSettings) -> tuple[I64, F32, Callable[[], Plan]] | None:
     """An unfiltered query (``.rescore(oversample)`` when not None) on a table without an index,
-    where :func:`scan` would run the two-stage scan: the scan in one kernel call, as :func:`scan`
-    runs it, without its request, scorer or plan objects (the plan is described only when asked
-    for). None where that kernel does not apply (a metric other than cosine, vectors read from
-    disk or not one array per segment, several vector columns, too few dimensions for sign
-    codes, or too few rows to need it)."""
+    answered as :func:`scan` answers it, without its request, scorer or plan objects (the plan
+    is described only when asked for): the two-stage scan in one kernel call, or, where the rows
+    are no more than ``k x oversample`` (a small table: :func:`~.planner.resolve_oversample`),
+    every row scored exactly. None where these do not apply (a metric other than cosine, vectors
+    read from disk or not one array per segment, several vector columns, too few dimensions for
+    sign codes, deleted rows in an exact scan)."""
     cfg = snap.manifest.config
     if cfg.metric is not Metric.COSINE or cfg.dim < settings.min_binary_dim or k < 1:
         return None
-    used = resolve_oversample(oversample, False, settings, snap.manifest.scan, snap.num_rows)
+    used = resolve_oversample(oversample, False, settings, snap.manifest.scan, snap.num_rows, k)
     n_match, n1 = snap.num_rows, k * used
-    if n_match <= n1:
+    exact = n_match <= n1
+    if exact and (snap.has_deletions or snap.pages.on_disk or cfg.multi):
         return None
     units = scoring_queries(cfg.metric, query.reshape(1, -1))[0][0]
-    fused = _one_call_scan(snap, units, None, k, n1, snap.vector_addresses)
+    fused = (_exact_quick(snap, units, k) if exact
+             else _one_call_scan(snap, units, None, k, n1, snap.vector_addresses))
     if fused is None:
         return None
     rows, scores, seconds = fused
+    # as scan_strategy and scan describe them
+    sign, stage = ("<=", "float32 (exact)") if exact else (">", ONE_CALL_STAGE)
 
     def plan() -> Plan:
-        return Plan(strategy=Strategy.TWO_STAGE_SCAN, table_rows=snap.num_rows, k=k, oversample=used,
-                    reason=f"{n_match:,} matches > k x oversample = {n1:,}",  # as scan_strategy says
-                    stages=(Stage(ONE_CALL_STAGE, n_match, int(rows.size), seconds),))
+        return Plan(strategy=Strategy.EXACT_SCAN if exact else Strategy.TWO_STAGE_SCAN,
+                    table_rows=snap.num_rows, k=k, oversample=used,
+                    reason=f"{n_match:,} matches {sign} k x oversample = {n1:,}",
+                    stages=(Stage(stage, n_match, int(rows.size), seconds),))
 
     return rows, scores, plan
+
+
+def _exact_quick(snap: Snapshot, units: F32, k: int) -> tuple[I64, F32, float]:
+    """Every row of a cosine table without deletions scored exactly (each segment's rows by
+    one BLAS product, as :meth:`~.scoring.Scorer.exact` scores them), and the best ``k``."""
+    t = time.perf_counter()
+    scores = np.concatenate([(vectors @ units) / np.maximum(norms, np.float32(MIN_NORM))
+                             for vectors, norms in zip(snap.vectors, snap.norms, strict=True)]
+                            ).astype(np.float32, copy=False)
+    rows = top_k(scores, k)
+    return rows, scores[rows], time.perf_counter() - t
 
 
 def scan(snap: Snapshot, req: SearchRequest, settings: PlannerSettings,

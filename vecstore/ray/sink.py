@@ -120,6 +120,7 @@ class VecstoreDatasink(Datasink[list[StagedSegment]]):
         self.version = snap.version
         self.staged = staged
         remove_stage(self.table_dir, self.stage)
+        tbl._calibrate(tbl._executor.calibration_due)  # as Table.add: grown to be measured again
 
     def on_write_failed(self, error: Exception) -> None:
         remove_stage(self.table_dir, self.stage)
@@ -139,7 +140,9 @@ def write_table(ds: Dataset, path: str | Path, table: str, *, mode: str = "appen
     is refused, nothing is published and the staged files are removed; the error is raised.
 
     The segments are published as written; ``tbl.compact()`` folds many into one and
-    ``tbl.create_index()`` covers them.
+    ``tbl.create_index()`` covers them. As after ``Table.add``, a table the write brought to
+    5,000 rows, or doubled since its scan was last measured, has it measured in a version of
+    its own after that commit.
     """
     sink = VecstoreDatasink(path, table, mode=mode, rows_per_segment=rows_per_segment)
     return _run(ds, sink, concurrency)

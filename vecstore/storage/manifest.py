@@ -301,6 +301,20 @@ def list_versions(table_dir: Path) -> list[int]:
     return sorted(int(m.group(1)) for n in names if (m := _VERSION_RE.match(n)))
 
 
+
+def missing_version_error(table_dir: Path, name: str, v: int) -> NotFoundError:
+    """The error for version ``v`` of table ``name``, which is not on disk: the versions that
+    are, and whether cleanup removed it."""
+    have = list_versions(table_dir)
+    listed = f"{have[0]} to {have[-1]}" if have == list(range(have[0], have[-1] + 1)) \
+        else ", ".join(map(str, have)) if have else "none"
+    if have and v < have[0]:
+        return NotFoundError(f"version {v} of table {name!r} was removed by cleanup() (its "
+                             f"versions on disk: {listed}); keep versions longer with "
+                             f"cleanup(older_than=..., keep_last=...)")
+    return NotFoundError(f"table {name!r} has no version {v} (its versions on disk: {listed})")
+
+
 def latest_version(table_dir: Path, known: int = 0) -> int:
     """The newest published version. With ``known`` > 0, probe forward from it (one stat per
     step) instead of listing the directory: versions only ever grow, and cleanup removes them
