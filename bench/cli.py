@@ -77,6 +77,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("data", "bench.data",
              "build or check the cached PyPI vectors the vector scenarios read",
              "2 s cached; 12-20 min to embed 201,000"),
+    Scenario("unmeasured", "bench.unmeasured",
+             "the default search of tables never indexed or optimized (1,000-20,000 rows, PyPI and "
+             "random rows): recall@10 and latency against the fixed width .rescore(16)",
+             "est. 3 min; --quick 1 min"),
     Scenario("reuters", "bench.reuters",
              "build or check the cached Reuters-21578 vectors (hot-path --dataset reuters)",
              "2 s cached; 10-20 min to embed 21,577 stories"),

@@ -415,8 +415,8 @@ class Table:
         ``vector`` (or a ``text`` when the table has an embedder), optionally an ``id``
         (assigned when missing) and attributes. Ids must be new: use :meth:`upsert` to replace
         rows. Returns the ids, in row order. The whole batch is validated first; if any row is
-        rejected nothing is written. An add that brings the table to 5,000 rows, or doubles it
-        since, then measures the scan's width on its rows (as ``optimize()`` does), recorded in a
+        rejected nothing is written. An add that brings the table to 5,000 rows, or grows it by
+        half since, then measures the scan's width on its rows (as ``optimize()`` does), recorded in a
         version of its own: seconds at 64,000 rows."""
         return self._write(rows, replace=False)
 
@@ -436,8 +436,8 @@ class Table:
             base, lambda s: prepare_batch(rows, s.manifest.config, s.manifest.schema),
             replace=replace, replace_docs=replace_docs)
         self._set(snap)
-        # once writes bring the table to the size where its scan is measured, or double it
-        # since: measured and recorded as a version of its own (seconds at 64,000 rows)
+        # once writes bring the table to the size where its scan is measured, or grow it by
+        # half since: measured and recorded as a version of its own (seconds at 64,000 rows)
         self._calibrate(self._executor.calibration_due)
         return ids
 

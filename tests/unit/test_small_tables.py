@@ -4,7 +4,7 @@ Sign codes rank some data poorly (random Gaussian rows are the worst case: on 1,
 rows the default oversample of 16 found 0.81 of the true top 10, on 20,000 rows 0.41). So a table
 under ``PlannerSettings.exact_scan_rows`` rows that was never measured scans every row exactly,
 and ``add`` measures the oversample once writes bring a table to the size where it is measured
-(``SCAN_CALIBRATED_ROWS``) or double it since, recording it as a version of its own."""
+(``SCAN_CALIBRATED_ROWS``) or grow it by half since, recording it as a version of its own."""
 
 from __future__ import annotations
 
@@ -58,9 +58,9 @@ def test_the_staged_scan_is_kept_where_asked(tmp_path, rng) -> None:
         PlannerSettings(exact_scan_rows=-1)
 
 
-def test_add_measures_the_scan_when_the_table_reaches_its_size_and_when_it_doubles(tmp_path, rng) -> None:
+def test_add_measures_the_scan_when_the_table_reaches_its_size_and_when_it_grows(tmp_path, rng) -> None:
     n = SCAN_CALIBRATED_ROWS
-    x = rng.standard_normal((2 * (n + 500) + 1, DIM)).astype(np.float32)
+    x = rng.standard_normal((8_251, DIM)).astype(np.float32)
     tbl = vecstore.connect(tmp_path).create_table("t", dim=DIM)
 
     def add(lo: int, hi: int) -> None:
@@ -68,20 +68,35 @@ def test_add_measures_the_scan_when_the_table_reaches_its_size_and_when_it_doubl
 
     add(0, n - 1)
     assert tbl._current().manifest.scan is None and tbl.version == 2
-    add(n - 1, n + 500)  # reaches the size: the add's version, then the measurement's
+    add(n - 1, 5_500)  # reaches the size: the add's version, then the measurement's
     first = tbl._current().manifest.scan
-    assert first is not None and (first.rows, first.version, tbl.version) == (n + 500, 3, 4)
+    assert first is not None and (first.rows, first.version, tbl.version) == (5_500, 3, 4)
     # random rows: sign codes rank them poorly, and the measured oversample says so
     assert first.oversample > PlannerSettings().oversample
     queries = rng.standard_normal((20, DIM)).astype(np.float32)
-    recall = np.mean([len(set(tbl.search(q).limit(10).hits().ids) & set(_truth(x[:n + 500], q, 10))) / 10
+    recall = np.mean([len(set(tbl.search(q).limit(10).hits().ids) & set(_truth(x[:5_500], q, 10))) / 10
                       for q in queries])
     assert recall >= 0.9, recall
-    add(n + 500, 2 * (n + 500))  # twice the rows measured on: still trusted
+    add(5_500, 8_250)  # 1.5 times the rows measured on: not measured again, the width grows with them
     assert tbl._current().manifest.scan == first and tbl.version == 5
-    add(2 * (n + 500), len(x))  # beyond: measured again
+    plan = tbl.search(queries[0]).limit(10).explain()
+    assert plan.oversample == -(-first.oversample * 8_250 // 5_500)
+    add(8_250, 8_251)  # beyond: measured again
     again = tbl._current().manifest.scan
-    assert again is not None and (again.rows, tbl.version) == (len(x), 7)
+    assert again is not None and (again.rows, tbl.version) == (8_251, 7)
+
+
+def test_writes_leave_a_large_table_to_create_index_and_optimize(tmp_path, rng, monkeypatch) -> None:
+    from vecstore.query import executor
+
+    monkeypatch.setattr(executor, "SCAN_AUTO_MEASURE_MAX_ROWS", 5_999)  # "large": 6,000 rows
+    x = rng.standard_normal((6_000, DIM)).astype(np.float32)
+    tbl = vecstore.connect(tmp_path).create_table("t", dim=DIM)
+    tbl.add([{"id": str(i), "vector": v} for i, v in enumerate(x)])
+    assert tbl._current().manifest.scan is None and tbl.version == 2
+    assert tbl.search(x[0]).limit(10).explain().oversample == PlannerSettings().oversample
+    tbl.optimize()
+    assert tbl._current().manifest.scan.rows == 6_000
 
 
 def test_top_k_orders_ties_by_position_and_nan_last(rng) -> None:

@@ -44,7 +44,9 @@ from .indexed import (
 from .keyword import KeywordView
 from .multivector import plain
 from .planner import (
+    SCAN_AUTO_MEASURE_MAX_ROWS,
     SCAN_CALIBRATED_ROWS,
+    SCAN_REMEASURE_GROWTH,
     SearchRequest,
     resolve_oversample,
     scan_instead_of_index,
@@ -189,13 +191,14 @@ class Executor:
         return calibrate_scan(snap, self.settings, target)
 
     def calibration_due(self, snap: Snapshot) -> bool:
-        """Whether a write has left ``snap``'s scan without a measurement that applies: at least
-        :data:`~.planner.SCAN_CALIBRATED_ROWS` rows and none measured, or more than twice the
-        rows measured on (where :func:`~.planner.resolve_oversample` stops trusting it)."""
+        """Whether a write has left ``snap``'s scan to be measured (again): at least
+        :data:`~.planner.SCAN_CALIBRATED_ROWS` rows (and at most
+        :data:`~.planner.SCAN_AUTO_MEASURE_MAX_ROWS`) and none measured, or more than
+        :data:`~.planner.SCAN_REMEASURE_GROWTH` times the rows measured on."""
         measured = snap.manifest.scan
-        return (snap.num_rows >= SCAN_CALIBRATED_ROWS
+        return (SCAN_CALIBRATED_ROWS <= snap.num_rows <= SCAN_AUTO_MEASURE_MAX_ROWS
                 and snap.manifest.config.dim >= self.settings.min_binary_dim
-                and (measured is None or snap.num_rows > 2 * measured.rows))
+                and (measured is None or snap.num_rows > SCAN_REMEASURE_GROWTH * measured.rows))
 
     def keyword_view(self, snap: Snapshot) -> KeywordView:
         """``snap``'s keyword postings and live-row statistics (built once per version)."""
