@@ -45,6 +45,17 @@ def test_a_small_unmeasured_table_finds_the_true_neighbours(tmp_path, rng, adds:
         assert [h["id"] for h in found] == [str(keep[int(i)]) for i in _truth(x[keep], q, 10)]
 
 
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+def test_an_empty_table_and_one_whose_rows_are_all_deleted_find_nothing(tmp_path, metric: str) -> None:
+    tbl = vecstore.connect(tmp_path).create_table("t", dim=DIM, metric=metric)
+    q = np.ones(DIM, dtype=np.float32)
+    assert tbl.search(q).limit(10).to_list() == [] and tbl.search_batch([q, q]).limit(3).to_list() == [[], []]
+    tbl.add([{"id": "a", "vector": q}, {"id": "b", "vector": -q}])
+    tbl.delete(ids=["a", "b"])
+    assert tbl.search(q).limit(10).to_list() == []
+    assert tbl.search(q).where("id = 'a'").limit(1).to_list() == []
+
+
 def test_the_staged_scan_is_kept_where_asked(tmp_path, rng) -> None:
     x = rng.standard_normal((1_500, DIM)).astype(np.float32)
     vecstore.connect(tmp_path).create_table("t", dim=DIM).add(

@@ -5,8 +5,8 @@ executor (:mod:`.executor`) runs what they choose with :mod:`.scan` and :mod:`.i
 
 Without an index, a query scans the matches: exactly when they are few (no more than ``k x
 oversample``, the oversample measured on the table or, on a small table never measured, one
-that covers every row), else in two stages (sign codes, then int8, then float32; int8 first for tables of
-few dimensions). With an index, a filtered query still scans its matches when they are at most
+that covers every row), else in two stages (sign codes, then int8, then float32; int8 first
+for tables of few dimensions). With an index, a filtered query still scans its matches when they are at most
 ``scan_max_matches`` (the scan's cost grows with the matches, an index's with the table), or,
 for a filter keeping at least ``postfilter_min_selectivity`` of the indexed rows (which the
 index answers by filtering an unfiltered search, about the cost of an unfiltered query), at most

@@ -126,14 +126,14 @@ def scan_quick(snap: Snapshot, query: F32, k: int, oversample: int | None,
     are no more than ``k x oversample`` (a small table: :func:`~.planner.resolve_oversample`),
     every row scored exactly. None where these do not apply (a metric other than cosine, vectors
     read from disk or not one array per segment, several vector columns, too few dimensions for
-    sign codes, deleted rows in an exact scan)."""
+    sign codes, an exact scan of no rows or with deleted rows)."""
     cfg = snap.manifest.config
     if cfg.metric is not Metric.COSINE or cfg.dim < settings.min_binary_dim or k < 1:
         return None
     used = resolve_oversample(oversample, False, settings, snap.manifest.scan, snap.num_rows, k)
     n_match, n1 = snap.num_rows, k * used
     exact = n_match <= n1
-    if exact and (snap.has_deletions or snap.pages.on_disk or cfg.multi):
+    if exact and (n_match == 0 or snap.has_deletions or snap.pages.on_disk or cfg.multi):
         return None
     units = scoring_queries(cfg.metric, query.reshape(1, -1))[0][0]
     fused = (_exact_quick(snap, units, k) if exact
