@@ -200,16 +200,17 @@ def calibrate_scan(snap: Snapshot, settings: PlannerSettings, target: float = 0.
                 found = np.sort(cands[i, :r.k + K])
                 truth.append(best_exact(make_scorer(snap, r.query, None), found[found >= 0], r.k))
 
-        def holds(oversample: int) -> bool:
+        def holds(oversample: int, base: list[SearchRequest] = base,
+                  truth: list[tuple[np.ndarray, np.ndarray]] = truth) -> bool:
             recalls = []
-            for i, r in enumerate(base):  # noqa: B023 (called in this iteration only)
+            for i, r in enumerate(base):
                 # K answers left after the exclusions, from K x oversample candidates: what a
                 # user's k=10 query with this oversample ranks
                 k = K + out[i].size
                 found, scores, _ = scan(snap, replace(r, k=k, exact=False,
                                                       oversample=max(1, -(-K * oversample // k))),
                                         settings)
-                h, w = _recall(found, scores, truth[i][0], truth[i][1], out[i])  # noqa: B023
+                h, w = _recall(found, scores, truth[i][0], truth[i][1], out[i])
                 if w:
                     recalls.append(h / w)
             return bool(recalls) and recall_lower_bound(recalls) >= min(1.0, target + MARGIN)

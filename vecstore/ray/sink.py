@@ -140,9 +140,9 @@ def write_table(ds: Dataset, path: str | Path, table: str, *, mode: str = "appen
     is refused, nothing is published and the staged files are removed; the error is raised.
 
     The segments are published as written; ``tbl.compact()`` folds many into one and
-    ``tbl.create_index()`` covers them. As after ``Table.add``, a table the write brought to
-    5,000 rows, or grew it by half since its scan was last measured, has it measured in a version of
-    its own after that commit.
+    ``tbl.create_index()`` covers them. As after ``Table.add``, a table that the write brought
+    to 5,000 rows, or grew by half since its scan was last measured, has the scan measured in a
+    version of its own after that commit.
     """
     sink = VecstoreDatasink(path, table, mode=mode, rows_per_segment=rows_per_segment)
     return _run(ds, sink, concurrency)
