@@ -1155,18 +1155,25 @@ def warm_up() -> None:
     sign_scores_rows(codes, np.arange(2, dtype=np.int64), np.zeros((48, 256), dtype=np.float32))
     hamming_topk_spans(codes, np.array([0, 2], dtype=np.int64), np.array([1, 4], dtype=np.int64),
                        query, 1)
-    for label_type in (np.int32, np.int64):
-        hamming_topk_spans_allowed(codes, np.array([0, 2], dtype=np.int64),
-                                   np.array([1, 4], dtype=np.int64), np.arange(4, dtype=label_type),
-                                   np.ones(4, dtype=np.bool_), query, 1)
+    for label_type in (np.int32, np.int64):  # an ivf-binary index's labels (read-only, as loaded)
+        labels = np.arange(4, dtype=label_type)
+        labels.flags.writeable = False
+        for allow_writeable in (True, False):  # the view's live labels; a filter's
+            allow = np.ones(4, dtype=np.bool_)
+            allow.flags.writeable = allow_writeable
+            hamming_topk_spans_allowed(codes, np.array([0, 2], dtype=np.int64),
+                                       np.array([1, 4], dtype=np.int64), labels, allow, query, 1)
     read_rows(-1, 0, 1, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint8))
     for writeable in (True, False):
         cand = np.array([[0, 1], [2, 3]], dtype=np.int64)
         cand.flags.writeable = writeable
-        two_stage_cosine_batch(int8, cand, bases, np.zeros((2, 8), dtype=np.float32),
-                               np.ones((2, 8), dtype=np.float32), np.zeros((2, 8), dtype=np.float64),
-                               np.array([vectors.ctypes.data, vectors[2:].ctypes.data], dtype=np.int64),
-                               np.ones(4, dtype=np.float32), 2, 1)
+        for norms_writeable in (True, False):  # several segments' norms; one segment's own
+            norms = np.ones(4, dtype=np.float32)
+            norms.flags.writeable = norms_writeable
+            two_stage_cosine_batch(int8, cand, bases, np.zeros((2, 8), dtype=np.float32),
+                                   np.ones((2, 8), dtype=np.float32), np.zeros((2, 8), dtype=np.float64),
+                                   np.array([vectors.ctypes.data, vectors[2:].ctypes.data], dtype=np.int64),
+                                   norms, 2, 1)
     sign_bits_segments(q, np.zeros((2, 8), dtype=np.float32), 1)
     addresses = np.array([vectors.ctypes.data, vectors[2:].ctypes.data], dtype=np.int64)
     binary = np.zeros((4, 1), dtype=np.uint64)  # 8 dimensions: one word
@@ -1183,7 +1190,10 @@ def warm_up() -> None:
     filter_allow = np.ones(4, dtype=np.bool_)
     filter_allow.flags.writeable = False  # a filter's (read-only); a view's live labels are not
     for allow in (np.zeros(0, dtype=np.bool_), np.ones(4, dtype=np.bool_), filter_allow):
-        rescore_labels_batch(np.array([[0, -1]], dtype=np.int64), np.arange(4, dtype=np.int64), allow,
-                             np.zeros((1, 8), dtype=np.float32), np.zeros(1, dtype=np.float64),
-                             np.array([vectors.ctypes.data, vectors[2:].ctypes.data], dtype=np.int64),
-                             bases, np.ones(4, dtype=np.float32), 0, 1)
+        for norms_writeable in (True, False):  # several segments' norms; one segment's own
+            norms = np.ones(4, dtype=np.float32)
+            norms.flags.writeable = norms_writeable
+            rescore_labels_batch(np.array([[0, -1]], dtype=np.int64), np.arange(4, dtype=np.int64), allow,
+                                 np.zeros((1, 8), dtype=np.float32), np.zeros(1, dtype=np.float64),
+                                 np.array([vectors.ctypes.data, vectors[2:].ctypes.data], dtype=np.int64),
+                                 bases, norms, 0, 1)

@@ -251,6 +251,8 @@ class IvfBinaryIndex(IndexBase):
                  centroids: FloatMatrix, center: npt.NDArray[np.float32], params: IvfBinaryParams,
                  metric: Metric) -> None:
         super().__init__(params, metric, int(centroids.shape[1]), int(codes.shape[0]))
+        for a in (codes, labels, offsets):
+            a.flags.writeable = False  # as when loaded (memory-mapped): the kernels' one variant
         self.codes = codes
         self.labels = labels
         self.offsets = offsets
