@@ -357,7 +357,19 @@ for q in queries[1:nq]:
     else:
         index.knn_query(q, k=10)
 after = memory_status()
-print(json.dumps({"cold_s": cold, "before": before, "after": after}))
+# a serving process after its first moments: vecstore's compiled kernels load on a background
+# thread (queries take the NumPy twins meanwhile), so the first queries' RSS is not the one it
+# keeps; wait for them, then the same queries again
+if mode == "vecstore":
+    from vecstore._native import loader
+    loader.get("kernels", wait=True), loader.get("graph", wait=True)
+for q in queries[:nq]:
+    if mode == "vecstore":
+        tbl.search(q).limit(10).to_list()
+    else:
+        index.knn_query(q, k=10)
+settled = memory_status()
+print(json.dumps({"cold_s": cold, "before": before, "after": after, "settled": settled}))
 """
 
 
@@ -659,7 +671,10 @@ def run(args: argparse.Namespace) -> int:
         for mode, rs in runs.items():
             growth = {key: statistics.median(r["after"][key] - r["before"][key] for r in rs)
                       for key in ("VmRSS", "RssAnon", "RssFile")}
-            mem[mode] = {"cold_ms": statistics.median(r["cold_s"] for r in rs) * 1e3, **growth}
+            settled = {key: statistics.median(r["settled"][key] - r["before"][key] for r in rs)
+                       for key in ("VmRSS", "RssAnon", "RssFile")}
+            mem[mode] = {"cold_ms": statistics.median(r["cold_s"] for r in rs) * 1e3, **growth,
+                         "settled": settled}
         R["memory"] = mem
         log(f"memory and cold open: {mem}")
 
@@ -746,14 +761,23 @@ def report(R: dict[str, Any], default_kind: str) -> str:
         L.append("")
     if "memory" in R:
         m = R["memory"]
-        L.append(markdown_table(
-            ["fresh process", "open + first query ms", "RSS growth MiB", "anonymous MiB", "file-backed MiB"],
-            [[k, f"{v['cold_ms']:.0f}", f"{v['VmRSS'] / 2**20:.0f}", f"{v['RssAnon'] / 2**20:.0f}",
-              f"{v['RssFile'] / 2**20:.0f}"] for k, v in m.items()]))
+        def mib(v: dict[str, Any]) -> list[str]:
+            return [f"{v[key] / 2**20:.0f}" for key in ("VmRSS", "RssAnon", "RssFile")]
+
+        rows = []
+        for k, v in m.items():
+            rows.append([k, f"{v['cold_ms']:.0f}", "after the first queries", *mib(v)])
+            if "settled" in v:  # runs before 2026-12-02 measured only the first point
+                rows.append([k, "", "kernels loaded, the queries again", *mib(v["settled"])])
+        L.append(markdown_table(["fresh process", "open + first query ms", "RSS growth measured",
+                                 "RSS growth MiB", "anonymous MiB", "file-backed MiB"], rows))
         ratio = m["vecstore"]["VmRSS"] / max(1, m["hnswlib"]["VmRSS"])
         L.append("")
-        L.append(f"RSS growth {ratio:.2f}x hnswlib's; cold open + first query "
-                 f"{m['vecstore']['cold_ms'] / m['hnswlib']['cold_ms']:.2f}x hnswlib's.")
+        L.append(f"RSS growth {ratio:.2f}x hnswlib's after the first queries"
+                 + (f", {m['vecstore']['settled']['VmRSS'] / max(1, m['hnswlib']['settled']['VmRSS']):.2f}x "
+                    "once vecstore's kernels are loaded" if "settled" in m["vecstore"] else "")
+                 + f"; cold open + first query {m['vecstore']['cold_ms'] / m['hnswlib']['cold_ms']:.2f}x "
+                 "hnswlib's.")
     return "\n".join(L)
 
 
