@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
     import vecstore
 
-    loader.get("kernels", wait=True)
+    loader.compile_all()
     sizes = [int(x) for x in args.sizes.split(",")]
     biggest = max(sizes)
     pypi = load_vectors(args.data, biggest, args.queries, attrs=False, seed=args.seed)

@@ -23,6 +23,8 @@ its time waiting on one row's misses after another; the prefetches took the kern
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 from llvmlite import ir
@@ -366,9 +368,14 @@ def graph_search_batch(
     return out_i, out_d
 
 
-def warm_up() -> None:
+def warm_up(only: str | None = None) -> None:
     """Load (or compile) the kernels for the argument types vecstore passes (a graph's arrays
-    read-only: memory-mapped, or frozen after a build)."""
+    read-only: memory-mapped, or frozen after a build); ``only``: the kernel of that name alone
+    (see ``kernels.warm_up``)."""
+    def w(kernel: Callable[..., object], *args: object) -> None:
+        if only is None or kernel.__name__ == only:
+            kernel(*args)
+
     def frozen(a: np.ndarray) -> np.ndarray:
         a.flags.writeable = False
         return a
@@ -379,12 +386,12 @@ def warm_up() -> None:
     up_start = frozen(np.zeros(3, dtype=np.int64))
     up_counts = frozen(np.zeros(0, dtype=np.uint16))
     up_links = frozen(np.zeros((0, 2), dtype=np.int32))
-    fold_queries(np.zeros((1, 4), dtype=np.float32), np.ones(4), np.zeros(4), 1.0)
+    w(fold_queries, np.zeros((1, 4), dtype=np.float32), np.ones(4), np.zeros(4), 1.0)
     for sqnorms in (frozen(np.zeros(0, dtype=np.float32)), frozen(np.zeros(2, dtype=np.float32))):
         for allow in (np.zeros(0, dtype=np.bool_), np.ones(2, dtype=np.bool_)):
-            graph_search(np.zeros(4, dtype=np.int16), 1.0, 0.0, codes, sqnorms, counts0, links0,
+            w(graph_search, np.zeros(4, dtype=np.int16), 1.0, 0.0, codes, sqnorms, counts0, links0,
                          up_start, up_counts, up_links, 0, 0, 2, allow)
             for batch in (graph_search_batch, graph_search_rows):
-                batch(np.zeros((2, 4), dtype=np.int16), np.ones(2, dtype=np.float32),
+                w(batch, np.zeros((2, 4), dtype=np.int16), np.ones(2, dtype=np.float32),
                       np.zeros(2, dtype=np.float32), codes, sqnorms, counts0, links0, up_start,
                       up_counts, up_links, 0, 0, 2, 1, allow)

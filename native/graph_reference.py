@@ -148,6 +148,6 @@ graph_search_rows = graph_search_batch
 """The kernel's one-thread batch (``graph.graph_search_rows``): the twin is one thread anyway."""
 
 
-def warm_up() -> None:
+def warm_up(only: str | None = None) -> None:  # noqa: ARG001 - the interface of the Numba modules
     """Nothing to load: the twins are plain NumPy (here for the same interface as the Numba
     modules)."""

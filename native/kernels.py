@@ -1116,9 +1116,15 @@ def rescore_labels_batch(
     return out_rows, out_scores, kept, scored
 
 
-def warm_up() -> None:
+def warm_up(only: str | None = None) -> None:
     """Load (or compile) every kernel for the argument types vecstore passes: codes, vectors and
-    norms memory-mapped (read-only), row lists read-only (cached filter results) or not."""
+    norms memory-mapped (read-only), row lists read-only (cached filter results) or not.
+    ``only``: the kernel of that name alone (the loader loads a kernel when it is first asked
+    for, so that a process keeps in memory only the kernels its queries run)."""
+    def w(kernel: Callable[..., object], *args: object) -> None:
+        if only is None or kernel.__name__ == only:
+            kernel(*args)
+
     codes = np.zeros((4, 6), dtype=np.uint64)
     codes.flags.writeable = False
     query = np.zeros(6, dtype=np.uint64)
@@ -1130,30 +1136,30 @@ def warm_up() -> None:
     for writeable in (True, False):
         rows = np.arange(2, dtype=np.int64)
         rows.flags.writeable = writeable
-        hamming_topk_rows(codes, rows, query, 1)
-        hamming_topk_rows_ranges(codes, rows, np.array([0, 1, 2], dtype=np.int64),
+        w(hamming_topk_rows, codes, rows, query, 1)
+        w(hamming_topk_rows_ranges, codes, rows, np.array([0, 1, 2], dtype=np.int64),
                                  np.zeros((2, 6), dtype=np.uint64), 1)
-        int8_scores_rows(int8, rows, q)
-        int8_scores_rows_ranges(int8, rows, np.array([0, 1, 2], dtype=np.int64),
+        w(int8_scores_rows, int8, rows, q)
+        w(int8_scores_rows_ranges, int8, rows, np.array([0, 1, 2], dtype=np.int64),
                                 np.zeros((2, 8), dtype=np.float32), np.zeros(2, dtype=np.float32))
-        float_scores_rows(vectors, rows, q)
-    hamming_topk(codes, query, 1)
-    hamming_topk_ranges(codes, np.array([0, 2, 4], dtype=np.int64), np.zeros((2, 6), dtype=np.uint64), 1)
-    hamming_topk_batch(codes, np.zeros((2, 6), dtype=np.uint64), 1)
+        w(float_scores_rows, vectors, rows, q)
+    w(hamming_topk, codes, query, 1)
+    w(hamming_topk_ranges, codes, np.array([0, 2, 4], dtype=np.int64), np.zeros((2, 6), dtype=np.uint64), 1)
+    w(hamming_topk_batch, codes, np.zeros((2, 6), dtype=np.uint64), 1)
     bases = np.array([0, 2, 4], dtype=np.int64)
     for writeable in (True, False):
         rows = np.arange(3, dtype=np.int64)
         rows.flags.writeable = writeable
-        hamming_topk_batch_ranges(codes, rows, np.array([0, 2, 3], dtype=np.int64),
+        w(hamming_topk_batch_ranges, codes, rows, np.array([0, 2, 3], dtype=np.int64),
                                   np.zeros((2, 2, 6), dtype=np.uint64), 1)
-        int8_scores_rows_segments(int8, rows, bases, q, np.ones((2, 8), dtype=np.float32),
+        w(int8_scores_rows_segments, int8, rows, bases, q, np.ones((2, 8), dtype=np.float32),
                                   np.zeros((2, 8), dtype=np.float64))
-        float_scores_rows_segments(np.array([vectors.ctypes.data, vectors[2:].ctypes.data],
+        w(float_scores_rows_segments, np.array([vectors.ctypes.data, vectors[2:].ctypes.data],
                                             dtype=np.int64), bases, rows, q)
-    hamming_topk_batch_ranges(codes, None, bases, np.zeros((2, 2, 6), dtype=np.uint64), 1)
-    topk_scores(np.zeros(4, dtype=np.float32), 1)
-    sign_scores_rows(codes, np.arange(2, dtype=np.int64), np.zeros((48, 256), dtype=np.float32))
-    hamming_topk_spans(codes, np.array([0, 2], dtype=np.int64), np.array([1, 4], dtype=np.int64),
+    w(hamming_topk_batch_ranges, codes, None, bases, np.zeros((2, 2, 6), dtype=np.uint64), 1)
+    w(topk_scores, np.zeros(4, dtype=np.float32), 1)
+    w(sign_scores_rows, codes, np.arange(2, dtype=np.int64), np.zeros((48, 256), dtype=np.float32))
+    w(hamming_topk_spans, codes, np.array([0, 2], dtype=np.int64), np.array([1, 4], dtype=np.int64),
                        query, 1)
     for label_type in (np.int32, np.int64):  # an ivf-binary index's labels (read-only, as loaded)
         labels = np.arange(4, dtype=label_type)
@@ -1161,20 +1167,20 @@ def warm_up() -> None:
         for allow_writeable in (True, False):  # the view's live labels; a filter's
             allow = np.ones(4, dtype=np.bool_)
             allow.flags.writeable = allow_writeable
-            hamming_topk_spans_allowed(codes, np.array([0, 2], dtype=np.int64),
+            w(hamming_topk_spans_allowed, codes, np.array([0, 2], dtype=np.int64),
                                        np.array([1, 4], dtype=np.int64), labels, allow, query, 1)
-    read_rows(-1, 0, 1, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint8))
+    w(read_rows, -1, 0, 1, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint8))
     for writeable in (True, False):
         cand = np.array([[0, 1], [2, 3]], dtype=np.int64)
         cand.flags.writeable = writeable
         for norms_writeable in (True, False):  # several segments' norms; one segment's own
             norms = np.ones(4, dtype=np.float32)
             norms.flags.writeable = norms_writeable
-            two_stage_cosine_batch(int8, cand, bases, np.zeros((2, 8), dtype=np.float32),
+            w(two_stage_cosine_batch, int8, cand, bases, np.zeros((2, 8), dtype=np.float32),
                                    np.ones((2, 8), dtype=np.float32), np.zeros((2, 8), dtype=np.float64),
                                    np.array([vectors.ctypes.data, vectors[2:].ctypes.data], dtype=np.int64),
                                    norms, 2, 1)
-    sign_bits_segments(q, np.zeros((2, 8), dtype=np.float32), 1)
+    w(sign_bits_segments, q, np.zeros((2, 8), dtype=np.float32), 1)
     addresses = np.array([vectors.ctypes.data, vectors[2:].ctypes.data], dtype=np.int64)
     binary = np.zeros((4, 1), dtype=np.uint64)  # 8 dimensions: one word
     binary.flags.writeable = False
@@ -1184,7 +1190,7 @@ def warm_up() -> None:
         for norms_writeable in (True, False):  # several segments' norms; one segment's own
             norms = np.ones(4, dtype=np.float32)
             norms.flags.writeable = norms_writeable
-            two_stage_cosine_scan(q, np.zeros((2, 8), dtype=np.float32), binary, rows, False,
+            w(two_stage_cosine_scan, q, np.zeros((2, 8), dtype=np.float32), binary, rows, False,
                                   int8, bases, np.ones((2, 8), dtype=np.float32),
                                   np.zeros((2, 8), dtype=np.float64), addresses, norms, 2, 2, 1)
     filter_allow = np.ones(4, dtype=np.bool_)
@@ -1193,7 +1199,7 @@ def warm_up() -> None:
         for norms_writeable in (True, False):  # several segments' norms; one segment's own
             norms = np.ones(4, dtype=np.float32)
             norms.flags.writeable = norms_writeable
-            rescore_labels_batch(np.array([[0, -1]], dtype=np.int64), np.arange(4, dtype=np.int64), allow,
+            w(rescore_labels_batch, np.array([[0, -1]], dtype=np.int64), np.arange(4, dtype=np.int64), allow,
                                  np.zeros((1, 8), dtype=np.float32), np.zeros(1, dtype=np.float64),
                                  np.array([vectors.ctypes.data, vectors[2:].ctypes.data], dtype=np.int64),
                                  bases, norms, 0, 1)

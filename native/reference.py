@@ -510,6 +510,6 @@ def rescore_labels_batch(
     return out_rows, out_scores, kept, scored
 
 
-def warm_up() -> None:
+def warm_up(only: str | None = None) -> None:  # noqa: ARG001 - the interface of the Numba modules
     """Nothing to load: the twins are plain NumPy (here for the same interface as the Numba
     modules)."""

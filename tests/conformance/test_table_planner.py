@@ -230,7 +230,7 @@ def test_one_unfiltered_query_through_hnsw_int8_is_the_planners_answer(tmp_path,
     rescored in one kernel call) finds the rows and scores the planner's index path
     (``search_index``) finds from the same query, exactly, with the same strategy, for k = 1,
     10 and 200."""
-    loader.get("kernels", wait=True)  # both paths on the Numba kernels, not one on the twins
+    loader.compile_all()  # both paths on the Numba kernels, not one on the twins
     tbl, qs = _int8_table(tmp_path, data, metric)
     snap = tbl._current()
     lean = set()
@@ -343,7 +343,7 @@ def test_a_batchs_threads_reach_hnswlib(tmp_path, data):
 WORKQUEUE_BATCH = """
 import sys, numpy as np, vecstore
 from vecstore._native import loader
-loader.get("graph", wait=True)
+loader.compile_all()
 rng = np.random.default_rng(0)
 tbl = vecstore.connect(sys.argv[1]).create_table("t", dim=16)
 tbl.add([{"id": str(i), "vector": v} for i, v in enumerate(rng.standard_normal((1500, 16)))])

@@ -60,7 +60,7 @@ def _measuring(store, p, timeout: float = 60.0) -> bool:
 
 
 def test_sigkill_while_add_measures_the_scan_leaves_a_committed_state(tmp_path) -> None:
-    loader.get("kernels", wait=True)  # the forked children inherit the compiled kernels
+    loader.compile_all()  # the forked children inherit the compiled kernels
     store, done = tmp_path / "store", str(tmp_path / "done")
     vecstore.connect(store).create_table("t", dim=DIM)
     open(done, "w").close()

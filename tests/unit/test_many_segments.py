@@ -24,7 +24,7 @@ def _rows(rng: np.random.Generator) -> list[dict]:
 
 @pytest.fixture
 def tables(tmp_db: vecstore.Database, rng: np.random.Generator) -> tuple[vecstore.Table, vecstore.Table]:
-    loader.get("kernels", wait=True)  # the Numba kernels, not their twins
+    loader.compile_all()  # the Numba kernels, not their twins
     rows = _rows(rng)
     many = tmp_db.create_table("many", dim=DIM)
     for start, stop in ((0, 600), (600, 900), (900, 1100), (1100, 1200)):  # shrinking: no merges

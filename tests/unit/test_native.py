@@ -678,7 +678,7 @@ def test_parallel_threads_caps_numba_on_the_calling_thread_and_restores_it() -> 
     import numba
     from vecstore._native import loader
 
-    loader.get("kernels", wait=True)
+    loader.compile_all()
     before = numba.get_num_threads()
     with loader.parallel_threads(1):
         assert numba.get_num_threads() == 1

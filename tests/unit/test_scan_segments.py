@@ -40,7 +40,7 @@ def _data(rng: np.random.Generator) -> tuple[list[dict], np.ndarray]:
 
 @pytest.fixture(params=["cosine", "l2", "dot"])
 def twins(request, tmp_db: vecstore.Database, rng: np.random.Generator):
-    loader.get("kernels", wait=True)  # the Numba kernels, not their twins
+    loader.compile_all()  # the Numba kernels, not their twins
     rows, queries = _data(rng)
     many = tmp_db.create_table("many", dim=DIM, metric=request.param)
     for start, stop in ((0, 600), (600, 900), (900, 1100), (1100, 1200)):  # shrinking: no merges

@@ -47,7 +47,7 @@ def _data(rng: np.random.Generator) -> tuple[list[dict], np.ndarray]:
 def stores(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
     """Four tables in one store: "many" (four adds, rows deleted) and "one" (its live rows in one
     segment), each also with ``create_index()`` ("many_idx", "one_idx")."""
-    loader.get("kernels", wait=True)  # the Numba kernels, not their twins
+    loader.compile_all()  # the Numba kernels, not their twins
     rows, queries = _data(np.random.default_rng(2026))
     path = tmp_path_factory.mktemp("segments") / "store"
     db = vecstore.connect(path)
