@@ -38,6 +38,7 @@ _modules: dict[str, ModuleType] = {}  # the Numba modules imported
 _failed: dict[str, BaseException] = {}
 _loaded: set[tuple[str, str]] = set()  # (module, kernel) loaded with every variant
 _requested: set[tuple[str, str]] = set()  # asked for without waiting: loaded by the worker
+_given_up: set[tuple[str, str]] = set()  # asked for, failed to load: callers keep the twin
 _lock = threading.Lock()  # the sets and the worker: held for microseconds, never while loading
 _import_lock = threading.Lock()  # importing Numba's modules (about a second)
 _kernel_locks: dict[tuple[str, str], threading.Lock] = {}  # loading one kernel's variants
@@ -119,8 +120,9 @@ def _work() -> None:
         name, attr = _requests.get()
         try:
             _load(name, attr)
-        except BaseException:  # noqa: BLE001, S112 - recorded in _failed; callers keep the twin
-            continue
+        except BaseException:  # noqa: BLE001 - the module's failure is in _failed; the twin stays
+            with _lock:
+                _given_up.add((name, attr))
 
 
 def _resolve(name: str, attr: str, wait: bool) -> Any:
@@ -181,7 +183,7 @@ def settle(timeout: float = 60.0) -> bool:
     deadline = time.monotonic() + timeout
     while True:
         with _lock:
-            pending = {(n, a) for n, a in _requested - _loaded if n not in _failed}
+            pending = {(n, a) for n, a in _requested - _loaded - _given_up if n not in _failed}
         if not pending:
             return True
         if time.monotonic() > deadline:
