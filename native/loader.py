@@ -4,8 +4,8 @@ twin until then.
 Importing Numba takes about a second, and loading a compiled kernel from Numba's on-disk cache
 (compiling it, the first time, much longer) a fraction of one for each kernel. A process that
 opens a table and answers one query should not wait for that, and a process that serves one
-kind of query should not keep every kernel in memory: loaded, the kernels took ~110 MiB of a
-process's RSS, ~45 of them anonymous, beside Numba's own ~60 (2026-12-02, this project's
+kind of query should not keep every kernel in memory: loading them all took ~125 MiB of a
+process's RSS (~90 of it anonymous) beyond importing Numba (~60; 2026-12-02, this project's
 machine). So :func:`get` never blocks: it returns the kernel module as a namespace whose
 kernels are each the compiled one once *that kernel* is loaded, and its twin (same results up
 to float32 rounding) until then; the first time a kernel is asked for, a background thread
