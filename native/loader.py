@@ -146,7 +146,8 @@ def _after_fork_in_child() -> None:
     _worker = None
     _lock, _import_lock = threading.Lock(), threading.Lock()
     _kernel_locks.clear()
-    _requested.difference_update(_requested - _loaded)
+    _requested.intersection_update(_loaded)
+    _given_up.clear()
     _requests = queue.SimpleQueue()
 
 

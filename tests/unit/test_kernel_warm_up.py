@@ -4,9 +4,9 @@ Numba compiles a kernel once per combination of argument types, and an array's t
 whether it is writeable: a memory-mapped segment's norms are read-only, several segments'
 norms concatenated are not. A combination ``warm_up()`` leaves out is loaded on the query's own
 thread the first time one needs it: ~0.2 s from Numba's on-disk cache in every new process,
-and seconds of compiling on a fresh install. (Two had been left out: the rescoring of
+and seconds of compiling on a fresh install. (Three had been left out: the rescoring of
 ``hnsw-int8`` candidates and the batch scan over a single segment, both with that segment's
-read-only norms.)
+read-only norms, and ``ivf-binary``'s filtered list scan with the index's read-only labels.)
 
 The workload runs in a fresh process, so that what other tests called does not count, and
 compares each kernel's variants with those ``compile_all()`` loads in another fresh process.
