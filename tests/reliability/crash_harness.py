@@ -7,6 +7,7 @@ compares keyword search with BM25 rebuilt from the model's rows."""
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
 import threading
@@ -90,10 +91,15 @@ GROUP_CHUNKS = 3
 documents commits several times."""
 
 
+def pick_ids(rng: np.random.Generator, live: list[str], n: int) -> list[str]:
+    """``n`` distinct ids of ``live`` (sorted), as ``rng.choice(live, ...)`` picks them."""
+    return [live[i] for i in rng.choice(len(live), size=min(len(live), n), replace=False)]
+
+
 def make_ops(seed: int, n: int) -> list[Op]:
     rng = np.random.default_rng(seed)
     ops: list[Op] = []
-    live: set[str] = set()
+    live: list[str] = []  # sorted: picks index into it (sorting a set per op made this quadratic)
     next_id = 0
     for _ in range(n):
         r = rng.random()
@@ -102,22 +108,23 @@ def make_ops(seed: int, n: int) -> list[Op]:
             for _ in range(int(rng.integers(1, 40))):
                 rows.append((f"id{next_id}", tuple(rng.normal(size=DIM).round(3).tolist()),
                              int(rng.integers(0, 100)), random_words(rng), str(rng.choice(WORDS))))
-                live.add(f"id{next_id}")
+                bisect.insort(live, f"id{next_id}")
                 next_id += 1
             ops.append(Op("add", rows=tuple(rows)))
         elif r < 0.6:
-            pick = rng.choice(sorted(live), size=min(len(live), int(rng.integers(1, 10))), replace=False)
+            pick = pick_ids(rng, live, int(rng.integers(1, 10)))
             rows = [(str(i), tuple(rng.normal(size=DIM).round(3).tolist()), int(rng.integers(0, 100)),
                      random_words(rng), None) for i in pick]
             rows.append((f"id{next_id}", tuple(rng.normal(size=DIM).round(3).tolist()), 1, None,
                          str(rng.choice(WORDS))))
-            live.add(f"id{next_id}")
+            bisect.insort(live, f"id{next_id}")
             next_id += 1
             ops.append(Op("upsert", rows=tuple(rows)))
         elif r < 0.75:
-            pick = rng.choice(sorted(live), size=min(len(live), int(rng.integers(1, 6))), replace=False)
-            live -= set(map(str, pick))
-            ops.append(Op("delete_ids", ids=tuple(map(str, pick))))
+            pick = pick_ids(rng, live, int(rng.integers(1, 6)))
+            for i in pick:
+                del live[bisect.bisect_left(live, i)]
+            ops.append(Op("delete_ids", ids=tuple(pick)))
         elif r < 0.86:
             ops.append(Op("delete_where", cut=int(rng.integers(0, 12))))
             # the model decides which ids go; `live` is only a hint for picking ids
@@ -344,14 +351,14 @@ def check_keyword(path: Path, model: Model, rng: np.random.Generator) -> None:
     for _ in range(3):
         q = " ".join(rng.choice(WORDS, size=int(rng.integers(1, 4))))
         cut = int(rng.integers(0, 100))
+        want = bm25_scores(rows, columns, "english", q)
         for where in (None, "year >= ?") if "year" in tbl.schema.names else (None,):
             query = tbl.search(q, mode="keyword").limit(5)
             allowed = None
             if where is not None:
                 query = query.where(where, cut)
                 allowed = [r["id"] for r in rows if r["year"] >= cut]
-            problems = ranking_problems(query.to_list(), bm25_scores(rows, columns, "english", q), 5,
-                                        allowed)
+            problems = ranking_problems(query.to_list(), want, 5, allowed)
             assert not problems, f"keyword search for {q!r} ({where}, {cut}): {problems}"
 
 
