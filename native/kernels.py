@@ -36,6 +36,7 @@ if __name__ != "vecstore._native.kernels":
 
 __all__ = [
     "float_scores_rows",
+    "float_scores_rows_files",
     "float_scores_rows_segments",
     "hamming_distances",
     "hamming_distances_rows",
@@ -857,6 +858,55 @@ def float_scores_rows_segments(
 
 
 @njit(cache=True, nogil=True)
+def _read_segment_rows(fds: npt.NDArray[np.int64], offsets: npt.NDArray[np.int64],
+                       bases: npt.NDArray[np.int64], rows: npt.NDArray[np.int64], dim: int
+                       ) -> tuple[npt.NDArray[np.float32], int]:
+    """The float32 vectors of global ``rows`` read from the segments' files (segment ``s``'s
+    ``float32[bases[s + 1] - bases[s], dim]`` in the file open as ``fds[s]`` from byte
+    ``offsets[s]``), one ``pread`` a row, into ``float32[len(rows), dim]``; and how many
+    leading rows were read whole."""
+    if offsets.shape[0] != bases.shape[0] - 1 or fds.shape[0] != offsets.shape[0]:
+        raise ValueError("fds and offsets must have one entry per segment (one fewer than bases)")
+    n = rows.shape[0]
+    row_bytes = dim * 4
+    flat = np.empty(n * dim, dtype=np.float32)
+    s = 0
+    for i in range(n):
+        row = rows[i]
+        s = _segment_of(bases, row, s)
+        at = offsets[s] + (row - bases[s]) * row_bytes
+        if _pread(np.intc(fds[s]), flat[i * dim:].ctypes, row_bytes, at) != row_bytes:
+            return flat.reshape((n, dim)), i
+    return flat.reshape((n, dim)), n
+
+
+@njit(cache=True, nogil=True)
+def float_scores_rows_files(
+    fds: npt.NDArray[np.int64], offsets: npt.NDArray[np.int64], bases: npt.NDArray[np.int64],
+    rows: npt.NDArray[np.int64], query: npt.NDArray[np.float32], out: npt.NDArray[np.float32],
+) -> int:
+    """:func:`float_scores_rows_segments` with each row read from its segment's file rather
+    than through a memory map: segment ``s``'s vectors lie in the file open as ``fds[s]`` from
+    byte ``offsets[s]``, a C-contiguous ``float32[bases[s + 1] - bases[s], len(query)]``. One
+    ``pread`` a row (~1 us from the page cache), and nothing of the file stays mapped in the
+    process (vecstore.storage.pages); the rows read are scored by
+    :func:`float_scores_rows_segments` itself (the same sums, bit for bit). Scores go to
+    ``out`` (``float32[len(rows)]``); returns how many leading rows were read whole
+    (``len(rows)``, or where a read came short or failed: ``out`` is then not written)."""
+    if out.shape[0] != rows.shape[0]:
+        raise ValueError("out must hold one score per row")
+    n = rows.shape[0]
+    block, read = _read_segment_rows(fds, offsets, bases, rows, query.shape[0])
+    if read < n:
+        return read
+    where = np.empty(1, dtype=np.int64)
+    where[0] = block.ctypes.data
+    out[:] = float_scores_rows_segments(where, np.array([0, n], dtype=np.int64),
+                                        np.arange(n, dtype=np.int64), query)
+    return n
+
+
+@njit(cache=True, nogil=True)
 def _ranks_before(score_a: float, idx_a: int, score_b: float, idx_b: int) -> bool:
     """Whether (score_a, idx_a) comes first: higher score, NaN last, equal scores by lower index."""
     if score_a > score_b:
@@ -1059,8 +1109,8 @@ def two_stage_cosine_scan(
 def rescore_labels_batch(
     labels: npt.NDArray[np.int64], label_rows: npt.NDArray[np.int64], allow: npt.NDArray[np.bool_],
     queries: npt.NDArray[np.float32], q_norm2: npt.NDArray[np.float64],
-    addresses: npt.NDArray[np.int64], bases: npt.NDArray[np.int64], norms: npt.NDArray[np.float32],
-    metric: int, k: int,
+    addresses: npt.NDArray[np.int64], fds: npt.NDArray[np.int64], bases: npt.NDArray[np.int64],
+    norms: npt.NDArray[np.float32], metric: int, k: int,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.int64],
            npt.NDArray[np.int64]]:
     """The exact rescoring of an index's candidates for every row of ``queries``, one query
@@ -1069,13 +1119,16 @@ def rescore_labels_batch(
     labels ``labels[q]`` (-1: none) are kept where ``allow[label]`` (which flags only labels
     whose row is not -1; with an empty ``allow``: where ``label_rows[label] >= 0``), mapped to
     global rows by ``label_rows``, deduplicated and sorted, scored by
-    :func:`float_scores_rows_segments` with ``queries[q]`` and turned into the metric's score
+    :func:`float_scores_rows_segments` with ``queries[q]`` (with ``fds`` not empty, by
+    :func:`float_scores_rows_files`, ``addresses`` being the segments' offsets in those files)
+    and turned into the metric's score
     (``metric`` as in ``reference.METRICS``: cosine divides by the row's norm floored at
     ``MIN_NORM``, the query being unit length; dot keeps the inner product; l2 is ``2 dot -
     norm^2 - q_norm2[q]``, in float32), and the ``k`` best kept in :func:`topk_scores`'s order.
     Returns ``(rows int64[q, k], scores float32[q, k], kept int64[q], scored int64[q])``: rows
     best first, padded with -1 (scores with -inf) beyond ``min(k, scored[q])``; ``kept[q]``
-    labels passed the filter, ``scored[q]`` distinct rows were scored."""
+    labels passed the filter, ``scored[q]`` distinct rows were scored (-1 where a file read
+    came short: the queries after it are not scored)."""
     m, width = labels.shape[0], labels.shape[1]
     out_rows = np.full((m, k), -1, dtype=np.int64)
     out_scores = np.full((m, k), -np.inf, dtype=np.float32)
@@ -1083,6 +1136,9 @@ def rescore_labels_batch(
     scored = np.zeros(m, dtype=np.int64)
     masked = allow.shape[0] > 0
     buffer = np.empty(width, dtype=np.int64)
+    from_files = fds.shape[0] > 0
+    block_at = np.empty(1, dtype=np.int64)  # where a query's rows read from the files lie
+    block_bases = np.zeros(2, dtype=np.int64)
     for q in range(m):
         n = 0
         for j in range(width):
@@ -1099,7 +1155,18 @@ def rescore_labels_batch(
         kept[q] = n
         rows = np.unique(buffer[:n])
         scored[q] = rows.shape[0]
-        dots = float_scores_rows_segments(addresses, bases, rows, queries[q])
+        # one call of the scoring kernel for both sources: rows read from the files are scored
+        # by the same instructions as rows read from memory (bit for bit)
+        src, src_bases, src_rows = addresses, bases, rows
+        if from_files:
+            block, read = _read_segment_rows(fds, addresses, bases, rows, queries.shape[1])
+            if read < rows.shape[0]:
+                scored[q] = -1
+                return out_rows, out_scores, kept, scored
+            block_at[0] = block.ctypes.data
+            block_bases[1] = rows.shape[0]
+            src, src_bases, src_rows = block_at, block_bases, np.arange(rows.shape[0])
+        dots = float_scores_rows_segments(src, src_bases, src_rows, queries[q])
         exact = np.empty(rows.shape[0], dtype=np.float32)
         for i in range(rows.shape[0]):
             if metric == 0:
@@ -1170,6 +1237,8 @@ def warm_up(only: str | None = None) -> None:
             w(hamming_topk_spans_allowed, codes, np.array([0, 2], dtype=np.int64),
                                        np.array([1, 4], dtype=np.int64), labels, allow, query, 1)
     w(read_rows, -1, 0, 1, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint8))
+    w(float_scores_rows_files, np.full(2, -1, dtype=np.int64), np.zeros(2, dtype=np.int64), bases,
+      np.zeros(0, dtype=np.int64), np.zeros(8, dtype=np.float32), np.zeros(0, dtype=np.float32))
     for writeable in (True, False):
         cand = np.array([[0, 1], [2, 3]], dtype=np.int64)
         cand.flags.writeable = writeable
@@ -1202,4 +1271,4 @@ def warm_up(only: str | None = None) -> None:
             w(rescore_labels_batch, np.array([[0, -1]], dtype=np.int64), np.arange(4, dtype=np.int64), allow,
                                  np.zeros((1, 8), dtype=np.float32), np.zeros(1, dtype=np.float64),
                                  np.array([vectors.ctypes.data, vectors[2:].ctypes.data], dtype=np.int64),
-                                 bases, norms, 0, 1)
+                                 np.zeros(0, dtype=np.int64), bases, norms, 0, 1)

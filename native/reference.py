@@ -25,6 +25,7 @@ import numpy.typing as npt
 
 __all__ = [
     "float_scores_rows",
+    "float_scores_rows_files",
     "float_scores_rows_segments",
     "hamming_distances",
     "hamming_distances_rows",
@@ -394,6 +395,30 @@ def float_scores_rows_segments(
     return out
 
 
+def float_scores_rows_files(
+    fds: npt.NDArray[np.int64], offsets: npt.NDArray[np.int64], bases: npt.NDArray[np.int64],
+    rows: npt.NDArray[np.int64], query: npt.NDArray[np.float32], out: npt.NDArray[np.float32],
+) -> int:
+    """:func:`float_scores_rows_segments` with segment ``s``'s vectors read from the file open
+    as ``fds[s]`` (from byte ``offsets[s]``), a row per ``os.pread``; scores into ``out``.
+    Returns how many leading rows were read whole."""
+    if offsets.shape[0] != bases.shape[0] - 1 or fds.shape[0] != offsets.shape[0]:
+        raise ValueError("fds and offsets must have one entry per segment (one fewer than bases)")
+    if out.shape[0] != rows.shape[0]:
+        raise ValueError("out must hold one score per row")
+    row_bytes = query.shape[0] * 4
+    seg = _segments_of(bases, rows)
+    for i, (row, s) in enumerate(zip(rows.tolist(), seg.tolist(), strict=True)):
+        try:
+            data = os.pread(int(fds[s]), row_bytes, int(offsets[s]) + (row - int(bases[s])) * row_bytes)
+        except OSError:
+            return i
+        if len(data) != row_bytes:
+            return i
+        out[i] = np.frombuffer(data, dtype=np.float32) @ query
+    return int(rows.shape[0])
+
+
 def topk_scores(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
     """Indices of the ``min(k, m)`` largest ``scores``, best first.
 
@@ -471,20 +496,23 @@ METRICS = ("cosine", "dot", "l2")
 def rescore_labels_batch(
     labels: npt.NDArray[np.int64], label_rows: npt.NDArray[np.int64], allow: npt.NDArray[np.bool_],
     queries: npt.NDArray[np.float32], q_norm2: npt.NDArray[np.float64],
-    addresses: npt.NDArray[np.int64], bases: npt.NDArray[np.int64], norms: npt.NDArray[np.float32],
-    metric: int, k: int,
+    addresses: npt.NDArray[np.int64], fds: npt.NDArray[np.int64], bases: npt.NDArray[np.int64],
+    norms: npt.NDArray[np.float32], metric: int, k: int,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.int64],
            npt.NDArray[np.int64]]:
     """The exact rescoring of an index's candidates for every row of ``queries``: query ``q``'s
     labels ``labels[q]`` (-1: none) kept where ``allow[label]`` (which flags only labels whose
     row is not -1; with an empty ``allow``: where ``label_rows[label] >= 0``), mapped to global
-    rows by ``label_rows``, deduplicated and sorted, scored exactly with ``queries[q]`` by the
+    rows by ``label_rows``, deduplicated and sorted, scored exactly with ``queries[q]`` (its
+    rows read from memory at ``addresses``, or with ``fds`` not empty from those files at the
+    offsets ``addresses``: :func:`float_scores_rows_files`) by the
     metric ``METRICS[metric]`` (cosine: the inner product over the row's norm floored at
     ``MIN_NORM``, the query being unit length; dot: the inner product; l2: ``2 dot - norm^2 -
     q_norm2[q]``), the ``k`` best kept (ties: lower row first). Returns ``(rows int64[q, k],
     scores float32[q, k], kept int64[q], scored int64[q])``: rows best first, padded with -1
     (scores with -inf) beyond ``min(k, scored[q])``; ``kept[q]`` labels passed the filter,
-    ``scored[q]`` distinct rows were scored."""
+    ``scored[q]`` distinct rows were scored (-1 where a file read came short: the queries
+    after it are not scored)."""
     m = labels.shape[0]
     out_rows = np.full((m, k), -1, dtype=np.int64)
     out_scores = np.full((m, k), -np.inf, dtype=np.float32)
@@ -497,7 +525,13 @@ def rescore_labels_batch(
         kept[q] = found.size
         rows = _unique(label_rows[found])
         scored[q] = rows.size
-        dots = float_scores_rows_segments(addresses, bases, rows, queries[q])
+        if fds.size:
+            dots = np.empty(rows.size, dtype=np.float32)
+            if float_scores_rows_files(fds, addresses, bases, rows, queries[q], dots) < rows.size:
+                scored[q] = -1
+                return out_rows, out_scores, kept, scored
+        else:
+            dots = float_scores_rows_segments(addresses, bases, rows, queries[q])
         if METRICS[metric] == "cosine":
             exact = dots / np.maximum(norms[rows], floor)
         elif METRICS[metric] == "l2":

@@ -624,6 +624,38 @@ def test_float_scores_rows_segments_agree(dim: int, sizes: tuple[int, ...], sort
     assert_scores_close(got, reference.float_scores_rows(every, rows, query), terms)
 
 
+@pytest.mark.parametrize("dim", [1, 96, 384])
+@pytest.mark.parametrize("sizes", [(5,), (7, 0, 12), (1, 30, 4, 9)])
+def test_float_scores_rows_files_score_as_the_mapped_rows(dim: int, sizes: tuple[int, ...],
+                                                          tmp_path: Path) -> None:
+    """Rows read from the segments' files score as the same rows read through memory, bit for
+    bit (one summation for both); the twin within rounding. A file that ends before a row
+    stops the read there, and the count of rows read says where."""
+    rng = np.random.default_rng(23)
+    bases = _segment_bases(sizes)
+    segments = [rng.standard_normal((size, dim)).astype(np.float32) for size in sizes]
+    addresses = np.array([v.ctypes.data for v in segments], dtype=np.int64)
+    fds, offsets = segment_files(tmp_path, segments)
+    rows = random_rows(20, int(bases[-1]), 40, sort=False)
+    query = rng.standard_normal(dim).astype(np.float32)
+    want = kernels.float_scores_rows_segments(addresses, bases, rows, query)
+    for module in (kernels, reference):
+        out = np.full(rows.size, np.nan, dtype=np.float32)
+        assert module.float_scores_rows_files(fds, offsets, bases, rows, query, out) == rows.size
+        if module is kernels:
+            np.testing.assert_array_equal(out, want)
+        else:
+            assert_scores_close(out, want, np.concatenate(segments)[rows].astype(np.float64) * query)
+    last = len(sizes) - 1  # the last segment's file cut short by one row
+    os.truncate(tmp_path / f"segment{last}.bin", int(offsets[last]) + (sizes[last] - 1) * dim * 4)
+    cut = np.array([int(bases[0]), int(bases[-1]) - 1, int(bases[0])], dtype=np.int64)
+    for module in (kernels, reference):
+        assert module.float_scores_rows_files(fds, offsets, bases, cut, query,
+                                              np.empty(3, dtype=np.float32)) == 1
+    for fd in fds.tolist():
+        os.close(fd)
+
+
 @pytest.mark.parametrize("module", [kernels, reference])
 def test_segment_kernels_refuse_rows_outside_the_segments(module) -> None:
     bases = np.array([0, 2, 4], dtype=np.int64)
@@ -633,6 +665,10 @@ def test_segment_kernels_refuse_rows_outside_the_segments(module) -> None:
         rows = np.array([0, bad], dtype=np.int64)
         with pytest.raises(IndexError, match="out of range"):
             module.float_scores_rows_segments(addresses, bases, rows, np.zeros(8, np.float32))
+        with pytest.raises(IndexError, match="out of range"):
+            # (no file behind these descriptors: the row is refused before anything is read)
+            module.float_scores_rows_files(np.full(2, -1, np.int64), np.zeros(2, np.int64), bases,
+                                           rows[1:], np.zeros(8, np.float32), np.empty(1, np.float32))
         with pytest.raises(IndexError, match="out of range"):
             module.int8_scores_rows_segments(np.zeros((4, 8), np.int8), rows, bases,
                                              np.zeros(8, np.float32), np.ones((2, 8), np.float32),
@@ -788,22 +824,36 @@ def test_two_stage_cosine_scan_is_the_three_stages_in_one_call(
             assert np.isin(got_rows, rows).all()
 
 
+def segment_files(tmp_path: Path, segments: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``segments`` written to one file each behind a header of a few bytes (as a segment's
+    vectors lie inside its Arrow file): the open descriptors and the vectors' offsets."""
+    fds, offsets = [], []
+    for i, v in enumerate(segments):
+        path = tmp_path / f"segment{i}.bin"
+        path.write_bytes(b"header" * (i + 1) + v.tobytes())
+        fds.append(os.open(path, os.O_RDONLY))
+        offsets.append(6 * (i + 1))
+    return np.array(fds, dtype=np.int64), np.array(offsets, dtype=np.int64)
+
+
 @pytest.mark.parametrize("metric", reference.METRICS)
 @pytest.mark.parametrize("sizes", [(300,), (120, 0, 200, 90)])
 @pytest.mark.parametrize("filtered", [False, True])
 @pytest.mark.parametrize("k", [1, 10, 50])
 def test_rescore_labels_batch_is_each_querys_rescoring(metric: str, sizes: tuple[int, ...],
-                                                       filtered: bool, k: int) -> None:
+                                                       filtered: bool, k: int, tmp_path: Path) -> None:
     """The batch rescoring finds, query by query, what an index query's own rescoring finds
     with the per-query kernels (its labels' live or allowed rows, deduplicated and sorted,
     scored exactly, the best k), and agrees with its twin; labels repeat, miss (-1) and point
-    at deleted rows; k = 50 is more than some queries' candidates."""
+    at deleted rows; k = 50 is more than some queries' candidates. Reading the rows from the
+    segments' files (``fds``) finds the same rows and scores, bit for bit."""
     rng = np.random.default_rng(31)
     dim = 40
     bases = _segment_bases(sizes)
     n = int(bases[-1])
     segments = [rng.standard_normal((size, dim)).astype(np.float32) for size in sizes]
     addresses = np.array([v.ctypes.data for v in segments], dtype=np.int64)
+    fds, offsets = segment_files(tmp_path, segments)
     norms = np.linalg.norm(np.concatenate(segments), axis=1).astype(np.float32)
     label_rows = rng.permutation(n).astype(np.int64)
     label_rows[::11] = -1  # deleted rows
@@ -816,13 +866,26 @@ def test_rescore_labels_batch_is_each_querys_rescoring(metric: str, sizes: tuple
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     q_norm2 = np.einsum("ij,ij->i", queries.astype(np.float64), queries.astype(np.float64))
     code = reference.METRICS.index(metric)
-    args = (labels, label_rows, allow, queries, q_norm2, addresses, bases, norms, code, k)
+    args = (labels, label_rows, allow, queries, q_norm2, addresses, np.zeros(0, dtype=np.int64),
+            bases, norms, code, k)
     rows, scores, kept, scored = kernels.rescore_labels_batch(*args)
     twin = reference.rescore_labels_batch(*args)
     assert rows.shape == scores.shape == (len(queries), k) and rows.dtype == np.int64
     for got, want in zip((rows, kept, scored), (twin[0], twin[2], twin[3]), strict=True):
         np.testing.assert_array_equal(got, want)
     np.testing.assert_allclose(scores, twin[1], rtol=1e-5, atol=1e-4)
+    from_files = (*args[:5], offsets, fds, *args[7:])
+    for got, want in zip(kernels.rescore_labels_batch(*from_files), (rows, scores, kept, scored),
+                         strict=True):
+        np.testing.assert_array_equal(got, want)
+    # the twin scores a block of rows read from the files by BLAS: rows, kept and scored the
+    # same, scores within rounding
+    twin_files = reference.rescore_labels_batch(*from_files)
+    for i in (0, 2, 3):
+        np.testing.assert_array_equal(twin_files[i], twin[i])
+    np.testing.assert_allclose(twin_files[1], twin[1], rtol=1e-5, atol=1e-6)
+    for fd in fds.tolist():
+        os.close(fd)
     for q in range(len(queries)):
         found = labels[q][labels[q] >= 0]
         found = found[allow[found]] if filtered else found[label_rows[found] >= 0]

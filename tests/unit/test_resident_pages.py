@@ -102,3 +102,48 @@ def test_an_on_disk_index_reads_its_rows_without_mapping_them(tmp_path, monkeypa
     resident = _resident(snap.pages.mappings)
     # a mapped read of 40 random rows a query maps most of the vector column in 60 queries
     assert resident < vector_bytes // 10, f"{resident:,} bytes resident"
+
+
+def test_an_index_rescores_rows_read_from_the_files_of_any_table(tmp_path, monkeypatch) -> None:
+    """However small the table, an index's candidates are rescored with their float32 rows read
+    from the segments' files (``Snapshot.vector_files``): single queries and a batch answered
+    by the index leave none of the vectors mapped in the process, and find the rows and scores
+    that reads through the memory map find. (A scan maps the rows it scans: a filter this
+    table's planner scans is compared, not measured.)"""
+    rng = np.random.default_rng(3)
+    n = 12_000
+    tbl = vecstore.connect(tmp_path).create_table("t", dim=DIM)
+    x = rng.standard_normal((n, DIM)).astype(np.float32)
+    for start in range(0, n, 3_000):
+        tbl.add(pa.table({"id": [f"r{i}" for i in range(start, start + 3_000)],
+                          "bucket": np.arange(start, start + 3_000) % 10,
+                          "vector": pa.FixedSizeListArray.from_arrays(
+                              pa.array(x[start:start + 3_000].ravel()), DIM)}))
+    tbl.create_index()
+    queries = rng.standard_normal((40, DIM)).astype(np.float32)
+
+    def answers(table: vecstore.Table, filtered: bool = True) -> list[list[tuple[str, float]]]:
+        out = [[(h["id"], h["score"]) for h in table.search(q).limit(10).to_list()] for q in queries]
+        out += [[(h["id"], h["score"]) for h in hits]
+                for hits in table.search_batch(queries).limit(10).to_list()]
+        if filtered:
+            out += [[(h["id"], h["score"]) for h in
+                     table.search(q).where("bucket < 6").limit(10).to_list()] for q in queries]
+        return out
+
+    with monkeypatch.context() as m:  # the rows read through the memory map
+        m.setattr(vecstore.storage.snapshot.Snapshot, "vector_files", None)
+        mapped = answers(vecstore.connect(tmp_path).open_table("t"))
+    tbl = vecstore.connect(tmp_path).open_table("t")
+    snap = tbl._current()
+    assert not snap.pages.on_disk and snap.vector_files is not None
+    assert tbl.search(queries[0]).limit(10).explain().index  # answered by the index
+    read = answers(tbl)
+    _unmap_pages(snap.pages.mappings)
+    assert answers(tbl, filtered=False) == read[:2 * len(queries)]
+    vector_bytes = sum(v.nbytes for v in snap.vectors)
+    resident = _resident(snap.pages.mappings)
+    assert resident < vector_bytes // 10, f"{resident:,} of {vector_bytes:,} bytes resident"
+    assert [[i for i, _ in hits] for hits in read] == [[i for i, _ in hits] for hits in mapped]
+    np.testing.assert_allclose([s for hits in read for _, s in hits],
+                               [s for hits in mapped for _, s in hits], rtol=1e-6)

@@ -106,7 +106,8 @@ def test_a_batchs_rescoring_over_many_segments_is_each_querys_own(twins, rng) ->
     kern = loader.get("kernels", wait=True)
     rows, scores, kept, scored = kern.rescore_labels_batch(
         labels, np.arange(snap.physical_rows, dtype=np.int64), np.zeros(0, dtype=np.bool_), scoring,
-        norm2, snap.vector_addresses, snap.bases, snap.norms_all, METRICS.index(metric.value), 10)
+        norm2, snap.vector_addresses, np.zeros(0, dtype=np.int64), snap.bases, snap.norms_all,
+        METRICS.index(metric.value), 10)
     assert (kept == 40).all() and (scored == 40).all()
     for i, q in enumerate(queries):
         scorer = Scorer(snap, q)
@@ -114,5 +115,16 @@ def test_a_batchs_rescoring_over_many_segments_is_each_querys_own(twins, rng) ->
         np.testing.assert_array_equal(scoring[i], want_q)
         assert norm2[i] == scorer.q_norm2
         want_rows, want_scores = best_exact(scorer, np.sort(labels[i]), 10)
+        np.testing.assert_array_equal(rows[i], want_rows)
+        np.testing.assert_array_equal(scores[i], want_scores)
+    # an index's rescoring reads the rows from the segments' files: the same rows and scores
+    fds, offsets = snap.vector_files
+    from_files = kern.rescore_labels_batch(
+        labels, np.arange(snap.physical_rows, dtype=np.int64), np.zeros(0, dtype=np.bool_), scoring,
+        norm2, offsets, fds, snap.bases, snap.norms_all, METRICS.index(metric.value), 10)
+    for got, want in zip(from_files, (rows, scores, kept, scored), strict=True):
+        np.testing.assert_array_equal(got, want)
+    for i, q in enumerate(queries):
+        want_rows, want_scores = best_exact(Scorer(snap, q), np.sort(labels[i]), 10, from_files=True)
         np.testing.assert_array_equal(rows[i], want_rows)
         np.testing.assert_array_equal(scores[i], want_scores)

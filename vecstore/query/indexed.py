@@ -282,21 +282,23 @@ def search_index_quick(snap: Snapshot, view: IndexView, query: F32, k: int, over
     return rows, scores, plan
 
 
-def _rescored_quick(snap: Snapshot, view: IndexView, rescoring: tuple[Any, int, I64],
+def _rescored_quick(snap: Snapshot, view: IndexView, rescoring: tuple[Any, int, I64, I64],
                     att: IndexAttempt, used_oversample: int, k: int, units: F32,
                     norm2: npt.NDArray[np.float64], labels: I64, seconds: float
                     ) -> tuple[I64, F32, Callable[[], Plan]] | None:
     """:func:`search_index_quick`'s answer from an index whose candidates are rescored: what
     :func:`search_index` finds from the same search (None where it would widen the search, or
     fall back to the scan)."""
-    kern, metric, addresses = rescoring
+    kern, metric, where, fds = rescoring
     t = time.perf_counter()
     rows, scores, kept, scored = kern.rescore_labels_batch(
-        labels, view.label_rows, NO_ALLOW, units, norm2, addresses, snap.bases, snap.norms_all,
+        labels, view.label_rows, NO_ALLOW, units, norm2, where, fds, snap.bases, snap.norms_all,
         metric, k)
     rescore_seconds = time.perf_counter() - t
     count = len(view.label_rows)
     n_kept, n_scored = int(kept[0]), int(scored[0])
+    if n_scored < 0:
+        raise snap.vectors_unreadable()
     found = min(k, n_scored)
     if found < min(k, snap.num_rows) or (n_kept < att.n_cand and att.want < count):
         return None
@@ -409,10 +411,12 @@ def search_index_batch(snap: Snapshot, view: IndexView, req: SearchRequest, vect
         # search_index would rescore it alone: the same candidates, the same arithmetic
         assert rescoring is not None
         t = time.perf_counter()
-        kern, metric, addresses = rescoring
+        kern, metric, where, fds = rescoring
         rows, exact, kept, scored = kern.rescore_labels_batch(
             labels, view.label_rows, allow if allow is not None else NO_ALLOW, units, norm2,
-            addresses, snap.bases, snap.norms_all, metric, k)
+            where, fds, snap.bases, snap.norms_all, metric, k)
+        if bool((scored < 0).any()):
+            raise snap.vectors_unreadable()
         rescore_seconds = (time.perf_counter() - t) / len(units)
         found = np.minimum(scored, k)
         # a post-filtered search that kept fewer than n_cand labels is widened by search_index
@@ -451,21 +455,33 @@ NO_ALLOW = np.zeros(0, dtype=np.bool_)
 """The rescoring kernel's ``allow`` when every live label is allowed (it then reads the labels'
 rows)."""
 
+IN_MEMORY = np.zeros(0, dtype=np.int64)
+"""The rescoring kernel's ``fds`` when it reads the rows through memory at their addresses."""
+
 
 def _batch_rescoring(snap: Snapshot, view: IndexView, wait: bool = True
-                     ) -> tuple[Any, int, I64] | None:
-    """The kernel module, metric code and segment addresses with which
-    :func:`search_index_batch` rescores a part's candidates in one call
-    (``rescore_labels_batch``), or None where a query's own rescoring is not that arithmetic:
-    an index rescored int8 first, a multi-vector table, or vectors not one float32 array per
-    segment in memory (read from disk). ``wait``: for the Numba kernels (a batch; one query
-    takes the NumPy twins until they are loaded, as its own rescoring does)."""
-    addresses = snap.vector_addresses
+                     ) -> tuple[Any, int, I64, I64] | None:
+    """The kernel module, metric code and where the segments' vectors are (their files'
+    descriptors and offsets: an index's candidates are rescored with rows read by ``pread``,
+    so that a serving process keeps in memory what its index needs and not the vectors file,
+    :attr:`~.Snapshot.vector_files`) with which :func:`search_index_batch` and
+    :func:`search_index_quick` rescore candidates in one call (``rescore_labels_batch``); or
+    None where a query's own rescoring is not that arithmetic: an index rescored int8 first, a
+    multi-vector table, or vectors not one float32 array per segment. ``wait``: for the Numba
+    kernels (a batch; one query takes the NumPy twins until they are loaded, as its own
+    rescoring does)."""
     if (view.kind in BINARY_KINDS or view.index.int8_first or snap.manifest.config.multi
-            or addresses is None or snap.pages.on_disk or not snap.segments):
+            or snap.vector_addresses is None or not snap.segments):
         return None
+    files = snap.vector_files
+    if files is not None:
+        fds, where = files
+    elif snap.pages.on_disk:
+        return None
+    else:  # vectors in memory (not in a mapped file)
+        fds, where = IN_MEMORY, snap.vector_addresses
     return (loader.get("kernels", wait=wait), METRICS.index(snap.manifest.config.metric.value),
-            addresses)
+            where, fds)
 
 
 def search_index(snap: Snapshot, view: IndexView, req: SearchRequest, settings: PlannerSettings,
@@ -605,6 +621,6 @@ def _rescore(scorer: Any, rows: I64, k: int, int8_first: bool,
         stages.append(Stage("int8 rescore", rows.size, keep.size, time.perf_counter() - t))
         rows = keep
     t = time.perf_counter()
-    found, scores = rescore_exact(scorer, rows, k)
+    found, scores = rescore_exact(scorer, rows, k, from_files=True)
     stages.append(Stage("float32 rescore", rows.size, found.size, time.perf_counter() - t))
     return found, scores

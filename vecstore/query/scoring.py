@@ -132,17 +132,24 @@ class Scorer:
             return (2.0 * dots - norms * norms - self.q_norm2).astype(np.float32)
         return dots
 
-    def exact_rows(self, rows: I64) -> F32:
+    def exact_rows(self, rows: I64, from_files: bool = False) -> F32:
         """Exact float32 scores of global ``rows`` (any order), in that order: one row-gather
-        kernel call over every segment (their vectors stay where they are, memory-mapped), the
-        metric's arithmetic once over all of them. Scores agree with :meth:`exact`'s up to
-        float32 rounding (the kernels add in their own order); exact search (``.exact()``)
-        keeps :meth:`exact`."""
+        kernel call over every segment (their vectors stay where they are, memory-mapped; with
+        ``from_files``, an index's few candidates, read from the segments' files with
+        ``pread``: :attr:`~.Snapshot.vector_files`), the metric's arithmetic once over all of
+        them. Scores agree with :meth:`exact`'s up to float32 rounding (the kernels add in their
+        own order), and bit for bit between the two reads; exact search (``.exact()``) keeps
+        :meth:`exact`."""
         snap = self.snap
         q = self.q_unit if self.metric is Metric.COSINE else self.q_raw
         kern = kernels()
         addresses = snap.vector_addresses
-        if addresses is not None and not snap.pages.on_disk:
+        files = snap.vector_files if from_files and addresses is not None else None
+        if files is not None:
+            dots = np.empty(rows.size, dtype=np.float32)
+            if kern.float_scores_rows_files(files[0], files[1], snap.bases, rows, q, dots) < rows.size:
+                raise snap.vectors_unreadable()
+        elif addresses is not None and not snap.pages.on_disk:
             dots = kern.float_scores_rows_segments(addresses, snap.bases, rows, q)
         else:  # a segment's vectors not one C-contiguous float32 array, or read from disk
 
@@ -273,18 +280,20 @@ def exact_top(scorer: Any, parts: Parts, k: int) -> tuple[I64, F32, int]:
     return rows[order], scores[order], scanned
 
 
-def best_exact(scorer: Any, rows: I64, k: int) -> tuple[I64, F32]:
+def best_exact(scorer: Any, rows: I64, k: int, from_files: bool = False) -> tuple[I64, F32]:
     """The ``k`` best of sorted global ``rows`` by exact score (ties: lower row first): one
     score array over every segment for a plain query (one segment or many: the same path, so
-    that a table's segment count does not change its cost), segment by segment otherwise."""
+    that a table's segment count does not change its cost; ``from_files``: see
+    :meth:`Scorer.exact_rows`), segment by segment otherwise."""
     if isinstance(scorer, Scorer) and scorer.col is None and scorer.snap.segments:
-        scores = scorer.exact_rows(rows)
+        scores = scorer.exact_rows(rows, from_files)
         order = top_k(scores, k)
         return rows[order], scores[order]
     found, scores, _ = exact_top(scorer, segment_parts(scorer.snap, rows), k)
     return found, scores
 
 
-def rescore_exact(scorer: Any, rows: I64, k: int) -> tuple[I64, F32]:
-    """The ``k`` best of global ``rows`` by exact score."""
-    return best_exact(scorer, np.sort(rows), k)
+def rescore_exact(scorer: Any, rows: I64, k: int, from_files: bool = False) -> tuple[I64, F32]:
+    """The ``k`` best of global ``rows`` by exact score (``from_files``: an index's candidates,
+    see :meth:`Scorer.exact_rows`)."""
+    return best_exact(scorer, np.sort(rows), k, from_files)

@@ -14,7 +14,10 @@ So a table whose segment files add up to more than :data:`ON_DISK_BYTES` is *on 
 rescoring stages read its int8 codes and float32 vectors with ``preadv`` into small arrays
 (:meth:`RowReader.gather`), a run of consecutive rows in one call. The bytes come from the
 kernel's page cache (shared and reclaimable) or the disk; nothing of them stays mapped. Nor is
-such a table's column copied whole into memory (:attr:`RowReader.on_disk`).
+such a table's column copied whole into memory (:attr:`RowReader.on_disk`). On every table,
+whatever its size, an index's candidates (the 10-20 rows a query rescores) are read from the
+files with ``pread`` (:meth:`RowReader.files_of`, ``Snapshot.vector_files``): a serving
+process keeps its index in memory and not the vectors it rescores with.
 
 The file read is the one that was verified when the segment was opened: it is reopened by path
 inside the table's directory (no links followed) and must be the same inode, or the read is
@@ -26,6 +29,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -103,6 +107,22 @@ class RowReader:
                                     f"while reading row {int(rows[read])} (bytes "
                                     f"{base + int(rows[read]) * row_bytes}..)")
         return out
+
+    def files_of(self, arrays: Sequence[npt.NDArray[np.generic]]
+                 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
+        """For C-contiguous ``arrays`` each in one of the mapped files: the descriptor of its
+        file and the file offset of its first byte, one of each per array, for a kernel that
+        reads their rows with ``pread`` (``float_scores_rows_files``); None when one lies
+        elsewhere (a copy in memory)."""
+        fds, offsets = [], []
+        for array in arrays:
+            found = next(((m, off) for m in self.mappings
+                          if (off := m.offset_of(array)) is not None), None)
+            if found is None or not array.flags.c_contiguous:
+                return None
+            fds.append(self._fd(found[0]))
+            offsets.append(found[1])
+        return np.array(fds, dtype=np.int64), np.array(offsets, dtype=np.int64)
 
     def _fd(self, mapping: FileMapping) -> int:
         fd = self._fds.get(mapping.address)

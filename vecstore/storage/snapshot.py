@@ -178,6 +178,26 @@ class Snapshot:
         return np.array([v.ctypes.data for v in vectors], dtype=np.int64)
 
     @functools.cached_property
+    def vector_files(self) -> tuple[I64, I64] | None:
+        """Where each segment's float32 vectors lie in its file: ``(descriptors, offsets)``, for
+        the kernels that read the rows an index's candidates rescore with ``pread``
+        (``float_scores_rows_files``), so that those reads leave nothing mapped in the process
+        (:mod:`.pages`: a read through the map maps whole folios of the file, and a serving
+        process's RSS grew by the whole vectors file). None when some segment's vectors are
+        not one C-contiguous ``float32[rows, dim]`` array in a mapped file."""
+        if self.vector_addresses is None:
+            return None
+        return self.pages.files_of(self.vectors)
+
+    def vectors_unreadable(self) -> CorruptStoreError:
+        """The error when a row's vector could not be read from its segment's file (shorter
+        than its manifest says, or unreadable)."""
+        files = ", ".join(str(m.table_dir / m.path) for m in self.pages.mappings)
+        return CorruptStoreError(f"a float32 vector could not be read whole from the segment files "
+                                 f"of version {self.version} ({files}): a file was truncated or "
+                                 f"is unreadable; `vecstore check` reports which")
+
+    @functools.cached_property
     def norms(self) -> list[npt.NDArray[np.float32]]:
         return [s.norms() for s in self.segments]
 
