@@ -903,7 +903,9 @@ def float_scores_rows_files(
     where[0] = block.ctypes.data
     out[:] = float_scores_rows_segments(where, np.array([0, n], dtype=np.int64),
                                         np.arange(n, dtype=np.int64), query)
-    return n
+    # ``block`` used after the call, so that it is freed after it (the call reads it through
+    # its address; see rescore_labels_batch)
+    return block.shape[0]
 
 
 @njit(cache=True, nogil=True)
@@ -1139,6 +1141,7 @@ def rescore_labels_batch(
     from_files = fds.shape[0] > 0
     block_at = np.empty(1, dtype=np.int64)  # where a query's rows read from the files lie
     block_bases = np.zeros(2, dtype=np.int64)
+    no_block = np.empty((0, queries.shape[1]), dtype=np.float32)
     for q in range(m):
         n = 0
         for j in range(width):
@@ -1158,6 +1161,7 @@ def rescore_labels_batch(
         # one call of the scoring kernel for both sources: rows read from the files are scored
         # by the same instructions as rows read from memory (bit for bit)
         src, src_bases, src_rows = addresses, bases, rows
+        block = no_block
         if from_files:
             block, read = _read_segment_rows(fds, addresses, bases, rows, queries.shape[1])
             if read < rows.shape[0]:
@@ -1167,6 +1171,11 @@ def rescore_labels_batch(
             block_bases[1] = rows.shape[0]
             src, src_bases, src_rows = block_at, block_bases, np.arange(rows.shape[0])
         dots = float_scores_rows_segments(src, src_bases, src_rows, queries[q])
+        if block.shape[0] != (rows.shape[0] if from_files else 0):
+            # never true: ``block`` used after the call, so that it is freed after it (Numba
+            # frees an array after its last use, and the call reads it through its address:
+            # freed before, another thread's allocation overwrote the rows)
+            raise AssertionError("rows read")
         exact = np.empty(rows.shape[0], dtype=np.float32)
         for i in range(rows.shape[0]):
             if metric == 0:

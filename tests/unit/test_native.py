@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -622,6 +623,40 @@ def test_float_scores_rows_segments_agree(dim: int, sizes: tuple[int, ...], sort
     terms = every[rows].astype(np.float64) * query
     assert_scores_close(got, want, terms)
     assert_scores_close(got, reference.float_scores_rows(every, rows, query), terms)
+
+
+def test_rows_read_from_files_survive_threads_rescoring_at_once(tmp_path: Path) -> None:
+    """Two threads rescoring from the files at once find what one thread finds: the rows a
+    query read stay its own until they are scored (an array freed before the scoring read it
+    through its address was overwritten by the other thread's next allocation)."""
+    rng = np.random.default_rng(37)
+    dim, sizes = 64, (500, 700)
+    bases = _segment_bases(sizes)
+    segments = [rng.standard_normal((size, dim)).astype(np.float32) for size in sizes]
+    fds, offsets = segment_files(tmp_path, segments)
+    n = int(bases[-1])
+    norms = np.linalg.norm(np.concatenate(segments), axis=1).astype(np.float32)
+    labels = rng.integers(0, n, size=(8, 40)).astype(np.int64)
+    queries = rng.standard_normal((8, dim)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    args = (labels, np.arange(n, dtype=np.int64), np.zeros(0, dtype=np.bool_), queries,
+            np.ones(8), offsets, fds, bases, norms, 0, 10)
+    want = kernels.rescore_labels_batch(*args)
+    failures: list[int] = []
+
+    def run() -> None:
+        for _ in range(600):
+            got = kernels.rescore_labels_batch(*args)
+            failures.append(int(not all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for fd in fds.tolist():
+        os.close(fd)
+    assert len(failures) == 1200 and sum(failures) == 0, f"{sum(failures)} of 1,200 calls differed"
 
 
 @pytest.mark.parametrize("dim", [1, 96, 384])

@@ -12,9 +12,11 @@ import sys
 import numpy as np
 import pyarrow as pa
 import pytest
+from vecstore._native import loader
 
 import vecstore
 from vecstore.errors import CorruptStoreError
+from vecstore.query.scoring import Scorer
 from vecstore.storage import pages
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
@@ -110,6 +112,7 @@ def test_an_index_rescores_rows_read_from_the_files_of_any_table(tmp_path, monke
     by the index leave none of the vectors mapped in the process, and find the rows and scores
     that reads through the memory map find. (A scan maps the rows it scans: a filter this
     table's planner scans is compared, not measured.)"""
+    loader.compile_all()  # the kernels answer every query (the twins round differently)
     rng = np.random.default_rng(3)
     n = 12_000
     tbl = vecstore.connect(tmp_path).create_table("t", dim=DIM)
@@ -147,3 +150,28 @@ def test_an_index_rescores_rows_read_from_the_files_of_any_table(tmp_path, monke
     assert [[i for i, _ in hits] for hits in read] == [[i for i, _ in hits] for hits in mapped]
     np.testing.assert_allclose([s for hits in read for _, s in hits],
                                [s for hits in mapped for _, s in hits], rtol=1e-6)
+
+
+def test_a_vector_the_file_no_longer_holds_is_a_corrupt_store_error(tmp_path) -> None:
+    """Where a rescored row cannot be read whole from its file (here: each segment's vectors
+    pointed at an empty file), single and batch queries raise CorruptStoreError rather than
+    answer from what was read, as does the rescoring of a filtered query through the index
+    (``exact_rows(from_files=True)``; this table's planner scans its filters)."""
+    rng = np.random.default_rng(4)
+    tbl = _table(tmp_path / "store", 4_000, rng)
+    tbl.create_index()
+    snap = tbl._current()
+    fds, offsets = snap.vector_files
+    empty = tmp_path / "empty.bin"
+    empty.write_bytes(b"")
+    fd = os.open(empty, os.O_RDONLY)
+    try:
+        snap.__dict__["vector_files"] = (np.full(fds.size, fd, dtype=np.int64), offsets)
+        q = rng.standard_normal(DIM).astype(np.float32)
+        for run in (lambda: tbl.search(q).limit(10).to_list(),
+                    lambda: Scorer(snap, q).exact_rows(np.arange(5, dtype=np.int64), from_files=True),
+                    lambda: tbl.search_batch(np.stack([q, q])).limit(10).to_list()):
+            with pytest.raises(CorruptStoreError, match="could not be read whole"):
+                run()
+    finally:
+        os.close(fd)
