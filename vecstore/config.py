@@ -286,6 +286,13 @@ class PlannerSettings:
             row exactly: a fraction of a millisecond, where the default oversample is a guess
             (on 1,000 random 384-d rows, 16 found 0.81 of the true top 10). 0: the defaults
             above apply.
+        mapped_rescore_bytes: a table whose float32 vectors take at most this many bytes
+            rescores an index's candidates with the rows read through the memory map; a larger
+            one reads them with ``pread``. 0 (every table reads them): a serving process keeps
+            its index in memory, not the vectors file, which mapped reads map into it a folio
+            at a time (64,000 384-d rows: 268 -> 174 MiB of RSS growth), at ~1 µs a row (10-20
+            rows a query: 0.86x the q/s of mapped reads unfiltered on those rows,
+            docs/benchmarks.md, "Hot path"). Raise it to trade that memory for that speed.
     """
 
     oversample: int = 16
@@ -296,6 +303,7 @@ class PlannerSettings:
     max_widenings: int = 3
     min_binary_dim: int = 64
     exact_scan_rows: int = 5_000
+    mapped_rescore_bytes: int = 0
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -15,6 +15,7 @@ import pytest
 from vecstore._native import loader
 
 import vecstore
+from vecstore import PlannerSettings
 from vecstore.errors import CorruptStoreError
 from vecstore.query.scoring import Scorer
 from vecstore.storage import pages
@@ -106,12 +107,13 @@ def test_an_on_disk_index_reads_its_rows_without_mapping_them(tmp_path, monkeypa
     assert resident < vector_bytes // 10, f"{resident:,} bytes resident"
 
 
-def test_an_index_rescores_rows_read_from_the_files_of_any_table(tmp_path, monkeypatch) -> None:
+def test_an_index_rescores_rows_read_from_the_files_of_any_table(tmp_path) -> None:
     """However small the table, an index's candidates are rescored with their float32 rows read
     from the segments' files (``Snapshot.vector_files``): single queries and a batch answered
     by the index leave none of the vectors mapped in the process, and find the rows and scores
-    that reads through the memory map find. (A scan maps the rows it scans: a filter this
-    table's planner scans is compared, not measured.)"""
+    that reads through the memory map find (``PlannerSettings.mapped_rescore_bytes``), which
+    map them. (A scan maps the rows it scans: a filter this table's planner scans is compared,
+    not measured.)"""
     loader.compile_all()  # the kernels answer every query (the twins round differently)
     rng = np.random.default_rng(3)
     n = 12_000
@@ -134,9 +136,15 @@ def test_an_index_rescores_rows_read_from_the_files_of_any_table(tmp_path, monke
                      table.search(q).where("bucket < 6").limit(10).to_list()] for q in queries]
         return out
 
-    with monkeypatch.context() as m:  # the rows read through the memory map
-        m.setattr(vecstore.storage.snapshot.Snapshot, "vector_files", None)
-        mapped = answers(vecstore.connect(tmp_path).open_table("t"))
+    # a table this small reads the rows through the memory map when told to
+    mapping = vecstore.connect(tmp_path, planner=PlannerSettings(mapped_rescore_bytes=n * DIM * 4))
+    mapped_tbl = mapping.open_table("t")
+    mapped_snap = mapped_tbl._current()
+    answers(mapped_tbl)
+    _unmap_pages(mapped_snap.pages.mappings)
+    mapped = answers(mapped_tbl)
+    vector_bytes = sum(v.nbytes for v in mapped_snap.vectors)
+    assert _resident(mapped_snap.pages.mappings) > vector_bytes // 2  # what the default avoids
     tbl = vecstore.connect(tmp_path).open_table("t")
     snap = tbl._current()
     assert not snap.pages.on_disk and snap.vector_files is not None
@@ -144,7 +152,6 @@ def test_an_index_rescores_rows_read_from_the_files_of_any_table(tmp_path, monke
     read = answers(tbl)
     _unmap_pages(snap.pages.mappings)
     assert answers(tbl, filtered=False) == read[:2 * len(queries)]
-    vector_bytes = sum(v.nbytes for v in snap.vectors)
     resident = _resident(snap.pages.mappings)
     assert resident < vector_bytes // 10, f"{resident:,} of {vector_bytes:,} bytes resident"
     assert [[i for i, _ in hits] for hits in read] == [[i for i, _ in hits] for hits in mapped]

@@ -247,7 +247,7 @@ def search_index_quick(snap: Snapshot, view: IndexView, query: F32, k: int, over
     :func:`search_index` rescores them), the plan described only when asked for. None when
     the index came back short, or would be widened (the caller runs :func:`search_index`),
     or where its candidates are rescored otherwise (int8 first, or vectors read from disk)."""
-    rescoring = None if view.index.exact_scores else _batch_rescoring(snap, view, wait=False)
+    rescoring = None if view.index.exact_scores else _batch_rescoring(snap, view, settings, wait=False)
     if rescoring is None and not view.index.exact_scores:
         return None
     att, used_oversample = _quick_attempt(snap, view, query, k, oversample, settings)
@@ -358,7 +358,7 @@ def search_index_batch(snap: Snapshot, view: IndexView, req: SearchRequest, vect
             and not (search_allow is not None and index.filter_holds_gil)):
         parts = min(n_queries, threads * BATCH_PARTS_PER_THREAD)
     answering = index.exact_scores and not fm.fresh.size
-    rescoring = None if answering or fm.fresh.size else _batch_rescoring(snap, view)
+    rescoring = None if answering or fm.fresh.size else _batch_rescoring(snap, view, settings)
     k = req.k
     need = min(k, n_match)
     name = f"{view.kind} filtered ef={att.effort}" if att.filter_inside else f"{view.kind} ef={att.effort}"
@@ -459,12 +459,19 @@ IN_MEMORY = np.zeros(0, dtype=np.int64)
 """The rescoring kernel's ``fds`` when it reads the rows through memory at their addresses."""
 
 
-def _batch_rescoring(snap: Snapshot, view: IndexView, wait: bool = True
+def rescores_from_files(snap: Snapshot, settings: PlannerSettings) -> bool:
+    """Whether an index's candidates are rescored with their float32 rows read by ``pread``
+    (:attr:`~.Snapshot.vector_files`), not through the memory map: where the table's vectors
+    take more than ``settings.mapped_rescore_bytes`` (every table, by default)."""
+    return snap.physical_rows * snap.manifest.config.dim * 4 > settings.mapped_rescore_bytes
+
+
+def _batch_rescoring(snap: Snapshot, view: IndexView, settings: PlannerSettings, wait: bool = True
                      ) -> tuple[Any, int, I64, I64] | None:
     """The kernel module, metric code and where the segments' vectors are (their files'
-    descriptors and offsets: an index's candidates are rescored with rows read by ``pread``,
-    so that a serving process keeps in memory what its index needs and not the vectors file,
-    :attr:`~.Snapshot.vector_files`) with which :func:`search_index_batch` and
+    descriptors and offsets where :func:`rescores_from_files`: rows read by ``pread``, so that
+    a serving process keeps in memory what its index needs and not the vectors file; else
+    their addresses) with which :func:`search_index_batch` and
     :func:`search_index_quick` rescore candidates in one call (``rescore_labels_batch``); or
     None where a query's own rescoring is not that arithmetic: an index rescored int8 first, a
     multi-vector table, or vectors not one float32 array per segment. ``wait``: for the Numba
@@ -473,12 +480,12 @@ def _batch_rescoring(snap: Snapshot, view: IndexView, wait: bool = True
     if (view.kind in BINARY_KINDS or view.index.int8_first or snap.manifest.config.multi
             or snap.vector_addresses is None or not snap.segments):
         return None
-    files = snap.vector_files
+    files = snap.vector_files if rescores_from_files(snap, settings) else None
     if files is not None:
         fds, where = files
     elif snap.pages.on_disk:
         return None
-    else:  # vectors in memory (not in a mapped file)
+    else:  # read through the map, or vectors in memory (not in a mapped file)
         fds, where = IN_MEMORY, snap.vector_addresses
     return (loader.get("kernels", wait=wait), METRICS.index(snap.manifest.config.metric.value),
             where, fds)
@@ -527,7 +534,8 @@ def search_index(snap: Snapshot, view: IndexView, req: SearchRequest, settings: 
         found, scores = cand[order], cand_scores[order]
     else:
         found, scores = _rescore(make_scorer(snap, req.query, req.combine), cand, k,
-                                 view.kind in BINARY_KINDS or view.index.int8_first, stages)
+                                 view.kind in BINARY_KINDS or view.index.int8_first, stages,
+                                 rescores_from_files(snap, settings))
     if fresh.size:
         fresh_req = SearchRequest(query=req.query, k=k, oversample=req.oversample,
                                   oversample_set=req.oversample_set, exact=False, rows=fresh,
@@ -610,8 +618,8 @@ def _found(labels: I64, scores: F32) -> tuple[I64, F32]:
     return labels, scores
 
 
-def _rescore(scorer: Any, rows: I64, k: int, int8_first: bool,
-             stages: list[Stage]) -> tuple[I64, F32]:
+def _rescore(scorer: Any, rows: I64, k: int, int8_first: bool, stages: list[Stage],
+             from_files: bool) -> tuple[I64, F32]:
     if rows.size == 0:
         return np.empty(0, np.int64), np.empty(0, np.float32)
     rows = np.unique(rows)
@@ -621,6 +629,6 @@ def _rescore(scorer: Any, rows: I64, k: int, int8_first: bool,
         stages.append(Stage("int8 rescore", rows.size, keep.size, time.perf_counter() - t))
         rows = keep
     t = time.perf_counter()
-    found, scores = rescore_exact(scorer, rows, k, from_files=True)
+    found, scores = rescore_exact(scorer, rows, k, from_files)
     stages.append(Stage("float32 rescore", rows.size, found.size, time.perf_counter() - t))
     return found, scores
