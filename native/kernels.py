@@ -1121,9 +1121,9 @@ def rescore_labels_batch(
     labels ``labels[q]`` (-1: none) are kept where ``allow[label]`` (which flags only labels
     whose row is not -1; with an empty ``allow``: where ``label_rows[label] >= 0``), mapped to
     global rows by ``label_rows``, deduplicated and sorted, scored by
-    :func:`float_scores_rows_segments` with ``queries[q]`` (with ``fds`` not empty, by
-    :func:`float_scores_rows_files`, ``addresses`` being the segments' offsets in those files)
-    and turned into the metric's score
+    :func:`float_scores_rows_segments` with ``queries[q]`` (with ``fds`` not empty, the rows
+    first read from the files open as ``fds``, ``addresses`` being the segments' offsets in
+    them, as :func:`float_scores_rows_files` reads them) and turned into the metric's score
     (``metric`` as in ``reference.METRICS``: cosine divides by the row's norm floored at
     ``MIN_NORM``, the query being unit length; dot keeps the inner product; l2 is ``2 dot -
     norm^2 - q_norm2[q]``, in float32), and the ``k`` best kept in :func:`topk_scores`'s order.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 import sys
 
@@ -182,3 +183,21 @@ def test_a_vector_the_file_no_longer_holds_is_a_corrupt_store_error(tmp_path) ->
                 run()
     finally:
         os.close(fd)
+
+
+def test_out_of_descriptors_the_rows_are_read_through_the_map(tmp_path, monkeypatch) -> None:
+    """A process out of file descriptors (a descriptor per segment file is opened for the
+    reads) still answers: its index rescores through the memory map, the same rows."""
+    rng = np.random.default_rng(5)
+    tbl = _table(tmp_path, 4_000, rng)
+    tbl.create_index()
+    q = rng.standard_normal(DIM).astype(np.float32)
+    want = [h["id"] for h in tbl.search(q).limit(10).to_list()]
+
+    def out_of_descriptors(*args, **kwargs):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(pages, "open_in_table", out_of_descriptors)
+    fresh = vecstore.connect(tmp_path).open_table("t")
+    assert [h["id"] for h in fresh.search(q).limit(10).to_list()] == want
+    assert fresh._current().vector_files is None

@@ -7,6 +7,7 @@ segment 1's, and so on (deleted rows keep their position, they are just not live
 from __future__ import annotations
 
 import bisect
+import errno
 import functools
 from collections.abc import Sequence
 from pathlib import Path
@@ -184,10 +185,17 @@ class Snapshot:
         (``float_scores_rows_files``), so that those reads leave nothing mapped in the process
         (:mod:`.pages`: a read through the map maps whole folios of the file, and a serving
         process's RSS grew by the whole vectors file). None when some segment's vectors are
-        not one C-contiguous ``float32[rows, dim]`` array in a mapped file."""
+        not one C-contiguous ``float32[rows, dim]`` array in a mapped file, or when the process
+        is out of file descriptors (a descriptor a segment: the rows are then read through the
+        map)."""
         if self.vector_addresses is None:
             return None
-        return self.pages.files_of(self.vectors)
+        try:
+            return self.pages.files_of(self.vectors)
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                return None
+            raise
 
     def vectors_unreadable(self) -> CorruptStoreError:
         """The error when a row's vector could not be read from its segment's file (shorter
