@@ -6,6 +6,7 @@ segment 1's, and so on (deleted rows keep their position, they are just not live
 
 from __future__ import annotations
 
+import array
 import bisect
 import errno
 import functools
@@ -623,7 +624,16 @@ class _Lists(_Gather):
     """Lists (``list<...>`` or ``large_list<...>``): by global row, the range of the row's
     values among every segment's list values (``starts``, ``ends``), and those values read by
     the gatherer of their own type, for all the hits' lists in one call (an Arrow ``as_py`` per
-    hit costs several microseconds a list)."""
+    hit costs several microseconds a list).
+
+    Lists of strings drawn from a few distinct values (tags, topics, places) are coded once a
+    column has been read :data:`CODE_AFTER_TAKES` times (a first query pays nothing): each
+    value's position among the distinct strings (``codes``, 4 bytes a value) and those strings
+    as Python objects (``words``), so that a hit's list is a few lookups (ten rows of Reuters'
+    ``topics``: ~15 -> ~4 µs)."""
+
+    CODE_AFTER_TAKES = 32
+    DISTINCT_SHARE = 0.25  # coded when the distinct strings are at most this share of the values
 
     def __init__(self, arrays: list[pa.Array], type_: pa.DataType) -> None:
         children = [a.values for a in arrays]  # offsets below index into the unsliced values
@@ -640,15 +650,46 @@ class _Lists(_Gather):
         nulls = any(a.null_count for a in arrays)
         self.valid = np.concatenate([to_numpy(a.is_valid()) for a in arrays]) if nulls else None
         self.values = _gather_of(children, type_.value_type)
+        self._uncoded: list[pa.Array] | None = children if pa.types.is_string(type_.value_type) else None
+        self._takes = 0
+        self._codes: array.array[int] | None = None
+        self._words: list[str | None] | None = None
 
     SMALL = 64  # up to this many rows plain Python lays the ranges out faster than NumPy's calls
 
+    def _code(self) -> None:
+        """Code the values (see the class docstring), or give up where they are too varied."""
+        children, self._uncoded = self._uncoded, None
+        if children is None:  # another thread is coding them
+            return
+        values = pa.chunked_array(children, type=pa.string())
+        distinct = pc.unique(values)
+        if len(distinct) > self.DISTINCT_SHARE * len(values):
+            return
+        at = pc.index_in(values, value_set=distinct)  # a null value finds the null among them
+        if at.null_count:
+            return
+        codes = array.array("i")
+        for chunk in at.chunks:
+            codes.frombytes(np.ascontiguousarray(to_numpy(chunk), dtype=np.int32).tobytes())
+        self._codes = codes
+        self._words = distinct.to_pylist()
+
     def take(self, rows: I64) -> list[Any]:
-        if rows.size <= self.SMALL:
+        if self._uncoded is not None:
+            self._takes += 1
+            if self._takes >= self.CODE_AFTER_TAKES:
+                self._code()
+        words, codes = self._words, self._codes
+        if words is not None and codes is not None and rows.size <= self.SMALL:
+            out: list[Any] = [[words[c] for c in codes[a:b]]
+                              for a, b in zip(self.starts[rows].tolist(), self.ends[rows].tolist(),
+                                              strict=True)]
+        elif rows.size <= self.SMALL:
             starts, ends = self.starts[rows].tolist(), self.ends[rows].tolist()
             flat = self.values.take(np.array([x for a, b in zip(starts, ends, strict=True)
                                               for x in range(a, b)], dtype=np.int64))
-            out: list[Any] = []
+            out = []
             at = 0
             for a, b in zip(starts, ends, strict=True):
                 out.append(flat[at:at + b - a])
