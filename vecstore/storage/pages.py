@@ -86,9 +86,8 @@ class RowReader:
         """``array[rows]`` for a C-contiguous array of one of the mapped files, read from the
         file (``rows`` ascending reads runs of consecutive rows in one call each); an array that
         is not in a mapped file is indexed in memory."""
-        found = next(((m, off) for m in self.mappings
-                      if (off := m.offset_of(array)) is not None), None)
-        if found is None or not array.flags.c_contiguous:
+        found = self._located(array)
+        if found is None:
             return array[rows]
         mapping, base = found
         out = np.empty((rows.size, *array.shape[1:]), dtype=array.dtype)
@@ -116,13 +115,19 @@ class RowReader:
         elsewhere (a copy in memory)."""
         fds, offsets = [], []
         for array in arrays:
-            found = next(((m, off) for m in self.mappings
-                          if (off := m.offset_of(array)) is not None), None)
-            if found is None or not array.flags.c_contiguous:
+            found = self._located(array)
+            if found is None:
                 return None
             fds.append(self._fd(found[0]))
             offsets.append(found[1])
         return np.array(fds, dtype=np.int64), np.array(offsets, dtype=np.int64)
+
+    def _located(self, array: npt.NDArray[np.generic]) -> tuple[FileMapping, int] | None:
+        """The mapping a C-contiguous ``array`` lies in and the file offset of its first byte;
+        None for an array elsewhere (a copy in memory) or not C-contiguous."""
+        if not array.flags.c_contiguous:
+            return None
+        return next(((m, off) for m in self.mappings if (off := m.offset_of(array)) is not None), None)
 
     def _fd(self, mapping: FileMapping) -> int:
         fd = self._fds.get(mapping.address)
